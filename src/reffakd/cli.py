@@ -1,0 +1,235 @@
+"""``reffakd`` command line: a thin layer over ``reffakd.pipeline``.
+
+User mistakes (``ReffAKDError``) print one line and exit 1; argparse's own errors exit 2.
+Everything is validated before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import ReffAKDError
+
+RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
+
+
+def _milestones(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"milestones {text!r} must be comma-separated epochs, e.g. 60,120,160") from None
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
+    g.add_argument("--data-dir", help="folder holding the dataset files; else the Debian copy, else a download into the cache")
+    g.add_argument("--val-size", type=int, default=5000, help="validation images carved from the training set (default: 5000)")
+    g.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split (default: 0)")
+    g.add_argument("--no-download", action="store_true", help="never try the network")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_optim(p: argparse.ArgumentParser, prefix: str, epochs: int, what: str) -> None:
+    g = p.add_argument_group(f"{what} optimisation")
+    g.add_argument(f"--{prefix}epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
+    g.add_argument(f"--{prefix}batch-size", type=int, default=128)
+    g.add_argument(f"--{prefix}lr", type=float, default=0.1)
+    g.add_argument(f"--{prefix}momentum", type=float, default=0.9)
+    g.add_argument(f"--{prefix}weight-decay", type=float, default=5e-4)
+    g.add_argument(f"--{prefix}schedule", choices=["multistep", "cosine"], default="multistep")
+    g.add_argument(f"--{prefix}milestones", type=_milestones, default=None, help="LR milestones in epochs (default: 30/60/80%% of the epochs)")
+    g.add_argument(f"--{prefix}gamma", type=float, default=0.2, help="LR factor at each milestone (default: 0.2)")
+
+
+def _add_softlabels(p: argparse.ArgumentParser, ae_epochs: int) -> None:
+    g = p.add_argument_group("soft labels")
+    g.add_argument("--preset", choices=["calibrated", "paper"], default="calibrated",
+                   help="calibrated: tau solved for the validated own-class probability (default); paper: the notebooks' boost and tau = 1")
+    g.add_argument("--boost", type=float, default=None, help="diagonal boost b (default: the notebook value for the dataset)")
+    cal = g.add_mutually_exclusive_group()
+    cal.add_argument("--soft-temperature", type=float, default=None, help="fixed softmax temperature tau of the soft labels")
+    cal.add_argument("--target-own-prob", type=float, default=None, help="solve tau so the mean own-class probability is this")
+    g.add_argument("--samples-per-class", type=int, default=None, help="similarity from k sampled images per class (notebooks: 40; default: all)")
+    g.add_argument("--augment-embeddings", action="store_true", help="embed augmented images, as the notebooks do")
+    _add_optim(p, "ae-", ae_epochs, "autoencoder")
+
+
+def _add_student(p: argparse.ArgumentParser, epochs: int) -> None:
+    g = p.add_argument_group("student")
+    g.add_argument("--model", default="lenet5", help="student architecture (default: lenet5)")
+    g.add_argument("--alpha", type=float, default=0.5, help="weight of the soft-target term, in [0, 1] (default: 0.5)")
+    g.add_argument("-T", "--temperature", type=float, default=4.0, help="distillation temperature > 0 (default: 4)")
+    g.add_argument("--seed", type=int, default=0)
+    _add_optim(p, "", epochs, "student")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reffakd", description="Knowledge distillation with autoencoder soft labels (ReffAKD).")
+    parser.add_argument("--version", action="version", version=f"reffakd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="the whole pipeline: soft labels, a CE baseline and a ReffAKD student, one summary")
+    p.add_argument("--out", required=True, help="new run folder")
+    _add_data(p)
+    _add_softlabels(p, RUN_AE_EPOCHS)
+    _add_student(p, RUN_EPOCHS)
+
+    p = sub.add_parser("softlabels", help="train the autoencoder and build soft labels, diagnostics and plots")
+    p.add_argument("--out", required=True, help="new output folder")
+    p.add_argument("--seed", type=int, default=0)
+    _add_data(p)
+    _add_softlabels(p, 10)
+
+    p = sub.add_parser("train", help="train one student")
+    p.add_argument("--out", required=True, help="new run folder")
+    p.add_argument("--method", choices=["ce", "reffakd"], default="ce")
+    p.add_argument("--soft-labels", help="soft_labels.safetensors made by `reffakd softlabels` (method reffakd)")
+    _add_data(p)
+    _add_student(p, 30)
+
+    p = sub.add_parser("evaluate", help="top-1/top-5 of a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by `reffakd train`")
+    p.add_argument("--split", choices=["test", "val"], default="test")
+    _add_data(p)
+    return parser
+
+
+def _optim(args: argparse.Namespace, prefix: str = ""):
+    from .engine import OptimConfig
+
+    a = lambda name: getattr(args, prefix + name)  # noqa: E731
+    cfg = OptimConfig(a("epochs"), a("batch_size"), a("lr"), a("momentum"), a("weight_decay"), a("schedule"), a("milestones"), a("gamma"))
+    cfg.validate()
+    return cfg
+
+
+def _data_cfg(args: argparse.Namespace):
+    from .pipeline import DataConfig
+
+    return DataConfig(args.dataset, args.data_dir, args.val_size, args.split_seed, not args.no_download)
+
+
+def _soft_cfg(args: argparse.Namespace):
+    from .softlabels import Calibration, SoftLabelConfig
+
+    cal = Calibration.preset(args.preset, args.dataset)
+    if args.boost is not None:
+        cal.diagonal_boost = args.boost
+    if args.soft_temperature is not None:
+        cal.temperature, cal.target_own_probability = args.soft_temperature, None
+    if args.target_own_prob is not None:
+        cal.temperature, cal.target_own_probability = None, args.target_own_prob
+    cal.validate()
+    if args.samples_per_class is not None and args.samples_per_class < 2:
+        raise ReffAKDError(f"--samples-per-class {args.samples_per_class} is out of range: it must be at least 2")
+    return SoftLabelConfig(cal, args.preset, _optim(args, "ae_"), args.samples_per_class, args.augment_embeddings, args.seed)
+
+
+def _student_cfg(args: argparse.Namespace, method: str):
+    from .models import available_models
+    from .pipeline import StudentConfig
+
+    if args.model not in available_models():
+        raise ReffAKDError(f"unknown model {args.model!r}; available: {', '.join(available_models())}")
+    cfg = StudentConfig(method, args.model, _optim(args), args.alpha, args.temperature, args.seed)
+    cfg.validate()
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from .pipeline import pick_device, run_pipeline
+    from .rundir import check_new_run_dir, staged_run_dir
+
+    soft_cfg = _soft_cfg(args)
+    students = {"ce": _student_cfg(args, "ce"), f"reffakd-{args.preset}": _student_cfg(args, "reffakd")}
+    device = pick_device(args.device)
+    check_new_run_dir(args.out)
+    from .pipeline import load_splits
+
+    splits = load_splits(_data_cfg(args))
+    with staged_run_dir(args.out) as run_dir:
+        run_pipeline(splits, soft_cfg, students, run_dir, device=device, progress=not args.no_progress)
+    print(f"run folder: {args.out}")
+
+
+def cmd_softlabels(args: argparse.Namespace) -> None:
+    from .pipeline import load_splits, pick_device
+    from .rundir import check_new_run_dir, staged_run_dir
+    from .softlabels import SOFT_LABELS_FILE, build_soft_labels
+
+    cfg = _soft_cfg(args)
+    device = pick_device(args.device)
+    check_new_run_dir(args.out)
+    splits = load_splits(_data_cfg(args))
+    with staged_run_dir(args.out) as out:
+        build_soft_labels(splits, cfg, out, device=device, progress=not args.no_progress)
+    print(f"soft labels: {Path(args.out) / SOFT_LABELS_FILE}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .pipeline import load_splits, pick_device, train_student
+    from .rundir import check_new_run_dir, staged_run_dir
+    from .softlabels import SoftLabels
+
+    cfg = _student_cfg(args, args.method)
+    soft = soft_cost = None
+    if args.method == "reffakd":
+        if not args.soft_labels:
+            raise ReffAKDError("--method reffakd needs --soft-labels PATH (made by `reffakd softlabels`)")
+        soft = SoftLabels.load(args.soft_labels)
+        cost_path = Path(args.soft_labels).with_name("soft_labels_cost.json")
+        soft_cost = json.loads(cost_path.read_text()) if cost_path.is_file() else None
+    elif args.soft_labels:
+        raise ReffAKDError(f"--soft-labels is used only by --method reffakd, not {args.method}")
+    device = pick_device(args.device)
+    check_new_run_dir(args.out)
+    splits = load_splits(_data_cfg(args))
+    if soft is not None:
+        soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
+    with staged_run_dir(args.out) as run_dir:
+        train_student(splits, cfg, run_dir, device=device, soft_labels=soft, soft_target_cost=soft_cost, progress=not args.no_progress)
+    print(f"run folder: {args.out}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .data import TensorBatches
+    from .engine import evaluate, load_model
+    from .pipeline import EVAL_BATCH_SIZE, load_splits, pick_device
+
+    device = pick_device(args.device)
+    model, meta = load_model(args.checkpoint)
+    splits = load_splits(_data_cfg(args))
+    if list(splits.class_names) != list(meta["class_names"]):
+        raise ReffAKDError(f"checkpoint {args.checkpoint} was trained on classes {meta['class_names'][:4]}..., not on {args.dataset}'s {list(splits.class_names)[:4]}...")
+    if [splits.in_channels, *splits.image_size] != [meta["in_channels"], *meta["image_size"]]:
+        raise ReffAKDError(f"checkpoint {args.checkpoint} expects {meta['in_channels']}x{meta['image_size'][0]}x{meta['image_size'][1]} inputs, the dataset gives {splits.in_channels}x{splits.image_size[0]}x{splits.image_size[1]}")
+    split = splits.test if args.split == "test" else splits.val
+    result = evaluate(model.to(device), TensorBatches(split, EVAL_BATCH_SIZE, normalize=(meta["mean"], meta["std"]), device=device))
+    print(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "epoch": meta.get("epoch"), **result}))
+
+
+COMMANDS = {"run": cmd_run, "softlabels": cmd_softlabels, "train": cmd_train, "evaluate": cmd_evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except ReffAKDError as exc:
+        print(f"reffakd: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("reffakd: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Optimiser and learning-rate schedule shared by the student and the autoencoder.
+
+The paper trains both with SGD (lr 0.1, momentum 0.9, wd 5e-4) for 200 epochs, LR x0.2 at epochs
+60/120/160. Shorter runs keep the same shape: by default the milestones sit at 30/60/80 % of the epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from ..errors import ReffAKDError
+
+SCHEDULES = ("multistep", "cosine")
+PAPER_MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "multistep"
+    milestones: tuple[int, ...] | None = None  # None: 30/60/80 % of the epochs, as 60/120/160 of 200
+    gamma: float = 0.2
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ReffAKDError(f"epochs {self.epochs} is out of range: it must be at least 1")
+        if self.batch_size < 1:
+            raise ReffAKDError(f"batch size {self.batch_size} is out of range: it must be at least 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ReffAKDError(f"learning rate {self.lr} is out of range: it must be > 0")
+        if not (0 <= self.momentum < 1):
+            raise ReffAKDError(f"momentum {self.momentum} is out of range: it must lie in [0, 1)")
+        if self.weight_decay < 0:
+            raise ReffAKDError(f"weight decay {self.weight_decay} is out of range: it must be >= 0")
+        if self.schedule not in SCHEDULES:
+            raise ReffAKDError(f"schedule {self.schedule!r} is unknown; allowed: {', '.join(SCHEDULES)}")
+        if self.milestones is not None and any(m < 1 or m > self.epochs for m in self.milestones):
+            raise ReffAKDError(f"milestones {list(self.milestones)} must be epochs between 1 and {self.epochs}")
+        if not (0 < self.gamma <= 1):
+            raise ReffAKDError(f"gamma {self.gamma} is out of range: it must lie in (0, 1]")
+
+    def resolved_milestones(self) -> list[int]:
+        if self.milestones is not None:
+            return sorted(self.milestones)
+        return sorted({max(1, round(f * self.epochs)) for f in PAPER_MILESTONE_FRACTIONS})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["milestones"] = self.resolved_milestones() if self.schedule == "multistep" else None
+        return d
+
+
+def build_optimizer(params: Any, cfg: OptimConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once per epoch."""
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.resolved_milestones(), gamma=cfg.gamma)

@@ -1,0 +1,8 @@
+"""Model stage: the autoencoder behind the soft labels and a registry of classifiers."""
+
+from . import lenet  # noqa: F401  (registers lenet5)
+from .autoencoder import ConvAutoencoder
+from .lenet import LeNet5
+from .registry import MODELS, available_models, create_model, register_model
+
+__all__ = ["ConvAutoencoder", "LeNet5", "MODELS", "available_models", "create_model", "register_model"]

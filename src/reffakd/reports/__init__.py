@@ -1,0 +1,6 @@
+"""Report stage: plots and tables."""
+
+from .plots import plot_reconstructions, plot_soft_labels, plot_training_curves
+from .tables import format_flops, markdown_table, summary_table
+
+__all__ = ["format_flops", "markdown_table", "plot_reconstructions", "plot_soft_labels", "plot_training_curves", "summary_table"]

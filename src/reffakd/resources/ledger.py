@@ -1,0 +1,41 @@
+"""Measure a stage: wall time, peak memory, and the FLOPs its caller adds up."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+import contextlib
+
+import torch
+
+from .memory import peak_memory_bytes, reset_peak_memory
+
+
+@dataclass
+class StageCost:
+    """What one stage (autoencoder training, embedding, student training...) cost."""
+
+    name: str
+    seconds: float = 0.0
+    flops: int = 0
+    peak_memory_bytes: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def measure(name: str, device: torch.device) -> Iterator[StageCost]:
+    """Time the block and record its peak memory; the block fills in ``flops`` and ``details``."""
+    cost = StageCost(name)
+    reset_peak_memory(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    yield cost
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    cost.seconds = time.perf_counter() - start
+    cost.peak_memory_bytes = peak_memory_bytes(device)

@@ -1,0 +1,27 @@
+"""Soft-label stage: autoencoder, embeddings, class similarity, calibration, the SoftLabels artifact."""
+
+from .artifact import SoftLabels
+from .autoencoder_training import embed, reconstruction_mse, train_autoencoder
+from .builder import SOFT_LABELS_FILE, SoftLabelConfig, build_soft_labels, soft_labels_from_similarity
+from .calibration import DEFAULT_TARGET_OWN_PROBABILITY, PRESETS, Calibration
+from .diagnostics import format_diagnostics, soft_label_diagnostics
+from .similarity import class_similarity, similarity_to_soft_labels, temperature_for_own_probability
+
+__all__ = [
+    "Calibration",
+    "DEFAULT_TARGET_OWN_PROBABILITY",
+    "PRESETS",
+    "SOFT_LABELS_FILE",
+    "SoftLabelConfig",
+    "SoftLabels",
+    "build_soft_labels",
+    "class_similarity",
+    "embed",
+    "format_diagnostics",
+    "reconstruction_mse",
+    "similarity_to_soft_labels",
+    "soft_label_diagnostics",
+    "soft_labels_from_similarity",
+    "temperature_for_own_probability",
+    "train_autoencoder",
+]

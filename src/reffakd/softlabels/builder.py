@@ -1,0 +1,155 @@
+"""Build soft labels end to end: train the autoencoder, embed, class similarity, calibrate, save.
+
+Every stage is measured (wall time, FLOPs, peak memory) so the cost of the soft targets can be set
+beside the cost of a teacher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .. import __version__
+from ..data import BatchAugment, DataSplits, TensorBatches
+from ..engine.checkpoint import save_checkpoint
+from ..engine.optim import OptimConfig
+from ..io import JsonlWriter, write_json, write_text_atomic
+from ..models.autoencoder import ConvAutoencoder
+from ..resources import count_flops, forward_flops, measure, parameter_count
+from ..seed import seed_everything
+from .artifact import SoftLabels
+from .autoencoder_training import embed, reconstruction_mse, train_autoencoder
+from .calibration import Calibration
+from .diagnostics import format_diagnostics, soft_label_diagnostics
+from .similarity import class_similarity
+
+SOFT_LABELS_FILE = "soft_labels.safetensors"
+
+
+@dataclass
+class SoftLabelConfig:
+    calibration: Calibration
+    preset: str = "calibrated"
+    autoencoder: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=10))
+    samples_per_class: int | None = None
+    augment_embeddings: bool = False
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "preset": self.preset,
+            "calibration": self.calibration.to_dict(),
+            "autoencoder": self.autoencoder.to_dict(),
+            "samples_per_class": self.samples_per_class,
+            "augment_embeddings": self.augment_embeddings,
+            "seed": self.seed,
+        }
+
+
+def similarity_flops(num_images: int, dim: int, num_classes: int) -> int:
+    """Normalising N vectors, summing them per class, and the C x C Gram matrix of class sums."""
+    return 3 * num_images * dim + num_images * dim + 2 * num_classes * num_classes * dim
+
+
+def build_soft_labels(
+    splits: DataSplits,
+    cfg: SoftLabelConfig,
+    out_dir: str | Path,
+    *,
+    device: torch.device,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[SoftLabels, dict[str, Any]]:
+    """Write ``soft_labels.safetensors`` (+ .json), the autoencoder and its log into ``out_dir``.
+
+    Returns the soft labels and a cost record with one entry per stage.
+    """
+    cfg.calibration.validate()
+    log(f"soft labels: autoencoder {cfg.autoencoder.epochs} epochs, preset {cfg.preset}, seed {cfg.seed}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    generator = seed_everything(cfg.seed)
+    c, (h, w) = splits.in_channels, splits.image_size
+    model = ConvAutoencoder(c, (h, w)).to(device)
+    ae_cfg = cfg.autoencoder
+    train_batches = TensorBatches(splits.train, ae_cfg.batch_size, shuffle=True, augment=BatchAugment(), generator=generator, device=device)
+    val_batches = TensorBatches(splits.val, 512, device=device)
+    step_flops = count_flops(lambda: torch.nn.functional.mse_loss(model(torch.zeros(2, c, h, w, device=device)), torch.zeros(2, c, h, w, device=device)).backward()) // 2
+    model.zero_grad(set_to_none=True)
+    fwd_flops = forward_flops(model, (c, h, w))
+    enc_flops = forward_flops(model, (c, h, w), forward=model.encode)
+
+    with measure("autoencoder_training", device) as ae_cost:
+        history = train_autoencoder(model, train_batches, ae_cfg, val_batches=val_batches, progress=progress, log=log)
+        ae_cost.flops = step_flops * len(splits.train) * ae_cfg.epochs + fwd_flops * len(splits.val) * ae_cfg.epochs
+        ae_cost.details = {"epochs": ae_cfg.epochs, "train_flops_per_image": step_flops, "forward_flops_per_image": fwd_flops}
+    history_log = JsonlWriter(out_dir / "autoencoder_metrics.jsonl")
+    for record in history:
+        history_log.write(record)
+
+    embed_augment = BatchAugment() if cfg.augment_embeddings else None
+    with measure("embedding", device) as emb_cost:
+        emb_batches = TensorBatches(splits.train, 512, augment=embed_augment, generator=generator, device=device)
+        embeddings, labels = embed(model, emb_batches)
+        emb_cost.flops = enc_flops * len(splits.train)
+        emb_cost.details = {"images": len(splits.train), "embedding_dim": model.embedding_dim, "encoder_flops_per_image": enc_flops}
+
+    with measure("similarity", device) as sim_cost:
+        similarity = class_similarity(embeddings, labels, splits.num_classes, cfg.samples_per_class, generator)
+        used = len(labels) if cfg.samples_per_class is None else cfg.samples_per_class * splits.num_classes
+        sim_cost.flops = similarity_flops(used, model.embedding_dim, splits.num_classes)
+        sim_cost.details = {"images": used}
+
+    soft = soft_labels_from_similarity(similarity, splits, cfg, extra={"autoencoder_val_mse": history[-1].get("val_mse")})
+    log(format_diagnostics(soft.metadata["diagnostics"]))
+
+    save_checkpoint(
+        out_dir / "autoencoder.safetensors",
+        model,
+        {"model": "autoencoder", "num_classes": splits.num_classes, "in_channels": c, "image_size": [h, w],
+         "class_names": list(splits.class_names), "mean": [0.0] * c, "std": [1.0] * c, "pixel_range": [0, 1]},
+    )
+    soft.save(out_dir / SOFT_LABELS_FILE)
+    stages = [ae_cost, emb_cost, sim_cost]
+    cost = {
+        "stages": {s.name: s.to_dict() for s in stages},
+        "seconds": sum(s.seconds for s in stages),
+        "flops": sum(s.flops for s in stages),
+        "peak_memory_bytes": max((s.peak_memory_bytes or 0) for s in stages) or None,
+        "autoencoder_parameters": parameter_count(model),
+    }
+    write_json(out_dir / "soft_labels_cost.json", cost)
+    write_text_atomic(out_dir / "diagnostics.txt", format_diagnostics(soft.metadata["diagnostics"]) + "\n")
+    _plot(out_dir, soft, model, splits, device)
+    return soft, cost
+
+
+def soft_labels_from_similarity(similarity: torch.Tensor, splits: DataSplits, cfg: SoftLabelConfig, extra: dict[str, Any] | None = None) -> SoftLabels:
+    """Calibrate a similarity matrix into a ``SoftLabels`` artifact with its metadata and diagnostics."""
+    matrix, tau = cfg.calibration.apply(similarity)
+    diagnostics = soft_label_diagnostics(matrix, similarity, splits.class_names)
+    metadata = {
+        "dataset": splits.dataset,
+        "reffakd_version": __version__,
+        "config": cfg.to_dict(),
+        "temperature": tau,
+        "diagonal_boost": cfg.calibration.diagonal_boost,
+        "train_images": len(splits.train),
+        "diagnostics": diagnostics,
+        **(extra or {}),
+    }
+    return SoftLabels(matrix.to(torch.float32), splits.class_names, similarity, metadata)
+
+
+def _plot(out_dir: Path, soft: SoftLabels, model: ConvAutoencoder, splits: DataSplits, device: torch.device) -> None:
+    from ..reports.plots import plot_reconstructions, plot_soft_labels
+
+    plot_soft_labels(soft, out_dir / "soft_labels.png")
+    images = splits.val.images[:16].to(device).float().div(255.0)
+    with torch.no_grad():
+        model.eval()
+        recon = model(images)
+    plot_reconstructions(images.cpu(), recon.cpu(), out_dir / "reconstructions.png")
