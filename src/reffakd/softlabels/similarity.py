@@ -14,7 +14,7 @@ import torch
 from ..errors import ReffAKDError
 
 
-def _sample_per_class(labels: torch.Tensor, num_classes: int, k: int, generator: torch.Generator | None) -> torch.Tensor:
+def sample_per_class(labels: torch.Tensor, num_classes: int, k: int, generator: torch.Generator | None) -> torch.Tensor:
     """Indices of ``k`` images per class drawn without replacement (seeded through ``generator``)."""
     picked = []
     for c in range(num_classes):
@@ -47,7 +47,7 @@ def class_similarity(
     if samples_per_class is not None:
         if samples_per_class < 2:
             raise ReffAKDError(f"samples_per_class must be at least 2, got {samples_per_class}")
-        keep = _sample_per_class(labels, num_classes, samples_per_class, generator)
+        keep = sample_per_class(labels, num_classes, samples_per_class, generator)
         embeddings, labels = embeddings[keep], labels[keep]
     counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)
     too_few = (counts < 2).nonzero(as_tuple=True)[0]

@@ -1,0 +1,110 @@
+"""Training engine: learns, is deterministic, keeps best and last checkpoints, schedules the LR."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from reffakd import ReffAKDError
+from reffakd.data import load_fashion_mnist, split_train_val
+from reffakd.engine import OptimConfig, build_optimizer, build_scheduler, load_model
+from reffakd.io import read_jsonl
+from reffakd.pipeline import StudentConfig, train_student
+from reffakd.softlabels import Calibration, SoftLabelConfig, build_soft_labels
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def splits(fake_fmnist):
+    return split_train_val(load_fashion_mnist(fake_fmnist, download=False), val_size=100, seed=0)
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    model, _ = load_model(path)
+    return model.state_dict()
+
+
+def test_ce_student_learns_and_writes_its_run(splits, tmp_path) -> None:
+    cfg = StudentConfig("ce", optim=OptimConfig(epochs=3, batch_size=32, lr=0.05), seed=1)
+    summary = train_student(splits, cfg, tmp_path / "ce", device=CPU, progress=False, log=lambda _: None)
+    assert summary["best_val_top1"] > 50.0  # 10 classes: chance is 10 %
+    records = read_jsonl(tmp_path / "ce" / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert {"train_loss", "train_ce", "val_top1", "val_top5", "lr", "seconds", "best_epoch"} <= set(records[0])
+    best = max(records, key=lambda r: r["val_top1"])
+    assert summary["best_epoch"] == best["epoch"]
+    assert json.loads((tmp_path / "ce" / "best.json").read_text())["epoch"] == best["epoch"]
+    assert json.loads((tmp_path / "ce" / "last.json").read_text())["epoch"] == 3
+    assert summary["cost"]["student"]["flops"] == summary["train_step_flops_per_image"] * 300 * 3 + summary["forward_flops_per_image"] * 100 * 3
+    assert (tmp_path / "ce" / "curves.png").stat().st_size > 0
+
+
+def test_same_seed_same_weights(splits, tmp_path) -> None:
+    cfg = StudentConfig("ce", optim=OptimConfig(epochs=2, batch_size=32), seed=5)
+    for name in ("a", "b"):
+        train_student(splits, cfg, tmp_path / name, device=CPU, progress=False, log=lambda _: None)
+    wa, wb = _weights(tmp_path / "a" / "last.safetensors"), _weights(tmp_path / "b" / "last.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    cfg.seed = 6
+    train_student(splits, cfg, tmp_path / "c", device=CPU, progress=False, log=lambda _: None)
+    wc = _weights(tmp_path / "c" / "last.safetensors")
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_reffakd_student_end_to_end(splits, tmp_path) -> None:
+    soft_cfg = SoftLabelConfig(Calibration.preset("calibrated", "fashion-mnist"), autoencoder=OptimConfig(epochs=1, batch_size=32))
+    soft, cost = build_soft_labels(splits, soft_cfg, tmp_path / "soft", device=CPU, progress=False, log=lambda _: None)
+    assert soft.matrix.shape == (10, 10)
+    assert soft.metadata["diagnostics"]["mean_own_probability"] == pytest.approx(soft_cfg.calibration.target_own_probability, abs=1e-4)
+    assert set(cost["stages"]) == {"autoencoder_training", "embedding", "similarity"} and cost["flops"] > 0
+    cfg = StudentConfig("reffakd", optim=OptimConfig(epochs=1, batch_size=32), alpha=0.5, temperature=4.0)
+    summary = train_student(splits, cfg, tmp_path / "kd", device=CPU, soft_labels=soft, soft_target_cost=cost, progress=False, log=lambda _: None)
+    record = read_jsonl(tmp_path / "kd" / "metrics.jsonl")[0]
+    assert {"train_ce", "train_kd"} <= set(record)
+    assert record["train_loss"] == pytest.approx(record["train_ce"] + record["train_kd"], rel=1e-5)
+    assert summary["config"]["alpha"] == 0.5 and summary["cost"]["soft_targets"]["flops"] == cost["flops"]
+
+
+def test_soft_labels_for_other_classes_are_refused(splits, tmp_path) -> None:
+    from reffakd import SoftLabels
+
+    soft = SoftLabels(torch.eye(3), ("a", "b", "c"))
+    with pytest.raises(ReffAKDError, match="3 classes"):
+        train_student(splits, StudentConfig("reffakd"), tmp_path / "x", device=CPU, soft_labels=soft, progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_multistep_and_cosine_schedules() -> None:
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    cfg = OptimConfig(epochs=10, lr=1.0, gamma=0.2)
+    assert cfg.resolved_milestones() == [3, 6, 8]
+    opt = build_optimizer(params, cfg)
+    sched = build_scheduler(opt, cfg)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([1, 1, 1, 0.2, 0.2, 0.2, 0.04, 0.04, 0.008, 0.008])
+    assert OptimConfig(epochs=200).resolved_milestones() == [60, 120, 160]  # the paper's schedule
+    cos = OptimConfig(epochs=4, lr=1.0, schedule="cosine")
+    opt = build_optimizer(params, cos)
+    sched = build_scheduler(opt, cos)
+    seen = []
+    for _ in range(4):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([1.0, 0.8535534, 0.5, 0.1464466])
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"epochs": 0}, "epochs"), ({"lr": -1}, "learning rate"), ({"schedule": "step"}, "schedule"), ({"milestones": (5, 50)}, "milestones"), ({"momentum": 1.0}, "momentum")],
+)
+def test_bad_optimiser_settings(kwargs, match) -> None:
+    with pytest.raises(ReffAKDError, match=match):
+        OptimConfig(epochs=kwargs.pop("epochs", 10), **kwargs).validate()

@@ -1,0 +1,140 @@
+"""class_similarity against the notebooks' brute-force pairwise average; calibration; diagnostics."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from reffakd import ReffAKDError
+from reffakd.softlabels import (
+    Calibration,
+    class_similarity,
+    similarity_to_soft_labels,
+    soft_label_diagnostics,
+    temperature_for_own_probability,
+)
+from reffakd.softlabels.similarity import sample_per_class
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine similarity with the convention that a zero vector has cosine 0 with anything."""
+    na, nb = float(a.norm()), float(b.norm())
+    return 0.0 if na == 0 or nb == 0 else float(a @ b) / (na * nb)
+
+
+def brute_force(emb: torch.Tensor, labels: torch.Tensor, c: int) -> torch.Tensor:
+    """The notebooks' definition, pair by pair: cross pairs off the diagonal, distinct pairs on it."""
+    e = emb.double()
+    out = torch.zeros(c, c, dtype=torch.float64)
+    members = [(labels == k).nonzero(as_tuple=True)[0].tolist() for k in range(c)]
+    for i in range(c):
+        for j in range(c):
+            if i == j:
+                pairs = list(itertools.combinations(members[i], 2))
+            else:
+                pairs = list(itertools.product(members[i], members[j]))
+            out[i, j] = sum(cosine(e[a], e[b]) for a, b in pairs) / len(pairs)
+    return out
+
+
+def random_embeddings(seed: int = 0, n: int = 60, d: int = 12, c: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.relu(torch.randn(n, d, generator=g))  # non-negative, like the ReLU encoder
+    labels = torch.arange(n) % c
+    emb[5] = 0.0  # an all-zero embedding (class 1)
+    emb[10] = 0.0  # another one (class 2)
+    return emb, labels
+
+
+def test_full_mode_equals_brute_force_with_zero_embeddings() -> None:
+    emb, labels = random_embeddings()
+    fast = class_similarity(emb, labels, 4)
+    torch.testing.assert_close(fast, brute_force(emb, labels, 4), rtol=0, atol=1e-5)
+
+
+def test_unbalanced_classes_equal_brute_force() -> None:
+    g = torch.Generator().manual_seed(3)
+    emb = torch.randn(37, 9, generator=g)  # signed embeddings too
+    labels = torch.cat([torch.zeros(2), torch.ones(20), torch.full((15,), 2)]).long()
+    torch.testing.assert_close(class_similarity(emb, labels, 3), brute_force(emb, labels, 3), rtol=0, atol=1e-5)
+
+
+def test_sampled_mode_equals_brute_force_on_the_same_sample() -> None:
+    emb, labels = random_embeddings(seed=1, n=80)
+    fast = class_similarity(emb, labels, 4, samples_per_class=6, generator=torch.Generator().manual_seed(42))
+    keep = sample_per_class(labels, 4, 6, torch.Generator().manual_seed(42))
+    assert keep.numel() == 24 and all(int((labels[keep] == k).sum()) == 6 for k in range(4))
+    torch.testing.assert_close(fast, brute_force(emb[keep], labels[keep], 4), rtol=0, atol=1e-5)
+    again = class_similarity(emb, labels, 4, samples_per_class=6, generator=torch.Generator().manual_seed(42))
+    torch.testing.assert_close(fast, again, rtol=0, atol=0)
+    other = class_similarity(emb, labels, 4, samples_per_class=6, generator=torch.Generator().manual_seed(43))
+    assert not torch.equal(fast, other)
+
+
+def test_symmetric_and_bounded() -> None:
+    emb, labels = random_embeddings(seed=2)
+    s = class_similarity(emb, labels, 4)
+    torch.testing.assert_close(s, s.T)
+    assert float(s.min()) >= 0.0 and float(s.max()) <= 1.0 + 1e-12
+
+
+@pytest.mark.parametrize("counts", [(1, 5, 5), (5, 0, 5)])
+def test_class_with_fewer_than_two_samples_is_an_error(counts: tuple[int, ...]) -> None:
+    labels = torch.cat([torch.full((n,), k) for k, n in enumerate(counts)]).long()
+    with pytest.raises(ReffAKDError, match="at least 2"):
+        class_similarity(torch.rand(len(labels), 4), labels, 3)
+
+
+def test_too_many_samples_per_class_is_an_error() -> None:
+    emb, labels = random_embeddings()
+    with pytest.raises(ReffAKDError, match="samples_per_class=100"):
+        class_similarity(emb, labels, 4, samples_per_class=100)
+
+
+def test_soft_labels_are_the_row_softmax() -> None:
+    s = torch.tensor([[0.9, 0.5], [0.2, 0.8]], dtype=torch.float64)
+    p = similarity_to_soft_labels(s, diagonal_boost=0.1, temperature=0.5)
+    # row 0: softmax((1.0, 0.5) / 0.5) = softmax(2, 1)
+    e = torch.tensor([2.0, 1.0]).exp()
+    torch.testing.assert_close(p[0], (e / e.sum()).double())
+    torch.testing.assert_close(p.sum(1), torch.ones(2, dtype=torch.float64))
+
+
+def test_paper_constants_give_nearly_uniform_rows() -> None:
+    """Cosines in [0, 1] with tau = 1 and boost 0.008: own-class probability barely above 1/C."""
+    s = torch.full((10, 10), 0.9, dtype=torch.float64)
+    s.fill_diagonal_(0.95)
+    p = Calibration.preset("paper", "fashion-mnist").apply(s)[0]
+    assert 0.1 < float(p.diagonal().mean()) < 0.12
+
+
+@pytest.mark.parametrize("target", [0.3, 0.5, 0.9])
+def test_temperature_hits_the_target_own_probability(target: float) -> None:
+    g = torch.Generator().manual_seed(4)
+    labels = torch.arange(200) % 5
+    centres = torch.randn(5, 30, generator=g)
+    emb = torch.relu(centres[labels] + 0.8 * torch.randn(200, 30, generator=g))  # classes with structure
+    s = class_similarity(emb, labels, 5)
+    tau = temperature_for_own_probability(s, 0.01, target)
+    p = similarity_to_soft_labels(s, 0.01, tau)
+    assert float(p.diagonal().mean()) == pytest.approx(target, abs=1e-4)
+
+
+def test_unreachable_target_is_an_error() -> None:
+    s = torch.tensor([[0.1, 0.9], [0.9, 0.1]], dtype=torch.float64)  # every class more like the other
+    with pytest.raises(ReffAKDError, match="unreachable"):
+        temperature_for_own_probability(s, 0.0, 0.6)
+
+
+def test_diagnostics() -> None:
+    s = torch.tensor([[1.0, 0.8, 0.1], [0.8, 1.0, 0.3], [0.1, 0.3, 1.0]], dtype=torch.float64)
+    p = similarity_to_soft_labels(s, 0.0, 0.2)
+    d = soft_label_diagnostics(p, s, ("a", "b", "c"), nearest=3)
+    assert d["rows_with_diagonal_argmax"] == 3
+    assert d["per_class"][0]["nearest"] == ["b", "c"]  # at most C - 1 neighbours
+    assert d["per_class"][2]["nearest"][0] == "b"
+    entropy0 = float(-(p[0] * p[0].log()).sum())
+    assert d["per_class"][0]["entropy_nats"] == pytest.approx(entropy0)
+    assert d["mean_own_probability"] == pytest.approx(float(p.diagonal().mean()))
