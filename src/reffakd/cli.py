@@ -18,6 +18,30 @@ from .errors import ReffAKDError
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
 
 
+class RunLog:
+    """Print each line and keep it in ``log.txt`` of the run folder once that folder exists."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.path: Path | None = None
+
+    def __call__(self, line: str) -> None:
+        print(line, flush=True)
+        if self.path is None:
+            self.lines.append(line)
+        else:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+
+    def attach(self, run_dir: Path, args: argparse.Namespace) -> None:
+        """Start the folder's log with the lines so far, and record the resolved command line."""
+        from .io import write_json
+
+        write_json(run_dir / "config.json", {"reffakd_version": __version__, "argv": sys.argv[1:], **vars(args)})
+        self.path = run_dir / "log.txt"
+        self.path.write_text("".join(line + "\n" for line in self.lines), encoding="utf-8")
+
+
 def _milestones(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
@@ -153,9 +177,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     check_new_run_dir(args.out)
     from .pipeline import load_splits
 
-    splits = load_splits(_data_cfg(args))
+    log = RunLog()
+    splits = load_splits(_data_cfg(args), log)
     with staged_run_dir(args.out) as run_dir:
-        run_pipeline(splits, soft_cfg, students, run_dir, device=device, progress=not args.no_progress)
+        log.attach(run_dir, args)
+        run_pipeline(splits, soft_cfg, students, run_dir, device=device, progress=not args.no_progress, log=log)
     print(f"run folder: {args.out}")
 
 
@@ -167,9 +193,11 @@ def cmd_softlabels(args: argparse.Namespace) -> None:
     cfg = _soft_cfg(args)
     device = pick_device(args.device)
     check_new_run_dir(args.out)
-    splits = load_splits(_data_cfg(args))
+    log = RunLog()
+    splits = load_splits(_data_cfg(args), log)
     with staged_run_dir(args.out) as out:
-        build_soft_labels(splits, cfg, out, device=device, progress=not args.no_progress)
+        log.attach(out, args)
+        build_soft_labels(splits, cfg, out, device=device, progress=not args.no_progress, log=log)
     print(f"soft labels: {Path(args.out) / SOFT_LABELS_FILE}")
 
 
@@ -185,16 +213,21 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise ReffAKDError("--method reffakd needs --soft-labels PATH (made by `reffakd softlabels`)")
         soft = SoftLabels.load(args.soft_labels)
         cost_path = Path(args.soft_labels).with_name("soft_labels_cost.json")
-        soft_cost = json.loads(cost_path.read_text()) if cost_path.is_file() else None
+        try:
+            soft_cost = json.loads(cost_path.read_text(encoding="utf-8")) if cost_path.is_file() else None
+        except (OSError, ValueError) as exc:
+            raise ReffAKDError(f"soft-label cost file {cost_path} is malformed ({exc}); it is JSON written by `reffakd softlabels`") from None
     elif args.soft_labels:
         raise ReffAKDError(f"--soft-labels is used only by --method reffakd, not {args.method}")
     device = pick_device(args.device)
     check_new_run_dir(args.out)
-    splits = load_splits(_data_cfg(args))
+    log = RunLog()
+    splits = load_splits(_data_cfg(args), log)
     if soft is not None:
         soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
     with staged_run_dir(args.out) as run_dir:
-        train_student(splits, cfg, run_dir, device=device, soft_labels=soft, soft_target_cost=soft_cost, progress=not args.no_progress)
+        log.attach(run_dir, args)
+        train_student(splits, cfg, run_dir, device=device, soft_labels=soft, soft_target_cost=soft_cost, progress=not args.no_progress, log=log)
     print(f"run folder: {args.out}")
 
 
@@ -205,7 +238,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     device = pick_device(args.device)
     model, meta = load_model(args.checkpoint)
-    splits = load_splits(_data_cfg(args))
+    splits = load_splits(_data_cfg(args), log=lambda line: None)
     if list(splits.class_names) != list(meta["class_names"]):
         raise ReffAKDError(f"checkpoint {args.checkpoint} was trained on classes {meta['class_names'][:4]}..., not on {args.dataset}'s {list(splits.class_names)[:4]}...")
     if [splits.in_channels, *splits.image_size] != [meta["in_channels"], *meta["image_size"]]:

@@ -65,8 +65,7 @@ class StudentConfig:
 
     def validate(self) -> None:
         self.optim.validate()
-        if self.method != "ce":
-            check_alpha_temperature(self.alpha, self.temperature)
+        check_alpha_temperature(self.alpha, self.temperature)
 
 
 def train_student(

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import os
 import shutil
+import zlib
 from pathlib import Path
 
 import torch
@@ -62,20 +63,22 @@ def _materialise(files: dict[str, Path], cache_dir: Path) -> Path:
         parent = parents.pop()
         if parent.name == "raw" and parent.parent.name == "FashionMNIST":
             return parent.parent.parent
-    key = hashlib.sha1("|".join(str(files[n].resolve()) for n in RAW_FILES).encode()).hexdigest()[:12]
+    # The key covers each source's path, size and mtime: a replaced source gets a fresh copy.
+    stamp = "|".join(f"{files[n].resolve()}:{files[n].stat().st_size}:{files[n].stat().st_mtime_ns}" for n in RAW_FILES)
+    key = hashlib.sha1(stamp.encode()).hexdigest()[:12]
     root = cache_dir / "fashion-mnist" / key
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for name in RAW_FILES:
         src, dst = files[name], raw / name
-        if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
+        if dst.exists():
             continue
         if src.name.endswith(".gz"):
             def unzip(tmp: Path, src: Path = src) -> None:
                 try:
                     with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
                         shutil.copyfileobj(fin, fout)
-                except (OSError, EOFError) as exc:
+                except (OSError, EOFError, zlib.error) as exc:
                     raise ReffAKDError(f"corrupt data file {src}: {exc}; expected a gzip-compressed IDX file") from None
             write_with(dst, unzip)
         else:
@@ -88,7 +91,7 @@ def _read(root: Path, origin: str) -> tuple[torch.Tensor, torch.Tensor, torch.Te
         train = FashionMNIST(str(root), train=True, download=False)
         test = FashionMNIST(str(root), train=False, download=False)
     except Exception as exc:  # torchvision raises several types for malformed IDX files
-        raise ReffAKDError(f"corrupt Fashion-MNIST files from {origin}: {exc}; expected the four IDX files of 60,000 + 10,000 28x28 images") from None
+        raise ReffAKDError(f"corrupt Fashion-MNIST files from {origin} ({root / 'FashionMNIST' / 'raw'}): {str(exc) or type(exc).__name__}; expected the four IDX files of 60,000 + 10,000 28x28 images") from None
     for images, labels, what in ((train.data, train.targets, "train"), (test.data, test.targets, "t10k")):
         if images.ndim != 3 or tuple(images.shape[1:]) != (NATIVE_SIZE, NATIVE_SIZE) or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
             raise ReffAKDError(

@@ -47,10 +47,32 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         meta = json.loads(mp.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ReffAKDError(f"checkpoint metadata {mp} is missing or malformed ({exc}); it is written beside the weights") from None
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    missing = [k for k in REQUIRED_KEYS if k not in meta] if isinstance(meta, dict) else list(REQUIRED_KEYS)
     if missing:
         raise ReffAKDError(f"checkpoint metadata {mp} lacks {', '.join(missing)}")
+    _check_meta_types(meta, mp)
     return state, meta
+
+
+def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
+    """Shapes of the metadata the model is rebuilt from, so a hand-edited file fails here and not later."""
+    def ints(value: Any, n: int) -> bool:
+        return isinstance(value, list) and len(value) == n and all(isinstance(v, int) and v > 0 for v in value)
+
+    ok = (
+        isinstance(meta["model"], str)
+        and isinstance(meta["num_classes"], int) and meta["num_classes"] > 0
+        and isinstance(meta["in_channels"], int) and meta["in_channels"] > 0
+        and ints(meta["image_size"], 2)
+        and isinstance(meta["class_names"], list) and len(meta["class_names"]) == meta["num_classes"]
+        and all(isinstance(n, str) for n in meta["class_names"])
+        and all(isinstance(meta[k], list) and len(meta[k]) == meta["in_channels"] and all(isinstance(v, (int, float)) for v in meta[k]) for k in ("mean", "std"))
+    )
+    if not ok:
+        raise ReffAKDError(
+            f"checkpoint metadata {where} is malformed: expected model (name), num_classes and in_channels (positive ints), "
+            "image_size [H, W], class_names (num_classes strings), mean and std (in_channels numbers each)"
+        )
 
 
 def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
@@ -62,6 +84,6 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ReffAKDError(f"checkpoint {path} does not fit model {meta['model']!r}: {first}") from None
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())[:300]
+        raise ReffAKDError(f"checkpoint {path} does not fit model {meta['model']!r}: {detail}") from None
     return model, meta

@@ -36,15 +36,15 @@ class OptimConfig:
             raise ReffAKDError(f"batch size {self.batch_size} is out of range: it must be at least 1")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ReffAKDError(f"learning rate {self.lr} is out of range: it must be > 0")
-        if not (0 <= self.momentum < 1):
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
             raise ReffAKDError(f"momentum {self.momentum} is out of range: it must lie in [0, 1)")
-        if self.weight_decay < 0:
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ReffAKDError(f"weight decay {self.weight_decay} is out of range: it must be >= 0")
         if self.schedule not in SCHEDULES:
             raise ReffAKDError(f"schedule {self.schedule!r} is unknown; allowed: {', '.join(SCHEDULES)}")
         if self.milestones is not None and any(m < 1 or m > self.epochs for m in self.milestones):
             raise ReffAKDError(f"milestones {list(self.milestones)} must be epochs between 1 and {self.epochs}")
-        if not (0 < self.gamma <= 1):
+        if not (math.isfinite(self.gamma) and 0 < self.gamma <= 1):
             raise ReffAKDError(f"gamma {self.gamma} is out of range: it must lie in (0, 1]")
 
     def resolved_milestones(self) -> list[int]:

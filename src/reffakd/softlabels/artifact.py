@@ -80,6 +80,8 @@ class SoftLabels:
             class_names = meta["class_names"]
             if not isinstance(class_names, list) or not all(isinstance(n, str) for n in class_names):
                 raise TypeError("class_names must be a list of strings")
+            if not isinstance(meta.get("metadata", {}), dict):
+                raise TypeError("metadata must be an object")
         except (ValueError, KeyError, TypeError) as exc:
             raise ReffAKDError(f"soft-label metadata {meta_path} is malformed ({exc}); expected JSON with a class_names list") from None
         if "soft_labels" not in tensors:
