@@ -10,7 +10,6 @@ import gzip
 import os
 import shutil
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np

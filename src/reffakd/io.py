@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .errors import ReffAKDError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -43,6 +45,24 @@ def write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> 
     """Call ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def sidecar_json(path: Path) -> Path:
+    """The JSON file kept beside a .safetensors file (``x.safetensors`` -> ``x.json``)."""
+    return path.with_suffix(".json")
+
+
+def read_safetensors(path: Path, what: str, made_by: str) -> dict[str, Any]:
+    """Tensors of a safetensors file, or one clear error: the format cannot run code when loaded."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ReffAKDError(f"{what} {path} does not exist; expected a .safetensors file written by {made_by}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ReffAKDError(f"{what} {path} is unreadable ({exc}); expected a safetensors file written by {made_by}") from None
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

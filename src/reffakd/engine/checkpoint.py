@@ -12,37 +12,27 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import ReffAKDError
-from ..io import write_json, write_with
+from ..io import read_safetensors, sidecar_json, write_json, write_with
 
 REQUIRED_KEYS = ("model", "num_classes", "in_channels", "image_size", "class_names", "mean", "std")
-
-
-def meta_path(path: Path) -> Path:
-    return path.with_suffix(".json")
 
 
 def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: dict[str, Any]) -> Path:
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     write_with(path, lambda tmp: save_file(state, str(tmp)))
-    write_json(meta_path(path), meta)
+    write_json(sidecar_json(path), meta)
     return path
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Return (state_dict, metadata) or one clear error naming what is wrong with the file."""
     path = Path(path)
-    if not path.is_file():
-        raise ReffAKDError(f"checkpoint {path} does not exist; expected a .safetensors file written by `reffakd train`")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ReffAKDError(f"checkpoint {path} is unreadable ({exc}); expected a safetensors file written by `reffakd train`") from None
-    mp = meta_path(path)
+    state = read_safetensors(path, "checkpoint", "`reffakd train`")
+    mp = sidecar_json(path)
     try:
         meta = json.loads(mp.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

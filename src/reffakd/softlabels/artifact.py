@@ -13,17 +13,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import ReffAKDError
-from ..io import write_json, write_with
+from ..io import read_safetensors, sidecar_json, write_json, write_with
 
 ROW_SUM_TOLERANCE = 1e-4
-
-
-def _json_path(path: Path) -> Path:
-    return path.with_suffix(".json")
 
 
 @dataclass
@@ -60,21 +55,16 @@ class SoftLabels:
         if self.similarity is not None:
             tensors["similarity"] = self.similarity.to(torch.float64).contiguous().cpu()
         write_with(path, lambda tmp: save_file(tensors, str(tmp)))
-        write_json(_json_path(path), {"format": "reffakd-soft-labels/1", "class_names": list(self.class_names), "metadata": self.metadata})
+        write_json(sidecar_json(path), {"format": "reffakd-soft-labels/1", "class_names": list(self.class_names), "metadata": self.metadata})
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "SoftLabels":
         path = Path(path)
-        meta_path = _json_path(path)
-        if not path.is_file():
-            raise ReffAKDError(f"soft-label file {path} does not exist; create one with `reffakd softlabels`")
+        meta_path = sidecar_json(path)
+        tensors = read_safetensors(path, "soft-label file", "`reffakd softlabels`")
         if not meta_path.is_file():
             raise ReffAKDError(f"soft-label metadata {meta_path} is missing; it is written beside the .safetensors file")
-        try:
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ReffAKDError(f"soft-label file {path} is unreadable ({exc}); expected a safetensors file written by reffakd") from None
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             class_names = meta["class_names"]
