@@ -262,3 +262,17 @@ def test_malformed_soft_label_cost_file(tmp_path: Path, fake_fmnist: Path, capsy
     assert rc not in (0, None)
     assert_one_error_line(capsys.readouterr().err, "soft_labels_cost.json")
     assert not out.exists()
+
+
+def test_console_entry_point_in_a_subprocess(tmp_path: Path) -> None:
+    """The installed command: one stderr line and exit 1 for a user error; argparse's own exit 2 for a bad flag."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    bad = subprocess.run([sys.executable, "-m", "reffakd", "run", "--out", str(out), "--alpha", "1.5"], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == ["reffakd: error: alpha 1.5 is out of range: it must lie in [0, 1]"]
+    assert not out.exists()
+    flag = subprocess.run([sys.executable, "-m", "reffakd", "train", "--out", str(out), "--method", "dkd-typo"], capture_output=True, text=True)
+    assert flag.returncode == 2 and "invalid choice: 'dkd-typo'" in flag.stderr
