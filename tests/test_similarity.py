@@ -138,3 +138,21 @@ def test_diagnostics() -> None:
     entropy0 = float(-(p[0] * p[0].log()).sum())
     assert d["per_class"][0]["entropy_nats"] == pytest.approx(entropy0)
     assert d["mean_own_probability"] == pytest.approx(float(p.diagonal().mean()))
+
+
+def test_equalized_own_probability_keeps_the_non_target_proportions() -> None:
+    s = torch.tensor([[0.5, 0.9, 0.1], [0.9, 1.0, 0.3], [0.1, 0.3, 1.0]], dtype=torch.float64)  # class 0 is more like 1
+    cal = Calibration(0.0, target_own_probability=0.6, equalize_own=True)
+    p, tau = cal.apply(s)
+    torch.testing.assert_close(p.diagonal(), torch.full((3,), 0.6, dtype=torch.float64))
+    torch.testing.assert_close(p.sum(1), torch.ones(3, dtype=torch.float64))
+    plain = similarity_to_soft_labels(s, 0.0, tau)
+    for i in range(3):
+        others = [j for j in range(3) if j != i]
+        torch.testing.assert_close(p[i, others] / p[i, others].sum(), plain[i, others] / plain[i, others].sum())
+    assert int((p.argmax(1) == torch.arange(3)).sum()) == 3  # no row inverted any more
+
+
+def test_equalize_needs_a_target() -> None:
+    with pytest.raises(ReffAKDError, match="target own-class probability"):
+        Calibration(0.0, temperature=1.0, equalize_own=True).validate()

@@ -80,6 +80,8 @@ def _add_softlabels(p: argparse.ArgumentParser, ae_epochs: int) -> None:
     cal = g.add_mutually_exclusive_group()
     cal.add_argument("--soft-temperature", type=float, default=None, help="fixed softmax temperature tau of the soft labels")
     cal.add_argument("--target-own-prob", type=float, default=None, help="solve tau so the mean own-class probability is this")
+    g.add_argument("--equalize-own-prob", action=argparse.BooleanOptionalAction, default=None,
+                   help="give every class exactly the target own-class probability, the rest in the softmax's proportions (default: the preset's)")
     g.add_argument("--samples-per-class", type=int, default=None, help="similarity from k sampled images per class (notebooks: 40; default: all)")
     g.add_argument("--augment-embeddings", action="store_true", help="embed augmented images, as the notebooks do")
     _add_optim(p, "ae-", ae_epochs, "autoencoder")
@@ -147,9 +149,11 @@ def _soft_cfg(args: argparse.Namespace):
     if args.boost is not None:
         cal.diagonal_boost = args.boost
     if args.soft_temperature is not None:
-        cal.temperature, cal.target_own_probability = args.soft_temperature, None
+        cal.temperature, cal.target_own_probability, cal.equalize_own = args.soft_temperature, None, False
     if args.target_own_prob is not None:
         cal.temperature, cal.target_own_probability = None, args.target_own_prob
+    if args.equalize_own_prob is not None:
+        cal.equalize_own = args.equalize_own_prob
     cal.validate()
     if args.samples_per_class is not None and args.samples_per_class < 2:
         raise ReffAKDError(f"--samples-per-class {args.samples_per_class} is out of range: it must be at least 2")

@@ -32,6 +32,9 @@ class Calibration:
     diagonal_boost: float
     temperature: float | None = None
     target_own_probability: float | None = None
+    # True: every class gets exactly the target own-class probability, its other classes sharing the rest
+    # in the proportions of the softmax (a row whose own similarity is not its largest is not inverted).
+    equalize_own: bool = False
 
     @classmethod
     def preset(cls, name: str, dataset: str) -> "Calibration":
@@ -51,6 +54,8 @@ class Calibration:
             raise ReffAKDError(f"soft-label temperature {self.temperature} is out of range: it must be a finite number > 0")
         if self.target_own_probability is not None and not (0 < self.target_own_probability < 1):
             raise ReffAKDError(f"target own-class probability {self.target_own_probability} is out of range: it must lie in (0, 1)")
+        if self.equalize_own and self.target_own_probability is None:
+            raise ReffAKDError("equalising the own-class probability needs a target own-class probability, not a fixed temperature")
 
     def resolve_temperature(self, similarity: torch.Tensor) -> float:
         self.validate()
@@ -62,7 +67,23 @@ class Calibration:
     def apply(self, similarity: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Soft labels and the temperature used."""
         tau = self.resolve_temperature(similarity)
-        return similarity_to_soft_labels(similarity, self.diagonal_boost, tau), tau
+        soft = similarity_to_soft_labels(similarity, self.diagonal_boost, tau)
+        if self.equalize_own:
+            assert self.target_own_probability is not None
+            soft = with_own_probability(soft, self.target_own_probability)
+        return soft, tau
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def with_own_probability(soft_labels: torch.Tensor, own: float) -> torch.Tensor:
+    """Set every diagonal entry to ``own`` and rescale each row's other entries to share ``1 - own``.
+
+    The non-target distribution of each row (what DKD calls NCKD's target) is unchanged.
+    """
+    c = soft_labels.shape[0]
+    eye = torch.eye(c, dtype=torch.bool, device=soft_labels.device)
+    off = soft_labels.masked_fill(eye, 0.0)
+    off = off / off.sum(1, keepdim=True).clamp_min(torch.finfo(off.dtype).tiny)
+    return torch.where(eye, torch.full_like(soft_labels, own), (1.0 - own) * off)
