@@ -45,6 +45,7 @@ def main() -> None:
     soft, cost = build_soft_labels(splits, base, work / "softlabels", device=device, progress=False)
     shutil.copy(work / "softlabels" / "autoencoder_metrics.jsonl", args.out / "autoencoder_metrics.jsonl")
     (args.out / "soft_labels_cost.json").write_text(json.dumps(cost, indent=2))
+    soft.save(args.out / "soft_labels_paper.safetensors")  # holds the similarity matrix too
     similarity = soft.similarity
     boost = base.calibration.diagonal_boost
     arms: dict[str, Calibration] = {"paper": Calibration(boost, temperature=1.0)} if args.baselines else {}
