@@ -55,7 +55,7 @@ def test_run_end_to_end(tmp_path: Path, fake_fmnist: Path, capsys: pytest.Captur
     assert list(loaded.class_names) == FMNIST_CLASSES
     torch.testing.assert_close(loaded.matrix.sum(1), torch.ones(10), atol=1e-4, rtol=0)
 
-    for student in ("ce", "reffakd-calibrated"):
+    for student in ("ce", "reffakd-paper"):
         folder = out / student
         for name in ("best.safetensors", "best.json", "last.safetensors", "last.json", "summary.json"):
             assert (folder / name).is_file(), f"{student}/{name}"
@@ -71,10 +71,10 @@ def test_run_end_to_end(tmp_path: Path, fake_fmnist: Path, capsys: pytest.Captur
         assert meta["class_names"] == FMNIST_CLASSES and meta["method"] == ("ce" if student == "ce" else "reffakd")
 
     summary = json.loads((out / "summary.json").read_text())
-    assert [r["name"] for r in summary["runs"]] == ["ce", "reffakd-calibrated"]
+    assert [r["name"] for r in summary["runs"]] == ["ce", "reffakd-paper"]
     assert summary["train_images"] == 300 and summary["val_images"] == 100 and summary["test_images"] == 100
     table = (out / "summary.md").read_text()
-    assert "ce" in table and "reffakd-calibrated" in table
+    assert "ce" in table and "reffakd-paper" in table
     assert (out / "curves.png").stat().st_size > 0
     assert tree_digest(fake_fmnist) == source
 

@@ -74,8 +74,9 @@ def _add_optim(p: argparse.ArgumentParser, prefix: str, epochs: int, what: str) 
 
 def _add_softlabels(p: argparse.ArgumentParser, ae_epochs: int) -> None:
     g = p.add_argument_group("soft labels")
-    g.add_argument("--preset", choices=["calibrated", "paper"], default="calibrated",
-                   help="calibrated: tau solved for the validated own-class probability (default); paper: the notebooks' boost and tau = 1")
+    g.add_argument("--preset", choices=["calibrated", "paper"], default="paper",
+                   help="paper: the notebooks' boost and tau = 1 (default: best on validation, docs/RESULTS.md); "
+                        "calibrated: tau solved for a mean own-class probability of 0.3")
     g.add_argument("--boost", type=float, default=None, help="diagonal boost b (default: the notebook value for the dataset)")
     cal = g.add_mutually_exclusive_group()
     cal.add_argument("--soft-temperature", type=float, default=None, help="fixed softmax temperature tau of the soft labels")
