@@ -8,7 +8,7 @@ At the end both are evaluated once on the test split; the test set never chooses
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -36,7 +36,6 @@ class FitResult:
     train_images_seen: int
     eval_images_seen: int
     seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def fit(
