@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
+from .distillers import DISTILLERS
 from .errors import ReffAKDError
 
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
@@ -47,6 +48,17 @@ def _milestones(text: str) -> tuple[int, ...]:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"milestones {text!r} must be comma-separated epochs, e.g. 60,120,160") from None
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated integers, e.g. 0,1,2") from None
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -91,9 +103,15 @@ def _add_softlabels(p: argparse.ArgumentParser, ae_epochs: int) -> None:
 def _add_student(p: argparse.ArgumentParser, epochs: int) -> None:
     g = p.add_argument_group("student")
     g.add_argument("--model", default="lenet5", help="student architecture (default: lenet5)")
-    g.add_argument("--alpha", type=float, default=0.5, help="weight of the soft-target term, in [0, 1] (default: 0.5)")
-    g.add_argument("-T", "--temperature", type=float, default=4.0, help="distillation temperature > 0 (default: 4)")
     g.add_argument("--seed", type=int, default=0)
+    m = p.add_argument_group("method parameters (default: the method's own, see docs/METHODS.md)")
+    m.add_argument("--alpha", type=float, default=None, help="weight of the soft-target term: in [0, 1] for KD-style methods (default 0.5), DKD's TCKD weight (default 1)")
+    m.add_argument("-T", "--temperature", type=float, default=None, help="distillation temperature > 0 (default: 4)")
+    m.add_argument("--beta", type=float, default=None, help="DKD: weight of the non-target term NCKD (default: 2)")
+    m.add_argument("--ce-weight", type=float, default=None, help="DKD: weight of the cross-entropy term (default: 1)")
+    m.add_argument("--warmup-epochs", type=int, default=None, help="DKD: epochs of linear warm-up of the KD weight (default: 1/12 of the epochs, DKD's 20 of 240)")
+    m.add_argument("--epsilon", type=float, default=None, help="ls: label-smoothing epsilon (default: 0.1)")
+    m.add_argument("--own-probability", type=float, default=None, help="tfkd-reg: the virtual teacher's own-class probability a (default: 0.9)")
     _add_optim(p, "", epochs, "student")
 
 
@@ -116,10 +134,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one student")
     p.add_argument("--out", required=True, help="new run folder")
-    p.add_argument("--method", choices=["ce", "reffakd"], default="ce")
-    p.add_argument("--soft-labels", help="soft_labels.safetensors made by `reffakd softlabels` (method reffakd)")
+    p.add_argument("--method", choices=sorted(DISTILLERS), default="ce", help="training method (default: ce); docs/METHODS.md defines each")
+    p.add_argument("--soft-labels", help="soft_labels.safetensors made by `reffakd softlabels` (methods reffakd, dkd-aesl)")
+    p.add_argument("--teacher", help="a checkpoint made by `reffakd train` (methods kd, dkd; tfkd-self: a trained student)")
     _add_data(p)
     _add_student(p, 30)
+
+    p = sub.add_parser("compare", help="methods x seeds side by side: accuracy and cost in one table (resumable)")
+    p.add_argument("--out", required=True, help="comparison folder; run again with the same folder to resume")
+    p.add_argument("--preset", choices=["cpu", "paper"], default="cpu",
+                   help="cpu: LeNet-5 10 epochs, ResNet-8 teacher 10 epochs, autoencoder 5 epochs (default); "
+                        "paper: 200 epochs each, ResNet-18 teacher (GPU scale)")
+    p.add_argument("--spec", help="a JSON spec whose keys override the preset (docs/METHODS.md, `reffakd compare`)")
+    p.add_argument("--methods", type=_names, help=f"comma-separated, from: {', '.join(sorted(DISTILLERS))}")
+    p.add_argument("--seeds", type=_ints, help="comma-separated student seeds, e.g. 0,1,2")
+    p.add_argument("--epochs", type=int, help="student epochs")
+    p.add_argument("--teacher", help="use this teacher checkpoint (made by `reffakd train`) instead of training one")
+    p.add_argument("--teacher-model", help="architecture of the teacher trained for kd and dkd")
+    p.add_argument("--teacher-epochs", type=int, help="epochs of the teacher trained for kd and dkd")
+    p.add_argument("--soft-labels", help="use this soft_labels.safetensors instead of building one")
+    p.add_argument("--ae-epochs", type=int, help="autoencoder epochs of the soft labels built for reffakd and dkd-aesl")
+    _add_data(p)
 
     p = sub.add_parser("evaluate", help="top-1/top-5 of a checkpoint")
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by `reffakd train`")
@@ -161,13 +196,19 @@ def _soft_cfg(args: argparse.Namespace):
     return SoftLabelConfig(cal, args.preset, _optim(args, "ae_"), args.samples_per_class, args.augment_embeddings, args.seed)
 
 
-def _student_cfg(args: argparse.Namespace, method: str):
+METHOD_FLAGS = ("beta", "ce_weight", "warmup_epochs", "epsilon", "own_probability")
+
+
+def _student_cfg(args: argparse.Namespace, method: str, with_method_flags: bool = True):
+    """The student's config; ``with_method_flags=False`` leaves the method at its defaults (run's CE baseline)."""
     from .models import available_models
     from .pipeline import StudentConfig
 
     if args.model not in available_models():
         raise ReffAKDError(f"unknown model {args.model!r}; available: {', '.join(available_models())}")
-    cfg = StudentConfig(method, args.model, _optim(args), args.alpha, args.temperature, args.seed)
+    flags = {k: getattr(args, k) for k in ("alpha", "temperature", *METHOD_FLAGS)} if with_method_flags else {}
+    params = {k: v for k, v in flags.items() if k not in ("alpha", "temperature") and v is not None}
+    cfg = StudentConfig(method, args.model, _optim(args), flags.get("alpha"), flags.get("temperature"), args.seed, params)
     cfg.validate()
     return cfg
 
@@ -177,7 +218,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .rundir import check_new_run_dir, staged_run_dir
 
     soft_cfg = _soft_cfg(args)
-    students = {"ce": _student_cfg(args, "ce"), f"reffakd-{args.preset}": _student_cfg(args, "reffakd")}
+    students = {"ce": _student_cfg(args, "ce", with_method_flags=False), f"reffakd-{args.preset}": _student_cfg(args, "reffakd")}
     device = pick_device(args.device)
     check_new_run_dir(args.out)
     from .pipeline import load_splits
@@ -207,32 +248,35 @@ def cmd_softlabels(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from .distillers import get_method
     from .pipeline import load_splits, pick_device, train_student
     from .rundir import check_new_run_dir, staged_run_dir
-    from .softlabels import SoftLabels
+    from .softlabels import SoftLabels, read_soft_label_cost
+    from .teachers import load_teacher
 
     cfg = _student_cfg(args, args.method)
+    needs = get_method(args.method).needs
     soft = soft_cost = None
-    if args.method == "reffakd":
-        if not args.soft_labels:
-            raise ReffAKDError("--method reffakd needs --soft-labels PATH (made by `reffakd softlabels`)")
+    for flag, value, wanted in (("--soft-labels", args.soft_labels, "soft_labels"), ("--teacher", args.teacher, "teacher")):
+        if value and needs != wanted:
+            users = ", ".join(sorted(n for n, m in DISTILLERS.items() if m.needs == wanted))
+            raise ReffAKDError(f"{flag} is used only by methods {users}, not {args.method}")
+        if not value and needs == wanted:
+            raise ReffAKDError(f"--method {args.method} needs {flag} PATH")
+    if args.soft_labels:
         soft = SoftLabels.load(args.soft_labels)
-        cost_path = Path(args.soft_labels).with_name("soft_labels_cost.json")
-        try:
-            soft_cost = json.loads(cost_path.read_text(encoding="utf-8")) if cost_path.is_file() else None
-        except (OSError, ValueError) as exc:
-            raise ReffAKDError(f"soft-label cost file {cost_path} is malformed ({exc}); it is JSON written by `reffakd softlabels`") from None
-    elif args.soft_labels:
-        raise ReffAKDError(f"--soft-labels is used only by --method reffakd, not {args.method}")
+        soft_cost = read_soft_label_cost(Path(args.soft_labels))
     device = pick_device(args.device)
     check_new_run_dir(args.out)
     log = RunLog()
     splits = load_splits(_data_cfg(args), log)
     if soft is not None:
         soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
+    teacher = load_teacher(args.teacher, splits, device) if args.teacher else None
     with staged_run_dir(args.out) as run_dir:
         log.attach(run_dir, args)
-        train_student(splits, cfg, run_dir, device=device, soft_labels=soft, soft_target_cost=soft_cost, progress=not args.no_progress, log=log)
+        train_student(splits, cfg, run_dir, device=device, soft_labels=soft, soft_target_cost=soft_cost, teacher=teacher,
+                      progress=not args.no_progress, log=log)
     print(f"run folder: {args.out}")
 
 
@@ -253,7 +297,56 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "epoch": meta.get("epoch"), **result}))
 
 
-COMMANDS = {"run": cmd_run, "softlabels": cmd_softlabels, "train": cmd_train, "evaluate": cmd_evaluate}
+def compare_spec(args: argparse.Namespace):
+    """Preset, then the spec file, then the flags: each later one wins."""
+    from .compare import PRESETS, CompareSpec
+
+    spec = PRESETS[args.preset]().to_dict()
+    if args.spec:
+        try:
+            overrides = json.loads(Path(args.spec).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ReffAKDError(f"--spec {args.spec} is unreadable ({exc}); expected a JSON object") from None
+        if not isinstance(overrides, dict):
+            raise ReffAKDError(f"--spec {args.spec} must hold a JSON object, got {type(overrides).__name__}")
+        unknown = sorted(set(overrides) - set(spec))
+        if unknown:
+            raise ReffAKDError(f"--spec {args.spec}: unknown key {unknown[0]!r}; allowed: {', '.join(spec)}")
+        for key, value in overrides.items():
+            spec[key] = {**spec[key], **value} if key in ("data", "student") and isinstance(value, dict) else value
+    # Data flags always apply (their defaults are the data defaults).
+    spec["data"] = {**spec["data"], "dataset": args.dataset, "data_dir": args.data_dir, "val_size": args.val_size,
+                    "split_seed": args.split_seed, "download": not args.no_download}
+    for key, value in (("methods", args.methods), ("seeds", args.seeds)):
+        if value is not None:
+            spec[key] = value
+    if args.epochs is not None:
+        spec["student"] = {**spec["student"], "epochs": args.epochs, "milestones": None}
+    if args.teacher:
+        spec["teacher"] = {"checkpoint": args.teacher}
+    elif args.teacher_model or args.teacher_epochs is not None:
+        spec["teacher"] = {**spec["teacher"], **({"model": args.teacher_model} if args.teacher_model else {}),
+                           **({"epochs": args.teacher_epochs, "milestones": None} if args.teacher_epochs is not None else {})}
+    if args.soft_labels:
+        spec["soft_labels"] = {"path": args.soft_labels}
+    elif args.ae_epochs is not None:
+        spec["soft_labels"] = {**spec["soft_labels"], "autoencoder": {**spec["soft_labels"].get("autoencoder", {}), "epochs": args.ae_epochs, "milestones": None}}
+    return CompareSpec.from_dict(spec, args.spec or f"preset {args.preset}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from .compare import check_resumable, run_compare
+    from .pipeline import load_splits, pick_device
+
+    spec = compare_spec(args)
+    device = pick_device(args.device)
+    check_resumable(Path(args.out), spec)
+    splits = load_splits(spec.data_config(), print)
+    run_compare(spec, args.out, splits, device=device, progress=not args.no_progress, log=print)
+    print(f"comparison folder: {args.out} (results.md, results.csv, accuracy_vs_cost.png)")
+
+
+COMMANDS = {"run": cmd_run, "softlabels": cmd_softlabels, "train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,15 +10,15 @@ import torch
 
 from . import __version__
 from .data import BatchAugment, DataSplits, TensorBatches, load_dataset, split_train_val
-from .distillers import build_distiller
+from .distillers import build_distiller, get_method, method_params
 from .engine import OptimConfig, fit
 from .io import read_jsonl, write_json, write_text_atomic
-from .losses import check_alpha_temperature
 from .models import create_model
 from .reports import plot_training_curves, summary_table
-from .resources import count_flops, forward_flops, measure, parameter_count
+from .resources import combine_stages, count_flops, forward_flops, measure, parameter_count
 from .seed import seed_everything
 from .softlabels import SoftLabelConfig, SoftLabels, build_soft_labels
+from .teachers import TeacherNetwork
 
 EVAL_BATCH_SIZE = 1024
 
@@ -56,16 +56,61 @@ def load_splits(cfg: DataConfig, log: Callable[[str], None] = print) -> DataSpli
 
 @dataclass
 class StudentConfig:
+    """One student run: the method, its parameters (``None``: the method's default), the optimiser, the seed."""
+
     method: str = "ce"
     model: str = "lenet5"
     optim: OptimConfig = field(default_factory=OptimConfig)
-    alpha: float = 0.5
-    temperature: float = 4.0
+    alpha: float | None = None
+    temperature: float | None = None
     seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def method_params(self) -> dict[str, Any]:
+        """The method's defaults with this run's overrides, checked."""
+        return method_params(self.method, {**self.params, "alpha": self.alpha, "temperature": self.temperature})
 
     def validate(self) -> None:
         self.optim.validate()
-        check_alpha_temperature(self.alpha, self.temperature)
+        self.method_params()
+
+
+def _student_step_flops(student: torch.nn.Module, shape: tuple[int, int, int], device: torch.device) -> int:
+    """FLOPs per image of one training step of the student alone (forward and backward).
+
+    The soft-target terms add no matmuls or convolutions; a teacher's forward pass is counted apart,
+    as a cost of the soft targets.
+    """
+    x = torch.zeros(2, *shape, device=device)
+    flops = count_flops(lambda: torch.nn.functional.cross_entropy(student(x), torch.zeros(2, dtype=torch.long, device=device)).backward()) // 2
+    student.zero_grad(set_to_none=True)
+    return flops
+
+
+def _teacher_cost(teacher: TeacherNetwork, forward_stage: dict[str, Any]) -> dict[str, Any]:
+    """A teacher's soft targets cost its own training run plus its forward passes during distillation."""
+    info = teacher.info
+    stages: dict[str, dict[str, Any]] = {}
+    if info is not None and info.training_cost is not None:
+        t = info.training_cost
+        stages["teacher_training"] = {"name": "teacher_training", "seconds": t["seconds"], "flops": t["flops"],
+                                      "peak_memory_bytes": t.get("peak_memory_bytes"), "details": {"checkpoint": info.path}}
+    stages["teacher_forward"] = forward_stage
+    return combine_stages(stages, source=teacher.name, teacher=info.to_dict() if info is not None else None,
+                          teacher_training_cost_known=info is not None and info.training_cost is not None)
+
+
+def cost_totals(student_stage: dict[str, Any], soft_targets: dict[str, Any] | None) -> dict[str, Any]:
+    """The two totals a comparison needs: what the soft targets cost, what the student cost."""
+    soft = soft_targets or {"flops": 0, "seconds": 0.0, "peak_memory_bytes": None}
+    peaks = [p for p in (student_stage.get("peak_memory_bytes"), soft.get("peak_memory_bytes")) if p]
+    return {
+        "soft_targets": {"flops": int(soft["flops"]), "seconds": float(soft["seconds"])},
+        "student": {"flops": int(student_stage["flops"]), "seconds": float(student_stage["seconds"])},
+        "flops": int(soft["flops"]) + int(student_stage["flops"]),
+        "seconds": float(soft["seconds"]) + float(student_stage["seconds"]),
+        "peak_memory_bytes": max(peaks) if peaks else None,
+    }
 
 
 def train_student(
@@ -76,42 +121,59 @@ def train_student(
     device: torch.device,
     soft_labels: SoftLabels | None = None,
     soft_target_cost: dict[str, Any] | None = None,
+    teacher: TeacherNetwork | None = None,
     name: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train one student with one method; write checkpoints, metrics, curves and ``summary.json``."""
+    """Train one student with one method; write checkpoints, metrics, curves and ``summary.json``.
+
+    ``soft_labels`` (with the ``soft_target_cost`` of making them) feed reffakd and dkd-aesl;
+    ``teacher`` (``reffakd.teachers.load_teacher``) feeds kd, dkd and tfkd-self.
+    """
     cfg.validate()
+    method = get_method(cfg.method)
     if soft_labels is not None:
         soft_labels.check_matches(splits.class_names, f"dataset {splits.dataset}")
     run_dir = Path(run_dir)
     generator = seed_everything(cfg.seed)
     c, (h, w) = splits.in_channels, splits.image_size
     student = create_model(cfg.model, num_classes=splits.num_classes, in_channels=c, image_size=(h, w)).to(device)
-    distiller = build_distiller(cfg.method, student, soft_labels=soft_labels, alpha=cfg.alpha, temperature=cfg.temperature).to(device)
+    distiller = build_distiller(cfg.method, student, num_classes=splits.num_classes, params=cfg.method_params(), total_epochs=cfg.optim.epochs,
+                                soft_labels=soft_labels, teacher=teacher).to(device)
     normalize = (splits.mean, splits.std)
     train_batches = TensorBatches(splits.train, cfg.optim.batch_size, shuffle=True, augment=BatchAugment(), normalize=normalize, generator=generator, device=device)
     val_batches = TensorBatches(splits.val, EVAL_BATCH_SIZE, normalize=normalize, device=device)
     test_batches = TensorBatches(splits.test, EVAL_BATCH_SIZE, normalize=normalize, device=device)
 
-    def one_step() -> None:
-        _, losses = distiller.forward_train(torch.zeros(2, c, h, w, device=device), torch.zeros(2, dtype=torch.long, device=device), 1)
-        sum(losses.values()).backward()
-
-    step_flops = count_flops(one_step) // 2
-    distiller.zero_grad(set_to_none=True)
+    step_flops = _student_step_flops(student, (c, h, w), device)
     fwd_flops = forward_flops(student, (c, h, w))
     checkpoint_meta = {
         "model": cfg.model, "num_classes": splits.num_classes, "in_channels": c, "image_size": [h, w],
         "class_names": list(splits.class_names), "mean": list(splits.mean), "std": list(splits.std),
         "dataset": splits.dataset, "method": cfg.method, "seed": cfg.seed, "reffakd_version": __version__,
     }
-    log(f"train {name or cfg.method}: {cfg.model} ({parameter_count(student):,} parameters) with {cfg.method} on {device}")
+    source = distiller.source
+    log(f"train {name or cfg.method}: {cfg.model} ({parameter_count(student):,} parameters) with {cfg.method} on {device}"
+        + (f", soft targets from {source.describe()['source']}" if source is not None else ""))
     with measure("student_training", device) as cost:
         result = fit(distiller, train_batches, val_batches, cfg.optim, run_dir, checkpoint_meta=checkpoint_meta,
                      test_batches=test_batches, progress=progress, log=log)
         cost.flops = step_flops * result.train_images_seen + fwd_flops * result.eval_images_seen
     assert result.test_best is not None and result.test_last is not None
+    student_stage = cost.to_dict()
+    if method.needs == "teacher":
+        assert isinstance(source, TeacherNetwork)
+        # The teacher's forward passes ran inside the training loop: move their time to the soft targets.
+        student_stage["details"] = {"wall_seconds_including_teacher": student_stage["seconds"]}
+        student_stage["seconds"] -= source.seconds
+        forward = {"name": "teacher_forward", "seconds": source.seconds, "flops": source.forward_flops_per_image * result.train_images_seen,
+                   "peak_memory_bytes": student_stage["peak_memory_bytes"], "details": {"images": result.train_images_seen}}
+        soft_targets = _teacher_cost(source, forward)
+    elif method.needs == "soft_labels":
+        soft_targets = soft_target_cost
+    else:
+        soft_targets = combine_stages({}, source=source.describe()["source"] if source is not None else "none")
     summary = {
         "name": name or cfg.method,
         "method": cfg.method,
@@ -119,7 +181,7 @@ def train_student(
         "dataset": splits.dataset,
         "seed": cfg.seed,
         "config": {"optim": cfg.optim.to_dict(), **distiller.describe()},
-        "soft_labels": soft_labels.metadata.get("config") if soft_labels is not None else None,
+        "soft_labels": soft_labels.metadata.get("config") if soft_labels is not None and method.needs == "soft_labels" else None,
         "best_epoch": result.best_epoch,
         "best_val_top1": result.best_val_top1,
         "last_val_top1": result.history[-1]["val_top1"],
@@ -127,8 +189,9 @@ def train_student(
         "test_last": result.test_last,
         "parameters": parameter_count(student),
         "forward_flops_per_image": fwd_flops,
+        "forward_macs_per_image": fwd_flops // 2,
         "train_step_flops_per_image": step_flops,
-        "cost": {"student": cost.to_dict(), "soft_targets": soft_target_cost},
+        "cost": {"student": student_stage, "soft_targets": soft_targets, "totals": cost_totals(student_stage, soft_targets)},
         "reffakd_version": __version__,
     }
     write_json(run_dir / "summary.json", summary)
@@ -152,7 +215,7 @@ def run_pipeline(
     soft, soft_cost = build_soft_labels(splits, soft_cfg, run_dir / "softlabels", device=device, progress=progress, log=log)
     summaries = []
     for name, cfg in student_cfgs.items():
-        uses_soft = cfg.method != "ce"
+        uses_soft = get_method(cfg.method).needs == "soft_labels"
         summaries.append(
             train_student(splits, cfg, run_dir / name, device=device, soft_labels=soft if uses_soft else None,
                           soft_target_cost=soft_cost if uses_soft else None, name=name, progress=progress, log=log)

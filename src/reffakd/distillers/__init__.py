@@ -1,7 +1,19 @@
 """Distiller stage: one class per method, all driven by the same training engine."""
 
-from . import methods  # noqa: F401  (registers ce and reffakd)
-from .base import DISTILLERS, Distiller, build_distiller, register_distiller
-from .methods import CrossEntropy, ReffAKD
+from . import methods  # noqa: F401  (registers the methods)
+from .base import DISTILLERS, Distiller, Method, build_distiller, get_method, method_params, register_distiller
+from .methods import DKD, CrossEntropy, LabelSmoothing, SoftTargetKD
 
-__all__ = ["DISTILLERS", "CrossEntropy", "Distiller", "ReffAKD", "build_distiller", "register_distiller"]
+__all__ = [
+    "DISTILLERS",
+    "DKD",
+    "CrossEntropy",
+    "Distiller",
+    "LabelSmoothing",
+    "Method",
+    "SoftTargetKD",
+    "build_distiller",
+    "get_method",
+    "method_params",
+    "register_distiller",
+]

@@ -1,5 +1,16 @@
 """Loss stage: every loss defined once, batchmean reductions, explicit T^2."""
 
-from .reffakd_loss import ReffAKDLoss, check_alpha_temperature, kl_to_targets
+from .dkd import dkd_loss, dkd_terms
+from .kd import check_alpha_temperature, check_temperature, kl_to_targets, label_smoothing_ce, soft_target_kd
+from .reffakd_loss import ReffAKDLoss
 
-__all__ = ["ReffAKDLoss", "check_alpha_temperature", "kl_to_targets"]
+__all__ = [
+    "ReffAKDLoss",
+    "check_alpha_temperature",
+    "check_temperature",
+    "dkd_loss",
+    "dkd_terms",
+    "kl_to_targets",
+    "label_smoothing_ce",
+    "soft_target_kd",
+]

@@ -39,3 +39,19 @@ def measure(name: str, device: torch.device) -> Iterator[StageCost]:
         torch.cuda.synchronize(device)
     cost.seconds = time.perf_counter() - start
     cost.peak_memory_bytes = peak_memory_bytes(device)
+
+
+def combine_stages(stages: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """One cost record from named stages: their sum of seconds and FLOPs, the largest peak memory.
+
+    The shape every producer of soft targets writes (``soft_labels_cost.json``, a teacher's ledger),
+    so a run's summary can set any of them beside the student's own cost.
+    """
+    peaks = [s.get("peak_memory_bytes") or 0 for s in stages.values()]
+    return {
+        "stages": stages,
+        "seconds": sum(float(s.get("seconds") or 0.0) for s in stages.values()),
+        "flops": sum(int(s.get("flops") or 0) for s in stages.values()),
+        "peak_memory_bytes": max(peaks, default=0) or None,
+        **extra,
+    }

@@ -6,6 +6,7 @@ beside the cost of a teacher.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,9 +17,10 @@ from .. import __version__
 from ..data import BatchAugment, DataSplits, TensorBatches
 from ..engine.checkpoint import save_checkpoint
 from ..engine.optim import OptimConfig
+from ..errors import ReffAKDError
 from ..io import JsonlWriter, write_json, write_text_atomic
 from ..models.autoencoder import ConvAutoencoder
-from ..resources import count_flops, forward_flops, measure, parameter_count
+from ..resources import combine_stages, count_flops, forward_flops, measure, parameter_count
 from ..seed import seed_everything
 from .artifact import SoftLabels
 from .autoencoder_training import embed, reconstruction_mse, train_autoencoder
@@ -113,18 +115,20 @@ def build_soft_labels(
          "class_names": list(splits.class_names), "mean": [0.0] * c, "std": [1.0] * c, "pixel_range": [0, 1]},
     )
     soft.save(out_dir / SOFT_LABELS_FILE)
-    stages = [ae_cost, emb_cost, sim_cost]
-    cost = {
-        "stages": {s.name: s.to_dict() for s in stages},
-        "seconds": sum(s.seconds for s in stages),
-        "flops": sum(s.flops for s in stages),
-        "peak_memory_bytes": max((s.peak_memory_bytes or 0) for s in stages) or None,
-        "autoencoder_parameters": parameter_count(model),
-    }
+    cost = combine_stages({s.name: s.to_dict() for s in (ae_cost, emb_cost, sim_cost)}, source="autoencoder", autoencoder_parameters=parameter_count(model))
     write_json(out_dir / "soft_labels_cost.json", cost)
     write_text_atomic(out_dir / "diagnostics.txt", format_diagnostics(soft.metadata["diagnostics"]) + "\n")
     _plot(out_dir, soft, model, splits, device)
     return soft, cost
+
+
+def read_soft_label_cost(soft_labels_path: Path) -> dict[str, Any] | None:
+    """``soft_labels_cost.json`` beside the soft labels (written by `reffakd softlabels`), or None."""
+    cost_path = soft_labels_path.with_name("soft_labels_cost.json")
+    try:
+        return json.loads(cost_path.read_text(encoding="utf-8")) if cost_path.is_file() else None
+    except (OSError, ValueError) as exc:
+        raise ReffAKDError(f"soft-label cost file {cost_path} is malformed ({exc}); it is JSON written by `reffakd softlabels`") from None
 
 
 def soft_labels_from_similarity(similarity: torch.Tensor, splits: DataSplits, cfg: SoftLabelConfig, extra: dict[str, Any] | None = None) -> SoftLabels:

@@ -1,0 +1,141 @@
+"""The comparison's outputs: ``results.csv`` (one row per run), ``results.md`` (mean and std over
+seeds, with cost) and ``accuracy_vs_cost.png`` (test top-1 against total cost, log scale).
+
+Everything is rebuilt from the runs' ``summary.json`` files, so the report of a resumed comparison
+is the same as that of one that never stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..io import write_text_atomic
+from .tables import format_flops, markdown_table
+
+CSV_COLUMNS = [
+    "method", "seed", "best_epoch", "val_top1", "test_top1_selected", "test_top1_last", "test_top5_selected",
+    "student_parameters", "student_forward_macs_per_image", "student_flops", "student_seconds",
+    "soft_target_source", "soft_target_flops", "soft_target_seconds", "teacher_forward_flops",
+    "total_flops", "total_seconds", "peak_memory_bytes",
+]
+
+
+def collect_runs(out: Path) -> list[dict[str, Any]]:
+    """One flat row per finished run under ``out/runs/<method>/seed<k>/``."""
+    rows = []
+    for path in sorted((out / "runs").glob("*/seed*/summary.json")):
+        s = json.loads(path.read_text(encoding="utf-8"))
+        cost = s["cost"]
+        totals, soft = cost["totals"], cost.get("soft_targets") or {}
+        rows.append({
+            "method": s["method"], "seed": s["seed"], "best_epoch": s["best_epoch"], "val_top1": s["best_val_top1"],
+            "test_top1_selected": s["test_best"]["top1"], "test_top1_last": s["test_last"]["top1"], "test_top5_selected": s["test_best"]["top5"],
+            "student_parameters": s["parameters"], "student_forward_macs_per_image": s["forward_macs_per_image"],
+            "student_flops": totals["student"]["flops"], "student_seconds": totals["student"]["seconds"],
+            "soft_target_source": soft.get("source", "none"), "soft_target_flops": totals["soft_targets"]["flops"],
+            "soft_target_seconds": totals["soft_targets"]["seconds"],
+            "teacher_forward_flops": soft.get("stages", {}).get("teacher_forward", {}).get("flops", 0),
+            "total_flops": totals["flops"], "total_seconds": totals["seconds"], "peak_memory_bytes": totals.get("peak_memory_bytes"),
+        })
+    return rows
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def aggregate(rows: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation over seeds, per method, in ``order``."""
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_method.setdefault(r["method"], []).append(r)
+    out = []
+    for method in [m for m in order if m in by_method] + sorted(set(by_method) - set(order)):
+        rs = by_method[method]
+        agg: dict[str, Any] = {"method": method, "seeds": sorted(r["seed"] for r in rs), "source": rs[0]["soft_target_source"]}
+        for key in ("val_top1", "test_top1_selected", "test_top1_last", "soft_target_flops", "soft_target_seconds", "student_flops",
+                    "student_seconds", "total_flops", "total_seconds"):
+            agg[key], agg[key + "_std"] = _mean_std([float(r[key]) for r in rs])
+        agg["peak_memory_bytes"] = max((r["peak_memory_bytes"] or 0) for r in rs) or None
+        out.append(agg)
+    return out
+
+
+def _pm(mean: float, std: float) -> str:
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def _seconds(s: float) -> str:
+    return f"{s:,.0f} s" if s >= 1 else ("0 s" if s == 0 else f"{s:.2f} s")
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:,.1f}x" if b > 0 else "-"
+
+
+def render_markdown(agg: list[dict[str, Any]]) -> str:
+    headers = ["method", "seeds", "val top-1", "test top-1 (selected)", "test top-1 (last)", "soft targets from",
+               "soft-target FLOPs", "soft-target time", "student FLOPs", "student time", "total FLOPs", "total time", "peak memory"]
+    rows = [[a["method"], len(a["seeds"]), _pm(a["val_top1"], a["val_top1_std"]), _pm(a["test_top1_selected"], a["test_top1_selected_std"]),
+             _pm(a["test_top1_last"], a["test_top1_last_std"]), a["source"], format_flops(a["soft_target_flops"]) if a["soft_target_flops"] else "0",
+             _seconds(a["soft_target_seconds"]), format_flops(a["student_flops"]), _seconds(a["student_seconds"]),
+             format_flops(a["total_flops"]), _seconds(a["total_seconds"]),
+             f"{a['peak_memory_bytes'] / 2**30:.2f} GiB" if a["peak_memory_bytes"] else "-"]
+            for a in agg]
+    text = ["# Comparison", "", "Mean ± sample standard deviation over seeds. *Selected*: the epoch with the best validation top-1;",
+            "*last*: the final epoch. Costs are per run: the soft targets (autoencoder pipeline, or the teacher's own training",
+            "plus its forward passes during distillation) and the student's training; wall time on this run's machine.", "",
+            markdown_table(headers, rows)]
+    by = {a["method"]: a for a in agg}
+    if "reffakd" in by and by["reffakd"]["soft_target_flops"] > 0:
+        ref = by["reffakd"]
+        lines = []
+        for m in ("kd", "dkd", "tfkd-self"):
+            if m in by and by[m]["soft_target_flops"] > 0:
+                a = by[m]
+                lines.append([m, a["source"], format_flops(a["soft_target_flops"]), _seconds(a["soft_target_seconds"]),
+                              _ratio(a["soft_target_flops"], ref["soft_target_flops"]), _ratio(a["soft_target_seconds"], ref["soft_target_seconds"])])
+        if lines:
+            text += ["", f"Soft targets against ReffAKD's ({format_flops(ref['soft_target_flops'])}, {_seconds(ref['soft_target_seconds'])}):", "",
+                     markdown_table(["method", "source", "soft-target FLOPs", "soft-target time", "x ReffAKD's FLOPs", "x ReffAKD's time"], lines)]
+    return "\n".join(text) + "\n"
+
+
+def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
+    from .plots import _save, plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, label in ((axes[0], "total_flops", "total FLOPs per run (soft targets + student)"),
+                           (axes[1], "total_seconds", "total wall time per run (s)")):
+        for a in agg:
+            x = max(a[key], 1e-9)
+            ax.errorbar([x], [a["test_top1_selected"]], yerr=[a["test_top1_selected_std"]], fmt="o", capsize=3, label=a["method"])
+            ax.annotate(a["method"], (x, a["test_top1_selected"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test top-1 (%), validation-selected epoch")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_title("accuracy against cost (mean ± std over seeds)", fontsize=10)
+    _save(fig, path)
+
+
+def write_compare_report(out: Path, method_order: Sequence[str]) -> str:
+    """Rebuild the three outputs from the finished runs; returns the Markdown ('' before any run finished)."""
+    rows = collect_runs(out)
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out / "results.csv", buf.getvalue())
+    agg = aggregate(rows, list(method_order))
+    md = render_markdown(agg)
+    write_text_atomic(out / "results.md", md)
+    plot_accuracy_vs_cost(agg, out / "accuracy_vs_cost.png")
+    return md

@@ -1,0 +1,6 @@
+"""Soft-target sources: teacher networks, trained students, and class-level tables (AESL, Tf-KD, uniform)."""
+
+from .checkpoint import TeacherInfo, load_teacher
+from .sources import ClassTable, SoftTargetSource, TeacherNetwork, uniform_table, virtual_teacher_table
+
+__all__ = ["ClassTable", "SoftTargetSource", "TeacherInfo", "TeacherNetwork", "load_teacher", "uniform_table", "virtual_teacher_table"]

@@ -1,0 +1,77 @@
+"""A teacher from a checkpoint written by ``reffakd train``: checked against the data, with its cost.
+
+The teacher's own training run is part of what its soft targets cost, so the run's ``summary.json``
+beside the checkpoint is read for that cost (FLOPs, wall time, peak memory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import DataSplits
+from ..engine import load_model
+from ..errors import ReffAKDError
+from ..resources import forward_flops, parameter_count
+from .sources import TeacherNetwork
+
+
+@dataclass
+class TeacherInfo:
+    """What the cost ledger and the run summary record about a teacher."""
+
+    path: str
+    model: str
+    method: str | None
+    parameters: int
+    forward_flops_per_image: int
+    training_cost: dict[str, Any] | None  # the teacher run's own totals, None when its summary is absent
+    val_top1: float | None
+    test_top1: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def load_teacher(path: str | os.PathLike[str], splits: DataSplits, device: torch.device) -> TeacherNetwork:
+    """Rebuild the teacher named in the checkpoint's metadata and refuse one trained for other data."""
+    path = Path(path)
+    model, meta = load_model(path)
+    if list(meta["class_names"]) != list(splits.class_names):
+        raise ReffAKDError(
+            f"teacher {path} was trained on classes {meta['class_names'][:4]}... ({meta['num_classes']}), "
+            f"not on {splits.dataset}'s {list(splits.class_names)[:4]}... ({splits.num_classes}); train a teacher on this dataset"
+        )
+    shape = [splits.in_channels, *splits.image_size]
+    if [meta["in_channels"], *meta["image_size"]] != shape:
+        raise ReffAKDError(f"teacher {path} expects {meta['in_channels']}x{meta['image_size'][0]}x{meta['image_size'][1]} inputs, the dataset gives {shape[0]}x{shape[1]}x{shape[2]}")
+    model = model.to(device)
+    fwd = forward_flops(model, tuple(shape))
+    summary = _read_summary(path.parent / "summary.json")
+    cost = summary.get("cost", {}).get("totals") if summary else None
+    source = TeacherNetwork(
+        model, splits.num_classes, forward_flops_per_image=fwd, name=f"teacher:{meta['model']}",
+        input_stats=(splits.mean, splits.std), teacher_stats=(meta["mean"], meta["std"]),
+    ).to(device)
+    info = TeacherInfo(
+        path=str(path), model=meta["model"], method=meta.get("method"), parameters=parameter_count(model),
+        forward_flops_per_image=fwd, training_cost=cost,
+        val_top1=meta.get("val_top1"), test_top1=(summary or {}).get("test_best", {}).get("top1") if summary else None,
+    )
+    source.info = info
+    return source
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ReffAKDError(f"teacher run summary {path} is malformed ({exc}); it is JSON written by `reffakd train`") from None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,134 @@
+"""Where soft targets come from: one interface, so every method works with every source.
+
+A source maps a batch (images, labels) to a target distribution over the classes at the loss
+temperature T. Network sources (a trained teacher, or a trained student as its own Tf-KD teacher)
+run a frozen forward pass and count its time; table sources (autoencoder soft labels, a Tf-KD
+virtual teacher, uniform) are one row lookup per image.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import ReffAKDError
+
+
+class SoftTargetSource(nn.Module):
+    """Base class: ``probabilities(images, labels, T)`` gives the (B, C) target distribution."""
+
+    #: Forward FLOPs per image spent producing targets during distillation (0 for a table lookup).
+    forward_flops_per_image: int = 0
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.seconds = 0.0  # wall time spent in ``probabilities`` (network sources only)
+
+    def probabilities(self, images: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": type(self).__name__}
+
+
+class ClassTable(SoftTargetSource):
+    """A fixed (C, C) table, row y the target of class y.
+
+    ``as_logits=False``: the rows are probabilities used as stored (autoencoder soft labels: T softens
+    only the student). ``as_logits=True``: each row is softened as softmax(row / T), the way Tf-KD's
+    release softens its virtual teacher.
+    """
+
+    def __init__(self, table: torch.Tensor, *, as_logits: bool = False, name: str = "table") -> None:
+        if table.ndim != 2 or table.shape[0] != table.shape[1]:
+            raise ReffAKDError(f"a class table must be square (C, C), got shape {tuple(table.shape)}")
+        super().__init__(int(table.shape[0]))
+        self.register_buffer("table", table.detach().to(torch.float32).clone())
+        self.as_logits = as_logits
+        self.name = name
+
+    def probabilities(self, images: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+        rows = self.table[labels]
+        return F.softmax(rows / temperature, dim=1) if self.as_logits else rows
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.name, "table_as_logits": self.as_logits}
+
+
+def virtual_teacher_table(num_classes: int, own_probability: float) -> torch.Tensor:
+    """Tf-KD-reg's hand-made teacher: ``a`` on the true class, (1 - a) / (C - 1) on each other."""
+    if not 0.0 < own_probability < 1.0:
+        raise ReffAKDError(f"virtual teacher own-class probability {own_probability} is out of range: it must lie in (0, 1)")
+    table = torch.full((num_classes, num_classes), (1.0 - own_probability) / (num_classes - 1))
+    table.fill_diagonal_(own_probability)
+    return table
+
+
+def uniform_table(num_classes: int) -> torch.Tensor:
+    return torch.full((num_classes, num_classes), 1.0 / num_classes)
+
+
+class TeacherNetwork(SoftTargetSource):
+    """A frozen network in eval mode: targets are softmax(teacher(x) / T).
+
+    It stays in eval mode when the distiller is put in training mode (its batch-norm statistics never
+    move), takes no gradients, and re-normalises the batch when it was trained with other channel
+    statistics than the student's.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        *,
+        forward_flops_per_image: int,
+        name: str = "teacher",
+        input_stats: tuple[Sequence[float], Sequence[float]] | None = None,
+        teacher_stats: tuple[Sequence[float], Sequence[float]] | None = None,
+    ) -> None:
+        super().__init__(num_classes)
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.forward_flops_per_image = int(forward_flops_per_image)
+        self.name = name
+        self.info: Any = None  # a ``TeacherInfo`` when loaded from a checkpoint (``load_teacher``)
+        self.renormalise = input_stats is not None and teacher_stats is not None and (
+            [float(v) for v in input_stats[0]] != [float(v) for v in teacher_stats[0]]
+            or [float(v) for v in input_stats[1]] != [float(v) for v in teacher_stats[1]]
+        )
+        if self.renormalise:
+            assert input_stats is not None and teacher_stats is not None
+            view = lambda v: torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1)  # noqa: E731
+            # x_teacher = (x * std_in + mean_in - mean_t) / std_t = x * scale + shift
+            scale = view(input_stats[1]) / view(teacher_stats[1])
+            shift = (view(input_stats[0]) - view(teacher_stats[0])) / view(teacher_stats[1])
+            self.register_buffer("scale", scale)
+            self.register_buffer("shift", shift)
+
+    def train(self, mode: bool = True) -> "TeacherNetwork":
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        if self.renormalise:
+            images = images * self.scale + self.shift
+        return self.model(images)
+
+    def probabilities(self, images: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+        start = time.perf_counter()
+        probs = F.softmax(self.logits(images).float() / temperature, dim=1)
+        if probs.is_cuda:
+            torch.cuda.synchronize(probs.device)
+        self.seconds += time.perf_counter() - start
+        return probs
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.name, "forward_flops_per_image": self.forward_flops_per_image}
