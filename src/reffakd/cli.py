@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
+from .data import DATASETS
 from .distillers import DISTILLERS
 from .errors import ReffAKDError
 
@@ -63,8 +64,13 @@ def _ints(text: str) -> list[int]:
 
 def _add_data(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="fashion-mnist", help="dataset name (default: fashion-mnist)")
-    g.add_argument("--data-dir", help="folder holding the dataset files; else the Debian copy, else a download into the cache")
+    g.add_argument("--dataset", default="fashion-mnist", help=f"one of {', '.join(sorted(DATASETS))} (default: fashion-mnist)")
+    g.add_argument("--data-dir", help="folder holding the dataset files (imagefolder: one sub-folder per class); else a known copy, else a download into the cache")
+    g.add_argument("--image-size", type=int, help="resize images to this square size (default: the dataset's own, 32 for the MNISTs and CIFAR, 64 for Tiny ImageNet)")
+    g.add_argument("--test-dir", help="imagefolder: a separate folder of test images, one sub-folder per class")
+    g.add_argument("--test-fraction", type=float, help="imagefolder without a test folder: share of each class held out for testing (default: 0.2)")
+    g.add_argument("--streaming", action=argparse.BooleanOptionalAction, default=None,
+                   help="decode images from disk batch by batch (default: only when they would not fit in memory)")
     g.add_argument("--val-size", type=int, default=5000, help="validation images carved from the training set (default: 5000)")
     g.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split (default: 0)")
     g.add_argument("--no-download", action="store_true", help="never try the network")
@@ -175,7 +181,8 @@ def _optim(args: argparse.Namespace, prefix: str = ""):
 def _data_cfg(args: argparse.Namespace):
     from .pipeline import DataConfig
 
-    return DataConfig(args.dataset, args.data_dir, args.val_size, args.split_seed, not args.no_download)
+    return DataConfig(args.dataset, args.data_dir, args.val_size, args.split_seed, not args.no_download,
+                      image_size=args.image_size, test_dir=args.test_dir, test_fraction=args.test_fraction, streaming=args.streaming)
 
 
 def _soft_cfg(args: argparse.Namespace):
@@ -281,7 +288,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .data import TensorBatches
+    from .data import make_batches
     from .engine import evaluate, load_model
     from .pipeline import EVAL_BATCH_SIZE, load_splits, pick_device
 
@@ -293,7 +300,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if [splits.in_channels, *splits.image_size] != [meta["in_channels"], *meta["image_size"]]:
         raise ReffAKDError(f"checkpoint {args.checkpoint} expects {meta['in_channels']}x{meta['image_size'][0]}x{meta['image_size'][1]} inputs, the dataset gives {splits.in_channels}x{splits.image_size[0]}x{splits.image_size[1]}")
     split = splits.test if args.split == "test" else splits.val
-    result = evaluate(model.to(device), TensorBatches(split, EVAL_BATCH_SIZE, normalize=(meta["mean"], meta["std"]), device=device))
+    result = evaluate(model.to(device), make_batches(split, EVAL_BATCH_SIZE, normalize=(meta["mean"], meta["std"]), device=device))
     print(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "epoch": meta.get("epoch"), **result}))
 
 
@@ -315,8 +322,7 @@ def compare_spec(args: argparse.Namespace):
         for key, value in overrides.items():
             spec[key] = {**spec[key], **value} if key in ("data", "student") and isinstance(value, dict) else value
     # Data flags always apply (their defaults are the data defaults).
-    spec["data"] = {**spec["data"], "dataset": args.dataset, "data_dir": args.data_dir, "val_size": args.val_size,
-                    "split_seed": args.split_seed, "download": not args.no_download}
+    spec["data"] = {**spec["data"], **vars(_data_cfg(args))}
     for key, value in (("methods", args.methods), ("seeds", args.seeds)):
         if value is not None:
             spec[key] = value

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from . import __version__
-from .data import BatchAugment, DataSplits, TensorBatches, load_dataset, split_train_val
+from .data import DataSplits, load_dataset, make_batches, split_train_val
 from .distillers import build_distiller, get_method, method_params
 from .engine import OptimConfig, fit
 from .io import read_jsonl, write_json, write_text_atomic
@@ -39,18 +39,29 @@ def pick_device(name: str = "auto") -> torch.device:
 
 @dataclass
 class DataConfig:
+    """Which data, where from, and the validation split. ``None`` options keep the dataset's own default."""
+
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     val_size: int = 5000
     split_seed: int = 0
     download: bool = True
+    image_size: int | None = None  # resize to this square size (default: the dataset's own)
+    test_dir: str | None = None  # imagefolder: a separate folder of test images
+    test_fraction: float | None = None  # imagefolder without a test folder: share of each class held out (0.2)
+    streaming: bool | None = None  # None: stream from disk only when the images would not fit in memory
+
+    def loader_options(self) -> dict[str, Any]:
+        options = {"image_size": self.image_size, "test_dir": self.test_dir, "test_fraction": self.test_fraction, "streaming": self.streaming}
+        return {k: v for k, v in options.items() if v is not None}
 
 
 def load_splits(cfg: DataConfig, log: Callable[[str], None] = print) -> DataSplits:
     """Load the dataset and carve the seeded validation split (its seed is fixed per run, not per student)."""
-    dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download)
+    dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, **cfg.loader_options())
     log(f"data: {dataset.name} from {dataset.source}: {len(dataset.train_labels)} train / {len(dataset.test_labels)} test, "
-        f"{dataset.num_classes} classes, {dataset.in_channels}x{dataset.image_size[0]}x{dataset.image_size[1]}")
+        f"{dataset.num_classes} classes, {dataset.in_channels}x{dataset.image_size[0]}x{dataset.image_size[1]}"
+        + (", streamed from disk" if dataset.streaming else ""))
     return split_train_val(dataset, cfg.val_size, cfg.split_seed)
 
 
@@ -142,9 +153,9 @@ def train_student(
     distiller = build_distiller(cfg.method, student, num_classes=splits.num_classes, params=cfg.method_params(), total_epochs=cfg.optim.epochs,
                                 soft_labels=soft_labels, teacher=teacher).to(device)
     normalize = (splits.mean, splits.std)
-    train_batches = TensorBatches(splits.train, cfg.optim.batch_size, shuffle=True, augment=BatchAugment(), normalize=normalize, generator=generator, device=device)
-    val_batches = TensorBatches(splits.val, EVAL_BATCH_SIZE, normalize=normalize, device=device)
-    test_batches = TensorBatches(splits.test, EVAL_BATCH_SIZE, normalize=normalize, device=device)
+    train_batches = make_batches(splits.train, cfg.optim.batch_size, shuffle=True, augment=splits.augment, normalize=normalize, generator=generator, device=device)
+    val_batches = make_batches(splits.val, EVAL_BATCH_SIZE, normalize=normalize, device=device)
+    test_batches = make_batches(splits.test, EVAL_BATCH_SIZE, normalize=normalize, device=device)
 
     step_flops = _student_step_flops(student, (c, h, w), device)
     fwd_flops = forward_flops(student, (c, h, w))
@@ -152,6 +163,7 @@ def train_student(
         "model": cfg.model, "num_classes": splits.num_classes, "in_channels": c, "image_size": [h, w],
         "class_names": list(splits.class_names), "mean": list(splits.mean), "std": list(splits.std),
         "dataset": splits.dataset, "method": cfg.method, "seed": cfg.seed, "reffakd_version": __version__,
+        "augment": asdict(splits.augment),
     }
     source = distiller.source
     log(f"train {name or cfg.method}: {cfg.model} ({parameter_count(student):,} parameters) with {cfg.method} on {device}"

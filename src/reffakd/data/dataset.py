@@ -1,31 +1,42 @@
 """The in-memory form every dataset is loaded into, and the seeded train/validation split.
 
 Datasets that fit in RAM live as uint8 tensors (N, C, H, W): a batch is an index into them, so
-the input pipeline costs almost nothing next to even a small model like LeNet-5.
+the input pipeline costs almost nothing next to even a small model like LeNet-5. Datasets that do
+not fit keep their images on disk as an ``ImageFiles`` (same ``shape``, same indexing by a tensor
+of positions), so the split below and every ``shape``-based property work on both unchanged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import ReffAKDError
+from .augment import BatchAugment
+
+if TYPE_CHECKING:
+    from .images import ImageFiles
+
+Images = Union[torch.Tensor, "ImageFiles"]  # uint8 (N, C, H, W) in memory, or files decoded on demand
 
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """A labelled image dataset held in memory; class names travel with it."""
+    """A labelled image dataset; class names, normalisation and augmentation travel with it."""
 
     name: str
-    train_images: torch.Tensor  # uint8 (N, C, H, W)
+    train_images: Images
     train_labels: torch.Tensor  # int64 (N,)
-    test_images: torch.Tensor
+    test_images: Images
     test_labels: torch.Tensor
     class_names: tuple[str, ...]
     source: str
     mean: tuple[float, ...] = field(default=())
     std: tuple[float, ...] = field(default=())
+    augment: BatchAugment = field(default_factory=BatchAugment)
 
     @property
     def num_classes(self) -> int:
@@ -39,12 +50,16 @@ class ImageDataset:
     def image_size(self) -> tuple[int, int]:
         return int(self.train_images.shape[2]), int(self.train_images.shape[3])
 
+    @property
+    def streaming(self) -> bool:
+        return not isinstance(self.train_images, torch.Tensor)
+
 
 @dataclass(frozen=True)
 class Split:
     """Images and labels of one part of a dataset (train, val or test)."""
 
-    images: torch.Tensor
+    images: Images
     labels: torch.Tensor
 
     def __len__(self) -> int:
@@ -60,6 +75,7 @@ class DataSplits:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     dataset: str
+    augment: BatchAugment = field(default_factory=BatchAugment)
 
     @property
     def num_classes(self) -> int:
@@ -73,14 +89,39 @@ class DataSplits:
     def image_size(self) -> tuple[int, int]:
         return int(self.train.images.shape[2]), int(self.train.images.shape[3])
 
+    @property
+    def streaming(self) -> bool:
+        return not isinstance(self.train.images, torch.Tensor)
+
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images on the [0, 1] scale (float64 accumulation)."""
-    x = images.to(torch.float64).div_(255.0)
-    dims = (0, 2, 3)
-    mean = x.mean(dim=dims)
-    std = x.std(dim=dims)
-    return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
+    """Per-channel mean and std (ddof 1) of uint8 images on the [0, 1] scale.
+
+    Exact integer sums over chunks: a float64 copy of Tiny ImageNet would need about 10 GB.
+    """
+    c = int(images.shape[1])
+    total, squares = [0] * c, [0] * c
+    for lo in range(0, int(images.shape[0]), 4096):
+        chunk = images[lo : lo + 4096].to(torch.int64)
+        for ch, (s, q) in enumerate(zip(chunk.sum(dim=(0, 2, 3)).tolist(), chunk.square().sum(dim=(0, 2, 3)).tolist())):
+            total[ch] += s
+            squares[ch] += q
+    n = int(images.shape[0]) * int(images.shape[2]) * int(images.shape[3])
+    mean = tuple(round(s / n / 255.0, 6) for s in total)
+    # (n * sum(x^2) - sum(x)^2) is exact in Python integers; one division at the end.
+    std = tuple(round(((n * q - s * s) / max(n * (n - 1), 1)) ** 0.5 / 255.0, 6) for s, q in zip(total, squares))
+    return mean, std
+
+
+def resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> (N, C, *size) uint8, bilinear, in chunks; done once at load time."""
+    if tuple(images.shape[2:]) == tuple(size):
+        return images.contiguous()
+    out = torch.empty((images.shape[0], images.shape[1], *size), dtype=torch.uint8)
+    for lo in range(0, images.shape[0], 10_000):
+        chunk = F.interpolate(images[lo : lo + 10_000].float(), size=size, mode="bilinear", align_corners=False)
+        out[lo : lo + 10_000] = chunk.round_().clamp_(0, 255).to(torch.uint8)
+    return out
 
 
 def split_train_val(dataset: ImageDataset, val_size: int, seed: int) -> DataSplits:
@@ -88,7 +129,7 @@ def split_train_val(dataset: ImageDataset, val_size: int, seed: int) -> DataSpli
 
     The split depends on ``seed`` alone, so every method trained with the same seed sees the same
     validation images, and the soft labels are built from training images the validation set
-    never contains.
+    never contains. Streamed images are split the same way: indexing ``ImageFiles`` picks files.
     """
     n = int(dataset.train_labels.shape[0])
     if not 1 <= val_size < n:
@@ -104,4 +145,5 @@ def split_train_val(dataset: ImageDataset, val_size: int, seed: int) -> DataSpli
         mean=dataset.mean,
         std=dataset.std,
         dataset=dataset.name,
+        augment=dataset.augment,
     )

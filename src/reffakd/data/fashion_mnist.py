@@ -1,9 +1,10 @@
-"""Fashion-MNIST, found without network where possible, read through torchvision, never modified.
+"""Fashion-MNIST (and MNIST), found without network where possible, read through torchvision, never modified.
 
-Sources, in order: ``--data-dir``; Debian's ``dataset-fashion-mnist`` package; torchvision's
-download into the cache folder. torchvision reads only uncompressed files under
-``ROOT/FashionMNIST/raw/``, and Debian recompressed the gz files (so torchvision's checksums fail and
+Sources, in order: ``--data-dir``; Debian's ``dataset-fashion-mnist`` package (Fashion-MNIST only);
+torchvision's download into the cache folder. torchvision reads only uncompressed files under
+``ROOT/<Class>/raw/``, and Debian recompressed the gz files (so torchvision's checksums fail and
 it would try the network), so compressed sources are decompressed into the cache, never in place.
+Both datasets share these functions, parameterised by an ``IdxSpec``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import hashlib
 import os
 import shutil
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torchvision.datasets import FashionMNIST
+from torchvision.datasets import MNIST, FashionMNIST
 
 from ..errors import ReffAKDError
 from ..io import write_with
-from .dataset import ImageDataset, channel_stats
+from .augment import BatchAugment
+from .dataset import ImageDataset, channel_stats, resize_uint8
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 RAW_FILES = (
@@ -33,15 +35,36 @@ RAW_FILES = (
 NATIVE_SIZE = 28
 
 
+@dataclass(frozen=True)
+class IdxSpec:
+    """One IDX dataset: its registry/cache name, its title in messages, torchvision's reader, its augmentation."""
+
+    name: str
+    title: str
+    reader: type[MNIST]
+    augment: BatchAugment
+    debian_package: str | None = None
+
+    @property
+    def folder(self) -> str:
+        """torchvision's folder under the root: ``<class name>/raw``."""
+        return self.reader.__name__
+
+
+FASHION_MNIST = IdxSpec("fashion-mnist", "Fashion-MNIST", FashionMNIST, BatchAugment(pad=4, flip=True), "dataset-fashion-mnist")
+# Digits are not mirror-symmetric (a flipped 2, 3, 7 is no digit), so MNIST is cropped but never flipped.
+MNIST_SPEC = IdxSpec("mnist", "MNIST", MNIST, BatchAugment(pad=4, flip=False))
+
+
 def default_cache_dir() -> Path:
     """``$REFFAKD_CACHE`` or ``~/.cache/reffakd``: decompressed copies and downloads live here."""
     return Path(os.environ.get("REFFAKD_CACHE", Path.home() / ".cache" / "reffakd"))
 
 
-def _find_files(folder: Path) -> dict[str, Path] | None:
+def _find_files(folder: Path, spec: IdxSpec = FASHION_MNIST) -> dict[str, Path] | None:
     """Map each raw file name to an existing file (uncompressed preferred, else .gz), or None."""
     found: dict[str, Path] = {}
-    for sub in (folder / "FashionMNIST" / "raw", folder):
+    for sub in (folder / spec.folder / "raw", folder):
         for name in RAW_FILES:
             if name in found:
                 continue
@@ -52,8 +75,8 @@ def _find_files(folder: Path) -> dict[str, Path] | None:
     return found if len(found) == len(RAW_FILES) else None
 
 
-def _materialise(files: dict[str, Path], cache_dir: Path) -> Path:
-    """Return a torchvision root whose ``FashionMNIST/raw`` holds the uncompressed files.
+def _materialise(files: dict[str, Path], cache_dir: Path, spec: IdxSpec = FASHION_MNIST) -> Path:
+    """Return a torchvision root whose ``<Class>/raw`` holds the uncompressed files.
 
     Already-uncompressed files in the torchvision layout are used where they are; anything else
     is decompressed (or linked) into a cache folder named after the source, so the source is read only.
@@ -61,13 +84,13 @@ def _materialise(files: dict[str, Path], cache_dir: Path) -> Path:
     parents = {p.parent for p in files.values()}
     if all(not p.name.endswith(".gz") for p in files.values()) and len(parents) == 1:
         parent = parents.pop()
-        if parent.name == "raw" and parent.parent.name == "FashionMNIST":
+        if parent.name == "raw" and parent.parent.name == spec.folder:
             return parent.parent.parent
     # The key covers each source's path, size and mtime: a replaced source gets a fresh copy.
     stamp = "|".join(f"{files[n].resolve()}:{files[n].stat().st_size}:{files[n].stat().st_mtime_ns}" for n in RAW_FILES)
     key = hashlib.sha1(stamp.encode()).hexdigest()[:12]
-    root = cache_dir / "fashion-mnist" / key
-    raw = root / "FashionMNIST" / "raw"
+    root = cache_dir / spec.name / key
+    raw = root / spec.folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for name in RAW_FILES:
         src, dst = files[name], raw / name
@@ -86,61 +109,80 @@ def _materialise(files: dict[str, Path], cache_dir: Path) -> Path:
     return root
 
 
-def _read(root: Path, origin: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[str, ...]]:
+def _read(root: Path, origin: str, spec: IdxSpec = FASHION_MNIST) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[str, ...]]:
     try:
-        train = FashionMNIST(str(root), train=True, download=False)
-        test = FashionMNIST(str(root), train=False, download=False)
+        train = spec.reader(str(root), train=True, download=False)
+        test = spec.reader(str(root), train=False, download=False)
     except Exception as exc:  # torchvision raises several types for malformed IDX files
-        raise ReffAKDError(f"corrupt Fashion-MNIST files from {origin} ({root / 'FashionMNIST' / 'raw'}): {str(exc) or type(exc).__name__}; expected the four IDX files of 60,000 + 10,000 28x28 images") from None
+        raise ReffAKDError(f"corrupt {spec.title} files from {origin} ({root / spec.folder / 'raw'}): {str(exc) or type(exc).__name__}; expected the four IDX files of 60,000 + 10,000 28x28 images") from None
     for images, labels, what in ((train.data, train.targets, "train"), (test.data, test.targets, "t10k")):
         if images.ndim != 3 or tuple(images.shape[1:]) != (NATIVE_SIZE, NATIVE_SIZE) or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
             raise ReffAKDError(
-                f"corrupt Fashion-MNIST {what} files from {origin}: images {tuple(images.shape)}, labels {tuple(labels.shape)}; "
+                f"corrupt {spec.title} {what} files from {origin}: images {tuple(images.shape)}, labels {tuple(labels.shape)}; "
                 f"expected N 28x28 images with N labels (N = 60,000 train, 10,000 test for the real set)"
             )
     for labels in (train.targets, test.targets):
         if labels.min() < 0 or labels.max() > 9:
-            raise ReffAKDError(f"corrupt Fashion-MNIST labels from {origin}: values outside 0..9")
+            raise ReffAKDError(f"corrupt {spec.title} labels from {origin}: values outside 0..9")
     return train.data, train.targets, test.data, test.targets, tuple(train.classes)
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """(N, 28, 28) uint8 -> (N, 1, size, size) uint8, bilinear, done once at load time."""
-    x = images.unsqueeze(1)
-    if size == images.shape[-1]:
-        return x.contiguous()
-    out = torch.empty((x.shape[0], 1, size, size), dtype=torch.uint8)
-    for lo in range(0, x.shape[0], 10_000):
-        chunk = F.interpolate(x[lo : lo + 10_000].float(), size=(size, size), mode="bilinear", align_corners=False)
-        out[lo : lo + 10_000] = chunk.round_().clamp_(0, 255).to(torch.uint8)
-    return out
+    return resize_uint8(images.unsqueeze(1), (size, size))
 
 
-def locate_fashion_mnist(data_dir: str | os.PathLike[str] | None, cache_dir: Path, download: bool = True) -> tuple[Path, str]:
+def locate_idx(spec: IdxSpec, data_dir: str | os.PathLike[str] | None, cache_dir: Path, download: bool = True,
+               debian_dir: Path | None = None) -> tuple[Path, str]:
     """Return (torchvision root, description of the source) or one error naming every place tried."""
     tried: list[str] = []
     if data_dir is not None:
-        files = _find_files(Path(data_dir))
+        files = _find_files(Path(data_dir), spec)
         if files is not None:
-            return _materialise(files, cache_dir), f"--data-dir {data_dir}"
-        tried.append(f"--data-dir {data_dir} (no train/t10k IDX files, raw or .gz, in it or in its FashionMNIST/raw)")
+            return _materialise(files, cache_dir, spec), f"--data-dir {data_dir}"
+        tried.append(f"--data-dir {data_dir} (no train/t10k IDX files, raw or .gz, in it or in its {spec.folder}/raw)")
     else:
         tried.append("--data-dir (not given)")
-    files = _find_files(DEBIAN_DIR)
-    if files is not None:
-        return _materialise(files, cache_dir), f"Debian package dataset-fashion-mnist ({DEBIAN_DIR})"
-    tried.append(f"{DEBIAN_DIR} (install with: apt-get install dataset-fashion-mnist)")
-    download_root = cache_dir / "fashion-mnist" / "download"
+    if debian_dir is not None:
+        files = _find_files(debian_dir, spec)
+        if files is not None:
+            return _materialise(files, cache_dir, spec), f"Debian package {spec.debian_package} ({debian_dir})"
+        tried.append(f"{debian_dir} (install with: apt-get install {spec.debian_package})")
+    download_root = cache_dir / spec.name / "download"
     if download:
         try:
-            FashionMNIST(str(download_root), train=True, download=True)
-            FashionMNIST(str(download_root), train=False, download=True)
+            spec.reader(str(download_root), train=True, download=True)
+            spec.reader(str(download_root), train=False, download=True)
             return download_root, f"torchvision download ({download_root})"
         except Exception as exc:  # network errors come in many types
             tried.append(f"torchvision download into {download_root} ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else 'failed'})")
     else:
         tried.append(f"torchvision download into {download_root} (disabled)")
-    raise ReffAKDError("Fashion-MNIST not found; tried " + "; ".join(tried))
+    raise ReffAKDError(f"{spec.title} not found; tried " + "; ".join(tried))
+
+
+def locate_fashion_mnist(data_dir: str | os.PathLike[str] | None, cache_dir: Path, download: bool = True) -> tuple[Path, str]:
+    """``locate_idx`` for Fashion-MNIST, with Debian's copy between ``--data-dir`` and the download."""
+    return locate_idx(FASHION_MNIST, data_dir, cache_dir, download, DEBIAN_DIR)
+
+
+def load_idx_dataset(spec: IdxSpec, root: Path, origin: str, image_size: int) -> ImageDataset:
+    """Read the four IDX files under ``root`` and resize 28 -> ``image_size`` once."""
+    train_x, train_y, test_x, test_y, classes = _read(root, origin, spec)
+    train_images = _resize(train_x, image_size)
+    mean, std = channel_stats(train_images)
+    return ImageDataset(
+        name=spec.name,
+        train_images=train_images,
+        train_labels=train_y.long(),
+        test_images=_resize(test_x, image_size),
+        test_labels=test_y.long(),
+        class_names=classes,
+        source=origin,
+        mean=mean,
+        std=std,
+        augment=spec.augment,
+    )
 
 
 def load_fashion_mnist(
@@ -153,17 +195,4 @@ def load_fashion_mnist(
     """Load Fashion-MNIST as uint8 tensors, resized 28 -> ``image_size`` (32 in the paper)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     root, origin = locate_fashion_mnist(data_dir, cache, download)
-    train_x, train_y, test_x, test_y, classes = _read(root, origin)
-    train_images = _resize(train_x, image_size)
-    mean, std = channel_stats(train_images)
-    return ImageDataset(
-        name="fashion-mnist",
-        train_images=train_images,
-        train_labels=train_y.long(),
-        test_images=_resize(test_x, image_size),
-        test_labels=test_y.long(),
-        class_names=classes,
-        source=origin,
-        mean=mean,
-        std=std,
-    )
+    return load_idx_dataset(FASHION_MNIST, root, origin, image_size)

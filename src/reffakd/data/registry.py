@@ -1,18 +1,31 @@
 """Dataset registry: a name maps to a loader returning an ``ImageDataset``.
 
-Later datasets (CIFAR, Tiny ImageNet, ImageFolder) register here the same way.
+Every loader takes ``data_dir`` and ``download`` (the pipeline passes both); dataset-specific
+keywords (``image_size``, ``streaming``, ``test_dir``...) pass through ``load_dataset``.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 from ..errors import ReffAKDError
+from .cifar import load_cifar10, load_cifar100
 from .dataset import ImageDataset
 from .fashion_mnist import load_fashion_mnist
+from .image_folder import load_imagefolder
+from .mnist import load_mnist
+from .tiny_imagenet import load_tiny_imagenet
 
 DatasetLoader = Callable[..., ImageDataset]
-DATASETS: dict[str, DatasetLoader] = {"fashion-mnist": load_fashion_mnist}
+DATASETS: dict[str, DatasetLoader] = {
+    "fashion-mnist": load_fashion_mnist,
+    "mnist": load_mnist,
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "tiny-imagenet": load_tiny_imagenet,
+    "imagefolder": load_imagefolder,
+}
 
 
 def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
@@ -24,6 +37,13 @@ def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
 
 
 def load_dataset(name: str, **kwargs: Any) -> ImageDataset:
+    """Call the dataset's loader; an option it does not take is one clear error, not a TypeError."""
     if name not in DATASETS:
         raise ReffAKDError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](**kwargs)
+    loader = DATASETS[name]
+    accepted = inspect.signature(loader).parameters
+    for key in kwargs:
+        if key not in accepted:
+            users = sorted(n for n, fn in DATASETS.items() if key in inspect.signature(fn).parameters)
+            raise ReffAKDError(f"--{key.replace('_', '-')} does not apply to --dataset {name}; it applies to: {', '.join(users) or 'none'}")
+    return loader(**kwargs)

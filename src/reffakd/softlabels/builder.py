@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from .. import __version__
-from ..data import BatchAugment, DataSplits, TensorBatches
+from ..data import DataSplits, make_batches, materialize
 from ..engine.checkpoint import save_checkpoint
 from ..engine.optim import OptimConfig
 from ..errors import ReffAKDError
@@ -77,8 +77,8 @@ def build_soft_labels(
     c, (h, w) = splits.in_channels, splits.image_size
     model = ConvAutoencoder(c, (h, w)).to(device)
     ae_cfg = cfg.autoencoder
-    train_batches = TensorBatches(splits.train, ae_cfg.batch_size, shuffle=True, augment=BatchAugment(), generator=generator, device=device)
-    val_batches = TensorBatches(splits.val, 512, device=device)
+    train_batches = make_batches(splits.train, ae_cfg.batch_size, shuffle=True, augment=splits.augment, generator=generator, device=device)
+    val_batches = make_batches(splits.val, 512, device=device)
     step_flops = count_flops(lambda: torch.nn.functional.mse_loss(model(torch.zeros(2, c, h, w, device=device)), torch.zeros(2, c, h, w, device=device)).backward()) // 2
     model.zero_grad(set_to_none=True)
     fwd_flops = forward_flops(model, (c, h, w))
@@ -92,9 +92,9 @@ def build_soft_labels(
     for record in history:
         history_log.write(record)
 
-    embed_augment = BatchAugment() if cfg.augment_embeddings else None
+    embed_augment = splits.augment if cfg.augment_embeddings else None
     with measure("embedding", device) as emb_cost:
-        emb_batches = TensorBatches(splits.train, 512, augment=embed_augment, generator=generator, device=device)
+        emb_batches = make_batches(splits.train, 512, augment=embed_augment, generator=generator, device=device)
         embeddings, labels = embed(model, emb_batches)
         emb_cost.flops = enc_flops * len(splits.train)
         emb_cost.details = {"images": len(splits.train), "embedding_dim": model.embedding_dim, "encoder_flops_per_image": enc_flops}
@@ -152,7 +152,7 @@ def _plot(out_dir: Path, soft: SoftLabels, model: ConvAutoencoder, splits: DataS
     from ..reports.plots import plot_reconstructions, plot_soft_labels
 
     plot_soft_labels(soft, out_dir / "soft_labels.png")
-    images = splits.val.images[:16].to(device).float().div(255.0)
+    images = materialize(splits.val.images[:16]).to(device).float().div(255.0)
     with torch.no_grad():
         model.eval()
         recon = model(images)

@@ -1,0 +1,162 @@
+"""Any ImageFolder tree: one sub-folder per class, read in place and never modified.
+
+``DIR/<class>/.../*.png`` (any depth below the class folder, torchvision's image extensions).
+When DIR's only sub-folders are ``train`` (+ ``test`` or ``val``), the classes are under
+``DIR/train``. The test set comes from ``test_dir``, else ``DIR/test`` (or ``DIR/val``), else it is
+carved from the training images: a seeded ``test_fraction`` of each class.
+Class names are the folder names (spaces and non-ASCII are fine), sorted as torchvision does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from ..errors import ReffAKDError
+from .augment import BatchAugment
+from .dataset import ImageDataset
+from .fashion_mnist import default_cache_dir
+from .files import dataset_from_files
+from .images import IMAGE_EXTENSIONS, ImageFiles, probe_images
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def class_folders(root: Path) -> list[str]:
+    """Sorted visible sub-folders (hidden ones such as ``.ipynb_checkpoints`` are no classes)."""
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+
+
+def list_class(root: Path, cls: str) -> list[str]:
+    """Image files under ``root/cls`` at any depth, relative to ``root``, sorted; an error if none."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = Path(dirpath).relative_to(root)
+        found += [str(rel / f) for f in sorted(filenames) if _is_image(f)]
+    if not found:
+        raise ReffAKDError(f"class folder {root / cls} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
+    return found
+
+
+def scan_tree(root: Path, what: str) -> dict[str, list[str]]:
+    """Class name -> image files (relative to ``root``), with one clear error for each bad layout."""
+    if not root.is_dir():
+        raise ReffAKDError(f"{what} {root} is not a folder; expected one sub-folder of images per class")
+    classes = class_folders(root)
+    if len(classes) < 2:
+        loose = sum(1 for e in os.scandir(root) if e.is_file() and _is_image(e.name))
+        if not classes and not loose:
+            raise ReffAKDError(f"{what} {root} holds no images; expected one sub-folder of images per class")
+        has = f"only the class folder {classes[0]!r}" if classes else f"no class folders ({loose} images directly in it)"
+        raise ReffAKDError(f"{what} {root} has {has}; expected at least 2 sub-folders, one per class")
+    return {c: list_class(root, c) for c in classes}
+
+
+def default_image_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
+    """The most common (height, width), each rounded to the nearest multiple of 8 (at least 8).
+
+    Multiples of 8 because the autoencoder halves the size three times; the classifiers accept
+    any size from 16 (LeNet-5) or 8 (ResNets) up. Ties go to the larger image.
+    """
+    (h, w), _ = max(Counter(sizes).items(), key=lambda item: (item[1], item[0]))
+    return max(8, int(h / 8 + 0.5) * 8), max(8, int(w / 8 + 0.5) * 8)
+
+
+def _carve(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train positions, test positions): a seeded ``fraction`` of each class (rounded, at most all but one)."""
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.tensor(labels)
+    train, test = [], []
+    for c in range(int(y.max()) + 1):
+        idx = (y == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        k = min(len(idx) - 1, int(len(idx) * fraction + 0.5))
+        test += idx[:k].tolist()
+        train += idx[k:].tolist()
+    return sorted(train), sorted(test)
+
+
+def _normalise_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if h < 1 or w < 1:
+        raise ReffAKDError(f"image size {h}x{w} is not allowed; expected positive height and width")
+    return int(h), int(w)
+
+
+def load_imagefolder(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    test_dir: str | os.PathLike[str] | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    streaming: bool | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    num_workers: int | None = None,
+) -> ImageDataset:
+    """An ImageFolder tree as an ``ImageDataset`` (in memory, or streamed when too big; see ``streaming``).
+
+    Channels: grayscale if every image is grayscale, else RGB. Image size: ``image_size`` or
+    ``default_image_size`` of the training images. Augmentation: random crop with 1/8 of the size
+    as padding, and horizontal flip; no rotation (it is the paper's choice for its own datasets).
+    ``download`` is accepted for the registry's common signature and ignored.
+    """
+    del download
+    if data_dir is None:
+        raise ReffAKDError("imagefolder needs --data-dir: a folder with one sub-folder of images per class")
+    d = Path(data_dir)
+    # DIR/train (+ DIR/test or DIR/val) when those are DIR's only sub-folders; else DIR's sub-folders are the classes.
+    split_layout = d.is_dir() and (d / "train").is_dir() and set(class_folders(d)) <= {"train", "test", "val"}
+    train_root = d / "train" if split_layout else d
+    if test_dir is not None:
+        test_root: Path | None = Path(test_dir)
+    else:
+        test_root = next((d / t for t in ("test", "val") if (d / t).is_dir()), None) if split_layout else None
+    train_tree = scan_tree(train_root, "--data-dir" if train_root == d else "training folder")
+    classes = tuple(train_tree)
+    train_names = [n for c in classes for n in train_tree[c]]
+    train_labels = [i for i, c in enumerate(classes) for _ in train_tree[c]]
+    if test_root is not None:
+        test_tree = scan_tree(test_root, "test folder")
+        unknown = [c for c in test_tree if c not in train_tree]
+        if unknown:
+            raise ReffAKDError(f"test folder {test_root} has class folder {unknown[0]!r}, which {train_root} lacks; test classes must be training classes")
+        index = {c: i for i, c in enumerate(classes)}
+        test_names = [n for c in test_tree for n in test_tree[c]]
+        test_labels = [index[c] for c in test_tree for _ in test_tree[c]]
+        source = f"--data-dir {train_root} (test set: {test_root})"
+    else:
+        if not 0 < test_fraction < 1:
+            raise ReffAKDError(f"test fraction {test_fraction} is out of range; expected a number between 0 and 1")
+        keep, held = _carve(train_labels, test_fraction, split_seed)
+        if not held:
+            raise ReffAKDError(f"--data-dir {d} has too few images to carve a test set ({len(train_names)} images, test fraction {test_fraction})")
+        test_names, test_labels = [train_names[i] for i in held], [train_labels[i] for i in held]
+        train_names, train_labels = [train_names[i] for i in keep], [train_labels[i] for i in keep]
+        test_root = train_root
+        source = f"--data-dir {d} (no test folder: test set carved from it, {test_fraction:g} of each class, seed {split_seed})"
+    train_probes = probe_images([train_root / n for n in train_names])
+    test_probes = probe_images([test_root / n for n in test_names])
+    channels = 1 if all(gray for _, gray in (*train_probes, *test_probes)) else 3
+    size = _normalise_size(image_size) if image_size is not None else default_image_size([s for s, _ in train_probes])
+    h, w = size
+    return dataset_from_files(
+        "imagefolder",
+        ImageFiles(train_root, train_names, channels, size),
+        train_labels,
+        ImageFiles(test_root, test_names, channels, size),
+        test_labels,
+        class_names=classes,
+        source=f"{source}, {'grayscale' if channels == 1 else 'RGB'} {h}x{w}",
+        augment=BatchAugment(pad=max(1, min(h, w) // 8), flip=True),
+        cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(),
+        streaming=streaming,
+        num_workers=num_workers,
+    )
