@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from reffakd.cli import main
-from reffakd.compare import ALL_METHODS
+from reffakd.compare import ALL_METHODS, PRESETS, CompareSpec
+from reffakd.errors import ReffAKDError
 
 from conftest import tree_digest
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks on tiny batches: one intra-op thread is faster, and on a loaded 2-core machine a
+    second one made each step about 100x slower (tests/test_cli_datasets.py). Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def compare_argv(out: Path, data: Path, *extra: str) -> list[str]:
@@ -142,3 +156,181 @@ def test_spec_file_and_a_changed_spec_refused_on_resume(tmp_path: Path, fake_fmn
     bad.write_text(json.dumps({"method": ["ls"]}))
     assert main(compare_argv(tmp_path / "other", fake_fmnist, "--spec", str(bad))) == 1
     assert "unknown key 'method'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- presets
+
+
+PAPER_SETTINGS = {  # docs/METHOD.md's table: dataset, student, teacher for vanilla KD
+    "paper-fashion-mnist": ("fashion-mnist", "lenet5", "resnet18"),
+    "paper": ("fashion-mnist", "lenet5", "resnet18"),
+    "paper-cifar100": ("cifar100", "resnet18", "resnet50"),
+    "paper-tinyimagenet": ("tiny-imagenet", "resnet18", "resnet50"),
+}
+
+
+def preset_via_cli(name: str, *extra: str):
+    from reffakd.cli import build_parser, compare_spec
+
+    return compare_spec(build_parser().parse_args(["compare", "--out", "unused", "--preset", name, *extra]))
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_builds_and_validates(name: str) -> None:
+    spec = PRESETS[name]()
+    spec.validate(name)
+    via_cli = preset_via_cli(name)
+    normal = lambda d: json.loads(json.dumps(d))  # noqa: E731
+    assert normal(via_cli.to_dict()) == normal(spec.to_dict())  # the CLI keeps the preset whole, its dataset included
+    if name == "cpu":
+        assert spec.grid is None
+    if name in PAPER_SETTINGS:
+        dataset, student, teacher = PAPER_SETTINGS[name]
+        assert (spec.data["dataset"], spec.student["model"], spec.teacher["model"]) == (dataset, student, teacher)
+        for section in (spec.student, spec.teacher, spec.soft_labels["autoencoder"]):
+            opt = CompareSpec.optim(section, "x")
+            assert (opt.epochs, opt.batch_size, opt.lr, opt.momentum, opt.weight_decay, opt.gamma) == (200, 128, 0.1, 0.9, 5e-4, 0.2)
+            assert opt.resolved_milestones() == [60, 120, 160]
+        assert spec.soft_labels["preset"] == "paper"
+        assert spec.grid == {"methods": ["reffakd"], "alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "temperature": [20.0, 10.0, 5.0, 1.0]}
+        items = [i for i in spec.run_items() if i.method == "reffakd"]
+        assert len(items) == 36 * len(spec.seeds) and not any(i.variant == "reffakd" for i in items)
+    assert PRESETS["paper"]().to_dict() == PRESETS["paper-fashion-mnist"]().to_dict()
+
+
+def test_kd_cifar100_protocol_and_its_learning_rate_rule(tmp_path: Path) -> None:
+    spec = PRESETS["kd-cifar100"]()
+    assert (spec.data["dataset"], spec.student["model"], spec.teacher["model"]) == ("cifar100", "resnet8x4", "resnet32x4")
+    opt = spec.student_config("kd", 0).optim
+    assert (opt.epochs, opt.batch_size, opt.lr, opt.weight_decay, opt.gamma, opt.resolved_milestones()) == (240, 64, 0.05, 5e-4, 0.1, [150, 180, 210])
+    assert spec.student_config("dkd", 0).method_params()["beta"] == 8.0
+    assert spec.student_config("dkd-aesl", 0).method_params()["beta"] == 8.0
+    assert spec.student_config("kd", 0).method_params() == {"alpha": 0.9, "temperature": 4.0}
+    assert CompareSpec.optim(spec.teacher, "teacher").lr == 0.05
+    for light in ("mobilenetv2", "shufflenetv1", "shufflenetv2"):
+        spec.student["model"] = light
+        assert spec.student_config("kd", 0).optim.lr == 0.01
+    # A student swapped in by a spec file follows the rule; an explicit lr wins over it.
+    swap = tmp_path / "swap.json"
+    swap.write_text(json.dumps({"student": {"model": "mobilenetv2"}}))
+    assert preset_via_cli("kd-cifar100", "--spec", str(swap)).student_config("dkd", 0).optim.lr == 0.01
+    swap.write_text(json.dumps({"student": {"model": "mobilenetv2", "lr": 0.03}}))
+    assert preset_via_cli("kd-cifar100", "--spec", str(swap)).student_config("dkd", 0).optim.lr == 0.03
+    swap.write_text(json.dumps({"student": {"model": "wrn_16_2"}}))
+    assert preset_via_cli("kd-cifar100", "--spec", str(swap)).student_config("ce", 0).optim.lr == 0.05
+
+
+# --------------------------------------------------------------------------- the alpha x T grid
+
+GRID = {"methods": ["reffakd"], "alpha": [0.2, 0.8], "temperature": [1, 4]}
+VARIANTS = {"reffakd[a=0.2,T=1]": "reffakd_a0.2_T1", "reffakd[a=0.2,T=4]": "reffakd_a0.2_T4",
+            "reffakd[a=0.8,T=1]": "reffakd_a0.8_T1", "reffakd[a=0.8,T=4]": "reffakd_a0.8_T4"}
+
+
+def grid_argv(out: Path, data: Path, spec: Path) -> list[str]:
+    spec.write_text(json.dumps({"methods": ["ce", "reffakd"], "grid": GRID}))
+    return compare_argv(out, data, "--seeds", "0,1", "--spec", str(spec))
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory: pytest.TempPathFactory, fake_fmnist: Path) -> Path:
+    base = tmp_path_factory.mktemp("grid")
+    assert main(grid_argv(base / "cmp", fake_fmnist, base / "spec.json")) == 0
+    return base / "cmp"
+
+
+def test_grid_runs_every_variant_in_its_own_folder(grid_run: Path) -> None:
+    assert sorted(p.name for p in (grid_run / "runs").iterdir()) == sorted(["ce", *VARIANTS.values()])
+    for variant, folder in VARIANTS.items():
+        for seed in (0, 1):
+            s = json.loads((grid_run / "runs" / folder / f"seed{seed}" / "summary.json").read_text())
+            assert s["variant"] == variant and s["method"] == "reffakd" and s["seed"] == seed
+            assert (s["config"]["alpha"], s["config"]["temperature"]) == (s["grid"]["alpha"], s["grid"]["temperature"])
+            assert variant == f"reffakd[a={s['config']['alpha']:g},T={s['config']['temperature']:g}]"
+    with open(grid_run / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["variant"] for r in rows) == sorted([*VARIANTS, *VARIANTS, "ce", "ce"])
+    md = (grid_run / "results.md").read_text()
+    for variant in VARIANTS:
+        assert re.search(rf"\| {re.escape(variant)} +\| 2 +\|", md)  # one row per variant, two seeds each
+
+
+def test_grid_variant_selected_by_mean_validation_accuracy(grid_run: Path) -> None:
+    with open(grid_run / "results.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["method"] == "reffakd"]
+    mean = lambda v, key: sum(float(r[key]) for r in rows if r["variant"] == v) / 2  # noqa: E731
+    best = max(VARIANTS, key=lambda v: (mean(v, "val_top1"), -list(VARIANTS).index(v)))
+    lines = [line for line in (grid_run / "results.md").read_text().splitlines() if "selected by validation:" in line]
+    assert len(lines) == 1
+    assert f"selected by validation: {best}, val {mean(best, 'val_top1'):.2f}, test {mean(best, 'test_top1_selected'):.2f}" in lines[0]
+
+
+def test_grid_resume_skips_finished_variants_and_refuses_another_grid(grid_run: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = tree_digest(grid_run / "runs")
+    spec = grid_run.parent / "spec.json"
+    shutil.rmtree(grid_run / "runs" / "reffakd_a0.8_T4" / "seed1")  # as if killed before the last run finished
+    capsys.readouterr()
+    assert main(grid_argv(grid_run, fake_fmnist, spec)) == 0
+    out = capsys.readouterr().out
+    for variant in VARIANTS:
+        assert f"skip {variant} seed 0" in out
+    assert "skip reffakd[a=0.8,T=4] seed 1" not in out and "train reffakd[a=0.8,T=4]-s1" in out
+    after = tree_digest(grid_run / "runs")
+    changed = {k for k in before if before[k] != after.get(k)}
+    assert changed and all(k.startswith("reffakd_a0.8_T4/seed1/") for k in changed)  # only the missing run was redone
+    spec.write_text(json.dumps({"methods": ["ce", "reffakd"], "grid": {**GRID, "alpha": [0.2]}}))
+    assert main(compare_argv(grid_run, fake_fmnist, "--seeds", "0,1", "--spec", str(spec))) == 1
+    assert "was started with another 'grid'" in capsys.readouterr().err
+
+
+def _row(variant: str, seed: int, val: float, test: float) -> dict:
+    method = variant.split("[")[0]
+    return {"method": method, "variant": variant, "seed": seed, "alpha": 0.5 if "[" in variant else "", "temperature": 4 if "[" in variant else "",
+            "soft_target_source": "autoencoder", "val_top1": val, "test_top1_selected": test, "test_top1_last": test,
+            "soft_target_flops": 1, "soft_target_seconds": 1.0, "student_flops": 1, "student_seconds": 1.0, "total_flops": 2,
+            "total_seconds": 2.0, "peak_memory_bytes": None}
+
+
+def test_selection_never_looks_at_test_accuracy() -> None:
+    from reffakd.reports.compare_report import aggregate, render_markdown, select_by_validation
+
+    rows = [_row("reffakd[a=0.1,T=1]", s, 90.0, 50.0) for s in (0, 1)]  # best validation, poor test
+    rows += [_row("reffakd[a=0.9,T=1]", s, 80.0, 99.0) for s in (0, 1)]  # best test
+    rows += [_row("reffakd[a=0.5,T=1]", 0, 99.0, 99.0)]  # best of all, but only one seed of two
+    rows += [_row("ce", 0, 95.0, 95.0)]
+    agg = aggregate(rows, list(ALL_METHODS))
+    assert [a["method"] for a in agg] == ["ce", "reffakd[a=0.1,T=1]", "reffakd[a=0.5,T=1]", "reffakd[a=0.9,T=1]"]
+    chosen = select_by_validation(agg)
+    assert list(chosen) == ["reffakd"] and chosen["reffakd"]["method"] == "reffakd[a=0.1,T=1]"
+    assert "selected by validation: reffakd[a=0.1,T=1], val 90.00, test 50.00" in render_markdown(agg)
+
+
+@pytest.mark.parametrize(
+    "grid,fragment",
+    [
+        ({"methods": ["ce"], "alpha": [0.5], "temperature": [4]}, "method ce takes no parameter 'alpha'"),
+        ({"methods": ["reffakd"], "alpha": [1.5], "temperature": [4]}, "alpha"),
+        ({"methods": ["reffakd"], "alpha": [0.5, 0.5], "temperature": [4]}, "distinct"),
+        ({"methods": ["reffakd"], "alpha": [0.5]}, "exactly the keys"),
+        ({"methods": ["nope"], "alpha": [0.5], "temperature": [4]}, "unknown method 'nope'"),
+    ],
+)
+def test_bad_grid_is_refused(grid: dict, fragment: str) -> None:
+    with pytest.raises(ReffAKDError, match=None) as info:
+        CompareSpec.from_dict({"methods": ["reffakd"], "grid": grid}, "spec")
+    assert fragment in str(info.value)
+
+
+def test_spec_file_sections_update_the_preset(tmp_path: Path) -> None:
+    """A spec's teacher section changes only the keys it names; a checkpoint replaces the section."""
+    from reffakd.cli import build_parser, compare_spec
+
+    spec_file = tmp_path / "s.json"
+    spec_file.write_text(json.dumps({"teacher": {"model": "resnet20"}, "soft_labels": {"seed": 3}}))
+    spec = compare_spec(build_parser().parse_args(["compare", "--out", str(tmp_path / "o"), "--preset", "paper", "--spec", str(spec_file)]))
+    assert spec.teacher["model"] == "resnet20" and spec.teacher["epochs"] == 200
+    assert list(spec.teacher["milestones"]) == [60, 120, 160]
+    assert spec.soft_labels["seed"] == 3 and spec.soft_labels["autoencoder"]["epochs"] == 200
+    spec_file.write_text(json.dumps({"teacher": {"checkpoint": "t.safetensors"}}))
+    spec = compare_spec(build_parser().parse_args(["compare", "--out", str(tmp_path / "o"), "--spec", str(spec_file)]))
+    assert spec.teacher == {"checkpoint": "t.safetensors"}

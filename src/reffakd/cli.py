@@ -10,12 +10,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
 from .data import DATASETS
 from .distillers import DISTILLERS
 from .errors import ReffAKDError
+
+if TYPE_CHECKING:
+    from .data import DataSplits
 
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
 
@@ -62,17 +65,22 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated integers, e.g. 0,1,2") from None
 
 
-def _add_data(p: argparse.ArgumentParser) -> None:
+def _add_data(p: argparse.ArgumentParser, from_preset: bool = False) -> None:
+    """``from_preset``: dataset, validation size and split seed default to the preset's (``reffakd compare``)."""
+    preset = "the preset's, " if from_preset else ""
+    dataset_default = "the preset's" if from_preset else "fashion-mnist"
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="fashion-mnist", help=f"one of {', '.join(sorted(DATASETS))} (default: fashion-mnist)")
+    g.add_argument("--dataset", default=None if from_preset else "fashion-mnist",
+                   help=f"one of {', '.join(sorted(DATASETS))} (default: {dataset_default})")
     g.add_argument("--data-dir", help="folder holding the dataset files (imagefolder: one sub-folder per class); else a known copy, else a download into the cache")
     g.add_argument("--image-size", type=int, help="resize images to this square size (default: the dataset's own, 32 for the MNISTs and CIFAR, 64 for Tiny ImageNet)")
     g.add_argument("--test-dir", help="imagefolder: a separate folder of test images, one sub-folder per class")
     g.add_argument("--test-fraction", type=float, help="imagefolder without a test folder: share of each class held out for testing (default: 0.2)")
     g.add_argument("--streaming", action=argparse.BooleanOptionalAction, default=None,
                    help="decode images from disk batch by batch (default: only when they would not fit in memory)")
-    g.add_argument("--val-size", type=int, default=5000, help="validation images carved from the training set (default: 5000)")
-    g.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split (default: 0)")
+    g.add_argument("--val-size", type=int, default=None if from_preset else 5000,
+                   help=f"validation images carved from the training set (default: {preset}5000)")
+    g.add_argument("--split-seed", type=int, default=None if from_preset else 0, help=f"seed of the train/validation split (default: {preset}0)")
     g.add_argument("--no-download", action="store_true", help="never try the network")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -146,11 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_student(p, 30)
 
+    from .compare import PRESET_HELP, PRESETS
+
     p = sub.add_parser("compare", help="methods x seeds side by side: accuracy and cost in one table (resumable)")
     p.add_argument("--out", required=True, help="comparison folder; run again with the same folder to resume")
-    p.add_argument("--preset", choices=["cpu", "paper"], default="cpu",
-                   help="cpu: LeNet-5 10 epochs, ResNet-8 teacher 10 epochs, autoencoder 5 epochs (default); "
-                        "paper: 200 epochs each, ResNet-18 teacher (GPU scale)")
+    p.add_argument("--preset", choices=list(PRESETS), default="cpu",
+                   help="settings to start from (default: cpu; docs/DATASETS.md lists them): "
+                        + "; ".join(f"{name}: {PRESET_HELP[name]}" for name in PRESETS))
     p.add_argument("--spec", help="a JSON spec whose keys override the preset (docs/METHODS.md, `reffakd compare`)")
     p.add_argument("--methods", type=_names, help=f"comma-separated, from: {', '.join(sorted(DISTILLERS))}")
     p.add_argument("--seeds", type=_ints, help="comma-separated student seeds, e.g. 0,1,2")
@@ -160,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-epochs", type=int, help="epochs of the teacher trained for kd and dkd")
     p.add_argument("--soft-labels", help="use this soft_labels.safetensors instead of building one")
     p.add_argument("--ae-epochs", type=int, help="autoencoder epochs of the soft labels built for reffakd and dkd-aesl")
-    _add_data(p)
+    _add_data(p, from_preset=True)
 
     p = sub.add_parser("evaluate", help="top-1/top-5 of a checkpoint")
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by `reffakd train`")
@@ -220,6 +230,42 @@ def _student_cfg(args: argparse.Namespace, method: str, with_method_flags: bool 
     return cfg
 
 
+def _check_input_size(models: Sequence[str], autoencoder: bool, dataset: str | None, image_size: int | None,
+                      splits: DataSplits | None = None) -> None:
+    """Refuse a model (or the soft labels' autoencoder) that cannot take the input size, before any folder exists.
+
+    Without ``splits`` (before loading) the size is ``--image-size`` or the dataset loader's default
+    (unknown for imagefolder: checked after loading); with ``splits``, the data's own. The networks
+    are built on the meta device: no memory, no weights, only their constructors' checks.
+    """
+    import inspect
+
+    import torch
+
+    from .models import ConvAutoencoder, create_model
+
+    if splits is not None:
+        channels, size, classes = splits.in_channels, tuple(splits.image_size), splits.num_classes
+    else:
+        default = inspect.signature(DATASETS[dataset]).parameters.get("image_size") if dataset in DATASETS else None
+        side = image_size if image_size is not None else (default.default if default is not None else None)
+        if not isinstance(side, int):
+            return
+        channels, size, classes = 3, (side, side), 2
+    where = f"--image-size {image_size}" if image_size is not None else f"--dataset {dataset}"
+    with torch.device("meta"):
+        for name in models:
+            try:
+                create_model(name, num_classes=classes, in_channels=channels, image_size=size)
+            except ReffAKDError as exc:
+                raise ReffAKDError(f"{exc} ({where}); choose a larger --image-size or another model") from None
+        if autoencoder:
+            try:
+                ConvAutoencoder(channels, size)
+            except ReffAKDError as exc:
+                raise ReffAKDError(f"{exc} ({where}); the soft labels need it: choose an --image-size that is a multiple of 8") from None
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from .pipeline import pick_device, run_pipeline
     from .rundir import check_new_run_dir, staged_run_dir
@@ -228,10 +274,12 @@ def cmd_run(args: argparse.Namespace) -> None:
     students = {"ce": _student_cfg(args, "ce", with_method_flags=False), f"reffakd-{args.preset}": _student_cfg(args, "reffakd")}
     device = pick_device(args.device)
     check_new_run_dir(args.out)
+    _check_input_size([args.model], True, args.dataset, args.image_size)
     from .pipeline import load_splits
 
     log = RunLog()
     splits = load_splits(_data_cfg(args), log)
+    _check_input_size([args.model], True, args.dataset, args.image_size, splits)
     with staged_run_dir(args.out) as run_dir:
         log.attach(run_dir, args)
         run_pipeline(splits, soft_cfg, students, run_dir, device=device, progress=not args.no_progress, log=log)
@@ -246,8 +294,10 @@ def cmd_softlabels(args: argparse.Namespace) -> None:
     cfg = _soft_cfg(args)
     device = pick_device(args.device)
     check_new_run_dir(args.out)
+    _check_input_size([], True, args.dataset, args.image_size)
     log = RunLog()
     splits = load_splits(_data_cfg(args), log)
+    _check_input_size([], True, args.dataset, args.image_size, splits)
     with staged_run_dir(args.out) as out:
         log.attach(out, args)
         build_soft_labels(splits, cfg, out, device=device, progress=not args.no_progress, log=log)
@@ -275,8 +325,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         soft_cost = read_soft_label_cost(Path(args.soft_labels))
     device = pick_device(args.device)
     check_new_run_dir(args.out)
+    _check_input_size([args.model], False, args.dataset, args.image_size)
     log = RunLog()
     splits = load_splits(_data_cfg(args), log)
+    _check_input_size([args.model], False, args.dataset, args.image_size, splits)
     if soft is not None:
         soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
     teacher = load_teacher(args.teacher, splits, device) if args.teacher else None
@@ -304,6 +356,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "epoch": meta.get("epoch"), **result}))
 
 
+def _merge_spec_section(key: str, current, value):
+    """A spec file's section updates the preset's, key by key; a teacher checkpoint or a soft-label path replaces it."""
+    if not isinstance(value, dict) or not isinstance(current, dict) or key not in ("data", "student", "teacher", "soft_labels"):
+        return value
+    if (key == "teacher" and "checkpoint" in value) or (key == "soft_labels" and "path" in value):
+        return value
+    return {**{k: v for k, v in current.items() if k not in ("checkpoint", "path")}, **value}
+
+
 def compare_spec(args: argparse.Namespace):
     """Preset, then the spec file, then the flags: each later one wins."""
     from .compare import PRESETS, CompareSpec
@@ -320,9 +381,12 @@ def compare_spec(args: argparse.Namespace):
         if unknown:
             raise ReffAKDError(f"--spec {args.spec}: unknown key {unknown[0]!r}; allowed: {', '.join(spec)}")
         for key, value in overrides.items():
-            spec[key] = {**spec[key], **value} if key in ("data", "student") and isinstance(value, dict) else value
-    # Data flags always apply (their defaults are the data defaults).
-    spec["data"] = {**spec["data"], **vars(_data_cfg(args))}
+            spec[key] = _merge_spec_section(key, spec[key], value)
+    # Data flags apply when given; otherwise the preset's (or the spec file's) data stays.
+    flags = {"dataset": args.dataset, "data_dir": args.data_dir, "val_size": args.val_size, "split_seed": args.split_seed,
+             "image_size": args.image_size, "test_dir": args.test_dir, "test_fraction": args.test_fraction, "streaming": args.streaming,
+             "download": False if args.no_download else None}
+    spec["data"] = {**spec["data"], **{k: v for k, v in flags.items() if v is not None}}
     for key, value in (("methods", args.methods), ("seeds", args.seeds)):
         if value is not None:
             spec[key] = value
@@ -347,7 +411,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
     spec = compare_spec(args)
     device = pick_device(args.device)
     check_resumable(Path(args.out), spec)
-    splits = load_splits(spec.data_config(), print)
+    data = spec.data_config()
+    models = [spec.student.get("model", "lenet5")]
+    if spec._needs("teacher") - {"tfkd-self"} and "checkpoint" not in spec.teacher:
+        models.append(spec.teacher["model"])
+    building_soft_labels = bool(spec._needs("soft_labels")) and "path" not in spec.soft_labels
+    _check_input_size(models, building_soft_labels, data.dataset, data.image_size)
+    splits = load_splits(data, print)
+    _check_input_size(models, building_soft_labels, data.dataset, data.image_size, splits)
     run_compare(spec, args.out, splits, device=device, progress=not args.no_progress, log=print)
     print(f"comparison folder: {args.out} (results.md, results.csv, accuracy_vs_cost.png)")
 

@@ -1,6 +1,10 @@
 """The comparison's outputs: ``results.csv`` (one row per run), ``results.md`` (mean and std over
 seeds, with cost) and ``accuracy_vs_cost.png`` (test top-1 against total cost, log scale).
 
+Runs are grouped by *variant*: a method's name, or one grid point of it (``reffakd[a=0.5,T=4]``).
+For each method run over a grid, one variant is selected by its mean validation top-1 (the test
+set never takes part in the choice) and stands for the method in the cost comparison and the plot.
+
 Everything is rebuilt from the runs' ``summary.json`` files, so the report of a resumed comparison
 is the same as that of one that never stopped.
 """
@@ -18,7 +22,7 @@ from ..io import write_text_atomic
 from .tables import format_flops, markdown_table
 
 CSV_COLUMNS = [
-    "method", "seed", "best_epoch", "val_top1", "test_top1_selected", "test_top1_last", "test_top5_selected",
+    "method", "variant", "seed", "alpha", "temperature", "best_epoch", "val_top1", "test_top1_selected", "test_top1_last", "test_top5_selected",
     "student_parameters", "student_forward_macs_per_image", "student_flops", "student_seconds",
     "soft_target_source", "soft_target_flops", "soft_target_seconds", "teacher_forward_flops",
     "total_flops", "total_seconds", "peak_memory_bytes",
@@ -26,14 +30,16 @@ CSV_COLUMNS = [
 
 
 def collect_runs(out: Path) -> list[dict[str, Any]]:
-    """One flat row per finished run under ``out/runs/<method>/seed<k>/``."""
+    """One flat row per finished run under ``out/runs/<method or variant folder>/seed<k>/``."""
     rows = []
     for path in sorted((out / "runs").glob("*/seed*/summary.json")):
         s = json.loads(path.read_text(encoding="utf-8"))
         cost = s["cost"]
         totals, soft = cost["totals"], cost.get("soft_targets") or {}
+        config = s.get("config", {})
         rows.append({
-            "method": s["method"], "seed": s["seed"], "best_epoch": s["best_epoch"], "val_top1": s["best_val_top1"],
+            "method": s["method"], "variant": s.get("variant", s["method"]), "seed": s["seed"],
+            "alpha": config.get("alpha", ""), "temperature": config.get("temperature", ""), "best_epoch": s["best_epoch"], "val_top1": s["best_val_top1"],
             "test_top1_selected": s["test_best"]["top1"], "test_top1_last": s["test_last"]["top1"], "test_top5_selected": s["test_best"]["top5"],
             "student_parameters": s["parameters"], "student_forward_macs_per_image": s["forward_macs_per_image"],
             "student_flops": totals["student"]["flops"], "student_seconds": totals["student"]["seconds"],
@@ -50,20 +56,49 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def aggregate(rows: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
-    """Mean and sample standard deviation over seeds, per method, in ``order``."""
-    by_method: dict[str, list[dict[str, Any]]] = {}
+    """Mean and sample standard deviation over seeds, per variant; methods in ``order``, a method's grid
+    points after its plain runs, by alpha then T."""
+    by_variant: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        by_method.setdefault(r["method"], []).append(r)
+        by_variant.setdefault(r["variant"], []).append(r)
+
+    def sort_key(variant: str) -> tuple:
+        r = by_variant[variant][0]
+        rank = order.index(r["method"]) if r["method"] in order else len(order)
+        grid = variant != r["method"]
+        return (rank, r["method"], grid, float(r["alpha"]) if grid else 0.0, float(r["temperature"]) if grid else 0.0, variant)
+
     out = []
-    for method in [m for m in order if m in by_method] + sorted(set(by_method) - set(order)):
-        rs = by_method[method]
-        agg: dict[str, Any] = {"method": method, "seeds": sorted(r["seed"] for r in rs), "source": rs[0]["soft_target_source"]}
+    for variant in sorted(by_variant, key=sort_key):
+        rs = by_variant[variant]
+        agg: dict[str, Any] = {"method": variant, "base_method": rs[0]["method"], "grid": variant != rs[0]["method"],
+                               "seeds": sorted(r["seed"] for r in rs), "source": rs[0]["soft_target_source"]}
         for key in ("val_top1", "test_top1_selected", "test_top1_last", "soft_target_flops", "soft_target_seconds", "student_flops",
                     "student_seconds", "total_flops", "total_seconds"):
             agg[key], agg[key + "_std"] = _mean_std([float(r[key]) for r in rs])
         agg["peak_memory_bytes"] = max((r["peak_memory_bytes"] or 0) for r in rs) or None
         out.append(agg)
     return out
+
+
+def select_by_validation(agg: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method run over a grid: the variant with the best mean validation top-1, never chosen by test.
+
+    Only variants with the most seeds of that method compete (a half-finished grid does not let a
+    single lucky seed win); ties go to the first in report order.
+    """
+    chosen: dict[str, dict[str, Any]] = {}
+    for method in dict.fromkeys(a["base_method"] for a in agg if a["grid"]):
+        variants = [a for a in agg if a["grid"] and a["base_method"] == method]
+        most = max(len(a["seeds"]) for a in variants)
+        chosen[method] = max((a for a in variants if len(a["seeds"]) == most), key=lambda a: a["val_top1"])
+    return chosen
+
+
+def representatives(agg: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per method: its plain runs, else its variant selected by validation."""
+    chosen = select_by_validation(agg)
+    return [a for a in agg if not a["grid"] or chosen.get(a["base_method"]) is a]
 
 
 def _pm(mean: float, std: float) -> str:
@@ -91,24 +126,34 @@ def render_markdown(agg: list[dict[str, Any]]) -> str:
             "*last*: the final epoch. Costs are per run: the soft targets (autoencoder pipeline, or the teacher's own training",
             "plus its forward passes during distillation) and the student's training; wall time on this run's machine.", "",
             markdown_table(headers, rows)]
-    by = {a["method"]: a for a in agg}
+    chosen = select_by_validation(agg)
+    if chosen:
+        text += ["", "Grid (alpha x T): per method, the variant with the best mean validation top-1 (over the seeds; only variants",
+                 "with the most seeds compete). The test top-1 is reported, never used to choose.", ""]
+        for method, a in chosen.items():
+            n = sum(1 for b in agg if b["grid"] and b["base_method"] == method)
+            text.append(f"- selected by validation: {a['method']}, val {a['val_top1']:.2f}, test {a['test_top1_selected']:.2f} "
+                        f"({method}: {n} variants, {len(a['seeds'])} seed(s); test top-1 at the validation-selected epoch)")
+    by = {a["base_method"]: a for a in representatives(agg)}
     if "reffakd" in by and by["reffakd"]["soft_target_flops"] > 0:
         ref = by["reffakd"]
         lines = []
         for m in ("kd", "dkd", "tfkd-self"):
             if m in by and by[m]["soft_target_flops"] > 0:
                 a = by[m]
-                lines.append([m, a["source"], format_flops(a["soft_target_flops"]), _seconds(a["soft_target_seconds"]),
+                lines.append([a["method"], a["source"], format_flops(a["soft_target_flops"]), _seconds(a["soft_target_seconds"]),
                               _ratio(a["soft_target_flops"], ref["soft_target_flops"]), _ratio(a["soft_target_seconds"], ref["soft_target_seconds"])])
         if lines:
-            text += ["", f"Soft targets against ReffAKD's ({format_flops(ref['soft_target_flops'])}, {_seconds(ref['soft_target_seconds'])}):", "",
+            text += ["", f"Soft targets against ReffAKD's ({ref['method'] + ': ' if ref['grid'] else ''}{format_flops(ref['soft_target_flops'])}, {_seconds(ref['soft_target_seconds'])}):", "",
                      markdown_table(["method", "source", "soft-target FLOPs", "soft-target time", "x ReffAKD's FLOPs", "x ReffAKD's time"], lines)]
     return "\n".join(text) + "\n"
 
 
 def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
+    """One point per method: a grid method by its variant selected on validation."""
     from .plots import _save, plt
 
+    agg = representatives(agg)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, key, label in ((axes[0], "total_flops", "total FLOPs per run (soft targets + student)"),
                            (axes[1], "total_seconds", "total wall time per run (s)")):
