@@ -11,7 +11,7 @@ import torch
 from . import __version__
 from .data import DataSplits, load_dataset, make_batches, split_train_val
 from .distillers import build_distiller, get_method, method_params
-from .engine import OptimConfig, fit
+from .engine import OptimConfig, distributed, fit
 from .io import read_jsonl, write_json, write_text_atomic
 from .models import create_model
 from .reports import plot_training_curves, summary_table
@@ -136,26 +136,42 @@ def train_student(
     name: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    resume: bool | str | Path = False,
+    amp: str = "none",
+    channels_last: bool = False,
+    compile: bool = False,
+    tensorboard: bool = False,
+    sync_batchnorm: bool = True,
 ) -> dict[str, Any]:
     """Train one student with one method; write checkpoints, metrics, curves and ``summary.json``.
 
     ``soft_labels`` (with the ``soft_target_cost`` of making them) feed reffakd and dkd-aesl;
-    ``teacher`` (``reffakd.teachers.load_teacher``) feeds kd, dkd and tfkd-self.
+    ``teacher`` (``reffakd.teachers.load_teacher``) feeds kd, dkd and tfkd-self. ``resume``, ``amp``,
+    ``channels_last``, ``compile``, ``tensorboard`` and ``sync_batchnorm`` go to ``engine.fit``.
+    Under torchrun (WORLD_SIZE > 1) it joins the process group, ``cfg.optim.batch_size`` is the
+    global batch, and only rank 0 writes or logs.
     """
     cfg.validate()
     method = get_method(cfg.method)
     if soft_labels is not None:
         soft_labels.check_matches(splits.class_names, f"dataset {splits.dataset}")
     run_dir = Path(run_dir)
+    distributed.check_batch_size(cfg.optim.batch_size)
+    device = distributed.setup(device)
+    main = distributed.is_main_process()
+    if not main:
+        progress, log = False, lambda line: None
+    shard = {"shard": distributed.shard()} if distributed.active() else {}
     generator = seed_everything(cfg.seed)
     c, (h, w) = splits.in_channels, splits.image_size
     student = create_model(cfg.model, num_classes=splits.num_classes, in_channels=c, image_size=(h, w)).to(device)
     distiller = build_distiller(cfg.method, student, num_classes=splits.num_classes, params=cfg.method_params(), total_epochs=cfg.optim.epochs,
                                 soft_labels=soft_labels, teacher=teacher).to(device)
     normalize = (splits.mean, splits.std)
-    train_batches = make_batches(splits.train, cfg.optim.batch_size, shuffle=True, augment=splits.augment, normalize=normalize, generator=generator, device=device)
-    val_batches = make_batches(splits.val, EVAL_BATCH_SIZE, normalize=normalize, device=device)
-    test_batches = make_batches(splits.test, EVAL_BATCH_SIZE, normalize=normalize, device=device)
+    train_batches = make_batches(splits.train, cfg.optim.batch_size, shuffle=True, augment=splits.augment, normalize=normalize, generator=generator,
+                                 device=device, **shard)
+    val_batches = make_batches(splits.val, EVAL_BATCH_SIZE, normalize=normalize, device=device, **shard)
+    test_batches = make_batches(splits.test, EVAL_BATCH_SIZE, normalize=normalize, device=device, **shard)
 
     step_flops = _student_step_flops(student, (c, h, w), device)
     fwd_flops = forward_flops(student, (c, h, w))
@@ -170,14 +186,18 @@ def train_student(
         + (f", soft targets from {source.describe()['source']}" if source is not None else ""))
     with measure("student_training", device) as cost:
         result = fit(distiller, train_batches, val_batches, cfg.optim, run_dir, checkpoint_meta=checkpoint_meta,
-                     test_batches=test_batches, progress=progress, log=log)
+                     test_batches=test_batches, progress=progress, log=log, resume=resume, amp=amp, channels_last=channels_last,
+                     compile=compile, tensorboard=tensorboard, sync_batchnorm=sync_batchnorm)
         cost.flops = step_flops * result.train_images_seen + fwd_flops * result.eval_images_seen
     assert result.test_best is not None and result.test_last is not None
     student_stage = cost.to_dict()
+    if result.resumed_from is not None:  # earlier sessions' time counts too
+        student_stage["seconds"] += result.prior_seconds
+        student_stage["details"] = {"resumed_from": result.resumed_from, "seconds_before_resume": result.prior_seconds}
     if method.needs == "teacher":
         assert isinstance(source, TeacherNetwork)
         # The teacher's forward passes ran inside the training loop: move their time to the soft targets.
-        student_stage["details"] = {"wall_seconds_including_teacher": student_stage["seconds"]}
+        student_stage["details"] = {**student_stage["details"], "wall_seconds_including_teacher": student_stage["seconds"]}
         student_stage["seconds"] -= source.seconds
         forward = {"name": "teacher_forward", "seconds": source.seconds, "flops": source.forward_flops_per_image * result.train_images_seen,
                    "peak_memory_bytes": student_stage["peak_memory_bytes"], "details": {"images": result.train_images_seen}}
@@ -206,8 +226,15 @@ def train_student(
         "cost": {"student": student_stage, "soft_targets": soft_targets, "totals": cost_totals(student_stage, soft_targets)},
         "reffakd_version": __version__,
     }
-    write_json(run_dir / "summary.json", summary)
-    plot_training_curves({summary["name"]: result.history}, run_dir / "curves.png")
+    speed = {"amp": amp, "channels_last": channels_last, "compile": compile}
+    if speed != {"amp": "none", "channels_last": False, "compile": False}:
+        summary["config"]["speed"] = speed
+    if distributed.world_size() > 1:
+        summary["config"]["distributed"] = {"world_size": distributed.world_size(), "per_rank_batch_size": cfg.optim.batch_size // distributed.world_size(),
+                                            "sync_batchnorm": sync_batchnorm}
+    if main:
+        write_json(run_dir / "summary.json", summary)
+        plot_training_curves({summary["name"]: result.history}, run_dir / "curves.png")
     log(f"{summary['name']}: val top-1 {result.best_val_top1:.2f}% at epoch {result.best_epoch}; "
         f"test top-1 {result.test_best['top1']:.2f}% (selected), {result.test_last['top1']:.2f}% (last)")
     return summary

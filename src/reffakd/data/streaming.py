@@ -3,7 +3,8 @@
 ``StreamingBatches`` has ``TensorBatches``' interface and draws from the generator in the same
 order (the epoch's permutation, then the augmentation of each batch, applied to uint8 batches on
 the device), so over the same split and seed both yield the same batches; only where the pixels
-come from differs. ``make_batches`` picks the right one for a split.
+come from differs. ``make_batches`` picks the right one for a split. Sharded (distributed) runs
+decode only this rank's part of each global batch but augment it with the global batch's draws.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from .augment import BatchAugment
 from .dataset import Split
 from .images import ImageFiles, decode_batches, default_num_workers
-from .loader import TensorBatches
+from .loader import TensorBatches, check_shard, shard_bounds
 
 
 class StreamingBatches:
@@ -23,6 +24,7 @@ class StreamingBatches:
 
     ``normalize=None`` yields pixels in [0, 1]; otherwise (x - mean) / std, as ``TensorBatches``.
     ``num_workers`` processes decode whole batches ahead (default: up to 8, one per core).
+    ``shard=(rank, world_size)``, ``order`` and ``iter_from`` as in ``TensorBatches``.
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class StreamingBatches:
         device: torch.device | str = "cpu",
         drop_last: bool = False,
         num_workers: int | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         if not isinstance(split.images, ImageFiles):
             raise TypeError(f"StreamingBatches needs a split of ImageFiles, got {type(split.images).__name__}; use TensorBatches")
@@ -49,6 +52,8 @@ class StreamingBatches:
         self.generator = generator if generator is not None else torch.Generator()
         self.drop_last = drop_last
         self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.shard = check_shard(shard)
+        self.order: torch.Tensor | None = None
         self.mean = self.std = None
         if normalize is not None:
             shape = (1, -1, 1, 1)
@@ -64,15 +69,30 @@ class StreamingBatches:
         return int(self.labels.shape[0])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iter_from()
+
+    def iter_from(self, order: torch.Tensor | None = None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches ``start``, ``start + 1``, ... of the epoch with permutation ``order`` (see ``TensorBatches.iter_from``)."""
         n = self.num_samples
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        index = [order[i * self.batch_size : min((i + 1) * self.batch_size, n)] for i in range(len(self))]
+        if order is None and self.shuffle:
+            order = torch.randperm(n, generator=self.generator)
+        self.order = order
+        full = order if order is not None else torch.arange(n)
+        index = [full[i * self.batch_size : min((i + 1) * self.batch_size, n)] for i in range(start, len(self))]
+        parts = [shard_bounds(len(idx), self.shard) if self.shard is not None else (0, len(idx)) for idx in index]
+        # An empty part (a last batch smaller than the world) still decodes one image, dropped below.
+        local = [idx[lo:hi] if hi > lo else idx[:1] for idx, (lo, hi) in zip(index, parts)]
         pin = self.device.type == "cuda"
-        for idx, images in zip(index, decode_batches(self.files, index, self.num_workers, pin_memory=pin)):
-            images = images.to(self.device, non_blocking=pin)
-            labels = self.labels[idx].to(self.device, non_blocking=pin)
+        for idx, (lo, hi), images in zip(index, parts, decode_batches(self.files, local, self.num_workers, pin_memory=pin)):
+            images = images.to(self.device, non_blocking=pin)[: hi - lo]
+            labels = self.labels[idx[lo:hi]].to(self.device, non_blocking=pin)
             if self.augment is not None:
-                images = self.augment(images, self.generator)
+                if self.shard is not None:  # the global batch's draws, applied to this rank's part
+                    whole = images.new_zeros((len(idx), *images.shape[1:]))
+                    whole[lo:hi] = images
+                    images = self.augment(whole, self.generator)[lo:hi]
+                else:
+                    images = self.augment(images, self.generator)
             x = images.float().div_(255.0)
             if self.mean is not None:
                 x = x.sub_(self.mean).div_(self.std)

@@ -1,8 +1,14 @@
-"""Training engine: one loop, its optimiser and schedule, checkpoints and evaluation."""
+"""Training engine: one loop, its optimiser and schedule, checkpoints, resume, evaluation, distributed helpers."""
 
 from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .metrics import evaluate
 from .optim import OptimConfig, build_optimizer, build_scheduler
+from .resume import RESUME_JSON, load_state, remove_state
+from .signals import TrainingInterrupted
+from .speed import AMP_MODES, SpeedOptions
 from .trainer import FitResult, fit
 
-__all__ = ["FitResult", "OptimConfig", "build_optimizer", "build_scheduler", "evaluate", "fit", "load_checkpoint", "load_model", "save_checkpoint"]
+__all__ = [
+    "AMP_MODES", "FitResult", "OptimConfig", "RESUME_JSON", "SpeedOptions", "TrainingInterrupted", "build_optimizer", "build_scheduler",
+    "evaluate", "fit", "load_checkpoint", "load_model", "load_state", "remove_state", "save_checkpoint",
+]

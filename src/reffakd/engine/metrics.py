@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+import contextlib
+from typing import Callable, ContextManager, Iterable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+COUNT_KEYS = ("correct1", "correct5", "loss_sum", "images")
+
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-    """Top-1, top-5 (top-C when C < 5) accuracy in percent and mean cross-entropy."""
+def evaluate_counts(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    autocast: Callable[[], ContextManager[object]] | None = None,
+) -> dict[str, float]:
+    """Sums, not means (hits at 1 and 5, summed cross-entropy, images): ranks holding shards add them up."""
     was_training = model.training
     model.eval()
     correct1 = correct5 = 0
     loss_sum = 0.0
     n = 0
     for images, labels in batches:
-        logits = model(images)
+        if prepare is not None:
+            images = prepare(images)
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            logits = model(images)
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices
         hits = top == labels[:, None]
@@ -27,4 +39,15 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
         loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
         n += labels.shape[0]
     model.train(was_training)
-    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss_sum / n, "images": n}
+    return {"correct1": correct1, "correct5": correct5, "loss_sum": loss_sum, "images": n}
+
+
+def accuracy(counts: dict[str, float]) -> dict[str, float]:
+    """Top-1, top-5 (top-C when C < 5) accuracy in percent and mean cross-entropy."""
+    n = counts["images"]
+    return {"top1": 100.0 * counts["correct1"] / n, "top5": 100.0 * counts["correct5"] / n, "loss": counts["loss_sum"] / n, "images": int(n)}
+
+
+def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """Top-1, top-5 (top-C when C < 5) accuracy in percent and mean cross-entropy."""
+    return accuracy(evaluate_counts(model, batches))

@@ -1,0 +1,99 @@
+"""Speed options of the training loop: mixed precision, channels-last memory format, ``torch.compile``.
+
+All are off by default, and off they change nothing: no autocast context, no scaler, no copies.
+``benchmarks/speed_options.py`` measures what each buys on a given machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import asdict, dataclass
+from typing import Any, ContextManager
+
+import torch
+import torch.nn as nn
+
+from ..errors import ReffAKDError
+
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """``amp``: autocast dtype (fp16 adds a gradient scaler and needs CUDA); ``channels_last``: NHWC model
+    and batches (faster convolutions on tensor cores and oneDNN); ``compile``: ``torch.compile`` the
+    student's forward (the first epoch then includes the compile time)."""
+
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+
+    def validate(self, device: torch.device) -> None:
+        if self.amp not in AMP_MODES:
+            raise ReffAKDError(f"--amp {self.amp!r} is unknown; allowed: {', '.join(AMP_MODES)}")
+        if self.amp == "fp16" and device.type != "cuda":
+            raise ReffAKDError(f"--amp fp16 needs a CUDA device, not {device}; use --amp bf16 on CPU")
+        if self.amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ReffAKDError(f"--amp bf16 is not supported by {torch.cuda.get_device_name(device)}; use --amp fp16")
+        if self.compile:
+            check_compile(device)
+
+    @property
+    def is_default(self) -> bool:
+        return self == SpeedOptions()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def autocast(self, device: torch.device) -> ContextManager[Any]:
+        if self.amp == "none":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
+
+    def grad_scaler(self, device: torch.device) -> Any:
+        """A gradient scaler for fp16 (its small range underflows gradients); None otherwise."""
+        if self.amp != "fp16":
+            return None
+        amp_mod = getattr(torch, "amp", None)
+        if amp_mod is not None and hasattr(amp_mod, "GradScaler"):
+            return torch.amp.GradScaler(device.type)
+        return torch.cuda.amp.GradScaler()  # torch < 2.3
+
+    def prepare_model(self, model: nn.Module) -> None:
+        """In place: channels-last weights, then a compiled forward (the module and its state_dict keys stay the same)."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if self.compile:
+            if hasattr(model, "compile"):
+                model.compile()
+            else:  # torch < 2.2
+                model.forward = torch.compile(model.forward)  # type: ignore[method-assign]
+
+    def prepare_input(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and images.dim() == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+@functools.lru_cache(maxsize=None)
+def _compile_probe(device_type: str) -> str | None:
+    try:
+        fn = torch.compile(lambda x: torch.relu(x) * 2.0 + 1.0)
+        fn(torch.randn(4, 4, device=device_type))
+    except Exception as exc:  # any backend failure: no C compiler, unsupported Python, ...
+        return _first_line(exc)
+    return None
+
+
+def check_compile(device: torch.device) -> None:
+    """Compile a tiny function once per process, so a machine where ``torch.compile`` cannot work fails
+    with one clear line before training rather than with a long traceback in the first step."""
+    problem = _compile_probe(device.type)
+    if problem is not None:
+        raise ReffAKDError(f"--compile: torch.compile does not work here ({problem}); run without --compile")

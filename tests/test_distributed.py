@@ -1,0 +1,106 @@
+"""Distributed training: shards that add up to the single-process epoch, and torchrun + DDP on CPU/gloo
+reaching the single-process weights with one set of files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from reffakd import ReffAKDError
+from reffakd.data import BatchAugment, TensorBatches, load_imagefolder, make_batches, split_train_val
+from reffakd.data.loader import shard_bounds
+from reffakd.engine import load_model
+from reffakd.io import read_jsonl
+
+import ddp_worker
+from test_datasets import make_fake_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shard_bounds_split_like_tensor_split() -> None:
+    for size in range(0, 12):
+        for world in (1, 2, 3, 4):
+            parts = [shard_bounds(size, (r, world)) for r in range(world)]
+            expected = torch.tensor_split(torch.arange(size), world)
+            assert [list(range(lo, hi)) for lo, hi in parts] == [t.tolist() for t in expected]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_shards_together_are_the_single_process_batches(tmp_path: Path, streaming: bool) -> None:
+    """Same permutation and augmentation draws on every rank; rank r keeps its part of each global batch."""
+    root = make_fake_folder(tmp_path / "data", per_class=8)
+    split = split_train_val(load_imagefolder(data_dir=root, streaming=streaming), 4, seed=3).train
+    kw = dict(shuffle=True, augment=BatchAugment(pad=4, flip=True, rotation=15.0), num_workers=0)
+    single = make_batches(split, 5, generator=torch.Generator().manual_seed(7), **kw)
+    expected = [b for _ in range(2) for b in single]  # two epochs
+    for world in (2, 3):
+        ranks = [make_batches(split, 5, generator=torch.Generator().manual_seed(7), shard=(r, world), **kw) for r in range(world)]
+        assert all(len(r) == len(single) for r in ranks)
+        got = []
+        for _ in range(2):
+            per_rank = [list(r) for r in ranks]
+            got += [(torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])) for parts in zip(*per_rank)]
+        assert len(got) == len(expected)
+        for (xa, ya), (xb, yb) in zip(expected, got):
+            assert torch.equal(ya, yb) and torch.equal(xa, xb)
+
+
+def test_iter_from_continues_an_epoch(tmp_path: Path) -> None:
+    root = make_fake_folder(tmp_path / "data", per_class=8)
+    split = split_train_val(load_imagefolder(data_dir=root), 4, seed=3).train
+    g = torch.Generator().manual_seed(1)
+    batches = TensorBatches(split, 5, shuffle=True, augment=BatchAugment(pad=2), generator=g)
+    it = iter(batches)
+    head = [next(it)]
+    state, order = g.get_state(), batches.order
+    tail = list(it)
+    g.set_state(state)
+    again = list(batches.iter_from(order, 1))
+    assert len(again) == len(tail) == len(batches) - 1
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(tail, again))
+
+
+def test_global_batch_must_divide_by_the_world(fake_fmnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ReffAKDError, match="batch size 33 is not divisible by the 2 processes"):
+        ddp_worker.run(fake_fmnist, tmp_path / "x", 33, 1)
+    assert not (tmp_path / "x").exists()
+
+
+def test_torchrun_two_processes_match_one(fake_fmnist: Path, tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = ddp_worker.run(fake_fmnist, tmp_path / "single", 32, 2, log=lambda _: None)
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(ROOT / "tests" / "ddp_worker.py"),
+           str(fake_fmnist), str(out), "32", "2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("epoch   1/2") == 1, proc.stdout  # rank 0 alone logs
+
+    # One set of files, the same set a single process writes.
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "single").iterdir())
+    assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]
+    a, _ = load_model(tmp_path / "single" / "last.safetensors")
+    b, _ = load_model(out / "last.safetensors")
+    wa, wb = a.state_dict(), b.state_dict()
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], atol=1e-5, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
+    ddp = json.loads((out / "summary.json").read_text())
+    assert ddp["config"]["distributed"] == {"world_size": 2, "per_rank_batch_size": 16, "sync_batchnorm": True}
+    assert ddp["best_epoch"] == single["best_epoch"]
+    assert ddp["test_last"]["images"] == single["test_last"]["images"] == 100
+    assert ddp["test_last"]["top1"] == pytest.approx(single["test_last"]["top1"], abs=1.01)  # one image may flip
+    assert ddp["cost"]["student"]["flops"] == single["cost"]["student"]["flops"]  # global image counts

@@ -1,0 +1,330 @@
+"""Runs that survive: exact resume, crash-safe resume checkpoints, clean stops on SIGINT/SIGTERM, speed options.
+
+Bit-identity needs the same arithmetic in both runs: one thread and deterministic algorithms.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import torch
+
+from reffakd import ReffAKDError
+from reffakd import pipeline
+from reffakd.data import load_fashion_mnist, split_train_val
+from reffakd.engine import OptimConfig, TrainingInterrupted, load_model, load_state
+from reffakd.engine import resume as resume_mod
+from reffakd.io import read_jsonl
+from reffakd.pipeline import StudentConfig, train_student
+
+CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = {"device": CPU, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def splits(fake_fmnist):
+    return split_train_val(load_fashion_mnist(fake_fmnist, download=False), val_size=100, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> Iterator[None]:
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(det)
+
+
+def _cfg(epochs: int = 3) -> StudentConfig:
+    return StudentConfig("ce", optim=OptimConfig(epochs=epochs, batch_size=32, lr=0.05), seed=3)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_model(path)[0].state_dict()
+
+
+def _assert_same_run(a: Path, b: Path, sa: dict[str, Any], sb: dict[str, Any]) -> None:
+    for name in ("last.safetensors", "best.safetensors"):
+        wa, wb = _weights(a / name), _weights(b / name)
+        assert wa.keys() == wb.keys()
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), f"{name} differs"
+    ra, rb = read_jsonl(a / "metrics.jsonl"), read_jsonl(b / "metrics.jsonl")
+    assert [r["epoch"] for r in rb] == [r["epoch"] for r in ra] == list(range(1, len(ra) + 1))
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in ra] == [{k: v for k, v in r.items() if k not in drop} for r in rb]
+    for key in ("best_epoch", "best_val_top1", "test_best", "test_last"):
+        assert sa[key] == sb[key], key
+    assert sa["cost"]["student"]["flops"] == sb["cost"]["student"]["flops"]
+
+
+@pytest.fixture(scope="module")
+def reference(splits, tmp_path_factory) -> tuple[Path, dict[str, Any]]:
+    """The uninterrupted run every resumed one must reproduce."""
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    out = tmp_path_factory.mktemp("reference") / "run"
+    return out, train_student(splits, _cfg(), out, log=lambda _: None, **QUIET)
+
+
+# --------------------------------------------------------------------------- (a) exact resume
+
+
+def test_resume_after_an_epoch_is_bit_identical(splits, reference, tmp_path) -> None:
+    out = tmp_path / "run"
+
+    def stop_after_first_epoch(line: str) -> None:
+        if line.startswith("epoch   1/"):
+            os.kill(os.getpid(), signal.SIGINT)  # handled by fit: the run stops cleanly at the epoch end
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train_student(splits, _cfg(), out, log=stop_after_first_epoch, **QUIET)
+    assert info.value.exit_code == 130 and "end of epoch 1" in str(info.value)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1]
+    assert load_state(out).epoch == 1 and load_state(out).position is None
+
+    lines: list[str] = []
+    summary = train_student(splits, _cfg(), out, resume=True, log=lines.append, **QUIET)
+    assert any(line.startswith("resuming from") for line in lines)
+    _assert_same_run(reference[0], out, reference[1], summary)
+    assert summary["cost"]["student"]["details"]["seconds_before_resume"] > 0
+    assert len(list(out.glob("resume-*.safetensors"))) == 1 and not list(out.glob("*.tmp"))
+
+
+def test_resume_inside_an_epoch_is_bit_identical(splits, reference, tmp_path, monkeypatch) -> None:
+    """SIGINT in the middle of epoch 2: the step finishes, the position inside the epoch is saved."""
+    out = tmp_path / "run"
+    build = pipeline.build_distiller
+    calls = {"n": 0}
+
+    def build_with_signal(*args: Any, **kwargs: Any):
+        distiller = build(*args, **kwargs)
+        forward = distiller.forward_train
+
+        def forward_train(images, targets, epoch):
+            calls["n"] += 1
+            if calls["n"] == 14:  # epoch 2 has 10 batches of 32 (300 images): this is its 4th
+                os.kill(os.getpid(), signal.SIGTERM)
+            return forward(images, targets, epoch)
+
+        distiller.forward_train = forward_train
+        return distiller
+
+    monkeypatch.setattr(pipeline, "build_distiller", build_with_signal)
+    with pytest.raises(TrainingInterrupted) as info:
+        train_student(splits, _cfg(), out, log=lambda _: None, **QUIET)
+    assert info.value.exit_code == 143 and "in epoch 2 after batch 4/10" in str(info.value)
+    state = load_state(out)
+    assert state.epoch == 1 and state.position is not None and state.position.next_batch == 4 and state.position.seen == 128
+    monkeypatch.setattr(pipeline, "build_distiller", build)
+
+    summary = train_student(splits, _cfg(), out, resume=True, log=lambda _: None, **QUIET)
+    _assert_same_run(reference[0], out, reference[1], summary)
+
+
+def test_resume_refuses_another_run_and_starts_afresh_without_checkpoint(splits, tmp_path) -> None:
+    out = tmp_path / "run"
+    train_student(splits, _cfg(epochs=1), out, log=lambda _: None, **QUIET)
+    with pytest.raises(ReffAKDError, match=r"different run \(optim.epochs 1 -> 2"):
+        train_student(splits, _cfg(epochs=2), out, resume=True, log=lambda _: None, **QUIET)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "metrics.jsonl").write_text('{"epoch": 1}\n')  # a run killed before its first checkpoint
+    train_student(splits, _cfg(epochs=1), fresh, resume=True, log=lambda _: None, **QUIET)
+    assert [r["epoch"] for r in read_jsonl(fresh / "metrics.jsonl")] == [1]
+    with pytest.raises(ReffAKDError, match="no resume checkpoint at"):
+        train_student(splits, _cfg(epochs=1), tmp_path / "x", resume=tmp_path / "nowhere", log=lambda _: None, **QUIET)
+
+
+# --------------------------------------------------------------------------- (b) crash-safe checkpoint writes
+
+
+def _state_tensors_equal(a, b) -> bool:
+    return a.epoch == b.epoch and all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+
+
+def test_a_write_killed_midway_leaves_the_previous_checkpoint(splits, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    train_student(splits, _cfg(epochs=1), out, log=lambda _: None, **QUIET)
+    before = load_state(out)
+    newer = load_state(out)
+    newer.epoch = 7
+    newer.model = {k: v + 1 for k, v in newer.model.items()}
+
+    def torn_save_file(tensors, filename, metadata=None):  # the process dies after part of the file
+        Path(filename).write_bytes(b"\x00" * 100)
+        raise OSError("killed while writing")
+
+    with monkeypatch.context() as m:
+        m.setattr(resume_mod, "save_file", torn_save_file)
+        with pytest.raises(OSError):
+            resume_mod.save_state(out, newer)
+    assert _state_tensors_equal(load_state(out), before)
+    assert not list(out.glob(".*.tmp")) and len(list(out.glob("resume-*.safetensors"))) == 1
+
+    # Dying between the tensor file and the JSON: the JSON still names the old, intact tensors.
+    with monkeypatch.context() as m:
+        m.setattr(resume_mod, "_write_json", lambda path, meta: (_ for _ in ()).throw(OSError("killed")))
+        with pytest.raises(OSError):
+            resume_mod.save_state(out, newer)
+    assert len(list(out.glob("resume-*.safetensors"))) == 2
+    assert _state_tensors_equal(load_state(out), before)
+
+    resume_mod.save_state(out, newer)  # the next good write takes over and clears the orphan
+    assert _state_tensors_equal(load_state(out), newer)
+    assert len(list(out.glob("resume-*.safetensors"))) == 1
+
+
+def test_a_damaged_checkpoint_is_one_clear_error(splits, tmp_path) -> None:
+    out = tmp_path / "run"
+    train_student(splits, _cfg(epochs=1), out, log=lambda _: None, **QUIET)
+    tensors = next(out.glob("resume-*.safetensors"))
+    tensors.write_bytes(tensors.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ReffAKDError, match="checksum differs"):
+        load_state(out)
+    tensors.unlink()
+    with pytest.raises(ReffAKDError, match="does not exist"):
+        train_student(splits, _cfg(epochs=1), out, resume=True, log=lambda _: None, **QUIET)
+
+
+# --------------------------------------------------------------------------- (c) signals to a real process
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"{path} never appeared (rc {proc.returncode}): {err[-2000:]}")
+        time.sleep(0.02)
+
+
+def test_sigint_to_the_cli_saves_and_exits_130_then_resumes_exactly(splits, fake_fmnist, tmp_path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "reffakd", "train", "--out", str(out), "--data-dir", str(fake_fmnist), "--val-size", "100", "--no-progress",
+           "--no-download", "--device", "cpu", "--epochs", "4", "--batch-size", "32", "--lr", "0.05", "--seed", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    staging = tmp_path / "run.partial"
+    _wait_for(staging / "resume.json", proc)  # epoch 1 is done
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("reffakd:") and "interrupt" in err, err
+    state = load_state(staging)
+    assert 1 <= state.epoch < 4
+    assert [r["epoch"] for r in read_jsonl(staging / "metrics.jsonl")] == list(range(1, state.epoch + 1))
+
+    # The same run, uninterrupted, in this process (one thread, as the child had).
+    cfg = StudentConfig("ce", optim=OptimConfig(epochs=4, batch_size=32, lr=0.05), seed=3)
+    full = train_student(splits, cfg, tmp_path / "full", log=lambda _: None, **QUIET)
+    resumed = train_student(splits, cfg, staging, resume=True, log=lambda _: None, **QUIET)
+    _assert_same_run(tmp_path / "full", staging, full, resumed)
+
+
+WORKER = """
+import sys, torch
+from reffakd.data import load_fashion_mnist, split_train_val
+from reffakd.engine import OptimConfig, TrainingInterrupted
+from reffakd.pipeline import StudentConfig, train_student
+splits = split_train_val(load_fashion_mnist(sys.argv[1], download=False), val_size=100, seed=0)
+try:
+    train_student(splits, StudentConfig("ce", optim=OptimConfig(epochs=50, batch_size=32)), sys.argv[2], device=torch.device("cpu"),
+                  progress=False, log=lambda line: print(line, flush=True))
+except TrainingInterrupted as exc:  # what the CLI does with it
+    print(f"reffakd: {exc}", file=sys.stderr)
+    sys.exit(exc.exit_code)
+"""
+
+
+def test_sigterm_saves_and_exits_143(fake_fmnist, tmp_path) -> None:
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(fake_fmnist), str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(out / "resume.json", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted by SIGTERM" in err and "resume.json" in err
+    state = load_state(out)
+    assert state.epoch >= 1 and len(read_jsonl(out / "metrics.jsonl")) == state.epoch
+
+
+# --------------------------------------------------------------------------- options of fit
+
+
+def test_speed_options_train_and_bad_values_are_one_line(splits, tmp_path) -> None:
+    cfg = _cfg(epochs=1)
+    summary = train_student(splits, cfg, tmp_path / "fast", amp="bf16", channels_last=True, log=lambda _: None, **QUIET)
+    assert summary["config"]["speed"] == {"amp": "bf16", "channels_last": True, "compile": False}
+    assert summary["best_val_top1"] > 10.0
+    for kwargs, match in (({"amp": "fp16"}, "needs a CUDA device"), ({"amp": "fp8"}, "unknown")):
+        with pytest.raises(ReffAKDError, match=match):
+            train_student(splits, cfg, tmp_path / "x", log=lambda _: None, **QUIET, **kwargs)
+
+
+def test_tensorboard_needs_its_package(splits, tmp_path, monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    with pytest.raises(ReffAKDError, match="pip install tensorboard"):
+        train_student(splits, _cfg(epochs=1), tmp_path / "tb", tensorboard=True, log=lambda _: None, **QUIET)
+
+
+def test_compile_that_cannot_work_is_one_clear_line(monkeypatch) -> None:
+    from reffakd.engine import speed
+
+    def broken(*args: Any, **kwargs: Any):
+        raise RuntimeError("no working C++ compiler found\n(a long traceback follows)")
+
+    speed._compile_probe.cache_clear()
+    monkeypatch.setattr(torch, "compile", broken)
+    try:
+        with pytest.raises(ReffAKDError) as info:
+            speed.SpeedOptions(compile=True).validate(CPU)
+    finally:
+        speed._compile_probe.cache_clear()
+    assert str(info.value) == "--compile: torch.compile does not work here (RuntimeError: no working C++ compiler found); run without --compile"
+
+
+def test_tensorboard_mirrors_each_epoch_once(splits, tmp_path, monkeypatch) -> None:
+    """With a stand-in SummaryWriter (tensorboard is no dependency): one scalar per number and epoch; a resume purges later steps."""
+    import importlib.util
+    import types
+
+    writers: list[dict[str, Any]] = []
+
+    class FakeWriter:
+        def __init__(self, log_dir: str, purge_step: int | None = None) -> None:
+            self.record = {"log_dir": log_dir, "purge_step": purge_step, "scalars": []}
+            writers.append(self.record)
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            self.record["scalars"].append((tag, step))
+
+        def flush(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "tensorboard" else real(name, *a))
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    out = tmp_path / "run"
+    train_student(splits, _cfg(epochs=2), out, tensorboard=True, log=lambda _: None, **QUIET)
+    train_student(splits, _cfg(epochs=2), out, tensorboard=True, resume=True, log=lambda _: None, **QUIET)
+    assert [w["purge_step"] for w in writers] == [None, 3] and writers[0]["log_dir"] == str(out / "tensorboard")
+    scalars = writers[0]["scalars"]
+    assert ("train/loss", 1) in scalars and ("val/top1", 2) in scalars and ("lr", 1) in scalars
+    assert len(scalars) == len(set(scalars)) and writers[1]["scalars"] == []
