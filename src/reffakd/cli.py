@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from . import __version__
+from .config import comma_list
 from .data import DATASETS
 from .distillers import DISTILLERS
 from .errors import ReffAKDError
@@ -39,14 +41,15 @@ class RunLog:
                 f.write(line + "\n")
 
     def attach(self, run_dir: Path, args: argparse.Namespace) -> None:
-        """Start the folder's log with the lines so far, and record the resolved command line."""
-        from .io import write_json
+        """Start the folder's log with the lines so far, and save the resolved config as ``config.yaml``."""
+        from .io import write_text_atomic
 
-        write_json(run_dir / "config.json", {"reffakd_version": __version__, "argv": sys.argv[1:], **vars(args)})
+        write_text_atomic(run_dir / "config.yaml", config_text(args))
         self.path = run_dir / "log.txt"
         self.path.write_text("".join(line + "\n" for line in self.lines), encoding="utf-8")
 
 
+@comma_list
 def _milestones(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
@@ -54,15 +57,47 @@ def _milestones(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"milestones {text!r} must be comma-separated epochs, e.g. 60,120,160") from None
 
 
+@comma_list
 def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+@comma_list
 def _ints(text: str) -> list[int]:
     try:
         return [int(x) for x in _names(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated integers, e.g. 0,1,2") from None
+
+
+def _number_or_name(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _axis(text: str) -> tuple[str, list[Any]]:
+    """``--vary alpha=0.1,0.5``: one grid key and its values."""
+    key, sep, values = text.partition("=")
+    items = [_number_or_name(v) for v in _names(values)]
+    if not sep or not key.strip() or not items:
+        raise argparse.ArgumentTypeError(f"{text!r} must be KEY=V1,V2,..., e.g. alpha=0.1,0.5,0.9")
+    return key.strip().replace("-", "_"), items
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE.yaml",
+                   help="YAML file of options: keys are the long option names (epochs: 30, ae_epochs: 5); "
+                        "options given on the command line win (docs/CONFIG.md)")
+
+
+def _add_out(p: argparse.ArgumentParser, help: str) -> None:
+    """``--out`` is required, but may come from ``--config``: checked after the file is read."""
+    p.add_argument("--out", help=f"{help} (required: here or as out: in --config)")
+    p.config_required = ("out",)  # type: ignore[attr-defined]
 
 
 def _add_data(p: argparse.ArgumentParser, from_preset: bool = False) -> None:
@@ -135,33 +170,55 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="the whole pipeline: soft labels, a CE baseline and a ReffAKD student, one summary")
-    p.add_argument("--out", required=True, help="new run folder")
+    _add_out(p, "new run folder")
+    _add_config(p)
     _add_data(p)
     _add_softlabels(p, RUN_AE_EPOCHS)
     _add_student(p, RUN_EPOCHS)
 
     p = sub.add_parser("softlabels", help="train the autoencoder and build soft labels, diagnostics and plots")
-    p.add_argument("--out", required=True, help="new output folder")
+    _add_out(p, "new output folder")
+    _add_config(p)
     p.add_argument("--seed", type=int, default=0)
     _add_data(p)
     _add_softlabels(p, 10)
 
     p = sub.add_parser("train", help="train one student")
-    p.add_argument("--out", required=True, help="new run folder")
+    _add_out(p, "new run folder")
+    _add_config(p)
     p.add_argument("--method", choices=sorted(DISTILLERS), default="ce", help="training method (default: ce); docs/METHODS.md defines each")
     p.add_argument("--soft-labels", help="soft_labels.safetensors made by `reffakd softlabels` (methods reffakd, dkd-aesl)")
     p.add_argument("--teacher", help="a checkpoint made by `reffakd train` (methods kd, dkd; tfkd-self: a trained student)")
     _add_data(p)
     _add_student(p, 30)
 
-    from .compare import PRESET_HELP, PRESETS
-
     p = sub.add_parser("compare", help="methods x seeds side by side: accuracy and cost in one table (resumable)")
-    p.add_argument("--out", required=True, help="comparison folder; run again with the same folder to resume")
+    _add_comparison(p, "comparison folder; run again with the same folder to resume")
+    p = sub.add_parser("sweep", help="a grid over any method parameter or optimiser key, one table sorted by validation accuracy (resumable)")
+    _add_comparison(p, "sweep folder; run again with the same folder to resume")
+
+    p = sub.add_parser("evaluate", help="top-1/top-5 of a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by `reffakd train`")
+    p.add_argument("--split", choices=["test", "val"], default="test")
+    _add_data(p)
+
+    p = sub.add_parser("config", help="print a command's resolved config as YAML, without running it")
+    p.add_argument("action", choices=["show"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="COMMAND [OPTIONS]",
+                   help=f"one of {', '.join(CONFIG_COMMANDS)} and its options, --config included")
+    return parser
+
+
+def _add_comparison(p: argparse.ArgumentParser, out_help: str) -> None:
+    """compare and sweep: the same options (sweep requires a grid and writes another table)."""
+    from .compare import METHOD_GRID_KEYS, OPTIM_GRID_KEYS, PRESET_HELP, PRESETS
+
+    _add_out(p, out_help)
+    _add_config(p)
     p.add_argument("--preset", choices=list(PRESETS), default="cpu",
                    help="settings to start from (default: cpu; docs/DATASETS.md lists them): "
                         + "; ".join(f"{name}: {PRESET_HELP[name]}" for name in PRESETS))
-    p.add_argument("--spec", help="a JSON spec whose keys override the preset (docs/METHODS.md, `reffakd compare`)")
+    p.add_argument("--spec", help="a JSON or YAML spec whose keys override the preset (docs/METHODS.md, docs/CONFIG.md)")
     p.add_argument("--methods", type=_names, help=f"comma-separated, from: {', '.join(sorted(DISTILLERS))}")
     p.add_argument("--seeds", type=_ints, help="comma-separated student seeds, e.g. 0,1,2")
     p.add_argument("--epochs", type=int, help="student epochs")
@@ -170,13 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-epochs", type=int, help="epochs of the teacher trained for kd and dkd")
     p.add_argument("--soft-labels", help="use this soft_labels.safetensors instead of building one")
     p.add_argument("--ae-epochs", type=int, help="autoencoder epochs of the soft labels built for reffakd and dkd-aesl")
+    p.add_argument("--vary", type=_axis, action="append", metavar="KEY=V1,V2",
+                   help="a grid axis, e.g. alpha=0.1,0.5,0.9 (repeat for more): sets that key's values in the spec's grid, whose "
+                        f"methods default to the methods that run; keys: {', '.join((*METHOD_GRID_KEYS, *OPTIM_GRID_KEYS))}")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process with its share of the CPU "
+                                                        "threads, or its own GPU when several are visible (default: 1)")
     _add_data(p, from_preset=True)
-
-    p = sub.add_parser("evaluate", help="top-1/top-5 of a checkpoint")
-    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by `reffakd train`")
-    p.add_argument("--split", choices=["test", "val"], default="test")
-    _add_data(p)
-    return parser
 
 
 def _optim(args: argparse.Namespace, prefix: str = ""):
@@ -365,22 +421,35 @@ def _merge_spec_section(key: str, current, value):
     return {**{k: v for k, v in current.items() if k not in ("checkpoint", "path")}, **value}
 
 
+class ConfigSpec(NamedTuple):
+    """The spec sections of a compare/sweep config file; ``after_spec``: --spec came from the command line, so it wins."""
+
+    where: str
+    sections: dict[str, Any]
+    after_spec: bool
+
+
 def compare_spec(args: argparse.Namespace):
-    """Preset, then the spec file, then the flags: each later one wins."""
-    from .compare import PRESETS, CompareSpec
+    """Preset, then the spec file and the config file's spec sections, then the flags: each later one wins.
+
+    A ``--spec`` typed on the command line is applied after the config file's sections; one named in
+    the config file, before them.
+    """
+    from .compare import PRESETS, CompareSpec, grid_axes
+    from .config import read_mapping, unknown_key
 
     spec = PRESETS[args.preset]().to_dict()
+    layers: list[tuple[str, dict[str, Any]]] = []
     if args.spec:
-        try:
-            overrides = json.loads(Path(args.spec).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ReffAKDError(f"--spec {args.spec} is unreadable ({exc}); expected a JSON object") from None
-        if not isinstance(overrides, dict):
-            raise ReffAKDError(f"--spec {args.spec} must hold a JSON object, got {type(overrides).__name__}")
-        unknown = sorted(set(overrides) - set(spec))
-        if unknown:
-            raise ReffAKDError(f"--spec {args.spec}: unknown key {unknown[0]!r}; allowed: {', '.join(spec)}")
+        where = f"--spec {args.spec}"
+        layers.append((where, read_mapping(args.spec, where)))
+    cfg: ConfigSpec | None = getattr(args, "config_spec", None)
+    if cfg is not None:
+        layers.insert(0 if cfg.after_spec else len(layers), (cfg.where, cfg.sections))
+    for where, overrides in layers:
         for key, value in overrides.items():
+            if key not in spec:
+                raise unknown_key(where, key, spec)
             spec[key] = _merge_spec_section(key, spec[key], value)
     # Data flags apply when given; otherwise the preset's (or the spec file's) data stays.
     flags = {"dataset": args.dataset, "data_dir": args.data_dir, "val_size": args.val_size, "split_seed": args.split_seed,
@@ -401,14 +470,45 @@ def compare_spec(args: argparse.Namespace):
         spec["soft_labels"] = {"path": args.soft_labels}
     elif args.ae_epochs is not None:
         spec["soft_labels"] = {**spec["soft_labels"], "autoencoder": {**spec["soft_labels"].get("autoencoder", {}), "epochs": args.ae_epochs, "milestones": None}}
-    return CompareSpec.from_dict(spec, args.spec or f"preset {args.preset}")
+    where = cfg.where if cfg is not None else f"--spec {args.spec}" if args.spec else f"preset {args.preset}"
+    vary = getattr(args, "vary", None)
+    if vary:
+        keys = [k for k, _ in vary]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ReffAKDError(f"--vary {twice[0]} is given twice; give each key once with all its values")
+        grid = spec.get("grid")
+        valid_grid = isinstance(grid, dict) and isinstance(grid.get("methods"), list) and (
+            isinstance(grid.get("params"), dict) or {"alpha", "temperature"} <= set(grid))
+        methods, axes, _ = grid_axes(grid) if valid_grid else (list(spec["methods"]), {}, False)
+        spec["grid"] = {"methods": methods, "params": {**axes, **dict(vary)}}
+    return CompareSpec.from_dict(spec, where)
+
+
+def _check_comparison(args: argparse.Namespace, spec: Any) -> None:
+    """What compare and sweep refuse before anything is written, beyond the spec's own checks."""
+    from .compare import grid_axes
+
+    if args.jobs < 1:
+        raise ReffAKDError(f"--jobs {args.jobs} is out of range: it must be at least 1")
+    if args.command == "sweep":
+        if spec.grid is None:
+            raise ReffAKDError("sweep needs a grid: give grid: {methods: [...], params: {KEY: [values]}} in --config or --spec, "
+                               "or --vary KEY=V1,V2 (docs/CONFIG.md)")
+        methods = grid_axes(spec.grid)[0]
+        if not set(methods) & set(spec.methods):
+            raise ReffAKDError(f"sweep: none of the grid's methods ({', '.join(methods)}) is among the methods that run "
+                               f"({', '.join(spec.methods)}); add them to methods")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from .compare import check_resumable, run_compare
+    """compare and sweep: one code path; sweep requires a grid and writes ``sweep.md``/``sweep.csv``."""
+    from .compare import ALL_METHODS, check_resumable, compare_report, run_compare
     from .pipeline import load_splits, pick_device
+    from .reports.sweep_report import write_sweep_report
 
     spec = compare_spec(args)
+    _check_comparison(args, spec)
     device = pick_device(args.device)
     check_resumable(Path(args.out), spec)
     data = spec.data_config()
@@ -419,16 +519,128 @@ def cmd_compare(args: argparse.Namespace) -> None:
     _check_input_size(models, building_soft_labels, data.dataset, data.image_size)
     splits = load_splits(data, print)
     _check_input_size(models, building_soft_labels, data.dataset, data.image_size, splits)
-    run_compare(spec, args.out, splits, device=device, progress=not args.no_progress, log=print)
-    print(f"comparison folder: {args.out} (results.md, results.csv, accuracy_vs_cost.png)")
+    sweep = args.command == "sweep"
+    report = (lambda out: write_sweep_report(out, ALL_METHODS)) if sweep else compare_report
+    run_compare(spec, args.out, splits, device=device, progress=not args.no_progress, log=print, jobs=args.jobs, report=report,
+                config_yaml=config_text(args, spec))
+    print(f"{'sweep' if sweep else 'comparison'} folder: {args.out} "
+          + ("(sweep.md, sweep.csv)" if sweep else "(results.md, results.csv, accuracy_vs_cost.png)"))
 
 
-COMMANDS = {"run": cmd_run, "softlabels": cmd_softlabels, "train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate}
+# --------------------------------------------------------------------------- config files
+
+CONFIG_COMMANDS = ("run", "softlabels", "train", "compare", "sweep")
+# compare/sweep options folded into the spec: the saved config holds the spec's sections instead.
+SPEC_FLAGS = ("spec", "methods", "seeds", "epochs", "teacher", "teacher_model", "teacher_epochs", "soft_labels", "ae_epochs", "vary",
+              "dataset", "data_dir", "image_size", "test_dir", "test_fraction", "streaming", "val_size", "split_seed", "no_download")
+
+
+def _spec_sections() -> tuple[str, ...]:
+    from .compare import CompareSpec
+
+    return tuple(CompareSpec.__dataclass_fields__)
+
+
+def apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """Fill ``args`` from ``--config``: the file's values where the command line gave none.
+
+    compare/sweep: a key naming a spec section (methods, seeds, data, student, teacher, soft_labels,
+    method_params, grid) with a mapping or list value is a spec section, kept for ``compare_spec``;
+    a plain value of a key that is also an option (``teacher: PATH``) is that option.
+    """
+    from .config import apply_config, check_values, given_dests, normalise_keys, read_mapping, schema, subparser
+
+    sub = subparser(parser, args.command)
+    where = f"config {args.config}"
+    data = normalise_keys(read_mapping(args.config, where), where)
+    given = given_dests(build_parser, argv)
+    sections: dict[str, Any] = {}
+    extra: tuple[str, ...] = ()
+    if args.command in ("compare", "sweep"):
+        options, extra = schema(sub), _spec_sections()
+        sections = {k: v for k, v in data.items() if k in extra and (k not in options or isinstance(v, (dict, list)))}
+        data = {k: v for k, v in data.items() if k not in sections}
+    apply_config(args, sub, check_values(sub, data, where, extra), given, where)
+    if sections:
+        args.config_spec = ConfigSpec(where, sections, after_spec="spec" in given)
+
+
+def resolved_config(args: argparse.Namespace, spec: Any = None) -> dict[str, Any]:
+    """Every option's final value (compare, sweep: the options not folded into the spec, and the spec's sections)."""
+    from .config import json_safe, schema, subparser
+
+    values = {dest: getattr(args, dest, None) for dest in schema(subparser(build_parser(), args.command))}
+    if args.command in ("compare", "sweep"):
+        spec = spec if spec is not None else compare_spec(args)
+        values = {**{k: v for k, v in values.items() if k not in SPEC_FLAGS}, **spec.to_dict()}
+    return json_safe(values)
+
+
+def config_text(args: argparse.Namespace, spec: Any = None) -> str:
+    """The resolved config as YAML, headed by the command that produced it (comments: ignored when read back)."""
+    from .config import to_yaml
+
+    argv = getattr(args, "argv", None)
+    argv = list(argv) if argv is not None else [args.command, *sys.argv[2:]]
+    again = "the same out: resumes" if args.command in ("compare", "sweep") else "give --out NEW: a run folder is never reused"
+    header = [f"reffakd {__version__}: resolved config of `reffakd {shlex.join(argv)}`",
+              f"run it again with: reffakd {args.command} --config THIS_FILE ({again})"]
+    return to_yaml(resolved_config(args, spec), header)
+
+
+def _check_command(args: argparse.Namespace) -> Any:
+    """The checks a command makes before it touches the disk; returns the compare spec where there is one."""
+    if args.command == "run":
+        _soft_cfg(args)
+        _student_cfg(args, "reffakd")
+    elif args.command == "softlabels":
+        _soft_cfg(args)
+    elif args.command == "train":
+        _student_cfg(args, args.method)
+    elif args.command in ("compare", "sweep"):
+        spec = compare_spec(args)
+        _check_comparison(args, spec)
+        return spec
+    return None
+
+
+def cmd_config(args: argparse.Namespace) -> None:
+    """``reffakd config show COMMAND [OPTIONS]``: print what COMMAND would run with; writes nothing."""
+    if not args.rest or args.rest[0] not in CONFIG_COMMANDS:
+        got = f" {args.rest[0]!r}" if args.rest else ""
+        raise ReffAKDError(f"config show needs a command{got}: one of {', '.join(CONFIG_COMMANDS)}, e.g. reffakd config show train --config my.yaml")
+    inner = parse_command(args.rest, require=False)
+    spec = _check_command(inner)
+    print(config_text(inner, spec), end="")
+
+
+def parse_command(argv: Sequence[str], require: bool = True) -> argparse.Namespace:
+    """Parse the command line, then fill in ``--config``; ``require``: the options the config may give must be there now."""
+    from .config import subparser
+
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    args.argv = list(argv)
+    if args.command == "config":
+        return args
+    args.config_spec = None
+    if getattr(args, "config", None):
+        apply_config_file(args, parser, argv)
+    sub = subparser(parser, args.command)
+    missing = [f"--{d.replace('_', '-')}" for d in getattr(sub, "config_required", ()) if getattr(args, d, None) is None]
+    if require and missing:
+        sub.error(f"the following arguments are required: {', '.join(missing)} (on the command line or in --config)")
+    return args
+
+
+COMMANDS = {"run": cmd_run, "softlabels": cmd_softlabels, "train": cmd_train, "compare": cmd_compare, "sweep": cmd_compare,
+            "evaluate": cmd_evaluate, "config": cmd_config}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        args = parse_command(argv)
         COMMANDS[args.command](args)
     except ReffAKDError as exc:
         print(f"reffakd: error: {exc}", file=sys.stderr)

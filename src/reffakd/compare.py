@@ -5,19 +5,29 @@ the same seed (Tf-KD trains the student once, then distils it into a fresh copy)
 written whole or not at all (``rundir.staged_run_dir``), so a killed comparison resumes by
 skipping the runs whose folders exist.
 
-An optional ``grid`` runs chosen methods once per (alpha, T) combination, each combination a
-*variant* (``reffakd[a=0.5,T=4]``, folder ``runs/reffakd_a0.5_T4/seed<k>``); the report picks one
-variant per method by its mean validation top-1, never by test accuracy.
+An optional ``grid`` runs chosen methods once per combination of values of any method parameter
+or student optimiser key, each combination a *variant* (``reffakd[alpha=0.5,lr=0.05]``, folder
+``runs/reffakd_alpha0.5_lr0.05/seed<k>``; the older ``{methods, alpha, temperature}`` form keeps its
+names, ``reffakd[a=0.5,T=4]``); the report picks one variant per method by its mean validation
+top-1, never by test accuracy. ``reffakd sweep`` is this with a required grid and its own table.
+
+``jobs > 1`` trains that many runs at once in spawned worker processes (each with its share of the
+CPU threads, or its own GPU when several are visible); the teacher and the soft labels are made
+once beforehand, and only the parent writes reports.
 """
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import json
 import math
 import re
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -25,7 +35,7 @@ from .data import DataSplits
 from .distillers import DISTILLERS, get_method, method_params
 from .engine import OptimConfig
 from .errors import ReffAKDError
-from .io import read_json, write_json
+from .io import read_json, write_json, write_text_atomic
 from .pipeline import DataConfig, StudentConfig, train_student
 from .reports.compare_report import write_compare_report
 from .rundir import staged_run_dir
@@ -34,14 +44,28 @@ from .teachers import TeacherNetwork, load_teacher
 
 ALL_METHODS = ("ce", "ls", "tfkd-reg", "tfkd-self", "kd", "dkd", "dkd-aesl", "reffakd")
 SPEC_FILE = "spec.json"
+CONFIG_FILE = "config.yaml"  # the command line's resolved config (reffakd.cli.config_text)
 # Keys that may change between invocations on the same folder: adding methods or seeds resumes and extends.
 GROWABLE = ("methods", "seeds")
-GRID_KEYS = ("methods", "alpha", "temperature")
+LEGACY_GRID_KEYS = ("methods", "alpha", "temperature")  # the paper presets' form: names reffakd[a=0.5,T=4]
+GRID_KEYS = ("methods", "params")
+LEGACY_LABELS = {"alpha": "a", "temperature": "T"}
+# What a grid may vary: any method parameter, and the student's optimiser (not its milestones: a grid
+# point that sets epochs gets the default milestones, 30/60/80 % of its epochs).
+METHOD_GRID_KEYS = ("alpha", "temperature", "beta", "epsilon", "own_probability", "ce_weight", "warmup_epochs")
+OPTIM_GRID_KEYS = ("lr", "weight_decay", "batch_size", "epochs", "momentum", "schedule", "gamma")
+INT_GRID_KEYS = ("warmup_epochs", "batch_size", "epochs")
 
 
-def variant_name(method: str, alpha: float, temperature: float) -> str:
-    """The name of one grid point of a method, e.g. ``reffakd[a=0.5,T=4]``."""
-    return f"{method}[a={alpha:g},T={temperature:g}]"
+def _value_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def variant_name(method: str, point: Mapping[str, Any], legacy: bool = False) -> str:
+    """The name of one grid point of a method: its keys as the grid writes them, e.g. ``reffakd[alpha=0.5,lr=0.05]``;
+    the legacy ``{methods, alpha, temperature}`` grid keeps ``reffakd[a=0.5,T=4]``."""
+    labels = LEGACY_LABELS if legacy else {}
+    return f"{method}[" + ",".join(f"{labels.get(k, k)}={_value_text(v)}" for k, v in point.items()) + "]"
 
 
 def folder_name(variant: str) -> str:
@@ -53,6 +77,19 @@ def folder_name(variant: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
+def grid_axes(grid: Mapping[str, Any]) -> tuple[list[str], dict[str, list[Any]], bool]:
+    """(methods, key -> values, legacy?) of a validated grid in either form."""
+    if "params" in grid:
+        return list(grid["methods"]), {k: list(v) for k, v in grid["params"].items()}, False
+    return list(grid["methods"]), {"alpha": list(grid["alpha"]), "temperature": list(grid["temperature"])}, True
+
+
+def grid_points(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every combination, the last key varying fastest (as written)."""
+    _, axes, _ = grid_axes(grid)
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
 @dataclass(frozen=True)
 class RunItem:
     """One student run of a comparison: a method (or one grid variant of it) and a seed."""
@@ -60,18 +97,71 @@ class RunItem:
     variant: str  # the method's name, or variant_name(...) for a grid point
     method: str
     seed: int
-    alpha: float | None = None  # set for grid points only
-    temperature: float | None = None
+    point: tuple[tuple[str, Any], ...] = ()  # the grid point's (key, value) pairs; empty for a plain run
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.point)
 
     @property
     def is_grid(self) -> bool:
-        return self.variant != self.method
+        return bool(self.point)
 
 
 def _number_list(value: Any) -> bool:
     return (isinstance(value, list) and bool(value)
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
             and len(set(value)) == len(value))
+
+
+YAML_NUMBER_HINT = " (YAML reads 1e-3 or 1.5e4 as text: write 1.0e-3 or 1.5e+4)"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _hint(value: Any) -> str:
+    """Point at YAML 1.1's rule when a number like 1e-3 (no dot) arrived as text."""
+    return YAML_NUMBER_HINT if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()) else ""
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_fits(value, t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return _is_number(value)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typing.get_origin(tp) in (tuple, list):
+        return isinstance(value, (list, tuple)) and all(_fits(v, typing.get_args(tp)[0]) for v in value)
+    return not isinstance(tp, type) or isinstance(value, tp)
+
+
+def check_types(cls: type, section: Mapping[str, Any], what: str) -> None:
+    """Each known key of a spec section has its dataclass field's type: a file's typo is one clear line, not a traceback."""
+    hints = typing.get_type_hints(cls)
+    for key, value in section.items():
+        if key in hints and not _fits(value, hints[key]):
+            expected = str(hints[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            raise ReffAKDError(f"{what} {key} {value!r} has the wrong type: expected {expected}{_hint(value)}")
+
+
+@dataclass
+class SoftLabelFields:
+    """The types of the ``soft_labels`` section's keys (``check_types``)."""
+
+    preset: str
+    seed: int
+    diagonal_boost: float
+    temperature: float | None
+    target_own_probability: float | None
+    equalize_own: bool
+    samples_per_class: int | None
+    augment_embeddings: bool
+    path: str
 
 
 def _resolve_lr(section: dict[str, Any], what: str) -> float:
@@ -102,8 +192,8 @@ class CompareSpec:
     teacher: dict[str, Any] = field(default_factory=lambda: {"model": "resnet8", "seed": 0, **asdict(OptimConfig(epochs=10))})
     # {"path": PATH} or {"preset": NAME, "seed": S, "autoencoder": {**optimiser}}: built once into <out>/softlabels
     soft_labels: dict[str, Any] = field(default_factory=lambda: {"preset": "paper", "seed": 0, "autoencoder": asdict(OptimConfig(epochs=5))})
-    # {"methods": [...], "alpha": [...], "temperature": [...]}: each listed method that runs, runs once per
-    # (alpha, T) and seed as a variant (``variant_name``); null: no grid
+    # {"methods": [...], "params": {KEY: [values], ...}} (or the older {"methods", "alpha", "temperature"}):
+    # each listed method that runs, runs once per combination and seed as a variant (``variant_name``); null: no grid
     grid: dict[str, Any] | None = None
 
     @classmethod
@@ -127,6 +217,12 @@ class CompareSpec:
 
     # ------------------------------------------------------------------ checks, before anything is written
     def validate(self, where: str = "spec") -> None:
+        try:
+            self._validate(where)
+        except (TypeError, ValueError) as exc:  # a value of the wrong type that no check below names
+            raise ReffAKDError(f"{where}: a value has the wrong type ({exc})") from None
+
+    def _validate(self, where: str) -> None:
         if not self.methods or not all(isinstance(m, str) for m in self.methods):
             raise ReffAKDError(f"{where}: methods must be a non-empty list of names from: {', '.join(ALL_METHODS)}")
         for m in self.methods:
@@ -138,10 +234,13 @@ class CompareSpec:
         for m, params in self.method_params.items():
             if m not in DISTILLERS or not isinstance(params, dict):
                 raise ReffAKDError(f"{where}: method_params must map method names to objects; {m!r} is not a method or its value not an object")
+            for key, value in params.items():
+                if value is not None and not _is_number(value):
+                    raise ReffAKDError(f"{where}: method_params {m} {key} {value!r} must be a number{_hint(value)}")
         self._check_grid(where)
         for item in self.run_items():
             if item.seed == self.seeds[0]:
-                self.student_config(item.method, item.seed, item.alpha, item.temperature).validate()
+                self.student_config(item.method, item.seed, point=item.params).validate()
         self.data_config()
         self.optim(self.student, "student")
         if self._needs("teacher") - {"tfkd-self"}:
@@ -158,22 +257,42 @@ class CompareSpec:
         if self.grid is None:
             return
         g = self.grid
-        if not isinstance(g, dict) or set(g) != set(GRID_KEYS):
+        if not isinstance(g, dict) or set(g) not in (set(GRID_KEYS), set(LEGACY_GRID_KEYS)):
             got = sorted(g) if isinstance(g, dict) else type(g).__name__
-            raise ReffAKDError(f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)} (or null), got {got}")
+            raise ReffAKDError(f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)} "
+                               f"(or the older {', '.join(LEGACY_GRID_KEYS)}), or null; got {got}")
         if not isinstance(g["methods"], list) or not g["methods"] or not all(isinstance(m, str) for m in g["methods"]) or len(set(g["methods"])) != len(g["methods"]):
             raise ReffAKDError(f"{where}: grid methods must be a non-empty list of distinct method names, got {g['methods']!r}")
-        for key in ("alpha", "temperature"):
-            if not _number_list(g[key]):
-                raise ReffAKDError(f"{where}: grid {key} must be a non-empty list of distinct finite numbers, got {g[key]!r}")
         for m in g["methods"]:
             get_method(m)
-            for a in g["alpha"]:
-                for t in g["temperature"]:
-                    self.student_config(m, self.seeds[0], a, t).validate()  # a method without alpha or T is refused here
-        names = [folder_name(variant_name(m, a, t)) for m in g["methods"] for a in g["alpha"] for t in g["temperature"]]
+        if "params" in g and (not isinstance(g["params"], dict) or not g["params"]):
+            raise ReffAKDError(f"{where}: grid params must map keys to lists of values, e.g. {{alpha: [0.1, 0.5], lr: [0.05, 0.1]}}; got {g['params']!r}")
+        methods, axes, legacy = grid_axes(g)
+        allowed = (*METHOD_GRID_KEYS, *OPTIM_GRID_KEYS)
+        for key, values in axes.items():
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                raise ReffAKDError(f"{where}: grid key {key!r} cannot vary{f' (did you mean {close[0]!r}?)' if close else ''}; allowed: {', '.join(allowed)}")
+            if key == "schedule":
+                ok = isinstance(values, list) and bool(values) and all(isinstance(v, str) for v in values) and len(set(values)) == len(values)
+            else:
+                ok = _number_list(values) and (key not in INT_GRID_KEYS or all(isinstance(v, int) for v in values))
+            if not ok:
+                kind = "names" if key == "schedule" else "integers" if key in INT_GRID_KEYS else "finite numbers"
+                text = next((v for v in values if isinstance(v, str)), None) if isinstance(values, list) else None
+                raise ReffAKDError(f"{where}: grid {key} must be a non-empty list of distinct {kind}, got {values!r}{_hint(text)}")
+        if "tfkd-self" in self.methods and "ce" in methods:
+            raise ReffAKDError(f"{where}: tfkd-self distils the plain ce run of its seed; leave ce out of the grid methods")
+        for m in methods:
+            for point in grid_points(g):
+                try:  # a method without a varied parameter, or a value out of range, is refused here
+                    self.student_config(m, self.seeds[0], point=point).validate()
+                except ReffAKDError as exc:
+                    raise ReffAKDError(f"{where}: grid point {variant_name(m, point, legacy)}: {exc}") from None
+        names = [folder_name(variant_name(m, p, legacy)) for m in methods for p in grid_points(g)]
         if len(set(names)) != len(names):
-            raise ReffAKDError(f"{where}: grid values too close to tell apart in run names (6 significant digits): {g['alpha']} x {g['temperature']}")
+            raise ReffAKDError(f"{where}: grid values too close to tell apart in run names (6 significant digits): "
+                               + " x ".join(str(v) for v in axes.values()))
 
     def _needs(self, what: str) -> set[str]:
         return {m for m in self.methods if get_method(m).needs == what}
@@ -184,6 +303,7 @@ class CompareSpec:
         keys = set(OptimConfig.__dataclass_fields__)
         if "lr" in section and section["lr"] is None:
             section = {**section, "lr": _resolve_lr(section, what)}
+        check_types(OptimConfig, section, what)
         try:
             cfg = OptimConfig(**{k: v for k, v in section.items() if k in keys})
         except TypeError as exc:
@@ -194,23 +314,29 @@ class CompareSpec:
         return cfg
 
     def data_config(self) -> DataConfig:
+        check_types(DataConfig, self.data, "data")
         try:
             return DataConfig(**self.data)
         except TypeError as exc:
             raise ReffAKDError(f"data settings are malformed ({exc}); allowed keys: {', '.join(DataConfig.__dataclass_fields__)}") from None
 
-    def student_config(self, method: str, seed: int, alpha: float | None = None, temperature: float | None = None) -> StudentConfig:
-        """One run's config; ``alpha``/``temperature`` (a grid point) override ``method_params``."""
-        params = dict(self.method_params.get(method, {}))
-        own_alpha, own_temperature = params.pop("alpha", None), params.pop("temperature", None)
-        alpha = own_alpha if alpha is None else alpha
-        temperature = own_temperature if temperature is None else temperature
-        cfg = StudentConfig(method, self.student.get("model", "lenet5"), self.optim(self.student, "student"), alpha, temperature, seed, params)
+    def student_config(self, method: str, seed: int, alpha: float | None = None, temperature: float | None = None,
+                       *, point: Mapping[str, Any] | None = None) -> StudentConfig:
+        """One run's config; a grid ``point`` (or ``alpha``/``temperature``) overrides ``method_params`` and the
+        student's optimiser. A point that sets epochs drops the section's milestones for the default fractions."""
+        point = {**(point or {}), **({"alpha": alpha} if alpha is not None else {}), **({"temperature": temperature} if temperature is not None else {})}
+        params = {**self.method_params.get(method, {}), **{k: v for k, v in point.items() if k in METHOD_GRID_KEYS}}
+        alpha, temperature = params.pop("alpha", None), params.pop("temperature", None)
+        student = {**self.student, **{k: v for k, v in point.items() if k in OPTIM_GRID_KEYS}}
+        if "epochs" in point:
+            student["milestones"] = None
+        cfg = StudentConfig(method, student.get("model", "lenet5"), self.optim(student, "student"), alpha, temperature, seed, params)
         method_params(method, {**params, "alpha": alpha, "temperature": temperature})
         return cfg
 
     def soft_label_config(self) -> SoftLabelConfig:
         s = self.soft_labels
+        check_types(SoftLabelFields, s, "soft_labels")
         cal = Calibration.preset(s.get("preset", "paper"), self.data.get("dataset", "fashion-mnist"))
         for key in ("diagonal_boost", "temperature", "target_own_probability", "equalize_own"):
             if key in s:
@@ -233,12 +359,12 @@ class CompareSpec:
 
     def run_items(self) -> list[RunItem]:
         """Every run in order: ``run_order``'s, a grid method expanded to its variants (each over the seeds)."""
-        grid = self.grid or {}
+        methods, _, legacy = grid_axes(self.grid) if self.grid else ([], {}, False)
+        points = grid_points(self.grid) if self.grid else []
         items: list[RunItem] = []
         for method in dict.fromkeys(m for m, _ in self.run_order()):
-            if method in grid.get("methods", ()):
-                items += [RunItem(variant_name(method, a, t), method, s, a, t)
-                          for a in grid["alpha"] for t in grid["temperature"] for s in self.seeds]
+            if method in methods:
+                items += [RunItem(variant_name(method, p, legacy), method, s, tuple(p.items())) for p in points for s in self.seeds]
             else:
                 items += [RunItem(method, method, s) for s in self.seeds]
         return items
@@ -326,6 +452,11 @@ def check_resumable(out: Path, spec: CompareSpec) -> None:
                                f"resume with the same settings (only methods and seeds may change) or choose a new --out")
 
 
+def compare_report(out: Path) -> str:
+    """``results.md``, ``results.csv`` and ``accuracy_vs_cost.png``: `reffakd compare`'s report."""
+    return write_compare_report(out, ALL_METHODS)
+
+
 def run_compare(
     spec: CompareSpec,
     out: str | Path,
@@ -334,8 +465,18 @@ def run_compare(
     device: torch.device,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    jobs: int = 1,
+    report: Callable[[Path], str] = compare_report,
+    config_yaml: str | None = None,
 ) -> str:
-    """Run what is missing, then (re)write ``results.md``, ``results.csv`` and ``accuracy_vs_cost.png``; returns the Markdown."""
+    """Run what is missing, then (re)write the ``report`` (by default compare's); returns its Markdown.
+
+    ``jobs > 1`` trains that many runs at once in worker processes, which load the data again from
+    ``spec.data`` (``splits`` serves the shared teacher and soft labels). ``config_yaml``, the
+    command line's resolved config, is saved as ``config.yaml`` beside ``spec.json``.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ReffAKDError(f"--jobs {jobs} is out of range: it must be at least 1")
     out = Path(out)
     check_resumable(out, spec)
     out.mkdir(parents=True, exist_ok=True)
@@ -344,33 +485,135 @@ def run_compare(
     for key in GROWABLE:  # keep what an earlier invocation ran, so the table covers it
         merged[key] = list(dict.fromkeys([*saved.get(key, []), *merged[key]]))
     write_json(out / SPEC_FILE, merged)
+    if config_yaml is not None:
+        write_text_atomic(out / CONFIG_FILE, config_yaml)
 
-    soft, soft_cost = _soft_labels(spec, out, splits, device, progress, log)
-    teacher = _teacher(spec, out, splits, device, progress, log)
+    shared = Shared(*_soft_labels(spec, out, splits, device, progress, log), _teacher(spec, out, splits, device, progress, log))
+    todo = []
     for item in spec.run_items():
-        method, seed = item.method, item.seed
-        run_dir = run_path(out, item.variant, seed)
+        run_dir = run_path(out, item.variant, item.seed)
         if (run_dir / "summary.json").is_file():
-            log(f"skip {item.variant} seed {seed}: finished ({run_dir})")
-            continue
-        needs = get_method(method).needs
-        source = None
-        if method == "tfkd-self":
-            source = load_teacher(run_path(out, "ce", seed) / "best.safetensors", splits, device)
-        elif needs == "teacher":
-            source = teacher
-        with staged_run_dir(run_dir) as tmp:
-            summary = train_student(splits, spec.student_config(method, seed, item.alpha, item.temperature), tmp, device=device,
-                                    soft_labels=soft if needs == "soft_labels" else None, soft_target_cost=soft_cost if needs == "soft_labels" else None,
-                                    teacher=source, name=f"{item.variant}-s{seed}", progress=progress, log=log)
-            if item.is_grid:  # the report groups runs by variant and selects among a method's variants
-                write_json(tmp / "summary.json", {**summary, "variant": item.variant, "grid": {"alpha": item.alpha, "temperature": item.temperature}})
-        if isinstance(source, TeacherNetwork):
-            source.seconds = 0.0  # each run counts its own teacher forward passes
-        write_compare_report(out, ALL_METHODS)
-    report = write_compare_report(out, ALL_METHODS)
-    log(report)
-    return report
+            log(f"skip {item.variant} seed {item.seed}: finished ({run_dir})")
+        else:
+            todo.append(item)
+    if jobs == 1 or len(todo) < 2:
+        for item in todo:
+            train_item(spec, item, out, splits, shared, device=device, progress=progress, log=log)
+            report(out)
+    else:
+        _run_parallel(spec, todo, out, device, jobs, log, report)
+    md = report(out)
+    log(md)
+    return md
+
+
+@dataclass
+class Shared:
+    """What the runs of a comparison share: one soft-label artifact (with its cost) and one teacher."""
+
+    soft: SoftLabels | None
+    soft_cost: dict[str, Any] | None
+    teacher: TeacherNetwork | None
+
+
+def train_item(spec: CompareSpec, item: RunItem, out: Path, splits: DataSplits, shared: Shared, *,
+               device: torch.device, progress: bool, log: Callable[[str], None]) -> None:
+    """Train one run into its folder, which appears whole or not at all."""
+    needs = get_method(item.method).needs
+    source = None
+    if item.method == "tfkd-self":
+        source = load_teacher(run_path(out, "ce", item.seed) / "best.safetensors", splits, device)
+    elif needs == "teacher":
+        source = shared.teacher
+    soft = needs == "soft_labels"
+    with staged_run_dir(run_path(out, item.variant, item.seed)) as tmp:
+        summary = train_student(splits, spec.student_config(item.method, item.seed, point=item.params), tmp, device=device,
+                                soft_labels=shared.soft if soft else None, soft_target_cost=shared.soft_cost if soft else None,
+                                teacher=source, name=f"{item.variant}-s{item.seed}", progress=progress, log=log)
+        if item.is_grid:  # the report groups runs by variant and selects among a method's variants
+            write_json(tmp / "summary.json", {**summary, "variant": item.variant, "grid": item.params})
+    if isinstance(source, TeacherNetwork):
+        source.seconds = 0.0  # each run counts its own teacher forward passes
+
+
+# --------------------------------------------------------------------------- several runs at once
+
+
+def worker_devices(device: torch.device, jobs: int) -> list[str]:
+    """One device per worker: each its own GPU, round robin, when several are visible and none was named."""
+    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
+        return [f"cuda:{k % torch.cuda.device_count()}" for k in range(jobs)]
+    return [str(device)] * jobs
+
+
+def _run_parallel(spec: CompareSpec, items: list[RunItem], out: Path, device: torch.device, jobs: int,
+                  log: Callable[[str], None], report: Callable[[Path], str]) -> None:
+    """``jobs`` spawned workers (fork is unsafe once torch has started threads); tfkd-self after the CE runs it distils.
+
+    Workers ignore SIGINT: on Ctrl-C (or any error) the parent stops them, and their unfinished runs
+    stay ``.partial`` folders that the next invocation redoes.
+    """
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    jobs = min(jobs, len(items))
+    threads = max(1, torch.get_num_threads() // jobs)
+    ctx = multiprocessing.get_context("spawn")
+    devices = ctx.Queue()
+    for k, name in enumerate(worker_devices(device, jobs), 1):
+        devices.put((k, name))
+    log(f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, on {', '.join(dict.fromkeys(worker_devices(device, jobs)))}")
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec, str(out), devices, threads))
+    try:
+        for phase in ([i for i in items if i.method != "tfkd-self"], [i for i in items if i.method == "tfkd-self"]):
+            pending = {pool.submit(_worker_run, item) for item in phase}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # re-raises a worker's error here
+                report(out)
+    except BaseException:
+        _stop(pool)
+        raise
+    finally:
+        devices.close()
+        devices.join_thread()
+    pool.shutdown()
+
+
+def _stop(pool: Any) -> None:
+    stop = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if stop is not None:
+        stop()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(spec: CompareSpec, out: str, devices: Any, threads: int) -> None:
+    """Once per worker: its device and threads, the data, the shared soft labels and teacher (made by the parent)."""
+    import signal
+
+    from .pipeline import load_splits
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    k, name = devices.get()
+    device = torch.device(name)
+    quiet = lambda line: None  # noqa: E731
+    splits = load_splits(spec.data_config(), quiet)
+    shared = Shared(*_soft_labels(spec, Path(out), splits, device, False, quiet), _teacher(spec, Path(out), splits, device, False, quiet))
+    _WORKER.update(spec=spec, out=Path(out), splits=splits, shared=shared, device=device, prefix=f"[job {k}] ")
+
+
+def _worker_run(item: RunItem) -> None:
+    w = _WORKER
+    log = lambda line: print(w["prefix"] + line, flush=True)  # noqa: E731
+    train_item(w["spec"], item, w["out"], w["splits"], w["shared"], device=w["device"], progress=False, log=log)
 
 
 def run_path(out: Path, variant: str, seed: int) -> Path:

@@ -1,7 +1,8 @@
 """The comparison's outputs: ``results.csv`` (one row per run), ``results.md`` (mean and std over
 seeds, with cost) and ``accuracy_vs_cost.png`` (test top-1 against total cost, log scale).
 
-Runs are grouped by *variant*: a method's name, or one grid point of it (``reffakd[a=0.5,T=4]``).
+Runs are grouped by *variant*: a method's name, or one grid point of it (``reffakd[a=0.5,T=4]``,
+``reffakd[alpha=0.5,lr=0.05]``).
 For each method run over a grid, one variant is selected by its mean validation top-1 (the test
 set never takes part in the choice) and stands for the method in the cost comparison and the plot.
 
@@ -38,7 +39,7 @@ def collect_runs(out: Path) -> list[dict[str, Any]]:
         totals, soft = cost["totals"], cost.get("soft_targets") or {}
         config = s.get("config", {})
         rows.append({
-            "method": s["method"], "variant": s.get("variant", s["method"]), "seed": s["seed"],
+            "method": s["method"], "variant": s.get("variant", s["method"]), "seed": s["seed"], "grid": s.get("grid") or {},
             "alpha": config.get("alpha", ""), "temperature": config.get("temperature", ""), "best_epoch": s["best_epoch"], "val_top1": s["best_val_top1"],
             "test_top1_selected": s["test_best"]["top1"], "test_top1_last": s["test_last"]["top1"], "test_top5_selected": s["test_best"]["top5"],
             "student_parameters": s["parameters"], "student_forward_macs_per_image": s["forward_macs_per_image"],
@@ -55,6 +56,17 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def grid_point(row: dict[str, Any]) -> dict[str, Any]:
+    """The grid values of a run (empty for a plain run); rows without them read alpha and T."""
+    if row["variant"] == row["method"]:
+        return {}
+    return row.get("grid") or {"alpha": row.get("alpha", ""), "temperature": row.get("temperature", "")}
+
+
+def _sortable(value: Any) -> tuple:
+    return (0, float(value), "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0.0, str(value))
+
+
 def aggregate(rows: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
     """Mean and sample standard deviation over seeds, per variant; methods in ``order``, a method's grid
     points after its plain runs, by alpha then T."""
@@ -65,13 +77,12 @@ def aggregate(rows: list[dict[str, Any]], order: list[str]) -> list[dict[str, An
     def sort_key(variant: str) -> tuple:
         r = by_variant[variant][0]
         rank = order.index(r["method"]) if r["method"] in order else len(order)
-        grid = variant != r["method"]
-        return (rank, r["method"], grid, float(r["alpha"]) if grid else 0.0, float(r["temperature"]) if grid else 0.0, variant)
+        return (rank, r["method"], variant != r["method"], tuple(_sortable(v) for v in grid_point(r).values()), variant)
 
     out = []
     for variant in sorted(by_variant, key=sort_key):
         rs = by_variant[variant]
-        agg: dict[str, Any] = {"method": variant, "base_method": rs[0]["method"], "grid": variant != rs[0]["method"],
+        agg: dict[str, Any] = {"method": variant, "base_method": rs[0]["method"], "grid": variant != rs[0]["method"], "point": grid_point(rs[0]),
                                "seeds": sorted(r["seed"] for r in rs), "source": rs[0]["soft_target_source"]}
         for key in ("val_top1", "test_top1_selected", "test_top1_last", "soft_target_flops", "soft_target_seconds", "student_flops",
                     "student_seconds", "total_flops", "total_seconds"):
@@ -128,7 +139,7 @@ def render_markdown(agg: list[dict[str, Any]]) -> str:
             markdown_table(headers, rows)]
     chosen = select_by_validation(agg)
     if chosen:
-        text += ["", "Grid (alpha x T): per method, the variant with the best mean validation top-1 (over the seeds; only variants",
+        text += ["", "Grid: per method, the variant with the best mean validation top-1 (over the seeds; only variants",
                  "with the most seeds compete). The test top-1 is reported, never used to choose.", ""]
         for method, a in chosen.items():
             n = sum(1 for b in agg if b["grid"] and b["base_method"] == method)
@@ -175,7 +186,7 @@ def write_compare_report(out: Path, method_order: Sequence[str]) -> str:
     if not rows:
         return ""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(out / "results.csv", buf.getvalue())

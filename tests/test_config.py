@@ -1,0 +1,252 @@
+"""YAML config files: the parser is the schema, flags win over the file, the resolved config is saved and shown."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import tree_digest
+from reffakd.cli import build_parser, main
+from reffakd.config import check_values, schema, subparser
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks on a loaded 2-core machine: one intra-op thread (see tests/test_compare.py); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_yaml(path: Path, data: object) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def train_config(data: Path, out: Path, **extra: object) -> dict:
+    return {"out": str(out), "method": "ce", "data-dir": str(data), "no_download": True, "val_size": 100, "no_progress": True,
+            "device": "cpu", "epochs": 2, "batch_size": 64, **extra}
+
+
+def body(text: str) -> dict:
+    return yaml.safe_load(text)
+
+
+def one_error_line(err: str, fragment: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("reffakd: error: "), err
+    assert fragment in lines[0], err
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- a config drives a run
+
+
+def test_config_drives_a_run_a_flag_overrides_it_and_the_saved_config_round_trips(
+        tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    cfg = write_yaml(tmp_path / "train.yaml", train_config(fake_fmnist, out, lr=0.05))
+    assert main(["train", "--config", str(cfg), "--epochs", "1"]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # the flag won over epochs: 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["optim"]["batch_size"] == 64 and summary["config"]["optim"]["lr"] == 0.05  # from the file
+    assert not (out / "config.json").exists()
+    saved_text = (out / "config.yaml").read_text()
+    assert saved_text.startswith("# reffakd ") and "--epochs 1" in saved_text.splitlines()[0]
+    saved = body(saved_text)
+    assert (saved["epochs"], saved["batch_size"], saved["lr"], saved["val_size"], saved["out"]) == (1, 64, 0.05, 100, str(out))
+    assert saved["milestones"] is None and saved["alpha"] is None
+    # Round trip: the saved file resolves to itself, and running with it gives the same config (but --out).
+    capsys.readouterr()
+    assert main(["config", "show", "train", "--config", str(out / "config.yaml")]) == 0
+    assert body(capsys.readouterr().out) == saved
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(out / "config.yaml"), "--out", str(again)]) == 0
+    assert body((again / "config.yaml").read_text()) == {**saved, "out": str(again)}
+    assert json.loads((again / "summary.json").read_text())["best_val_top1"] == summary["best_val_top1"]
+
+
+def test_a_flag_equal_to_its_default_still_wins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Explicit flags are found by parsing again with suppressed defaults, not by comparing with the default."""
+    cfg = write_yaml(tmp_path / "c.yaml", {"epochs": 5, "schedule": "cosine", "no_progress": True})
+    assert main(["config", "show", "train", "--config", str(cfg), "--epochs", "30", "--schedule", "multistep"]) == 0
+    shown = body(capsys.readouterr().out)
+    assert (shown["epochs"], shown["schedule"], shown["no_progress"]) == (30, "multistep", True)
+
+
+def test_exclusive_options_stay_exclusive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_yaml(tmp_path / "c.yaml", {"soft_temperature": 2.0})
+    assert main(["config", "show", "softlabels", "--config", str(cfg), "--target-own-prob", "0.3"]) == 0
+    shown = body(capsys.readouterr().out)
+    assert (shown["soft_temperature"], shown["target_own_prob"]) == (None, 0.3)  # the command line chose the other one
+    write_yaml(cfg, {"soft_temperature": 2.0, "target_own_prob": 0.3})
+    assert main(["config", "show", "softlabels", "--config", str(cfg)]) == 1
+    one_error_line(capsys.readouterr().err, "exclude each other")
+
+
+def test_every_option_is_a_key_and_a_new_flag_is_one_too() -> None:
+    parser = build_parser()
+    for command in ("run", "softlabels", "train", "compare", "sweep"):
+        sub = subparser(parser, command)
+        longs = {next(o for o in a.option_strings if o.startswith("--"))[2:].replace("-", "_") for a in sub._actions if a.option_strings}
+        assert set(schema(sub)) == longs - {"help", "config"}, command
+    sub = subparser(parser, "train")
+    sub.add_argument("--brand-new", type=int, choices=[1, 2])
+    assert check_values(sub, {"brand_new": 2}, "config x") == {"brand_new": 2}
+    with pytest.raises(Exception, match="key 'brand_new': invalid choice 3"):
+        check_values(sub, {"brand_new": 3}, "config x")
+
+
+# --------------------------------------------------------------------------- mistakes: one line, exit 1, nothing written
+
+BAD_CONFIGS = {
+    "unknown-key": ("epoch: 3\n", "config {path}: unknown key 'epoch' (did you mean 'epochs'?); allowed: out, "),
+    "bad-int": ("epochs: ten\n", "config {path}: key 'epochs': invalid int value 'ten'"),
+    "float-for-int": ("epochs: 2.5\n", "key 'epochs': invalid int value '2.5'"),
+    "bad-choice": ("schedule: linear\n", "key 'schedule': invalid choice 'linear' (choose from multistep, cosine)"),
+    "bad-flag-value": ("no_progress: maybe\n", "key 'no_progress': expected true or false"),
+    "list-for-number": ("lr: [0.1, 0.2]\n", "key 'lr': expected float"),
+    "null-for-number": ("epochs: null\n", "key 'epochs': null is not allowed"),
+    "both-spellings": ("batch-size: 64\nbatch_size: 32\n", "key 'batch_size' is given twice"),
+    "bad-yaml": ("epochs: [3\n", "is not valid YAML (line 2"),
+    "not-a-mapping": ("- epochs\n- 3\n", "must hold a YAML mapping of keys to values, got a list"),
+    "scalar": ("just text\n", "got a string"),
+    "range-checked-later": ("alpha: 1.5\n", "alpha 1.5 is out of range"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+@pytest.mark.parametrize("show", [False, True])
+def test_bad_config_is_one_line_and_writes_nothing(case: str, show: bool, tmp_path: Path, fake_fmnist: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    text, fragment = BAD_CONFIGS[case]
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    before = tree_digest(tmp_path)
+    argv = ["train", "--config", str(cfg), "--out", str(out), "--data-dir", str(fake_fmnist), "--no-download", "--method", "reffakd"]
+    assert main(["config", "show", *argv] if show else argv) == 1
+    captured = capsys.readouterr()
+    one_error_line(captured.err, fragment.format(path=cfg))
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert tree_digest(tmp_path) == before and not out.exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_missing_config_file_and_unknown_show_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--config", str(tmp_path / "nope.yaml")]) == 1
+    one_error_line(capsys.readouterr().err, "cannot be read")
+    assert main(["config", "show", "evaluate", "--checkpoint", "x"]) == 1
+    one_error_line(capsys.readouterr().err, "config show needs a command 'evaluate': one of run, softlabels, train, compare, sweep")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_may_come_from_the_config_but_must_come_from_somewhere(tmp_path: Path) -> None:
+    cfg = write_yaml(tmp_path / "c.yaml", {"epochs": 1})
+    with pytest.raises(SystemExit) as info:  # argparse's own error, as for any missing required option
+        main(["train", "--config", str(cfg)])
+    assert info.value.code == 2
+    assert list(tmp_path.iterdir()) == [cfg]
+
+
+# --------------------------------------------------------------------------- config show
+
+
+def test_config_show_prints_the_resolved_yaml_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_yaml(tmp_path / "run.yaml", {"out": str(tmp_path / "never"), "ae-epochs": 2, "milestones": [3, 6], "alpha": 0.3,
+                                              "streaming": False, "dataset": "mnist"})
+    before = tree_digest(tmp_path)
+    assert main(["config", "show", "run", "--config", str(cfg), "-T", "2", "--dataset", "fashion-mnist"]) == 0
+    text = capsys.readouterr().out
+    shown = body(text)
+    assert text.startswith("# reffakd ") and "config show" not in text
+    assert (shown["ae_epochs"], shown["milestones"], shown["alpha"], shown["temperature"], shown["streaming"], shown["dataset"]) == (
+        2, [3, 6], 0.3, 2.0, False, "fashion-mnist")
+    assert shown["epochs"] == 15 and "config" not in shown  # run's default; --config itself is not a key
+    assert tree_digest(tmp_path) == before and not (tmp_path / "never").exists()
+    assert main(["config", "show", "train"]) == 0  # no --out needed just to look
+    assert body(capsys.readouterr().out)["out"] is None
+
+
+# --------------------------------------------------------------------------- compare: YAML is one more way to give the spec
+
+
+def test_compare_config_holds_flags_and_spec_sections(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_yaml(tmp_path / "spec.yaml", {"seeds": [1], "student": {"lr": 0.02}, "method_params": {"ls": {"epsilon": 0.3}}})
+    cfg = write_yaml(tmp_path / "cmp.yaml", {
+        "out": str(tmp_path / "cmp"), "spec": str(spec), "methods": ["ce", "ls", "kd"], "seeds": [2],
+        "method_params": {"ls": {"epsilon": 0.2}}, "teacher": "t.safetensors", "epochs": 3, "jobs": 2, "dataset": "mnist"})
+    assert main(["config", "show", "compare", "--config", str(cfg)]) == 0
+    shown = body(capsys.readouterr().out)
+    assert shown["methods"] == ["ce", "ls", "kd"] and shown["seeds"] == [2]  # config sections win over the spec it names
+    assert shown["method_params"] == {"ls": {"epsilon": 0.2}} and shown["student"]["lr"] == 0.02  # the spec's other keys stay
+    assert shown["teacher"] == {"checkpoint": "t.safetensors"}  # a plain value of an option key is that option
+    assert shown["student"]["epochs"] == 3 and shown["data"]["dataset"] == "mnist" and shown["jobs"] == 2
+    assert "spec" not in shown and "epochs" not in shown  # folded into the sections
+    # A --spec typed on the command line wins over the config's sections; a flag wins over both.
+    assert main(["config", "show", "compare", "--config", str(cfg), "--spec", str(spec)]) == 0
+    assert body(capsys.readouterr().out)["seeds"] == [1]
+    assert main(["config", "show", "compare", "--config", str(cfg), "--spec", str(spec), "--seeds", "7"]) == 0
+    assert body(capsys.readouterr().out)["seeds"] == [7]
+    # The shown config, read back, resolves to itself.
+    assert main(["config", "show", "compare", "--config", str(cfg)]) == 0
+    first = capsys.readouterr().out
+    (tmp_path / "shown.yaml").write_text(first)
+    assert main(["config", "show", "compare", "--config", str(tmp_path / "shown.yaml")]) == 0
+    assert body(capsys.readouterr().out) == body(first)
+
+
+@pytest.mark.parametrize(
+    "data,fragment",
+    [
+        ({"method": ["ce"]}, "unknown key 'method' (did you mean 'methods'?)"),
+        ({"grid": {"methods": ["reffakd"], "params": {"alpah": [0.1]}}}, "grid key 'alpah' cannot vary (did you mean 'alpha'?)"),
+        ({"student": {"epochs": 0}}, "epochs 0 is out of range"),
+        ({"jobs": 0}, "--jobs 0 is out of range"),
+        ({"seeds": "0,x"}, "key 'seeds': '0,x' must be comma-separated integers"),
+        ({"student": {"lr": "1e-3"}}, "student lr '1e-3' has the wrong type: expected float (YAML reads 1e-3 or 1.5e4 as text: write 1.0e-3 or 1.5e+4)"),
+        ({"data": {"val_size": "x"}}, "data val_size 'x' has the wrong type: expected int"),
+        ({"method_params": {"ls": {"epsilon": "0.1"}}}, "method_params ls epsilon '0.1' must be a number"),
+    ],
+)
+def test_bad_compare_config_is_one_line(data: dict, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_yaml(tmp_path / "c.yaml", {"out": str(tmp_path / "cmp"), **data})
+    assert main(["compare", "--config", str(cfg)]) == 1
+    one_error_line(capsys.readouterr().err, fragment)
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_yaml_spec_file_and_json_spec_file_are_the_same(tmp_path: Path) -> None:
+    from reffakd.cli import compare_spec
+
+    data = {"methods": ["ce", "reffakd"], "grid": {"methods": ["reffakd"], "params": {"alpha": [0.2, 0.8], "lr": [0.05]}}}
+    (tmp_path / "s.json").write_text(json.dumps(data))
+    write_yaml(tmp_path / "s.yml", data)
+    specs = [compare_spec(build_parser().parse_args(["compare", "--out", "x", "--spec", str(tmp_path / name)])) for name in ("s.json", "s.yml")]
+    assert specs[0].to_dict() == specs[1].to_dict()
+    assert [i.variant for i in specs[0].run_items() if i.seed == 0][1:] == ["reffakd[alpha=0.2,lr=0.05]", "reffakd[alpha=0.8,lr=0.05]"]
+
+
+def test_vary_flag_builds_or_overrides_a_grid_axis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_yaml(tmp_path / "s.yaml", {"methods": ["reffakd"], "grid": {"methods": ["reffakd"], "params": {"alpha": [0.1], "temperature": [1, 4]}}})
+    assert main(["config", "show", "sweep", "--config", str(cfg), "--vary", "alpha=0.3,0.7", "--vary", "weight-decay=0,1e-4"]) == 0
+    assert body(capsys.readouterr().out)["grid"]["params"] == {"alpha": [0.3, 0.7], "temperature": [1, 4], "weight_decay": [0, 0.0001]}
+    assert main(["config", "show", "sweep", "--vary", "alpha=0.3", "--vary", "alpha=0.5"]) == 1
+    one_error_line(capsys.readouterr().err, "--vary alpha is given twice")
+    assert main(["config", "show", "sweep", "--methods", "ce"]) == 1
+    one_error_line(capsys.readouterr().err, "sweep needs a grid")
+
+
+def test_argparse_types_are_the_schema() -> None:
+    """Kinds of option the schema must handle: plain, typed, choices, store_true, --x/--no-x, append, comma lists."""
+    sub = subparser(build_parser(), "sweep")
+    kinds = {type(a).__name__ for a in schema(sub).values()}
+    assert {"_StoreAction", "_StoreTrueAction", "BooleanOptionalAction", "_AppendAction"} <= kinds
+    values = check_values(sub, {"vary": ["alpha=0.1,0.2"], "methods": "ce,kd", "streaming": None, "no_download": True}, "config x")
+    assert values == {"vary": [("alpha", [0.1, 0.2])], "methods": ["ce", "kd"], "streaming": None, "no_download": True}
+    assert isinstance(sub, argparse.ArgumentParser)
