@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +20,7 @@ from safetensors.torch import save_file
 from conftest import tree_digest
 from reffakd.cli import main
 from reffakd.data import fashion_mnist as fm
+from reffakd.engine import load_model
 from reffakd.softlabels import SoftLabels
 
 FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -266,9 +269,6 @@ def test_malformed_soft_label_cost_file(tmp_path: Path, fake_fmnist: Path, capsy
 
 def test_console_entry_point_in_a_subprocess(tmp_path: Path) -> None:
     """The installed command: one stderr line and exit 1 for a user error; argparse's own exit 2 for a bad flag."""
-    import subprocess
-    import sys
-
     out = tmp_path / "run"
     bad = subprocess.run([sys.executable, "-m", "reffakd", "run", "--out", str(out), "--alpha", "1.5"], capture_output=True, text=True)
     assert bad.returncode == 1
@@ -276,3 +276,57 @@ def test_console_entry_point_in_a_subprocess(tmp_path: Path) -> None:
     assert not out.exists()
     flag = subprocess.run([sys.executable, "-m", "reffakd", "train", "--out", str(out), "--method", "dkd-typo"], capture_output=True, text=True)
     assert flag.returncode == 2 and "invalid choice: 'dkd-typo'" in flag.stderr
+
+
+# --------------------------------------------------------------------------- interrupt, resume, torchrun
+
+
+def _train_argv(out: Path, data: Path, epochs: int = 6) -> list[str]:
+    return [sys.executable, "-m", "reffakd", "train", "--out", str(out), "--data-dir", str(data), "--no-download",
+            "--val-size", "100", "--batch-size", "32", "--epochs", str(epochs), "--no-progress", "--seed", "3"]
+
+
+def test_sigint_then_resume_gives_the_uninterrupted_weights(tmp_path: Path, fake_fmnist: Path) -> None:
+    """Ctrl-C mid-run: exit 130, a resume checkpoint in OUT.partial; --resume finishes to the same weights."""
+    import signal
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = tmp_path / "straight"
+    assert subprocess.run(_train_argv(straight, fake_fmnist), env=env, capture_output=True).returncode == 0
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(_train_argv(out, fake_fmnist), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # stop once the first epoch is logged
+        if line.startswith("epoch   1/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "continue with --resume" in err and (tmp_path / "stopped.partial" / "resume.json").is_file() and not out.exists()
+    resumed = subprocess.run([*_train_argv(out, fake_fmnist), "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, 7))
+    a, b = load_model(straight / "last.safetensors")[0].state_dict(), load_model(out / "last.safetensors")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_without_an_interrupted_run_is_one_error_line(tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = _train_argv(tmp_path / "none", fake_fmnist)[3:] + ["--resume"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no interrupted run to continue" in err[0]
+    assert not (tmp_path / "none").exists() and not (tmp_path / "none.partial").exists()
+
+
+def test_torchrun_two_processes_write_one_run(tmp_path: Path, fake_fmnist: Path) -> None:
+    """`torchrun --nproc_per_node=2 -m reffakd train` (gloo on CPU): one run folder, the global batch split over ranks."""
+    out = tmp_path / "ddp"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "reffakd", *_train_argv(out, fake_fmnist, epochs=2)[3:]]
+    done = subprocess.run(argv, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("run folder:") == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_epoch"] >= 1 and not (tmp_path / "ddp.partial").exists()
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]

@@ -17,6 +17,7 @@ from . import __version__
 from .config import comma_list
 from .data import DATASETS
 from .distillers import DISTILLERS
+from .engine.signals import TrainingInterrupted
 from .errors import ReffAKDError
 
 if TYPE_CHECKING:
@@ -164,6 +165,18 @@ def _add_student(p: argparse.ArgumentParser, epochs: int) -> None:
     _add_optim(p, "", epochs, "student")
 
 
+def _add_engine(p: argparse.ArgumentParser, resumable: bool) -> None:
+    r = p.add_argument_group("robustness and speed (docs/RESULTS.md has their measured effect)")
+    if resumable:
+        r.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run from the resume checkpoint in OUT.partial (same weights as an uninterrupted run)")
+    r.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="mixed precision autocast (fp16 on CUDA only; default: none)")
+    r.add_argument("--channels-last", action="store_true", help="channels_last memory format for the student and its inputs")
+    r.add_argument("--compile", action="store_true", help="torch.compile the student (the first epoch includes compile time)")
+    r.add_argument("--tensorboard", action="store_true", help="also log metrics to OUT/tensorboard (needs the tensorboard package)")
+    r.add_argument("--no-sync-bn", action="store_true", help="under torchrun, keep batch-norm statistics per process")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reffakd", description="Knowledge distillation with autoencoder soft labels (ReffAKD).")
     parser.add_argument("--version", action="version", version=f"reffakd {__version__}")
@@ -175,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_softlabels(p, RUN_AE_EPOCHS)
     _add_student(p, RUN_EPOCHS)
+    _add_engine(p, resumable=False)
 
     p = sub.add_parser("softlabels", help="train the autoencoder and build soft labels, diagnostics and plots")
     _add_out(p, "new output folder")
@@ -191,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="a checkpoint made by `reffakd train` (methods kd, dkd; tfkd-self: a trained student)")
     _add_data(p)
     _add_student(p, 30)
+    _add_engine(p, resumable=True)
 
     p = sub.add_parser("compare", help="methods x seeds side by side: accuracy and cost in one table (resumable)")
     _add_comparison(p, "comparison folder; run again with the same folder to resume")
@@ -322,6 +337,21 @@ def _check_input_size(models: Sequence[str], autoencoder: bool, dataset: str | N
                 raise ReffAKDError(f"{exc} ({where}); the soft labels need it: choose an --image-size that is a multiple of 8") from None
 
 
+def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The training engine's robustness and speed options (docs/CONFIG.md, docs/RESULTS.md for their measured effect)."""
+    return {"resume": getattr(args, "resume", False), "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile,
+            "tensorboard": args.tensorboard, "sync_batchnorm": not args.no_sync_bn}
+
+
+def _start_output(out: str, resume: bool) -> None:
+    """A finished run is never overwritten; ``--resume`` needs an interrupted one to continue."""
+    from .rundir import check_new_run_dir, partial_path
+
+    check_new_run_dir(out)
+    if resume and not (partial_path(Path(out)) / "resume.json").is_file():
+        raise ReffAKDError(f"--resume: no interrupted run to continue at {partial_path(Path(out))} (no resume.json); run without --resume to start it")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from .pipeline import pick_device, run_pipeline
     from .rundir import check_new_run_dir, staged_run_dir
@@ -338,7 +368,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     _check_input_size([args.model], True, args.dataset, args.image_size, splits)
     with staged_run_dir(args.out) as run_dir:
         log.attach(run_dir, args)
-        run_pipeline(splits, soft_cfg, students, run_dir, device=device, progress=not args.no_progress, log=log)
+        run_pipeline(splits, soft_cfg, students, run_dir, device=device, progress=not args.no_progress, log=log, **_engine_options(args))
     print(f"run folder: {args.out}")
 
 
@@ -362,8 +392,9 @@ def cmd_softlabels(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .distillers import get_method
+    from .engine import distributed
     from .pipeline import load_splits, pick_device, train_student
-    from .rundir import check_new_run_dir, staged_run_dir
+    from .rundir import staged_run_dir
     from .softlabels import SoftLabels, read_soft_label_cost
     from .teachers import load_teacher
 
@@ -380,19 +411,29 @@ def cmd_train(args: argparse.Namespace) -> None:
         soft = SoftLabels.load(args.soft_labels)
         soft_cost = read_soft_label_cost(Path(args.soft_labels))
     device = pick_device(args.device)
-    check_new_run_dir(args.out)
+    if distributed.is_distributed():  # under torchrun: this rank's device; only rank 0 writes
+        distributed.check_batch_size(args.batch_size)
+        device = distributed.setup(device)
+    main_process = distributed.is_main_process()
+    if main_process:
+        _start_output(args.out, args.resume)
     _check_input_size([args.model], False, args.dataset, args.image_size)
-    log = RunLog()
+    log = RunLog() if main_process else (lambda line: None)
     splits = load_splits(_data_cfg(args), log)
     _check_input_size([args.model], False, args.dataset, args.image_size, splits)
     if soft is not None:
         soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
     teacher = load_teacher(args.teacher, splits, device) if args.teacher else None
-    with staged_run_dir(args.out) as run_dir:
-        log.attach(run_dir, args)
+    distributed.barrier()  # every rank has checked its inputs before rank 0 creates the folder
+    with staged_run_dir(args.out, resume=args.resume, main=main_process) as run_dir:
+        if main_process:
+            log.attach(run_dir, args)  # type: ignore[union-attr]
+        distributed.barrier()
         train_student(splits, cfg, run_dir, device=device, soft_labels=soft, soft_target_cost=soft_cost, teacher=teacher,
-                      progress=not args.no_progress, log=log)
-    print(f"run folder: {args.out}")
+                      progress=not args.no_progress, log=log, **_engine_options(args))
+        distributed.barrier()
+    if main_process:
+        print(f"run folder: {args.out}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -645,6 +686,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReffAKDError as exc:
         print(f"reffakd: error: {exc}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as exc:  # a signal during training: the resume checkpoint is written
+        print(f"reffakd: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("reffakd: interrupted", file=sys.stderr)
         return 130

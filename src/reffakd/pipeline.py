@@ -249,15 +249,19 @@ def run_pipeline(
     device: torch.device,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    **engine_options: Any,
 ) -> list[dict[str, Any]]:
-    """Soft labels once, then every named student; ``summary.md`` and ``curves.png`` compare them."""
+    """Soft labels once, then every named student; ``summary.md`` and ``curves.png`` compare them.
+
+    ``engine_options`` (amp, channels_last, compile, tensorboard...) go to every student's ``train_student``.
+    """
     soft, soft_cost = build_soft_labels(splits, soft_cfg, run_dir / "softlabels", device=device, progress=progress, log=log)
     summaries = []
     for name, cfg in student_cfgs.items():
         uses_soft = get_method(cfg.method).needs == "soft_labels"
         summaries.append(
             train_student(splits, cfg, run_dir / name, device=device, soft_labels=soft if uses_soft else None,
-                          soft_target_cost=soft_cost if uses_soft else None, name=name, progress=progress, log=log)
+                          soft_target_cost=soft_cost if uses_soft else None, name=name, progress=progress, log=log, **engine_options)
         )
     table = summary_table(summaries)
     write_text_atomic(run_dir / "summary.md", table + "\n")

@@ -27,16 +27,20 @@ def partial_path(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def staged_run_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+def staged_run_dir(path: str | os.PathLike[str], *, resume: bool = False, main: bool = True) -> Iterator[Path]:
     """Yield ``<path>.partial`` to write into; rename it to ``path`` only if the block succeeds.
 
     A failed run leaves its ``.partial`` folder for inspection; the next run with the same name
-    replaces it.
+    replaces it, unless ``resume`` asks to continue from the resume checkpoint inside it. Under
+    torchrun only the main process (``main``) creates and renames the folder; the others write
+    nothing, so they are handed the same path.
     """
     final = check_new_run_dir(path)
     staging = partial_path(final)
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    if main:
+        if staging.exists() and not resume:
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True, exist_ok=True)
     yield staging
-    os.replace(staging, final)
+    if main:
+        os.replace(staging, final)
