@@ -33,8 +33,9 @@ def check_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:
     return (int(r), int(w))
 
 
-class TensorBatches:
-    """An iterable of (images, labels) batches over a ``Split`` held in memory.
+class BatchIterable:
+    """What every batch iterable shares: the global batch count, the epoch's permutation, the shard,
+    and the last step of each batch (uint8 -> [0, 1] floats -> optional (x - mean) / std).
 
     ``normalize=None`` yields pixels in [0, 1] (what the autoencoder's Sigmoid can reconstruct);
     otherwise (x - mean) / std, what the classifiers see. ``shard=(rank, world_size)``: this rank's
@@ -44,20 +45,19 @@ class TensorBatches:
 
     def __init__(
         self,
-        split: Split,
+        labels: torch.Tensor,
         batch_size: int,
         *,
-        shuffle: bool = False,
-        augment: BatchAugment | None = None,
-        normalize: tuple[Sequence[float], Sequence[float]] | None = None,
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-        drop_last: bool = False,
-        shard: tuple[int, int] | None = None,
+        shuffle: bool,
+        augment: BatchAugment | None,
+        normalize: tuple[Sequence[float], Sequence[float]] | None,
+        generator: torch.Generator | None,
+        device: torch.device,
+        drop_last: bool,
+        shard: tuple[int, int] | None,
     ) -> None:
-        self.device = torch.device(device)
-        self.images = split.images.to(self.device)
-        self.labels = split.labels.to(self.device)
+        self.device = device
+        self.labels = labels
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.augment = augment
@@ -83,13 +83,49 @@ class TensorBatches:
         return self.iter_from()
 
     def iter_from(self, order: torch.Tensor | None = None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        raise NotImplementedError
+
+    def _epoch_order(self, order: torch.Tensor | None) -> torch.Tensor | None:
+        """The given permutation (a resumed epoch), else a fresh one when shuffling; kept as ``self.order``."""
+        if order is None and self.shuffle:
+            order = torch.randperm(self.num_samples, generator=self.generator)
+        self.order = order
+        return order
+
+    def _to_float(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().div_(255.0)
+        if self.mean is not None:
+            x = x.sub_(self.mean).div_(self.std)
+        return x
+
+
+class TensorBatches(BatchIterable):
+    """An iterable of (images, labels) batches over a ``Split`` held in memory (see ``BatchIterable``)."""
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        augment: BatchAugment | None = None,
+        normalize: tuple[Sequence[float], Sequence[float]] | None = None,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+        drop_last: bool = False,
+        shard: tuple[int, int] | None = None,
+    ) -> None:
+        dev = torch.device(device)
+        self.images = split.images.to(dev)
+        super().__init__(split.labels.to(dev), batch_size, shuffle=shuffle, augment=augment, normalize=normalize,
+                         generator=generator, device=dev, drop_last=drop_last, shard=shard)
+
+    def iter_from(self, order: torch.Tensor | None = None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches ``start``, ``start + 1``, ... of the epoch with permutation ``order``; with the
         generator restored to its state before batch ``start``, the rest of an interrupted epoch.
         ``order=None`` draws a fresh permutation when shuffling (what ``iter`` does)."""
         n = self.num_samples
-        if order is None and self.shuffle:
-            order = torch.randperm(n, generator=self.generator)
-        self.order = order
+        order = self._epoch_order(order)
         on_device = order.to(self.device) if order is not None else None
         for i in range(start, len(self)):
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
@@ -106,7 +142,4 @@ class TensorBatches:
                 images = self.augment(images, self.generator)
                 if part is not None:
                     images, labels = images[part[0] : part[1]], labels[part[0] : part[1]]
-            x = images.float().div_(255.0)
-            if self.mean is not None:
-                x = x.sub_(self.mean).div_(self.std)
-            yield x, labels
+            yield self._to_float(images), labels

@@ -16,10 +16,10 @@ import torch
 from .augment import BatchAugment
 from .dataset import Split
 from .images import ImageFiles, decode_batches, default_num_workers
-from .loader import TensorBatches, check_shard, shard_bounds
+from .loader import BatchIterable, TensorBatches, shard_bounds
 
 
-class StreamingBatches:
+class StreamingBatches(BatchIterable):
     """An iterable of (images, labels) batches over a ``Split`` whose images are ``ImageFiles``.
 
     ``normalize=None`` yields pixels in [0, 1]; otherwise (x - mean) / std, as ``TensorBatches``.
@@ -43,40 +43,15 @@ class StreamingBatches:
     ) -> None:
         if not isinstance(split.images, ImageFiles):
             raise TypeError(f"StreamingBatches needs a split of ImageFiles, got {type(split.images).__name__}; use TensorBatches")
-        self.device = torch.device(device)
         self.files = split.images
-        self.labels = split.labels.cpu()
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.augment = augment
-        self.generator = generator if generator is not None else torch.Generator()
-        self.drop_last = drop_last
         self.num_workers = default_num_workers() if num_workers is None else num_workers
-        self.shard = check_shard(shard)
-        self.order: torch.Tensor | None = None
-        self.mean = self.std = None
-        if normalize is not None:
-            shape = (1, -1, 1, 1)
-            self.mean = torch.tensor(normalize[0], dtype=torch.float32, device=self.device).view(shape)
-            self.std = torch.tensor(normalize[1], dtype=torch.float32, device=self.device).view(shape)
-
-    def __len__(self) -> int:
-        n = int(self.labels.shape[0])
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        return int(self.labels.shape[0])
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self.iter_from()
+        super().__init__(split.labels.cpu(), batch_size, shuffle=shuffle, augment=augment, normalize=normalize,
+                         generator=generator, device=torch.device(device), drop_last=drop_last, shard=shard)
 
     def iter_from(self, order: torch.Tensor | None = None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches ``start``, ``start + 1``, ... of the epoch with permutation ``order`` (see ``TensorBatches.iter_from``)."""
         n = self.num_samples
-        if order is None and self.shuffle:
-            order = torch.randperm(n, generator=self.generator)
-        self.order = order
+        order = self._epoch_order(order)
         full = order if order is not None else torch.arange(n)
         index = [full[i * self.batch_size : min((i + 1) * self.batch_size, n)] for i in range(start, len(self))]
         parts = [shard_bounds(len(idx), self.shard) if self.shard is not None else (0, len(idx)) for idx in index]
@@ -93,10 +68,7 @@ class StreamingBatches:
                     images = self.augment(whole, self.generator)[lo:hi]
                 else:
                     images = self.augment(images, self.generator)
-            x = images.float().div_(255.0)
-            if self.mean is not None:
-                x = x.sub_(self.mean).div_(self.std)
-            yield x, labels
+            yield self._to_float(images), labels
 
 
 def make_batches(split: Split, batch_size: int, **kwargs: Any) -> TensorBatches | StreamingBatches:
