@@ -334,3 +334,18 @@ def test_spec_file_sections_update_the_preset(tmp_path: Path) -> None:
     spec_file.write_text(json.dumps({"teacher": {"checkpoint": "t.safetensors"}}))
     spec = compare_spec(build_parser().parse_args(["compare", "--out", str(tmp_path / "o"), "--spec", str(spec_file)]))
     assert spec.teacher == {"checkpoint": "t.safetensors"}
+
+
+def test_a_folder_started_before_a_new_option_resumes(tmp_path: Path) -> None:
+    """Keys a newer version adds with the value None ("unset") do not block resuming an older folder."""
+    from reffakd.compare import CompareSpec, check_resumable
+
+    spec = CompareSpec()
+    old = json.loads(json.dumps(spec.to_dict()))
+    old["data"] = {k: v for k, v in old["data"].items() if v is not None}
+    (tmp_path / "spec.json").write_text(json.dumps(old))
+    check_resumable(tmp_path, spec)
+    old["data"]["val_size"] = 123
+    (tmp_path / "spec.json").write_text(json.dumps(old))
+    with pytest.raises(Exception, match="another 'data'"):
+        check_resumable(tmp_path, spec)

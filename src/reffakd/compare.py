@@ -434,6 +434,13 @@ PRESET_HELP = {
 }
 
 
+def _without_unset(value: Any) -> Any:
+    """A section with its ``None`` ("unset") entries dropped: a folder started before a new option existed resumes."""
+    if isinstance(value, dict):
+        return {k: _without_unset(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def check_resumable(out: Path, spec: CompareSpec) -> None:
     """A folder started with one spec continues only with the same spec (methods and seeds may grow)."""
     saved_path = out / SPEC_FILE
@@ -447,7 +454,7 @@ def check_resumable(out: Path, spec: CompareSpec) -> None:
         raise ReffAKDError(f"{saved_path} is malformed ({exc}); it is written by `reffakd compare`") from None
     now = json.loads(json.dumps(spec.to_dict()))
     for key in now:
-        if key not in GROWABLE and saved.get(key) != now[key]:
+        if key not in GROWABLE and _without_unset(saved.get(key)) != _without_unset(now[key]):
             raise ReffAKDError(f"{out} was started with another {key!r} ({json.dumps(saved.get(key))[:120]}); "
                                f"resume with the same settings (only methods and seeds may change) or choose a new --out")
 

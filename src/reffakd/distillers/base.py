@@ -28,7 +28,8 @@ class Distiller(nn.Module):
         self.student = student
         self.source: "SoftTargetSource | None" = None  # where the soft targets come from, if any
 
-    def forward_train(self, images: torch.Tensor, targets: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_train(self, images: torch.Tensor, targets: torch.Tensor, epoch: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``epoch``: training progress in epochs at the end of this step (epoch e's step s of S: e - 1 + (s + 1) / S)."""
         logits = self.student(images)
         return logits, {"ce": F.cross_entropy(logits, targets)}
 

@@ -67,7 +67,7 @@ class LabelSmoothing(Distiller):
         check_ls({"epsilon": epsilon})
         self.epsilon = float(epsilon)
 
-    def forward_train(self, images: torch.Tensor, targets: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_train(self, images: torch.Tensor, targets: torch.Tensor, epoch: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.student(images)
         return logits, {"ce": label_smoothing_ce(logits, targets, self.epsilon)}
 
@@ -84,7 +84,7 @@ class SoftTargetKD(Distiller):
         self.source = source
         self.alpha, self.temperature = float(alpha), float(temperature)
 
-    def forward_train(self, images: torch.Tensor, targets: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_train(self, images: torch.Tensor, targets: torch.Tensor, epoch: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.student(images)
         q = self.source.probabilities(images, targets, self.temperature)
         return logits, soft_target_kd(logits, targets, q, self.alpha, self.temperature)
@@ -103,11 +103,17 @@ class DKD(Distiller):
         self.ce_weight, self.alpha, self.beta, self.temperature = float(ce_weight), float(alpha), float(beta), float(temperature)
         self.warmup_epochs = int(warmup_epochs)
 
-    def warmup_factor(self, epoch: int) -> float:
-        """Linear ramp of the KD weight, full from epoch ``warmup_epochs`` on (epochs count from 1)."""
+    def warmup_factor(self, epoch: float) -> float:
+        """Linear ramp of the KD weight over the training progress (in epochs, step by step), full from ``warmup_epochs`` on.
+
+        DKD's release ramps per epoch (epoch e of a 20-epoch warm-up: e / 20). Per step is the same ramp
+        made smooth, which matters for short runs: with a one-epoch warm-up a per-epoch ramp would start
+        at full weight, and with lr 0.1 the T^2 (alpha TCKD + beta NCKD) term then diverged on
+        Fashion-MNIST (docs/RESULTS.md).
+        """
         return 1.0 if self.warmup_epochs == 0 else min(epoch / self.warmup_epochs, 1.0)
 
-    def forward_train(self, images: torch.Tensor, targets: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_train(self, images: torch.Tensor, targets: torch.Tensor, epoch: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.student(images)
         q = self.source.probabilities(images, targets, self.temperature)
         return logits, dkd_loss(logits, targets, q, ce_weight=self.ce_weight, alpha=self.alpha, beta=self.beta,

@@ -233,7 +233,9 @@ class _Fit:
             assert images is not None and targets is not None
             images = self.speed.prepare_input(images)
             with self.speed.autocast(self.device):
-                logits, losses = distiller.forward_train(images, targets, epoch)
+                # Training progress in epochs at the end of this step (a per-step warm-up ramps smoothly).
+                progress = epoch - 1 + (step + 1) / total if total else float(epoch)
+                logits, losses = distiller.forward_train(images, targets, progress)
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             backward = loss * factor if factor != 1.0 else loss
