@@ -108,3 +108,25 @@ def test_multistep_and_cosine_schedules() -> None:
 def test_bad_optimiser_settings(kwargs, match) -> None:
     with pytest.raises(ReffAKDError, match=match):
         OptimConfig(epochs=kwargs.pop("epochs", 10), **kwargs).validate()
+
+
+def test_distillers_see_training_progress_step_by_step(splits, tmp_path) -> None:
+    """forward_train gets the progress in epochs at the end of each step, so a warm-up ramps within an epoch."""
+    from reffakd.distillers import CrossEntropy
+    from reffakd.engine import fit
+    from reffakd.data import TensorBatches
+    from reffakd.models import create_model
+
+    seen: list[float] = []
+
+    class Recorder(CrossEntropy):
+        def forward_train(self, images, targets, epoch):
+            seen.append(epoch)
+            return super().forward_train(images, targets, epoch)
+
+    student = create_model("lenet5", num_classes=10, in_channels=1, image_size=(32, 32))
+    batches = TensorBatches(splits.train, 100)  # 300 images: 3 steps per epoch
+    fit(Recorder(student), batches, TensorBatches(splits.val, 100), OptimConfig(epochs=2, batch_size=100), tmp_path / "r",
+        checkpoint_meta={"model": "lenet5", "num_classes": 10, "in_channels": 1, "image_size": [32, 32],
+                         "class_names": list(splits.class_names), "mean": [0.0], "std": [1.0]}, progress=False, log=lambda _: None)
+    assert seen == pytest.approx([1 / 3, 2 / 3, 1.0, 4 / 3, 5 / 3, 2.0])
