@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# Tiny models on tiny batches: one intra-op thread is as fast, and on a shared 2-core machine a second one made
+# LeNet steps up to 100x slower. Tests that need another setting set it themselves.
+torch.set_num_threads(1)
 
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 

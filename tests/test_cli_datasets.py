@@ -15,7 +15,6 @@ from typing import Callable
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import make_fake_fashion_mnist, tree_digest
 from reffakd.cli import main
@@ -27,15 +26,6 @@ FLAGS = {"run": ["--epochs", "1", "--ae-epochs", "1", "--batch-size", "16", *COM
          "softlabels": ["--ae-epochs", "1", *COMMON]}
 RUN = FLAGS["run"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Batches of 16 through tiny networks: a second intra-op thread only adds overhead, and on a loaded
-    machine (2 cores shared with another job) it made each LeNet step about 100x slower. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def snapshot(folder: Path) -> tuple[dict[str, str], list[str]]:

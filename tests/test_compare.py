@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from reffakd.cli import main
 from reffakd.compare import ALL_METHODS, PRESETS, CompareSpec
@@ -17,15 +16,6 @@ from reffakd.errors import ReffAKDError
 
 from conftest import tree_digest
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks on tiny batches: one intra-op thread is faster, and on a loaded 2-core machine a
-    second one made each step about 100x slower (tests/test_cli_datasets.py). Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def compare_argv(out: Path, data: Path, *extra: str) -> list[str]:

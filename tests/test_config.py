@@ -7,21 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from conftest import tree_digest
 from reffakd.cli import build_parser, main
 from reffakd.config import check_values, schema, subparser
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks on a loaded 2-core machine: one intra-op thread (see tests/test_compare.py); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_yaml(path: Path, data: object) -> Path:

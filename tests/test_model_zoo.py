@@ -8,7 +8,6 @@ architecture shows up here; the published figures are checked separately, within
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -57,15 +56,6 @@ PUBLISHED: dict[str, tuple[float, float | None]] = {
     "vgg13": (9.46e6, None),
 }
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Batch-2 forwards gain nothing from intra-op threads, and on a busy CPU the two threads that
-    conftest asks for made this file 6x slower; restore the setting for the other test files."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def build(name: str, num_classes: int = 100, in_channels: int = 3, size: tuple[int, int] = (32, 32)) -> torch.nn.Module:

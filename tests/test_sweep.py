@@ -18,14 +18,6 @@ FOLDERS = ["reffakd_alpha0.3_lr0.05", "reffakd_alpha0.3_lr0.1", "reffakd_alpha0.
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks on a loaded 2-core machine: one intra-op thread (see tests/test_compare.py); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def sweep_config(folder: Path, data: Path, **extra: object) -> Path:
     path = folder / "sweep.yaml"
