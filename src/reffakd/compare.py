@@ -532,15 +532,15 @@ def train_item(spec: CompareSpec, item: RunItem, out: Path, splits: DataSplits, 
         source = load_teacher(run_path(out, "ce", item.seed) / "best.safetensors", splits, device)
     elif needs == "teacher":
         source = shared.teacher
-    soft = needs == "soft_labels"
-    with staged_run_dir(run_path(out, item.variant, item.seed)) as tmp:
-        summary = train_student(splits, spec.student_config(item.method, item.seed, point=item.params), tmp, device=device,
-                                soft_labels=shared.soft if soft else None, soft_target_cost=shared.soft_cost if soft else None,
-                                teacher=source, name=f"{item.variant}-s{item.seed}", progress=progress, log=log)
-        if item.is_grid:  # the report groups runs by variant and selects among a method's variants
-            write_json(tmp / "summary.json", {**summary, "variant": item.variant, "grid": item.params})
     if isinstance(source, TeacherNetwork):
         source.seconds = 0.0  # each run counts its own teacher forward passes
+    soft = needs == "soft_labels"
+    # The report groups runs by variant and selects among a method's variants.
+    variant = {"variant": item.variant, "grid": item.params} if item.is_grid else None
+    with staged_run_dir(run_path(out, item.variant, item.seed)) as tmp:
+        train_student(splits, spec.student_config(item.method, item.seed, point=item.params), tmp, device=device,
+                      soft_labels=shared.soft if soft else None, soft_target_cost=shared.soft_cost if soft else None,
+                      teacher=source, name=f"{item.variant}-s{item.seed}", progress=progress, log=log, extra_summary=variant)
 
 
 # --------------------------------------------------------------------------- several runs at once

@@ -142,8 +142,11 @@ def train_student(
     compile: bool = False,
     tensorboard: bool = False,
     sync_batchnorm: bool = True,
+    extra_summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one student with one method; write checkpoints, metrics, curves and ``summary.json``.
+
+    ``extra_summary``: entries added to ``summary.json`` (a comparison's grid variant, for one).
 
     ``soft_labels`` (with the ``soft_target_cost`` of making them) feed reffakd and dkd-aesl;
     ``teacher`` (``reffakd.teachers.load_teacher``) feeds kd, dkd and tfkd-self. ``resume``, ``amp``,
@@ -232,6 +235,7 @@ def train_student(
     if distributed.world_size() > 1:
         summary["config"]["distributed"] = {"world_size": distributed.world_size(), "per_rank_batch_size": cfg.optim.batch_size // distributed.world_size(),
                                             "sync_batchnorm": sync_batchnorm}
+    summary.update(extra_summary or {})
     if main:
         write_json(run_dir / "summary.json", summary)
         plot_training_curves({summary["name"]: result.history}, run_dir / "curves.png")
