@@ -54,7 +54,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     student = create_model("lenet5", num_classes=10, in_channels=1, image_size=(32, 32))
-    distiller = build_distiller("ce", student)
+    distiller = build_distiller("ce", student, num_classes=10)
     opt = build_optimizer(student.parameters(), OptimConfig())
 
     def train_step(x, y):

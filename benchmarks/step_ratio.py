@@ -25,7 +25,8 @@ from reffakd.softlabels import SoftLabels
 def make(method: str, soft: SoftLabels):
     torch.manual_seed(0)
     student = create_model("lenet5", num_classes=10, in_channels=1, image_size=(32, 32))
-    distiller = build_distiller(method, student, soft_labels=soft, alpha=0.5, temperature=4.0)
+    params = {"alpha": 0.5, "temperature": 4.0} if method == "reffakd" else None
+    distiller = build_distiller(method, student, num_classes=10, soft_labels=soft, params=params)
     return distiller, build_optimizer(student.parameters(), OptimConfig())
 
 

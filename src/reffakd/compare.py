@@ -349,20 +349,19 @@ class CompareSpec:
         return SoftLabelConfig(cal, s.get("preset", "paper"), self.optim(s.get("autoencoder", {}), "autoencoder"),
                                s.get("samples_per_class"), bool(s.get("augment_embeddings", False)), int(s.get("seed", 0)))
 
-    def run_order(self) -> list[tuple[str, int]]:
-        """Every (method, seed); CE first, because tfkd-self distils the CE student of its seed."""
+    def method_order(self) -> list[str]:
+        """The methods in the order they run: CE first, because tfkd-self distils the CE student of its seed."""
         methods = list(self.methods)
         if "tfkd-self" in methods and "ce" not in methods:
             methods.insert(0, "ce")
-        methods.sort(key=lambda m: m != "ce")
-        return [(m, s) for m in methods for s in self.seeds]
+        return sorted(methods, key=lambda m: m != "ce")
 
     def run_items(self) -> list[RunItem]:
-        """Every run in order: ``run_order``'s, a grid method expanded to its variants (each over the seeds)."""
+        """Every run in ``method_order``, each method over the seeds, a grid method expanded to its variants."""
         methods, _, legacy = grid_axes(self.grid) if self.grid else ([], {}, False)
         points = grid_points(self.grid) if self.grid else []
         items: list[RunItem] = []
-        for method in dict.fromkeys(m for m, _ in self.run_order()):
+        for method in self.method_order():
             if method in methods:
                 items += [RunItem(variant_name(method, p, legacy), method, s, tuple(p.items())) for p in points for s in self.seeds]
             else:
