@@ -32,7 +32,9 @@ def main() -> None:
     ap.add_argument("--ae-epochs", type=int, default=10)
     ap.add_argument("--targets", default="0.3,0.5,0.7,0.9", help="global-tau targets (arms p*)")
     ap.add_argument("--equalized-targets", default="", help="per-class targets (arms e*)")
-    ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True, help="also CE and the paper preset")
+    ap.add_argument(
+        "--baselines", action=argparse.BooleanOptionalAction, default=True, help="also CE and the paper preset"
+    )
     ap.add_argument("--temperatures", default="1,4")
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
@@ -41,7 +43,9 @@ def main() -> None:
     device = torch.device("cpu")
     splits = load_splits(DataConfig())
     work = Path(tempfile.mkdtemp(prefix="reffakd-cal-"))
-    base = SoftLabelConfig(Calibration.preset("paper", "fashion-mnist"), "paper", OptimConfig(epochs=args.ae_epochs), seed=args.seed)
+    base = SoftLabelConfig(
+        Calibration.preset("paper", "fashion-mnist"), "paper", OptimConfig(epochs=args.ae_epochs), seed=args.seed
+    )
     soft, cost = build_soft_labels(splits, base, work / "softlabels", device=device, progress=False)
     shutil.copy(work / "softlabels" / "autoencoder_metrics.jsonl", args.out / "autoencoder_metrics.jsonl")
     (args.out / "soft_labels_cost.json").write_text(json.dumps(cost, indent=2))
@@ -56,7 +60,14 @@ def main() -> None:
     results = []
     optim = OptimConfig(epochs=args.epochs)
     if args.baselines:
-        ce = train_student(splits, StudentConfig("ce", optim=optim, seed=args.seed), work / "ce", device=device, name="ce", progress=False)
+        ce = train_student(
+            splits,
+            StudentConfig("ce", optim=optim, seed=args.seed),
+            work / "ce",
+            device=device,
+            name="ce",
+            progress=False,
+        )
         results.append({"arm": "ce", "T": None, **_row(ce)})
         shutil.copy(work / "ce" / "metrics.jsonl", args.out / "ce.metrics.jsonl")
     for name, cal in arms.items():
@@ -64,11 +75,24 @@ def main() -> None:
         arm_soft = soft_labels_from_similarity(similarity, splits, cfg)
         for t in (float(x) for x in args.temperatures.split(",")):
             run = f"{name}-T{t:g}"
-            s = train_student(splits, StudentConfig("reffakd", optim=optim, alpha=args.alpha, temperature=t, seed=args.seed),
-                              work / run, device=device, soft_labels=arm_soft, name=run, progress=False)
+            s = train_student(
+                splits,
+                StudentConfig("reffakd", optim=optim, alpha=args.alpha, temperature=t, seed=args.seed),
+                work / run,
+                device=device,
+                soft_labels=arm_soft,
+                name=run,
+                progress=False,
+            )
             diag = arm_soft.metadata["diagnostics"]
-            row = {"arm": name, "T": t, "tau": arm_soft.metadata["temperature"], "mean_own_probability": diag["mean_own_probability"],
-                   "rows_with_diagonal_argmax": diag["rows_with_diagonal_argmax"], **_row(s)}
+            row = {
+                "arm": name,
+                "T": t,
+                "tau": arm_soft.metadata["temperature"],
+                "mean_own_probability": diag["mean_own_probability"],
+                "rows_with_diagonal_argmax": diag["rows_with_diagonal_argmax"],
+                **_row(s),
+            }
             results.append(row)
             shutil.copy(work / run / "metrics.jsonl", args.out / f"{run}.metrics.jsonl")
             print(json.dumps(row), flush=True)
@@ -79,8 +103,13 @@ def main() -> None:
 
 
 def _row(s: dict) -> dict:
-    return {"best_epoch": s["best_epoch"], "best_val_top1": s["best_val_top1"], "test_top1_selected": s["test_best"]["top1"],
-            "test_top1_last": s["test_last"]["top1"], "seconds": s["cost"]["student"]["seconds"]}
+    return {
+        "best_epoch": s["best_epoch"],
+        "best_val_top1": s["best_val_top1"],
+        "test_top1_selected": s["test_best"]["top1"],
+        "test_top1_last": s["test_last"]["top1"],
+        "seconds": s["cost"]["student"]["seconds"],
+    }
 
 
 if __name__ == "__main__":

@@ -11,8 +11,24 @@ import argparse
 import shutil
 from pathlib import Path
 
-KEEP = ("summary.json", "metrics.jsonl", "log.txt", "config.yaml", "config.json", "sweep.md", "sweep.csv", "soft_labels_cost.json", "diagnostics.txt", "autoencoder_metrics.jsonl",
-        "soft_labels.json", "soft_labels.png", "results.md", "results.csv", "spec.json", "accuracy_vs_cost.png")
+KEEP = (
+    "summary.json",
+    "metrics.jsonl",
+    "log.txt",
+    "config.yaml",
+    "config.json",
+    "sweep.md",
+    "sweep.csv",
+    "soft_labels_cost.json",
+    "diagnostics.txt",
+    "autoencoder_metrics.jsonl",
+    "soft_labels.json",
+    "soft_labels.png",
+    "results.md",
+    "results.csv",
+    "spec.json",
+    "accuracy_vs_cost.png",
+)
 
 
 def main() -> None:

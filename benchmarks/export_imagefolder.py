@@ -35,7 +35,9 @@ def folder_name(class_name: str) -> str:
     return name
 
 
-def export(images: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...], out: Path, per_class: int, seed: int) -> int:
+def export(
+    images: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...], out: Path, per_class: int, seed: int
+) -> int:
     """Write ``per_class`` images of every class (a seeded choice) under ``out/<class>/``; returns how many."""
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     written = 0
@@ -54,9 +56,18 @@ def export(images: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, .
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="new folder to write the class folders into")
-    p.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files (default: Debian's copy, else the cache or a download)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="Fashion-MNIST IDX files (default: Debian's copy, else the cache or a download)",
+    )
     p.add_argument("--per-class", type=int, default=400, help="training images per class (default: 400)")
-    p.add_argument("--test-per-class", type=int, default=0, help="also write a test/ folder with this many official test images per class")
+    p.add_argument(
+        "--test-per-class",
+        type=int,
+        default=0,
+        help="also write a test/ folder with this many official test images per class",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     out = Path(args.out)

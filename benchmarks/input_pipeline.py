@@ -47,9 +47,24 @@ def main() -> None:
     args = ap.parse_args()
     ds = load_fashion_mnist()
     splits = split_train_val(ds, 5000, 0)
-    tensor_batches = TensorBatches(splits.train, 128, shuffle=True, augment=BatchAugment(), normalize=(ds.mean, ds.std), generator=torch.Generator().manual_seed(0))
+    tensor_batches = TensorBatches(
+        splits.train,
+        128,
+        shuffle=True,
+        augment=BatchAugment(),
+        normalize=(ds.mean, ds.std),
+        generator=torch.Generator().manual_seed(0),
+    )
     root, _ = locate_fashion_mnist(None, default_cache_dir(), download=False)
-    pil = transforms.Compose([transforms.Resize(32), transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize(ds.mean, ds.std)])
+    pil = transforms.Compose(
+        [
+            transforms.Resize(32),
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(ds.mean, ds.std),
+        ]
+    )
     pil_ds = FashionMNIST(str(root), train=True, transform=pil)
 
     torch.manual_seed(0)
@@ -63,7 +78,11 @@ def main() -> None:
         sum(losses.values()).backward()
         opt.step()
 
-    result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}", "batch_size": 128, "batches": args.batches}
+    result = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "batch_size": 128,
+        "batches": args.batches,
+    }
     result["tensor_loader_only_img_s"] = throughput(tensor_batches, args.batches)
     result["tensor_loader_plus_lenet5_img_s"] = throughput(tensor_batches, args.batches, train_step)
     for workers in (0, 2):

@@ -69,7 +69,8 @@ def main() -> None:
         "class_sum_all_images_seconds": t_full,
         "class_sum_40_per_class_seconds": t_sampled,
         "notebook_loop_40_per_class_seconds": t_loop,
-        "notebook_loop_pairs": 10 * 9 * args.samples_per_class**2 + 10 * args.samples_per_class * (args.samples_per_class - 1) // 2,
+        "notebook_loop_pairs": 10 * 9 * args.samples_per_class**2
+        + 10 * args.samples_per_class * (args.samples_per_class - 1) // 2,
         "max_abs_difference_loop_vs_class_sum": float((loop - sampled).abs().max()),
         "speedup_all_images_vs_loop": t_loop / t_full,
     }

@@ -17,8 +17,9 @@ import argparse
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -77,7 +78,9 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
-def bench_model(model_name: str, device: torch.device, args: argparse.Namespace, n_steps: int, log: Callable[[str], None]) -> dict[str, Any]:
+def bench_model(
+    model_name: str, device: torch.device, args: argparse.Namespace, n_steps: int, log: Callable[[str], None]
+) -> dict[str, Any]:
     steps: dict[str, Callable[[], None]] = {}
     out: dict[str, Any] = {}
     for name, speed in CONFIGS.items():
@@ -104,7 +107,10 @@ def bench_model(model_name: str, device: torch.device, args: argparse.Namespace,
             rate = n_steps * args.batch_size / (time.perf_counter() - start)
             out[name]["images_per_second"] = max(out[name]["images_per_second"], rate)
             out[name].setdefault("rounds", []).append(rate)
-        log(f"{model_name} round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {out[n]['rounds'][-1]:.0f}/s" for n in steps))
+        log(
+            f"{model_name} round {r + 1}/{args.rounds}: "
+            + ", ".join(f"{n} {out[n]['rounds'][-1]:.0f}/s" for n in steps)
+        )
     base = out["baseline"].get("images_per_second")
     for name in steps:
         out[name]["speedup"] = out[name]["images_per_second"] / base if base else None
@@ -112,8 +118,12 @@ def bench_model(model_name: str, device: torch.device, args: argparse.Namespace,
 
 
 def markdown(results: dict[str, dict[str, Any]], machine: str) -> str:
-    lines = [f"Training images/s, batch {next(iter(results.values()))['batch_size']}, 1x32x32 ({machine})", "",
-             "| model | " + " | ".join(CONFIGS) + " |", "|---|" + "---:|" * len(CONFIGS)]
+    lines = [
+        f"Training images/s, batch {next(iter(results.values()))['batch_size']}, 1x32x32 ({machine})",
+        "",
+        "| model | " + " | ".join(CONFIGS) + " |",
+        "|---|" + "---:|" * len(CONFIGS),
+    ]
     for model, res in results.items():
         cells = []
         for name in CONFIGS:
@@ -125,7 +135,12 @@ def markdown(results: dict[str, dict[str, Any]], machine: str) -> str:
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     errors = sorted({r["error"] for res in results.values() for r in res["configs"].values() if "error" in r})
     lines += [f"\nfails: {e}" for e in errors]
-    warm = [f"{m} {n} {r['warmup_seconds']:.1f}s" for m, res in results.items() for n, r in res["configs"].items() if "warmup_seconds" in r and n in ("compile", "all")]
+    warm = [
+        f"{m} {n} {r['warmup_seconds']:.1f}s"
+        for m, res in results.items()
+        for n, r in res["configs"].items()
+        if "warmup_seconds" in r and n in ("compile", "all")
+    ]
     if warm:
         lines.append("\nwarm-up incl. compilation (first-epoch overhead): " + ", ".join(warm))
     return "\n".join(lines)
@@ -138,19 +153,33 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per configuration (compilation happens here)")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per round (default: per model, see above; 20 for others)")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="timed steps per round (default: per model, see above; 20 for others)"
+    )
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads") + f", torch {torch.__version__}"
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    ) + f", torch {torch.__version__}"
     results = {}
     for model in args.models:
         n_steps = args.steps or DEFAULT_STEPS.get(model, 20)
         configs = bench_model(model, device, args, n_steps, lambda line: print(line, flush=True))
-        results[model] = {"batch_size": args.batch_size, "steps": n_steps, "rounds": args.rounds, "warmup": args.warmup, "configs": configs}
+        results[model] = {
+            "batch_size": args.batch_size,
+            "steps": n_steps,
+            "rounds": args.rounds,
+            "warmup": args.warmup,
+            "configs": configs,
+        }
     table = markdown(results, machine)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": machine, "device": str(device), "results": results, "table": table}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps({"machine": machine, "device": str(device), "results": results, "table": table}, indent=2) + "\n"
+    )
     print("\n" + table)
 
 

@@ -47,7 +47,10 @@ def main() -> None:
     soft = SoftLabels(torch.softmax(torch.randn(10, 10), 1), tuple(str(i) for i in range(10)))
     runs = {m: make(m, soft) for m in ("ce", "reffakd")}
     g = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(args.batch_size, 1, 32, 32, generator=g), torch.randint(0, 10, (args.batch_size,), generator=g)) for _ in range(8)]
+    batches = [
+        (torch.randn(args.batch_size, 1, 32, 32, generator=g), torch.randint(0, 10, (args.batch_size,), generator=g))
+        for _ in range(8)
+    ]
     times: dict[str, list[float]] = {m: [] for m in runs}
     for i in range(args.steps + 20):
         x, y = batches[i % len(batches)]

@@ -24,7 +24,9 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
-def make_fake_fashion_mnist(folder: Path, n_train: int = 400, n_test: int = 100, seed: int = 0, compress: bool = True) -> Path:
+def make_fake_fashion_mnist(
+    folder: Path, n_train: int = 400, n_test: int = 100, seed: int = 0, compress: bool = True
+) -> Path:
     """Class-structured 28x28 images (a bright band whose row depends on the class) so a model can learn them."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -46,7 +48,11 @@ def make_fake_fashion_mnist(folder: Path, n_train: int = 400, n_test: int = 100,
 
 def tree_digest(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder``: to show that reading never modifies the source."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(autouse=True)

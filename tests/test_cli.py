@@ -10,8 +10,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -23,7 +23,18 @@ from reffakd.data import fashion_mnist as fm
 from reffakd.engine import load_model
 from reffakd.softlabels import SoftLabels
 
-FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FMNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 STUDENT = ["--epochs", "1", "--batch-size", "64"]
 AUTOENCODER = ["--ae-epochs", "1", "--ae-batch-size", "64"]
 
@@ -92,7 +103,19 @@ def test_softlabels_train_evaluate(tmp_path: Path, fake_fmnist: Path, capsys: py
     assert not (tmp_path / "soft.partial").exists()
     assert str(soft_file) in capsys.readouterr().out
 
-    argv = ["train", "--out", str(run_dir), "--method", "reffakd", "--soft-labels", str(soft_file), *data, *STUDENT, "--epochs", "2"]
+    argv = [
+        "train",
+        "--out",
+        str(run_dir),
+        "--method",
+        "reffakd",
+        "--soft-labels",
+        str(soft_file),
+        *data,
+        *STUDENT,
+        "--epochs",
+        "2",
+    ]
     assert main(argv) == 0
     capsys.readouterr()
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -176,7 +199,9 @@ BAD_INPUT: dict[str, tuple[Callable[[Path], list[str]], str]] = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
-def test_bad_input_is_one_line_and_writes_nothing(case: str, tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_and_writes_nothing(
+    case: str, tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     setup, fragment = BAD_INPUT[case]
     argv = setup(tmp_path)
     out = tmp_path / "out"
@@ -229,11 +254,21 @@ def lenet_checkpoint(tmp_path: Path, **meta: object) -> Path:
     from reffakd.models import create_model
 
     model = create_model("lenet5", num_classes=10, in_channels=1, image_size=(32, 32))
-    base = {"model": "lenet5", "num_classes": 10, "in_channels": 1, "image_size": [32, 32], "class_names": FMNIST_CLASSES, "mean": [0.3], "std": [0.35]}
+    base = {
+        "model": "lenet5",
+        "num_classes": 10,
+        "in_channels": 1,
+        "image_size": [32, 32],
+        "class_names": FMNIST_CLASSES,
+        "mean": [0.3],
+        "std": [0.35],
+    }
     return save_checkpoint(tmp_path / "ckpt" / "best.safetensors", model, {**base, **meta})
 
 
-def test_evaluate_without_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_without_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A valid checkpoint but no dataset anywhere: still one line.
     ckpt = lenet_checkpoint(tmp_path)
     (tmp_path / "empty").mkdir()
@@ -243,14 +278,18 @@ def test_evaluate_without_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert_one_error_line(capsys.readouterr().err, "torchvision download")
 
 
-def test_evaluate_checkpoint_for_other_classes(tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_checkpoint_for_other_classes(
+    tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ckpt = lenet_checkpoint(tmp_path, class_names=[c.upper() for c in FMNIST_CLASSES])
     rc = main(["evaluate", "--checkpoint", str(ckpt), *data_args(fake_fmnist)])
     assert rc not in (0, None)
     assert_one_error_line(capsys.readouterr().err, "trained on classes")
 
 
-def test_evaluate_checkpoint_with_malformed_metadata(tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_checkpoint_with_malformed_metadata(
+    tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ckpt = lenet_checkpoint(tmp_path, image_size=32)
     rc = main(["evaluate", "--checkpoint", str(ckpt), *data_args(fake_fmnist)])
     assert rc not in (0, None)
@@ -261,7 +300,19 @@ def test_malformed_soft_label_cost_file(tmp_path: Path, fake_fmnist: Path, capsy
     path = SoftLabels(torch.eye(10), tuple(FMNIST_CLASSES)).save(tmp_path / "soft" / "soft_labels.safetensors")
     (path.parent / "soft_labels_cost.json").write_text("{broken")
     out = tmp_path / "out"
-    rc = main(["train", "--out", str(out), "--method", "reffakd", "--soft-labels", str(path), *data_args(fake_fmnist), *STUDENT])
+    rc = main(
+        [
+            "train",
+            "--out",
+            str(out),
+            "--method",
+            "reffakd",
+            "--soft-labels",
+            str(path),
+            *data_args(fake_fmnist),
+            *STUDENT,
+        ]
+    )
     assert rc not in (0, None)
     assert_one_error_line(capsys.readouterr().err, "soft_labels_cost.json")
     assert not out.exists()
@@ -270,11 +321,17 @@ def test_malformed_soft_label_cost_file(tmp_path: Path, fake_fmnist: Path, capsy
 def test_console_entry_point_in_a_subprocess(tmp_path: Path) -> None:
     """The installed command: one stderr line and exit 1 for a user error; argparse's own exit 2 for a bad flag."""
     out = tmp_path / "run"
-    bad = subprocess.run([sys.executable, "-m", "reffakd", "run", "--out", str(out), "--alpha", "1.5"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "reffakd", "run", "--out", str(out), "--alpha", "1.5"], capture_output=True, text=True
+    )
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == ["reffakd: error: alpha 1.5 is out of range: it must lie in [0, 1]"]
     assert not out.exists()
-    flag = subprocess.run([sys.executable, "-m", "reffakd", "train", "--out", str(out), "--method", "dkd-typo"], capture_output=True, text=True)
+    flag = subprocess.run(
+        [sys.executable, "-m", "reffakd", "train", "--out", str(out), "--method", "dkd-typo"],
+        capture_output=True,
+        text=True,
+    )
     assert flag.returncode == 2 and "invalid choice: 'dkd-typo'" in flag.stderr
 
 
@@ -282,20 +339,39 @@ def test_console_entry_point_in_a_subprocess(tmp_path: Path) -> None:
 
 
 def _train_argv(out: Path, data: Path, epochs: int = 6) -> list[str]:
-    return [sys.executable, "-m", "reffakd", "train", "--out", str(out), "--data-dir", str(data), "--no-download",
-            "--val-size", "100", "--batch-size", "32", "--epochs", str(epochs), "--no-progress", "--seed", "3"]
+    return [
+        sys.executable,
+        "-m",
+        "reffakd",
+        "train",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data),
+        "--no-download",
+        "--val-size",
+        "100",
+        "--batch-size",
+        "32",
+        "--epochs",
+        str(epochs),
+        "--no-progress",
+        "--seed",
+        "3",
+    ]
 
 
 def test_sigint_then_resume_gives_the_uninterrupted_weights(tmp_path: Path, fake_fmnist: Path) -> None:
     """Ctrl-C mid-run: exit 130, a resume checkpoint in OUT.partial; --resume finishes to the same weights."""
     import signal
-    import time
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     straight = tmp_path / "straight"
     assert subprocess.run(_train_argv(straight, fake_fmnist), env=env, capture_output=True).returncode == 0
     out = tmp_path / "stopped"
-    proc = subprocess.Popen(_train_argv(out, fake_fmnist), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _train_argv(out, fake_fmnist), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     for line in proc.stdout:  # stop once the first epoch is logged
         if line.startswith("epoch   1/"):
@@ -303,16 +379,25 @@ def test_sigint_then_resume_gives_the_uninterrupted_weights(tmp_path: Path, fake
             break
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "continue with --resume" in err and (tmp_path / "stopped.partial" / "resume.json").is_file() and not out.exists()
+    assert (
+        "continue with --resume" in err
+        and (tmp_path / "stopped.partial" / "resume.json").is_file()
+        and not out.exists()
+    )
     resumed = subprocess.run([*_train_argv(out, fake_fmnist), "--resume"], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, 7))
-    a, b = load_model(straight / "last.safetensors")[0].state_dict(), load_model(out / "last.safetensors")[0].state_dict()
+    a, b = (
+        load_model(straight / "last.safetensors")[0].state_dict(),
+        load_model(out / "last.safetensors")[0].state_dict(),
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_without_an_interrupted_run_is_one_error_line(tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_without_an_interrupted_run_is_one_error_line(
+    tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = _train_argv(tmp_path / "none", fake_fmnist)[3:] + ["--resume"]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -323,7 +408,16 @@ def test_resume_without_an_interrupted_run_is_one_error_line(tmp_path: Path, fak
 def test_torchrun_two_processes_write_one_run(tmp_path: Path, fake_fmnist: Path) -> None:
     """`torchrun --nproc_per_node=2 -m reffakd train` (gloo on CPU): one run folder, the global batch split over ranks."""
     out = tmp_path / "ddp"
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "reffakd", *_train_argv(out, fake_fmnist, epochs=2)[3:]]
+    argv = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "reffakd",
+        *_train_argv(out, fake_fmnist, epochs=2)[3:],
+    ]
     done = subprocess.run(argv, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("run folder:") == 1

@@ -10,8 +10,8 @@ outside, see conftest's ``_private_cache``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -21,11 +21,12 @@ from reffakd.cli import main
 from test_datasets import AWKWARD, make_fake_cifar, make_fake_folder, make_fake_tiny_imagenet, png
 
 COMMON = ["--no-progress", "--no-download", "--device", "cpu"]
-FLAGS = {"run": ["--epochs", "1", "--ae-epochs", "1", "--batch-size", "16", *COMMON],
-         "train": ["--epochs", "1", "--batch-size", "16", *COMMON],
-         "softlabels": ["--ae-epochs", "1", *COMMON]}
+FLAGS = {
+    "run": ["--epochs", "1", "--ae-epochs", "1", "--batch-size", "16", *COMMON],
+    "train": ["--epochs", "1", "--batch-size", "16", *COMMON],
+    "softlabels": ["--ae-epochs", "1", *COMMON],
+}
 RUN = FLAGS["run"]
-
 
 
 def snapshot(folder: Path) -> tuple[dict[str, str], list[str]]:
@@ -40,7 +41,12 @@ FORMATS: dict[str, tuple[Callable[[Path], Path], list[str], int, int]] = {
     "cifar10": (lambda d: make_fake_cifar(d, "cifar10", n=40).parent, ["--val-size", "20"], 10, 3),
     # 1,500 images over 100 classes: every class keeps the 2 images its within-class similarity needs
     "cifar100": (lambda d: make_fake_cifar(d, "cifar100", n=1500).parent, ["--val-size", "100"], 100, 3),
-    "tiny-imagenet": (lambda d: make_fake_tiny_imagenet(d, per_class=6), ["--val-size", "3", "--image-size", "32"], 3, 3),
+    "tiny-imagenet": (
+        lambda d: make_fake_tiny_imagenet(d, per_class=6),
+        ["--val-size", "3", "--image-size", "32"],
+        3,
+        3,
+    ),
     "imagefolder": (lambda d: make_fake_folder(d / "photos", per_class=10), ["--val-size", "4"], 3, 3),
     "mnist": (lambda d: make_fake_fashion_mnist(d / "digits", n_train=300, n_test=60), ["--val-size", "50"], 10, 1),
 }
@@ -48,15 +54,23 @@ FORMATS: dict[str, tuple[Callable[[Path], Path], list[str], int, int]] = {
 
 @pytest.mark.parametrize(
     "dataset,model",
-    [("cifar10", "lenet5"), ("cifar100", "lenet5"), ("tiny-imagenet", "lenet5"), ("imagefolder", "lenet5"), ("mnist", "lenet5"),
-     ("cifar10", "resnet8")],
+    [
+        ("cifar10", "lenet5"),
+        ("cifar100", "lenet5"),
+        ("tiny-imagenet", "lenet5"),
+        ("imagefolder", "lenet5"),
+        ("mnist", "lenet5"),
+        ("cifar10", "resnet8"),
+    ],
 )
 def test_run_on_every_format(dataset: str, model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     build, extra, classes, channels = FORMATS[dataset]
     data_dir = build(tmp_path / "src")
     source = snapshot(tmp_path / "src")
     out = tmp_path / "out"
-    rc = main(["run", "--dataset", dataset, "--data-dir", str(data_dir), *extra, *RUN, "--model", model, "--out", str(out)])
+    rc = main(
+        ["run", "--dataset", dataset, "--data-dir", str(data_dir), *extra, *RUN, "--model", model, "--out", str(out)]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
@@ -123,18 +137,34 @@ BAD: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
     "empty class folder": (empty_class, ["empty one", "holds no images"]),
     "unreadable image": (garbage_png, ["img 1.png", "unreadable image"]),
     "tiny imagenet without val_annotations.txt": (no_annotations, ["val_annotations.txt", "missing"]),
-    "resnet18 at 8x8": (lambda d: cifar(d, "--model", "resnet18", "--image-size", "8"), ["resnet18 needs inputs of at least 16x16, got 8x8"]),
+    "resnet18 at 8x8": (
+        lambda d: cifar(d, "--model", "resnet18", "--image-size", "8"),
+        ["resnet18 needs inputs of at least 16x16, got 8x8"],
+    ),
     "mobilenetv2 at 24x24 found on loading": (small_images, ["mobilenetv2 needs inputs of at least 32x32, got 24x24"]),
-    "mobilenetv2 at 28x28 (run)": (lambda d: mnist(d, "--model", "mobilenetv2", "--image-size", "28"), ["mobilenetv2 needs inputs of at least 32x32, got 28x28"]),
-    "mobilenetv2 at 28x28 (train)": (lambda d: mnist(d, "--model", "mobilenetv2", "--image-size", "28", command="train"),
-                                     ["mobilenetv2 needs inputs of at least 32x32, got 28x28"]),
-    "autoencoder at 28x28 (softlabels)": (lambda d: mnist(d, "--image-size", "28", command="softlabels"), ["multiples of 8, got 28x28"]),
-    "--test-dir with cifar10": (lambda d: cifar(d, "--test-dir", str(d)), ["--test-dir does not apply to --dataset cifar10"]),
+    "mobilenetv2 at 28x28 (run)": (
+        lambda d: mnist(d, "--model", "mobilenetv2", "--image-size", "28"),
+        ["mobilenetv2 needs inputs of at least 32x32, got 28x28"],
+    ),
+    "mobilenetv2 at 28x28 (train)": (
+        lambda d: mnist(d, "--model", "mobilenetv2", "--image-size", "28", command="train"),
+        ["mobilenetv2 needs inputs of at least 32x32, got 28x28"],
+    ),
+    "autoencoder at 28x28 (softlabels)": (
+        lambda d: mnist(d, "--image-size", "28", command="softlabels"),
+        ["multiples of 8, got 28x28"],
+    ),
+    "--test-dir with cifar10": (
+        lambda d: cifar(d, "--test-dir", str(d)),
+        ["--test-dir does not apply to --dataset cifar10"],
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_is_one_line_and_writes_nothing(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_and_writes_nothing(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     build, fragments = BAD[case]
     argv = build(tmp_path / "src")
     out = tmp_path / "out"

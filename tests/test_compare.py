@@ -10,17 +10,33 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tree_digest
 from reffakd.cli import main
 from reffakd.compare import ALL_METHODS, PRESETS, CompareSpec
 from reffakd.errors import ReffAKDError
 
-from conftest import tree_digest
-
-
 
 def compare_argv(out: Path, data: Path, *extra: str) -> list[str]:
-    return ["compare", "--out", str(out), "--data-dir", str(data), "--no-download", "--val-size", "100", "--no-progress",
-            "--epochs", "1", "--teacher-model", "lenet5", "--teacher-epochs", "1", "--ae-epochs", "1", *extra]
+    return [
+        "compare",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data),
+        "--no-download",
+        "--val-size",
+        "100",
+        "--no-progress",
+        "--epochs",
+        "1",
+        "--teacher-model",
+        "lenet5",
+        "--teacher-epochs",
+        "1",
+        "--ae-epochs",
+        "1",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +60,13 @@ def test_every_method_and_seed_runs_once_with_shared_teacher_and_soft_labels(fin
     for s in (kd, dkd):
         stages = s["cost"]["soft_targets"]["stages"]
         assert stages["teacher_training"]["flops"] == teacher["cost"]["totals"]["flops"]
-        assert stages["teacher_forward"]["flops"] == teacher["forward_flops_per_image"] * 300  # 300 training images, 1 epoch
-        assert s["cost"]["totals"]["soft_targets"]["flops"] == stages["teacher_training"]["flops"] + stages["teacher_forward"]["flops"]
+        assert (
+            stages["teacher_forward"]["flops"] == teacher["forward_flops_per_image"] * 300
+        )  # 300 training images, 1 epoch
+        assert (
+            s["cost"]["totals"]["soft_targets"]["flops"]
+            == stages["teacher_training"]["flops"] + stages["teacher_forward"]["flops"]
+        )
     aesl = json.loads((finished / "softlabels" / "soft_labels_cost.json").read_text())
     for m in ("reffakd", "dkd-aesl"):
         s = json.loads((finished / "runs" / m / "seed0" / "summary.json").read_text())
@@ -75,7 +96,9 @@ def test_results_table_csv_and_plot(finished: Path) -> None:
     assert json.loads((finished / "spec.json").read_text())["seeds"] == [0, 1]
 
 
-def test_rerun_skips_finished_runs_and_extends_with_new_seeds(finished: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rerun_skips_finished_runs_and_extends_with_new_seeds(
+    finished: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs_before = tree_digest(finished / "runs")
     teacher_before = tree_digest(finished / "teacher")
     assert main(compare_argv(finished, fake_fmnist, "--seeds", "0,1", "--methods", "ce,reffakd")) == 0
@@ -90,7 +113,9 @@ def test_rerun_skips_finished_runs_and_extends_with_new_seeds(finished: Path, fa
         assert len(list(csv.DictReader(f))) == 2 * len(ALL_METHODS) + 1
 
 
-def test_interrupted_run_leaves_no_finished_folder(tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_run_leaves_no_finished_folder(
+    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run killed midway leaves only its .partial folder; the next invocation redoes exactly that run."""
     import reffakd.compare as compare
 
@@ -123,7 +148,9 @@ def test_interrupted_run_leaves_no_finished_folder(tmp_path: Path, fake_fmnist: 
         (["--epochs", "0"], "epochs 0 is out of range"),
     ],
 )
-def test_bad_spec_is_one_line_and_writes_nothing(extra: list[str], fragment: str, tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_spec_is_one_line_and_writes_nothing(
+    extra: list[str], fragment: str, tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cmp"
     assert main(compare_argv(out, fake_fmnist, *extra)) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -131,7 +158,9 @@ def test_bad_spec_is_one_line_and_writes_nothing(extra: list[str], fragment: str
     assert not out.exists()
 
 
-def test_spec_file_and_a_changed_spec_refused_on_resume(tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_spec_file_and_a_changed_spec_refused_on_resume(
+    tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"methods": ["ls"], "seeds": [3], "method_params": {"ls": {"epsilon": 0.2}}}))
     out = tmp_path / "cmp"
@@ -179,10 +208,21 @@ def test_every_preset_builds_and_validates(name: str) -> None:
         assert (spec.data["dataset"], spec.student["model"], spec.teacher["model"]) == (dataset, student, teacher)
         for section in (spec.student, spec.teacher, spec.soft_labels["autoencoder"]):
             opt = CompareSpec.optim(section, "x")
-            assert (opt.epochs, opt.batch_size, opt.lr, opt.momentum, opt.weight_decay, opt.gamma) == (200, 128, 0.1, 0.9, 5e-4, 0.2)
+            assert (opt.epochs, opt.batch_size, opt.lr, opt.momentum, opt.weight_decay, opt.gamma) == (
+                200,
+                128,
+                0.1,
+                0.9,
+                5e-4,
+                0.2,
+            )
             assert opt.resolved_milestones() == [60, 120, 160]
         assert spec.soft_labels["preset"] == "paper"
-        assert spec.grid == {"methods": ["reffakd"], "alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "temperature": [20.0, 10.0, 5.0, 1.0]}
+        assert spec.grid == {
+            "methods": ["reffakd"],
+            "alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+            "temperature": [20.0, 10.0, 5.0, 1.0],
+        }
         items = [i for i in spec.run_items() if i.method == "reffakd"]
         assert len(items) == 36 * len(spec.seeds) and not any(i.variant == "reffakd" for i in items)
     assert PRESETS["paper"]().to_dict() == PRESETS["paper-fashion-mnist"]().to_dict()
@@ -190,9 +230,20 @@ def test_every_preset_builds_and_validates(name: str) -> None:
 
 def test_kd_cifar100_protocol_and_its_learning_rate_rule(tmp_path: Path) -> None:
     spec = PRESETS["kd-cifar100"]()
-    assert (spec.data["dataset"], spec.student["model"], spec.teacher["model"]) == ("cifar100", "resnet8x4", "resnet32x4")
+    assert (spec.data["dataset"], spec.student["model"], spec.teacher["model"]) == (
+        "cifar100",
+        "resnet8x4",
+        "resnet32x4",
+    )
     opt = spec.student_config("kd", 0).optim
-    assert (opt.epochs, opt.batch_size, opt.lr, opt.weight_decay, opt.gamma, opt.resolved_milestones()) == (240, 64, 0.05, 5e-4, 0.1, [150, 180, 210])
+    assert (opt.epochs, opt.batch_size, opt.lr, opt.weight_decay, opt.gamma, opt.resolved_milestones()) == (
+        240,
+        64,
+        0.05,
+        5e-4,
+        0.1,
+        [150, 180, 210],
+    )
     assert spec.student_config("dkd", 0).method_params()["beta"] == 8.0
     assert spec.student_config("dkd-aesl", 0).method_params()["beta"] == 8.0
     assert spec.student_config("kd", 0).method_params() == {"alpha": 0.9, "temperature": 4.0}
@@ -213,8 +264,12 @@ def test_kd_cifar100_protocol_and_its_learning_rate_rule(tmp_path: Path) -> None
 # --------------------------------------------------------------------------- the alpha x T grid
 
 GRID = {"methods": ["reffakd"], "alpha": [0.2, 0.8], "temperature": [1, 4]}
-VARIANTS = {"reffakd[a=0.2,T=1]": "reffakd_a0.2_T1", "reffakd[a=0.2,T=4]": "reffakd_a0.2_T4",
-            "reffakd[a=0.8,T=1]": "reffakd_a0.8_T1", "reffakd[a=0.8,T=4]": "reffakd_a0.8_T4"}
+VARIANTS = {
+    "reffakd[a=0.2,T=1]": "reffakd_a0.2_T1",
+    "reffakd[a=0.2,T=4]": "reffakd_a0.2_T4",
+    "reffakd[a=0.8,T=1]": "reffakd_a0.8_T1",
+    "reffakd[a=0.8,T=4]": "reffakd_a0.8_T4",
+}
 
 
 def grid_argv(out: Path, data: Path, spec: Path) -> list[str]:
@@ -252,10 +307,15 @@ def test_grid_variant_selected_by_mean_validation_accuracy(grid_run: Path) -> No
     best = max(VARIANTS, key=lambda v: (mean(v, "val_top1"), -list(VARIANTS).index(v)))
     lines = [line for line in (grid_run / "results.md").read_text().splitlines() if "selected by validation:" in line]
     assert len(lines) == 1
-    assert f"selected by validation: {best}, val {mean(best, 'val_top1'):.2f}, test {mean(best, 'test_top1_selected'):.2f}" in lines[0]
+    assert (
+        f"selected by validation: {best}, val {mean(best, 'val_top1'):.2f}, test {mean(best, 'test_top1_selected'):.2f}"
+        in lines[0]
+    )
 
 
-def test_grid_resume_skips_finished_variants_and_refuses_another_grid(grid_run: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_grid_resume_skips_finished_variants_and_refuses_another_grid(
+    grid_run: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = tree_digest(grid_run / "runs")
     spec = grid_run.parent / "spec.json"
     shutil.rmtree(grid_run / "runs" / "reffakd_a0.8_T4" / "seed1")  # as if killed before the last run finished
@@ -275,10 +335,24 @@ def test_grid_resume_skips_finished_variants_and_refuses_another_grid(grid_run: 
 
 def _row(variant: str, seed: int, val: float, test: float) -> dict:
     method = variant.split("[")[0]
-    return {"method": method, "variant": variant, "seed": seed, "alpha": 0.5 if "[" in variant else "", "temperature": 4 if "[" in variant else "",
-            "soft_target_source": "autoencoder", "val_top1": val, "test_top1_selected": test, "test_top1_last": test,
-            "soft_target_flops": 1, "soft_target_seconds": 1.0, "student_flops": 1, "student_seconds": 1.0, "total_flops": 2,
-            "total_seconds": 2.0, "peak_memory_bytes": None}
+    return {
+        "method": method,
+        "variant": variant,
+        "seed": seed,
+        "alpha": 0.5 if "[" in variant else "",
+        "temperature": 4 if "[" in variant else "",
+        "soft_target_source": "autoencoder",
+        "val_top1": val,
+        "test_top1_selected": test,
+        "test_top1_last": test,
+        "soft_target_flops": 1,
+        "soft_target_seconds": 1.0,
+        "student_flops": 1,
+        "student_seconds": 1.0,
+        "total_flops": 2,
+        "total_seconds": 2.0,
+        "peak_memory_bytes": None,
+    }
 
 
 def test_selection_never_looks_at_test_accuracy() -> None:
@@ -317,7 +391,11 @@ def test_spec_file_sections_update_the_preset(tmp_path: Path) -> None:
 
     spec_file = tmp_path / "s.json"
     spec_file.write_text(json.dumps({"teacher": {"model": "resnet20"}, "soft_labels": {"seed": 3}}))
-    spec = compare_spec(build_parser().parse_args(["compare", "--out", str(tmp_path / "o"), "--preset", "paper", "--spec", str(spec_file)]))
+    spec = compare_spec(
+        build_parser().parse_args(
+            ["compare", "--out", str(tmp_path / "o"), "--preset", "paper", "--spec", str(spec_file)]
+        )
+    )
     assert spec.teacher["model"] == "resnet20" and spec.teacher["epochs"] == 200
     assert list(spec.teacher["milestones"]) == [60, 120, 160]
     assert spec.soft_labels["seed"] == 3 and spec.soft_labels["autoencoder"]["epochs"] == 200

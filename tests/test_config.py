@@ -14,15 +14,24 @@ from reffakd.cli import build_parser, main
 from reffakd.config import check_values, schema, subparser
 
 
-
 def write_yaml(path: Path, data: object) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
 def train_config(data: Path, out: Path, **extra: object) -> dict:
-    return {"out": str(out), "method": "ce", "data-dir": str(data), "no_download": True, "val_size": 100, "no_progress": True,
-            "device": "cpu", "epochs": 2, "batch_size": 64, **extra}
+    return {
+        "out": str(out),
+        "method": "ce",
+        "data-dir": str(data),
+        "no_download": True,
+        "val_size": 100,
+        "no_progress": True,
+        "device": "cpu",
+        "epochs": 2,
+        "batch_size": 64,
+        **extra,
+    }
 
 
 def body(text: str) -> dict:
@@ -40,7 +49,8 @@ def one_error_line(err: str, fragment: str) -> str:
 
 
 def test_config_drives_a_run_a_flag_overrides_it_and_the_saved_config_round_trips(
-        tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     cfg = write_yaml(tmp_path / "train.yaml", train_config(fake_fmnist, out, lr=0.05))
     assert main(["train", "--config", str(cfg), "--epochs", "1"]) == 0
@@ -51,7 +61,13 @@ def test_config_drives_a_run_a_flag_overrides_it_and_the_saved_config_round_trip
     saved_text = (out / "config.yaml").read_text()
     assert saved_text.startswith("# reffakd ") and "--epochs 1" in saved_text.splitlines()[0]
     saved = body(saved_text)
-    assert (saved["epochs"], saved["batch_size"], saved["lr"], saved["val_size"], saved["out"]) == (1, 64, 0.05, 100, str(out))
+    assert (saved["epochs"], saved["batch_size"], saved["lr"], saved["val_size"], saved["out"]) == (
+        1,
+        64,
+        0.05,
+        100,
+        str(out),
+    )
     assert saved["milestones"] is None and saved["alpha"] is None
     # Round trip: the saved file resolves to itself, and running with it gives the same config (but --out).
     capsys.readouterr()
@@ -85,7 +101,11 @@ def test_every_option_is_a_key_and_a_new_flag_is_one_too() -> None:
     parser = build_parser()
     for command in ("run", "softlabels", "train", "compare", "sweep"):
         sub = subparser(parser, command)
-        longs = {next(o for o in a.option_strings if o.startswith("--"))[2:].replace("-", "_") for a in sub._actions if a.option_strings}
+        longs = {
+            next(o for o in a.option_strings if o.startswith("--"))[2:].replace("-", "_")
+            for a in sub._actions
+            if a.option_strings
+        }
         assert set(schema(sub)) == longs - {"help", "config"}, command
     sub = subparser(parser, "train")
     sub.add_argument("--brand-new", type=int, choices=[1, 2])
@@ -114,14 +134,26 @@ BAD_CONFIGS = {
 
 @pytest.mark.parametrize("case", list(BAD_CONFIGS))
 @pytest.mark.parametrize("show", [False, True])
-def test_bad_config_is_one_line_and_writes_nothing(case: str, show: bool, tmp_path: Path, fake_fmnist: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_config_is_one_line_and_writes_nothing(
+    case: str, show: bool, tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     text, fragment = BAD_CONFIGS[case]
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(text)
     out = tmp_path / "out"
     before = tree_digest(tmp_path)
-    argv = ["train", "--config", str(cfg), "--out", str(out), "--data-dir", str(fake_fmnist), "--no-download", "--method", "reffakd"]
+    argv = [
+        "train",
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+        "--data-dir",
+        str(fake_fmnist),
+        "--no-download",
+        "--method",
+        "reffakd",
+    ]
     assert main(["config", "show", *argv] if show else argv) == 1
     captured = capsys.readouterr()
     one_error_line(captured.err, fragment.format(path=cfg))
@@ -133,7 +165,9 @@ def test_missing_config_file_and_unknown_show_command(tmp_path: Path, capsys: py
     assert main(["run", "--config", str(tmp_path / "nope.yaml")]) == 1
     one_error_line(capsys.readouterr().err, "cannot be read")
     assert main(["config", "show", "evaluate", "--checkpoint", "x"]) == 1
-    one_error_line(capsys.readouterr().err, "config show needs a command 'evaluate': one of run, softlabels, train, compare, sweep")
+    one_error_line(
+        capsys.readouterr().err, "config show needs a command 'evaluate': one of run, softlabels, train, compare, sweep"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -148,16 +182,33 @@ def test_out_may_come_from_the_config_but_must_come_from_somewhere(tmp_path: Pat
 # --------------------------------------------------------------------------- config show
 
 
-def test_config_show_prints_the_resolved_yaml_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = write_yaml(tmp_path / "run.yaml", {"out": str(tmp_path / "never"), "ae-epochs": 2, "milestones": [3, 6], "alpha": 0.3,
-                                              "streaming": False, "dataset": "mnist"})
+def test_config_show_prints_the_resolved_yaml_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_yaml(
+        tmp_path / "run.yaml",
+        {
+            "out": str(tmp_path / "never"),
+            "ae-epochs": 2,
+            "milestones": [3, 6],
+            "alpha": 0.3,
+            "streaming": False,
+            "dataset": "mnist",
+        },
+    )
     before = tree_digest(tmp_path)
     assert main(["config", "show", "run", "--config", str(cfg), "-T", "2", "--dataset", "fashion-mnist"]) == 0
     text = capsys.readouterr().out
     shown = body(text)
     assert text.startswith("# reffakd ") and "config show" not in text
-    assert (shown["ae_epochs"], shown["milestones"], shown["alpha"], shown["temperature"], shown["streaming"], shown["dataset"]) == (
-        2, [3, 6], 0.3, 2.0, False, "fashion-mnist")
+    assert (
+        shown["ae_epochs"],
+        shown["milestones"],
+        shown["alpha"],
+        shown["temperature"],
+        shown["streaming"],
+        shown["dataset"],
+    ) == (2, [3, 6], 0.3, 2.0, False, "fashion-mnist")
     assert shown["epochs"] == 15 and "config" not in shown  # run's default; --config itself is not a key
     assert tree_digest(tmp_path) == before and not (tmp_path / "never").exists()
     assert main(["config", "show", "train"]) == 0  # no --out needed just to look
@@ -168,14 +219,31 @@ def test_config_show_prints_the_resolved_yaml_and_writes_nothing(tmp_path: Path,
 
 
 def test_compare_config_holds_flags_and_spec_sections(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = write_yaml(tmp_path / "spec.yaml", {"seeds": [1], "student": {"lr": 0.02}, "method_params": {"ls": {"epsilon": 0.3}}})
-    cfg = write_yaml(tmp_path / "cmp.yaml", {
-        "out": str(tmp_path / "cmp"), "spec": str(spec), "methods": ["ce", "ls", "kd"], "seeds": [2],
-        "method_params": {"ls": {"epsilon": 0.2}}, "teacher": "t.safetensors", "epochs": 3, "jobs": 2, "dataset": "mnist"})
+    spec = write_yaml(
+        tmp_path / "spec.yaml", {"seeds": [1], "student": {"lr": 0.02}, "method_params": {"ls": {"epsilon": 0.3}}}
+    )
+    cfg = write_yaml(
+        tmp_path / "cmp.yaml",
+        {
+            "out": str(tmp_path / "cmp"),
+            "spec": str(spec),
+            "methods": ["ce", "ls", "kd"],
+            "seeds": [2],
+            "method_params": {"ls": {"epsilon": 0.2}},
+            "teacher": "t.safetensors",
+            "epochs": 3,
+            "jobs": 2,
+            "dataset": "mnist",
+        },
+    )
     assert main(["config", "show", "compare", "--config", str(cfg)]) == 0
     shown = body(capsys.readouterr().out)
-    assert shown["methods"] == ["ce", "ls", "kd"] and shown["seeds"] == [2]  # config sections win over the spec it names
-    assert shown["method_params"] == {"ls": {"epsilon": 0.2}} and shown["student"]["lr"] == 0.02  # the spec's other keys stay
+    assert shown["methods"] == ["ce", "ls", "kd"] and shown["seeds"] == [
+        2
+    ]  # config sections win over the spec it names
+    assert (
+        shown["method_params"] == {"ls": {"epsilon": 0.2}} and shown["student"]["lr"] == 0.02
+    )  # the spec's other keys stay
     assert shown["teacher"] == {"checkpoint": "t.safetensors"}  # a plain value of an option key is that option
     assert shown["student"]["epochs"] == 3 and shown["data"]["dataset"] == "mnist" and shown["jobs"] == 2
     assert "spec" not in shown and "epochs" not in shown  # folded into the sections
@@ -196,16 +264,24 @@ def test_compare_config_holds_flags_and_spec_sections(tmp_path: Path, capsys: py
     "data,fragment",
     [
         ({"method": ["ce"]}, "unknown key 'method' (did you mean 'methods'?)"),
-        ({"grid": {"methods": ["reffakd"], "params": {"alpah": [0.1]}}}, "grid key 'alpah' cannot vary (did you mean 'alpha'?)"),
+        (
+            {"grid": {"methods": ["reffakd"], "params": {"alpah": [0.1]}}},
+            "grid key 'alpah' cannot vary (did you mean 'alpha'?)",
+        ),
         ({"student": {"epochs": 0}}, "epochs 0 is out of range"),
         ({"jobs": 0}, "--jobs 0 is out of range"),
         ({"seeds": "0,x"}, "key 'seeds': '0,x' must be comma-separated integers"),
-        ({"student": {"lr": "1e-3"}}, "student lr '1e-3' has the wrong type: expected float (YAML reads 1e-3 or 1.5e4 as text: write 1.0e-3 or 1.5e+4)"),
+        (
+            {"student": {"lr": "1e-3"}},
+            "student lr '1e-3' has the wrong type: expected float (YAML reads 1e-3 or 1.5e4 as text: write 1.0e-3 or 1.5e+4)",
+        ),
         ({"data": {"val_size": "x"}}, "data val_size 'x' has the wrong type: expected int"),
         ({"method_params": {"ls": {"epsilon": "0.1"}}}, "method_params ls epsilon '0.1' must be a number"),
     ],
 )
-def test_bad_compare_config_is_one_line(data: dict, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_compare_config_is_one_line(
+    data: dict, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = write_yaml(tmp_path / "c.yaml", {"out": str(tmp_path / "cmp"), **data})
     assert main(["compare", "--config", str(cfg)]) == 1
     one_error_line(capsys.readouterr().err, fragment)
@@ -215,18 +291,49 @@ def test_bad_compare_config_is_one_line(data: dict, fragment: str, tmp_path: Pat
 def test_yaml_spec_file_and_json_spec_file_are_the_same(tmp_path: Path) -> None:
     from reffakd.cli import compare_spec
 
-    data = {"methods": ["ce", "reffakd"], "grid": {"methods": ["reffakd"], "params": {"alpha": [0.2, 0.8], "lr": [0.05]}}}
+    data = {
+        "methods": ["ce", "reffakd"],
+        "grid": {"methods": ["reffakd"], "params": {"alpha": [0.2, 0.8], "lr": [0.05]}},
+    }
     (tmp_path / "s.json").write_text(json.dumps(data))
     write_yaml(tmp_path / "s.yml", data)
-    specs = [compare_spec(build_parser().parse_args(["compare", "--out", "x", "--spec", str(tmp_path / name)])) for name in ("s.json", "s.yml")]
+    specs = [
+        compare_spec(build_parser().parse_args(["compare", "--out", "x", "--spec", str(tmp_path / name)]))
+        for name in ("s.json", "s.yml")
+    ]
     assert specs[0].to_dict() == specs[1].to_dict()
-    assert [i.variant for i in specs[0].run_items() if i.seed == 0][1:] == ["reffakd[alpha=0.2,lr=0.05]", "reffakd[alpha=0.8,lr=0.05]"]
+    assert [i.variant for i in specs[0].run_items() if i.seed == 0][1:] == [
+        "reffakd[alpha=0.2,lr=0.05]",
+        "reffakd[alpha=0.8,lr=0.05]",
+    ]
 
 
 def test_vary_flag_builds_or_overrides_a_grid_axis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = write_yaml(tmp_path / "s.yaml", {"methods": ["reffakd"], "grid": {"methods": ["reffakd"], "params": {"alpha": [0.1], "temperature": [1, 4]}}})
-    assert main(["config", "show", "sweep", "--config", str(cfg), "--vary", "alpha=0.3,0.7", "--vary", "weight-decay=0,1e-4"]) == 0
-    assert body(capsys.readouterr().out)["grid"]["params"] == {"alpha": [0.3, 0.7], "temperature": [1, 4], "weight_decay": [0, 0.0001]}
+    cfg = write_yaml(
+        tmp_path / "s.yaml",
+        {"methods": ["reffakd"], "grid": {"methods": ["reffakd"], "params": {"alpha": [0.1], "temperature": [1, 4]}}},
+    )
+    assert (
+        main(
+            [
+                "config",
+                "show",
+                "sweep",
+                "--config",
+                str(cfg),
+                "--vary",
+                "alpha=0.3,0.7",
+                "--vary",
+                "weight-decay=0,1e-4",
+            ]
+        )
+        == 0
+    )
+    assert body(capsys.readouterr().out)["grid"]["params"] == {
+        "alpha": [0.3, 0.7],
+        "temperature": [1, 4],
+        "weight_decay": [0, 0.0001],
+    }
     assert main(["config", "show", "sweep", "--vary", "alpha=0.3", "--vary", "alpha=0.5"]) == 1
     one_error_line(capsys.readouterr().err, "--vary alpha is given twice")
     assert main(["config", "show", "sweep", "--methods", "ce"]) == 1
@@ -238,6 +345,8 @@ def test_argparse_types_are_the_schema() -> None:
     sub = subparser(build_parser(), "sweep")
     kinds = {type(a).__name__ for a in schema(sub).values()}
     assert {"_StoreAction", "_StoreTrueAction", "BooleanOptionalAction", "_AppendAction"} <= kinds
-    values = check_values(sub, {"vary": ["alpha=0.1,0.2"], "methods": "ce,kd", "streaming": None, "no_download": True}, "config x")
+    values = check_values(
+        sub, {"vary": ["alpha=0.1,0.2"], "methods": "ce,kd", "streaming": None, "no_download": True}, "config x"
+    )
     assert values == {"vary": [("alpha", [0.1, 0.2])], "methods": ["ce", "kd"], "streaming": None, "no_download": True}
     assert isinstance(sub, argparse.ArgumentParser)

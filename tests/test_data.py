@@ -30,7 +30,18 @@ from reffakd.data import fashion_mnist as fm
 from reffakd.data.dataset import Split
 from reffakd.errors import ReffAKDError
 
-TORCHVISION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+TORCHVISION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 N_TRAIN, N_TEST = 400, 100  # make_fake_fashion_mnist's defaults
 
 
@@ -72,9 +83,14 @@ def test_gz_files_in_a_folder(fake_fmnist: Path) -> None:
 def test_native_size_pixels_and_labels_are_the_files_contents(fake_fmnist: Path) -> None:
     ds = load_fashion_mnist(data_dir=fake_fmnist, image_size=28, download=False)
     check_dataset(ds, size=28)
-    for split, images, labels in (("train", ds.train_images, ds.train_labels), ("t10k", ds.test_images, ds.test_labels)):
+    for split, images, labels in (
+        ("train", ds.train_images, ds.train_labels),
+        ("t10k", ds.test_images, ds.test_labels),
+    ):
         np.testing.assert_array_equal(images[:, 0].numpy(), read_idx_gz(fake_fmnist / f"{split}-images-idx3-ubyte.gz"))
-        np.testing.assert_array_equal(labels.numpy(), read_idx_gz(fake_fmnist / f"{split}-labels-idx1-ubyte.gz").astype(np.int64))
+        np.testing.assert_array_equal(
+            labels.numpy(), read_idx_gz(fake_fmnist / f"{split}-labels-idx1-ubyte.gz").astype(np.int64)
+        )
 
 
 def test_torchvision_layout_is_read_in_place(tmp_path: Path) -> None:
@@ -154,7 +170,9 @@ def test_debian_copy_is_used_without_data_dir(fake_fmnist: Path, monkeypatch: py
     assert tree_digest(fake_fmnist) == before
 
 
-def test_data_dir_comes_before_the_debian_copy(tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_dir_comes_before_the_debian_copy(
+    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(fm, "DEBIAN_DIR", fake_fmnist)
     mine = make_fake_fashion_mnist(tmp_path / "mine", n_train=200, n_test=50, seed=1)
     ds = load_fashion_mnist(data_dir=mine, download=False)
@@ -281,7 +299,9 @@ def indexed_dataset(n: int = 50) -> ImageDataset:
     """Image i is filled with i and labelled i, so every split row can be traced to its source."""
     images = torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, 1, 4, 4).contiguous()
     labels = torch.arange(n, dtype=torch.int64)
-    return ImageDataset("toy", images, labels, images[:5], labels[:5], tuple(str(i) for i in range(n)), "test", (0.5,), (0.25,))
+    return ImageDataset(
+        "toy", images, labels, images[:5], labels[:5], tuple(str(i) for i in range(n)), "test", (0.5,), (0.25,)
+    )
 
 
 def test_split_is_a_seeded_partition() -> None:
@@ -315,7 +335,9 @@ def test_split_extremes_are_allowed() -> None:
 
 
 def random_images(b: int = 16, c: int = 1, h: int = 12, w: int = 10, seed: int = 0) -> torch.Tensor:
-    return torch.randint(1, 256, (b, c, h, w), generator=torch.Generator().manual_seed(seed), dtype=torch.int64).to(torch.uint8)
+    return torch.randint(1, 256, (b, c, h, w), generator=torch.Generator().manual_seed(seed), dtype=torch.int64).to(
+        torch.uint8
+    )
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -326,7 +348,12 @@ def crop_offsets(image: torch.Tensor, out: torch.Tensor, pad: int) -> list[tuple
     """Every (row, col) offset at which ``out`` is a crop of the zero-padded ``image``."""
     _, h, w = image.shape
     padded = torch.nn.functional.pad(image, (pad, pad, pad, pad))
-    return [(r, c) for r in range(2 * pad + 1) for c in range(2 * pad + 1) if torch.equal(padded[:, r : r + h, c : c + w], out)]
+    return [
+        (r, c)
+        for r in range(2 * pad + 1)
+        for c in range(2 * pad + 1)
+        if torch.equal(padded[:, r : r + h, c : c + w], out)
+    ]
 
 
 def test_augment_keeps_shape_and_dtype() -> None:
@@ -419,7 +446,9 @@ def test_normalize_per_channel() -> None:
     split = indexed_split(20, c=3)
     mean, std = (0.1, 0.5, 0.9), (0.2, 0.3, 0.4)
     x = torch.cat([b[0] for b in TensorBatches(split, 6, normalize=(mean, std))])
-    want = (split.images.double() / 255 - torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1)
+    want = (split.images.double() / 255 - torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(
+        std, dtype=torch.float64
+    ).view(1, 3, 1, 1)
     torch.testing.assert_close(x.double(), want, atol=1e-5, rtol=1e-5)
 
 

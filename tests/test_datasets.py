@@ -73,12 +73,23 @@ def make_fake_cifar(parent: Path, variant: str = "cifar10", n: int = 12, seed: i
     else:
         folder = parent / "cifar-100-python"
         batches = {"train": "fine_labels", "test": "fine_labels"}
-        meta = ("meta", {"fine_label_names": [f"fine {i}" for i in range(100)], "coarse_label_names": [f"coarse {i}" for i in range(20)]})
+        meta = (
+            "meta",
+            {
+                "fine_label_names": [f"fine {i}" for i in range(100)],
+                "coarse_label_names": [f"coarse {i}" for i in range(20)],
+            },
+        )
         classes = 100
     folder.mkdir(parents=True)
     for name, key in batches.items():
         labels = [int(v) for v in rng.integers(0, classes, n)]
-        entry = {"batch_label": name, key: labels, "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "filenames": [f"img_{i}.png" for i in range(n)]}
+        entry = {
+            "batch_label": name,
+            key: labels,
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "filenames": [f"img_{i}.png" for i in range(n)],
+        }
         if variant == "cifar100":
             entry["coarse_labels"] = [v // 5 for v in labels]
         (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
@@ -89,7 +100,9 @@ def make_fake_cifar(parent: Path, variant: str = "cifar10", n: int = 12, seed: i
 def read_batches(folder: Path, names: list[str], key: str) -> tuple[np.ndarray, np.ndarray]:
     """Independent reader (plain pickle, fine for the test's own files)."""
     entries = [pickle.loads((folder / n).read_bytes(), encoding="latin1") for n in names]
-    return np.concatenate([e["data"] for e in entries]).reshape(-1, 3, 32, 32), np.concatenate([e[key] for e in entries])
+    return np.concatenate([e["data"] for e in entries]).reshape(-1, 3, 32, 32), np.concatenate(
+        [e[key] for e in entries]
+    )
 
 
 def test_cifar10_folder_read_in_place(tmp_path: Path) -> None:
@@ -138,7 +151,15 @@ def test_cifar_tar_gz_is_extracted_into_the_cache(tmp_path: Path) -> None:
         assert "extracted into the cache" in ds.source
     assert tree_digest(archive.parent) == before  # nothing extracted next to the archive
     extracted = {p.name for p in cache_files()}
-    assert extracted == {"data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"}
+    assert extracted == {
+        "data_batch_1",
+        "data_batch_2",
+        "data_batch_3",
+        "data_batch_4",
+        "data_batch_5",
+        "test_batch",
+        "batches.meta",
+    }
 
 
 def test_cifar_corrupt_archive_names_it_and_leaves_nothing(tmp_path: Path) -> None:
@@ -211,7 +232,11 @@ def test_cifar_resized_on_request(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- Tiny ImageNet
 
 TINY_WNIDS = ["n09999999", "n01443537", "n02124075"]  # wnids.txt order is not sorted; labels follow the sorted order
-TINY_WORDS = {"n01443537": "goldfish, Carassius auratus", "n02124075": "Egyptian cat", "n09999999": "café, coffee house"}
+TINY_WORDS = {
+    "n01443537": "goldfish, Carassius auratus",
+    "n02124075": "Egyptian cat",
+    "n09999999": "café, coffee house",
+}
 
 
 def jpeg(path: Path, rng: np.random.Generator, size: int = 64, gray: bool = False) -> None:
@@ -225,11 +250,15 @@ def make_fake_tiny_imagenet(parent: Path, per_class: int = 3, val_per_class: int
     root = parent / "tiny-imagenet-200"
     root.mkdir(parents=True)
     (root / "wnids.txt").write_text("\n".join(TINY_WNIDS) + "\n")
-    (root / "words.txt").write_text("n00001740\tentity\n" + "".join(f"{w}\t{n}\n" for w, n in TINY_WORDS.items()), encoding="utf-8")
+    (root / "words.txt").write_text(
+        "n00001740\tentity\n" + "".join(f"{w}\t{n}\n" for w, n in TINY_WORDS.items()), encoding="utf-8"
+    )
     for w in TINY_WNIDS:
         for i in range(per_class):
             jpeg(root / "train" / w / "images" / f"{w}_{i}.JPEG", rng, gray=(w == "n02124075" and i == 1))
-        (root / "train" / w / f"{w}_boxes.txt").write_text("".join(f"{w}_{i}.JPEG\t0\t0\t63\t63\n" for i in range(per_class)))
+        (root / "train" / w / f"{w}_boxes.txt").write_text(
+            "".join(f"{w}_{i}.JPEG\t0\t0\t63\t63\n" for i in range(per_class))
+        )
     lines = []
     for k in range(val_per_class * len(TINY_WNIDS)):
         w = TINY_WNIDS[k % len(TINY_WNIDS)]
@@ -257,7 +286,9 @@ def test_tiny_imagenet_official_tree(tmp_path: Path) -> None:
     assert ds.train_labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     # val_k belongs to TINY_WNIDS[k % 3], whose label is its place in the sorted list
     assert ds.test_labels.tolist() == [sorted(TINY_WNIDS).index(TINY_WNIDS[k % 3]) for k in range(6)]
-    np.testing.assert_array_equal(ds.train_images[4].numpy(), pil_rgb(root / "train" / "n02124075" / "images" / "n02124075_1.JPEG"))
+    np.testing.assert_array_equal(
+        ds.train_images[4].numpy(), pil_rgb(root / "train" / "n02124075" / "images" / "n02124075_1.JPEG")
+    )
     gray = ds.test_images[0]
     assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])  # grayscale JPEG made RGB
     np.testing.assert_array_equal(ds.test_images[3].numpy(), pil_rgb(root / "val" / "images" / "val_3.JPEG"))
@@ -276,7 +307,9 @@ def test_tiny_imagenet_resized_and_cache_follows_the_source(tmp_path: Path) -> N
     root = make_fake_tiny_imagenet(tmp_path)
     small = load_tiny_imagenet(data_dir=tmp_path, image_size=32, download=False)
     assert tuple(small.train_images.shape) == (9, 3, 32, 32) and small.augment.pad == 4
-    np.testing.assert_array_equal(small.train_images[0].numpy(), pil_rgb(root / "train" / "n01443537" / "images" / "n01443537_0.JPEG", 32))
+    np.testing.assert_array_equal(
+        small.train_images[0].numpy(), pil_rgb(root / "train" / "n01443537" / "images" / "n01443537_0.JPEG", 32)
+    )
     jpeg(root / "val" / "images" / "val_2.JPEG", np.random.default_rng(9))  # a replaced image: a fresh decode
     assert "from the cache" not in load_tiny_imagenet(data_dir=tmp_path, image_size=32, download=False).source
 
@@ -512,7 +545,7 @@ def test_streaming_batches_match_tensor_batches(tmp_path: Path, num_workers: int
         b = make_batches(streamed.train, 5, generator=torch.Generator().manual_seed(7), num_workers=num_workers, **kw)
         assert isinstance(b, StreamingBatches) and len(a) == len(b) == len(memory.train) // 5 >= 2
         assert a.num_samples == b.num_samples
-        for epoch in range(2):
+        for _epoch in range(2):
             pairs = list(zip(a, b, strict=True))
             assert len(pairs) == len(a)
             for (xa, ya), (xb, yb) in pairs:
@@ -531,14 +564,16 @@ def test_streaming_names_an_image_that_fails_to_decode(tmp_path: Path) -> None:
     names = [f"{c}/img {i}.png" for c in AWKWARD for i in range(3)]
     split = Split(ImageFiles(root, names, 3, (32, 32)), torch.arange(len(names)))
     for workers in (0, 1):
-        assert str(bad) in expect_error(lambda: list(StreamingBatches(split, 4, num_workers=workers)))
+        assert str(bad) in expect_error(lambda w=workers: list(StreamingBatches(split, 4, num_workers=w)))
 
 
 # --------------------------------------------------------------------------- augmentation: rotation, statistics
 
 
 def test_rotation_by_right_angles_is_exact() -> None:
-    x = torch.randint(0, 256, (4, 3, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.int64).to(torch.uint8)
+    x = torch.randint(0, 256, (4, 3, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.int64).to(
+        torch.uint8
+    )
     assert torch.equal(rotate(x, torch.full((4,), math.pi / 2, dtype=torch.float64)), torch.rot90(x, 1, (2, 3)))
     y = x[:, :, :6, :]  # non-square: 180 degrees is both flips
     assert torch.equal(rotate(y, torch.full((4,), math.pi, dtype=torch.float64)), y.flip(-1).flip(-2))
@@ -566,11 +601,16 @@ def test_augment_with_rotation_is_seeded_and_bounded() -> None:
     angles = torch.rad2deg(torch.atan2(16 - rows.double(), cols.double() - 16))
     assert float(angles.abs().max()) <= 15 + 4 and float(angles.max()) > 10 and float(angles.min()) < -10
     plain = BatchAugment(pad=4, flip=True)
-    assert torch.equal(BatchAugment(pad=4, flip=True, rotation=0.0)(x, torch.Generator().manual_seed(2)), plain(x, torch.Generator().manual_seed(2)))
+    assert torch.equal(
+        BatchAugment(pad=4, flip=True, rotation=0.0)(x, torch.Generator().manual_seed(2)),
+        plain(x, torch.Generator().manual_seed(2)),
+    )
 
 
 def test_channel_stats_over_several_chunks() -> None:
-    images = torch.randint(0, 256, (5000, 2, 3, 3), generator=torch.Generator().manual_seed(0), dtype=torch.int64).to(torch.uint8)
+    images = torch.randint(0, 256, (5000, 2, 3, 3), generator=torch.Generator().manual_seed(0), dtype=torch.int64).to(
+        torch.uint8
+    )
     mean, std = channel_stats(images)
     x = images.numpy().astype(np.float64) / 255.0
     np.testing.assert_allclose(mean, x.mean(axis=(0, 2, 3)), atol=1e-6)

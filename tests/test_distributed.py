@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import ddp_worker
 from reffakd import ReffAKDError
 from reffakd.data import BatchAugment, TensorBatches, load_imagefolder, make_batches, split_train_val
 from reffakd.data.loader import shard_bounds
 from reffakd.engine import load_model
 from reffakd.io import read_jsonl
-
-import ddp_worker
 from test_datasets import make_fake_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +40,10 @@ def test_shards_together_are_the_single_process_batches(tmp_path: Path, streamin
     single = make_batches(split, 5, generator=torch.Generator().manual_seed(7), **kw)
     expected = [b for _ in range(2) for b in single]  # two epochs
     for world in (2, 3):
-        ranks = [make_batches(split, 5, generator=torch.Generator().manual_seed(7), shard=(r, world), **kw) for r in range(world)]
+        ranks = [
+            make_batches(split, 5, generator=torch.Generator().manual_seed(7), shard=(r, world), **kw)
+            for r in range(world)
+        ]
         assert all(len(r) == len(single) for r in ranks)
         got = []
         for _ in range(2):
@@ -58,7 +60,7 @@ def test_iter_from_continues_an_epoch(tmp_path: Path) -> None:
     g = torch.Generator().manual_seed(1)
     batches = TensorBatches(split, 5, shuffle=True, augment=BatchAugment(pad=2), generator=g)
     it = iter(batches)
-    head = [next(it)]
+    next(it)
     state, order = g.get_state(), batches.order
     tail = list(it)
     g.set_state(state)
@@ -67,7 +69,9 @@ def test_iter_from_continues_an_epoch(tmp_path: Path) -> None:
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(tail, again))
 
 
-def test_global_batch_must_divide_by_the_world(fake_fmnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_global_batch_must_divide_by_the_world(
+    fake_fmnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for key, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")):
         monkeypatch.setenv(key, value)
     with pytest.raises(ReffAKDError, match="batch size 33 is not divisible by the 2 processes"):
@@ -83,9 +87,23 @@ def test_torchrun_two_processes_match_one(fake_fmnist: Path, tmp_path: Path) -> 
     finally:
         torch.set_num_threads(threads)
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(ROOT / "tests" / "ddp_worker.py"),
-           str(fake_fmnist), str(out), "32", "2"]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(ROOT / "tests" / "ddp_worker.py"),
+        str(fake_fmnist),
+        str(out),
+        "32",
+        "2",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("epoch   1/2") == 1, proc.stdout  # rank 0 alone logs

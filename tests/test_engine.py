@@ -38,7 +38,10 @@ def test_ce_student_learns_and_writes_its_run(splits, tmp_path) -> None:
     assert summary["best_epoch"] == best["epoch"]
     assert json.loads((tmp_path / "ce" / "best.json").read_text())["epoch"] == best["epoch"]
     assert json.loads((tmp_path / "ce" / "last.json").read_text())["epoch"] == 3
-    assert summary["cost"]["student"]["flops"] == summary["train_step_flops_per_image"] * 300 * 3 + summary["forward_flops_per_image"] * 100 * 3
+    assert (
+        summary["cost"]["student"]["flops"]
+        == summary["train_step_flops_per_image"] * 300 * 3 + summary["forward_flops_per_image"] * 100 * 3
+    )
     assert (tmp_path / "ce" / "curves.png").stat().st_size > 0
 
 
@@ -55,13 +58,26 @@ def test_same_seed_same_weights(splits, tmp_path) -> None:
 
 
 def test_reffakd_student_end_to_end(splits, tmp_path) -> None:
-    soft_cfg = SoftLabelConfig(Calibration.preset("calibrated", "fashion-mnist"), autoencoder=OptimConfig(epochs=1, batch_size=32))
+    soft_cfg = SoftLabelConfig(
+        Calibration.preset("calibrated", "fashion-mnist"), autoencoder=OptimConfig(epochs=1, batch_size=32)
+    )
     soft, cost = build_soft_labels(splits, soft_cfg, tmp_path / "soft", device=CPU, progress=False, log=lambda _: None)
     assert soft.matrix.shape == (10, 10)
-    assert soft.metadata["diagnostics"]["mean_own_probability"] == pytest.approx(soft_cfg.calibration.target_own_probability, abs=1e-4)
+    assert soft.metadata["diagnostics"]["mean_own_probability"] == pytest.approx(
+        soft_cfg.calibration.target_own_probability, abs=1e-4
+    )
     assert set(cost["stages"]) == {"autoencoder_training", "embedding", "similarity"} and cost["flops"] > 0
     cfg = StudentConfig("reffakd", optim=OptimConfig(epochs=1, batch_size=32), alpha=0.5, temperature=4.0)
-    summary = train_student(splits, cfg, tmp_path / "kd", device=CPU, soft_labels=soft, soft_target_cost=cost, progress=False, log=lambda _: None)
+    summary = train_student(
+        splits,
+        cfg,
+        tmp_path / "kd",
+        device=CPU,
+        soft_labels=soft,
+        soft_target_cost=cost,
+        progress=False,
+        log=lambda _: None,
+    )
     record = read_jsonl(tmp_path / "kd" / "metrics.jsonl")[0]
     assert {"train_ce", "train_kd"} <= set(record)
     assert record["train_loss"] == pytest.approx(record["train_ce"] + record["train_kd"], rel=1e-5)
@@ -103,7 +119,13 @@ def test_multistep_and_cosine_schedules() -> None:
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"epochs": 0}, "epochs"), ({"lr": -1}, "learning rate"), ({"schedule": "step"}, "schedule"), ({"milestones": (5, 50)}, "milestones"), ({"momentum": 1.0}, "momentum")],
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"lr": -1}, "learning rate"),
+        ({"schedule": "step"}, "schedule"),
+        ({"milestones": (5, 50)}, "milestones"),
+        ({"momentum": 1.0}, "momentum"),
+    ],
 )
 def test_bad_optimiser_settings(kwargs, match) -> None:
     with pytest.raises(ReffAKDError, match=match):
@@ -112,9 +134,9 @@ def test_bad_optimiser_settings(kwargs, match) -> None:
 
 def test_distillers_see_training_progress_step_by_step(splits, tmp_path) -> None:
     """forward_train gets the progress in epochs at the end of each step, so a warm-up ramps within an epoch."""
+    from reffakd.data import TensorBatches
     from reffakd.distillers import CrossEntropy
     from reffakd.engine import fit
-    from reffakd.data import TensorBatches
     from reffakd.models import create_model
 
     seen: list[float] = []
@@ -126,7 +148,22 @@ def test_distillers_see_training_progress_step_by_step(splits, tmp_path) -> None
 
     student = create_model("lenet5", num_classes=10, in_channels=1, image_size=(32, 32))
     batches = TensorBatches(splits.train, 100)  # 300 images: 3 steps per epoch
-    fit(Recorder(student), batches, TensorBatches(splits.val, 100), OptimConfig(epochs=2, batch_size=100), tmp_path / "r",
-        checkpoint_meta={"model": "lenet5", "num_classes": 10, "in_channels": 1, "image_size": [32, 32],
-                         "class_names": list(splits.class_names), "mean": [0.0], "std": [1.0]}, progress=False, log=lambda _: None)
+    fit(
+        Recorder(student),
+        batches,
+        TensorBatches(splits.val, 100),
+        OptimConfig(epochs=2, batch_size=100),
+        tmp_path / "r",
+        checkpoint_meta={
+            "model": "lenet5",
+            "num_classes": 10,
+            "in_channels": 1,
+            "image_size": [32, 32],
+            "class_names": list(splits.class_names),
+            "mean": [0.0],
+            "std": [1.0],
+        },
+        progress=False,
+        log=lambda _: None,
+    )
     assert seen == pytest.approx([1 / 3, 2 / 3, 1.0, 4 / 3, 5 / 3, 2.0])

@@ -45,7 +45,9 @@ def test_matches_numpy_reference(alpha: float, t: float) -> None:
     logits = rng.normal(scale=3.0, size=(n, c))
     targets = rng.integers(0, c, size=n)
     targets[0] = 2
-    loss = ReffAKDLoss(torch.tensor(q), alpha=alpha, temperature=t)(torch.tensor(logits, dtype=torch.float32), torch.tensor(targets))
+    loss = ReffAKDLoss(torch.tensor(q), alpha=alpha, temperature=t)(
+        torch.tensor(logits, dtype=torch.float32), torch.tensor(targets)
+    )
     assert float(loss) == pytest.approx(reference_loss(logits, targets, q, alpha, t), rel=1e-5, abs=1e-5)
 
 
@@ -82,7 +84,9 @@ def test_accepts_a_soft_labels_artifact_and_moves_with_the_module() -> None:
     assert float(crit(torch.zeros(2, 3), torch.tensor([0, 2]))) == pytest.approx(0.5 * math.log(3), abs=1e-6)
 
 
-@pytest.mark.parametrize("alpha,t", [(-0.1, 1.0), (1.01, 1.0), (0.5, 0.0), (0.5, -2.0), (float("nan"), 1.0), (0.5, float("inf"))])
+@pytest.mark.parametrize(
+    "alpha,t", [(-0.1, 1.0), (1.01, 1.0), (0.5, 0.0), (0.5, -2.0), (float("nan"), 1.0), (0.5, float("inf"))]
+)
 def test_rejects_out_of_range_alpha_and_temperature(alpha: float, t: float) -> None:
     with pytest.raises(ReffAKDError, match="alpha|temperature"):
         ReffAKDLoss(torch.eye(3), alpha=alpha, temperature=t)

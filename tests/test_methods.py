@@ -68,7 +68,9 @@ def batch():
 def test_dkd_terms_match_numpy(batch, t: float) -> None:
     logits, teacher, targets = batch
     q = np.stack([np.exp(np_log_softmax(z / t)) for z in teacher])
-    tckd, nckd = dkd_terms(torch.tensor(logits, dtype=torch.float32), torch.tensor(targets), torch.tensor(q, dtype=torch.float32), t)
+    tckd, nckd = dkd_terms(
+        torch.tensor(logits, dtype=torch.float32), torch.tensor(targets), torch.tensor(q, dtype=torch.float32), t
+    )
     ref_t, ref_n = ref_dkd(logits, targets, q, t)
     assert float(tckd) == pytest.approx(ref_t, rel=1e-4, abs=1e-6)
     assert float(nckd) == pytest.approx(ref_n, rel=1e-4, abs=1e-6)
@@ -77,7 +79,15 @@ def test_dkd_terms_match_numpy(batch, t: float) -> None:
 def test_dkd_hand_computed_value() -> None:
     # Three classes, y = 0, student logits 0 (p = 1/3 each), teacher q = (0.5, 0.3, 0.2), T = 1.
     # TCKD = 0.5 log(0.5 / (1/3)) + 0.5 log(0.5 / (2/3)); NCKD = 0.6 log(0.6 / 0.5) + 0.4 log(0.4 / 0.5).
-    parts = dkd_loss(torch.zeros(1, 3), torch.tensor([0]), torch.tensor([[0.5, 0.3, 0.2]]), ce_weight=1.0, alpha=1.0, beta=8.0, temperature=1.0)
+    parts = dkd_loss(
+        torch.zeros(1, 3),
+        torch.tensor([0]),
+        torch.tensor([[0.5, 0.3, 0.2]]),
+        ce_weight=1.0,
+        alpha=1.0,
+        beta=8.0,
+        temperature=1.0,
+    )
     assert float(parts["ce"]) == pytest.approx(math.log(3), abs=1e-6)
     assert float(parts["tckd"]) == pytest.approx(0.5 * math.log(1.5) + 0.5 * math.log(0.75), abs=1e-6)
     assert float(parts["nckd"]) == pytest.approx(8 * (0.6 * math.log(1.2) + 0.4 * math.log(0.8)), abs=1e-6)
@@ -103,7 +113,9 @@ def test_dkd_matches_the_release_formulation(batch, alpha: float, beta: float, t
     logits, teacher, targets = (torch.tensor(a) for a in batch)
     zs, zt = logits.double(), teacher.double()
     ours = dkd_loss(zs, targets, F.softmax(zt / t, 1), ce_weight=0.0, alpha=alpha, beta=beta, temperature=t)
-    assert float(ours["tckd"] + ours["nckd"]) == pytest.approx(float(release_style_dkd(zs, zt, targets, alpha, beta, t)), rel=1e-5)
+    assert float(ours["tckd"] + ours["nckd"]) == pytest.approx(
+        float(release_style_dkd(zs, zt, targets, alpha, beta, t)), rel=1e-5
+    )
 
 
 def test_dkd_decomposes_kd(batch) -> None:
@@ -127,16 +139,31 @@ def test_dkd_with_a_one_hot_teacher_row_is_finite() -> None:
 
 
 def test_dkd_warmup_is_linear_then_full() -> None:
-    dkd = DKD(nn.Linear(2, 3), ClassTable(uniform_table(3)), ce_weight=1.0, alpha=1.0, beta=8.0, temperature=4.0, warmup_epochs=4)
+    dkd = DKD(
+        nn.Linear(2, 3),
+        ClassTable(uniform_table(3)),
+        ce_weight=1.0,
+        alpha=1.0,
+        beta=8.0,
+        temperature=4.0,
+        warmup_epochs=4,
+    )
     assert [dkd.warmup_factor(e) for e in (1, 2, 4, 9)] == [0.25, 0.5, 1.0, 1.0]
-    assert DKD(nn.Linear(2, 3), ClassTable(uniform_table(3)), ce_weight=1, alpha=1, beta=1, temperature=1, warmup_epochs=0).warmup_factor(1) == 1.0
+    assert (
+        DKD(
+            nn.Linear(2, 3), ClassTable(uniform_table(3)), ce_weight=1, alpha=1, beta=1, temperature=1, warmup_epochs=0
+        ).warmup_factor(1)
+        == 1.0
+    )
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.4])
 def test_label_smoothing_matches_numpy(batch, eps: float) -> None:
     logits, _, targets = batch
     c = logits.shape[1]
-    ref = np.mean([-(1 - eps) * np_log_softmax(z)[y] - eps / c * np_log_softmax(z).sum() for z, y in zip(logits, targets)])
+    ref = np.mean(
+        [-(1 - eps) * np_log_softmax(z)[y] - eps / c * np_log_softmax(z).sum() for z, y in zip(logits, targets)]
+    )
     assert float(label_smoothing_ce(torch.tensor(logits), torch.tensor(targets), eps)) == pytest.approx(ref, rel=1e-6)
 
 
@@ -173,7 +200,9 @@ def test_tfkd_reg_virtual_teacher_matches_its_definition(batch) -> None:
     """Tf-KD-reg's release softens the hand-made distribution v (a on y, (1-a)/(C-1) elsewhere) as softmax(v / T)."""
     logits, _, targets = batch
     c, a, t, alpha = logits.shape[1], 0.9, 20.0, 0.5
-    distiller = build_distiller("tfkd-reg", nn.Identity(), num_classes=c, params={"alpha": alpha, "temperature": t, "own_probability": a})
+    distiller = build_distiller(
+        "tfkd-reg", nn.Identity(), num_classes=c, params={"alpha": alpha, "temperature": t, "own_probability": a}
+    )
     x = torch.tensor(logits, dtype=torch.float32)
     _, parts = distiller.forward_train(x, torch.tensor(targets), 1)
     v = np.full((c, c), (1 - a) / (c - 1))
@@ -189,10 +218,20 @@ def test_reffakd_and_dkd_aesl_read_the_soft_label_row_as_stored(batch) -> None:
     table = torch.softmax(torch.randn(c, c, generator=torch.Generator().manual_seed(0)), 1)
     soft = SoftLabels(table, tuple(str(i) for i in range(c)))
     x, y = torch.tensor(logits, dtype=torch.float32), torch.tensor(targets)
-    _, kd = build_distiller("reffakd", nn.Identity(), num_classes=c, soft_labels=soft, params={"alpha": 0.3, "temperature": 5.0}).forward_train(x, y, 1)
-    assert float(kd["ce"] + kd["kd"]) == pytest.approx(ref_kd(logits, targets, table.numpy()[targets], 0.3, 5.0), rel=1e-5)
-    dkd = build_distiller("dkd-aesl", nn.Identity(), num_classes=c, soft_labels=soft, total_epochs=10,
-                          params={"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup_epochs": 2})
+    _, kd = build_distiller(
+        "reffakd", nn.Identity(), num_classes=c, soft_labels=soft, params={"alpha": 0.3, "temperature": 5.0}
+    ).forward_train(x, y, 1)
+    assert float(kd["ce"] + kd["kd"]) == pytest.approx(
+        ref_kd(logits, targets, table.numpy()[targets], 0.3, 5.0), rel=1e-5
+    )
+    dkd = build_distiller(
+        "dkd-aesl",
+        nn.Identity(),
+        num_classes=c,
+        soft_labels=soft,
+        total_epochs=10,
+        params={"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup_epochs": 2},
+    )
     _, parts = dkd.forward_train(x, y, 1)  # epoch 1 of a 2-epoch warm-up: KD terms at half weight
     ref_t, ref_n = ref_dkd(logits, targets, table.numpy()[targets].astype(np.float64), 4.0)
     assert float(parts["tckd"]) == pytest.approx(0.5 * ref_t, rel=1e-4)
@@ -203,7 +242,9 @@ def test_teacher_stays_frozen_in_eval_mode() -> None:
     teacher = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     student = nn.Linear(4, 3)
-    distiller = build_distiller("kd", student, num_classes=3, teacher=TeacherNetwork(teacher, 3, forward_flops_per_image=0))
+    distiller = build_distiller(
+        "kd", student, num_classes=3, teacher=TeacherNetwork(teacher, 3, forward_flops_per_image=0)
+    )
     distiller.train()
     assert not teacher.training and student.training
     _, losses = distiller.forward_train(torch.randn(16, 4), torch.randint(0, 3, (16,)), 1)
@@ -222,7 +263,9 @@ def test_teacher_input_is_renormalised_to_its_own_statistics() -> None:
 
     raw = torch.rand(3, 1, 2, 2)
     student_x = (raw - 0.3) / 0.2
-    src = TeacherNetwork(Probe(), 2, forward_flops_per_image=0, input_stats=((0.3,), (0.2,)), teacher_stats=((0.5,), (0.25,)))
+    src = TeacherNetwork(
+        Probe(), 2, forward_flops_per_image=0, input_stats=((0.3,), (0.2,)), teacher_stats=((0.5,), (0.25,))
+    )
     src.probabilities(student_x, torch.zeros(3, dtype=torch.long), 1.0)
     torch.testing.assert_close(seen[0], (raw - 0.5) / 0.25)
 
@@ -252,7 +295,16 @@ def test_bad_method_parameters_are_one_clear_error(method: str, params: dict, ma
         method_params(method, params)
 
 
-@pytest.mark.parametrize("method,needs", [("kd", "teacher"), ("dkd", "teacher"), ("tfkd-self", "teacher"), ("reffakd", "soft labels"), ("dkd-aesl", "soft labels")])
+@pytest.mark.parametrize(
+    "method,needs",
+    [
+        ("kd", "teacher"),
+        ("dkd", "teacher"),
+        ("tfkd-self", "teacher"),
+        ("reffakd", "soft labels"),
+        ("dkd-aesl", "soft labels"),
+    ],
+)
 def test_methods_refuse_to_run_without_their_soft_targets(method: str, needs: str) -> None:
     with pytest.raises(ReffAKDError, match=f"method {method} needs (a )?{needs}"):
         build_distiller(method, nn.Linear(2, 3), num_classes=3)

@@ -57,7 +57,6 @@ PUBLISHED: dict[str, tuple[float, float | None]] = {
 }
 
 
-
 def build(name: str, num_classes: int = 100, in_channels: int = 3, size: tuple[int, int] = (32, 32)) -> torch.nn.Module:
     return create_model(name, num_classes=num_classes, in_channels=in_channels, image_size=size)
 
@@ -106,5 +105,7 @@ def test_smallest_input_runs_and_one_less_is_refused(name: str) -> None:
     model = build(name, 5, 1, (side, side + 3)).train()  # batch norm in training mode needs >1 value per channel
     with torch.no_grad():
         assert model(torch.rand(2, 1, side, side + 3)).shape == (2, 5)
-    with pytest.raises(ReffAKDError, match=rf"{re.escape(name)} needs inputs of at least {side}x{side}, got {side - 1}x40"):
+    with pytest.raises(
+        ReffAKDError, match=rf"{re.escape(name)} needs inputs of at least {side}x{side}, got {side - 1}x40"
+    ):
         build(name, 5, 1, (side - 1, 40))

@@ -20,14 +20,18 @@ def test_autoencoder_shapes_and_size() -> None:
     assert ConvAutoencoder(3, (64, 64)).embedding_dim == 3072
     assert ConvAutoencoder(1, (32, 48)).encode(torch.rand(1, 1, 32, 48)).shape == (1, 48 * 4 * 6)
     # conv: 3*12*16+12, 12*24*16+24, 24*48*16+48; deconv mirrors with the output channel's bias
-    assert parameter_count(ae) == (576 + 12) + (4608 + 24) + (18432 + 48) + (18432 + 24) + (4608 + 12) + (576 + 3) == 47355
+    assert (
+        parameter_count(ae) == (576 + 12) + (4608 + 24) + (18432 + 48) + (18432 + 24) + (4608 + 12) + (576 + 3) == 47355
+    )
 
 
 def test_autoencoder_macs_match_hand_count() -> None:
     """Per 32x32 RGB image: each conv/deconv is (out pixels or in pixels) x k*k x C_in x C_out MACs."""
     ae = ConvAutoencoder(3, (32, 32))
     enc = 16 * 16 * 16 * 3 * 12 + 8 * 8 * 16 * 12 * 24 + 4 * 4 * 16 * 24 * 48
-    dec = 4 * 4 * 16 * 48 * 24 + 8 * 8 * 16 * 24 * 12 + 16 * 16 * 16 * 12 * 3  # transposed: input pixels x k^2 x Cin x Cout
+    dec = (
+        4 * 4 * 16 * 48 * 24 + 8 * 8 * 16 * 24 * 12 + 16 * 16 * 16 * 12 * 3
+    )  # transposed: input pixels x k^2 x Cin x Cout
     assert forward_flops(ae, (3, 32, 32)) == 2 * (enc + dec)
     assert 1.3e6 <= enc + dec <= 1.5e6  # method.md: 1.3 to 1.5 M MACs
 
@@ -45,7 +49,9 @@ def test_lenet5() -> None:
     assert parameter_count(m) == 156 + 12 + 2416 + 32 + 48120 + 10164 + 850 == 61750
     macs = 28 * 28 * 25 * 6 + 10 * 10 * 25 * 6 * 16 + 400 * 120 + 120 * 84 + 84 * 10
     assert forward_flops(m, (1, 32, 32)) == 2 * macs
-    assert create_model("lenet5", num_classes=7, in_channels=3, image_size=(40, 40))(torch.zeros(2, 3, 40, 40)).shape == (2, 7)
+    assert create_model("lenet5", num_classes=7, in_channels=3, image_size=(40, 40))(
+        torch.zeros(2, 3, 40, 40)
+    ).shape == (2, 7)
 
 
 def test_registry_errors() -> None:

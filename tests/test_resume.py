@@ -10,14 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
 
-from reffakd import ReffAKDError
-from reffakd import pipeline
+from reffakd import ReffAKDError, pipeline
 from reffakd.data import load_fashion_mnist, split_train_val
 from reffakd.engine import OptimConfig, TrainingInterrupted, load_model, load_state
 from reffakd.engine import resume as resume_mod
@@ -60,7 +60,9 @@ def _assert_same_run(a: Path, b: Path, sa: dict[str, Any], sb: dict[str, Any]) -
     ra, rb = read_jsonl(a / "metrics.jsonl"), read_jsonl(b / "metrics.jsonl")
     assert [r["epoch"] for r in rb] == [r["epoch"] for r in ra] == list(range(1, len(ra) + 1))
     drop = ("seconds",)
-    assert [{k: v for k, v in r.items() if k not in drop} for r in ra] == [{k: v for k, v in r.items() if k not in drop} for r in rb]
+    assert [{k: v for k, v in r.items() if k not in drop} for r in ra] == [
+        {k: v for k, v in r.items() if k not in drop} for r in rb
+    ]
     for key in ("best_epoch", "best_val_top1", "test_best", "test_last"):
         assert sa[key] == sb[key], key
     assert sa["cost"]["student"]["flops"] == sb["cost"]["student"]["flops"]
@@ -125,7 +127,12 @@ def test_resume_inside_an_epoch_is_bit_identical(splits, reference, tmp_path, mo
         train_student(splits, _cfg(), out, log=lambda _: None, **QUIET)
     assert info.value.exit_code == 143 and "in epoch 2 after batch 4/10" in str(info.value)
     state = load_state(out)
-    assert state.epoch == 1 and state.position is not None and state.position.next_batch == 4 and state.position.seen == 128
+    assert (
+        state.epoch == 1
+        and state.position is not None
+        and state.position.next_batch == 4
+        and state.position.seen == 128
+    )
     monkeypatch.setattr(pipeline, "build_distiller", build)
 
     summary = train_student(splits, _cfg(), out, resume=True, log=lambda _: None, **QUIET)
@@ -212,8 +219,30 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None
 
 def test_sigint_to_the_cli_saves_and_exits_130_then_resumes_exactly(splits, fake_fmnist, tmp_path) -> None:
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "reffakd", "train", "--out", str(out), "--data-dir", str(fake_fmnist), "--val-size", "100", "--no-progress",
-           "--no-download", "--device", "cpu", "--epochs", "4", "--batch-size", "32", "--lr", "0.05", "--seed", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "reffakd",
+        "train",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(fake_fmnist),
+        "--val-size",
+        "100",
+        "--no-progress",
+        "--no-download",
+        "--device",
+        "cpu",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.05",
+        "--seed",
+        "3",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     staging = tmp_path / "run.partial"
@@ -252,7 +281,13 @@ except TrainingInterrupted as exc:  # what the CLI does with it
 def test_sigterm_saves_and_exits_143(fake_fmnist, tmp_path) -> None:
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(fake_fmnist), str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(fake_fmnist), str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for(out / "resume.json", proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -297,7 +332,10 @@ def test_compile_that_cannot_work_is_one_clear_line(monkeypatch) -> None:
             speed.SpeedOptions(compile=True).validate(CPU)
     finally:
         speed._compile_probe.cache_clear()
-    assert str(info.value) == "--compile: torch.compile does not work here (RuntimeError: no working C++ compiler found); run without --compile"
+    assert (
+        str(info.value)
+        == "--compile: torch.compile does not work here (RuntimeError: no working C++ compiler found); run without --compile"
+    )
 
 
 def test_tensorboard_mirrors_each_epoch_once(splits, tmp_path, monkeypatch) -> None:
@@ -320,7 +358,9 @@ def test_tensorboard_mirrors_each_epoch_once(splits, tmp_path, monkeypatch) -> N
         def close(self) -> None: ...
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "tensorboard" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "tensorboard" else real(name, *a)
+    )
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
     out = tmp_path / "run"
     train_student(splits, _cfg(epochs=2), out, tensorboard=True, log=lambda _: None, **QUIET)

@@ -18,12 +18,27 @@ FOLDERS = ["reffakd_alpha0.3_lr0.05", "reffakd_alpha0.3_lr0.1", "reffakd_alpha0.
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def sweep_config(folder: Path, data: Path, **extra: object) -> Path:
     path = folder / "sweep.yaml"
-    path.write_text(yaml.safe_dump({"methods": ["reffakd"], "seeds": [0], "grid": GRID, "student": {"batch_size": 64}, "epochs": 1, "ae_epochs": 1,
-                                    "data_dir": str(data), "no_download": True, "val_size": 100, "no_progress": True, "device": "cpu",
-                                    **extra}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "methods": ["reffakd"],
+                "seeds": [0],
+                "grid": GRID,
+                "student": {"batch_size": 64},
+                "epochs": 1,
+                "ae_epochs": 1,
+                "data_dir": str(data),
+                "no_download": True,
+                "val_size": 100,
+                "no_progress": True,
+                "device": "cpu",
+                **extra,
+            },
+            sort_keys=False,
+        )
+    )
     return path
 
 
@@ -46,7 +61,9 @@ def test_sweep_runs_every_point_and_writes_the_sorted_table(swept: Path) -> None
     for folder in FOLDERS:
         s = json.loads((swept / "runs" / folder / "seed0" / "summary.json").read_text())
         assert s["variant"] == f"reffakd[alpha={s['grid']['alpha']:g},lr={s['grid']['lr']:g}]"
-        assert s["config"]["alpha"] == s["grid"]["alpha"] and s["config"]["optim"]["lr"] == s["grid"]["lr"]  # both kinds of key applied
+        assert (
+            s["config"]["alpha"] == s["grid"]["alpha"] and s["config"]["optim"]["lr"] == s["grid"]["lr"]
+        )  # both kinds of key applied
     assert len(list((swept / "softlabels").glob("soft_labels.safetensors"))) == 1  # one artifact for every trial
     rows = table(swept)
     assert [float(r["val_top1"]) for r in rows] == sorted((float(r["val_top1"]) for r in rows), reverse=True)
@@ -54,16 +71,21 @@ def test_sweep_runs_every_point_and_writes_the_sorted_table(swept: Path) -> None
     chosen = [r for r in rows if r["chosen"] == "True"]
     assert chosen == [rows[0]]  # the best mean validation top-1 (ties: the first in grid order)
     md = (swept / "sweep.md").read_text()
-    assert (f"Chosen by validation for reffakd: {rows[0]['variant']} (alpha {float(rows[0]['alpha']):g}, lr {float(rows[0]['lr']):g}): "
-            f"val top-1 {float(rows[0]['val_top1']):.2f}, test top-1 {float(rows[0]['test_top1']):.2f} (4 settings, 1 seed(s) each).") in md
+    assert (
+        f"Chosen by validation for reffakd: {rows[0]['variant']} (alpha {float(rows[0]['alpha']):g}, lr {float(rows[0]['lr']):g}): "
+        f"val top-1 {float(rows[0]['val_top1']):.2f}, test top-1 {float(rows[0]['test_top1']):.2f} (4 settings, 1 seed(s) each)."
+    ) in md
     assert f"| 1    | **{rows[0]['variant']}**" in md
     saved = yaml.safe_load((swept / "config.yaml").read_text())
-    assert saved["grid"] == GRID and saved["student"]["epochs"] == 1 and saved["soft_labels"]["autoencoder"]["epochs"] == 1
+    assert (
+        saved["grid"] == GRID and saved["student"]["epochs"] == 1 and saved["soft_labels"]["autoencoder"]["epochs"] == 1
+    )
     assert json.loads((swept / "spec.json").read_text())["grid"] == GRID
 
 
-def test_killed_sweep_resumes_without_repeating_finished_trials(tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_killed_sweep_resumes_without_repeating_finished_trials(
+    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import reffakd.compare as compare
 
     out, cfg = tmp_path / "out", sweep_config(tmp_path, fake_fmnist)
@@ -85,31 +107,45 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(tmp_path: Path, 
     capsys.readouterr()
     assert main(["sweep", "--out", str(out), "--config", str(cfg)]) == 0
     log = capsys.readouterr().out
-    assert "skip reffakd[alpha=0.3,lr=0.05] seed 0: finished" in log and "skip reffakd[alpha=0.3,lr=0.1] seed 0: finished" in log
+    assert (
+        "skip reffakd[alpha=0.3,lr=0.05] seed 0: finished" in log
+        and "skip reffakd[alpha=0.3,lr=0.1] seed 0: finished" in log
+    )
     assert "train reffakd[alpha=0.3,lr=0.05]" not in log and "train reffakd[alpha=0.7,lr=0.05]-s0" in log
     after = tree_digest(out / "runs")
     assert all(after[k] == v for k, v in before.items() if k.split("/")[0] in FOLDERS[:2])  # finished trials untouched
     assert len(table(out)) == 4 and not list((out / "runs").glob("*/*.partial"))
 
 
-def test_jobs_two_gives_the_same_table_as_jobs_one(swept: Path, tmp_path: Path, fake_fmnist: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_jobs_two_gives_the_same_table_as_jobs_one(
+    swept: Path, tmp_path: Path, fake_fmnist: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     assert main(["sweep", "--out", str(out), "--config", str(sweep_config(tmp_path, fake_fmnist, jobs=2))]) == 0
     captured = capfd.readouterr().out
     assert "jobs: 2 worker processes, 1 CPU thread(s) each, on cpu" in captured
-    assert "[job " in captured and "] train reffakd[" in captured  # trained in the workers (which one trains what is up to timing)
+    assert (
+        "[job " in captured and "] train reffakd[" in captured
+    )  # trained in the workers (which one trains what is up to timing)
     drop = lambda rows: [{k: v for k, v in r.items() if k != "student_seconds"} for r in rows]  # noqa: E731
     assert drop(table(out)) == drop(table(swept))
 
 
-def test_sweep_refusals_are_one_line_and_write_nothing(tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_refusals_are_one_line_and_write_nothing(
+    tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     cases = [
         (["--methods", "reffakd"], "sweep needs a grid"),
-        (["--methods", "ce", "--vary", "lr=0.1,0.2", "--spec", str(sweep_config(tmp_path, fake_fmnist))],
-         "unknown key 'epochs'"),  # a spec file holds spec sections only; options go in --config
+        (
+            ["--methods", "ce", "--vary", "lr=0.1,0.2", "--spec", str(sweep_config(tmp_path, fake_fmnist))],
+            "unknown key 'epochs'",
+        ),  # a spec file holds spec sections only; options go in --config
         (["--methods", "ce", "--vary", "epochs=1,2.5"], "grid epochs must be a non-empty list of distinct integers"),
-        (["--methods", "reffakd", "--vary", "temperature=0,4"], "grid point reffakd[temperature=0]: temperature 0 is out of range"),
+        (
+            ["--methods", "reffakd", "--vary", "temperature=0,4"],
+            "grid point reffakd[temperature=0]: temperature 0 is out of range",
+        ),
         (["--methods", "ce", "--vary", "lrr=0.1"], "grid key 'lrr' cannot vary (did you mean 'lr'?)"),
         (["--methods", "ce", "--vary", "alpha"], "must be KEY=V1,V2"),
         (["--methods", "ce", "--jobs", "0", "--vary", "lr=0.1"], "--jobs 0 is out of range"),
@@ -130,12 +166,27 @@ def test_variant_names_and_the_legacy_grid() -> None:
     assert variant_name("reffakd", {"alpha": 0.5, "lr": 0.05}) == "reffakd[alpha=0.5,lr=0.05]"
     assert variant_name("reffakd", {"alpha": 0.5, "temperature": 4.0}, legacy=True) == "reffakd[a=0.5,T=4]"
     assert folder_name("dkd[beta=8,schedule=cosine,weight_decay=1e-05]") == "dkd_beta8_schedulecosine_weight_decay1e-05"
-    legacy = CompareSpec.from_dict({"methods": ["reffakd"], "seeds": [0], "grid": {"methods": ["reffakd"], "alpha": [0.1], "temperature": [4]}}, "s")
+    legacy = CompareSpec.from_dict(
+        {"methods": ["reffakd"], "seeds": [0], "grid": {"methods": ["reffakd"], "alpha": [0.1], "temperature": [4]}},
+        "s",
+    )
     assert [i.variant for i in legacy.run_items()] == ["reffakd[a=0.1,T=4]"]
-    spec = CompareSpec.from_dict({"methods": ["dkd-aesl"], "seeds": [0], "student": {"milestones": [5, 8], "epochs": 10},
-                                  "grid": {"methods": ["dkd-aesl"], "params": {"beta": [8], "epochs": [2], "schedule": ["cosine"]}}}, "s")
+    spec = CompareSpec.from_dict(
+        {
+            "methods": ["dkd-aesl"],
+            "seeds": [0],
+            "student": {"milestones": [5, 8], "epochs": 10},
+            "grid": {"methods": ["dkd-aesl"], "params": {"beta": [8], "epochs": [2], "schedule": ["cosine"]}},
+        },
+        "s",
+    )
     cfg = spec.student_config("dkd-aesl", 0, point=spec.run_items()[0].params)
-    assert (cfg.optim.epochs, cfg.optim.milestones, cfg.optim.schedule, cfg.method_params()["beta"]) == (2, None, "cosine", 8)
+    assert (cfg.optim.epochs, cfg.optim.milestones, cfg.optim.schedule, cfg.method_params()["beta"]) == (
+        2,
+        None,
+        "cosine",
+        8,
+    )
 
 
 def test_worker_devices_one_gpu_each_when_several(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,8 +198,13 @@ def test_worker_devices_one_gpu_each_when_several(monkeypatch: pytest.MonkeyPatc
     assert worker_devices(torch.device("cuda:1"), 2) == ["cuda:1", "cuda:1"]  # a named GPU is kept
 
 
-@pytest.mark.parametrize("name,variants,epochs,seeds", [("small-grid-fashion-mnist", 4, 2, [0]), ("paper-grid-fashion-mnist", 36, 200, [0, 1, 2])])
-def test_ready_grid_specs(name: str, variants: int, epochs: int, seeds: list[int], capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "name,variants,epochs,seeds",
+    [("small-grid-fashion-mnist", 4, 2, [0]), ("paper-grid-fashion-mnist", 36, 200, [0, 1, 2])],
+)
+def test_ready_grid_specs(
+    name: str, variants: int, epochs: int, seeds: list[int], capsys: pytest.CaptureFixture[str]
+) -> None:
     path = REPO / "configs" / f"{name}.yaml"
     assert main(["config", "show", "sweep", "--config", str(path)]) == 0  # usable as a config file
     shown = yaml.safe_load(capsys.readouterr().out)
@@ -159,5 +215,8 @@ def test_ready_grid_specs(name: str, variants: int, epochs: int, seeds: list[int
     assert spec.student_config("reffakd", 0, point=items[0].params).optim.epochs == epochs
     assert spec.data["dataset"] == "fashion-mnist"
     if name.startswith("paper"):
-        assert spec.grid == {"methods": ["reffakd"], "params": {"alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "temperature": [20, 10, 5, 1]}}
+        assert spec.grid == {
+            "methods": ["reffakd"],
+            "params": {"alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "temperature": [20, 10, 5, 1]},
+        }
         assert spec.soft_labels["autoencoder"]["epochs"] == 200 and spec.student["milestones"] == [60, 120, 160]

@@ -10,8 +10,9 @@ import argparse
 import json
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import __version__
 from .config import comma_list
@@ -55,7 +56,9 @@ def _milestones(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"milestones {text!r} must be comma-separated epochs, e.g. 60,120,160") from None
+        raise argparse.ArgumentTypeError(
+            f"milestones {text!r} must be comma-separated epochs, e.g. 60,120,160"
+        ) from None
 
 
 @comma_list
@@ -90,9 +93,12 @@ def _axis(text: str) -> tuple[str, list[Any]]:
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE.yaml",
-                   help="YAML file of options: keys are the long option names (epochs: 30, ae_epochs: 5); "
-                        "options given on the command line win (docs/CONFIG.md)")
+    p.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="YAML file of options: keys are the long option names (epochs: 30, ae_epochs: 5); "
+        "options given on the command line win (docs/CONFIG.md)",
+    )
 
 
 def _add_out(p: argparse.ArgumentParser, help: str) -> None:
@@ -106,17 +112,44 @@ def _add_data(p: argparse.ArgumentParser, from_preset: bool = False) -> None:
     preset = "the preset's, " if from_preset else ""
     dataset_default = "the preset's" if from_preset else "fashion-mnist"
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default=None if from_preset else "fashion-mnist",
-                   help=f"one of {', '.join(sorted(DATASETS))} (default: {dataset_default})")
-    g.add_argument("--data-dir", help="folder holding the dataset files (imagefolder: one sub-folder per class); else a known copy, else a download into the cache")
-    g.add_argument("--image-size", type=int, help="resize images to this square size (default: the dataset's own, 32 for the MNISTs and CIFAR, 64 for Tiny ImageNet)")
+    g.add_argument(
+        "--dataset",
+        default=None if from_preset else "fashion-mnist",
+        help=f"one of {', '.join(sorted(DATASETS))} (default: {dataset_default})",
+    )
+    g.add_argument(
+        "--data-dir",
+        help="folder holding the dataset files (imagefolder: one sub-folder per class); else a known copy, else a download into the cache",
+    )
+    g.add_argument(
+        "--image-size",
+        type=int,
+        help="resize images to this square size (default: the dataset's own, 32 for the MNISTs and CIFAR, 64 for Tiny ImageNet)",
+    )
     g.add_argument("--test-dir", help="imagefolder: a separate folder of test images, one sub-folder per class")
-    g.add_argument("--test-fraction", type=float, help="imagefolder without a test folder: share of each class held out for testing (default: 0.2)")
-    g.add_argument("--streaming", action=argparse.BooleanOptionalAction, default=None,
-                   help="decode images from disk batch by batch (default: only when they would not fit in memory)")
-    g.add_argument("--val-size", type=int, default=None if from_preset else 5000,
-                   help=f"validation images carved from the training set (default: {preset}5000)")
-    g.add_argument("--split-seed", type=int, default=None if from_preset else 0, help=f"seed of the train/validation split (default: {preset}0)")
+    g.add_argument(
+        "--test-fraction",
+        type=float,
+        help="imagefolder without a test folder: share of each class held out for testing (default: 0.2)",
+    )
+    g.add_argument(
+        "--streaming",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode images from disk batch by batch (default: only when they would not fit in memory)",
+    )
+    g.add_argument(
+        "--val-size",
+        type=int,
+        default=None if from_preset else 5000,
+        help=f"validation images carved from the training set (default: {preset}5000)",
+    )
+    g.add_argument(
+        "--split-seed",
+        type=int,
+        default=None if from_preset else 0,
+        help=f"seed of the train/validation split (default: {preset}0)",
+    )
     g.add_argument("--no-download", action="store_true", help="never try the network")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -130,22 +163,46 @@ def _add_optim(p: argparse.ArgumentParser, prefix: str, epochs: int, what: str) 
     g.add_argument(f"--{prefix}momentum", type=float, default=0.9)
     g.add_argument(f"--{prefix}weight-decay", type=float, default=5e-4)
     g.add_argument(f"--{prefix}schedule", choices=["multistep", "cosine"], default="multistep")
-    g.add_argument(f"--{prefix}milestones", type=_milestones, default=None, help="LR milestones in epochs (default: 30/60/80%% of the epochs)")
+    g.add_argument(
+        f"--{prefix}milestones",
+        type=_milestones,
+        default=None,
+        help="LR milestones in epochs (default: 30/60/80%% of the epochs)",
+    )
     g.add_argument(f"--{prefix}gamma", type=float, default=0.2, help="LR factor at each milestone (default: 0.2)")
 
 
 def _add_softlabels(p: argparse.ArgumentParser, ae_epochs: int) -> None:
     g = p.add_argument_group("soft labels")
-    g.add_argument("--preset", choices=["calibrated", "paper"], default="paper",
-                   help="paper: the notebooks' boost and tau = 1 (default: best on validation, docs/RESULTS.md); "
-                        "calibrated: tau solved for a mean own-class probability of 0.3")
-    g.add_argument("--boost", type=float, default=None, help="diagonal boost b (default: the notebook value for the dataset)")
+    g.add_argument(
+        "--preset",
+        choices=["calibrated", "paper"],
+        default="paper",
+        help="paper: the notebooks' boost and tau = 1 (default: best on validation, docs/RESULTS.md); "
+        "calibrated: tau solved for a mean own-class probability of 0.3",
+    )
+    g.add_argument(
+        "--boost", type=float, default=None, help="diagonal boost b (default: the notebook value for the dataset)"
+    )
     cal = g.add_mutually_exclusive_group()
-    cal.add_argument("--soft-temperature", type=float, default=None, help="fixed softmax temperature tau of the soft labels")
-    cal.add_argument("--target-own-prob", type=float, default=None, help="solve tau so the mean own-class probability is this")
-    g.add_argument("--equalize-own-prob", action=argparse.BooleanOptionalAction, default=None,
-                   help="give every class exactly the target own-class probability, the rest in the softmax's proportions (default: the preset's)")
-    g.add_argument("--samples-per-class", type=int, default=None, help="similarity from k sampled images per class (notebooks: 40; default: all)")
+    cal.add_argument(
+        "--soft-temperature", type=float, default=None, help="fixed softmax temperature tau of the soft labels"
+    )
+    cal.add_argument(
+        "--target-own-prob", type=float, default=None, help="solve tau so the mean own-class probability is this"
+    )
+    g.add_argument(
+        "--equalize-own-prob",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="give every class exactly the target own-class probability, the rest in the softmax's proportions (default: the preset's)",
+    )
+    g.add_argument(
+        "--samples-per-class",
+        type=int,
+        default=None,
+        help="similarity from k sampled images per class (notebooks: 40; default: all)",
+    )
     g.add_argument("--augment-embeddings", action="store_true", help="embed augmented images, as the notebooks do")
     _add_optim(p, "ae-", ae_epochs, "autoencoder")
 
@@ -155,30 +212,61 @@ def _add_student(p: argparse.ArgumentParser, epochs: int) -> None:
     g.add_argument("--model", default="lenet5", help="student architecture (default: lenet5)")
     g.add_argument("--seed", type=int, default=0)
     m = p.add_argument_group("method parameters (default: the method's own, see docs/METHODS.md)")
-    m.add_argument("--alpha", type=float, default=None, help="weight of the soft-target term: in [0, 1] for KD-style methods (default 0.5), DKD's TCKD weight (default 1)")
+    m.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="weight of the soft-target term: in [0, 1] for KD-style methods (default 0.5), DKD's TCKD weight (default 1)",
+    )
     m.add_argument("-T", "--temperature", type=float, default=None, help="distillation temperature > 0 (default: 4)")
     m.add_argument("--beta", type=float, default=None, help="DKD: weight of the non-target term NCKD (default: 2)")
     m.add_argument("--ce-weight", type=float, default=None, help="DKD: weight of the cross-entropy term (default: 1)")
-    m.add_argument("--warmup-epochs", type=int, default=None, help="DKD: epochs of linear warm-up of the KD weight (default: 1/12 of the epochs, DKD's 20 of 240)")
+    m.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=None,
+        help="DKD: epochs of linear warm-up of the KD weight (default: 1/12 of the epochs, DKD's 20 of 240)",
+    )
     m.add_argument("--epsilon", type=float, default=None, help="ls: label-smoothing epsilon (default: 0.1)")
-    m.add_argument("--own-probability", type=float, default=None, help="tfkd-reg: the virtual teacher's own-class probability a (default: 0.9)")
+    m.add_argument(
+        "--own-probability",
+        type=float,
+        default=None,
+        help="tfkd-reg: the virtual teacher's own-class probability a (default: 0.9)",
+    )
     _add_optim(p, "", epochs, "student")
 
 
 def _add_engine(p: argparse.ArgumentParser, resumable: bool) -> None:
     r = p.add_argument_group("robustness and speed (docs/RESULTS.md has their measured effect)")
     if resumable:
-        r.add_argument("--resume", action="store_true",
-                       help="continue an interrupted run from the resume checkpoint in OUT.partial (same weights as an uninterrupted run)")
-    r.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="mixed precision autocast (fp16 on CUDA only; default: none)")
-    r.add_argument("--channels-last", action="store_true", help="channels_last memory format for the student and its inputs")
-    r.add_argument("--compile", action="store_true", help="torch.compile the student (the first epoch includes compile time)")
-    r.add_argument("--tensorboard", action="store_true", help="also log metrics to OUT/tensorboard (needs the tensorboard package)")
+        r.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue an interrupted run from the resume checkpoint in OUT.partial (same weights as an uninterrupted run)",
+        )
+    r.add_argument(
+        "--amp",
+        choices=["none", "bf16", "fp16"],
+        default="none",
+        help="mixed precision autocast (fp16 on CUDA only; default: none)",
+    )
+    r.add_argument(
+        "--channels-last", action="store_true", help="channels_last memory format for the student and its inputs"
+    )
+    r.add_argument(
+        "--compile", action="store_true", help="torch.compile the student (the first epoch includes compile time)"
+    )
+    r.add_argument(
+        "--tensorboard", action="store_true", help="also log metrics to OUT/tensorboard (needs the tensorboard package)"
+    )
     r.add_argument("--no-sync-bn", action="store_true", help="under torchrun, keep batch-norm statistics per process")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reffakd", description="Knowledge distillation with autoencoder soft labels (ReffAKD).")
+    parser = argparse.ArgumentParser(
+        prog="reffakd", description="Knowledge distillation with autoencoder soft labels (ReffAKD)."
+    )
     parser.add_argument("--version", action="version", version=f"reffakd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -200,16 +288,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one student")
     _add_out(p, "new run folder")
     _add_config(p)
-    p.add_argument("--method", choices=sorted(DISTILLERS), default="ce", help="training method (default: ce); docs/METHODS.md defines each")
-    p.add_argument("--soft-labels", help="soft_labels.safetensors made by `reffakd softlabels` (methods reffakd, dkd-aesl)")
-    p.add_argument("--teacher", help="a checkpoint made by `reffakd train` (methods kd, dkd; tfkd-self: a trained student)")
+    p.add_argument(
+        "--method",
+        choices=sorted(DISTILLERS),
+        default="ce",
+        help="training method (default: ce); docs/METHODS.md defines each",
+    )
+    p.add_argument(
+        "--soft-labels", help="soft_labels.safetensors made by `reffakd softlabels` (methods reffakd, dkd-aesl)"
+    )
+    p.add_argument(
+        "--teacher", help="a checkpoint made by `reffakd train` (methods kd, dkd; tfkd-self: a trained student)"
+    )
     _add_data(p)
     _add_student(p, 30)
     _add_engine(p, resumable=True)
 
     p = sub.add_parser("compare", help="methods x seeds side by side: accuracy and cost in one table (resumable)")
     _add_comparison(p, "comparison folder; run again with the same folder to resume")
-    p = sub.add_parser("sweep", help="a grid over any method parameter or optimiser key, one table sorted by validation accuracy (resumable)")
+    p = sub.add_parser(
+        "sweep",
+        help="a grid over any method parameter or optimiser key, one table sorted by validation accuracy (resumable)",
+    )
     _add_comparison(p, "sweep folder; run again with the same folder to resume")
 
     p = sub.add_parser("evaluate", help="top-1/top-5 of a checkpoint")
@@ -219,8 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print a command's resolved config as YAML, without running it")
     p.add_argument("action", choices=["show"])
-    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="COMMAND [OPTIONS]",
-                   help=f"one of {', '.join(CONFIG_COMMANDS)} and its options, --config included")
+    p.add_argument(
+        "rest",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND [OPTIONS]",
+        help=f"one of {', '.join(CONFIG_COMMANDS)} and its options, --config included",
+    )
     return parser
 
 
@@ -230,10 +334,16 @@ def _add_comparison(p: argparse.ArgumentParser, out_help: str) -> None:
 
     _add_out(p, out_help)
     _add_config(p)
-    p.add_argument("--preset", choices=list(PRESETS), default="cpu",
-                   help="settings to start from (default: cpu; docs/DATASETS.md lists them): "
-                        + "; ".join(f"{name}: {PRESET_HELP[name]}" for name in PRESETS))
-    p.add_argument("--spec", help="a JSON or YAML spec whose keys override the preset (docs/METHODS.md, docs/CONFIG.md)")
+    p.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="cpu",
+        help="settings to start from (default: cpu; docs/DATASETS.md lists them): "
+        + "; ".join(f"{name}: {PRESET_HELP[name]}" for name in PRESETS),
+    )
+    p.add_argument(
+        "--spec", help="a JSON or YAML spec whose keys override the preset (docs/METHODS.md, docs/CONFIG.md)"
+    )
     p.add_argument("--methods", type=_names, help=f"comma-separated, from: {', '.join(sorted(DISTILLERS))}")
     p.add_argument("--seeds", type=_ints, help="comma-separated student seeds, e.g. 0,1,2")
     p.add_argument("--epochs", type=int, help="student epochs")
@@ -242,11 +352,21 @@ def _add_comparison(p: argparse.ArgumentParser, out_help: str) -> None:
     p.add_argument("--teacher-epochs", type=int, help="epochs of the teacher trained for kd and dkd")
     p.add_argument("--soft-labels", help="use this soft_labels.safetensors instead of building one")
     p.add_argument("--ae-epochs", type=int, help="autoencoder epochs of the soft labels built for reffakd and dkd-aesl")
-    p.add_argument("--vary", type=_axis, action="append", metavar="KEY=V1,V2",
-                   help="a grid axis, e.g. alpha=0.1,0.5,0.9 (repeat for more): sets that key's values in the spec's grid, whose "
-                        f"methods default to the methods that run; keys: {', '.join((*METHOD_GRID_KEYS, *OPTIM_GRID_KEYS))}")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process with its share of the CPU "
-                                                        "threads, or its own GPU when several are visible (default: 1)")
+    p.add_argument(
+        "--vary",
+        type=_axis,
+        action="append",
+        metavar="KEY=V1,V2",
+        help="a grid axis, e.g. alpha=0.1,0.5,0.9 (repeat for more): sets that key's values in the spec's grid, whose "
+        f"methods default to the methods that run; keys: {', '.join((*METHOD_GRID_KEYS, *OPTIM_GRID_KEYS))}",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained at once, each in its own process with its share of the CPU "
+        "threads, or its own GPU when several are visible (default: 1)",
+    )
     _add_data(p, from_preset=True)
 
 
@@ -254,7 +374,16 @@ def _optim(args: argparse.Namespace, prefix: str = ""):
     from .engine import OptimConfig
 
     a = lambda name: getattr(args, prefix + name)  # noqa: E731
-    cfg = OptimConfig(a("epochs"), a("batch_size"), a("lr"), a("momentum"), a("weight_decay"), a("schedule"), a("milestones"), a("gamma"))
+    cfg = OptimConfig(
+        a("epochs"),
+        a("batch_size"),
+        a("lr"),
+        a("momentum"),
+        a("weight_decay"),
+        a("schedule"),
+        a("milestones"),
+        a("gamma"),
+    )
     cfg.validate()
     return cfg
 
@@ -262,8 +391,17 @@ def _optim(args: argparse.Namespace, prefix: str = ""):
 def _data_cfg(args: argparse.Namespace):
     from .pipeline import DataConfig
 
-    return DataConfig(args.dataset, args.data_dir, args.val_size, args.split_seed, not args.no_download,
-                      image_size=args.image_size, test_dir=args.test_dir, test_fraction=args.test_fraction, streaming=args.streaming)
+    return DataConfig(
+        args.dataset,
+        args.data_dir,
+        args.val_size,
+        args.split_seed,
+        not args.no_download,
+        image_size=args.image_size,
+        test_dir=args.test_dir,
+        test_fraction=args.test_fraction,
+        streaming=args.streaming,
+    )
 
 
 def _soft_cfg(args: argparse.Namespace):
@@ -281,7 +419,9 @@ def _soft_cfg(args: argparse.Namespace):
     cal.validate()
     if args.samples_per_class is not None and args.samples_per_class < 2:
         raise ReffAKDError(f"--samples-per-class {args.samples_per_class} is out of range: it must be at least 2")
-    return SoftLabelConfig(cal, args.preset, _optim(args, "ae_"), args.samples_per_class, args.augment_embeddings, args.seed)
+    return SoftLabelConfig(
+        cal, args.preset, _optim(args, "ae_"), args.samples_per_class, args.augment_embeddings, args.seed
+    )
 
 
 METHOD_FLAGS = ("beta", "ce_weight", "warmup_epochs", "epsilon", "own_probability")
@@ -296,13 +436,20 @@ def _student_cfg(args: argparse.Namespace, method: str, with_method_flags: bool 
         raise ReffAKDError(f"unknown model {args.model!r}; available: {', '.join(available_models())}")
     flags = {k: getattr(args, k) for k in ("alpha", "temperature", *METHOD_FLAGS)} if with_method_flags else {}
     params = {k: v for k, v in flags.items() if k not in ("alpha", "temperature") and v is not None}
-    cfg = StudentConfig(method, args.model, _optim(args), flags.get("alpha"), flags.get("temperature"), args.seed, params)
+    cfg = StudentConfig(
+        method, args.model, _optim(args), flags.get("alpha"), flags.get("temperature"), args.seed, params
+    )
     cfg.validate()
     return cfg
 
 
-def _check_input_size(models: Sequence[str], autoencoder: bool, dataset: str | None, image_size: int | None,
-                      splits: DataSplits | None = None) -> None:
+def _check_input_size(
+    models: Sequence[str],
+    autoencoder: bool,
+    dataset: str | None,
+    image_size: int | None,
+    splits: DataSplits | None = None,
+) -> None:
     """Refuse a model (or the soft labels' autoencoder) that cannot take the input size, before any folder exists.
 
     Without ``splits`` (before loading) the size is ``--image-size`` or the dataset loader's default
@@ -334,13 +481,21 @@ def _check_input_size(models: Sequence[str], autoencoder: bool, dataset: str | N
             try:
                 ConvAutoencoder(channels, size)
             except ReffAKDError as exc:
-                raise ReffAKDError(f"{exc} ({where}); the soft labels need it: choose an --image-size that is a multiple of 8") from None
+                raise ReffAKDError(
+                    f"{exc} ({where}); the soft labels need it: choose an --image-size that is a multiple of 8"
+                ) from None
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     """The training engine's robustness and speed options (docs/CONFIG.md, docs/RESULTS.md for their measured effect)."""
-    return {"resume": getattr(args, "resume", False), "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile,
-            "tensorboard": args.tensorboard, "sync_batchnorm": not args.no_sync_bn}
+    return {
+        "resume": getattr(args, "resume", False),
+        "amp": args.amp,
+        "channels_last": args.channels_last,
+        "compile": args.compile,
+        "tensorboard": args.tensorboard,
+        "sync_batchnorm": not args.no_sync_bn,
+    }
 
 
 def _start_output(out: str, resume: bool) -> None:
@@ -349,7 +504,9 @@ def _start_output(out: str, resume: bool) -> None:
 
     check_new_run_dir(out)
     if resume and not (partial_path(Path(out)) / "resume.json").is_file():
-        raise ReffAKDError(f"--resume: no interrupted run to continue at {partial_path(Path(out))} (no resume.json); run without --resume to start it")
+        raise ReffAKDError(
+            f"--resume: no interrupted run to continue at {partial_path(Path(out))} (no resume.json); run without --resume to start it"
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -357,7 +514,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .rundir import check_new_run_dir, staged_run_dir
 
     soft_cfg = _soft_cfg(args)
-    students = {"ce": _student_cfg(args, "ce", with_method_flags=False), f"reffakd-{args.preset}": _student_cfg(args, "reffakd")}
+    students = {
+        "ce": _student_cfg(args, "ce", with_method_flags=False),
+        f"reffakd-{args.preset}": _student_cfg(args, "reffakd"),
+    }
     device = pick_device(args.device)
     check_new_run_dir(args.out)
     _check_input_size([args.model], True, args.dataset, args.image_size)
@@ -368,7 +528,16 @@ def cmd_run(args: argparse.Namespace) -> None:
     _check_input_size([args.model], True, args.dataset, args.image_size, splits)
     with staged_run_dir(args.out) as run_dir:
         log.attach(run_dir, args)
-        run_pipeline(splits, soft_cfg, students, run_dir, device=device, progress=not args.no_progress, log=log, **_engine_options(args))
+        run_pipeline(
+            splits,
+            soft_cfg,
+            students,
+            run_dir,
+            device=device,
+            progress=not args.no_progress,
+            log=log,
+            **_engine_options(args),
+        )
     print(f"run folder: {args.out}")
 
 
@@ -401,7 +570,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = _student_cfg(args, args.method)
     needs = get_method(args.method).needs
     soft = soft_cost = None
-    for flag, value, wanted in (("--soft-labels", args.soft_labels, "soft_labels"), ("--teacher", args.teacher, "teacher")):
+    for flag, value, wanted in (
+        ("--soft-labels", args.soft_labels, "soft_labels"),
+        ("--teacher", args.teacher, "teacher"),
+    ):
         if value and needs != wanted:
             users = ", ".join(sorted(n for n, m in DISTILLERS.items() if m.needs == wanted))
             raise ReffAKDError(f"{flag} is used only by methods {users}, not {args.method}")
@@ -429,8 +601,18 @@ def cmd_train(args: argparse.Namespace) -> None:
         if main_process:
             log.attach(run_dir, args)  # type: ignore[union-attr]
         distributed.barrier()
-        train_student(splits, cfg, run_dir, device=device, soft_labels=soft, soft_target_cost=soft_cost, teacher=teacher,
-                      progress=not args.no_progress, log=log, **_engine_options(args))
+        train_student(
+            splits,
+            cfg,
+            run_dir,
+            device=device,
+            soft_labels=soft,
+            soft_target_cost=soft_cost,
+            teacher=teacher,
+            progress=not args.no_progress,
+            log=log,
+            **_engine_options(args),
+        )
         distributed.barrier()
     if main_process:
         print(f"run folder: {args.out}")
@@ -445,17 +627,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     model, meta = load_model(args.checkpoint)
     splits = load_splits(_data_cfg(args), log=lambda line: None)
     if list(splits.class_names) != list(meta["class_names"]):
-        raise ReffAKDError(f"checkpoint {args.checkpoint} was trained on classes {meta['class_names'][:4]}..., not on {args.dataset}'s {list(splits.class_names)[:4]}...")
+        raise ReffAKDError(
+            f"checkpoint {args.checkpoint} was trained on classes {meta['class_names'][:4]}..., not on {args.dataset}'s {list(splits.class_names)[:4]}..."
+        )
     if [splits.in_channels, *splits.image_size] != [meta["in_channels"], *meta["image_size"]]:
-        raise ReffAKDError(f"checkpoint {args.checkpoint} expects {meta['in_channels']}x{meta['image_size'][0]}x{meta['image_size'][1]} inputs, the dataset gives {splits.in_channels}x{splits.image_size[0]}x{splits.image_size[1]}")
+        raise ReffAKDError(
+            f"checkpoint {args.checkpoint} expects {meta['in_channels']}x{meta['image_size'][0]}x{meta['image_size'][1]} inputs, the dataset gives {splits.in_channels}x{splits.image_size[0]}x{splits.image_size[1]}"
+        )
     split = splits.test if args.split == "test" else splits.val
-    result = evaluate(model.to(device), make_batches(split, EVAL_BATCH_SIZE, normalize=(meta["mean"], meta["std"]), device=device))
+    result = evaluate(
+        model.to(device), make_batches(split, EVAL_BATCH_SIZE, normalize=(meta["mean"], meta["std"]), device=device)
+    )
     print(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "epoch": meta.get("epoch"), **result}))
 
 
 def _merge_spec_section(key: str, current, value):
     """A spec file's section updates the preset's, key by key; a teacher checkpoint or a soft-label path replaces it."""
-    if not isinstance(value, dict) or not isinstance(current, dict) or key not in ("data", "student", "teacher", "soft_labels"):
+    if (
+        not isinstance(value, dict)
+        or not isinstance(current, dict)
+        or key not in ("data", "student", "teacher", "soft_labels")
+    ):
         return value
     if (key == "teacher" and "checkpoint" in value) or (key == "soft_labels" and "path" in value):
         return value
@@ -493,9 +685,17 @@ def compare_spec(args: argparse.Namespace):
                 raise unknown_key(where, key, spec)
             spec[key] = _merge_spec_section(key, spec[key], value)
     # Data flags apply when given; otherwise the preset's (or the spec file's) data stays.
-    flags = {"dataset": args.dataset, "data_dir": args.data_dir, "val_size": args.val_size, "split_seed": args.split_seed,
-             "image_size": args.image_size, "test_dir": args.test_dir, "test_fraction": args.test_fraction, "streaming": args.streaming,
-             "download": False if args.no_download else None}
+    flags = {
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "val_size": args.val_size,
+        "split_seed": args.split_seed,
+        "image_size": args.image_size,
+        "test_dir": args.test_dir,
+        "test_fraction": args.test_fraction,
+        "streaming": args.streaming,
+        "download": False if args.no_download else None,
+    }
     spec["data"] = {**spec["data"], **{k: v for k, v in flags.items() if v is not None}}
     for key, value in (("methods", args.methods), ("seeds", args.seeds)):
         if value is not None:
@@ -505,12 +705,18 @@ def compare_spec(args: argparse.Namespace):
     if args.teacher:
         spec["teacher"] = {"checkpoint": args.teacher}
     elif args.teacher_model or args.teacher_epochs is not None:
-        spec["teacher"] = {**spec["teacher"], **({"model": args.teacher_model} if args.teacher_model else {}),
-                           **({"epochs": args.teacher_epochs, "milestones": None} if args.teacher_epochs is not None else {})}
+        spec["teacher"] = {
+            **spec["teacher"],
+            **({"model": args.teacher_model} if args.teacher_model else {}),
+            **({"epochs": args.teacher_epochs, "milestones": None} if args.teacher_epochs is not None else {}),
+        }
     if args.soft_labels:
         spec["soft_labels"] = {"path": args.soft_labels}
     elif args.ae_epochs is not None:
-        spec["soft_labels"] = {**spec["soft_labels"], "autoencoder": {**spec["soft_labels"].get("autoencoder", {}), "epochs": args.ae_epochs, "milestones": None}}
+        spec["soft_labels"] = {
+            **spec["soft_labels"],
+            "autoencoder": {**spec["soft_labels"].get("autoencoder", {}), "epochs": args.ae_epochs, "milestones": None},
+        }
     where = cfg.where if cfg is not None else f"--spec {args.spec}" if args.spec else f"preset {args.preset}"
     vary = getattr(args, "vary", None)
     if vary:
@@ -519,8 +725,11 @@ def compare_spec(args: argparse.Namespace):
         if twice:
             raise ReffAKDError(f"--vary {twice[0]} is given twice; give each key once with all its values")
         grid = spec.get("grid")
-        valid_grid = isinstance(grid, dict) and isinstance(grid.get("methods"), list) and (
-            isinstance(grid.get("params"), dict) or {"alpha", "temperature"} <= set(grid))
+        valid_grid = (
+            isinstance(grid, dict)
+            and isinstance(grid.get("methods"), list)
+            and (isinstance(grid.get("params"), dict) or {"alpha", "temperature"} <= set(grid))
+        )
         methods, axes, _ = grid_axes(grid) if valid_grid else (list(spec["methods"]), {}, False)
         spec["grid"] = {"methods": methods, "params": {**axes, **dict(vary)}}
     return CompareSpec.from_dict(spec, where)
@@ -534,12 +743,16 @@ def _check_comparison(args: argparse.Namespace, spec: Any) -> None:
         raise ReffAKDError(f"--jobs {args.jobs} is out of range: it must be at least 1")
     if args.command == "sweep":
         if spec.grid is None:
-            raise ReffAKDError("sweep needs a grid: give grid: {methods: [...], params: {KEY: [values]}} in --config or --spec, "
-                               "or --vary KEY=V1,V2 (docs/CONFIG.md)")
+            raise ReffAKDError(
+                "sweep needs a grid: give grid: {methods: [...], params: {KEY: [values]}} in --config or --spec, "
+                "or --vary KEY=V1,V2 (docs/CONFIG.md)"
+            )
         methods = grid_axes(spec.grid)[0]
         if not set(methods) & set(spec.methods):
-            raise ReffAKDError(f"sweep: none of the grid's methods ({', '.join(methods)}) is among the methods that run "
-                               f"({', '.join(spec.methods)}); add them to methods")
+            raise ReffAKDError(
+                f"sweep: none of the grid's methods ({', '.join(methods)}) is among the methods that run "
+                f"({', '.join(spec.methods)}); add them to methods"
+            )
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -562,18 +775,48 @@ def cmd_compare(args: argparse.Namespace) -> None:
     _check_input_size(models, building_soft_labels, data.dataset, data.image_size, splits)
     sweep = args.command == "sweep"
     report = (lambda out: write_sweep_report(out, ALL_METHODS)) if sweep else compare_report
-    run_compare(spec, args.out, splits, device=device, progress=not args.no_progress, log=print, jobs=args.jobs, report=report,
-                config_yaml=config_text(args, spec))
-    print(f"{'sweep' if sweep else 'comparison'} folder: {args.out} "
-          + ("(sweep.md, sweep.csv)" if sweep else "(results.md, results.csv, accuracy_vs_cost.png)"))
+    run_compare(
+        spec,
+        args.out,
+        splits,
+        device=device,
+        progress=not args.no_progress,
+        log=print,
+        jobs=args.jobs,
+        report=report,
+        config_yaml=config_text(args, spec),
+    )
+    print(
+        f"{'sweep' if sweep else 'comparison'} folder: {args.out} "
+        + ("(sweep.md, sweep.csv)" if sweep else "(results.md, results.csv, accuracy_vs_cost.png)")
+    )
 
 
 # --------------------------------------------------------------------------- config files
 
 CONFIG_COMMANDS = ("run", "softlabels", "train", "compare", "sweep")
 # compare/sweep options folded into the spec: the saved config holds the spec's sections instead.
-SPEC_FLAGS = ("spec", "methods", "seeds", "epochs", "teacher", "teacher_model", "teacher_epochs", "soft_labels", "ae_epochs", "vary",
-              "dataset", "data_dir", "image_size", "test_dir", "test_fraction", "streaming", "val_size", "split_seed", "no_download")
+SPEC_FLAGS = (
+    "spec",
+    "methods",
+    "seeds",
+    "epochs",
+    "teacher",
+    "teacher_model",
+    "teacher_epochs",
+    "soft_labels",
+    "ae_epochs",
+    "vary",
+    "dataset",
+    "data_dir",
+    "image_size",
+    "test_dir",
+    "test_fraction",
+    "streaming",
+    "val_size",
+    "split_seed",
+    "no_download",
+)
 
 
 def _spec_sections() -> tuple[str, ...]:
@@ -623,9 +866,15 @@ def config_text(args: argparse.Namespace, spec: Any = None) -> str:
 
     argv = getattr(args, "argv", None)
     argv = list(argv) if argv is not None else [args.command, *sys.argv[2:]]
-    again = "the same out: resumes" if args.command in ("compare", "sweep") else "give --out NEW: a run folder is never reused"
-    header = [f"reffakd {__version__}: resolved config of `reffakd {shlex.join(argv)}`",
-              f"run it again with: reffakd {args.command} --config THIS_FILE ({again})"]
+    again = (
+        "the same out: resumes"
+        if args.command in ("compare", "sweep")
+        else "give --out NEW: a run folder is never reused"
+    )
+    header = [
+        f"reffakd {__version__}: resolved config of `reffakd {shlex.join(argv)}`",
+        f"run it again with: reffakd {args.command} --config THIS_FILE ({again})",
+    ]
     return to_yaml(resolved_config(args, spec), header)
 
 
@@ -649,7 +898,9 @@ def cmd_config(args: argparse.Namespace) -> None:
     """``reffakd config show COMMAND [OPTIONS]``: print what COMMAND would run with; writes nothing."""
     if not args.rest or args.rest[0] not in CONFIG_COMMANDS:
         got = f" {args.rest[0]!r}" if args.rest else ""
-        raise ReffAKDError(f"config show needs a command{got}: one of {', '.join(CONFIG_COMMANDS)}, e.g. reffakd config show train --config my.yaml")
+        raise ReffAKDError(
+            f"config show needs a command{got}: one of {', '.join(CONFIG_COMMANDS)}, e.g. reffakd config show train --config my.yaml"
+        )
     inner = parse_command(args.rest, require=False)
     spec = _check_command(inner)
     print(config_text(inner, spec), end="")
@@ -668,14 +919,23 @@ def parse_command(argv: Sequence[str], require: bool = True) -> argparse.Namespa
     if getattr(args, "config", None):
         apply_config_file(args, parser, argv)
     sub = subparser(parser, args.command)
-    missing = [f"--{d.replace('_', '-')}" for d in getattr(sub, "config_required", ()) if getattr(args, d, None) is None]
+    missing = [
+        f"--{d.replace('_', '-')}" for d in getattr(sub, "config_required", ()) if getattr(args, d, None) is None
+    ]
     if require and missing:
         sub.error(f"the following arguments are required: {', '.join(missing)} (on the command line or in --config)")
     return args
 
 
-COMMANDS = {"run": cmd_run, "softlabels": cmd_softlabels, "train": cmd_train, "compare": cmd_compare, "sweep": cmd_compare,
-            "evaluate": cmd_evaluate, "config": cmd_config}
+COMMANDS = {
+    "run": cmd_run,
+    "softlabels": cmd_softlabels,
+    "train": cmd_train,
+    "compare": cmd_compare,
+    "sweep": cmd_compare,
+    "evaluate": cmd_evaluate,
+    "config": cmd_config,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,9 +25,10 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -39,7 +40,14 @@ from .io import read_json, write_json, write_text_atomic
 from .pipeline import DataConfig, StudentConfig, train_student
 from .reports.compare_report import write_compare_report
 from .rundir import staged_run_dir
-from .softlabels import SOFT_LABELS_FILE, Calibration, SoftLabelConfig, SoftLabels, build_soft_labels, read_soft_label_cost
+from .softlabels import (
+    SOFT_LABELS_FILE,
+    Calibration,
+    SoftLabelConfig,
+    SoftLabels,
+    build_soft_labels,
+    read_soft_label_cost,
+)
 from .teachers import TeacherNetwork, load_teacher
 
 ALL_METHODS = ("ce", "ls", "tfkd-reg", "tfkd-self", "kd", "dkd", "dkd-aesl", "reffakd")
@@ -109,9 +117,12 @@ class RunItem:
 
 
 def _number_list(value: Any) -> bool:
-    return (isinstance(value, list) and bool(value)
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-            and len(set(value)) == len(value))
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        and len(set(value)) == len(value)
+    )
 
 
 YAML_NUMBER_HINT = " (YAML reads 1e-3 or 1.5e4 as text: write 1.0e-3 or 1.5e+4)"
@@ -123,7 +134,11 @@ def _is_number(value: Any) -> bool:
 
 def _hint(value: Any) -> str:
     """Point at YAML 1.1's rule when a number like 1e-3 (no dot) arrived as text."""
-    return YAML_NUMBER_HINT if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()) else ""
+    return (
+        YAML_NUMBER_HINT
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip())
+        else ""
+    )
 
 
 def _fits(value: Any, tp: Any) -> bool:
@@ -172,7 +187,9 @@ def _resolve_lr(section: dict[str, Any], what: str) -> float:
     """
     rule = section.get("lr_rule")
     if not isinstance(rule, dict) or "default" not in rule:
-        raise ReffAKDError(f"{what} lr is null and no lr_rule ({{\"default\": LR, MODEL: LR}}) gives one; set lr to a number")
+        raise ReffAKDError(
+            f'{what} lr is null and no lr_rule ({{"default": LR, MODEL: LR}}) gives one; set lr to a number'
+        )
     lr = rule.get(section.get("model"), rule["default"])
     if not isinstance(lr, (int, float)) or isinstance(lr, bool):
         raise ReffAKDError(f"{what} lr_rule gives {lr!r} for model {section.get('model')!r}; expected a number")
@@ -189,15 +206,19 @@ class CompareSpec:
     student: dict[str, Any] = field(default_factory=lambda: {"model": "lenet5", **asdict(OptimConfig(epochs=10))})
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     # {"checkpoint": PATH} or {"model": NAME, "seed": S, **optimiser}: trained once into <out>/teacher
-    teacher: dict[str, Any] = field(default_factory=lambda: {"model": "resnet8", "seed": 0, **asdict(OptimConfig(epochs=10))})
+    teacher: dict[str, Any] = field(
+        default_factory=lambda: {"model": "resnet8", "seed": 0, **asdict(OptimConfig(epochs=10))}
+    )
     # {"path": PATH} or {"preset": NAME, "seed": S, "autoencoder": {**optimiser}}: built once into <out>/softlabels
-    soft_labels: dict[str, Any] = field(default_factory=lambda: {"preset": "paper", "seed": 0, "autoencoder": asdict(OptimConfig(epochs=5))})
+    soft_labels: dict[str, Any] = field(
+        default_factory=lambda: {"preset": "paper", "seed": 0, "autoencoder": asdict(OptimConfig(epochs=5))}
+    )
     # {"methods": [...], "params": {KEY: [values], ...}} (or the older {"methods", "alpha", "temperature"}):
     # each listed method that runs, runs once per combination and seed as a variant (``variant_name``); null: no grid
     grid: dict[str, Any] | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str) -> "CompareSpec":
+    def from_dict(cls, data: dict[str, Any], where: str) -> CompareSpec:
         if not isinstance(data, dict):
             raise ReffAKDError(f"{where}: a comparison spec is a JSON object, got {type(data).__name__}")
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
@@ -206,7 +227,11 @@ class CompareSpec:
         spec = cls()
         for key, value in data.items():
             default = getattr(spec, key)
-            if isinstance(default, dict) and isinstance(value, dict) and key not in ("teacher", "soft_labels", "method_params"):
+            if (
+                isinstance(default, dict)
+                and isinstance(value, dict)
+                and key not in ("teacher", "soft_labels", "method_params")
+            ):
                 value = {**default, **value}
             setattr(spec, key, value)
         spec.validate(where)
@@ -233,7 +258,9 @@ class CompareSpec:
             raise ReffAKDError(f"{where}: methods and seeds must not repeat")
         for m, params in self.method_params.items():
             if m not in DISTILLERS or not isinstance(params, dict):
-                raise ReffAKDError(f"{where}: method_params must map method names to objects; {m!r} is not a method or its value not an object")
+                raise ReffAKDError(
+                    f"{where}: method_params must map method names to objects; {m!r} is not a method or its value not an object"
+                )
             for key, value in params.items():
                 if value is not None and not _is_number(value):
                     raise ReffAKDError(f"{where}: method_params {m} {key} {value!r} must be a number{_hint(value)}")
@@ -249,7 +276,9 @@ class CompareSpec:
                 from .models import available_models
 
                 if self.teacher.get("model") not in available_models():
-                    raise ReffAKDError(f"{where}: teacher model {self.teacher.get('model')!r} is unknown; available: {', '.join(available_models())}")
+                    raise ReffAKDError(
+                        f"{where}: teacher model {self.teacher.get('model')!r} is unknown; available: {', '.join(available_models())}"
+                    )
         if self._needs("soft_labels") and "path" not in self.soft_labels:
             self.soft_label_config()
 
@@ -259,30 +288,52 @@ class CompareSpec:
         g = self.grid
         if not isinstance(g, dict) or set(g) not in (set(GRID_KEYS), set(LEGACY_GRID_KEYS)):
             got = sorted(g) if isinstance(g, dict) else type(g).__name__
-            raise ReffAKDError(f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)} "
-                               f"(or the older {', '.join(LEGACY_GRID_KEYS)}), or null; got {got}")
-        if not isinstance(g["methods"], list) or not g["methods"] or not all(isinstance(m, str) for m in g["methods"]) or len(set(g["methods"])) != len(g["methods"]):
-            raise ReffAKDError(f"{where}: grid methods must be a non-empty list of distinct method names, got {g['methods']!r}")
+            raise ReffAKDError(
+                f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)} "
+                f"(or the older {', '.join(LEGACY_GRID_KEYS)}), or null; got {got}"
+            )
+        if (
+            not isinstance(g["methods"], list)
+            or not g["methods"]
+            or not all(isinstance(m, str) for m in g["methods"])
+            or len(set(g["methods"])) != len(g["methods"])
+        ):
+            raise ReffAKDError(
+                f"{where}: grid methods must be a non-empty list of distinct method names, got {g['methods']!r}"
+            )
         for m in g["methods"]:
             get_method(m)
         if "params" in g and (not isinstance(g["params"], dict) or not g["params"]):
-            raise ReffAKDError(f"{where}: grid params must map keys to lists of values, e.g. {{alpha: [0.1, 0.5], lr: [0.05, 0.1]}}; got {g['params']!r}")
+            raise ReffAKDError(
+                f"{where}: grid params must map keys to lists of values, e.g. {{alpha: [0.1, 0.5], lr: [0.05, 0.1]}}; got {g['params']!r}"
+            )
         methods, axes, legacy = grid_axes(g)
         allowed = (*METHOD_GRID_KEYS, *OPTIM_GRID_KEYS)
         for key, values in axes.items():
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
-                raise ReffAKDError(f"{where}: grid key {key!r} cannot vary{f' (did you mean {close[0]!r}?)' if close else ''}; allowed: {', '.join(allowed)}")
+                raise ReffAKDError(
+                    f"{where}: grid key {key!r} cannot vary{f' (did you mean {close[0]!r}?)' if close else ''}; allowed: {', '.join(allowed)}"
+                )
             if key == "schedule":
-                ok = isinstance(values, list) and bool(values) and all(isinstance(v, str) for v in values) and len(set(values)) == len(values)
+                ok = (
+                    isinstance(values, list)
+                    and bool(values)
+                    and all(isinstance(v, str) for v in values)
+                    and len(set(values)) == len(values)
+                )
             else:
                 ok = _number_list(values) and (key not in INT_GRID_KEYS or all(isinstance(v, int) for v in values))
             if not ok:
                 kind = "names" if key == "schedule" else "integers" if key in INT_GRID_KEYS else "finite numbers"
                 text = next((v for v in values if isinstance(v, str)), None) if isinstance(values, list) else None
-                raise ReffAKDError(f"{where}: grid {key} must be a non-empty list of distinct {kind}, got {values!r}{_hint(text)}")
+                raise ReffAKDError(
+                    f"{where}: grid {key} must be a non-empty list of distinct {kind}, got {values!r}{_hint(text)}"
+                )
         if "tfkd-self" in self.methods and "ce" in methods:
-            raise ReffAKDError(f"{where}: tfkd-self distils the plain ce run of its seed; leave ce out of the grid methods")
+            raise ReffAKDError(
+                f"{where}: tfkd-self distils the plain ce run of its seed; leave ce out of the grid methods"
+            )
         for m in methods:
             for point in grid_points(g):
                 try:  # a method without a varied parameter, or a value out of range, is refused here
@@ -291,8 +342,10 @@ class CompareSpec:
                     raise ReffAKDError(f"{where}: grid point {variant_name(m, point, legacy)}: {exc}") from None
         names = [folder_name(variant_name(m, p, legacy)) for m in methods for p in grid_points(g)]
         if len(set(names)) != len(names):
-            raise ReffAKDError(f"{where}: grid values too close to tell apart in run names (6 significant digits): "
-                               + " x ".join(str(v) for v in axes.values()))
+            raise ReffAKDError(
+                f"{where}: grid values too close to tell apart in run names (6 significant digits): "
+                + " x ".join(str(v) for v in axes.values())
+            )
 
     def _needs(self, what: str) -> set[str]:
         return {m for m in self.methods if get_method(m).needs == what}
@@ -318,19 +371,34 @@ class CompareSpec:
         try:
             return DataConfig(**self.data)
         except TypeError as exc:
-            raise ReffAKDError(f"data settings are malformed ({exc}); allowed keys: {', '.join(DataConfig.__dataclass_fields__)}") from None
+            raise ReffAKDError(
+                f"data settings are malformed ({exc}); allowed keys: {', '.join(DataConfig.__dataclass_fields__)}"
+            ) from None
 
-    def student_config(self, method: str, seed: int, alpha: float | None = None, temperature: float | None = None,
-                       *, point: Mapping[str, Any] | None = None) -> StudentConfig:
+    def student_config(
+        self,
+        method: str,
+        seed: int,
+        alpha: float | None = None,
+        temperature: float | None = None,
+        *,
+        point: Mapping[str, Any] | None = None,
+    ) -> StudentConfig:
         """One run's config; a grid ``point`` (or ``alpha``/``temperature``) overrides ``method_params`` and the
         student's optimiser. A point that sets epochs drops the section's milestones for the default fractions."""
-        point = {**(point or {}), **({"alpha": alpha} if alpha is not None else {}), **({"temperature": temperature} if temperature is not None else {})}
+        point = {
+            **(point or {}),
+            **({"alpha": alpha} if alpha is not None else {}),
+            **({"temperature": temperature} if temperature is not None else {}),
+        }
         params = {**self.method_params.get(method, {}), **{k: v for k, v in point.items() if k in METHOD_GRID_KEYS}}
         alpha, temperature = params.pop("alpha", None), params.pop("temperature", None)
         student = {**self.student, **{k: v for k, v in point.items() if k in OPTIM_GRID_KEYS}}
         if "epochs" in point:
             student["milestones"] = None
-        cfg = StudentConfig(method, student.get("model", "lenet5"), self.optim(student, "student"), alpha, temperature, seed, params)
+        cfg = StudentConfig(
+            method, student.get("model", "lenet5"), self.optim(student, "student"), alpha, temperature, seed, params
+        )
         method_params(method, {**params, "alpha": alpha, "temperature": temperature})
         return cfg
 
@@ -346,8 +414,14 @@ class CompareSpec:
                 if key == "target_own_probability":
                     cal.temperature = None
         cal.validate()
-        return SoftLabelConfig(cal, s.get("preset", "paper"), self.optim(s.get("autoencoder", {}), "autoencoder"),
-                               s.get("samples_per_class"), bool(s.get("augment_embeddings", False)), int(s.get("seed", 0)))
+        return SoftLabelConfig(
+            cal,
+            s.get("preset", "paper"),
+            self.optim(s.get("autoencoder", {}), "autoencoder"),
+            s.get("samples_per_class"),
+            bool(s.get("augment_embeddings", False)),
+            int(s.get("seed", 0)),
+        )
 
     def method_order(self) -> list[str]:
         """The methods in the order they run: CE first, because tfkd-self distils the CE student of its seed."""
@@ -363,7 +437,11 @@ class CompareSpec:
         items: list[RunItem] = []
         for method in self.method_order():
             if method in methods:
-                items += [RunItem(variant_name(method, p, legacy), method, s, tuple(p.items())) for p in points for s in self.seeds]
+                items += [
+                    RunItem(variant_name(method, p, legacy), method, s, tuple(p.items()))
+                    for p in points
+                    for s in self.seeds
+                ]
             else:
                 items += [RunItem(method, method, s) for s in self.seeds]
         return items
@@ -372,17 +450,28 @@ class CompareSpec:
 def paper_optim(epochs: int = 200) -> dict[str, Any]:
     """The notebooks' optimiser for students and the autoencoder: SGD lr 0.1, momentum 0.9, wd 5e-4,
     batch 128, 200 epochs, LR x0.2 at epochs 60/120/160."""
-    return asdict(OptimConfig(epochs=epochs, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, milestones=(60, 120, 160), gamma=0.2))
+    return asdict(
+        OptimConfig(
+            epochs=epochs, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, milestones=(60, 120, 160), gamma=0.2
+        )
+    )
 
 
 def kd_protocol_optim() -> dict[str, Any]:
     """The common CIFAR-100 KD protocol (CRD, DKD): 240 epochs, batch 64, lr 0.05, x0.1 at 150/180/210, wd 5e-4."""
-    return asdict(OptimConfig(epochs=240, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4, milestones=(150, 180, 210), gamma=0.1))
+    return asdict(
+        OptimConfig(
+            epochs=240, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4, milestones=(150, 180, 210), gamma=0.1
+        )
+    )
 
 
 # The paper's sweep: T in {20, 10, 5, 1} x alpha in {0.1, ..., 0.9}, for ReffAKD.
-PAPER_GRID: dict[str, list[Any]] = {"methods": ["reffakd"], "alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-                                    "temperature": [20.0, 10.0, 5.0, 1.0]}
+PAPER_GRID: dict[str, list[Any]] = {
+    "methods": ["reffakd"],
+    "alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+    "temperature": [20.0, 10.0, 5.0, 1.0],
+}
 # The common protocol's learning rate: 0.05, but 0.01 for the light students (CRD's rule).
 KD_CIFAR100_LR_RULE = {"default": 0.05, "mobilenetv2": 0.01, "shufflenetv1": 0.01, "shufflenetv2": 0.01}
 
@@ -405,8 +494,12 @@ def kd_cifar100_preset() -> CompareSpec:
         student={"model": "resnet8x4", **kd_protocol_optim(), "lr": None, "lr_rule": dict(KD_CIFAR100_LR_RULE)},
         teacher={"model": "resnet32x4", "seed": 0, **kd_protocol_optim()},
         soft_labels={"preset": "paper", "seed": 0, "autoencoder": paper_optim()},
-        method_params={"kd": {"alpha": 0.9, "temperature": 4.0}, "reffakd": {"alpha": 0.9, "temperature": 4.0},
-                       "dkd": {"beta": 8.0}, "dkd-aesl": {"beta": 8.0}},
+        method_params={
+            "kd": {"alpha": 0.9, "temperature": 4.0},
+            "reffakd": {"alpha": 0.9, "temperature": 4.0},
+            "dkd": {"beta": 8.0},
+            "dkd-aesl": {"beta": 8.0},
+        },
     )
 
 
@@ -424,12 +517,12 @@ PRESETS: dict[str, Callable[[], CompareSpec]] = {
 PRESET_HELP = {
     "cpu": "Fashion-MNIST, LeNet-5 10 epochs, ResNet-8 teacher 10 epochs, autoencoder 5 epochs, no grid (CPU scale)",
     "paper-fashion-mnist": "Fashion-MNIST, LeNet-5 student, ResNet-18 teacher, 200 epochs each (SGD 0.1, x0.2 at 60/120/160), "
-                           "autoencoder 200 epochs, ReffAKD over the grid alpha 0.1..0.9 x T 20/10/5/1",
+    "autoencoder 200 epochs, ReffAKD over the grid alpha 0.1..0.9 x T 20/10/5/1",
     "paper": "alias of paper-fashion-mnist",
     "paper-cifar100": "as paper-fashion-mnist on CIFAR-100 with a ResNet-18 student and a ResNet-50 teacher",
     "paper-tinyimagenet": "as paper-cifar100 on Tiny ImageNet (64x64; give --data-dir)",
     "kd-cifar100": "CIFAR-100, resnet32x4 -> resnet8x4, 240 epochs, batch 64, lr 0.05 (0.01 for mobilenetv2/shufflenets), "
-                   "x0.1 at 150/180/210; KD alpha 0.9 T 4, DKD beta 8",
+    "x0.1 at 150/180/210; KD alpha 0.9 T 4, DKD beta 8",
 }
 
 
@@ -454,8 +547,10 @@ def check_resumable(out: Path, spec: CompareSpec) -> None:
     now = json.loads(json.dumps(spec.to_dict()))
     for key in now:
         if key not in GROWABLE and _without_unset(saved.get(key)) != _without_unset(now[key]):
-            raise ReffAKDError(f"{out} was started with another {key!r} ({json.dumps(saved.get(key))[:120]}); "
-                               f"resume with the same settings (only methods and seeds may change) or choose a new --out")
+            raise ReffAKDError(
+                f"{out} was started with another {key!r} ({json.dumps(saved.get(key))[:120]}); "
+                f"resume with the same settings (only methods and seeds may change) or choose a new --out"
+            )
 
 
 def compare_report(out: Path) -> str:
@@ -494,7 +589,9 @@ def run_compare(
     if config_yaml is not None:
         write_text_atomic(out / CONFIG_FILE, config_yaml)
 
-    shared = Shared(*_soft_labels(spec, out, splits, device, progress, log), _teacher(spec, out, splits, device, progress, log))
+    shared = Shared(
+        *_soft_labels(spec, out, splits, device, progress, log), _teacher(spec, out, splits, device, progress, log)
+    )
     todo = []
     for item in spec.run_items():
         run_dir = run_path(out, item.variant, item.seed)
@@ -522,8 +619,17 @@ class Shared:
     teacher: TeacherNetwork | None
 
 
-def train_item(spec: CompareSpec, item: RunItem, out: Path, splits: DataSplits, shared: Shared, *,
-               device: torch.device, progress: bool, log: Callable[[str], None]) -> None:
+def train_item(
+    spec: CompareSpec,
+    item: RunItem,
+    out: Path,
+    splits: DataSplits,
+    shared: Shared,
+    *,
+    device: torch.device,
+    progress: bool,
+    log: Callable[[str], None],
+) -> None:
     """Train one run into its folder, which appears whole or not at all."""
     needs = get_method(item.method).needs
     source = None
@@ -537,9 +643,19 @@ def train_item(spec: CompareSpec, item: RunItem, out: Path, splits: DataSplits, 
     # The report groups runs by variant and selects among a method's variants.
     variant = {"variant": item.variant, "grid": item.params} if item.is_grid else None
     with staged_run_dir(run_path(out, item.variant, item.seed)) as tmp:
-        train_student(splits, spec.student_config(item.method, item.seed, point=item.params), tmp, device=device,
-                      soft_labels=shared.soft if soft else None, soft_target_cost=shared.soft_cost if soft else None,
-                      teacher=source, name=f"{item.variant}-s{item.seed}", progress=progress, log=log, extra_summary=variant)
+        train_student(
+            splits,
+            spec.student_config(item.method, item.seed, point=item.params),
+            tmp,
+            device=device,
+            soft_labels=shared.soft if soft else None,
+            soft_target_cost=shared.soft_cost if soft else None,
+            teacher=source,
+            name=f"{item.variant}-s{item.seed}",
+            progress=progress,
+            log=log,
+            extra_summary=variant,
+        )
 
 
 # --------------------------------------------------------------------------- several runs at once
@@ -552,8 +668,15 @@ def worker_devices(device: torch.device, jobs: int) -> list[str]:
     return [str(device)] * jobs
 
 
-def _run_parallel(spec: CompareSpec, items: list[RunItem], out: Path, device: torch.device, jobs: int,
-                  log: Callable[[str], None], report: Callable[[Path], str]) -> None:
+def _run_parallel(
+    spec: CompareSpec,
+    items: list[RunItem],
+    out: Path,
+    device: torch.device,
+    jobs: int,
+    log: Callable[[str], None],
+    report: Callable[[Path], str],
+) -> None:
     """``jobs`` spawned workers (fork is unsafe once torch has started threads); tfkd-self after the CE runs it distils.
 
     Workers ignore SIGINT: on Ctrl-C (or any error) the parent stops them, and their unfinished runs
@@ -568,8 +691,12 @@ def _run_parallel(spec: CompareSpec, items: list[RunItem], out: Path, device: to
     devices = ctx.Queue()
     for k, name in enumerate(worker_devices(device, jobs), 1):
         devices.put((k, name))
-    log(f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, on {', '.join(dict.fromkeys(worker_devices(device, jobs)))}")
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec, str(out), devices, threads))
+    log(
+        f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, on {', '.join(dict.fromkeys(worker_devices(device, jobs)))}"
+    )
+    pool = ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec, str(out), devices, threads)
+    )
     try:
         for phase in ([i for i in items if i.method != "tfkd-self"], [i for i in items if i.method == "tfkd-self"]):
             pending = {pool.submit(_worker_run, item) for item in phase}
@@ -612,7 +739,10 @@ def _worker_init(spec: CompareSpec, out: str, devices: Any, threads: int) -> Non
     device = torch.device(name)
     quiet = lambda line: None  # noqa: E731
     splits = load_splits(spec.data_config(), quiet)
-    shared = Shared(*_soft_labels(spec, Path(out), splits, device, False, quiet), _teacher(spec, Path(out), splits, device, False, quiet))
+    shared = Shared(
+        *_soft_labels(spec, Path(out), splits, device, False, quiet),
+        _teacher(spec, Path(out), splits, device, False, quiet),
+    )
     _WORKER.update(spec=spec, out=Path(out), splits=splits, shared=shared, device=device, prefix=f"[job {k}] ")
 
 
@@ -627,7 +757,9 @@ def run_path(out: Path, variant: str, seed: int) -> Path:
     return out / "runs" / folder_name(variant) / f"seed{seed}"
 
 
-def _soft_labels(spec: CompareSpec, out: Path, splits: DataSplits, device: torch.device, progress: bool, log: Callable[[str], None]) -> tuple[SoftLabels | None, dict[str, Any] | None]:
+def _soft_labels(
+    spec: CompareSpec, out: Path, splits: DataSplits, device: torch.device, progress: bool, log: Callable[[str], None]
+) -> tuple[SoftLabels | None, dict[str, Any] | None]:
     if not spec._needs("soft_labels"):
         return None, None
     if "path" in spec.soft_labels:
@@ -643,14 +775,18 @@ def _soft_labels(spec: CompareSpec, out: Path, splits: DataSplits, device: torch
     return soft, read_soft_label_cost(path)
 
 
-def _teacher(spec: CompareSpec, out: Path, splits: DataSplits, device: torch.device, progress: bool, log: Callable[[str], None]) -> TeacherNetwork | None:
+def _teacher(
+    spec: CompareSpec, out: Path, splits: DataSplits, device: torch.device, progress: bool, log: Callable[[str], None]
+) -> TeacherNetwork | None:
     if not spec._needs("teacher") - {"tfkd-self"}:
         return None
     if "checkpoint" in spec.teacher:
         return load_teacher(spec.teacher["checkpoint"], splits, device)
     folder = out / "teacher"
     if not (folder / "summary.json").is_file():
-        cfg = StudentConfig("ce", spec.teacher["model"], spec.optim(spec.teacher, "teacher"), seed=int(spec.teacher.get("seed", 0)))
+        cfg = StudentConfig(
+            "ce", spec.teacher["model"], spec.optim(spec.teacher, "teacher"), seed=int(spec.teacher.get("seed", 0))
+        )
         with staged_run_dir(folder) as tmp:
             train_student(splits, cfg, tmp, device=device, name="teacher", progress=progress, log=log)
     return load_teacher(folder / "best.safetensors", splits, device)

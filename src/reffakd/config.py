@@ -13,8 +13,9 @@ import argparse
 import difflib
 import json
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from .errors import ReffAKDError
 
@@ -38,7 +39,9 @@ def read_mapping(path: str | Path, where: str) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ReffAKDError(f"{where} cannot be read ({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})") from None
+        raise ReffAKDError(
+            f"{where} cannot be read ({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})"
+        ) from None
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
@@ -67,7 +70,9 @@ def _yaml_problem(exc: Exception) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), type(value).__name__)
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def unknown_key(where: str, key: str, allowed: Iterable[str]) -> ReffAKDError:
@@ -96,8 +101,11 @@ def schema(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     """dest -> action of every option a config may set (not help, version, or --config itself)."""
     out: dict[str, argparse.Action] = {}
     for action in parser._actions:
-        if (action.dest in (argparse.SUPPRESS, CONFIG_DEST, "help") or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
-                or not action.option_strings):
+        if (
+            action.dest in (argparse.SUPPRESS, CONFIG_DEST, "help")
+            or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+            or not action.option_strings
+        ):
             continue
         out[action.dest] = action
     return out
@@ -157,7 +165,9 @@ def _one(action: argparse.Action, key: str, value: Any, where: str) -> Any:
             name = getattr(action.type, "__name__", repr(action.type))
             raise ReffAKDError(f"{where}: key {key!r}: invalid {name} value {text!r}") from None
     if action.choices is not None and converted not in action.choices:
-        raise ReffAKDError(f"{where}: key {key!r}: invalid choice {converted!r} (choose from {', '.join(map(str, action.choices))})")
+        raise ReffAKDError(
+            f"{where}: key {key!r}: invalid choice {converted!r} (choose from {', '.join(map(str, action.choices))})"
+        )
     return converted
 
 
@@ -213,7 +223,9 @@ def apply_config(
             setattr(args, dest, value)
 
 
-def check_values(parser: argparse.ArgumentParser, data: Mapping[str, Any], where: str, extra: Iterable[str] = ()) -> dict[str, Any]:
+def check_values(
+    parser: argparse.ArgumentParser, data: Mapping[str, Any], where: str, extra: Iterable[str] = ()
+) -> dict[str, Any]:
     """Every key known (an option, or one of ``extra``), every option's value converted; returns the options' values."""
     actions = schema(parser)
     extra = list(extra)
@@ -254,5 +266,12 @@ def to_yaml(config: Mapping[str, Any], header: Sequence[str] = ()) -> str:
         return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
 
     Dumper.add_representer(list, sequence)
-    body = yaml.dump(json_safe(dict(config)), Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000)
+    body = yaml.dump(
+        json_safe(dict(config)),
+        Dumper=Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1000,
+    )
     return "".join(f"# {line}\n" for line in header) + body

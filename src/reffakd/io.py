@@ -10,8 +10,9 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .errors import ReffAKDError
 
@@ -62,7 +63,9 @@ def read_safetensors(path: Path, what: str, made_by: str) -> dict[str, Any]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ReffAKDError(f"{what} {path} is unreadable ({exc}); expected a safetensors file written by {made_by}") from None
+        raise ReffAKDError(
+            f"{what} {path} is unreadable ({exc}); expected a safetensors file written by {made_by}"
+        ) from None
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

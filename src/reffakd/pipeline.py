@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -52,16 +53,23 @@ class DataConfig:
     streaming: bool | None = None  # None: stream from disk only when the images would not fit in memory
 
     def loader_options(self) -> dict[str, Any]:
-        options = {"image_size": self.image_size, "test_dir": self.test_dir, "test_fraction": self.test_fraction, "streaming": self.streaming}
+        options = {
+            "image_size": self.image_size,
+            "test_dir": self.test_dir,
+            "test_fraction": self.test_fraction,
+            "streaming": self.streaming,
+        }
         return {k: v for k, v in options.items() if v is not None}
 
 
 def load_splits(cfg: DataConfig, log: Callable[[str], None] = print) -> DataSplits:
     """Load the dataset and carve the seeded validation split (its seed is fixed per run, not per student)."""
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, **cfg.loader_options())
-    log(f"data: {dataset.name} from {dataset.source}: {len(dataset.train_labels)} train / {len(dataset.test_labels)} test, "
+    log(
+        f"data: {dataset.name} from {dataset.source}: {len(dataset.train_labels)} train / {len(dataset.test_labels)} test, "
         f"{dataset.num_classes} classes, {dataset.in_channels}x{dataset.image_size[0]}x{dataset.image_size[1]}"
-        + (", streamed from disk" if dataset.streaming else ""))
+        + (", streamed from disk" if dataset.streaming else "")
+    )
     return split_train_val(dataset, cfg.val_size, cfg.split_seed)
 
 
@@ -93,7 +101,14 @@ def _student_step_flops(student: torch.nn.Module, shape: tuple[int, int, int], d
     as a cost of the soft targets.
     """
     x = torch.zeros(2, *shape, device=device)
-    flops = count_flops(lambda: torch.nn.functional.cross_entropy(student(x), torch.zeros(2, dtype=torch.long, device=device)).backward()) // 2
+    flops = (
+        count_flops(
+            lambda: torch.nn.functional.cross_entropy(
+                student(x), torch.zeros(2, dtype=torch.long, device=device)
+            ).backward()
+        )
+        // 2
+    )
     student.zero_grad(set_to_none=True)
     return flops
 
@@ -104,11 +119,20 @@ def _teacher_cost(teacher: TeacherNetwork, forward_stage: dict[str, Any]) -> dic
     stages: dict[str, dict[str, Any]] = {}
     if info is not None and info.training_cost is not None:
         t = info.training_cost
-        stages["teacher_training"] = {"name": "teacher_training", "seconds": t["seconds"], "flops": t["flops"],
-                                      "peak_memory_bytes": t.get("peak_memory_bytes"), "details": {"checkpoint": info.path}}
+        stages["teacher_training"] = {
+            "name": "teacher_training",
+            "seconds": t["seconds"],
+            "flops": t["flops"],
+            "peak_memory_bytes": t.get("peak_memory_bytes"),
+            "details": {"checkpoint": info.path},
+        }
     stages["teacher_forward"] = forward_stage
-    return combine_stages(stages, source=teacher.name, teacher=info.to_dict() if info is not None else None,
-                          teacher_training_cost_known=info is not None and info.training_cost is not None)
+    return combine_stages(
+        stages,
+        source=teacher.name,
+        teacher=info.to_dict() if info is not None else None,
+        teacher_training_cost_known=info is not None and info.training_cost is not None,
+    )
 
 
 def cost_totals(student_stage: dict[str, Any], soft_targets: dict[str, Any] | None) -> dict[str, Any]:
@@ -168,29 +192,68 @@ def train_student(
     generator = seed_everything(cfg.seed)
     c, (h, w) = splits.in_channels, splits.image_size
     student = create_model(cfg.model, num_classes=splits.num_classes, in_channels=c, image_size=(h, w)).to(device)
-    distiller = build_distiller(cfg.method, student, num_classes=splits.num_classes, params=cfg.method_params(), total_epochs=cfg.optim.epochs,
-                                soft_labels=soft_labels, teacher=teacher).to(device)
+    distiller = build_distiller(
+        cfg.method,
+        student,
+        num_classes=splits.num_classes,
+        params=cfg.method_params(),
+        total_epochs=cfg.optim.epochs,
+        soft_labels=soft_labels,
+        teacher=teacher,
+    ).to(device)
     normalize = (splits.mean, splits.std)
-    train_batches = make_batches(splits.train, cfg.optim.batch_size, shuffle=True, augment=splits.augment, normalize=normalize, generator=generator,
-                                 device=device, **shard)
+    train_batches = make_batches(
+        splits.train,
+        cfg.optim.batch_size,
+        shuffle=True,
+        augment=splits.augment,
+        normalize=normalize,
+        generator=generator,
+        device=device,
+        **shard,
+    )
     val_batches = make_batches(splits.val, EVAL_BATCH_SIZE, normalize=normalize, device=device, **shard)
     test_batches = make_batches(splits.test, EVAL_BATCH_SIZE, normalize=normalize, device=device, **shard)
 
     step_flops = _student_step_flops(student, (c, h, w), device)
     fwd_flops = forward_flops(student, (c, h, w))
     checkpoint_meta = {
-        "model": cfg.model, "num_classes": splits.num_classes, "in_channels": c, "image_size": [h, w],
-        "class_names": list(splits.class_names), "mean": list(splits.mean), "std": list(splits.std),
-        "dataset": splits.dataset, "method": cfg.method, "seed": cfg.seed, "reffakd_version": __version__,
+        "model": cfg.model,
+        "num_classes": splits.num_classes,
+        "in_channels": c,
+        "image_size": [h, w],
+        "class_names": list(splits.class_names),
+        "mean": list(splits.mean),
+        "std": list(splits.std),
+        "dataset": splits.dataset,
+        "method": cfg.method,
+        "seed": cfg.seed,
+        "reffakd_version": __version__,
         "augment": asdict(splits.augment),
     }
     source = distiller.source
-    log(f"train {name or cfg.method}: {cfg.model} ({parameter_count(student):,} parameters) with {cfg.method} on {device}"
-        + (f", soft targets from {source.describe()['source']}" if source is not None else ""))
+    log(
+        f"train {name or cfg.method}: {cfg.model} ({parameter_count(student):,} parameters) with {cfg.method} on {device}"
+        + (f", soft targets from {source.describe()['source']}" if source is not None else "")
+    )
     with measure("student_training", device) as cost:
-        result = fit(distiller, train_batches, val_batches, cfg.optim, run_dir, checkpoint_meta=checkpoint_meta,
-                     test_batches=test_batches, progress=progress, log=log, resume=resume, amp=amp, channels_last=channels_last,
-                     compile=compile, tensorboard=tensorboard, sync_batchnorm=sync_batchnorm)
+        result = fit(
+            distiller,
+            train_batches,
+            val_batches,
+            cfg.optim,
+            run_dir,
+            checkpoint_meta=checkpoint_meta,
+            test_batches=test_batches,
+            progress=progress,
+            log=log,
+            resume=resume,
+            amp=amp,
+            channels_last=channels_last,
+            compile=compile,
+            tensorboard=tensorboard,
+            sync_batchnorm=sync_batchnorm,
+        )
         cost.flops = step_flops * result.train_images_seen + fwd_flops * result.eval_images_seen
     assert result.test_best is not None and result.test_last is not None
     student_stage = cost.to_dict()
@@ -200,10 +263,18 @@ def train_student(
     if method.needs == "teacher":
         assert isinstance(source, TeacherNetwork)
         # The teacher's forward passes ran inside the training loop: move their time to the soft targets.
-        student_stage["details"] = {**student_stage["details"], "wall_seconds_including_teacher": student_stage["seconds"]}
+        student_stage["details"] = {
+            **student_stage["details"],
+            "wall_seconds_including_teacher": student_stage["seconds"],
+        }
         student_stage["seconds"] -= source.seconds
-        forward = {"name": "teacher_forward", "seconds": source.seconds, "flops": source.forward_flops_per_image * result.train_images_seen,
-                   "peak_memory_bytes": student_stage["peak_memory_bytes"], "details": {"images": result.train_images_seen}}
+        forward = {
+            "name": "teacher_forward",
+            "seconds": source.seconds,
+            "flops": source.forward_flops_per_image * result.train_images_seen,
+            "peak_memory_bytes": student_stage["peak_memory_bytes"],
+            "details": {"images": result.train_images_seen},
+        }
         soft_targets = _teacher_cost(source, forward)
     elif method.needs == "soft_labels":
         soft_targets = soft_target_cost
@@ -216,7 +287,9 @@ def train_student(
         "dataset": splits.dataset,
         "seed": cfg.seed,
         "config": {"optim": cfg.optim.to_dict(), **distiller.describe()},
-        "soft_labels": soft_labels.metadata.get("config") if soft_labels is not None and method.needs == "soft_labels" else None,
+        "soft_labels": soft_labels.metadata.get("config")
+        if soft_labels is not None and method.needs == "soft_labels"
+        else None,
         "best_epoch": result.best_epoch,
         "best_val_top1": result.best_val_top1,
         "last_val_top1": result.history[-1]["val_top1"],
@@ -226,21 +299,30 @@ def train_student(
         "forward_flops_per_image": fwd_flops,
         "forward_macs_per_image": fwd_flops // 2,
         "train_step_flops_per_image": step_flops,
-        "cost": {"student": student_stage, "soft_targets": soft_targets, "totals": cost_totals(student_stage, soft_targets)},
+        "cost": {
+            "student": student_stage,
+            "soft_targets": soft_targets,
+            "totals": cost_totals(student_stage, soft_targets),
+        },
         "reffakd_version": __version__,
     }
     speed = {"amp": amp, "channels_last": channels_last, "compile": compile}
     if speed != {"amp": "none", "channels_last": False, "compile": False}:
         summary["config"]["speed"] = speed
     if distributed.world_size() > 1:
-        summary["config"]["distributed"] = {"world_size": distributed.world_size(), "per_rank_batch_size": cfg.optim.batch_size // distributed.world_size(),
-                                            "sync_batchnorm": sync_batchnorm}
+        summary["config"]["distributed"] = {
+            "world_size": distributed.world_size(),
+            "per_rank_batch_size": cfg.optim.batch_size // distributed.world_size(),
+            "sync_batchnorm": sync_batchnorm,
+        }
     summary.update(extra_summary or {})
     if main:
         write_json(run_dir / "summary.json", summary)
         plot_training_curves({summary["name"]: result.history}, run_dir / "curves.png")
-    log(f"{summary['name']}: val top-1 {result.best_val_top1:.2f}% at epoch {result.best_epoch}; "
-        f"test top-1 {result.test_best['top1']:.2f}% (selected), {result.test_last['top1']:.2f}% (last)")
+    log(
+        f"{summary['name']}: val top-1 {result.best_val_top1:.2f}% at epoch {result.best_epoch}; "
+        f"test top-1 {result.test_best['top1']:.2f}% (selected), {result.test_last['top1']:.2f}% (last)"
+    )
     return summary
 
 
@@ -259,18 +341,41 @@ def run_pipeline(
 
     ``engine_options`` (amp, channels_last, compile, tensorboard...) go to every student's ``train_student``.
     """
-    soft, soft_cost = build_soft_labels(splits, soft_cfg, run_dir / "softlabels", device=device, progress=progress, log=log)
+    soft, soft_cost = build_soft_labels(
+        splits, soft_cfg, run_dir / "softlabels", device=device, progress=progress, log=log
+    )
     summaries = []
     for name, cfg in student_cfgs.items():
         uses_soft = get_method(cfg.method).needs == "soft_labels"
         summaries.append(
-            train_student(splits, cfg, run_dir / name, device=device, soft_labels=soft if uses_soft else None,
-                          soft_target_cost=soft_cost if uses_soft else None, name=name, progress=progress, log=log, **engine_options)
+            train_student(
+                splits,
+                cfg,
+                run_dir / name,
+                device=device,
+                soft_labels=soft if uses_soft else None,
+                soft_target_cost=soft_cost if uses_soft else None,
+                name=name,
+                progress=progress,
+                log=log,
+                **engine_options,
+            )
         )
     table = summary_table(summaries)
     write_text_atomic(run_dir / "summary.md", table + "\n")
-    write_json(run_dir / "summary.json", {"runs": summaries, "soft_labels_cost": soft_cost, "dataset": splits.dataset,
-                                        "train_images": len(splits.train), "val_images": len(splits.val), "test_images": len(splits.test)})
-    plot_training_curves({s["name"]: read_jsonl(run_dir / s["name"] / "metrics.jsonl") for s in summaries}, run_dir / "curves.png")
+    write_json(
+        run_dir / "summary.json",
+        {
+            "runs": summaries,
+            "soft_labels_cost": soft_cost,
+            "dataset": splits.dataset,
+            "train_images": len(splits.train),
+            "val_images": len(splits.val),
+            "test_images": len(splits.test),
+        },
+    )
+    plot_training_curves(
+        {s["name"]: read_jsonl(run_dir / s["name"] / "metrics.jsonl") for s in summaries}, run_dir / "curves.png"
+    )
     log("\n" + table)
     return summaries

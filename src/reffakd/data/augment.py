@@ -61,9 +61,9 @@ def rotate(images: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     cos, sin = torch.cos(angles), torch.sin(angles)
     zeros = torch.zeros_like(cos)
     # Output pixel -> input pixel: the inverse rotation, in normalised coordinates.
-    theta = torch.stack(
-        (torch.stack((cos, -sin * h / w, zeros), 1), torch.stack((sin * w / h, cos, zeros), 1)), 1
-    ).to(torch.float32)
+    theta = torch.stack((torch.stack((cos, -sin * h / w, zeros), 1), torch.stack((sin * w / h, cos, zeros), 1)), 1).to(
+        torch.float32
+    )
     grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
     out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.round_().clamp_(0, 255).to(torch.uint8)

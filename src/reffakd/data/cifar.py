@@ -13,6 +13,7 @@ torchvision's table is reported in ``source`` rather than required.
 
 from __future__ import annotations
 
+import _codecs
 import hashlib
 import os
 import pickle
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import _codecs
 import numpy as np
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
@@ -85,7 +85,9 @@ class _ArrayUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed in a CIFAR batch")
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name}: only numpy arrays are allowed in a CIFAR batch"
+            )
         return self.ALLOWED[(module, name)]()
 
 
@@ -98,9 +100,13 @@ def _unpickle(path: Path, title: str) -> dict[str, Any]:
         with open(path, "rb") as f:
             obj = _ArrayUnpickler(f, encoding="latin1").load()
     except Exception as exc:  # UnpicklingError, EOFError, ValueError, ... on damaged or doctored files
-        raise ReffAKDError(f"corrupt {title} file {path}: {_first_line(exc)}; expected a batch of the official python archive") from None
+        raise ReffAKDError(
+            f"corrupt {title} file {path}: {_first_line(exc)}; expected a batch of the official python archive"
+        ) from None
     if not isinstance(obj, dict):
-        raise ReffAKDError(f"corrupt {title} file {path}: holds a {type(obj).__name__}, expected the dict of a batch of the official python archive")
+        raise ReffAKDError(
+            f"corrupt {title} file {path}: holds a {type(obj).__name__}, expected the dict of a batch of the official python archive"
+        )
     return obj
 
 
@@ -108,15 +114,25 @@ def _batch(path: Path, spec: CifarSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch file -> (uint8 (N, 3, 32, 32), int64 (N,)); the rows are already channel-planar."""
     entry = _unpickle(path, spec.title)
     data, labels = entry.get("data"), entry.get(spec.label_key)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] == 0:
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3072
+        or data.shape[0] == 0
+    ):
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise ReffAKDError(f"corrupt {spec.title} file {path}: 'data' is {got}; expected uint8 rows of 3072 values (3x32x32)")
+        raise ReffAKDError(
+            f"corrupt {spec.title} file {path}: 'data' is {got}; expected uint8 rows of 3072 values (3x32x32)"
+        )
     try:
         y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     except (TypeError, ValueError):
         y = torch.empty(0)
     if y.ndim != 1 or y.shape[0] != data.shape[0]:
-        raise ReffAKDError(f"corrupt {spec.title} file {path}: {spec.label_key!r} does not hold one integer label for each of the {data.shape[0]} images")
+        raise ReffAKDError(
+            f"corrupt {spec.title} file {path}: {spec.label_key!r} does not hold one integer label for each of the {data.shape[0]} images"
+        )
     if int(y.min()) < 0 or int(y.max()) >= spec.num_classes:
         raise ReffAKDError(f"corrupt {spec.title} file {path}: labels outside 0..{spec.num_classes - 1}")
     return torch.from_numpy(data.copy()).view(-1, 3, 32, 32), y
@@ -163,7 +179,9 @@ def _extract(archive: Path, cache_dir: Path, spec: CifarSpec) -> Path:
                 try:
                     info = tar.getmember(member)
                 except KeyError:
-                    raise ReffAKDError(f"{spec.title} archive {archive} has no {member}; expected the official {spec.reader.filename}") from None
+                    raise ReffAKDError(
+                        f"{spec.title} archive {archive} has no {member}; expected the official {spec.reader.filename}"
+                    ) from None
                 src = tar.extractfile(info) if info.isfile() else None
                 if src is None:
                     raise ReffAKDError(f"{spec.title} archive {archive}: {member} is not a regular file")
@@ -173,14 +191,18 @@ def _extract(archive: Path, cache_dir: Path, spec: CifarSpec) -> Path:
             shutil.rmtree(final)
         os.replace(tmp, final)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise ReffAKDError(f"corrupt {spec.title} archive {archive}: {_first_line(exc)}; expected the official {spec.reader.filename}") from None
+        raise ReffAKDError(
+            f"corrupt {spec.title} archive {archive}: {_first_line(exc)}; expected the official {spec.reader.filename}"
+        ) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return final / spec.reader.base_folder
 
 
-def locate_cifar(spec: CifarSpec, data_dir: str | os.PathLike[str] | None, cache_dir: Path, download: bool = True) -> tuple[Path, str]:
+def locate_cifar(
+    spec: CifarSpec, data_dir: str | os.PathLike[str] | None, cache_dir: Path, download: bool = True
+) -> tuple[Path, str]:
     """Return (folder holding the batch files, description of the source) or one error naming every place tried."""
     base, archive_name = spec.reader.base_folder, spec.reader.filename
     tried: list[str] = []
@@ -191,7 +213,9 @@ def locate_cifar(spec: CifarSpec, data_dir: str | os.PathLike[str] | None, cache
                 return folder, f"--data-dir {data_dir}"
         for archive in (d / archive_name, d):
             if archive.is_file():
-                return _extract(archive, cache_dir, spec), f"--data-dir {data_dir} ({archive.name}, extracted into the cache)"
+                return _extract(
+                    archive, cache_dir, spec
+                ), f"--data-dir {data_dir} ({archive.name}, extracted into the cache)"
         tried.append(f"--data-dir {data_dir} (no {base}/ with {', '.join(spec.files)}, and no {archive_name})")
     else:
         tried.append("--data-dir (not given)")
@@ -227,21 +251,36 @@ def load_cifar(
     folder, origin = locate_cifar(spec, data_dir, cache, download)
     official = all(_md5(folder / f) == md5 for f, md5 in spec.files.items())
     origin += " (official files, md5 verified)" if official else " (md5 differs from the official release)"
-    parts = {split: [_batch(folder / f, spec) for f, _ in files] for split, files in (("train", spec.reader.train_list), ("test", spec.reader.test_list))}
+    parts = {
+        split: [_batch(folder / f, spec) for f, _ in files]
+        for split, files in (("train", spec.reader.train_list), ("test", spec.reader.test_list))
+    }
     classes = _class_names(folder / spec.reader.meta["filename"], spec)
-    (train_x, train_y), (test_x, test_y) = ((torch.cat([b[0] for b in parts[s]]), torch.cat([b[1] for b in parts[s]])) for s in ("train", "test"))
+    (train_x, train_y), (test_x, test_y) = (
+        (torch.cat([b[0] for b in parts[s]]), torch.cat([b[1] for b in parts[s]])) for s in ("train", "test")
+    )
     train_x, test_x = resize_uint8(train_x, (image_size, image_size)), resize_uint8(test_x, (image_size, image_size))
     mean, std = channel_stats(train_x)
     return ImageDataset(spec.name, train_x, train_y, test_x, test_y, classes, origin, mean, std, CIFAR_AUGMENT)
 
 
-def load_cifar10(data_dir: str | os.PathLike[str] | None = None, *, cache_dir: str | os.PathLike[str] | None = None,
-                 image_size: int = 32, download: bool = True) -> ImageDataset:
+def load_cifar10(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    image_size: int = 32,
+    download: bool = True,
+) -> ImageDataset:
     """CIFAR-10: 50,000 + 10,000 3x32x32 images, 10 classes (names from ``batches.meta``)."""
     return load_cifar(CIFAR10_SPEC, data_dir, cache_dir=cache_dir, image_size=image_size, download=download)
 
 
-def load_cifar100(data_dir: str | os.PathLike[str] | None = None, *, cache_dir: str | os.PathLike[str] | None = None,
-                  image_size: int = 32, download: bool = True) -> ImageDataset:
+def load_cifar100(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    image_size: int = 32,
+    download: bool = True,
+) -> ImageDataset:
     """CIFAR-100: 50,000 + 10,000 3x32x32 images, the 100 fine labels (names from ``meta``)."""
     return load_cifar(CIFAR100_SPEC, data_dir, cache_dir=cache_dir, image_size=image_size, download=download)

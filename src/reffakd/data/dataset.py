@@ -133,7 +133,9 @@ def split_train_val(dataset: ImageDataset, val_size: int, seed: int) -> DataSpli
     """
     n = int(dataset.train_labels.shape[0])
     if not 1 <= val_size < n:
-        raise ReffAKDError(f"--val-size {val_size} is out of range: it must be between 1 and {n - 1} (training set has {n} images)")
+        raise ReffAKDError(
+            f"--val-size {val_size} is out of range: it must be between 1 and {n - 1} (training set has {n} images)"
+        )
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=generator)
     val_idx, train_idx = order[:val_size].sort().values, order[val_size:].sort().values

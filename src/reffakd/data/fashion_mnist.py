@@ -51,7 +51,9 @@ class IdxSpec:
         return self.reader.__name__
 
 
-FASHION_MNIST = IdxSpec("fashion-mnist", "Fashion-MNIST", FashionMNIST, BatchAugment(pad=4, flip=True), "dataset-fashion-mnist")
+FASHION_MNIST = IdxSpec(
+    "fashion-mnist", "Fashion-MNIST", FashionMNIST, BatchAugment(pad=4, flip=True), "dataset-fashion-mnist"
+)
 # Digits are not mirror-symmetric (a flipped 2, 3, 7 is no digit), so MNIST is cropped but never flipped.
 MNIST_SPEC = IdxSpec("mnist", "MNIST", MNIST, BatchAugment(pad=4, flip=False))
 
@@ -97,26 +99,37 @@ def _materialise(files: dict[str, Path], cache_dir: Path, spec: IdxSpec = FASHIO
         if dst.exists():
             continue
         if src.name.endswith(".gz"):
+
             def unzip(tmp: Path, src: Path = src) -> None:
                 try:
                     with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
                         shutil.copyfileobj(fin, fout)
                 except (OSError, EOFError, zlib.error) as exc:
                     raise ReffAKDError(f"corrupt data file {src}: {exc}; expected a gzip-compressed IDX file") from None
+
             write_with(dst, unzip)
         else:
             write_with(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
     return root
 
 
-def _read(root: Path, origin: str, spec: IdxSpec = FASHION_MNIST) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[str, ...]]:
+def _read(
+    root: Path, origin: str, spec: IdxSpec = FASHION_MNIST
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[str, ...]]:
     try:
         train = spec.reader(str(root), train=True, download=False)
         test = spec.reader(str(root), train=False, download=False)
     except Exception as exc:  # torchvision raises several types for malformed IDX files
-        raise ReffAKDError(f"corrupt {spec.title} files from {origin} ({root / spec.folder / 'raw'}): {str(exc) or type(exc).__name__}; expected the four IDX files of 60,000 + 10,000 28x28 images") from None
+        raise ReffAKDError(
+            f"corrupt {spec.title} files from {origin} ({root / spec.folder / 'raw'}): {str(exc) or type(exc).__name__}; expected the four IDX files of 60,000 + 10,000 28x28 images"
+        ) from None
     for images, labels, what in ((train.data, train.targets, "train"), (test.data, test.targets, "t10k")):
-        if images.ndim != 3 or tuple(images.shape[1:]) != (NATIVE_SIZE, NATIVE_SIZE) or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
+        if (
+            images.ndim != 3
+            or tuple(images.shape[1:]) != (NATIVE_SIZE, NATIVE_SIZE)
+            or images.shape[0] != labels.shape[0]
+            or images.shape[0] == 0
+        ):
             raise ReffAKDError(
                 f"corrupt {spec.title} {what} files from {origin}: images {tuple(images.shape)}, labels {tuple(labels.shape)}; "
                 f"expected N 28x28 images with N labels (N = 60,000 train, 10,000 test for the real set)"
@@ -132,8 +145,13 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return resize_uint8(images.unsqueeze(1), (size, size))
 
 
-def locate_idx(spec: IdxSpec, data_dir: str | os.PathLike[str] | None, cache_dir: Path, download: bool = True,
-               debian_dir: Path | None = None) -> tuple[Path, str]:
+def locate_idx(
+    spec: IdxSpec,
+    data_dir: str | os.PathLike[str] | None,
+    cache_dir: Path,
+    download: bool = True,
+    debian_dir: Path | None = None,
+) -> tuple[Path, str]:
     """Return (torchvision root, description of the source) or one error naming every place tried."""
     tried: list[str] = []
     if data_dir is not None:
@@ -155,13 +173,17 @@ def locate_idx(spec: IdxSpec, data_dir: str | os.PathLike[str] | None, cache_dir
             spec.reader(str(download_root), train=False, download=True)
             return download_root, f"torchvision download ({download_root})"
         except Exception as exc:  # network errors come in many types
-            tried.append(f"torchvision download into {download_root} ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else 'failed'})")
+            tried.append(
+                f"torchvision download into {download_root} ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else 'failed'})"
+            )
     else:
         tried.append(f"torchvision download into {download_root} (disabled)")
     raise ReffAKDError(f"{spec.title} not found; tried " + "; ".join(tried))
 
 
-def locate_fashion_mnist(data_dir: str | os.PathLike[str] | None, cache_dir: Path, download: bool = True) -> tuple[Path, str]:
+def locate_fashion_mnist(
+    data_dir: str | os.PathLike[str] | None, cache_dir: Path, download: bool = True
+) -> tuple[Path, str]:
     """``locate_idx`` for Fashion-MNIST, with Debian's copy between ``--data-dir`` and the download."""
     return locate_idx(FASHION_MNIST, data_dir, cache_dir, download, DEBIAN_DIR)
 

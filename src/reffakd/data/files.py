@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -40,8 +40,15 @@ def cache_key(parts: Sequence[tuple[str, ImageFiles, torch.Tensor]]) -> str:
     return h.hexdigest()[:16]
 
 
-def decode_cached(name: str, train: ImageFiles, train_labels: torch.Tensor, test: ImageFiles, test_labels: torch.Tensor,
-                  cache_dir: Path, num_workers: int | None = None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def decode_cached(
+    name: str,
+    train: ImageFiles,
+    train_labels: torch.Tensor,
+    test: ImageFiles,
+    test_labels: torch.Tensor,
+    cache_dir: Path,
+    num_workers: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """(train images, test images, whether they came from the cache); decodes and caches on a miss.
 
     A cache file that is unreadable or of the wrong shape is treated as a miss and rewritten.
@@ -59,14 +66,25 @@ def decode_cached(name: str, train: ImageFiles, train_labels: torch.Tensor, test
         except (SafetensorError, OSError, ValueError, KeyError):
             pass
     x, t = train.to_tensor(num_workers), test.to_tensor(num_workers)  # decode errors raise before anything is written
-    write_with(path, lambda tmp: save_file({"train_images": x, "test_images": t}, str(tmp), metadata={"format": CACHE_FORMAT, "dataset": name}))
+    write_with(
+        path,
+        lambda tmp: save_file(
+            {"train_images": x, "test_images": t}, str(tmp), metadata={"format": CACHE_FORMAT, "dataset": name}
+        ),
+    )
     return x, t, False
 
 
-def sample_stats(files: ImageFiles, limit: int = STATS_SAMPLE, seed: int = 0) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def sample_stats(
+    files: ImageFiles, limit: int = STATS_SAMPLE, seed: int = 0
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Mean/std of a seeded sample of at most ``limit`` images: a streamed set is never decoded whole."""
     n = len(files)
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values if n > limit else torch.arange(n)
+    idx = (
+        torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+        if n > limit
+        else torch.arange(n)
+    )
     sample = files[idx]
     assert isinstance(sample, ImageFiles)
     return channel_stats(sample.to_tensor())
@@ -95,7 +113,20 @@ def dataset_from_files(
         streaming = not fits_in_memory(len(train) + len(test), train.channels, *train.size)
     if streaming:
         mean, std = sample_stats(train)
-        return ImageDataset(name, train, y_train, test, y_test, class_names, f"{source}; streamed from disk", mean, std, augment)
+        return ImageDataset(
+            name, train, y_train, test, y_test, class_names, f"{source}; streamed from disk", mean, std, augment
+        )
     x, t, hit = decode_cached(name, train, y_train, test, y_test, cache_dir, num_workers)
     mean, std = channel_stats(x)
-    return ImageDataset(name, x, y_train, t, y_test, class_names, source + ("; decoded images from the cache" if hit else ""), mean, std, augment)
+    return ImageDataset(
+        name,
+        x,
+        y_train,
+        t,
+        y_test,
+        class_names,
+        source + ("; decoded images from the cache" if hit else ""),
+        mean,
+        std,
+        augment,
+    )

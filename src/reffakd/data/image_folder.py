@@ -40,7 +40,9 @@ def list_class(root: Path, cls: str) -> list[str]:
         rel = Path(dirpath).relative_to(root)
         found += [str(rel / f) for f in sorted(filenames) if _is_image(f)]
     if not found:
-        raise ReffAKDError(f"class folder {root / cls} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
+        raise ReffAKDError(
+            f"class folder {root / cls} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder"
+        )
     return found
 
 
@@ -53,7 +55,9 @@ def scan_tree(root: Path, what: str) -> dict[str, list[str]]:
         loose = sum(1 for e in os.scandir(root) if e.is_file() and _is_image(e.name))
         if not classes and not loose:
             raise ReffAKDError(f"{what} {root} holds no images; expected one sub-folder of images per class")
-        has = f"only the class folder {classes[0]!r}" if classes else f"no class folders ({loose} images directly in it)"
+        has = (
+            f"only the class folder {classes[0]!r}" if classes else f"no class folders ({loose} images directly in it)"
+        )
         raise ReffAKDError(f"{what} {root} has {has}; expected at least 2 sub-folders, one per class")
     return {c: list_class(root, c) for c in classes}
 
@@ -127,7 +131,9 @@ def load_imagefolder(
         test_tree = scan_tree(test_root, "test folder")
         unknown = [c for c in test_tree if c not in train_tree]
         if unknown:
-            raise ReffAKDError(f"test folder {test_root} has class folder {unknown[0]!r}, which {train_root} lacks; test classes must be training classes")
+            raise ReffAKDError(
+                f"test folder {test_root} has class folder {unknown[0]!r}, which {train_root} lacks; test classes must be training classes"
+            )
         index = {c: i for i, c in enumerate(classes)}
         test_names = [n for c in test_tree for n in test_tree[c]]
         test_labels = [index[c] for c in test_tree for _ in test_tree[c]]
@@ -137,7 +143,9 @@ def load_imagefolder(
             raise ReffAKDError(f"test fraction {test_fraction} is out of range; expected a number between 0 and 1")
         keep, held = _carve(train_labels, test_fraction, split_seed)
         if not held:
-            raise ReffAKDError(f"--data-dir {d} has too few images to carve a test set ({len(train_names)} images, test fraction {test_fraction})")
+            raise ReffAKDError(
+                f"--data-dir {d} has too few images to carve a test set ({len(train_names)} images, test fraction {test_fraction})"
+            )
         test_names, test_labels = [train_names[i] for i in held], [train_labels[i] for i in held]
         train_names, train_labels = [train_names[i] for i in keep], [train_labels[i] for i in keep]
         test_root = train_root

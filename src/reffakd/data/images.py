@@ -7,9 +7,9 @@ Decoding runs in a torch ``DataLoader``'s worker processes, a whole batch of fil
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,9 @@ def probe_image(path: str | os.PathLike[str]) -> tuple[tuple[int, int], bool]:
         with Image.open(path) as img:
             return (img.height, img.width), img.mode in GRAY_MODES
     except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ValueError...
-        raise ReffAKDError(f"unreadable image {path}: {_reason(exc)}; expected an image file PIL can open (PNG, JPEG, ...)") from None
+        raise ReffAKDError(
+            f"unreadable image {path}: {_reason(exc)}; expected an image file PIL can open (PNG, JPEG, ...)"
+        ) from None
 
 
 def probe_images(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[tuple[int, int], bool]]:
@@ -55,7 +57,9 @@ def decode_image(path: str | os.PathLike[str], channels: int, size: tuple[int, i
                 img = img.resize((w, h), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
     except Exception as exc:  # truncated data only shows when the pixels are decoded
-        raise ReffAKDError(f"unreadable image {path}: {_reason(exc)}; expected an image file PIL can decode (PNG, JPEG, ...)") from None
+        raise ReffAKDError(
+            f"unreadable image {path}: {_reason(exc)}; expected an image file PIL can decode (PNG, JPEG, ...)"
+        ) from None
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(np.array(arr, order="C"))  # a writable copy: PIL's buffer is read-only
 
@@ -70,12 +74,16 @@ class ImageFiles:
     DataLoader worker as reference counts change.
     """
 
-    def __init__(self, root: str | os.PathLike[str], names: Sequence[str] | np.ndarray, channels: int, size: tuple[int, int]) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], names: Sequence[str] | np.ndarray, channels: int, size: tuple[int, int]
+    ) -> None:
         self.root = Path(root)
         if isinstance(names, np.ndarray) and names.dtype.kind == "S":
             self.names = names
         else:
-            self.names = np.array([os.fsencode(n) for n in names], dtype=np.bytes_) if len(names) else np.empty(0, dtype="S1")
+            self.names = (
+                np.array([os.fsencode(n) for n in names], dtype=np.bytes_) if len(names) else np.empty(0, dtype="S1")
+            )
         self.channels = int(channels)
         self.size = (int(size[0]), int(size[1]))
 
@@ -98,7 +106,7 @@ class ImageFiles:
     def decode(self, i: int) -> torch.Tensor:
         return decode_image(self.path(i), self.channels, self.size)
 
-    def __getitem__(self, index: int | slice | torch.Tensor | np.ndarray | Sequence[int]) -> "ImageFiles | torch.Tensor":
+    def __getitem__(self, index: int | slice | torch.Tensor | np.ndarray | Sequence[int]) -> ImageFiles | torch.Tensor:
         if isinstance(index, (int, np.integer)):
             return self.decode(int(index))
         if isinstance(index, torch.Tensor):
@@ -150,7 +158,9 @@ class _BatchDecoder(Dataset):
         return out
 
 
-def decode_batches(files: ImageFiles, batches: Iterable[torch.Tensor], num_workers: int, pin_memory: bool = False) -> Iterator[torch.Tensor]:
+def decode_batches(
+    files: ImageFiles, batches: Iterable[torch.Tensor], num_workers: int, pin_memory: bool = False
+) -> Iterator[torch.Tensor]:
     """Yield uint8 batches of ``files`` at the given positions, in order, decoded by ``num_workers`` processes."""
     batches = list(batches)
     loader = DataLoader(

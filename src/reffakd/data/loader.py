@@ -7,7 +7,7 @@ the ranks' batches together are exactly the single-process batches of the same g
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -82,7 +82,9 @@ class BatchIterable:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.iter_from()
 
-    def iter_from(self, order: torch.Tensor | None = None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iter_from(
+        self, order: torch.Tensor | None = None, start: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         raise NotImplementedError
 
     def _epoch_order(self, order: torch.Tensor | None) -> torch.Tensor | None:
@@ -117,10 +119,21 @@ class TensorBatches(BatchIterable):
     ) -> None:
         dev = torch.device(device)
         self.images = split.images.to(dev)
-        super().__init__(split.labels.to(dev), batch_size, shuffle=shuffle, augment=augment, normalize=normalize,
-                         generator=generator, device=dev, drop_last=drop_last, shard=shard)
+        super().__init__(
+            split.labels.to(dev),
+            batch_size,
+            shuffle=shuffle,
+            augment=augment,
+            normalize=normalize,
+            generator=generator,
+            device=dev,
+            drop_last=drop_last,
+            shard=shard,
+        )
 
-    def iter_from(self, order: torch.Tensor | None = None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iter_from(
+        self, order: torch.Tensor | None = None, start: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches ``start``, ``start + 1``, ... of the epoch with permutation ``order``; with the
         generator restored to its state before batch ``start``, the rest of an interrupted epoch.
         ``order=None`` draws a fresh permutation when shuffling (what ``iter`` does)."""

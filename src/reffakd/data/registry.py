@@ -7,7 +7,8 @@ keywords (``image_size``, ``streaming``, ``test_dir``...) pass through ``load_da
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import ReffAKDError
 from .cifar import load_cifar10, load_cifar100
@@ -45,5 +46,7 @@ def load_dataset(name: str, **kwargs: Any) -> ImageDataset:
     for key in kwargs:
         if key not in accepted:
             users = sorted(n for n, fn in DATASETS.items() if key in inspect.signature(fn).parameters)
-            raise ReffAKDError(f"--{key.replace('_', '-')} does not apply to --dataset {name}; it applies to: {', '.join(users) or 'none'}")
+            raise ReffAKDError(
+                f"--{key.replace('_', '-')} does not apply to --dataset {name}; it applies to: {', '.join(users) or 'none'}"
+            )
     return loader(**kwargs)

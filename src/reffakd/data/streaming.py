@@ -9,7 +9,8 @@ decode only this rank's part of each global batch but augment it with the global
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -42,13 +43,26 @@ class StreamingBatches(BatchIterable):
         shard: tuple[int, int] | None = None,
     ) -> None:
         if not isinstance(split.images, ImageFiles):
-            raise TypeError(f"StreamingBatches needs a split of ImageFiles, got {type(split.images).__name__}; use TensorBatches")
+            raise TypeError(
+                f"StreamingBatches needs a split of ImageFiles, got {type(split.images).__name__}; use TensorBatches"
+            )
         self.files = split.images
         self.num_workers = default_num_workers() if num_workers is None else num_workers
-        super().__init__(split.labels.cpu(), batch_size, shuffle=shuffle, augment=augment, normalize=normalize,
-                         generator=generator, device=torch.device(device), drop_last=drop_last, shard=shard)
+        super().__init__(
+            split.labels.cpu(),
+            batch_size,
+            shuffle=shuffle,
+            augment=augment,
+            normalize=normalize,
+            generator=generator,
+            device=torch.device(device),
+            drop_last=drop_last,
+            shard=shard,
+        )
 
-    def iter_from(self, order: torch.Tensor | None = None, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iter_from(
+        self, order: torch.Tensor | None = None, start: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches ``start``, ``start + 1``, ... of the epoch with permutation ``order`` (see ``TensorBatches.iter_from``)."""
         n = self.num_samples
         order = self._epoch_order(order)
@@ -58,7 +72,9 @@ class StreamingBatches(BatchIterable):
         # An empty part (a last batch smaller than the world) still decodes one image, dropped below.
         local = [idx[lo:hi] if hi > lo else idx[:1] for idx, (lo, hi) in zip(index, parts)]
         pin = self.device.type == "cuda"
-        for idx, (lo, hi), images in zip(index, parts, decode_batches(self.files, local, self.num_workers, pin_memory=pin)):
+        for idx, (lo, hi), images in zip(
+            index, parts, decode_batches(self.files, local, self.num_workers, pin_memory=pin)
+        ):
             images = images.to(self.device, non_blocking=pin)[: hi - lo]
             labels = self.labels[idx[lo:hi]].to(self.device, non_blocking=pin)
             if self.augment is not None:

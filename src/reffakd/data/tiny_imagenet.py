@@ -25,12 +25,16 @@ NATIVE_SIZE = 64
 def find_root(data_dir: str | os.PathLike[str] | None) -> Path:
     """``DIR/tiny-imagenet-200`` or ``DIR`` itself, whichever holds ``wnids.txt``."""
     if data_dir is None:
-        raise ReffAKDError(f"tiny-imagenet needs --data-dir: the unzipped {FOLDER}.zip (a folder with wnids.txt, words.txt, train/ and val/)")
+        raise ReffAKDError(
+            f"tiny-imagenet needs --data-dir: the unzipped {FOLDER}.zip (a folder with wnids.txt, words.txt, train/ and val/)"
+        )
     d = Path(data_dir)
     for root in (d / FOLDER, d):
         if (root / "wnids.txt").is_file():
             return root
-    raise ReffAKDError(f"--data-dir {data_dir} is not a Tiny ImageNet tree: no wnids.txt in it or in its {FOLDER}/; expected the unzipped {FOLDER}.zip")
+    raise ReffAKDError(
+        f"--data-dir {data_dir} is not a Tiny ImageNet tree: no wnids.txt in it or in its {FOLDER}/; expected the unzipped {FOLDER}.zip"
+    )
 
 
 def _read_text(path: Path, what: str) -> list[str]:
@@ -46,7 +50,9 @@ def read_classes(root: Path) -> tuple[list[str], tuple[str, ...]]:
     """(sorted wnids, their names): the first synonym of each wnid in words.txt, made unique with the wnid."""
     wnids = sorted({line.strip() for line in _read_text(root / "wnids.txt", "class list") if line.strip()})
     if len(wnids) < 2:
-        raise ReffAKDError(f"Tiny ImageNet class list {root / 'wnids.txt'} names {len(wnids)} class(es); expected 200 wnids, one a line")
+        raise ReffAKDError(
+            f"Tiny ImageNet class list {root / 'wnids.txt'} names {len(wnids)} class(es); expected 200 wnids, one a line"
+        )
     words: dict[str, str] = {}
     for line in _read_text(root / "words.txt", "class names file"):
         wnid, _, synonyms = line.partition("\t")
@@ -54,7 +60,9 @@ def read_classes(root: Path) -> tuple[list[str], tuple[str, ...]]:
             words[wnid] = synonyms.split(",")[0].strip()
     missing = [w for w in wnids if not words.get(w)]
     if missing:
-        raise ReffAKDError(f"Tiny ImageNet {root / 'words.txt'} has no name for wnid {missing[0]} ({len(missing)} wnids unnamed)")
+        raise ReffAKDError(
+            f"Tiny ImageNet {root / 'words.txt'} has no name for wnid {missing[0]} ({len(missing)} wnids unnamed)"
+        )
     names = [words[w] for w in wnids]
     dup = {n for n in names if names.count(n) > 1}
     return wnids, tuple(f"{n} ({w})" if n in dup else n for n, w in zip(names, wnids))
@@ -71,10 +79,14 @@ def list_train(root: Path, wnids: list[str]) -> tuple[list[str], list[int]]:
     for label, wnid in enumerate(wnids):
         folder = root / "train" / wnid / "images"
         if not folder.is_dir():
-            raise ReffAKDError(f"Tiny ImageNet training folder {folder} is missing; expected train/<wnid>/images/ for every wnid in wnids.txt")
+            raise ReffAKDError(
+                f"Tiny ImageNet training folder {folder} is missing; expected train/<wnid>/images/ for every wnid in wnids.txt"
+            )
         files = sorted(e.name for e in os.scandir(folder) if e.is_file() and _is_image(e.name))
         if not files:
-            raise ReffAKDError(f"Tiny ImageNet training folder {folder} holds no images; expected {wnid}_<n>.JPEG files")
+            raise ReffAKDError(
+                f"Tiny ImageNet training folder {folder} holds no images; expected {wnid}_<n>.JPEG files"
+            )
         names += [f"train/{wnid}/images/{f}" for f in files]
         labels += [label] * len(files)
     return names, labels
@@ -91,14 +103,22 @@ def list_val(root: Path, wnids: list[str]) -> tuple[list[str], list[int]]:
             continue
         fields = line.split("\t") if "\t" in line else line.split()
         if len(fields) < 2:
-            raise ReffAKDError(f"Tiny ImageNet annotation file {path} line {n} is malformed: {line[:60]!r}; expected <file>\\t<wnid>\\t<box>")
+            raise ReffAKDError(
+                f"Tiny ImageNet annotation file {path} line {n} is malformed: {line[:60]!r}; expected <file>\\t<wnid>\\t<box>"
+            )
         file, wnid = fields[0].strip(), fields[1].strip()
         if wnid not in index:
-            raise ReffAKDError(f"Tiny ImageNet annotation file {path} line {n} names wnid {wnid!r}, which is not in {root / 'wnids.txt'}")
+            raise ReffAKDError(
+                f"Tiny ImageNet annotation file {path} line {n} names wnid {wnid!r}, which is not in {root / 'wnids.txt'}"
+            )
         if "/" in file or "\\" in file or file in ("", ".", ".."):
-            raise ReffAKDError(f"Tiny ImageNet annotation file {path} line {n} names {file!r}; expected a file name in val/images/")
+            raise ReffAKDError(
+                f"Tiny ImageNet annotation file {path} line {n} names {file!r}; expected a file name in val/images/"
+            )
         if not (root / "val" / "images" / file).is_file():
-            raise ReffAKDError(f"Tiny ImageNet validation image {root / 'val' / 'images' / file} is missing (named on line {n} of {path})")
+            raise ReffAKDError(
+                f"Tiny ImageNet validation image {root / 'val' / 'images' / file} is missing (named on line {n} of {path})"
+            )
         names.append(f"val/images/{file}")
         labels.append(index[wnid])
     if not names:

@@ -7,8 +7,9 @@ from soft targets holds a ``source`` (``reffakd.teachers``) and never cares whic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -26,9 +27,11 @@ class Distiller(nn.Module):
     def __init__(self, student: nn.Module) -> None:
         super().__init__()
         self.student = student
-        self.source: "SoftTargetSource | None" = None  # where the soft targets come from, if any
+        self.source: SoftTargetSource | None = None  # where the soft targets come from, if any
 
-    def forward_train(self, images: torch.Tensor, targets: torch.Tensor, epoch: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_train(
+        self, images: torch.Tensor, targets: torch.Tensor, epoch: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``epoch``: training progress in epochs at the end of this step (epoch e's step s of S: e - 1 + (s + 1) / S)."""
         logits = self.student(images)
         return logits, {"ce": F.cross_entropy(logits, targets)}
@@ -101,11 +104,23 @@ def method_params(method: str, overrides: dict[str, Any] | None = None) -> dict[
     return params
 
 
-def build_distiller(method: str, student: nn.Module, *, num_classes: int, params: dict[str, Any] | None = None, total_epochs: int = 1, **inputs: Any) -> Distiller:
+def build_distiller(
+    method: str,
+    student: nn.Module,
+    *,
+    num_classes: int,
+    params: dict[str, Any] | None = None,
+    total_epochs: int = 1,
+    **inputs: Any,
+) -> Distiller:
     """Build ``method`` around ``student``; ``inputs`` carries ``soft_labels`` or ``teacher`` as the method needs."""
     spec = get_method(method)
     if spec.needs is not None and inputs.get(spec.needs) is None:
-        what = {"soft_labels": "soft labels (--soft-labels PATH, made by `reffakd softlabels`)",
-                "teacher": "a teacher (--teacher PATH, a checkpoint made by `reffakd train`)"}[spec.needs]
+        what = {
+            "soft_labels": "soft labels (--soft-labels PATH, made by `reffakd softlabels`)",
+            "teacher": "a teacher (--teacher PATH, a checkpoint made by `reffakd train`)",
+        }[spec.needs]
         raise ReffAKDError(f"method {method} needs {what}")
-    return spec.builder(student, num_classes=num_classes, total_epochs=total_epochs, **inputs, **method_params(method, params))
+    return spec.builder(
+        student, num_classes=num_classes, total_epochs=total_epochs, **inputs, **method_params(method, params)
+    )

@@ -67,7 +67,9 @@ class LabelSmoothing(Distiller):
         check_ls({"epsilon": epsilon})
         self.epsilon = float(epsilon)
 
-    def forward_train(self, images: torch.Tensor, targets: torch.Tensor, epoch: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_train(
+        self, images: torch.Tensor, targets: torch.Tensor, epoch: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.student(images)
         return logits, {"ce": label_smoothing_ce(logits, targets, self.epsilon)}
 
@@ -84,7 +86,9 @@ class SoftTargetKD(Distiller):
         self.source = source
         self.alpha, self.temperature = float(alpha), float(temperature)
 
-    def forward_train(self, images: torch.Tensor, targets: torch.Tensor, epoch: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_train(
+        self, images: torch.Tensor, targets: torch.Tensor, epoch: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.student(images)
         q = self.source.probabilities(images, targets, self.temperature)
         return logits, soft_target_kd(logits, targets, q, self.alpha, self.temperature)
@@ -96,11 +100,34 @@ class SoftTargetKD(Distiller):
 class DKD(Distiller):
     """Decoupled KD against any soft-target source: dkd (teacher) and dkd-aesl (autoencoder soft labels)."""
 
-    def __init__(self, student: nn.Module, source: SoftTargetSource, *, ce_weight: float, alpha: float, beta: float, temperature: float, warmup_epochs: int) -> None:
+    def __init__(
+        self,
+        student: nn.Module,
+        source: SoftTargetSource,
+        *,
+        ce_weight: float,
+        alpha: float,
+        beta: float,
+        temperature: float,
+        warmup_epochs: int,
+    ) -> None:
         super().__init__(student)
-        check_dkd({"ce_weight": ce_weight, "alpha": alpha, "beta": beta, "temperature": temperature, "warmup_epochs": warmup_epochs})
+        check_dkd(
+            {
+                "ce_weight": ce_weight,
+                "alpha": alpha,
+                "beta": beta,
+                "temperature": temperature,
+                "warmup_epochs": warmup_epochs,
+            }
+        )
         self.source = source
-        self.ce_weight, self.alpha, self.beta, self.temperature = float(ce_weight), float(alpha), float(beta), float(temperature)
+        self.ce_weight, self.alpha, self.beta, self.temperature = (
+            float(ce_weight),
+            float(alpha),
+            float(beta),
+            float(temperature),
+        )
         self.warmup_epochs = int(warmup_epochs)
 
     def warmup_factor(self, epoch: float) -> float:
@@ -113,15 +140,31 @@ class DKD(Distiller):
         """
         return 1.0 if self.warmup_epochs == 0 else min(epoch / self.warmup_epochs, 1.0)
 
-    def forward_train(self, images: torch.Tensor, targets: torch.Tensor, epoch: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_train(
+        self, images: torch.Tensor, targets: torch.Tensor, epoch: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.student(images)
         q = self.source.probabilities(images, targets, self.temperature)
-        return logits, dkd_loss(logits, targets, q, ce_weight=self.ce_weight, alpha=self.alpha, beta=self.beta,
-                                temperature=self.temperature, warmup_factor=self.warmup_factor(epoch))
+        return logits, dkd_loss(
+            logits,
+            targets,
+            q,
+            ce_weight=self.ce_weight,
+            alpha=self.alpha,
+            beta=self.beta,
+            temperature=self.temperature,
+            warmup_factor=self.warmup_factor(epoch),
+        )
 
     def describe(self) -> dict[str, Any]:
-        return {"ce_weight": self.ce_weight, "alpha": self.alpha, "beta": self.beta, "temperature": self.temperature,
-                "warmup_epochs": self.warmup_epochs, **self.source.describe()}
+        return {
+            "ce_weight": self.ce_weight,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "temperature": self.temperature,
+            "warmup_epochs": self.warmup_epochs,
+            **self.source.describe(),
+        }
 
 
 def _aesl(soft_labels: SoftLabels) -> ClassTable:
@@ -142,36 +185,83 @@ def _ls(student: nn.Module, *, epsilon: float, **_: Any) -> Distiller:
     return LabelSmoothing(student, epsilon)
 
 
-@register_distiller("tfkd-reg", check=check_kd, defaults={**KD_DEFAULTS, "own_probability": 0.9}, summary="Tf-KD with a virtual teacher (Yuan et al. 2020)")
-def _tfkd_reg(student: nn.Module, *, num_classes: int, alpha: float, temperature: float, own_probability: float, **_: Any) -> Distiller:
-    return SoftTargetKD(student, ClassTable(virtual_teacher_table(num_classes, own_probability), as_logits=True, name="virtual-teacher"), alpha, temperature)
+@register_distiller(
+    "tfkd-reg",
+    check=check_kd,
+    defaults={**KD_DEFAULTS, "own_probability": 0.9},
+    summary="Tf-KD with a virtual teacher (Yuan et al. 2020)",
+)
+def _tfkd_reg(
+    student: nn.Module, *, num_classes: int, alpha: float, temperature: float, own_probability: float, **_: Any
+) -> Distiller:
+    return SoftTargetKD(
+        student,
+        ClassTable(virtual_teacher_table(num_classes, own_probability), as_logits=True, name="virtual-teacher"),
+        alpha,
+        temperature,
+    )
 
 
-@register_distiller("tfkd-self", check=check_kd, needs="teacher", defaults=dict(KD_DEFAULTS), summary="Tf-KD self: a trained student as its own teacher")
+@register_distiller(
+    "tfkd-self",
+    check=check_kd,
+    needs="teacher",
+    defaults=dict(KD_DEFAULTS),
+    summary="Tf-KD self: a trained student as its own teacher",
+)
 def _tfkd_self(student: nn.Module, *, teacher: TeacherNetwork, alpha: float, temperature: float, **_: Any) -> Distiller:
     return SoftTargetKD(student, teacher, alpha, temperature)
 
 
-@register_distiller("kd", check=check_kd, needs="teacher", defaults=dict(KD_DEFAULTS), summary="vanilla KD with a teacher network (Hinton et al. 2015)")
+@register_distiller(
+    "kd",
+    check=check_kd,
+    needs="teacher",
+    defaults=dict(KD_DEFAULTS),
+    summary="vanilla KD with a teacher network (Hinton et al. 2015)",
+)
 def _kd(student: nn.Module, *, teacher: TeacherNetwork, alpha: float, temperature: float, **_: Any) -> Distiller:
     return SoftTargetKD(student, teacher, alpha, temperature)
 
 
-@register_distiller("dkd", check=check_dkd, needs="teacher", defaults=dict(DKD_DEFAULTS), summary="decoupled KD with a teacher network (Zhao et al. 2022)")
-def _dkd(student: nn.Module, *, teacher: TeacherNetwork, total_epochs: int, warmup_epochs: int | None, **params: Any) -> Distiller:
+@register_distiller(
+    "dkd",
+    check=check_dkd,
+    needs="teacher",
+    defaults=dict(DKD_DEFAULTS),
+    summary="decoupled KD with a teacher network (Zhao et al. 2022)",
+)
+def _dkd(
+    student: nn.Module, *, teacher: TeacherNetwork, total_epochs: int, warmup_epochs: int | None, **params: Any
+) -> Distiller:
     return DKD(student, teacher, warmup_epochs=_dkd_warmup(warmup_epochs, total_epochs), **_dkd_params(params))
 
 
-@register_distiller("dkd-aesl", check=check_dkd, needs="soft_labels", defaults=dict(DKD_DEFAULTS), summary="DKD with autoencoder soft labels as the teacher distribution")
-def _dkd_aesl(student: nn.Module, *, soft_labels: SoftLabels, total_epochs: int, warmup_epochs: int | None, **params: Any) -> Distiller:
-    return DKD(student, _aesl(soft_labels), warmup_epochs=_dkd_warmup(warmup_epochs, total_epochs), **_dkd_params(params))
+@register_distiller(
+    "dkd-aesl",
+    check=check_dkd,
+    needs="soft_labels",
+    defaults=dict(DKD_DEFAULTS),
+    summary="DKD with autoencoder soft labels as the teacher distribution",
+)
+def _dkd_aesl(
+    student: nn.Module, *, soft_labels: SoftLabels, total_epochs: int, warmup_epochs: int | None, **params: Any
+) -> Distiller:
+    return DKD(
+        student, _aesl(soft_labels), warmup_epochs=_dkd_warmup(warmup_epochs, total_epochs), **_dkd_params(params)
+    )
 
 
-@register_distiller("reffakd", check=check_kd, needs="soft_labels", defaults=dict(KD_DEFAULTS), summary="KD against autoencoder soft labels (Doshi and Kim 2024)")
+@register_distiller(
+    "reffakd",
+    check=check_kd,
+    needs="soft_labels",
+    defaults=dict(KD_DEFAULTS),
+    summary="KD against autoencoder soft labels (Doshi and Kim 2024)",
+)
 def _reffakd(student: nn.Module, *, soft_labels: SoftLabels, alpha: float, temperature: float, **_: Any) -> Distiller:
     return SoftTargetKD(student, _aesl(soft_labels), alpha, temperature)
 
 
 def _dkd_params(params: dict[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in ("ce_weight", "alpha", "beta", "temperature")}
-

@@ -9,6 +9,19 @@ from .speed import AMP_MODES, SpeedOptions
 from .trainer import FitResult, fit
 
 __all__ = [
-    "AMP_MODES", "FitResult", "OptimConfig", "RESUME_JSON", "SpeedOptions", "TrainingInterrupted", "build_optimizer", "build_scheduler",
-    "evaluate", "fit", "load_checkpoint", "load_model", "load_state", "remove_state", "save_checkpoint",
+    "AMP_MODES",
+    "FitResult",
+    "OptimConfig",
+    "RESUME_JSON",
+    "SpeedOptions",
+    "TrainingInterrupted",
+    "build_optimizer",
+    "build_scheduler",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "load_model",
+    "load_state",
+    "remove_state",
+    "save_checkpoint",
 ]

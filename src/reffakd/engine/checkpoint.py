@@ -36,7 +36,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     try:
         meta = json.loads(mp.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ReffAKDError(f"checkpoint metadata {mp} is missing or malformed ({exc}); it is written beside the weights") from None
+        raise ReffAKDError(
+            f"checkpoint metadata {mp} is missing or malformed ({exc}); it is written beside the weights"
+        ) from None
     missing = [k for k in REQUIRED_KEYS if k not in meta] if isinstance(meta, dict) else list(REQUIRED_KEYS)
     if missing:
         raise ReffAKDError(f"checkpoint metadata {mp} lacks {', '.join(missing)}")
@@ -46,17 +48,26 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
 
 def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
     """Shapes of the metadata the model is rebuilt from, so a hand-edited file fails here and not later."""
+
     def ints(value: Any, n: int) -> bool:
         return isinstance(value, list) and len(value) == n and all(isinstance(v, int) and v > 0 for v in value)
 
     ok = (
         isinstance(meta["model"], str)
-        and isinstance(meta["num_classes"], int) and meta["num_classes"] > 0
-        and isinstance(meta["in_channels"], int) and meta["in_channels"] > 0
+        and isinstance(meta["num_classes"], int)
+        and meta["num_classes"] > 0
+        and isinstance(meta["in_channels"], int)
+        and meta["in_channels"] > 0
         and ints(meta["image_size"], 2)
-        and isinstance(meta["class_names"], list) and len(meta["class_names"]) == meta["num_classes"]
+        and isinstance(meta["class_names"], list)
+        and len(meta["class_names"]) == meta["num_classes"]
         and all(isinstance(n, str) for n in meta["class_names"])
-        and all(isinstance(meta[k], list) and len(meta[k]) == meta["in_channels"] and all(isinstance(v, (int, float)) for v in meta[k]) for k in ("mean", "std"))
+        and all(
+            isinstance(meta[k], list)
+            and len(meta[k]) == meta["in_channels"]
+            and all(isinstance(v, (int, float)) for v in meta[k])
+            for k in ("mean", "std")
+        )
     )
     if not ok:
         raise ReffAKDError(
@@ -70,7 +81,12 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]
     from ..models import create_model
 
     state, meta = load_checkpoint(path)
-    model = create_model(meta["model"], num_classes=int(meta["num_classes"]), in_channels=int(meta["in_channels"]), image_size=tuple(meta["image_size"]))
+    model = create_model(
+        meta["model"],
+        num_classes=int(meta["num_classes"]),
+        in_channels=int(meta["in_channels"]),
+        image_size=tuple(meta["image_size"]),
+    )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import atexit
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,7 +28,9 @@ def env_world_size() -> int:
     try:
         return int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
-        raise ReffAKDError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number; start distributed runs with torchrun") from None
+        raise ReffAKDError(
+            f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number; start distributed runs with torchrun"
+        ) from None
 
 
 def is_distributed() -> bool:
@@ -78,8 +81,10 @@ def setup(device: torch.device) -> torch.device:
         raise ReffAKDError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed; run a single process")
     if device.type == "cuda":
         if local_rank() >= torch.cuda.device_count():
-            raise ReffAKDError(f"LOCAL_RANK {local_rank()} has no GPU: this node has {torch.cuda.device_count()}; "
-                               "use --nproc_per_node at most the GPU count")
+            raise ReffAKDError(
+                f"LOCAL_RANK {local_rank()} has no GPU: this node has {torch.cuda.device_count()}; "
+                "use --nproc_per_node at most the GPU count"
+            )
         device = torch.device("cuda", local_rank())
         torch.cuda.set_device(device)
     if not dist.is_initialized():
@@ -99,8 +104,10 @@ def check_batch_size(batch_size: int) -> None:
     """Refuse a global batch the ranks cannot split evenly (one clear line)."""
     w = world_size() if is_initialized() else (env_world_size() if is_distributed() else 1)
     if w > 1 and batch_size % w:
-        raise ReffAKDError(f"batch size {batch_size} is not divisible by the {w} processes (WORLD_SIZE): "
-                           f"it is the global batch, each rank takes batch size / {w}; use a multiple of {w}")
+        raise ReffAKDError(
+            f"batch size {batch_size} is not divisible by the {w} processes (WORLD_SIZE): "
+            f"it is the global batch, each rank takes batch size / {w}; use a multiple of {w}"
+        )
 
 
 def _comm_device() -> torch.device:

@@ -17,7 +17,9 @@ TENSORBOARD_DIR = "tensorboard"
 
 def require_tensorboard() -> None:
     if importlib.util.find_spec("tensorboard") is None:
-        raise ReffAKDError("--tensorboard needs the tensorboard package (pip install tensorboard); metrics.jsonl holds the same numbers")
+        raise ReffAKDError(
+            "--tensorboard needs the tensorboard package (pip install tensorboard); metrics.jsonl holds the same numbers"
+        )
 
 
 class TensorBoardSink:

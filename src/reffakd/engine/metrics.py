@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, ContextManager, Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 
 import torch
 import torch.nn as nn
@@ -18,7 +19,7 @@ def evaluate_counts(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     *,
     prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    autocast: Callable[[], ContextManager[object]] | None = None,
+    autocast: Callable[[], AbstractContextManager[object]] | None = None,
 ) -> dict[str, float]:
     """Sums, not means (hits at 1 and 5, summed cross-entropy, images): ranks holding shards add them up."""
     was_training = model.training
@@ -45,7 +46,12 @@ def evaluate_counts(
 def accuracy(counts: dict[str, float]) -> dict[str, float]:
     """Top-1, top-5 (top-C when C < 5) accuracy in percent and mean cross-entropy."""
     n = counts["images"]
-    return {"top1": 100.0 * counts["correct1"] / n, "top5": 100.0 * counts["correct5"] / n, "loss": counts["loss_sum"] / n, "images": int(n)}
+    return {
+        "top1": 100.0 * counts["correct1"] / n,
+        "top5": 100.0 * counts["correct5"] / n,
+        "loss": counts["loss_sum"] / n,
+        "images": int(n),
+    }
 
 
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:

@@ -174,8 +174,16 @@ def _to_files(state: TrainingState) -> tuple[dict[str, Any], dict[str, torch.Ten
     tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in state.extra.items()})
     if state.position is not None:
         p = state.position
-        meta["position"] = {"epoch": p.epoch, "next_batch": p.next_batch, "seen": p.seen, "correct": p.correct,
-                            "sums": p.sums, "lr": p.lr, "seconds": p.seconds, "order": pack(p.order, "position.order", tensors)}
+        meta["position"] = {
+            "epoch": p.epoch,
+            "next_batch": p.next_batch,
+            "seen": p.seen,
+            "correct": p.correct,
+            "sums": p.sums,
+            "lr": p.lr,
+            "seconds": p.seconds,
+            "order": pack(p.order, "position.order", tensors),
+        }
     return meta, tensors
 
 
@@ -183,15 +191,36 @@ def _from_files(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Train
     p = meta.get("position")
     position = None
     if p is not None:
-        position = Position(p["epoch"], p["next_batch"], p["seen"], p["correct"], dict(p["sums"]), p["lr"], p["seconds"], unpack(p["order"], tensors))
+        position = Position(
+            p["epoch"],
+            p["next_batch"],
+            p["seen"],
+            p["correct"],
+            dict(p["sums"]),
+            p["lr"],
+            p["seconds"],
+            unpack(p["order"], tensors),
+        )
     return TrainingState(
-        epoch=meta["epoch"], identity=meta["identity"],
-        model={k: tensors[f"model.{k}"] for k in meta["model"]}, extra={k: tensors[f"extra.{k}"] for k in meta["extra"]},
-        optimizer=unpack(meta["optimizer"], tensors), scheduler=unpack(meta["scheduler"], tensors), scaler=unpack(meta["scaler"], tensors),
-        history=meta["history"], best_val_top1=meta["best_val_top1"], best_epoch=meta["best_epoch"],
-        train_images_seen=meta["train_images_seen"], eval_images_seen=meta["eval_images_seen"], seconds=meta["seconds"],
-        rng=unpack(meta["rng"], tensors), generator=unpack(meta["generator"], tensors), position=position,
-        source_seconds=meta.get("source_seconds"), world_size=meta.get("world_size", 1), speed=meta.get("speed", {}),
+        epoch=meta["epoch"],
+        identity=meta["identity"],
+        model={k: tensors[f"model.{k}"] for k in meta["model"]},
+        extra={k: tensors[f"extra.{k}"] for k in meta["extra"]},
+        optimizer=unpack(meta["optimizer"], tensors),
+        scheduler=unpack(meta["scheduler"], tensors),
+        scaler=unpack(meta["scaler"], tensors),
+        history=meta["history"],
+        best_val_top1=meta["best_val_top1"],
+        best_epoch=meta["best_epoch"],
+        train_images_seen=meta["train_images_seen"],
+        eval_images_seen=meta["eval_images_seen"],
+        seconds=meta["seconds"],
+        rng=unpack(meta["rng"], tensors),
+        generator=unpack(meta["generator"], tensors),
+        position=position,
+        source_seconds=meta.get("source_seconds"),
+        world_size=meta.get("world_size", 1),
+        speed=meta.get("speed", {}),
     )
 
 
@@ -254,7 +283,14 @@ def save_state(run_dir: str | os.PathLike[str], state: TrainingState) -> Path:
     generation = max(_generations(run_dir), default=0) + 1
     name = tensor_file_name(generation)
     _write_tensors(run_dir / name, tensors, generation)
-    meta = {"format": FORMAT, "version": VERSION, "generation": generation, "tensors": name, "sha256": _sha256(run_dir / name), **meta}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "generation": generation,
+        "tensors": name,
+        "sha256": _sha256(run_dir / name),
+        **meta,
+    }
     _write_json(run_dir / RESUME_JSON, meta)
     _fsync_dir(run_dir)
     for g in _generations(run_dir):
@@ -283,11 +319,15 @@ def load_state(path: str | os.PathLike[str]) -> TrainingState:
     try:
         meta = json.loads(jp.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ReffAKDError(f"resume checkpoint {jp} is missing or malformed ({exc}); it is written by `reffakd train` at each epoch end") from None
+        raise ReffAKDError(
+            f"resume checkpoint {jp} is missing or malformed ({exc}); it is written by `reffakd train` at each epoch end"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ReffAKDError(f"{jp} is not a reffakd resume checkpoint")
     if meta.get("version") != VERSION:
-        raise ReffAKDError(f"resume checkpoint {jp} has format version {meta.get('version')}; this reffakd reads version {VERSION}")
+        raise ReffAKDError(
+            f"resume checkpoint {jp} has format version {meta.get('version')}; this reffakd reads version {VERSION}"
+        )
     name = meta.get("tensors")
     if not isinstance(name, str) or not _TENSOR_FILE.match(name):
         raise ReffAKDError(f"resume checkpoint {jp} names no valid tensor file ({name!r})")
@@ -295,12 +335,16 @@ def load_state(path: str | os.PathLike[str]) -> TrainingState:
     if not tp.is_file():
         raise ReffAKDError(f"resume checkpoint {jp} names {name}, which does not exist")
     if _sha256(tp) != meta.get("sha256"):
-        raise ReffAKDError(f"resume checkpoint {jp} does not match {name} (checksum differs): the tensor file was changed or damaged")
+        raise ReffAKDError(
+            f"resume checkpoint {jp} does not match {name} (checksum differs): the tensor file was changed or damaged"
+        )
     tensors = read_safetensors(tp, "resume tensors", "`reffakd train`")
     with safe_open(str(tp), framework="pt") as f:
         header = f.metadata() or {}
     if header.get("generation") != str(meta.get("generation")):
-        raise ReffAKDError(f"resume checkpoint {jp} is generation {meta.get('generation')} but {name} is {header.get('generation')}")
+        raise ReffAKDError(
+            f"resume checkpoint {jp} is generation {meta.get('generation')} but {name} is {header.get('generation')}"
+        )
     try:
         return _from_files(meta, tensors)
     except (KeyError, TypeError, ValueError) as exc:

@@ -58,7 +58,7 @@ class StopSignals:
         elif time.monotonic() - self._first_at > REPEAT_GRACE_S:
             raise KeyboardInterrupt(f"{signal.Signals(signum).name} again: stopping without a checkpoint")
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if self.enabled and threading.current_thread() is threading.main_thread():
             for s in STOP_SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)

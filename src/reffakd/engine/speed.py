@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import Any, ContextManager
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -46,7 +47,7 @@ class SpeedOptions:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def autocast(self, device: torch.device) -> ContextManager[Any]:
+    def autocast(self, device: torch.device) -> AbstractContextManager[Any]:
         if self.amp == "none":
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
@@ -81,7 +82,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compile_probe(device_type: str) -> str | None:
     try:
         fn = torch.compile(lambda x: torch.relu(x) * 2.0 + 1.0)

@@ -22,13 +22,26 @@ def _dims(x: torch.Tensor) -> list[int]:
 
 class _SyncBatchNormFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
-                running_mean: torch.Tensor | None, running_var: torch.Tensor | None, eps: float, momentum: float) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor | None,
+        bias: torch.Tensor | None,
+        running_mean: torch.Tensor | None,
+        running_var: torch.Tensor | None,
+        eps: float,
+        momentum: float,
+    ) -> torch.Tensor:
         c = x.shape[1]
         xf = x.float()
         dims = _dims(x)
-        stats = torch.cat([xf.sum(dims, dtype=torch.float64), (xf * xf).sum(dims, dtype=torch.float64),
-                           torch.tensor([x.numel() // c], dtype=torch.float64, device=x.device)])
+        stats = torch.cat(
+            [
+                xf.sum(dims, dtype=torch.float64),
+                (xf * xf).sum(dims, dtype=torch.float64),
+                torch.tensor([x.numel() // c], dtype=torch.float64, device=x.device),
+            ]
+        )
         dist.all_reduce(stats)
         n = float(stats[2 * c])
         mean = stats[:c] / n
@@ -90,8 +103,15 @@ class CPUSyncBatchNorm(_BatchNorm):
             if self.momentum is None:
                 momentum = 1.0 / float(self.num_batches_tracked)
         running = self.track_running_stats
-        return _SyncBatchNormFn.apply(input, self.weight, self.bias, self.running_mean if running else None,
-                                      self.running_var if running else None, self.eps, momentum)
+        return _SyncBatchNormFn.apply(
+            input,
+            self.weight,
+            self.bias,
+            self.running_mean if running else None,
+            self.running_var if running else None,
+            self.eps,
+            momentum,
+        )
 
 
 Swap = tuple[nn.Module, str, nn.Module]
@@ -112,7 +132,11 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> list[Swap
             new = cls(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
             if child.affine:
                 new.weight, new.bias = child.weight, child.bias
-            new.running_mean, new.running_var, new.num_batches_tracked = child.running_mean, child.running_var, child.num_batches_tracked
+            new.running_mean, new.running_var, new.num_batches_tracked = (
+                child.running_mean,
+                child.running_var,
+                child.num_batches_tracked,
+            )
             new.train(child.training)
             setattr(parent, name, new)
             swaps.append((parent, name, child))

@@ -18,9 +18,10 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -33,7 +34,17 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .logsinks import TENSORBOARD_DIR, TensorBoardSink, require_tensorboard
 from .metrics import COUNT_KEYS, accuracy, evaluate_counts
 from .optim import OptimConfig, build_optimizer, build_scheduler
-from .resume import RESUME_JSON, Position, TrainingState, capture_rng, identity_mismatch, load_state, restore_rng, resume_json_path, save_state
+from .resume import (
+    RESUME_JSON,
+    Position,
+    TrainingState,
+    capture_rng,
+    identity_mismatch,
+    load_state,
+    restore_rng,
+    resume_json_path,
+    save_state,
+)
 from .signals import StopSignals, TrainingInterrupted
 from .speed import SpeedOptions
 from .syncbn import convert_sync_batchnorm, revert_sync_batchnorm
@@ -60,7 +71,7 @@ class FitResult:
 
 
 def fit(
-    distiller: "Distiller",
+    distiller: Distiller,
     train_batches: Batches,
     val_batches: Batches,
     cfg: OptimConfig,
@@ -87,8 +98,20 @@ def fit(
     the global batch (so N ranks train as one process would). ``handle_signals``: stop cleanly on
     SIGINT/SIGTERM (main thread only).
     """
-    return _Fit(distiller, train_batches, val_batches, cfg, Path(run_dir), checkpoint_meta, test_batches, progress, log,
-                SpeedOptions(amp, channels_last, compile), tensorboard, sync_batchnorm).run(resume, handle_signals)
+    return _Fit(
+        distiller,
+        train_batches,
+        val_batches,
+        cfg,
+        Path(run_dir),
+        checkpoint_meta,
+        test_batches,
+        progress,
+        log,
+        SpeedOptions(amp, channels_last, compile),
+        tensorboard,
+        sync_batchnorm,
+    ).run(resume, handle_signals)
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -100,9 +123,21 @@ def _device_of(module: nn.Module) -> torch.device:
 class _Fit:
     """One call of ``fit``: the loop's state in one place, so checkpoints can capture all of it."""
 
-    def __init__(self, distiller: "Distiller", train_batches: Batches, val_batches: Batches, cfg: OptimConfig, run_dir: Path,
-                 checkpoint_meta: dict[str, Any], test_batches: Batches | None, progress: bool, log: Callable[[str], None],
-                 speed: SpeedOptions, tensorboard: bool, sync_batchnorm: bool) -> None:
+    def __init__(
+        self,
+        distiller: Distiller,
+        train_batches: Batches,
+        val_batches: Batches,
+        cfg: OptimConfig,
+        run_dir: Path,
+        checkpoint_meta: dict[str, Any],
+        test_batches: Batches | None,
+        progress: bool,
+        log: Callable[[str], None],
+        speed: SpeedOptions,
+        tensorboard: bool,
+        sync_batchnorm: bool,
+    ) -> None:
         cfg.validate()
         self.distiller, self.student = distiller, distiller.student
         self.train_batches, self.val_batches, self.test_batches = train_batches, val_batches, test_batches
@@ -110,8 +145,10 @@ class _Fit:
         self.device = _device_of(self.student)
         if distributed.is_distributed() and not distributed.is_initialized():
             if distributed.setup(self.device) != self.device:
-                raise ReffAKDError(f"under torchrun the student must be on cuda:LOCAL_RANK, not {self.device}; "
-                                   "build it on reffakd.engine.distributed.setup(device)")
+                raise ReffAKDError(
+                    f"under torchrun the student must be on cuda:LOCAL_RANK, not {self.device}; "
+                    "build it on reffakd.engine.distributed.setup(device)"
+                )
         self.ddp = distributed.active()
         self.main = distributed.is_main_process()
         self.world = distributed.world_size()
@@ -126,14 +163,19 @@ class _Fit:
         if self.ddp:
             distributed.check_batch_size(cfg.batch_size)
             if getattr(train_batches, "shard", None) != distributed.shard():
-                raise ReffAKDError("under torchrun the training batches must be this rank's shard: "
-                                   "make_batches(..., shard=reffakd.engine.distributed.shard())")
+                raise ReffAKDError(
+                    "under torchrun the training batches must be this rank's shard: "
+                    "make_batches(..., shard=reffakd.engine.distributed.shard())"
+                )
         self.generator: torch.Generator | None = getattr(train_batches, "generator", None)
         self.resumable = callable(getattr(train_batches, "iter_from", None))
         self.optimizer = build_optimizer(self.student.parameters(), cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = speed.grad_scaler(self.device)
-        self.identity = {"run": {k: v for k, v in checkpoint_meta.items() if k != "reffakd_version"}, "optim": cfg.to_dict()}
+        self.identity = {
+            "run": {k: v for k, v in checkpoint_meta.items() if k != "reffakd_version"},
+            "optim": cfg.to_dict(),
+        }
         self.history: list[dict[str, Any]] = []
         self.best_val, self.best_epoch = -1.0, 0
         self.train_seen = self.eval_seen = 0
@@ -159,11 +201,15 @@ class _Fit:
             if self.ddp:
                 from torch.nn.parallel import DistributedDataParallel
 
-                self.distiller.student = DistributedDataParallel(self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.distiller.student = DistributedDataParallel(
+                    self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None
+                )
             if state is not None:
                 self._restore_random(state)
             if self.tensorboard and self.main:
-                sink = TensorBoardSink(self.run_dir / TENSORBOARD_DIR, purge_step=(state.epoch + 1) if state is not None else None)
+                sink = TensorBoardSink(
+                    self.run_dir / TENSORBOARD_DIR, purge_step=(state.epoch + 1) if state is not None else None
+                )
             position = state.position if state is not None else None
             start = state.epoch + 1 if state is not None else 1
             self.session_start = time.perf_counter()
@@ -178,8 +224,18 @@ class _Fit:
             revert_sync_batchnorm(swaps)
             if sink is not None:
                 sink.close()
-        return FitResult(self.history, self.best_epoch, self.best_val, test_best, test_last, self.train_seen, self.eval_seen, seconds,
-                         resumed_from, self.prior_seconds)
+        return FitResult(
+            self.history,
+            self.best_epoch,
+            self.best_val,
+            test_best,
+            test_last,
+            self.train_seen,
+            self.eval_seen,
+            seconds,
+            resumed_from,
+            self.prior_seconds,
+        )
 
     def _elapsed(self) -> float:
         return self.prior_seconds + time.perf_counter() - self.session_start
@@ -201,11 +257,29 @@ class _Fit:
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
         batches = self.train_batches.iter_from(order, step) if step > 0 else iter(self.train_batches)  # type: ignore[attr-defined]
         total = len(self.train_batches) if hasattr(self.train_batches, "__len__") else None  # type: ignore[arg-type]
-        bar = tqdm(total=total, initial=step, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not self.progress, unit="batch")
+        bar = tqdm(
+            total=total,
+            initial=step,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            leave=False,
+            disable=not self.progress,
+            unit="batch",
+        )
         while True:
             before = self.generator.get_state() if self.generator is not None else None
             if not self.ddp and self.stop.requested:
-                self._interrupt(epoch, step, before, order, sums, correct, seen, lr, prior + time.perf_counter() - epoch_start, self.stop.signum)
+                self._interrupt(
+                    epoch,
+                    step,
+                    before,
+                    order,
+                    sums,
+                    correct,
+                    seen,
+                    lr,
+                    prior + time.perf_counter() - epoch_start,
+                    self.stop.signum,
+                )
             try:
                 images, targets = next(batches)
             except StopIteration:
@@ -213,7 +287,18 @@ class _Fit:
             except Exception:
                 if not (self.ddp and self.stop.requested):
                     if self.stop.requested:  # the signal also stopped the loader's workers
-                        self._interrupt(epoch, step, before, order, sums, correct, seen, lr, prior + time.perf_counter() - epoch_start, self.stop.signum)
+                        self._interrupt(
+                            epoch,
+                            step,
+                            before,
+                            order,
+                            sums,
+                            correct,
+                            seen,
+                            lr,
+                            prior + time.perf_counter() - epoch_start,
+                            self.stop.signum,
+                        )
                     raise
                 images = targets = None
             if order is None and step == 0:
@@ -221,10 +306,23 @@ class _Fit:
             factor = 1.0
             if self.ddp:
                 b = 0 if targets is None else targets.shape[0]
-                m, stops, sig = distributed.all_reduce_sum([b, float(self.stop.requested), float(self.stop.signum or 0)])
+                m, stops, sig = distributed.all_reduce_sum(
+                    [b, float(self.stop.requested), float(self.stop.signum or 0)]
+                )
                 if stops:
                     signum = self.stop.signum or int(round(sig / stops))
-                    self._interrupt(epoch, step, before, order, sums, correct, seen, lr, prior + time.perf_counter() - epoch_start, signum)
+                    self._interrupt(
+                        epoch,
+                        step,
+                        before,
+                        order,
+                        sums,
+                        correct,
+                        seen,
+                        lr,
+                        prior + time.perf_counter() - epoch_start,
+                        signum,
+                    )
                 if m < self.world:  # a last batch smaller than the world: some rank would get nothing
                     step += 1
                     bar.update(1)
@@ -303,7 +401,8 @@ class _Fit:
 
     def _evaluate(self, batches: Batches) -> dict[str, float]:
         counts = evaluate_counts(
-            self.student, batches,
+            self.student,
+            batches,
             prepare=self.speed.prepare_input if self.speed.channels_last else None,
             autocast=(lambda: self.speed.autocast(self.device)) if self.speed.amp != "none" else None,
         )
@@ -326,14 +425,30 @@ class _Fit:
     # ------------------------------------------------------------------ stopping
 
     def _check_stop_at_epoch_end(self, epoch: int) -> None:
-        stops, sig = distributed.all_reduce_sum([float(self.stop.requested), float(self.stop.signum or 0)]) if self.ddp else (
-            float(self.stop.requested), float(self.stop.signum or 0))
+        stops, sig = (
+            distributed.all_reduce_sum([float(self.stop.requested), float(self.stop.signum or 0)])
+            if self.ddp
+            else (float(self.stop.requested), float(self.stop.signum or 0))
+        )
         if stops:
             distributed.barrier()
-            raise TrainingInterrupted(self.stop.signum or int(round(sig / stops)), self._checkpoint_path(), f"at the end of epoch {epoch}")
+            raise TrainingInterrupted(
+                self.stop.signum or int(round(sig / stops)), self._checkpoint_path(), f"at the end of epoch {epoch}"
+            )
 
-    def _interrupt(self, epoch: int, step: int, generator_state: torch.Tensor | None, order: torch.Tensor | None,
-                   sums: dict[str, float], correct: int, seen: int, lr: float, seconds: float, signum: int | None) -> None:
+    def _interrupt(
+        self,
+        epoch: int,
+        step: int,
+        generator_state: torch.Tensor | None,
+        order: torch.Tensor | None,
+        sums: dict[str, float],
+        correct: int,
+        seen: int,
+        lr: float,
+        seconds: float,
+        signum: int | None,
+    ) -> None:
         """Save where the epoch stands (when the batches can restart mid-epoch), then raise on every rank."""
         total = len(self.train_batches) if hasattr(self.train_batches, "__len__") else "?"  # type: ignore[arg-type]
         where = f"in epoch {epoch} after batch {step}/{total}"
@@ -360,13 +475,25 @@ class _Fit:
             return self.run_dir / RESUME_JSON  # rank 0 writes it
         source = getattr(self.distiller, "source", None)
         state = TrainingState(
-            epoch=epochs_done, identity=self.identity, model=self.student.state_dict(), extra=self._extra_state(),
-            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            epoch=epochs_done,
+            identity=self.identity,
+            model=self.student.state_dict(),
+            extra=self._extra_state(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler is not None else None,
-            history=list(self.history), best_val_top1=self.best_val, best_epoch=self.best_epoch,
-            train_images_seen=self.train_seen + (position.seen if position is not None else 0), eval_images_seen=self.eval_seen,
-            seconds=self._elapsed(), rng=rng, generator=generator_state, position=position,
-            source_seconds=getattr(source, "seconds", None), world_size=self.world, speed=self.speed.to_dict(),
+            history=list(self.history),
+            best_val_top1=self.best_val,
+            best_epoch=self.best_epoch,
+            train_images_seen=self.train_seen + (position.seen if position is not None else 0),
+            eval_images_seen=self.eval_seen,
+            seconds=self._elapsed(),
+            rng=rng,
+            generator=generator_state,
+            position=position,
+            source_seconds=getattr(source, "seconds", None),
+            world_size=self.world,
+            speed=self.speed.to_dict(),
         )
         return save_state(self.run_dir, state)
 
@@ -398,15 +525,21 @@ class _Fit:
                 if metrics.exists():  # lines of a run that stopped before its first checkpoint
                     write_text_atomic(metrics, "")
                 return None, None
-            raise ReffAKDError(f"no resume checkpoint at {resume}; expected a run folder holding {RESUME_JSON} or that file")
+            raise ReffAKDError(
+                f"no resume checkpoint at {resume}; expected a run folder holding {RESUME_JSON} or that file"
+            )
         state = load_state(path)
         diff = identity_mismatch(state.identity, self.identity)
         if diff:
-            raise ReffAKDError(f"resume checkpoint {path} is from a different run ({'; '.join(diff[:4])}); "
-                               "resume with the same settings or start a new run folder")
+            raise ReffAKDError(
+                f"resume checkpoint {path} is from a different run ({'; '.join(diff[:4])}); "
+                "resume with the same settings or start a new run folder"
+            )
         if state.position is not None and state.position.next_batch > 0 and not self.resumable:
-            raise ReffAKDError(f"resume checkpoint {path} stopped inside epoch {state.position.epoch}, "
-                               "but these training batches cannot restart mid-epoch (no iter_from)")
+            raise ReffAKDError(
+                f"resume checkpoint {path} stopped inside epoch {state.position.epoch}, "
+                "but these training batches cannot restart mid-epoch (no iter_from)"
+            )
         if path.parent.resolve() != self.run_dir.resolve():
             for name in ("best.safetensors", "best.json", "last.safetensors", "last.json"):
                 src = path.parent / name
@@ -415,8 +548,15 @@ class _Fit:
         # The log holds each epoch once: exactly those the checkpoint has seen.
         lines = "".join(json.dumps(r, default=_json_default) + "\n" for r in state.history)
         write_text_atomic(self.run_dir / "metrics.jsonl", lines)
-        where = f"inside epoch {state.position.epoch} at batch {state.position.next_batch}" if state.position else f"after epoch {state.epoch}"
-        self.log(f"resuming from {path} ({where})" + (f"; it ran on {state.world_size} processes, now {self.world}" if state.world_size != self.world else ""))
+        where = (
+            f"inside epoch {state.position.epoch} at batch {state.position.next_batch}"
+            if state.position
+            else f"after epoch {state.epoch}"
+        )
+        self.log(
+            f"resuming from {path} ({where})"
+            + (f"; it ran on {state.world_size} processes, now {self.world}" if state.world_size != self.world else "")
+        )
         return state, str(path)
 
     def _restore_training(self, state: TrainingState) -> None:

@@ -24,16 +24,22 @@ def _kl_batchmean(target: torch.Tensor, log_pred: torch.Tensor) -> torch.Tensor:
     return (torch.xlogy(target, target) - target * log_pred).sum(1).mean()
 
 
-def dkd_terms(logits: torch.Tensor, targets: torch.Tensor, target_probs: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def dkd_terms(
+    logits: torch.Tensor, targets: torch.Tensor, target_probs: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Unweighted (TCKD, NCKD), each already multiplied by T^2."""
     if logits.shape != target_probs.shape:
-        raise ReffAKDError(f"the model gives {logits.shape[1]} logits but the soft targets have {target_probs.shape[1]} classes")
+        raise ReffAKDError(
+            f"the model gives {logits.shape[1]} logits but the soft targets have {target_probs.shape[1]} classes"
+        )
     log_p = F.log_softmax(logits.float() / temperature, dim=1)
     q = target_probs.float()
     gt = F.one_hot(targets, logits.shape[1]).bool()
     # Student: log p_y and log(1 - p_y) = logsumexp of the non-target log-probabilities (stable).
     log_p_nontarget_all = log_p.masked_fill(gt, float("-inf"))
-    log_b_student = torch.stack([log_p.gather(1, targets[:, None]).squeeze(1), torch.logsumexp(log_p_nontarget_all, dim=1)], dim=1)
+    log_b_student = torch.stack(
+        [log_p.gather(1, targets[:, None]).squeeze(1), torch.logsumexp(log_p_nontarget_all, dim=1)], dim=1
+    )
     q_y = q.gather(1, targets[:, None]).squeeze(1)
     b_teacher = torch.stack([q_y, (1.0 - q_y).clamp_min(0.0)], dim=1)
     tckd = _kl_batchmean(b_teacher, log_b_student)

@@ -37,10 +37,14 @@ def kl_to_targets(logits: torch.Tensor, target_probs: torch.Tensor, temperature:
     return F.kl_div(log_p, target_probs.float(), reduction="batchmean")
 
 
-def soft_target_kd(logits: torch.Tensor, targets: torch.Tensor, target_probs: torch.Tensor, alpha: float, temperature: float) -> dict[str, torch.Tensor]:
+def soft_target_kd(
+    logits: torch.Tensor, targets: torch.Tensor, target_probs: torch.Tensor, alpha: float, temperature: float
+) -> dict[str, torch.Tensor]:
     """The two weighted terms, named as they are logged: ``ce`` and ``kd``."""
     if logits.shape != target_probs.shape:
-        raise ReffAKDError(f"the model gives {logits.shape[1]} logits but the soft targets have {target_probs.shape[1]} classes")
+        raise ReffAKDError(
+            f"the model gives {logits.shape[1]} logits but the soft targets have {target_probs.shape[1]} classes"
+        )
     ce = F.cross_entropy(logits, targets)
     kd = kl_to_targets(logits, target_probs, temperature)
     return {"ce": (1.0 - alpha) * ce, "kd": alpha * temperature**2 * kd}

@@ -29,7 +29,7 @@ class ReffAKDLoss(nn.Module):
     row lookup.
     """
 
-    def __init__(self, soft_labels: "SoftLabels | torch.Tensor", alpha: float = 0.5, temperature: float = 4.0) -> None:
+    def __init__(self, soft_labels: SoftLabels | torch.Tensor, alpha: float = 0.5, temperature: float = 4.0) -> None:
         super().__init__()
         check_alpha_temperature(alpha, temperature)
         matrix = soft_labels if isinstance(soft_labels, torch.Tensor) else soft_labels.matrix
@@ -40,7 +40,9 @@ class ReffAKDLoss(nn.Module):
     def components(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """The two weighted terms, named as they are logged: ``ce`` and ``kd``."""
         if logits.shape[1] != self.soft_labels.shape[0]:
-            raise ReffAKDError(f"the model gives {logits.shape[1]} logits but the soft labels have {self.soft_labels.shape[0]} classes")
+            raise ReffAKDError(
+                f"the model gives {logits.shape[1]} logits but the soft labels have {self.soft_labels.shape[0]} classes"
+            )
         return soft_target_kd(logits, targets, self.soft_labels[targets], self.alpha, self.temperature)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,13 @@ from .resnet_cifar import _min_size_check
 SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 
-def _conv_bn(in_c: int, out_c: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Conv2d(in_c, out_c, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(out_c)]
+def _conv_bn(
+    in_c: int, out_c: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True
+) -> list[nn.Module]:
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_c, out_c, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out_c),
+    ]
     return layers + [nn.ReLU(inplace=True)] if relu else layers
 
 
@@ -41,7 +46,9 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, width: float = 0.5, expansion: int = 6, last_channels: int = 1280) -> None:
+    def __init__(
+        self, num_classes: int, in_channels: int, width: float = 0.5, expansion: int = 6, last_channels: int = 1280
+    ) -> None:
         super().__init__()
         c = int(32 * width)
         self.conv1 = nn.Sequential(*_conv_bn(in_channels, c, 3, stride=2))
@@ -49,7 +56,9 @@ class MobileNetV2(nn.Module):
         for t, out, n, s in SETTINGS:
             out = int(out * width)
             t = expansion if t != 1 else 1
-            blocks.append(nn.Sequential(*(InvertedResidual(c if i == 0 else out, out, s if i == 0 else 1, t) for i in range(n))))
+            blocks.append(
+                nn.Sequential(*(InvertedResidual(c if i == 0 else out, out, s if i == 0 else 1, t) for i in range(n)))
+            )
             c = out
         self.blocks = nn.Sequential(*blocks)
         self.conv2 = nn.Sequential(*_conv_bn(c, last_channels, 1))

@@ -6,7 +6,7 @@ refer to models by these names only.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn as nn
 

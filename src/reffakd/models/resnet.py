@@ -69,7 +69,13 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """3x3 stem, four stages of blocks, global average pooling, one linear layer."""
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], blocks: tuple[int, int, int, int], num_classes: int, in_channels: int) -> None:
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        blocks: tuple[int, int, int, int],
+        num_classes: int,
+        in_channels: int,
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 64, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

@@ -25,7 +25,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -44,7 +46,7 @@ class CifarResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         layers, in_planes = [], widths[0]
-        for i, (planes, stride) in enumerate(zip(widths[1:], (1, 2, 2))):
+        for planes, stride in zip(widths[1:], (1, 2, 2)):
             blocks = []
             for j in range(n):
                 blocks.append(BasicBlock(in_planes, planes, stride if j == 0 else 1))
@@ -65,7 +67,9 @@ class CifarResNet(nn.Module):
 
 def _min_size_check(name: str, image_size: tuple[int, int], minimum: int) -> None:
     if min(image_size) < minimum:
-        raise ReffAKDError(f"model {name} needs inputs of at least {minimum}x{minimum}, got {image_size[0]}x{image_size[1]}")
+        raise ReffAKDError(
+            f"model {name} needs inputs of at least {minimum}x{minimum}, got {image_size[0]}x{image_size[1]}"
+        )
 
 
 def _register(name: str, depth: int, widths: tuple[int, int, int, int]) -> None:

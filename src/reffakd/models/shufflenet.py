@@ -31,7 +31,9 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def _bn_conv(in_c: int, out_c: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_c, out_c, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(out_c))
+    return nn.Sequential(
+        nn.Conv2d(in_c, out_c, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(out_c)
+    )
 
 
 class ShuffleUnitV1(nn.Module):
@@ -54,7 +56,14 @@ class ShuffleUnitV1(nn.Module):
 
 
 class ShuffleNetV1(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, ...] = (240, 480, 960), units: tuple[int, ...] = (4, 8, 4), groups: int = 3) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        widths: tuple[int, ...] = (240, 480, 960),
+        units: tuple[int, ...] = (4, 8, 4),
+        groups: int = 3,
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(*_bn_conv(in_channels, 24, 1), nn.ReLU(inplace=True))
         c, stages = 24, []
@@ -79,7 +88,11 @@ class BasicUnitV2(nn.Module):
         super().__init__()
         half = channels // 2
         self.branch = nn.Sequential(
-            *_bn_conv(half, half, 1), nn.ReLU(inplace=True), *_bn_conv(half, half, 3, groups=half), *_bn_conv(half, half, 1), nn.ReLU(inplace=True)
+            *_bn_conv(half, half, 1),
+            nn.ReLU(inplace=True),
+            *_bn_conv(half, half, 3, groups=half),
+            *_bn_conv(half, half, 1),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,9 +106,15 @@ class DownUnitV2(nn.Module):
     def __init__(self, in_c: int, out_c: int) -> None:
         super().__init__()
         half = out_c // 2
-        self.left = nn.Sequential(*_bn_conv(in_c, in_c, 3, 2, groups=in_c), *_bn_conv(in_c, half, 1), nn.ReLU(inplace=True))
+        self.left = nn.Sequential(
+            *_bn_conv(in_c, in_c, 3, 2, groups=in_c), *_bn_conv(in_c, half, 1), nn.ReLU(inplace=True)
+        )
         self.right = nn.Sequential(
-            *_bn_conv(in_c, half, 1), nn.ReLU(inplace=True), *_bn_conv(half, half, 3, 2, groups=half), *_bn_conv(half, half, 1), nn.ReLU(inplace=True)
+            *_bn_conv(in_c, half, 1),
+            nn.ReLU(inplace=True),
+            *_bn_conv(half, half, 3, 2, groups=half),
+            *_bn_conv(half, half, 1),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +122,14 @@ class DownUnitV2(nn.Module):
 
 
 class ShuffleNetV2(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, ...] = (116, 232, 464), units: tuple[int, ...] = (3, 7, 3), last_channels: int = 1024) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        widths: tuple[int, ...] = (116, 232, 464),
+        units: tuple[int, ...] = (3, 7, 3),
+        last_channels: int = 1024,
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(*_bn_conv(in_channels, 24, 1), nn.ReLU(inplace=True))
         c, stages = 24, []

@@ -3,4 +3,11 @@
 from .plots import plot_reconstructions, plot_soft_labels, plot_training_curves
 from .tables import format_flops, markdown_table, summary_table
 
-__all__ = ["format_flops", "markdown_table", "plot_reconstructions", "plot_soft_labels", "plot_training_curves", "summary_table"]
+__all__ = [
+    "format_flops",
+    "markdown_table",
+    "plot_reconstructions",
+    "plot_soft_labels",
+    "plot_training_curves",
+    "summary_table",
+]

@@ -16,17 +16,35 @@ import csv
 import io
 import json
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..io import write_text_atomic
 from .tables import format_flops, markdown_table
 
 CSV_COLUMNS = [
-    "method", "variant", "seed", "alpha", "temperature", "best_epoch", "val_top1", "test_top1_selected", "test_top1_last", "test_top5_selected",
-    "student_parameters", "student_forward_macs_per_image", "student_flops", "student_seconds",
-    "soft_target_source", "soft_target_flops", "soft_target_seconds", "teacher_forward_flops",
-    "total_flops", "total_seconds", "peak_memory_bytes",
+    "method",
+    "variant",
+    "seed",
+    "alpha",
+    "temperature",
+    "best_epoch",
+    "val_top1",
+    "test_top1_selected",
+    "test_top1_last",
+    "test_top5_selected",
+    "student_parameters",
+    "student_forward_macs_per_image",
+    "student_flops",
+    "student_seconds",
+    "soft_target_source",
+    "soft_target_flops",
+    "soft_target_seconds",
+    "teacher_forward_flops",
+    "total_flops",
+    "total_seconds",
+    "peak_memory_bytes",
 ]
 
 
@@ -38,17 +56,32 @@ def collect_runs(out: Path) -> list[dict[str, Any]]:
         cost = s["cost"]
         totals, soft = cost["totals"], cost.get("soft_targets") or {}
         config = s.get("config", {})
-        rows.append({
-            "method": s["method"], "variant": s.get("variant", s["method"]), "seed": s["seed"], "grid": s.get("grid") or {},
-            "alpha": config.get("alpha", ""), "temperature": config.get("temperature", ""), "best_epoch": s["best_epoch"], "val_top1": s["best_val_top1"],
-            "test_top1_selected": s["test_best"]["top1"], "test_top1_last": s["test_last"]["top1"], "test_top5_selected": s["test_best"]["top5"],
-            "student_parameters": s["parameters"], "student_forward_macs_per_image": s["forward_macs_per_image"],
-            "student_flops": totals["student"]["flops"], "student_seconds": totals["student"]["seconds"],
-            "soft_target_source": soft.get("source", "none"), "soft_target_flops": totals["soft_targets"]["flops"],
-            "soft_target_seconds": totals["soft_targets"]["seconds"],
-            "teacher_forward_flops": soft.get("stages", {}).get("teacher_forward", {}).get("flops", 0),
-            "total_flops": totals["flops"], "total_seconds": totals["seconds"], "peak_memory_bytes": totals.get("peak_memory_bytes"),
-        })
+        rows.append(
+            {
+                "method": s["method"],
+                "variant": s.get("variant", s["method"]),
+                "seed": s["seed"],
+                "grid": s.get("grid") or {},
+                "alpha": config.get("alpha", ""),
+                "temperature": config.get("temperature", ""),
+                "best_epoch": s["best_epoch"],
+                "val_top1": s["best_val_top1"],
+                "test_top1_selected": s["test_best"]["top1"],
+                "test_top1_last": s["test_last"]["top1"],
+                "test_top5_selected": s["test_best"]["top5"],
+                "student_parameters": s["parameters"],
+                "student_forward_macs_per_image": s["forward_macs_per_image"],
+                "student_flops": totals["student"]["flops"],
+                "student_seconds": totals["student"]["seconds"],
+                "soft_target_source": soft.get("source", "none"),
+                "soft_target_flops": totals["soft_targets"]["flops"],
+                "soft_target_seconds": totals["soft_targets"]["seconds"],
+                "teacher_forward_flops": soft.get("stages", {}).get("teacher_forward", {}).get("flops", 0),
+                "total_flops": totals["flops"],
+                "total_seconds": totals["seconds"],
+                "peak_memory_bytes": totals.get("peak_memory_bytes"),
+            }
+        )
     return rows
 
 
@@ -64,7 +97,11 @@ def grid_point(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sortable(value: Any) -> tuple:
-    return (0, float(value), "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0.0, str(value))
+    return (
+        (0, float(value), "")
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else (1, 0.0, str(value))
+    )
 
 
 def aggregate(rows: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
@@ -82,10 +119,25 @@ def aggregate(rows: list[dict[str, Any]], order: list[str]) -> list[dict[str, An
     out = []
     for variant in sorted(by_variant, key=sort_key):
         rs = by_variant[variant]
-        agg: dict[str, Any] = {"method": variant, "base_method": rs[0]["method"], "grid": variant != rs[0]["method"], "point": grid_point(rs[0]),
-                               "seeds": sorted(r["seed"] for r in rs), "source": rs[0]["soft_target_source"]}
-        for key in ("val_top1", "test_top1_selected", "test_top1_last", "soft_target_flops", "soft_target_seconds", "student_flops",
-                    "student_seconds", "total_flops", "total_seconds"):
+        agg: dict[str, Any] = {
+            "method": variant,
+            "base_method": rs[0]["method"],
+            "grid": variant != rs[0]["method"],
+            "point": grid_point(rs[0]),
+            "seeds": sorted(r["seed"] for r in rs),
+            "source": rs[0]["soft_target_source"],
+        }
+        for key in (
+            "val_top1",
+            "test_top1_selected",
+            "test_top1_last",
+            "soft_target_flops",
+            "soft_target_seconds",
+            "student_flops",
+            "student_seconds",
+            "total_flops",
+            "total_seconds",
+        ):
             agg[key], agg[key + "_std"] = _mean_std([float(r[key]) for r in rs])
         agg["peak_memory_bytes"] = max((r["peak_memory_bytes"] or 0) for r in rs) or None
         out.append(agg)
@@ -125,26 +177,62 @@ def _ratio(a: float, b: float) -> str:
 
 
 def render_markdown(agg: list[dict[str, Any]]) -> str:
-    headers = ["method", "seeds", "val top-1", "test top-1 (selected)", "test top-1 (last)", "soft targets from",
-               "soft-target FLOPs", "soft-target time", "student FLOPs", "student time", "total FLOPs", "total time", "peak memory"]
-    rows = [[a["method"], len(a["seeds"]), _pm(a["val_top1"], a["val_top1_std"]), _pm(a["test_top1_selected"], a["test_top1_selected_std"]),
-             _pm(a["test_top1_last"], a["test_top1_last_std"]), a["source"], format_flops(a["soft_target_flops"]) if a["soft_target_flops"] else "0",
-             _seconds(a["soft_target_seconds"]), format_flops(a["student_flops"]), _seconds(a["student_seconds"]),
-             format_flops(a["total_flops"]), _seconds(a["total_seconds"]),
-             f"{a['peak_memory_bytes'] / 2**30:.2f} GiB" if a["peak_memory_bytes"] else "-"]
-            for a in agg]
-    text = ["# Comparison", "", "Mean ± sample standard deviation over seeds. *Selected*: the epoch with the best validation top-1;",
-            "*last*: the final epoch. Costs are per run: the soft targets (autoencoder pipeline, or the teacher's own training",
-            "plus its forward passes during distillation) and the student's training; wall time on this run's machine.", "",
-            markdown_table(headers, rows)]
+    headers = [
+        "method",
+        "seeds",
+        "val top-1",
+        "test top-1 (selected)",
+        "test top-1 (last)",
+        "soft targets from",
+        "soft-target FLOPs",
+        "soft-target time",
+        "student FLOPs",
+        "student time",
+        "total FLOPs",
+        "total time",
+        "peak memory",
+    ]
+    rows = [
+        [
+            a["method"],
+            len(a["seeds"]),
+            _pm(a["val_top1"], a["val_top1_std"]),
+            _pm(a["test_top1_selected"], a["test_top1_selected_std"]),
+            _pm(a["test_top1_last"], a["test_top1_last_std"]),
+            a["source"],
+            format_flops(a["soft_target_flops"]) if a["soft_target_flops"] else "0",
+            _seconds(a["soft_target_seconds"]),
+            format_flops(a["student_flops"]),
+            _seconds(a["student_seconds"]),
+            format_flops(a["total_flops"]),
+            _seconds(a["total_seconds"]),
+            f"{a['peak_memory_bytes'] / 2**30:.2f} GiB" if a["peak_memory_bytes"] else "-",
+        ]
+        for a in agg
+    ]
+    text = [
+        "# Comparison",
+        "",
+        "Mean ± sample standard deviation over seeds. *Selected*: the epoch with the best validation top-1;",
+        "*last*: the final epoch. Costs are per run: the soft targets (autoencoder pipeline, or the teacher's own training",
+        "plus its forward passes during distillation) and the student's training; wall time on this run's machine.",
+        "",
+        markdown_table(headers, rows),
+    ]
     chosen = select_by_validation(agg)
     if chosen:
-        text += ["", "Grid: per method, the variant with the best mean validation top-1 (over the seeds; only variants",
-                 "with the most seeds compete). The test top-1 is reported, never used to choose.", ""]
+        text += [
+            "",
+            "Grid: per method, the variant with the best mean validation top-1 (over the seeds; only variants",
+            "with the most seeds compete). The test top-1 is reported, never used to choose.",
+            "",
+        ]
         for method, a in chosen.items():
             n = sum(1 for b in agg if b["grid"] and b["base_method"] == method)
-            text.append(f"- selected by validation: {a['method']}, val {a['val_top1']:.2f}, test {a['test_top1_selected']:.2f} "
-                        f"({method}: {n} variants, {len(a['seeds'])} seed(s); test top-1 at the validation-selected epoch)")
+            text.append(
+                f"- selected by validation: {a['method']}, val {a['val_top1']:.2f}, test {a['test_top1_selected']:.2f} "
+                f"({method}: {n} variants, {len(a['seeds'])} seed(s); test top-1 at the validation-selected epoch)"
+            )
     by = {a["base_method"]: a for a in representatives(agg)}
     if "reffakd" in by and by["reffakd"]["soft_target_flops"] > 0:
         ref = by["reffakd"]
@@ -152,11 +240,33 @@ def render_markdown(agg: list[dict[str, Any]]) -> str:
         for m in ("kd", "dkd", "tfkd-self"):
             if m in by and by[m]["soft_target_flops"] > 0:
                 a = by[m]
-                lines.append([a["method"], a["source"], format_flops(a["soft_target_flops"]), _seconds(a["soft_target_seconds"]),
-                              _ratio(a["soft_target_flops"], ref["soft_target_flops"]), _ratio(a["soft_target_seconds"], ref["soft_target_seconds"])])
+                lines.append(
+                    [
+                        a["method"],
+                        a["source"],
+                        format_flops(a["soft_target_flops"]),
+                        _seconds(a["soft_target_seconds"]),
+                        _ratio(a["soft_target_flops"], ref["soft_target_flops"]),
+                        _ratio(a["soft_target_seconds"], ref["soft_target_seconds"]),
+                    ]
+                )
         if lines:
-            text += ["", f"Soft targets against ReffAKD's ({ref['method'] + ': ' if ref['grid'] else ''}{format_flops(ref['soft_target_flops'])}, {_seconds(ref['soft_target_seconds'])}):", "",
-                     markdown_table(["method", "source", "soft-target FLOPs", "soft-target time", "x ReffAKD's FLOPs", "x ReffAKD's time"], lines)]
+            text += [
+                "",
+                f"Soft targets against ReffAKD's ({ref['method'] + ': ' if ref['grid'] else ''}{format_flops(ref['soft_target_flops'])}, {_seconds(ref['soft_target_seconds'])}):",
+                "",
+                markdown_table(
+                    [
+                        "method",
+                        "source",
+                        "soft-target FLOPs",
+                        "soft-target time",
+                        "x ReffAKD's FLOPs",
+                        "x ReffAKD's time",
+                    ],
+                    lines,
+                ),
+            ]
     return "\n".join(text) + "\n"
 
 
@@ -166,12 +276,23 @@ def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
 
     agg = representatives(agg)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, key, label in ((axes[0], "total_flops", "total FLOPs per run (soft targets + student)"),
-                           (axes[1], "total_seconds", "total wall time per run (s)")):
+    for ax, key, label in (
+        (axes[0], "total_flops", "total FLOPs per run (soft targets + student)"),
+        (axes[1], "total_seconds", "total wall time per run (s)"),
+    ):
         for a in agg:
             x = max(a[key], 1e-9)
-            ax.errorbar([x], [a["test_top1_selected"]], yerr=[a["test_top1_selected_std"]], fmt="o", capsize=3, label=a["method"])
-            ax.annotate(a["method"], (x, a["test_top1_selected"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.errorbar(
+                [x],
+                [a["test_top1_selected"]],
+                yerr=[a["test_top1_selected_std"]],
+                fmt="o",
+                capsize=3,
+                label=a["method"],
+            )
+            ax.annotate(
+                a["method"], (x, a["test_top1_selected"]), textcoords="offset points", xytext=(5, 4), fontsize=8
+            )
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("test top-1 (%), validation-selected epoch")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -34,7 +35,15 @@ def plot_soft_labels(soft: Any, path: str | Path) -> None:
     if c <= 12:
         for i in range(c):
             for j in range(c):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w" if matrix[i, j] < matrix.max() * 0.6 else "k")
+                ax.text(
+                    j,
+                    i,
+                    f"{matrix[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="w" if matrix[i, j] < matrix.max() * 0.6 else "k",
+                )
     meta = soft.metadata
     title = f"soft labels (tau {meta.get('temperature', float('nan')):.4g}, boost {meta.get('diagonal_boost', float('nan')):.4g})"
     ax.set_title(title)
@@ -51,7 +60,9 @@ def plot_reconstructions(inputs: torch.Tensor, recon: torch.Tensor, path: str | 
         for i in range(n):
             img = batch[i].clamp(0, 1).permute(1, 2, 0).numpy()
             ax = axes[row][i]
-            ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray" if img.shape[2] == 1 else None, vmin=0, vmax=1)
+            ax.imshow(
+                img[..., 0] if img.shape[2] == 1 else img, cmap="gray" if img.shape[2] == 1 else None, vmin=0, vmax=1
+            )
             ax.axis("off")
     axes[0][0].set_title("input", fontsize=8, loc="left")
     axes[1][0].set_title("reconstruction", fontsize=8, loc="left")

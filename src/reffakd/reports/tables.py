@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def format_flops(flops: float | None) -> str:
@@ -22,7 +23,17 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 def summary_table(runs: Sequence[dict[str, Any]]) -> str:
     """One row per run summary: method, selected epoch, validation and test top-1, time, FLOPs."""
-    headers = ["run", "method", "best epoch", "val top-1", "test top-1 (best val)", "test top-1 (last)", "wall time", "training FLOPs", "soft-target FLOPs"]
+    headers = [
+        "run",
+        "method",
+        "best epoch",
+        "val top-1",
+        "test top-1 (best val)",
+        "test top-1 (last)",
+        "wall time",
+        "training FLOPs",
+        "soft-target FLOPs",
+    ]
     rows = []
     for r in runs:
         rows.append(

@@ -4,4 +4,13 @@ from .flops import count_flops, forward_flops, parameter_count
 from .ledger import StageCost, combine_stages, measure
 from .memory import peak_memory_bytes, reset_peak_memory
 
-__all__ = ["StageCost", "combine_stages", "forward_flops", "measure", "parameter_count", "peak_memory_bytes", "reset_peak_memory", "count_flops"]
+__all__ = [
+    "StageCost",
+    "combine_stages",
+    "forward_flops",
+    "measure",
+    "parameter_count",
+    "peak_memory_bytes",
+    "reset_peak_memory",
+    "count_flops",
+]

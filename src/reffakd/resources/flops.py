@@ -8,7 +8,7 @@ the usual published MAC figures. One MAC = 2 FLOPs.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -22,7 +22,9 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-def forward_flops(model: nn.Module, input_shape: tuple[int, ...], forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> int:
+def forward_flops(
+    model: nn.Module, input_shape: tuple[int, ...], forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> int:
     """FLOPs of one forward pass per image (eval mode, no grad), measured on a batch of 2."""
     was_training = model.training
     model.eval()

@@ -2,7 +2,13 @@
 
 from .artifact import SoftLabels
 from .autoencoder_training import embed, reconstruction_mse, train_autoencoder
-from .builder import SOFT_LABELS_FILE, SoftLabelConfig, build_soft_labels, read_soft_label_cost, soft_labels_from_similarity
+from .builder import (
+    SOFT_LABELS_FILE,
+    SoftLabelConfig,
+    build_soft_labels,
+    read_soft_label_cost,
+    soft_labels_from_similarity,
+)
 from .calibration import DEFAULT_TARGET_OWN_PROBABILITY, PRESETS, Calibration
 from .diagnostics import format_diagnostics, soft_label_diagnostics
 from .similarity import class_similarity, similarity_to_soft_labels, temperature_for_own_probability

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -43,8 +44,12 @@ class SoftLabels:
         """Refuse soft labels built for other classes than the ones being trained on."""
         if tuple(class_names) != self.class_names:
             if len(class_names) != self.num_classes:
-                raise ReffAKDError(f"soft labels have {self.num_classes} classes but {where} has {len(class_names)}; rebuild them with `reffakd softlabels` on this dataset")
-            raise ReffAKDError(f"soft labels' class names {list(self.class_names)[:4]}... differ from {where}'s {list(class_names)[:4]}...; rebuild them on this dataset")
+                raise ReffAKDError(
+                    f"soft labels have {self.num_classes} classes but {where} has {len(class_names)}; rebuild them with `reffakd softlabels` on this dataset"
+                )
+            raise ReffAKDError(
+                f"soft labels' class names {list(self.class_names)[:4]}... differ from {where}'s {list(class_names)[:4]}...; rebuild them on this dataset"
+            )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``path`` (.safetensors) and the metadata as JSON beside it, each atomically."""
@@ -55,16 +60,21 @@ class SoftLabels:
         if self.similarity is not None:
             tensors["similarity"] = self.similarity.to(torch.float64).contiguous().cpu()
         write_with(path, lambda tmp: save_file(tensors, str(tmp)))
-        write_json(sidecar_json(path), {"format": "reffakd-soft-labels/1", "class_names": list(self.class_names), "metadata": self.metadata})
+        write_json(
+            sidecar_json(path),
+            {"format": "reffakd-soft-labels/1", "class_names": list(self.class_names), "metadata": self.metadata},
+        )
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "SoftLabels":
+    def load(cls, path: str | os.PathLike[str]) -> SoftLabels:
         path = Path(path)
         meta_path = sidecar_json(path)
         tensors = read_safetensors(path, "soft-label file", "`reffakd softlabels`")
         if not meta_path.is_file():
-            raise ReffAKDError(f"soft-label metadata {meta_path} is missing; it is written beside the .safetensors file")
+            raise ReffAKDError(
+                f"soft-label metadata {meta_path} is missing; it is written beside the .safetensors file"
+            )
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             class_names = meta["class_names"]
@@ -73,9 +83,13 @@ class SoftLabels:
             if not isinstance(meta.get("metadata", {}), dict):
                 raise TypeError("metadata must be an object")
         except (ValueError, KeyError, TypeError) as exc:
-            raise ReffAKDError(f"soft-label metadata {meta_path} is malformed ({exc}); expected JSON with a class_names list") from None
+            raise ReffAKDError(
+                f"soft-label metadata {meta_path} is malformed ({exc}); expected JSON with a class_names list"
+            ) from None
         if "soft_labels" not in tensors:
-            raise ReffAKDError(f"soft-label file {path} has no 'soft_labels' tensor (found: {', '.join(tensors) or 'none'})")
+            raise ReffAKDError(
+                f"soft-label file {path} has no 'soft_labels' tensor (found: {', '.join(tensors) or 'none'})"
+            )
         return cls(tensors["soft_labels"], tuple(class_names), tensors.get("similarity"), meta.get("metadata", {}))
 
 

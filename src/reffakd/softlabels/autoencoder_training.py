@@ -7,7 +7,8 @@ is for the classifiers only. Embeddings come from un-augmented training images b
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,9 @@ def train_autoencoder(
         lr = optimizer.param_groups[0]["lr"]
         model.train()
         total, n = 0.0, 0
-        for images, _ in tqdm(train_batches, desc=f"autoencoder {epoch}/{cfg.epochs}", leave=False, disable=not progress, unit="batch"):
+        for images, _ in tqdm(
+            train_batches, desc=f"autoencoder {epoch}/{cfg.epochs}", leave=False, disable=not progress, unit="batch"
+        ):
             loss = F.mse_loss(model(images), images)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -52,7 +55,9 @@ def train_autoencoder(
         record["seconds"] = time.perf_counter() - t0
         history.append(record)
         val = f"  val mse {record['val_mse']:.5f}" if "val_mse" in record else ""
-        log(f"autoencoder epoch {epoch:>3}/{cfg.epochs}  mse {record['train_mse']:.5f}{val}  lr {lr:.4g}  {record['seconds']:.1f}s")
+        log(
+            f"autoencoder epoch {epoch:>3}/{cfg.epochs}  mse {record['train_mse']:.5f}{val}  lr {lr:.4g}  {record['seconds']:.1f}s"
+        )
     return history
 
 

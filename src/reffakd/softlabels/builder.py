@@ -7,9 +7,10 @@ beside the cost of a teacher.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -23,7 +24,7 @@ from ..models.autoencoder import ConvAutoencoder
 from ..resources import combine_stages, count_flops, forward_flops, measure, parameter_count
 from ..seed import seed_everything
 from .artifact import SoftLabels
-from .autoencoder_training import embed, reconstruction_mse, train_autoencoder
+from .autoencoder_training import embed, train_autoencoder
 from .calibration import Calibration
 from .diagnostics import format_diagnostics, soft_label_diagnostics
 from .similarity import class_similarity
@@ -77,9 +78,18 @@ def build_soft_labels(
     c, (h, w) = splits.in_channels, splits.image_size
     model = ConvAutoencoder(c, (h, w)).to(device)
     ae_cfg = cfg.autoencoder
-    train_batches = make_batches(splits.train, ae_cfg.batch_size, shuffle=True, augment=splits.augment, generator=generator, device=device)
+    train_batches = make_batches(
+        splits.train, ae_cfg.batch_size, shuffle=True, augment=splits.augment, generator=generator, device=device
+    )
     val_batches = make_batches(splits.val, 512, device=device)
-    step_flops = count_flops(lambda: torch.nn.functional.mse_loss(model(torch.zeros(2, c, h, w, device=device)), torch.zeros(2, c, h, w, device=device)).backward()) // 2
+    step_flops = (
+        count_flops(
+            lambda: torch.nn.functional.mse_loss(
+                model(torch.zeros(2, c, h, w, device=device)), torch.zeros(2, c, h, w, device=device)
+            ).backward()
+        )
+        // 2
+    )
     model.zero_grad(set_to_none=True)
     fwd_flops = forward_flops(model, (c, h, w))
     enc_flops = forward_flops(model, (c, h, w), forward=model.encode)
@@ -87,7 +97,11 @@ def build_soft_labels(
     with measure("autoencoder_training", device) as ae_cost:
         history = train_autoencoder(model, train_batches, ae_cfg, val_batches=val_batches, progress=progress, log=log)
         ae_cost.flops = step_flops * len(splits.train) * ae_cfg.epochs + fwd_flops * len(splits.val) * ae_cfg.epochs
-        ae_cost.details = {"epochs": ae_cfg.epochs, "train_flops_per_image": step_flops, "forward_flops_per_image": fwd_flops}
+        ae_cost.details = {
+            "epochs": ae_cfg.epochs,
+            "train_flops_per_image": step_flops,
+            "forward_flops_per_image": fwd_flops,
+        }
     history_log = JsonlWriter(out_dir / "autoencoder_metrics.jsonl")
     for record in history:
         history_log.write(record)
@@ -97,7 +111,11 @@ def build_soft_labels(
         emb_batches = make_batches(splits.train, 512, augment=embed_augment, generator=generator, device=device)
         embeddings, labels = embed(model, emb_batches)
         emb_cost.flops = enc_flops * len(splits.train)
-        emb_cost.details = {"images": len(splits.train), "embedding_dim": model.embedding_dim, "encoder_flops_per_image": enc_flops}
+        emb_cost.details = {
+            "images": len(splits.train),
+            "embedding_dim": model.embedding_dim,
+            "encoder_flops_per_image": enc_flops,
+        }
 
     with measure("similarity", device) as sim_cost:
         similarity = class_similarity(embeddings, labels, splits.num_classes, cfg.samples_per_class, generator)
@@ -105,17 +123,31 @@ def build_soft_labels(
         sim_cost.flops = similarity_flops(used, model.embedding_dim, splits.num_classes)
         sim_cost.details = {"images": used}
 
-    soft = soft_labels_from_similarity(similarity, splits, cfg, extra={"autoencoder_val_mse": history[-1].get("val_mse")})
+    soft = soft_labels_from_similarity(
+        similarity, splits, cfg, extra={"autoencoder_val_mse": history[-1].get("val_mse")}
+    )
     log(format_diagnostics(soft.metadata["diagnostics"]))
 
     save_checkpoint(
         out_dir / "autoencoder.safetensors",
         model,
-        {"model": "autoencoder", "num_classes": splits.num_classes, "in_channels": c, "image_size": [h, w],
-         "class_names": list(splits.class_names), "mean": [0.0] * c, "std": [1.0] * c, "pixel_range": [0, 1]},
+        {
+            "model": "autoencoder",
+            "num_classes": splits.num_classes,
+            "in_channels": c,
+            "image_size": [h, w],
+            "class_names": list(splits.class_names),
+            "mean": [0.0] * c,
+            "std": [1.0] * c,
+            "pixel_range": [0, 1],
+        },
     )
     soft.save(out_dir / SOFT_LABELS_FILE)
-    cost = combine_stages({s.name: s.to_dict() for s in (ae_cost, emb_cost, sim_cost)}, source="autoencoder", autoencoder_parameters=parameter_count(model))
+    cost = combine_stages(
+        {s.name: s.to_dict() for s in (ae_cost, emb_cost, sim_cost)},
+        source="autoencoder",
+        autoencoder_parameters=parameter_count(model),
+    )
     write_json(out_dir / "soft_labels_cost.json", cost)
     write_text_atomic(out_dir / "diagnostics.txt", format_diagnostics(soft.metadata["diagnostics"]) + "\n")
     _plot(out_dir, soft, model, splits, device)
@@ -128,10 +160,14 @@ def read_soft_label_cost(soft_labels_path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(cost_path.read_text(encoding="utf-8")) if cost_path.is_file() else None
     except (OSError, ValueError) as exc:
-        raise ReffAKDError(f"soft-label cost file {cost_path} is malformed ({exc}); it is JSON written by `reffakd softlabels`") from None
+        raise ReffAKDError(
+            f"soft-label cost file {cost_path} is malformed ({exc}); it is JSON written by `reffakd softlabels`"
+        ) from None
 
 
-def soft_labels_from_similarity(similarity: torch.Tensor, splits: DataSplits, cfg: SoftLabelConfig, extra: dict[str, Any] | None = None) -> SoftLabels:
+def soft_labels_from_similarity(
+    similarity: torch.Tensor, splits: DataSplits, cfg: SoftLabelConfig, extra: dict[str, Any] | None = None
+) -> SoftLabels:
     """Calibrate a similarity matrix into a ``SoftLabels`` artifact with its metadata and diagnostics."""
     matrix, tau = cfg.calibration.apply(similarity)
     diagnostics = soft_label_diagnostics(matrix, similarity, splits.class_names)

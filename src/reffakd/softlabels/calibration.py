@@ -39,7 +39,7 @@ class Calibration:
     equalize_own: bool = False
 
     @classmethod
-    def preset(cls, name: str, dataset: str) -> "Calibration":
+    def preset(cls, name: str, dataset: str) -> Calibration:
         boost = PAPER_DIAGONAL_BOOST.get(dataset, DEFAULT_DIAGONAL_BOOST)
         if name == "paper":
             return cls(boost, temperature=1.0)
@@ -53,11 +53,17 @@ class Calibration:
         if (self.temperature is None) == (self.target_own_probability is None):
             raise ReffAKDError("give exactly one of a soft-label temperature and a target own-class probability")
         if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ReffAKDError(f"soft-label temperature {self.temperature} is out of range: it must be a finite number > 0")
+            raise ReffAKDError(
+                f"soft-label temperature {self.temperature} is out of range: it must be a finite number > 0"
+            )
         if self.target_own_probability is not None and not (0 < self.target_own_probability < 1):
-            raise ReffAKDError(f"target own-class probability {self.target_own_probability} is out of range: it must lie in (0, 1)")
+            raise ReffAKDError(
+                f"target own-class probability {self.target_own_probability} is out of range: it must lie in (0, 1)"
+            )
         if self.equalize_own and self.target_own_probability is None:
-            raise ReffAKDError("equalising the own-class probability needs a target own-class probability, not a fixed temperature")
+            raise ReffAKDError(
+                "equalising the own-class probability needs a target own-class probability, not a fixed temperature"
+            )
 
     def resolve_temperature(self, similarity: torch.Tensor) -> float:
         self.validate()

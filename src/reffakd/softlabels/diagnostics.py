@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 
-def soft_label_diagnostics(soft_labels: torch.Tensor, similarity: torch.Tensor, class_names: Sequence[str], nearest: int = 3) -> dict[str, Any]:
+def soft_label_diagnostics(
+    soft_labels: torch.Tensor, similarity: torch.Tensor, class_names: Sequence[str], nearest: int = 3
+) -> dict[str, Any]:
     """Own-class probability and entropy per row, diagonal-argmax count, each class's nearest classes.
 
     Nearest classes come from the similarity matrix (off-diagonal), which is what the soft labels encode.

@@ -20,7 +20,9 @@ def sample_per_class(labels: torch.Tensor, num_classes: int, k: int, generator: 
     for c in range(num_classes):
         idx = (labels == c).nonzero(as_tuple=True)[0]
         if idx.numel() < k:
-            raise ReffAKDError(f"samples_per_class={k} but class {c} has only {idx.numel()} images; use at most {idx.numel()}")
+            raise ReffAKDError(
+                f"samples_per_class={k} but class {c} has only {idx.numel()} images; use at most {idx.numel()}"
+            )
         picked.append(idx[torch.randperm(idx.numel(), generator=generator)[:k]])
     return torch.cat(picked)
 
@@ -40,10 +42,14 @@ def class_similarity(
     ``samples_per_class=k`` reproduces the notebooks' seeded sample of k images per class.
     """
     if embeddings.ndim != 2 or labels.ndim != 1 or embeddings.shape[0] != labels.shape[0]:
-        raise ReffAKDError(f"embeddings must be (N, D) and labels (N,), got {tuple(embeddings.shape)} and {tuple(labels.shape)}")
+        raise ReffAKDError(
+            f"embeddings must be (N, D) and labels (N,), got {tuple(embeddings.shape)} and {tuple(labels.shape)}"
+        )
     labels = labels.long()
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ReffAKDError(f"labels must lie in 0..{num_classes - 1}, got values {int(labels.min())}..{int(labels.max())}")
+        raise ReffAKDError(
+            f"labels must lie in 0..{num_classes - 1}, got values {int(labels.min())}..{int(labels.max())}"
+        )
     if samples_per_class is not None:
         if samples_per_class < 2:
             raise ReffAKDError(f"samples_per_class must be at least 2, got {samples_per_class}")
@@ -53,12 +59,16 @@ def class_similarity(
     too_few = (counts < 2).nonzero(as_tuple=True)[0]
     if too_few.numel():
         c = int(too_few[0])
-        raise ReffAKDError(f"class {c} has {int(counts[c])} embedding(s); every class needs at least 2 for a within-class similarity")
+        raise ReffAKDError(
+            f"class {c} has {int(counts[c])} embedding(s); every class needs at least 2 for a within-class similarity"
+        )
     e = embeddings.to(torch.float64)
     norms = e.norm(dim=1, keepdim=True)
     unit = torch.where(norms > 0, e / norms.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(e))
     sums = torch.zeros((num_classes, e.shape[1]), dtype=torch.float64, device=e.device).index_add_(0, labels, unit)
-    self_dots = torch.zeros(num_classes, dtype=torch.float64, device=e.device).index_add_(0, labels, (unit * unit).sum(1))
+    self_dots = torch.zeros(num_classes, dtype=torch.float64, device=e.device).index_add_(
+        0, labels, (unit * unit).sum(1)
+    )
     gram = sums @ sums.T
     counts = counts.to(e.device)
     sim = gram / (counts[:, None] * counts[None, :])
@@ -73,7 +83,9 @@ def similarity_to_soft_labels(similarity: torch.Tensor, diagonal_boost: float, t
         raise ReffAKDError(f"diagonal boost {diagonal_boost} is out of range: it must be a finite number >= 0")
     if not math.isfinite(temperature) or temperature <= 0:
         raise ReffAKDError(f"soft-label temperature {temperature} is out of range: it must be a finite number > 0")
-    s = similarity.to(torch.float64) + diagonal_boost * torch.eye(similarity.shape[0], dtype=torch.float64, device=similarity.device)
+    s = similarity.to(torch.float64) + diagonal_boost * torch.eye(
+        similarity.shape[0], dtype=torch.float64, device=similarity.device
+    )
     return torch.softmax(s / temperature, dim=1)
 
 
@@ -91,7 +103,9 @@ def temperature_for_own_probability(
     """
     c = similarity.shape[0]
     if not (1.0 / c < target < 1.0):
-        raise ReffAKDError(f"target own-class probability {target} is out of range: it must lie strictly between 1/C = {1.0 / c:.4g} and 1")
+        raise ReffAKDError(
+            f"target own-class probability {target} is out of range: it must lie strictly between 1/C = {1.0 / c:.4g} and 1"
+        )
     own = lambda tau: mean_own_probability(similarity_to_soft_labels(similarity, diagonal_boost, tau))  # noqa: E731
     lo, hi = math.log(1e-6), math.log(1e3)
     if own(math.exp(lo)) < target + 1e-3:  # at the bound the rows would be one-hot: degenerate, refuse

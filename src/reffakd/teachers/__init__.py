@@ -3,4 +3,12 @@
 from .checkpoint import TeacherInfo, load_teacher
 from .sources import ClassTable, SoftTargetSource, TeacherNetwork, uniform_table, virtual_teacher_table
 
-__all__ = ["ClassTable", "SoftTargetSource", "TeacherInfo", "TeacherNetwork", "load_teacher", "uniform_table", "virtual_teacher_table"]
+__all__ = [
+    "ClassTable",
+    "SoftTargetSource",
+    "TeacherInfo",
+    "TeacherNetwork",
+    "load_teacher",
+    "uniform_table",
+    "virtual_teacher_table",
+]

@@ -49,19 +49,30 @@ def load_teacher(path: str | os.PathLike[str], splits: DataSplits, device: torch
         )
     shape = [splits.in_channels, *splits.image_size]
     if [meta["in_channels"], *meta["image_size"]] != shape:
-        raise ReffAKDError(f"teacher {path} expects {meta['in_channels']}x{meta['image_size'][0]}x{meta['image_size'][1]} inputs, the dataset gives {shape[0]}x{shape[1]}x{shape[2]}")
+        raise ReffAKDError(
+            f"teacher {path} expects {meta['in_channels']}x{meta['image_size'][0]}x{meta['image_size'][1]} inputs, the dataset gives {shape[0]}x{shape[1]}x{shape[2]}"
+        )
     model = model.to(device)
     fwd = forward_flops(model, tuple(shape))
     summary = _read_summary(path.parent / "summary.json")
     cost = summary.get("cost", {}).get("totals") if summary else None
     source = TeacherNetwork(
-        model, splits.num_classes, forward_flops_per_image=fwd, name=f"teacher:{meta['model']}",
-        input_stats=(splits.mean, splits.std), teacher_stats=(meta["mean"], meta["std"]),
+        model,
+        splits.num_classes,
+        forward_flops_per_image=fwd,
+        name=f"teacher:{meta['model']}",
+        input_stats=(splits.mean, splits.std),
+        teacher_stats=(meta["mean"], meta["std"]),
     ).to(device)
     info = TeacherInfo(
-        path=str(path), model=meta["model"], method=meta.get("method"), parameters=parameter_count(model),
-        forward_flops_per_image=fwd, training_cost=cost,
-        val_top1=meta.get("val_top1"), test_top1=(summary or {}).get("test_best", {}).get("top1") if summary else None,
+        path=str(path),
+        model=meta["model"],
+        method=meta.get("method"),
+        parameters=parameter_count(model),
+        forward_flops_per_image=fwd,
+        training_cost=cost,
+        val_top1=meta.get("val_top1"),
+        test_top1=(summary or {}).get("test_best", {}).get("top1") if summary else None,
     )
     source.info = info
     return source
@@ -73,5 +84,7 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ReffAKDError(f"teacher run summary {path} is malformed ({exc}); it is JSON written by `reffakd train`") from None
+        raise ReffAKDError(
+            f"teacher run summary {path} is malformed ({exc}); it is JSON written by `reffakd train`"
+        ) from None
     return data if isinstance(data, dict) else None

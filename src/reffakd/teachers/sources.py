@@ -9,7 +9,8 @@ virtual teacher, uniform) are one row lookup per image.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -63,7 +64,9 @@ class ClassTable(SoftTargetSource):
 def virtual_teacher_table(num_classes: int, own_probability: float) -> torch.Tensor:
     """Tf-KD-reg's hand-made teacher: ``a`` on the true class, (1 - a) / (C - 1) on each other."""
     if not 0.0 < own_probability < 1.0:
-        raise ReffAKDError(f"virtual teacher own-class probability {own_probability} is out of range: it must lie in (0, 1)")
+        raise ReffAKDError(
+            f"virtual teacher own-class probability {own_probability} is out of range: it must lie in (0, 1)"
+        )
     table = torch.full((num_classes, num_classes), (1.0 - own_probability) / (num_classes - 1))
     table.fill_diagonal_(own_probability)
     return table
@@ -98,9 +101,13 @@ class TeacherNetwork(SoftTargetSource):
         self.forward_flops_per_image = int(forward_flops_per_image)
         self.name = name
         self.info: Any = None  # a ``TeacherInfo`` when loaded from a checkpoint (``load_teacher``)
-        self.renormalise = input_stats is not None and teacher_stats is not None and (
-            [float(v) for v in input_stats[0]] != [float(v) for v in teacher_stats[0]]
-            or [float(v) for v in input_stats[1]] != [float(v) for v in teacher_stats[1]]
+        self.renormalise = (
+            input_stats is not None
+            and teacher_stats is not None
+            and (
+                [float(v) for v in input_stats[0]] != [float(v) for v in teacher_stats[0]]
+                or [float(v) for v in input_stats[1]] != [float(v) for v in teacher_stats[1]]
+            )
         )
         if self.renormalise:
             assert input_stats is not None and teacher_stats is not None
@@ -111,7 +118,7 @@ class TeacherNetwork(SoftTargetSource):
             self.register_buffer("scale", scale)
             self.register_buffer("shift", shift)
 
-    def train(self, mode: bool = True) -> "TeacherNetwork":
+    def train(self, mode: bool = True) -> TeacherNetwork:
         super().train(mode)
         self.model.eval()
         return self
