@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from reffakd.data import DataConfig, load_splits
 from reffakd.engine import OptimConfig
-from reffakd.pipeline import DataConfig, StudentConfig, load_splits, train_student
+from reffakd.pipeline import StudentConfig, train_student
 from reffakd.softlabels import Calibration, SoftLabelConfig, build_soft_labels, soft_labels_from_similarity
 
 

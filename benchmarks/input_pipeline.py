@@ -22,7 +22,8 @@ from torchvision import transforms
 from torchvision.datasets import FashionMNIST
 
 from reffakd.data import BatchAugment, TensorBatches, load_fashion_mnist, split_train_val
-from reffakd.data.fashion_mnist import default_cache_dir, locate_fashion_mnist
+from reffakd.data.cache import default_cache_dir
+from reffakd.data.fashion_mnist import locate_fashion_mnist
 from reffakd.distillers import build_distiller
 from reffakd.engine import OptimConfig, build_optimizer
 from reffakd.models import create_model

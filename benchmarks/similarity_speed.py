@@ -18,9 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from reffakd.data import TensorBatches
+from reffakd.data import DataConfig, TensorBatches, load_splits
 from reffakd.models import ConvAutoencoder
-from reffakd.pipeline import DataConfig, load_splits
 from reffakd.softlabels import class_similarity, embed
 from reffakd.softlabels.similarity import sample_per_class
 

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from conftest import tree_digest
 from reffakd.cli import main
 from reffakd.data import fashion_mnist as fm
-from reffakd.engine import load_model
+from reffakd.models import load_model
 from reffakd.softlabels import SoftLabels
 
 FMNIST_CLASSES = [
@@ -250,8 +250,8 @@ def test_no_dataset_anywhere_names_the_three_sources(
 
 def lenet_checkpoint(tmp_path: Path, **meta: object) -> Path:
     """An untrained LeNet-5 checkpoint for Fashion-MNIST; ``meta`` overrides metadata entries."""
-    from reffakd.engine.checkpoint import save_checkpoint
     from reffakd.models import create_model
+    from reffakd.models.checkpoint import save_checkpoint
 
     model = create_model("lenet5", num_classes=10, in_channels=1, image_size=(32, 32))
     base = {

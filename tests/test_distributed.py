@@ -16,8 +16,8 @@ import ddp_worker
 from reffakd import ReffAKDError
 from reffakd.data import BatchAugment, TensorBatches, load_imagefolder, make_batches, split_train_val
 from reffakd.data.loader import shard_bounds
-from reffakd.engine import load_model
 from reffakd.io import read_jsonl
+from reffakd.models import load_model
 from test_datasets import make_fake_folder
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,9 @@ import torch
 
 from reffakd import ReffAKDError
 from reffakd.data import load_fashion_mnist, split_train_val
-from reffakd.engine import OptimConfig, build_optimizer, build_scheduler, load_model
+from reffakd.engine import OptimConfig, build_optimizer, build_scheduler
 from reffakd.io import read_jsonl
+from reffakd.models import load_model
 from reffakd.pipeline import StudentConfig, train_student
 from reffakd.softlabels import Calibration, SoftLabelConfig, build_soft_labels
 

@@ -19,7 +19,7 @@ from reffakd import ReffAKDError
 from reffakd.distillers import DISTILLERS, DKD, build_distiller, method_params
 from reffakd.losses import dkd_loss, dkd_terms, label_smoothing_ce, soft_target_kd
 from reffakd.softlabels import SoftLabels
-from reffakd.teachers import ClassTable, TeacherNetwork, uniform_table, virtual_teacher_table
+from reffakd.sources import ClassTable, TeacherNetwork, uniform_table, virtual_teacher_table
 
 
 def np_log_softmax(z: np.ndarray) -> np.ndarray:

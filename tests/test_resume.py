@@ -19,9 +19,10 @@ import torch
 
 from reffakd import ReffAKDError, pipeline
 from reffakd.data import load_fashion_mnist, split_train_val
-from reffakd.engine import OptimConfig, TrainingInterrupted, load_model, load_state
+from reffakd.engine import OptimConfig, TrainingInterrupted, load_state
 from reffakd.engine import resume as resume_mod
 from reffakd.io import read_jsonl
+from reffakd.models import load_model
 from reffakd.pipeline import StudentConfig, train_student
 
 CPU = torch.device("cpu")

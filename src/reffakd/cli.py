@@ -389,7 +389,7 @@ def _optim(args: argparse.Namespace, prefix: str = ""):
 
 
 def _data_cfg(args: argparse.Namespace):
-    from .pipeline import DataConfig
+    from .data import DataConfig
 
     return DataConfig(
         args.dataset,
@@ -510,7 +510,8 @@ def _start_output(out: str, resume: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .pipeline import pick_device, run_pipeline
+    from .engine.distributed import pick_device
+    from .pipeline import run_pipeline
     from .rundir import check_new_run_dir, staged_run_dir
 
     soft_cfg = _soft_cfg(args)
@@ -521,7 +522,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     check_new_run_dir(args.out)
     _check_input_size([args.model], True, args.dataset, args.image_size)
-    from .pipeline import load_splits
+    from .data import load_splits
 
     log = RunLog()
     splits = load_splits(_data_cfg(args), log)
@@ -542,7 +543,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_softlabels(args: argparse.Namespace) -> None:
-    from .pipeline import load_splits, pick_device
+    from .data import load_splits
+    from .engine.distributed import pick_device
     from .rundir import check_new_run_dir, staged_run_dir
     from .softlabels import SOFT_LABELS_FILE, build_soft_labels
 
@@ -560,12 +562,14 @@ def cmd_softlabels(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from .data import load_splits
     from .distillers import get_method
     from .engine import distributed
-    from .pipeline import load_splits, pick_device, train_student
+    from .engine.distributed import pick_device
+    from .pipeline import train_student
     from .rundir import staged_run_dir
     from .softlabels import SoftLabels, read_soft_label_cost
-    from .teachers import load_teacher
+    from .sources import load_teacher
 
     cfg = _student_cfg(args, args.method)
     needs = get_method(args.method).needs
@@ -619,9 +623,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .data import make_batches
-    from .engine import evaluate, load_model
-    from .pipeline import EVAL_BATCH_SIZE, load_splits, pick_device
+    from .data import load_splits, make_batches
+    from .engine import evaluate
+    from .engine.distributed import pick_device
+    from .models import load_model
+    from .pipeline import EVAL_BATCH_SIZE
 
     device = pick_device(args.device)
     model, meta = load_model(args.checkpoint)
@@ -758,7 +764,8 @@ def _check_comparison(args: argparse.Namespace, spec: Any) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     """compare and sweep: one code path; sweep requires a grid and writes ``sweep.md``/``sweep.csv``."""
     from .compare import ALL_METHODS, check_resumable, compare_report, run_compare
-    from .pipeline import load_splits, pick_device
+    from .data import load_splits
+    from .engine.distributed import pick_device
     from .reports.sweep_report import write_sweep_report
 
     spec = compare_spec(args)
@@ -938,13 +945,23 @@ COMMANDS = {
 }
 
 
+def as_flags(exc: ReffAKDError) -> str:
+    """The error's message with the library parameters it names written as their flags (val_size -> --val-size)."""
+    import re
+
+    text = str(exc)
+    for param in exc.params:
+        text = re.sub(rf"(?<![\w-]){re.escape(param)}\b", "--" + param.replace("_", "-"), text)
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_command(argv)
         COMMANDS[args.command](args)
     except ReffAKDError as exc:
-        print(f"reffakd: error: {exc}", file=sys.stderr)
+        print(f"reffakd: error: {as_flags(exc)}", file=sys.stderr)
         return 1
     except TrainingInterrupted as exc:  # a signal during training: the resume checkpoint is written
         print(f"reffakd: {exc}", file=sys.stderr)

@@ -32,12 +32,12 @@ from typing import Any
 
 import torch
 
-from .data import DataSplits
+from .data import DataConfig, DataSplits
 from .distillers import DISTILLERS, get_method, method_params
 from .engine import OptimConfig
 from .errors import ReffAKDError
 from .io import read_json, write_json, write_text_atomic
-from .pipeline import DataConfig, StudentConfig, train_student
+from .pipeline import StudentConfig, train_student
 from .reports.compare_report import write_compare_report
 from .rundir import staged_run_dir
 from .softlabels import (
@@ -48,7 +48,7 @@ from .softlabels import (
     build_soft_labels,
     read_soft_label_cost,
 )
-from .teachers import TeacherNetwork, load_teacher
+from .sources import TeacherNetwork, load_teacher
 
 ALL_METHODS = ("ce", "ls", "tfkd-reg", "tfkd-self", "kd", "dkd", "dkd-aesl", "reffakd")
 SPEC_FILE = "spec.json"
@@ -731,7 +731,7 @@ def _worker_init(spec: CompareSpec, out: str, devices: Any, threads: int) -> Non
     """Once per worker: its device and threads, the data, the shared soft labels and teacher (made by the parent)."""
     import signal
 
-    from .pipeline import load_splits
+    from .data import load_splits
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .data import DataSplits, load_dataset, make_batches, split_train_val
+from .data import DataSplits, make_batches
 from .distillers import build_distiller, get_method, method_params
 from .engine import OptimConfig, distributed, fit
 from .io import read_jsonl, write_json, write_text_atomic
@@ -19,58 +19,9 @@ from .reports import plot_training_curves, summary_table
 from .resources import combine_stages, count_flops, forward_flops, measure, parameter_count
 from .seed import seed_everything
 from .softlabels import SoftLabelConfig, SoftLabels, build_soft_labels
-from .teachers import TeacherNetwork
+from .sources import TeacherNetwork
 
 EVAL_BATCH_SIZE = 1024
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when available, else CPU."""
-    from .errors import ReffAKDError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ReffAKDError(f"--device {name} asked for but CUDA is not available here; use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ReffAKDError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-
-
-@dataclass
-class DataConfig:
-    """Which data, where from, and the validation split. ``None`` options keep the dataset's own default."""
-
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    val_size: int = 5000
-    split_seed: int = 0
-    download: bool = True
-    image_size: int | None = None  # resize to this square size (default: the dataset's own)
-    test_dir: str | None = None  # imagefolder: a separate folder of test images
-    test_fraction: float | None = None  # imagefolder without a test folder: share of each class held out (0.2)
-    streaming: bool | None = None  # None: stream from disk only when the images would not fit in memory
-
-    def loader_options(self) -> dict[str, Any]:
-        options = {
-            "image_size": self.image_size,
-            "test_dir": self.test_dir,
-            "test_fraction": self.test_fraction,
-            "streaming": self.streaming,
-        }
-        return {k: v for k, v in options.items() if v is not None}
-
-
-def load_splits(cfg: DataConfig, log: Callable[[str], None] = print) -> DataSplits:
-    """Load the dataset and carve the seeded validation split (its seed is fixed per run, not per student)."""
-    dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, **cfg.loader_options())
-    log(
-        f"data: {dataset.name} from {dataset.source}: {len(dataset.train_labels)} train / {len(dataset.test_labels)} test, "
-        f"{dataset.num_classes} classes, {dataset.in_channels}x{dataset.image_size[0]}x{dataset.image_size[1]}"
-        + (", streamed from disk" if dataset.streaming else "")
-    )
-    return split_train_val(dataset, cfg.val_size, cfg.split_seed)
 
 
 @dataclass
@@ -173,7 +124,7 @@ def train_student(
     ``extra_summary``: entries added to ``summary.json`` (a comparison's grid variant, for one).
 
     ``soft_labels`` (with the ``soft_target_cost`` of making them) feed reffakd and dkd-aesl;
-    ``teacher`` (``reffakd.teachers.load_teacher``) feeds kd, dkd and tfkd-self. ``resume``, ``amp``,
+    ``teacher`` (``reffakd.sources.load_teacher``) feeds kd, dkd and tfkd-self. ``resume``, ``amp``,
     ``channels_last``, ``compile``, ``tensorboard`` and ``sync_batchnorm`` go to ``engine.fit``.
     Under torchrun (WORLD_SIZE > 1) it joins the process group, ``cfg.optim.batch_size`` is the
     global batch, and only rank 0 writes or logs.

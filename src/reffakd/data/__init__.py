@@ -1,9 +1,11 @@
 """Data stage: datasets in memory or streamed from disk, the seeded validation split, batch augmentation and batching."""
 
 from .augment import BatchAugment
+from .cache import default_cache_dir
 from .cifar import load_cifar10, load_cifar100
+from .config import DataConfig, load_splits
 from .dataset import DataSplits, ImageDataset, Split, channel_stats, split_train_val
-from .fashion_mnist import default_cache_dir, load_fashion_mnist
+from .fashion_mnist import load_fashion_mnist
 from .image_folder import load_imagefolder
 from .images import ImageFiles, available_memory_bytes, fits_in_memory, materialize
 from .loader import TensorBatches
@@ -15,6 +17,7 @@ from .tiny_imagenet import load_tiny_imagenet
 __all__ = [
     "BatchAugment",
     "DATASETS",
+    "DataConfig",
     "DataSplits",
     "ImageDataset",
     "ImageFiles",
@@ -31,6 +34,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_imagefolder",
     "load_mnist",
+    "load_splits",
     "load_tiny_imagenet",
     "make_batches",
     "materialize",

@@ -31,8 +31,8 @@ from torchvision.datasets import CIFAR10, CIFAR100
 
 from ..errors import ReffAKDError
 from .augment import BatchAugment
+from .cache import default_cache_dir
 from .dataset import ImageDataset, channel_stats, resize_uint8
-from .fashion_mnist import default_cache_dir
 
 # The paper's augmentation for CIFAR: random crop with 4-pixel padding, horizontal flip, rotation up to 15 degrees.
 CIFAR_AUGMENT = BatchAugment(pad=4, flip=True, rotation=15.0)

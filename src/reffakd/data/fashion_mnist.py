@@ -23,6 +23,7 @@ from torchvision.datasets import MNIST, FashionMNIST
 from ..errors import ReffAKDError
 from ..io import write_with
 from .augment import BatchAugment
+from .cache import default_cache_dir
 from .dataset import ImageDataset, channel_stats, resize_uint8
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -56,11 +57,6 @@ FASHION_MNIST = IdxSpec(
 )
 # Digits are not mirror-symmetric (a flipped 2, 3, 7 is no digit), so MNIST is cropped but never flipped.
 MNIST_SPEC = IdxSpec("mnist", "MNIST", MNIST, BatchAugment(pad=4, flip=False))
-
-
-def default_cache_dir() -> Path:
-    """``$REFFAKD_CACHE`` or ``~/.cache/reffakd``: decompressed copies and downloads live here."""
-    return Path(os.environ.get("REFFAKD_CACHE", Path.home() / ".cache" / "reffakd"))
 
 
 def _find_files(folder: Path, spec: IdxSpec = FASHION_MNIST) -> dict[str, Path] | None:

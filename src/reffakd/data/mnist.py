@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .cache import default_cache_dir
 from .dataset import ImageDataset
-from .fashion_mnist import MNIST_SPEC, default_cache_dir, load_idx_dataset, locate_idx
+from .fashion_mnist import MNIST_SPEC, load_idx_dataset, locate_idx
 
 
 def load_mnist(

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ..errors import ReffAKDError
 from .augment import BatchAugment
+from .cache import default_cache_dir
 from .dataset import ImageDataset
-from .fashion_mnist import default_cache_dir
 from .files import dataset_from_files
 from .images import IMAGE_EXTENSIONS, ImageFiles
 

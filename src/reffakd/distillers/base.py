@@ -2,7 +2,7 @@
 
 A distiller wraps the student and returns ``(logits, {name: weighted loss})``; the training engine
 sums the dict, logs every entry, and never knows which method it runs. A distiller that learns
-from soft targets holds a ``source`` (``reffakd.teachers``) and never cares which kind it is.
+from soft targets holds a ``source`` (``reffakd.sources``) and never cares which kind it is.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..errors import ReffAKDError
 
 if TYPE_CHECKING:
-    from ..teachers import SoftTargetSource
+    from ..sources import SoftTargetSource
 
 
 class Distiller(nn.Module):

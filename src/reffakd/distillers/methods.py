@@ -25,7 +25,7 @@ import torch.nn as nn
 from ..errors import ReffAKDError
 from ..losses import check_alpha_temperature, check_temperature, dkd_loss, label_smoothing_ce, soft_target_kd
 from ..softlabels.artifact import SoftLabels
-from ..teachers import ClassTable, SoftTargetSource, TeacherNetwork, virtual_teacher_table
+from ..sources import ClassTable, SoftTargetSource, TeacherNetwork, virtual_teacher_table
 from .base import Distiller, register_distiller
 
 KD_DEFAULTS = {"alpha": 0.5, "temperature": 4.0}

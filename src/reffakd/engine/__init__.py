@@ -1,6 +1,5 @@
 """Training engine: one loop, its optimiser and schedule, checkpoints, resume, evaluation, distributed helpers."""
 
-from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .metrics import evaluate
 from .optim import OptimConfig, build_optimizer, build_scheduler
 from .resume import RESUME_JSON, load_state, remove_state
@@ -19,9 +18,6 @@ __all__ = [
     "build_scheduler",
     "evaluate",
     "fit",
-    "load_checkpoint",
-    "load_model",
     "load_state",
     "remove_state",
-    "save_checkpoint",
 ]

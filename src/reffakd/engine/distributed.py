@@ -151,3 +151,19 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     if active():
         for b in module.buffers():
             dist.broadcast(b.data, src=0)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ReffAKDError(
+            f"device {name} asked for but CUDA is not available here; use device cpu or auto", params=("device",)
+        )
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ReffAKDError(
+            f"device {name!r} is not a device; use auto, cpu, cuda or cuda:N", params=("device",)
+        ) from None

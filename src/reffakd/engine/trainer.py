@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from ..errors import ReffAKDError
 from ..io import JsonlWriter, _json_default, write_text_atomic, write_with
+from ..models.checkpoint import load_checkpoint, save_checkpoint
 from . import distributed
-from .checkpoint import load_checkpoint, save_checkpoint
 from .logsinks import TENSORBOARD_DIR, TensorBoardSink, require_tensorboard
 from .metrics import COUNT_KEYS, accuracy, evaluate_counts
 from .optim import OptimConfig, build_optimizer, build_scheduler

@@ -2,7 +2,7 @@
 
     L = (1 - alpha) * CE(z, y) + alpha * T^2 * KL(q || softmax(z / T))
 
-q comes from a soft-target source (``reffakd.teachers``): a teacher's softmax at T, a virtual
+q comes from a soft-target source (``reffakd.sources``): a teacher's softmax at T, a virtual
 teacher, or an autoencoder soft-label row. KL is summed over classes and averaged over the batch
 ("batchmean"); T^2 keeps the soft term's gradient scale independent of T (Hinton et al. 2015).
 """

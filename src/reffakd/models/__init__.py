@@ -2,7 +2,18 @@
 
 from . import lenet, mobilenetv2, resnet, resnet_cifar, shufflenet, vgg, wrn  # noqa: F401  (register their models)
 from .autoencoder import ConvAutoencoder
+from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .lenet import LeNet5
 from .registry import MODELS, available_models, create_model, register_model
 
-__all__ = ["ConvAutoencoder", "LeNet5", "MODELS", "available_models", "create_model", "register_model"]
+__all__ = [
+    "MODELS",
+    "ConvAutoencoder",
+    "LeNet5",
+    "available_models",
+    "create_model",
+    "load_checkpoint",
+    "load_model",
+    "register_model",
+    "save_checkpoint",
+]

@@ -16,11 +16,11 @@ import torch
 
 from .. import __version__
 from ..data import DataSplits, make_batches, materialize
-from ..engine.checkpoint import save_checkpoint
 from ..engine.optim import OptimConfig
 from ..errors import ReffAKDError
 from ..io import JsonlWriter, write_json, write_text_atomic
 from ..models.autoencoder import ConvAutoencoder
+from ..models.checkpoint import save_checkpoint
 from ..resources import combine_stages, count_flops, forward_flops, measure, parameter_count
 from ..seed import seed_everything
 from .artifact import SoftLabels

@@ -78,7 +78,7 @@ def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
 
 def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the registered architecture named in the metadata and load the weights into it."""
-    from ..models import create_model
+    from .registry import create_model
 
     state, meta = load_checkpoint(path)
     model = create_model(

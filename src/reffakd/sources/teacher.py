@@ -15,10 +15,10 @@ from typing import Any
 import torch
 
 from ..data import DataSplits
-from ..engine import load_model
 from ..errors import ReffAKDError
+from ..models.checkpoint import load_model
 from ..resources import forward_flops, parameter_count
-from .sources import TeacherNetwork
+from .base import TeacherNetwork
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Soft-target sources: teacher networks, trained students, and class-level tables (AESL, Tf-KD, uniform)."""
 
-from .checkpoint import TeacherInfo, load_teacher
-from .sources import ClassTable, SoftTargetSource, TeacherNetwork, uniform_table, virtual_teacher_table
+from .base import ClassTable, SoftTargetSource, TeacherNetwork, uniform_table, virtual_teacher_table
+from .teacher import TeacherInfo, load_teacher
 
 __all__ = [
     "ClassTable",
