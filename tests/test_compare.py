@@ -12,7 +12,11 @@ import pytest
 
 from conftest import tree_digest
 from reffakd.cli import main
-from reffakd.compare import ALL_METHODS, PRESETS, CompareSpec
+from reffakd.cli import parse_command
+from reffakd.compare import CompareSpec
+from reffakd.distillers import method_names
+from reffakd.recipes import load_recipe, recipe_names
+from reffakd.runconfig import compare_spec
 from reffakd.errors import ReffAKDError
 
 
@@ -47,7 +51,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory, fake_fmnist: Path) -> Pat
 
 
 def test_every_method_and_seed_runs_once_with_shared_teacher_and_soft_labels(finished: Path) -> None:
-    for method in ALL_METHODS:
+    for method in method_names():
         for seed in (0, 1):
             summary = json.loads((finished / "runs" / method / f"seed{seed}" / "summary.json").read_text())
             assert summary["method"] == method and summary["seed"] == seed
@@ -84,12 +88,12 @@ def test_every_method_and_seed_runs_once_with_shared_teacher_and_soft_labels(fin
 def test_results_table_csv_and_plot(finished: Path) -> None:
     with open(finished / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert sorted((r["method"], int(r["seed"])) for r in rows) == sorted((m, s) for m in ALL_METHODS for s in (0, 1))
+    assert sorted((r["method"], int(r["seed"])) for r in rows) == sorted((m, s) for m in method_names() for s in (0, 1))
     for r in rows:
         assert float(r["total_flops"]) == pytest.approx(float(r["student_flops"]) + float(r["soft_target_flops"]))
         assert 0 <= float(r["test_top1_selected"]) <= 100
     md = (finished / "results.md").read_text()
-    for method in ALL_METHODS:
+    for method in method_names():
         assert f"| {method} " in md
     assert "x ReffAKD's FLOPs" in md  # the teacher against the autoencoder, as ratios
     assert (finished / "accuracy_vs_cost.png").stat().st_size > 0
@@ -110,7 +114,7 @@ def test_rerun_skips_finished_runs_and_extends_with_new_seeds(
     assert tree_digest(finished / "teacher") == teacher_before
     assert json.loads((finished / "spec.json").read_text())["seeds"] == [0, 1, 2]
     with open(finished / "results.csv", newline="") as f:
-        assert len(list(csv.DictReader(f))) == 2 * len(ALL_METHODS) + 1
+        assert len(list(csv.DictReader(f))) == 2 * len(method_names()) + 1
 
 
 def test_interrupted_run_leaves_no_finished_folder(
@@ -182,21 +186,24 @@ def test_spec_file_and_a_changed_spec_refused_on_resume(
 
 PAPER_SETTINGS = {  # docs/METHOD.md's table: dataset, student, teacher for vanilla KD
     "paper-fashion-mnist": ("fashion-mnist", "lenet5", "resnet18"),
-    "paper": ("fashion-mnist", "lenet5", "resnet18"),
     "paper-cifar100": ("cifar100", "resnet18", "resnet50"),
     "paper-tinyimagenet": ("tiny-imagenet", "resnet18", "resnet50"),
 }
 
 
 def preset_via_cli(name: str, *extra: str):
-    from reffakd.cli import build_parser, compare_spec
-
-    return compare_spec(build_parser().parse_args(["compare", "--out", "unused", "--preset", name, *extra]))
+    return compare_spec(parse_command(["compare", "--out", "unused", "--preset", name, *extra]))
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_the_shipped_recipes() -> None:
+    assert recipe_names()[0] == "cpu" and {"paper-fashion-mnist", "paper-cifar100", "paper-tinyimagenet",
+                                          "kd-cifar100", "small-grid-fashion-mnist"} <= set(recipe_names())  # fmt: skip
+    assert CompareSpec.from_dict(load_recipe("cpu"), "cpu").to_dict() == CompareSpec().to_dict()
+
+
+@pytest.mark.parametrize("name", recipe_names())
 def test_every_preset_builds_and_validates(name: str) -> None:
-    spec = PRESETS[name]()
+    spec = CompareSpec.from_dict(load_recipe(name), name)
     spec.validate(name)
     via_cli = preset_via_cli(name)
     normal = lambda d: json.loads(json.dumps(d))  # noqa: E731
@@ -220,16 +227,17 @@ def test_every_preset_builds_and_validates(name: str) -> None:
         assert spec.soft_labels["preset"] == "paper"
         assert spec.grid == {
             "methods": ["reffakd"],
-            "alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-            "temperature": [20.0, 10.0, 5.0, 1.0],
+            "params": {
+                "alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+                "temperature": [20.0, 10.0, 5.0, 1.0],
+            },
         }
         items = [i for i in spec.run_items() if i.method == "reffakd"]
         assert len(items) == 36 * len(spec.seeds) and not any(i.variant == "reffakd" for i in items)
-    assert PRESETS["paper"]().to_dict() == PRESETS["paper-fashion-mnist"]().to_dict()
 
 
 def test_kd_cifar100_protocol_and_its_learning_rate_rule(tmp_path: Path) -> None:
-    spec = PRESETS["kd-cifar100"]()
+    spec = CompareSpec.from_dict(load_recipe("kd-cifar100"), "kd-cifar100")
     assert (spec.data["dataset"], spec.student["model"], spec.teacher["model"]) == (
         "cifar100",
         "resnet8x4",
@@ -263,12 +271,12 @@ def test_kd_cifar100_protocol_and_its_learning_rate_rule(tmp_path: Path) -> None
 
 # --------------------------------------------------------------------------- the alpha x T grid
 
-GRID = {"methods": ["reffakd"], "alpha": [0.2, 0.8], "temperature": [1, 4]}
+GRID = {"methods": ["reffakd"], "params": {"alpha": [0.2, 0.8], "temperature": [1, 4]}}
 VARIANTS = {
-    "reffakd[a=0.2,T=1]": "reffakd_a0.2_T1",
-    "reffakd[a=0.2,T=4]": "reffakd_a0.2_T4",
-    "reffakd[a=0.8,T=1]": "reffakd_a0.8_T1",
-    "reffakd[a=0.8,T=4]": "reffakd_a0.8_T4",
+    "reffakd[alpha=0.2,temperature=1]": "reffakd_alpha0.2_temperature1",
+    "reffakd[alpha=0.2,temperature=4]": "reffakd_alpha0.2_temperature4",
+    "reffakd[alpha=0.8,temperature=1]": "reffakd_alpha0.8_temperature1",
+    "reffakd[alpha=0.8,temperature=4]": "reffakd_alpha0.8_temperature4",
 }
 
 
@@ -291,7 +299,7 @@ def test_grid_runs_every_variant_in_its_own_folder(grid_run: Path) -> None:
             s = json.loads((grid_run / "runs" / folder / f"seed{seed}" / "summary.json").read_text())
             assert s["variant"] == variant and s["method"] == "reffakd" and s["seed"] == seed
             assert (s["config"]["alpha"], s["config"]["temperature"]) == (s["grid"]["alpha"], s["grid"]["temperature"])
-            assert variant == f"reffakd[a={s['config']['alpha']:g},T={s['config']['temperature']:g}]"
+            assert variant == f"reffakd[alpha={s['config']['alpha']:g},temperature={s['config']['temperature']:g}]"
     with open(grid_run / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["variant"] for r in rows) == sorted([*VARIANTS, *VARIANTS, "ce", "ce"])
@@ -318,17 +326,25 @@ def test_grid_resume_skips_finished_variants_and_refuses_another_grid(
 ) -> None:
     before = tree_digest(grid_run / "runs")
     spec = grid_run.parent / "spec.json"
-    shutil.rmtree(grid_run / "runs" / "reffakd_a0.8_T4" / "seed1")  # as if killed before the last run finished
+    shutil.rmtree(
+        grid_run / "runs" / "reffakd_alpha0.8_temperature4" / "seed1"
+    )  # as if killed before the last run finished
     capsys.readouterr()
     assert main(grid_argv(grid_run, fake_fmnist, spec)) == 0
     out = capsys.readouterr().out
     for variant in VARIANTS:
         assert f"skip {variant} seed 0" in out
-    assert "skip reffakd[a=0.8,T=4] seed 1" not in out and "train reffakd[a=0.8,T=4]-s1" in out
+    assert (
+        "skip reffakd[alpha=0.8,temperature=4] seed 1" not in out and "train reffakd[alpha=0.8,temperature=4]-s1" in out
+    )
     after = tree_digest(grid_run / "runs")
     changed = {k for k in before if before[k] != after.get(k)}
-    assert changed and all(k.startswith("reffakd_a0.8_T4/seed1/") for k in changed)  # only the missing run was redone
-    spec.write_text(json.dumps({"methods": ["ce", "reffakd"], "grid": {**GRID, "alpha": [0.2]}}))
+    assert changed and all(
+        k.startswith("reffakd_alpha0.8_temperature4/seed1/") for k in changed
+    )  # only the missing run was redone
+    spec.write_text(
+        json.dumps({"methods": ["ce", "reffakd"], "grid": {**GRID, "params": {**GRID["params"], "alpha": [0.2]}}})
+    )
     assert main(compare_argv(grid_run, fake_fmnist, "--seeds", "0,1", "--spec", str(spec))) == 1
     assert "was started with another 'grid'" in capsys.readouterr().err
 
@@ -358,25 +374,31 @@ def _row(variant: str, seed: int, val: float, test: float) -> dict:
 def test_selection_never_looks_at_test_accuracy() -> None:
     from reffakd.reports.compare_report import aggregate, render_markdown, select_by_validation
 
-    rows = [_row("reffakd[a=0.1,T=1]", s, 90.0, 50.0) for s in (0, 1)]  # best validation, poor test
-    rows += [_row("reffakd[a=0.9,T=1]", s, 80.0, 99.0) for s in (0, 1)]  # best test
-    rows += [_row("reffakd[a=0.5,T=1]", 0, 99.0, 99.0)]  # best of all, but only one seed of two
+    rows = [_row("reffakd[alpha=0.1,temperature=1]", s, 90.0, 50.0) for s in (0, 1)]  # best validation, poor test
+    rows += [_row("reffakd[alpha=0.9,temperature=1]", s, 80.0, 99.0) for s in (0, 1)]  # best test
+    rows += [_row("reffakd[alpha=0.5,temperature=1]", 0, 99.0, 99.0)]  # best of all, but only one seed of two
     rows += [_row("ce", 0, 95.0, 95.0)]
-    agg = aggregate(rows, list(ALL_METHODS))
-    assert [a["method"] for a in agg] == ["ce", "reffakd[a=0.1,T=1]", "reffakd[a=0.5,T=1]", "reffakd[a=0.9,T=1]"]
+    agg = aggregate(rows, list(method_names()))
+    assert [a["method"] for a in agg] == [
+        "ce",
+        "reffakd[alpha=0.1,temperature=1]",
+        "reffakd[alpha=0.5,temperature=1]",
+        "reffakd[alpha=0.9,temperature=1]",
+    ]
     chosen = select_by_validation(agg)
-    assert list(chosen) == ["reffakd"] and chosen["reffakd"]["method"] == "reffakd[a=0.1,T=1]"
-    assert "selected by validation: reffakd[a=0.1,T=1], val 90.00, test 50.00" in render_markdown(agg)
+    assert list(chosen) == ["reffakd"] and chosen["reffakd"]["method"] == "reffakd[alpha=0.1,temperature=1]"
+    assert "selected by validation: reffakd[alpha=0.1,temperature=1], val 90.00, test 50.00" in render_markdown(agg)
 
 
 @pytest.mark.parametrize(
     "grid,fragment",
     [
-        ({"methods": ["ce"], "alpha": [0.5], "temperature": [4]}, "method ce takes no parameter 'alpha'"),
-        ({"methods": ["reffakd"], "alpha": [1.5], "temperature": [4]}, "alpha"),
-        ({"methods": ["reffakd"], "alpha": [0.5, 0.5], "temperature": [4]}, "distinct"),
+        ({"methods": ["ce"], "params": {"alpha": [0.5], "temperature": [4]}}, "method ce takes no parameter 'alpha'"),
+        ({"methods": ["reffakd"], "params": {"alpha": [1.5], "temperature": [4]}}, "alpha"),
+        ({"methods": ["reffakd"], "params": {"alpha": [0.5, 0.5], "temperature": [4]}}, "distinct"),
         ({"methods": ["reffakd"], "alpha": [0.5]}, "exactly the keys"),
-        ({"methods": ["nope"], "alpha": [0.5], "temperature": [4]}, "unknown method 'nope'"),
+        ({"methods": ["reffakd"], "alpha": [0.5], "temperature": [4]}, "exactly the keys"),  # the old form is gone
+        ({"methods": ["nope"], "params": {"alpha": [0.5], "temperature": [4]}}, "unknown method 'nope'"),
     ],
 )
 def test_bad_grid_is_refused(grid: dict, fragment: str) -> None:
@@ -387,20 +409,18 @@ def test_bad_grid_is_refused(grid: dict, fragment: str) -> None:
 
 def test_spec_file_sections_update_the_preset(tmp_path: Path) -> None:
     """A spec's teacher section changes only the keys it names; a checkpoint replaces the section."""
-    from reffakd.cli import build_parser, compare_spec
-
     spec_file = tmp_path / "s.json"
     spec_file.write_text(json.dumps({"teacher": {"model": "resnet20"}, "soft_labels": {"seed": 3}}))
     spec = compare_spec(
-        build_parser().parse_args(
-            ["compare", "--out", str(tmp_path / "o"), "--preset", "paper", "--spec", str(spec_file)]
+        parse_command(
+            ["compare", "--out", str(tmp_path / "o"), "--preset", "paper-fashion-mnist", "--spec", str(spec_file)]
         )
     )
     assert spec.teacher["model"] == "resnet20" and spec.teacher["epochs"] == 200
     assert list(spec.teacher["milestones"]) == [60, 120, 160]
     assert spec.soft_labels["seed"] == 3 and spec.soft_labels["autoencoder"]["epochs"] == 200
     spec_file.write_text(json.dumps({"teacher": {"checkpoint": "t.safetensors"}}))
-    spec = compare_spec(build_parser().parse_args(["compare", "--out", str(tmp_path / "o"), "--spec", str(spec_file)]))
+    spec = compare_spec(parse_command(["compare", "--out", str(tmp_path / "o"), "--spec", str(spec_file)]))
     assert spec.teacher == {"checkpoint": "t.safetensors"}
 
 

@@ -68,14 +68,15 @@ def test_reffakd_student_end_to_end(splits, tmp_path) -> None:
         soft_cfg.calibration.target_own_probability, abs=1e-4
     )
     assert set(cost["stages"]) == {"autoencoder_training", "embedding", "similarity"} and cost["flops"] > 0
-    cfg = StudentConfig("reffakd", optim=OptimConfig(epochs=1, batch_size=32), alpha=0.5, temperature=4.0)
+    cfg = StudentConfig(
+        "reffakd", optim=OptimConfig(epochs=1, batch_size=32), params={"alpha": 0.5, "temperature": 4.0}
+    )
     summary = train_student(
         splits,
         cfg,
         tmp_path / "kd",
         device=CPU,
-        soft_labels=soft,
-        soft_target_cost=cost,
+        soft_labels=soft,  # carries the cost of making it (soft.cost)
         progress=False,
         log=lambda _: None,
     )

@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from conftest import tree_digest
-from reffakd.cli import build_parser, compare_spec, main
+from reffakd.cli import main, parse_command
+from reffakd.runconfig import compare_spec
 
 GRID = {"methods": ["reffakd"], "params": {"alpha": [0.3, 0.7], "lr": [0.05, 0.1]}}
 FOLDERS = ["reffakd_alpha0.3_lr0.05", "reffakd_alpha0.3_lr0.1", "reffakd_alpha0.7_lr0.05", "reffakd_alpha0.7_lr0.1"]
@@ -160,17 +161,20 @@ def test_sweep_refusals_are_one_line_and_write_nothing(
         assert not out.exists()
 
 
-def test_variant_names_and_the_legacy_grid() -> None:
+def test_variant_names_and_one_grid_syntax() -> None:
     from reffakd.compare import CompareSpec, folder_name, variant_name
 
     assert variant_name("reffakd", {"alpha": 0.5, "lr": 0.05}) == "reffakd[alpha=0.5,lr=0.05]"
-    assert variant_name("reffakd", {"alpha": 0.5, "temperature": 4.0}, legacy=True) == "reffakd[a=0.5,T=4]"
     assert folder_name("dkd[beta=8,schedule=cosine,weight_decay=1e-05]") == "dkd_beta8_schedulecosine_weight_decay1e-05"
-    legacy = CompareSpec.from_dict(
-        {"methods": ["reffakd"], "seeds": [0], "grid": {"methods": ["reffakd"], "alpha": [0.1], "temperature": [4]}},
-        "s",
-    )
-    assert [i.variant for i in legacy.run_items()] == ["reffakd[a=0.1,T=4]"]
+    with pytest.raises(Exception, match="exactly the keys methods, params"):  # the older {alpha, temperature} form
+        CompareSpec.from_dict(
+            {
+                "methods": ["reffakd"],
+                "seeds": [0],
+                "grid": {"methods": ["reffakd"], "alpha": [0.1], "temperature": [4]},
+            },
+            "s",
+        )
     spec = CompareSpec.from_dict(
         {
             "methods": ["dkd-aesl"],
@@ -199,24 +203,25 @@ def test_worker_devices_one_gpu_each_when_several(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize(
-    "name,variants,epochs,seeds",
-    [("small-grid-fashion-mnist", 4, 2, [0]), ("paper-grid-fashion-mnist", 36, 200, [0, 1, 2])],
+    "name,methods,variants,epochs,seeds",
+    [("small-grid-fashion-mnist", ["reffakd"], 4, 2, [0]), ("paper-fashion-mnist", None, 36, 200, [0, 1, 2])],
 )
-def test_ready_grid_specs(
-    name: str, variants: int, epochs: int, seeds: list[int], capsys: pytest.CaptureFixture[str]
+def test_ready_grid_recipes(
+    name: str,
+    methods: list[str] | None,
+    variants: int,
+    epochs: int,
+    seeds: list[int],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    path = REPO / "configs" / f"{name}.yaml"
+    from reffakd.recipes import _path
+
+    path = _path(name)
     assert main(["config", "show", "sweep", "--config", str(path)]) == 0  # usable as a config file
     shown = yaml.safe_load(capsys.readouterr().out)
-    spec = compare_spec(build_parser().parse_args(["sweep", "--out", "x", "--spec", str(path)]))  # and as a spec file
+    spec = compare_spec(parse_command(["sweep", "--out", "x", "--spec", str(path)]))  # and as a spec file
     assert {k: shown[k] for k in spec.to_dict()} == json.loads(json.dumps(spec.to_dict()))
-    items = [i for i in spec.run_items() if i.seed == seeds[0]]
-    assert len(items) == variants and spec.methods == ["reffakd"] and spec.seeds == seeds
+    assert spec.to_dict() == compare_spec(parse_command(["sweep", "--out", "x", "--preset", name])).to_dict()
+    items = [i for i in spec.run_items() if i.seed == seeds[0] and i.method == "reffakd"]
+    assert len(items) == variants and spec.seeds == seeds and (methods is None or spec.methods == methods)
     assert spec.student_config("reffakd", 0, point=items[0].params).optim.epochs == epochs
-    assert spec.data["dataset"] == "fashion-mnist"
-    if name.startswith("paper"):
-        assert spec.grid == {
-            "methods": ["reffakd"],
-            "params": {"alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "temperature": [20, 10, 5, 1]},
-        }
-        assert spec.soft_labels["autoencoder"]["epochs"] == 200 and spec.student["milestones"] == [60, 120, 160]

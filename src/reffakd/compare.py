@@ -1,15 +1,15 @@
 """``reffakd compare``: methods x seeds from one spec, resumable, one table of accuracy and cost.
 
-One teacher and one soft-label artifact serve every run; tfkd-self's teacher is the CE student of
-the same seed (Tf-KD trains the student once, then distils it into a fresh copy). Each run is
-written whole or not at all (``rundir.staged_run_dir``), so a killed comparison resumes by
-skipping the runs whose folders exist.
+One teacher and one soft-label artifact serve every run; a method whose source kind is "a run of
+the same seed" (tfkd-self: the CE student; Tf-KD trains the student once, then distils it into a
+fresh copy) runs after that run. Each run is written whole or not at all
+(``rundir.staged_run_dir``), so a killed comparison resumes by skipping the runs whose folders exist.
 
 An optional ``grid`` runs chosen methods once per combination of values of any method parameter
 or student optimiser key, each combination a *variant* (``reffakd[alpha=0.5,lr=0.05]``, folder
-``runs/reffakd_alpha0.5_lr0.05/seed<k>``; the older ``{methods, alpha, temperature}`` form keeps its
-names, ``reffakd[a=0.5,T=4]``); the report picks one variant per method by its mean validation
-top-1, never by test accuracy. ``reffakd sweep`` is this with a required grid and its own table.
+``runs/reffakd_alpha0.5_lr0.05/seed<k>``); the report picks one variant per method by its mean
+validation top-1, never by test accuracy. ``reffakd sweep`` is this with a required grid and its
+own table.
 
 ``jobs > 1`` trains that many runs at once in spawned worker processes (each with its share of the
 CPU threads, or its own GPU when several are visible); the teacher and the soft labels are made
@@ -33,7 +33,8 @@ from typing import Any
 import torch
 
 from .data import DataConfig, DataSplits
-from .distillers import DISTILLERS, get_method, method_params
+from .distillers import DISTILLERS, get_method, method_names, parameter_types
+from .distillers import TEACHER as TEACHER_SOURCE
 from .engine import OptimConfig
 from .errors import ReffAKDError
 from .io import read_json, write_json, write_text_atomic
@@ -46,38 +47,39 @@ from .softlabels import (
     SoftLabelConfig,
     SoftLabels,
     build_soft_labels,
-    read_soft_label_cost,
 )
 from .sources import TeacherNetwork, load_teacher
 
-ALL_METHODS = ("ce", "ls", "tfkd-reg", "tfkd-self", "kd", "dkd", "dkd-aesl", "reffakd")
 SPEC_FILE = "spec.json"
 CONFIG_FILE = "config.yaml"  # the command line's resolved config (reffakd.cli.config_text)
 # Keys that may change between invocations on the same folder: adding methods or seeds resumes and extends.
 GROWABLE = ("methods", "seeds")
-LEGACY_GRID_KEYS = ("methods", "alpha", "temperature")  # the paper presets' form: names reffakd[a=0.5,T=4]
 GRID_KEYS = ("methods", "params")
-LEGACY_LABELS = {"alpha": "a", "temperature": "T"}
-# What a grid may vary: any method parameter, and the student's optimiser (not its milestones: a grid
-# point that sets epochs gets the default milestones, 30/60/80 % of its epochs).
-METHOD_GRID_KEYS = ("alpha", "temperature", "beta", "epsilon", "own_probability", "ce_weight", "warmup_epochs")
-OPTIM_GRID_KEYS = ("lr", "weight_decay", "batch_size", "epochs", "momentum", "schedule", "gamma")
-INT_GRID_KEYS = ("warmup_epochs", "batch_size", "epochs")
+# What a grid may vary: any method parameter (the registry's, ``parameter_types``), and the student's
+# optimiser (not its milestones: a grid point that sets epochs gets the default milestones, 30/60/80 %
+# of its epochs).
+OPTIM_GRID_TYPES: dict[str, type] = {
+    "lr": float, "weight_decay": float, "batch_size": int, "epochs": int, "momentum": float, "schedule": str,
+    "gamma": float,
+}  # fmt: skip
+
+
+def grid_key_types() -> dict[str, type]:
+    """Every key a grid may vary -> the type of its values (int, float, or str for names)."""
+    return {**parameter_types(), **OPTIM_GRID_TYPES}
 
 
 def _value_text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
-def variant_name(method: str, point: Mapping[str, Any], legacy: bool = False) -> str:
-    """The name of one grid point of a method: its keys as the grid writes them, e.g. ``reffakd[alpha=0.5,lr=0.05]``;
-    the legacy ``{methods, alpha, temperature}`` grid keeps ``reffakd[a=0.5,T=4]``."""
-    labels = LEGACY_LABELS if legacy else {}
-    return f"{method}[" + ",".join(f"{labels.get(k, k)}={_value_text(v)}" for k, v in point.items()) + "]"
+def variant_name(method: str, point: Mapping[str, Any]) -> str:
+    """The name of one grid point of a method: its keys as the grid writes them, e.g. ``reffakd[alpha=0.5,lr=0.05]``."""
+    return f"{method}[" + ",".join(f"{k}={_value_text(v)}" for k, v in point.items()) + "]"
 
 
 def folder_name(variant: str) -> str:
-    """A run folder name safe on any disk and in shell globs: ``reffakd[a=0.5,T=4]`` -> ``reffakd_a0.5_T4``.
+    """A run folder name safe on any disk and in shell globs: ``reffakd[alpha=0.5]`` -> ``reffakd_alpha0.5``.
 
     A plain method name is its own folder name.
     """
@@ -85,16 +87,14 @@ def folder_name(variant: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def grid_axes(grid: Mapping[str, Any]) -> tuple[list[str], dict[str, list[Any]], bool]:
-    """(methods, key -> values, legacy?) of a validated grid in either form."""
-    if "params" in grid:
-        return list(grid["methods"]), {k: list(v) for k, v in grid["params"].items()}, False
-    return list(grid["methods"]), {"alpha": list(grid["alpha"]), "temperature": list(grid["temperature"])}, True
+def grid_axes(grid: Mapping[str, Any]) -> tuple[list[str], dict[str, list[Any]]]:
+    """(methods, key -> values) of a validated grid."""
+    return list(grid["methods"]), {k: list(v) for k, v in grid["params"].items()}
 
 
 def grid_points(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every combination, the last key varying fastest (as written)."""
-    _, axes, _ = grid_axes(grid)
+    _, axes = grid_axes(grid)
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 
@@ -200,7 +200,7 @@ def _resolve_lr(section: dict[str, Any], what: str) -> float:
 class CompareSpec:
     """Everything a comparison runs; saved as ``spec.json`` in its folder."""
 
-    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
+    methods: list[str] = field(default_factory=method_names)  # every registered method, in report order
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     data: dict[str, Any] = field(default_factory=lambda: asdict(DataConfig()))
     student: dict[str, Any] = field(default_factory=lambda: {"model": "lenet5", **asdict(OptimConfig(epochs=10))})
@@ -213,7 +213,7 @@ class CompareSpec:
     soft_labels: dict[str, Any] = field(
         default_factory=lambda: {"preset": "paper", "seed": 0, "autoencoder": asdict(OptimConfig(epochs=5))}
     )
-    # {"methods": [...], "params": {KEY: [values], ...}} (or the older {"methods", "alpha", "temperature"}):
+    # {"methods": [...], "params": {KEY: [values], ...}}:
     # each listed method that runs, runs once per combination and seed as a variant (``variant_name``); null: no grid
     grid: dict[str, Any] | None = None
 
@@ -249,7 +249,7 @@ class CompareSpec:
 
     def _validate(self, where: str) -> None:
         if not self.methods or not all(isinstance(m, str) for m in self.methods):
-            raise ReffAKDError(f"{where}: methods must be a non-empty list of names from: {', '.join(ALL_METHODS)}")
+            raise ReffAKDError(f"{where}: methods must be a non-empty list of names from: {', '.join(method_names())}")
         for m in self.methods:
             get_method(m)
         if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
@@ -270,7 +270,7 @@ class CompareSpec:
                 self.student_config(item.method, item.seed, point=item.params).validate()
         self.data_config()
         self.optim(self.student, "student")
-        if self._needs("teacher") - {"tfkd-self"}:
+        if self.teacher_methods():
             if "checkpoint" not in self.teacher:
                 self.optim(self.teacher, "teacher")
                 from .models import available_models
@@ -279,18 +279,17 @@ class CompareSpec:
                     raise ReffAKDError(
                         f"{where}: teacher model {self.teacher.get('model')!r} is unknown; available: {', '.join(available_models())}"
                     )
-        if self._needs("soft_labels") and "path" not in self.soft_labels:
+        if self.soft_label_methods() and "path" not in self.soft_labels:
             self.soft_label_config()
 
     def _check_grid(self, where: str) -> None:
         if self.grid is None:
             return
         g = self.grid
-        if not isinstance(g, dict) or set(g) not in (set(GRID_KEYS), set(LEGACY_GRID_KEYS)):
+        if not isinstance(g, dict) or set(g) != set(GRID_KEYS):
             got = sorted(g) if isinstance(g, dict) else type(g).__name__
             raise ReffAKDError(
-                f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)} "
-                f"(or the older {', '.join(LEGACY_GRID_KEYS)}), or null; got {got}"
+                f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)}, or null; got {got}"
             )
         if (
             not isinstance(g["methods"], list)
@@ -307,15 +306,17 @@ class CompareSpec:
             raise ReffAKDError(
                 f"{where}: grid params must map keys to lists of values, e.g. {{alpha: [0.1, 0.5], lr: [0.05, 0.1]}}; got {g['params']!r}"
             )
-        methods, axes, legacy = grid_axes(g)
-        allowed = (*METHOD_GRID_KEYS, *OPTIM_GRID_KEYS)
+        methods, axes = grid_axes(g)
+        types = grid_key_types()
         for key, values in axes.items():
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
+            if key not in types:
+                close = difflib.get_close_matches(key, list(types), n=1)
                 raise ReffAKDError(
-                    f"{where}: grid key {key!r} cannot vary{f' (did you mean {close[0]!r}?)' if close else ''}; allowed: {', '.join(allowed)}"
+                    f"{where}: grid key {key!r} cannot vary{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                    f"allowed: {', '.join(types)}"
                 )
-            if key == "schedule":
+            kind = types[key]
+            if kind is str:
                 ok = (
                     isinstance(values, list)
                     and bool(values)
@@ -323,32 +324,39 @@ class CompareSpec:
                     and len(set(values)) == len(values)
                 )
             else:
-                ok = _number_list(values) and (key not in INT_GRID_KEYS or all(isinstance(v, int) for v in values))
+                ok = _number_list(values) and (kind is not int or all(isinstance(v, int) for v in values))
             if not ok:
-                kind = "names" if key == "schedule" else "integers" if key in INT_GRID_KEYS else "finite numbers"
+                kind_text = {str: "names", int: "integers"}.get(kind, "finite numbers")
                 text = next((v for v in values if isinstance(v, str)), None) if isinstance(values, list) else None
                 raise ReffAKDError(
-                    f"{where}: grid {key} must be a non-empty list of distinct {kind}, got {values!r}{_hint(text)}"
+                    f"{where}: grid {key} must be a non-empty list of distinct {kind_text}, got {values!r}{_hint(text)}"
                 )
-        if "tfkd-self" in self.methods and "ce" in methods:
-            raise ReffAKDError(
-                f"{where}: tfkd-self distils the plain ce run of its seed; leave ce out of the grid methods"
-            )
+        for m in self.methods:
+            run = get_method(m).source.same_seed_run
+            if run is not None and run in methods:
+                raise ReffAKDError(
+                    f"{where}: {m} distils the plain {run} run of its seed; leave {run} out of the grid methods"
+                )
         for m in methods:
             for point in grid_points(g):
                 try:  # a method without a varied parameter, or a value out of range, is refused here
                     self.student_config(m, self.seeds[0], point=point).validate()
                 except ReffAKDError as exc:
-                    raise ReffAKDError(f"{where}: grid point {variant_name(m, point, legacy)}: {exc}") from None
-        names = [folder_name(variant_name(m, p, legacy)) for m in methods for p in grid_points(g)]
+                    raise ReffAKDError(f"{where}: grid point {variant_name(m, point)}: {exc}") from None
+        names = [folder_name(variant_name(m, p)) for m in methods for p in grid_points(g)]
         if len(set(names)) != len(names):
             raise ReffAKDError(
                 f"{where}: grid values too close to tell apart in run names (6 significant digits): "
                 + " x ".join(str(v) for v in axes.values())
             )
 
-    def _needs(self, what: str) -> set[str]:
-        return {m for m in self.methods if get_method(m).needs == what}
+    def teacher_methods(self) -> set[str]:
+        """The methods that distil the comparison's one teacher network (not a run of their own seed)."""
+        return {m for m in self.methods if get_method(m).source == TEACHER_SOURCE}
+
+    def soft_label_methods(self) -> set[str]:
+        """The methods that train against the comparison's one soft-label artifact."""
+        return {m for m in self.methods if get_method(m).needs == "soft_labels"}
 
     @staticmethod
     def optim(section: dict[str, Any], what: str) -> OptimConfig:
@@ -375,31 +383,19 @@ class CompareSpec:
                 f"data settings are malformed ({exc}); allowed keys: {', '.join(DataConfig.__dataclass_fields__)}"
             ) from None
 
-    def student_config(
-        self,
-        method: str,
-        seed: int,
-        alpha: float | None = None,
-        temperature: float | None = None,
-        *,
-        point: Mapping[str, Any] | None = None,
-    ) -> StudentConfig:
-        """One run's config; a grid ``point`` (or ``alpha``/``temperature``) overrides ``method_params`` and the
-        student's optimiser. A point that sets epochs drops the section's milestones for the default fractions."""
-        point = {
-            **(point or {}),
-            **({"alpha": alpha} if alpha is not None else {}),
-            **({"temperature": temperature} if temperature is not None else {}),
-        }
-        params = {**self.method_params.get(method, {}), **{k: v for k, v in point.items() if k in METHOD_GRID_KEYS}}
-        alpha, temperature = params.pop("alpha", None), params.pop("temperature", None)
-        student = {**self.student, **{k: v for k, v in point.items() if k in OPTIM_GRID_KEYS}}
+    def student_config(self, method: str, seed: int, *, point: Mapping[str, Any] | None = None) -> StudentConfig:
+        """One run's config; a grid ``point`` overrides ``method_params`` and the student's optimiser.
+
+        A point that sets epochs drops the section's milestones for the default fractions.
+        """
+        point = dict(point or {})
+        names = parameter_types()
+        params = {**self.method_params.get(method, {}), **{k: v for k, v in point.items() if k in names}}
+        student = {**self.student, **{k: v for k, v in point.items() if k in OPTIM_GRID_TYPES}}
         if "epochs" in point:
             student["milestones"] = None
-        cfg = StudentConfig(
-            method, student.get("model", "lenet5"), self.optim(student, "student"), alpha, temperature, seed, params
-        )
-        method_params(method, {**params, "alpha": alpha, "temperature": temperature})
+        cfg = StudentConfig(method, student.get("model", "lenet5"), self.optim(student, "student"), seed, params)
+        cfg.method_params()
         return cfg
 
     def soft_label_config(self) -> SoftLabelConfig:
@@ -424,106 +420,32 @@ class CompareSpec:
         )
 
     def method_order(self) -> list[str]:
-        """The methods in the order they run: CE first, because tfkd-self distils the CE student of its seed."""
+        """The methods in the order they run: the baseline and every run another method distils first, then the
+        rest as given, then the methods whose teacher is another run of their seed (tfkd-self after ce, which
+        joins the comparison when it is not in it)."""
         methods = list(self.methods)
-        if "tfkd-self" in methods and "ce" not in methods:
-            methods.insert(0, "ce")
-        return sorted(methods, key=lambda m: m != "ce")
+        for m in list(methods):
+            run = get_method(m).source.same_seed_run
+            if run is not None and run not in methods:
+                methods.insert(0, run)
+        first = {get_method(m).source.same_seed_run for m in methods} | {
+            m for m in methods if get_method(m).role == "baseline"
+        }
+        return sorted(methods, key=lambda m: (get_method(m).source.same_seed_run is not None, m not in first))
 
     def run_items(self) -> list[RunItem]:
         """Every run in ``method_order``, each method over the seeds, a grid method expanded to its variants."""
-        methods, _, legacy = grid_axes(self.grid) if self.grid else ([], {}, False)
+        methods, _ = grid_axes(self.grid) if self.grid else ([], {})
         points = grid_points(self.grid) if self.grid else []
         items: list[RunItem] = []
         for method in self.method_order():
             if method in methods:
                 items += [
-                    RunItem(variant_name(method, p, legacy), method, s, tuple(p.items()))
-                    for p in points
-                    for s in self.seeds
+                    RunItem(variant_name(method, p), method, s, tuple(p.items())) for p in points for s in self.seeds
                 ]
             else:
                 items += [RunItem(method, method, s) for s in self.seeds]
         return items
-
-
-def paper_optim(epochs: int = 200) -> dict[str, Any]:
-    """The notebooks' optimiser for students and the autoencoder: SGD lr 0.1, momentum 0.9, wd 5e-4,
-    batch 128, 200 epochs, LR x0.2 at epochs 60/120/160."""
-    return asdict(
-        OptimConfig(
-            epochs=epochs, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, milestones=(60, 120, 160), gamma=0.2
-        )
-    )
-
-
-def kd_protocol_optim() -> dict[str, Any]:
-    """The common CIFAR-100 KD protocol (CRD, DKD): 240 epochs, batch 64, lr 0.05, x0.1 at 150/180/210, wd 5e-4."""
-    return asdict(
-        OptimConfig(
-            epochs=240, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4, milestones=(150, 180, 210), gamma=0.1
-        )
-    )
-
-
-# The paper's sweep: T in {20, 10, 5, 1} x alpha in {0.1, ..., 0.9}, for ReffAKD.
-PAPER_GRID: dict[str, list[Any]] = {
-    "methods": ["reffakd"],
-    "alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-    "temperature": [20.0, 10.0, 5.0, 1.0],
-}
-# The common protocol's learning rate: 0.05, but 0.01 for the light students (CRD's rule).
-KD_CIFAR100_LR_RULE = {"default": 0.05, "mobilenetv2": 0.01, "shufflenetv1": 0.01, "shufflenetv2": 0.01}
-
-
-def paper_preset(dataset: str, student: str, teacher: str) -> CompareSpec:
-    """One of the paper's settings (docs/METHOD.md's table), with the notebooks' schedule everywhere and the grid."""
-    return CompareSpec(
-        data={**asdict(DataConfig()), "dataset": dataset},
-        student={"model": student, **paper_optim()},
-        teacher={"model": teacher, "seed": 0, **paper_optim()},
-        soft_labels={"preset": "paper", "seed": 0, "autoencoder": paper_optim()},
-        grid={k: list(v) for k, v in PAPER_GRID.items()},
-    )
-
-
-def kd_cifar100_preset() -> CompareSpec:
-    """resnet32x4 -> resnet8x4 under the common CIFAR-100 KD protocol; KD's alpha 0.9, T 4 (CE weight 0.1), DKD's beta 8."""
-    return CompareSpec(
-        data={**asdict(DataConfig()), "dataset": "cifar100"},
-        student={"model": "resnet8x4", **kd_protocol_optim(), "lr": None, "lr_rule": dict(KD_CIFAR100_LR_RULE)},
-        teacher={"model": "resnet32x4", "seed": 0, **kd_protocol_optim()},
-        soft_labels={"preset": "paper", "seed": 0, "autoencoder": paper_optim()},
-        method_params={
-            "kd": {"alpha": 0.9, "temperature": 4.0},
-            "reffakd": {"alpha": 0.9, "temperature": 4.0},
-            "dkd": {"beta": 8.0},
-            "dkd-aesl": {"beta": 8.0},
-        },
-    )
-
-
-PRESETS: dict[str, Callable[[], CompareSpec]] = {
-    # CPU scale (docs/RESULTS.md): LeNet-5 10 epochs; a ResNet-8 teacher (10 epochs) trains in CPU time. No grid.
-    "cpu": CompareSpec,
-    # The paper's three settings, for GPUs (docs/DATASETS.md lists every setting).
-    "paper-fashion-mnist": lambda: paper_preset("fashion-mnist", "lenet5", "resnet18"),
-    "paper": lambda: paper_preset("fashion-mnist", "lenet5", "resnet18"),  # alias of paper-fashion-mnist
-    "paper-cifar100": lambda: paper_preset("cifar100", "resnet18", "resnet50"),
-    "paper-tinyimagenet": lambda: paper_preset("tiny-imagenet", "resnet18", "resnet50"),
-    "kd-cifar100": kd_cifar100_preset,
-}
-# One line each, for `reffakd compare --help`.
-PRESET_HELP = {
-    "cpu": "Fashion-MNIST, LeNet-5 10 epochs, ResNet-8 teacher 10 epochs, autoencoder 5 epochs, no grid (CPU scale)",
-    "paper-fashion-mnist": "Fashion-MNIST, LeNet-5 student, ResNet-18 teacher, 200 epochs each (SGD 0.1, x0.2 at 60/120/160), "
-    "autoencoder 200 epochs, ReffAKD over the grid alpha 0.1..0.9 x T 20/10/5/1",
-    "paper": "alias of paper-fashion-mnist",
-    "paper-cifar100": "as paper-fashion-mnist on CIFAR-100 with a ResNet-18 student and a ResNet-50 teacher",
-    "paper-tinyimagenet": "as paper-cifar100 on Tiny ImageNet (64x64; give --data-dir)",
-    "kd-cifar100": "CIFAR-100, resnet32x4 -> resnet8x4, 240 epochs, batch 64, lr 0.05 (0.01 for mobilenetv2/shufflenets), "
-    "x0.1 at 150/180/210; KD alpha 0.9 T 4, DKD beta 8",
-}
 
 
 def _without_unset(value: Any) -> Any:
@@ -555,7 +477,7 @@ def check_resumable(out: Path, spec: CompareSpec) -> None:
 
 def compare_report(out: Path) -> str:
     """``results.md``, ``results.csv`` and ``accuracy_vs_cost.png``: `reffakd compare`'s report."""
-    return write_compare_report(out, ALL_METHODS)
+    return write_compare_report(out, method_names())
 
 
 def run_compare(
@@ -590,7 +512,7 @@ def run_compare(
         write_text_atomic(out / CONFIG_FILE, config_yaml)
 
     shared = Shared(
-        *_soft_labels(spec, out, splits, device, progress, log), _teacher(spec, out, splits, device, progress, log)
+        _soft_labels(spec, out, splits, device, progress, log), _teacher(spec, out, splits, device, progress, log)
     )
     todo = []
     for item in spec.run_items():
@@ -612,10 +534,9 @@ def run_compare(
 
 @dataclass
 class Shared:
-    """What the runs of a comparison share: one soft-label artifact (with its cost) and one teacher."""
+    """What the runs of a comparison share: one soft-label artifact (carrying its cost) and one teacher."""
 
     soft: SoftLabels | None
-    soft_cost: dict[str, Any] | None
     teacher: TeacherNetwork | None
 
 
@@ -631,15 +552,15 @@ def train_item(
     log: Callable[[str], None],
 ) -> None:
     """Train one run into its folder, which appears whole or not at all."""
-    needs = get_method(item.method).needs
-    source = None
-    if item.method == "tfkd-self":
-        source = load_teacher(run_path(out, "ce", item.seed) / "best.safetensors", splits, device)
-    elif needs == "teacher":
-        source = shared.teacher
-    if isinstance(source, TeacherNetwork):
-        source.seconds = 0.0  # each run counts its own teacher forward passes
-    soft = needs == "soft_labels"
+    method = get_method(item.method)
+    teacher = None
+    if method.source.same_seed_run is not None:
+        run = run_path(out, method.source.same_seed_run, item.seed)
+        teacher = load_teacher(run / "best.safetensors", splits, device)
+    elif method.needs == "teacher":
+        teacher = shared.teacher
+        if teacher is not None:
+            teacher.seconds = 0.0  # each run counts its own teacher forward passes
     # The report groups runs by variant and selects among a method's variants.
     variant = {"variant": item.variant, "grid": item.params} if item.is_grid else None
     with staged_run_dir(run_path(out, item.variant, item.seed)) as tmp:
@@ -648,9 +569,8 @@ def train_item(
             spec.student_config(item.method, item.seed, point=item.params),
             tmp,
             device=device,
-            soft_labels=shared.soft if soft else None,
-            soft_target_cost=shared.soft_cost if soft else None,
-            teacher=source,
+            soft_labels=shared.soft if method.needs == "soft_labels" else None,
+            teacher=teacher,
             name=f"{item.variant}-s{item.seed}",
             progress=progress,
             log=log,
@@ -677,7 +597,8 @@ def _run_parallel(
     log: Callable[[str], None],
     report: Callable[[Path], str],
 ) -> None:
-    """``jobs`` spawned workers (fork is unsafe once torch has started threads); tfkd-self after the CE runs it distils.
+    """``jobs`` spawned workers (fork is unsafe once torch has started threads); a method that distils another run
+    of its seed (tfkd-self) after the runs it distils.
 
     Workers ignore SIGINT: on Ctrl-C (or any error) the parent stops them, and their unfinished runs
     stay ``.partial`` folders that the next invocation redoes.
@@ -698,7 +619,8 @@ def _run_parallel(
         jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec, str(out), devices, threads)
     )
     try:
-        for phase in ([i for i in items if i.method != "tfkd-self"], [i for i in items if i.method == "tfkd-self"]):
+        later = {i for i in items if get_method(i.method).source.same_seed_run is not None}
+        for phase in ([i for i in items if i not in later], [i for i in items if i in later]):
             pending = {pool.submit(_worker_run, item) for item in phase}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -740,7 +662,7 @@ def _worker_init(spec: CompareSpec, out: str, devices: Any, threads: int) -> Non
     quiet = lambda line: None  # noqa: E731
     splits = load_splits(spec.data_config(), quiet)
     shared = Shared(
-        *_soft_labels(spec, Path(out), splits, device, False, quiet),
+        _soft_labels(spec, Path(out), splits, device, False, quiet),
         _teacher(spec, Path(out), splits, device, False, quiet),
     )
     _WORKER.update(spec=spec, out=Path(out), splits=splits, shared=shared, device=device, prefix=f"[job {k}] ")
@@ -759,9 +681,9 @@ def run_path(out: Path, variant: str, seed: int) -> Path:
 
 def _soft_labels(
     spec: CompareSpec, out: Path, splits: DataSplits, device: torch.device, progress: bool, log: Callable[[str], None]
-) -> tuple[SoftLabels | None, dict[str, Any] | None]:
-    if not spec._needs("soft_labels"):
-        return None, None
+) -> SoftLabels | None:
+    if not spec.soft_label_methods():
+        return None
     if "path" in spec.soft_labels:
         path = Path(spec.soft_labels["path"])
     else:
@@ -772,21 +694,20 @@ def _soft_labels(
                 build_soft_labels(splits, spec.soft_label_config(), tmp, device=device, progress=progress, log=log)
     soft = SoftLabels.load(path)
     soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
-    return soft, read_soft_label_cost(path)
+    return soft
 
 
 def _teacher(
     spec: CompareSpec, out: Path, splits: DataSplits, device: torch.device, progress: bool, log: Callable[[str], None]
 ) -> TeacherNetwork | None:
-    if not spec._needs("teacher") - {"tfkd-self"}:
+    if not spec.teacher_methods():
         return None
     if "checkpoint" in spec.teacher:
         return load_teacher(spec.teacher["checkpoint"], splits, device)
     folder = out / "teacher"
     if not (folder / "summary.json").is_file():
-        cfg = StudentConfig(
-            "ce", spec.teacher["model"], spec.optim(spec.teacher, "teacher"), seed=int(spec.teacher.get("seed", 0))
-        )
+        optim = spec.optim(spec.teacher, "teacher")
+        cfg = StudentConfig("ce", spec.teacher["model"], optim, seed=int(spec.teacher.get("seed", 0)))
         with staged_run_dir(folder) as tmp:
             train_student(splits, cfg, tmp, device=device, name="teacher", progress=progress, log=log)
     return load_teacher(folder / "best.safetensors", splits, device)

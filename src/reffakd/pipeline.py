@@ -19,7 +19,7 @@ from .reports import plot_training_curves, summary_table
 from .resources import combine_stages, count_flops, forward_flops, measure, parameter_count
 from .seed import seed_everything
 from .softlabels import SoftLabelConfig, SoftLabels, build_soft_labels
-from .sources import TeacherNetwork
+from .sources import SoftTargetSource
 
 EVAL_BATCH_SIZE = 1024
 
@@ -31,14 +31,12 @@ class StudentConfig:
     method: str = "ce"
     model: str = "lenet5"
     optim: OptimConfig = field(default_factory=OptimConfig)
-    alpha: float | None = None
-    temperature: float | None = None
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
 
     def method_params(self) -> dict[str, Any]:
         """The method's defaults with this run's overrides, checked."""
-        return method_params(self.method, {**self.params, "alpha": self.alpha, "temperature": self.temperature})
+        return method_params(self.method, self.params)
 
     def validate(self) -> None:
         self.optim.validate()
@@ -64,28 +62,6 @@ def _student_step_flops(student: torch.nn.Module, shape: tuple[int, int, int], d
     return flops
 
 
-def _teacher_cost(teacher: TeacherNetwork, forward_stage: dict[str, Any]) -> dict[str, Any]:
-    """A teacher's soft targets cost its own training run plus its forward passes during distillation."""
-    info = teacher.info
-    stages: dict[str, dict[str, Any]] = {}
-    if info is not None and info.training_cost is not None:
-        t = info.training_cost
-        stages["teacher_training"] = {
-            "name": "teacher_training",
-            "seconds": t["seconds"],
-            "flops": t["flops"],
-            "peak_memory_bytes": t.get("peak_memory_bytes"),
-            "details": {"checkpoint": info.path},
-        }
-    stages["teacher_forward"] = forward_stage
-    return combine_stages(
-        stages,
-        source=teacher.name,
-        teacher=info.to_dict() if info is not None else None,
-        teacher_training_cost_known=info is not None and info.training_cost is not None,
-    )
-
-
 def cost_totals(student_stage: dict[str, Any], soft_targets: dict[str, Any] | None) -> dict[str, Any]:
     """The two totals a comparison needs: what the soft targets cost, what the student cost."""
     soft = soft_targets or {"flops": 0, "seconds": 0.0, "peak_memory_bytes": None}
@@ -106,8 +82,7 @@ def train_student(
     *,
     device: torch.device,
     soft_labels: SoftLabels | None = None,
-    soft_target_cost: dict[str, Any] | None = None,
-    teacher: TeacherNetwork | None = None,
+    teacher: SoftTargetSource | None = None,
     name: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -123,8 +98,9 @@ def train_student(
 
     ``extra_summary``: entries added to ``summary.json`` (a comparison's grid variant, for one).
 
-    ``soft_labels`` (with the ``soft_target_cost`` of making them) feed reffakd and dkd-aesl;
-    ``teacher`` (``reffakd.sources.load_teacher``) feeds kd, dkd and tfkd-self. ``resume``, ``amp``,
+    ``soft_labels`` (carrying the cost of making them) or ``teacher`` (``reffakd.sources.load_teacher``)
+    feed the methods whose source kind takes them (the registry says which); the source reports its
+    own cost into the run's ledger. ``resume``, ``amp``,
     ``channels_last``, ``compile``, ``tensorboard`` and ``sync_batchnorm`` go to ``engine.fit``.
     Under torchrun (WORLD_SIZE > 1) it joins the process group, ``cfg.optim.batch_size`` is the
     global batch, and only rank 0 writes or logs.
@@ -211,26 +187,17 @@ def train_student(
     if result.resumed_from is not None:  # earlier sessions' time counts too
         student_stage["seconds"] += result.prior_seconds
         student_stage["details"] = {"resumed_from": result.resumed_from, "seconds_before_resume": result.prior_seconds}
-    if method.needs == "teacher":
-        assert isinstance(source, TeacherNetwork)
-        # The teacher's forward passes ran inside the training loop: move their time to the soft targets.
+    if source is not None and source.seconds:
+        # A network source ran inside the training loop: move its time to the soft targets.
         student_stage["details"] = {
             **student_stage["details"],
             "wall_seconds_including_teacher": student_stage["seconds"],
         }
         student_stage["seconds"] -= source.seconds
-        forward = {
-            "name": "teacher_forward",
-            "seconds": source.seconds,
-            "flops": source.forward_flops_per_image * result.train_images_seen,
-            "peak_memory_bytes": student_stage["peak_memory_bytes"],
-            "details": {"images": result.train_images_seen},
-        }
-        soft_targets = _teacher_cost(source, forward)
-    elif method.needs == "soft_labels":
-        soft_targets = soft_target_cost
+    if source is not None:
+        soft_targets = source.cost(result.train_images_seen, student_stage["peak_memory_bytes"])
     else:
-        soft_targets = combine_stages({}, source=source.describe()["source"] if source is not None else "none")
+        soft_targets = combine_stages({}, source="none")
     summary = {
         "name": name or cfg.method,
         "method": cfg.method,
@@ -305,7 +272,6 @@ def run_pipeline(
                 run_dir / name,
                 device=device,
                 soft_labels=soft if uses_soft else None,
-                soft_target_cost=soft_cost if uses_soft else None,
                 name=name,
                 progress=progress,
                 log=log,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..settings import opt
 from .dataset import DataSplits, split_train_val
 from .registry import load_dataset
 
@@ -14,15 +15,25 @@ from .registry import load_dataset
 class DataConfig:
     """Which data, where from, and the validation split. ``None`` options keep the dataset's own default."""
 
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    val_size: int = 5000
-    split_seed: int = 0
-    download: bool = True
-    image_size: int | None = None  # resize to this square size (default: the dataset's own)
-    test_dir: str | None = None  # imagefolder: a separate folder of test images
-    test_fraction: float | None = None  # imagefolder without a test folder: share of each class held out (0.2)
-    streaming: bool | None = None  # None: stream from disk only when the images would not fit in memory
+    dataset: str = opt("fashion-mnist", "one of the registered datasets (reffakd.data.DATASETS)")
+    data_dir: str | None = opt(
+        None, "folder holding the dataset files (imagefolder: one sub-folder per class); "
+        "else a known copy, else a download into the cache",
+    )  # fmt: skip
+    val_size: int = opt(5000, "validation images carved from the training set")
+    split_seed: int = opt(0, "seed of the train/validation split")
+    download: bool = opt(True, "never try the network", flag="no-download", negate=True)
+    image_size: int | None = opt(
+        None, "resize images to this square size (default: the dataset's own, 32 for the MNISTs and CIFAR, "
+        "64 for Tiny ImageNet)",
+    )  # fmt: skip
+    test_dir: str | None = opt(None, "imagefolder: a separate folder of test images, one sub-folder per class")
+    test_fraction: float | None = opt(
+        None, "imagefolder without a test folder: share of each class held out for testing (default: 0.2)"
+    )
+    streaming: bool | None = opt(
+        None, "decode images from disk batch by batch (default: only when they would not fit in memory)"
+    )
 
     def loader_options(self) -> dict[str, Any]:
         options = {

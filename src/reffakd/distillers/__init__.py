@@ -1,19 +1,61 @@
-"""Distiller stage: one class per method, all driven by the same training engine."""
+"""Distiller stage: one class per method, all driven by the same training engine, and the method registry."""
 
 from . import methods  # noqa: F401  (registers the methods)
-from .base import DISTILLERS, Distiller, Method, build_distiller, get_method, method_params, register_distiller
+from .base import Distiller
 from .methods import DKD, CrossEntropy, LabelSmoothing, SoftTargetKD
+from .params import NoParams, ParamInfo, Params, Range, param
+from .registry import (
+    DISTILLERS,
+    NO_SOURCE,
+    OWN_TABLE,
+    SAME_SEED_CE,
+    SOFT_LABELS,
+    TEACHER,
+    BuildContext,
+    Method,
+    SourceKind,
+    build_distiller,
+    get_method,
+    method_names,
+    method_params,
+    methods_table,
+    parameter_fields,
+    parameter_help,
+    parameter_types,
+    register_method,
+    resolve_source,
+    unregister_method,
+)
 
 __all__ = [
     "DISTILLERS",
     "DKD",
+    "NO_SOURCE",
+    "OWN_TABLE",
+    "SAME_SEED_CE",
+    "SOFT_LABELS",
+    "TEACHER",
+    "BuildContext",
     "CrossEntropy",
     "Distiller",
     "LabelSmoothing",
     "Method",
+    "NoParams",
+    "ParamInfo",
+    "Params",
+    "Range",
     "SoftTargetKD",
+    "SourceKind",
     "build_distiller",
     "get_method",
+    "method_names",
     "method_params",
-    "register_distiller",
+    "methods_table",
+    "param",
+    "parameter_fields",
+    "parameter_help",
+    "parameter_types",
+    "register_method",
+    "resolve_source",
+    "unregister_method",
 ]

@@ -16,45 +16,67 @@ reffakd     (1 - a) CE + a T^2 KL(q_y || softmax(z / T)), q_y = AESL row of y   
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
-from ..errors import ReffAKDError
-from ..losses import check_alpha_temperature, check_temperature, dkd_loss, label_smoothing_ce, soft_target_kd
-from ..softlabels.artifact import SoftLabels
-from ..sources import ClassTable, SoftTargetSource, TeacherNetwork, virtual_teacher_table
-from .base import Distiller, register_distiller
+from ..losses import check_alpha_temperature, dkd_loss, label_smoothing_ce, soft_target_kd
+from ..sources import ClassTable, SoftTargetSource, virtual_teacher_table
+from .base import Distiller
+from .params import Params, Range, param
+from .registry import OWN_TABLE, SAME_SEED_CE, SOFT_LABELS, TEACHER, BuildContext, register_method
 
-KD_DEFAULTS = {"alpha": 0.5, "temperature": 4.0}
+# --------------------------------------------------------------------------- parameter records
+
+UNIT = Range(0.0, 1.0)
+POSITIVE = Range(0.0, low_open=True)
+NON_NEGATIVE = Range(0.0)
+
+
+@dataclass(frozen=True)
+class KDParams(Params):
+    alpha: float = param(0.5, "weight of the soft-target term", range=UNIT)
+    temperature: float = param(4.0, "distillation temperature", range=POSITIVE, short="-T")
+
+
+@dataclass(frozen=True)
+class TfKDRegParams(KDParams):
+    own_probability: float = param(
+        0.9, "the virtual teacher's own-class probability a", range=Range(0.0, 1.0, low_open=True, high_open=True)
+    )
+
+
+@dataclass(frozen=True)
+class LSParams(Params):
+    label: ClassVar[str] = "label-smoothing "
+    epsilon: float = param(0.1, "label-smoothing epsilon", range=Range(0.0, 1.0, high_open=True))
+
+
 # DKD's release: CE weight 1, alpha 1, T 4, warm-up 20 of 240 epochs; beta 8 (resnet32x4 -> resnet8x4)
 # or 2 (resnet56 -> resnet20). Short runs keep the warm-up's share of training (1/12) by default.
-DKD_DEFAULTS = {"ce_weight": 1.0, "alpha": 1.0, "beta": 2.0, "temperature": 4.0, "warmup_epochs": None}
 DKD_WARMUP_FRACTION = 20 / 240
 
 
-def check_kd(params: dict[str, Any]) -> None:
-    check_alpha_temperature(params["alpha"], params["temperature"])
-    if "own_probability" in params and not 0.0 < params["own_probability"] < 1.0:
-        raise ReffAKDError(f"own_probability {params['own_probability']} is out of range: it must lie in (0, 1)")
+@dataclass(frozen=True)
+class DKDParams(Params):
+    label: ClassVar[str] = "DKD "
+    ce_weight: float = param(1.0, "weight of the cross-entropy term", range=NON_NEGATIVE)
+    alpha: float = param(1.0, "weight of the target-class term TCKD", range=NON_NEGATIVE)
+    beta: float = param(2.0, "weight of the non-target term NCKD", range=NON_NEGATIVE)
+    temperature: float = param(4.0, "distillation temperature", range=POSITIVE, short="-T")
+    warmup_epochs: int | None = param(
+        None, "epochs of linear warm-up of the KD weight", range=NON_NEGATIVE, default_text="1/12 of the epochs"
+    )
+
+    def warmup(self, total_epochs: int) -> int:
+        if self.warmup_epochs is not None:
+            return int(self.warmup_epochs)
+        return max(1, round(DKD_WARMUP_FRACTION * total_epochs))
 
 
-def check_ls(params: dict[str, Any]) -> None:
-    eps = params["epsilon"]
-    if not (math.isfinite(eps) and 0.0 <= eps < 1.0):
-        raise ReffAKDError(f"label-smoothing epsilon {eps} is out of range: it must lie in [0, 1)")
-
-
-def check_dkd(params: dict[str, Any]) -> None:
-    check_temperature(params["temperature"])
-    for name in ("ce_weight", "alpha", "beta"):
-        if not (math.isfinite(params[name]) and params[name] >= 0):
-            raise ReffAKDError(f"DKD {name} {params[name]} is out of range: it must be a finite number >= 0")
-    warmup = params.get("warmup_epochs")
-    if warmup is not None and (int(warmup) != warmup or warmup < 0):
-        raise ReffAKDError(f"DKD warmup_epochs {warmup} is out of range: it must be a whole number of epochs >= 0")
+# --------------------------------------------------------------------------- the distillers
 
 
 class CrossEntropy(Distiller):
@@ -64,7 +86,7 @@ class CrossEntropy(Distiller):
 class LabelSmoothing(Distiller):
     def __init__(self, student: nn.Module, epsilon: float) -> None:
         super().__init__(student)
-        check_ls({"epsilon": epsilon})
+        LSParams(epsilon=epsilon).validate()
         self.epsilon = float(epsilon)
 
     def forward_train(
@@ -112,15 +134,7 @@ class DKD(Distiller):
         warmup_epochs: int,
     ) -> None:
         super().__init__(student)
-        check_dkd(
-            {
-                "ce_weight": ce_weight,
-                "alpha": alpha,
-                "beta": beta,
-                "temperature": temperature,
-                "warmup_epochs": warmup_epochs,
-            }
-        )
+        DKDParams(ce_weight, alpha, beta, temperature, warmup_epochs).validate()
         self.source = source
         self.ce_weight, self.alpha, self.beta, self.temperature = (
             float(ce_weight),
@@ -167,101 +181,52 @@ class DKD(Distiller):
         }
 
 
-def _aesl(soft_labels: SoftLabels) -> ClassTable:
-    return ClassTable(soft_labels.matrix, name="aesl")
+# --------------------------------------------------------------------------- the registered methods, in report order
 
 
-def _dkd_warmup(warmup_epochs: int | None, total_epochs: int) -> int:
-    return max(1, round(DKD_WARMUP_FRACTION * total_epochs)) if warmup_epochs is None else int(warmup_epochs)
-
-
-@register_distiller("ce", summary="cross-entropy, no KD")
-def _ce(student: nn.Module, **_: Any) -> Distiller:
+@register_method("ce", role="baseline", summary="cross-entropy, no KD")
+def _ce(student: nn.Module, p: Params, source: SoftTargetSource | None, ctx: BuildContext) -> Distiller:
     return CrossEntropy(student)
 
 
-@register_distiller("ls", check=check_ls, defaults={"epsilon": 0.1}, summary="label smoothing (Szegedy et al. 2016)")
-def _ls(student: nn.Module, *, epsilon: float, **_: Any) -> Distiller:
-    return LabelSmoothing(student, epsilon)
+@register_method("ls", params=LSParams, summary="label smoothing (Szegedy et al. 2016)")
+def _ls(student: nn.Module, p: LSParams, source: SoftTargetSource | None, ctx: BuildContext) -> Distiller:
+    return LabelSmoothing(student, p.epsilon)
 
 
-@register_distiller(
-    "tfkd-reg",
-    check=check_kd,
-    defaults={**KD_DEFAULTS, "own_probability": 0.9},
-    summary="Tf-KD with a virtual teacher (Yuan et al. 2020)",
+@register_method(
+    "tfkd-reg", params=TfKDRegParams, source=OWN_TABLE, summary="Tf-KD with a virtual teacher (Yuan et al. 2020)"
 )
-def _tfkd_reg(
-    student: nn.Module, *, num_classes: int, alpha: float, temperature: float, own_probability: float, **_: Any
-) -> Distiller:
-    return SoftTargetKD(
-        student,
-        ClassTable(virtual_teacher_table(num_classes, own_probability), as_logits=True, name="virtual-teacher"),
-        alpha,
-        temperature,
-    )
+def _tfkd_reg(student: nn.Module, p: TfKDRegParams, source: SoftTargetSource | None, ctx: BuildContext) -> Distiller:
+    table = virtual_teacher_table(ctx.num_classes, p.own_probability)
+    return SoftTargetKD(student, ClassTable(table, as_logits=True, name="virtual-teacher"), p.alpha, p.temperature)
 
 
-@register_distiller(
-    "tfkd-self",
-    check=check_kd,
-    needs="teacher",
-    defaults=dict(KD_DEFAULTS),
-    summary="Tf-KD self: a trained student as its own teacher",
-)
-def _tfkd_self(student: nn.Module, *, teacher: TeacherNetwork, alpha: float, temperature: float, **_: Any) -> Distiller:
-    return SoftTargetKD(student, teacher, alpha, temperature)
+def _source_kd(student: nn.Module, p: KDParams, source: SoftTargetSource | None, ctx: BuildContext) -> Distiller:
+    assert source is not None
+    return SoftTargetKD(student, source, p.alpha, p.temperature)
 
 
-@register_distiller(
-    "kd",
-    check=check_kd,
-    needs="teacher",
-    defaults=dict(KD_DEFAULTS),
-    summary="vanilla KD with a teacher network (Hinton et al. 2015)",
-)
-def _kd(student: nn.Module, *, teacher: TeacherNetwork, alpha: float, temperature: float, **_: Any) -> Distiller:
-    return SoftTargetKD(student, teacher, alpha, temperature)
-
-
-@register_distiller(
-    "dkd",
-    check=check_dkd,
-    needs="teacher",
-    defaults=dict(DKD_DEFAULTS),
-    summary="decoupled KD with a teacher network (Zhao et al. 2022)",
-)
-def _dkd(
-    student: nn.Module, *, teacher: TeacherNetwork, total_epochs: int, warmup_epochs: int | None, **params: Any
-) -> Distiller:
-    return DKD(student, teacher, warmup_epochs=_dkd_warmup(warmup_epochs, total_epochs), **_dkd_params(params))
-
-
-@register_distiller(
-    "dkd-aesl",
-    check=check_dkd,
-    needs="soft_labels",
-    defaults=dict(DKD_DEFAULTS),
-    summary="DKD with autoencoder soft labels as the teacher distribution",
-)
-def _dkd_aesl(
-    student: nn.Module, *, soft_labels: SoftLabels, total_epochs: int, warmup_epochs: int | None, **params: Any
-) -> Distiller:
+def _source_dkd(student: nn.Module, p: DKDParams, source: SoftTargetSource | None, ctx: BuildContext) -> Distiller:
+    assert source is not None
     return DKD(
-        student, _aesl(soft_labels), warmup_epochs=_dkd_warmup(warmup_epochs, total_epochs), **_dkd_params(params)
-    )
+        student, source, ce_weight=p.ce_weight, alpha=p.alpha, beta=p.beta, temperature=p.temperature,
+        warmup_epochs=p.warmup(ctx.total_epochs),
+    )  # fmt: skip
 
 
-@register_distiller(
-    "reffakd",
-    check=check_kd,
-    needs="soft_labels",
-    defaults=dict(KD_DEFAULTS),
-    summary="KD against autoencoder soft labels (Doshi and Kim 2024)",
-)
-def _reffakd(student: nn.Module, *, soft_labels: SoftLabels, alpha: float, temperature: float, **_: Any) -> Distiller:
-    return SoftTargetKD(student, _aesl(soft_labels), alpha, temperature)
-
-
-def _dkd_params(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: params[k] for k in ("ce_weight", "alpha", "beta", "temperature")}
+register_method(
+    "tfkd-self", params=KDParams, source=SAME_SEED_CE, summary="Tf-KD self: a trained student as its own teacher"
+)(_source_kd)
+register_method(
+    "kd", params=KDParams, source=TEACHER, summary="vanilla KD with a teacher network (Hinton et al. 2015)"
+)(_source_kd)
+register_method(
+    "dkd", params=DKDParams, source=TEACHER, summary="decoupled KD with a teacher network (Zhao et al. 2022)"
+)(_source_dkd)
+register_method(
+    "dkd-aesl", params=DKDParams, source=SOFT_LABELS, summary="DKD with autoencoder soft labels as the teacher"
+)(_source_dkd)
+register_method(
+    "reffakd", params=KDParams, source=SOFT_LABELS, summary="KD against autoencoder soft labels (Doshi and Kim 2024)"
+)(_source_kd)

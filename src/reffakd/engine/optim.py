@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import ReffAKDError
+from ..settings import opt
 
 SCHEDULES = ("multistep", "cosine")
 PAPER_MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)
@@ -20,14 +21,15 @@ PAPER_MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)
 
 @dataclass
 class OptimConfig:
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "multistep"
-    milestones: tuple[int, ...] | None = None  # None: 30/60/80 % of the epochs, as 60/120/160 of 200
-    gamma: float = 0.2
+    epochs: int = opt(30, "epochs")
+    batch_size: int = opt(128, "batch size (under torchrun: the global batch)")
+    lr: float = opt(0.1, "SGD learning rate")
+    momentum: float = opt(0.9, "SGD momentum")
+    weight_decay: float = opt(5e-4, "weight decay")
+    schedule: str = opt("multistep", "learning-rate schedule", choices=SCHEDULES)
+    # None: 30/60/80 % of the epochs, as 60/120/160 of 200
+    milestones: tuple[int, ...] | None = opt(None, "LR milestones in epochs (default: 30/60/80%% of the epochs)")
+    gamma: float = opt(0.2, "LR factor at each milestone")
 
     def validate(self) -> None:
         if self.epochs < 1:

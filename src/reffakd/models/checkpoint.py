@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,18 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]
         detail = " ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())[:300]
         raise ReffAKDError(f"checkpoint {path} does not fit model {meta['model']!r}: {detail}") from None
     return model, meta
+
+
+def check_fits(meta: dict[str, Any], class_names: Sequence[str], shape: Sequence[int], what: str, dataset: str) -> None:
+    """Refuse a checkpoint trained on other classes or another input shape than the data's, in one line each.
+
+    ``shape``: the data's (channels, height, width); ``what``: how the message names the checkpoint.
+    """
+    if list(meta["class_names"]) != list(class_names):
+        raise ReffAKDError(
+            f"{what} was trained on classes {meta['class_names'][:4]}... ({meta['num_classes']}), not on "
+            f"{dataset}'s {list(class_names)[:4]}... ({len(class_names)}); use one trained on this dataset"
+        )
+    if [meta["in_channels"], *meta["image_size"]] != list(shape):
+        c, h, w = meta["in_channels"], *meta["image_size"]
+        raise ReffAKDError(f"{what} expects {c}x{h}x{w} inputs, the dataset gives {shape[0]}x{shape[1]}x{shape[2]}")

@@ -1,7 +1,7 @@
 """The comparison's outputs: ``results.csv`` (one row per run), ``results.md`` (mean and std over
 seeds, with cost) and ``accuracy_vs_cost.png`` (test top-1 against total cost, log scale).
 
-Runs are grouped by *variant*: a method's name, or one grid point of it (``reffakd[a=0.5,T=4]``,
+Runs are grouped by *variant*: a method's name, or one grid point of it (``reffakd[alpha=0.5,temperature=4]``,
 ``reffakd[alpha=0.5,lr=0.05]``).
 For each method run over a grid, one variant is selected by its mean validation top-1 (the test
 set never takes part in the choice) and stands for the method in the cost comparison and the plot.

@@ -1,12 +1,11 @@
 """Soft-label stage: autoencoder, embeddings, class similarity, calibration, the SoftLabels artifact."""
 
-from .artifact import SoftLabels
+from .artifact import SoftLabels, read_soft_label_cost
 from .autoencoder_training import embed, reconstruction_mse, train_autoencoder
 from .builder import (
     SOFT_LABELS_FILE,
     SoftLabelConfig,
     build_soft_labels,
-    read_soft_label_cost,
     soft_labels_from_similarity,
 )
 from .calibration import DEFAULT_TARGET_OWN_PROBABILITY, PRESETS, Calibration

@@ -30,6 +30,7 @@ class SoftLabels:
     class_names: tuple[str, ...]
     similarity: torch.Tensor | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, Any] | None = None  # what making them cost (``soft_labels_cost.json`` beside the file)
 
     def __post_init__(self) -> None:
         self.class_names = tuple(self.class_names)
@@ -90,7 +91,24 @@ class SoftLabels:
             raise ReffAKDError(
                 f"soft-label file {path} has no 'soft_labels' tensor (found: {', '.join(tensors) or 'none'})"
             )
-        return cls(tensors["soft_labels"], tuple(class_names), tensors.get("similarity"), meta.get("metadata", {}))
+        cost = read_soft_label_cost(path)
+        return cls(
+            tensors["soft_labels"], tuple(class_names), tensors.get("similarity"), meta.get("metadata", {}), cost
+        )
+
+
+COST_FILE = "soft_labels_cost.json"
+
+
+def read_soft_label_cost(soft_labels_path: Path) -> dict[str, Any] | None:
+    """``soft_labels_cost.json`` beside the soft labels (written by `reffakd softlabels`), or None."""
+    cost_path = soft_labels_path.with_name(COST_FILE)
+    try:
+        return json.loads(cost_path.read_text(encoding="utf-8")) if cost_path.is_file() else None
+    except (OSError, ValueError) as exc:
+        raise ReffAKDError(
+            f"soft-label cost file {cost_path} is malformed ({exc}); it is JSON written by `reffakd softlabels`"
+        ) from None
 
 
 def validate_matrix(matrix: torch.Tensor, num_classes: int, what: str) -> None:

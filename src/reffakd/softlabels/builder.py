@@ -6,7 +6,6 @@ beside the cost of a teacher.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,6 @@ import torch
 from .. import __version__
 from ..data import DataSplits, make_batches, materialize
 from ..engine.optim import OptimConfig
-from ..errors import ReffAKDError
 from ..io import JsonlWriter, write_json, write_text_atomic
 from ..models.autoencoder import ConvAutoencoder
 from ..models.checkpoint import save_checkpoint
@@ -151,18 +149,8 @@ def build_soft_labels(
     write_json(out_dir / "soft_labels_cost.json", cost)
     write_text_atomic(out_dir / "diagnostics.txt", format_diagnostics(soft.metadata["diagnostics"]) + "\n")
     _plot(out_dir, soft, model, splits, device)
+    soft.cost = cost
     return soft, cost
-
-
-def read_soft_label_cost(soft_labels_path: Path) -> dict[str, Any] | None:
-    """``soft_labels_cost.json`` beside the soft labels (written by `reffakd softlabels`), or None."""
-    cost_path = soft_labels_path.with_name("soft_labels_cost.json")
-    try:
-        return json.loads(cost_path.read_text(encoding="utf-8")) if cost_path.is_file() else None
-    except (OSError, ValueError) as exc:
-        raise ReffAKDError(
-            f"soft-label cost file {cost_path} is malformed ({exc}); it is JSON written by `reffakd softlabels`"
-        ) from None
 
 
 def soft_labels_from_similarity(

@@ -1,6 +1,13 @@
 """Soft-target sources: teacher networks, trained students, and class-level tables (AESL, Tf-KD, uniform)."""
 
-from .base import ClassTable, SoftTargetSource, TeacherNetwork, uniform_table, virtual_teacher_table
+from .base import (
+    ClassTable,
+    SoftTargetSource,
+    TeacherNetwork,
+    soft_label_table,
+    uniform_table,
+    virtual_teacher_table,
+)
 from .teacher import TeacherInfo, load_teacher
 
 __all__ = [
@@ -9,6 +16,7 @@ __all__ = [
     "TeacherInfo",
     "TeacherNetwork",
     "load_teacher",
+    "soft_label_table",
     "uniform_table",
     "virtual_teacher_table",
 ]

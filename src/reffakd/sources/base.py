@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ReffAKDError
+from ..resources import combine_stages
+
+if TYPE_CHECKING:
+    from ..softlabels.artifact import SoftLabels
 
 
 class SoftTargetSource(nn.Module):
@@ -36,6 +40,14 @@ class SoftTargetSource(nn.Module):
     def describe(self) -> dict[str, Any]:
         return {"source": type(self).__name__}
 
+    def cost(self, images_seen: int, peak_memory_bytes: int | None = None) -> dict[str, Any] | None:
+        """What this run's soft targets cost, in the ledger's shape (``combine_stages``); ``None``: unknown.
+
+        ``images_seen``: training images the student saw (a network source ran once per image);
+        ``peak_memory_bytes``: the training loop's peak, which a source used inside it shares.
+        """
+        return combine_stages({}, source=self.describe()["source"])
+
 
 class ClassTable(SoftTargetSource):
     """A fixed (C, C) table, row y the target of class y.
@@ -45,13 +57,25 @@ class ClassTable(SoftTargetSource):
     release softens its virtual teacher.
     """
 
-    def __init__(self, table: torch.Tensor, *, as_logits: bool = False, name: str = "table") -> None:
+    def __init__(
+        self,
+        table: torch.Tensor,
+        *,
+        as_logits: bool = False,
+        name: str = "table",
+        made_by: dict[str, Any] | None = None,
+        made_cost: dict[str, Any] | None = None,
+    ) -> None:
         if table.ndim != 2 or table.shape[0] != table.shape[1]:
             raise ReffAKDError(f"a class table must be square (C, C), got shape {tuple(table.shape)}")
         super().__init__(int(table.shape[0]))
         self.register_buffer("table", table.detach().to(torch.float32).clone())
         self.as_logits = as_logits
         self.name = name
+        # A table made by an earlier stage (the autoencoder's soft labels) carries that stage's ledger:
+        # ``made_by`` says what made it; ``made_cost`` is its cost record, None when unknown.
+        self.made_by = made_by
+        self.made_cost = made_cost
 
     def probabilities(self, images: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
         rows = self.table[labels]
@@ -59,6 +83,20 @@ class ClassTable(SoftTargetSource):
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name, "table_as_logits": self.as_logits}
+
+    def cost(self, images_seen: int, peak_memory_bytes: int | None = None) -> dict[str, Any] | None:
+        """A lookup costs nothing during training; a table made by an earlier stage costs what that stage did."""
+        if self.made_by is not None:
+            return self.made_cost
+        return super().cost(images_seen, peak_memory_bytes)
+
+
+def soft_label_table(soft_labels: SoftLabels) -> ClassTable:
+    """The autoencoder soft labels (AESL) as a source: rows used as stored, with the artifact's own cost."""
+    return ClassTable(
+        soft_labels.matrix, name="aesl", made_by={"soft_labels": soft_labels.metadata.get("config")},
+        made_cost=soft_labels.cost,
+    )  # fmt: skip
 
 
 def virtual_teacher_table(num_classes: int, own_probability: float) -> torch.Tensor:
@@ -139,3 +177,22 @@ class TeacherNetwork(SoftTargetSource):
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name, "forward_flops_per_image": self.forward_flops_per_image}
+
+    def cost(self, images_seen: int, peak_memory_bytes: int | None = None) -> dict[str, Any] | None:
+        """A teacher's soft targets cost its own training run plus its forward passes during distillation."""
+        info = self.info
+        stages: dict[str, dict[str, Any]] = {}
+        if info is not None and info.training_cost is not None:
+            t = info.training_cost
+            stages["teacher_training"] = {
+                "name": "teacher_training", "seconds": t["seconds"], "flops": t["flops"],
+                "peak_memory_bytes": t.get("peak_memory_bytes"), "details": {"checkpoint": info.path},
+            }  # fmt: skip
+        stages["teacher_forward"] = {
+            "name": "teacher_forward", "seconds": self.seconds, "flops": self.forward_flops_per_image * images_seen,
+            "peak_memory_bytes": peak_memory_bytes, "details": {"images": images_seen},
+        }  # fmt: skip
+        return combine_stages(
+            stages, source=self.name, teacher=info.to_dict() if info is not None else None,
+            teacher_training_cost_known=info is not None and info.training_cost is not None,
+        )  # fmt: skip

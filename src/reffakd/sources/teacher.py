@@ -16,7 +16,7 @@ import torch
 
 from ..data import DataSplits
 from ..errors import ReffAKDError
-from ..models.checkpoint import load_model
+from ..models.checkpoint import check_fits, load_model
 from ..resources import forward_flops, parameter_count
 from .base import TeacherNetwork
 
@@ -42,16 +42,8 @@ def load_teacher(path: str | os.PathLike[str], splits: DataSplits, device: torch
     """Rebuild the teacher named in the checkpoint's metadata and refuse one trained for other data."""
     path = Path(path)
     model, meta = load_model(path)
-    if list(meta["class_names"]) != list(splits.class_names):
-        raise ReffAKDError(
-            f"teacher {path} was trained on classes {meta['class_names'][:4]}... ({meta['num_classes']}), "
-            f"not on {splits.dataset}'s {list(splits.class_names)[:4]}... ({splits.num_classes}); train a teacher on this dataset"
-        )
     shape = [splits.in_channels, *splits.image_size]
-    if [meta["in_channels"], *meta["image_size"]] != shape:
-        raise ReffAKDError(
-            f"teacher {path} expects {meta['in_channels']}x{meta['image_size'][0]}x{meta['image_size'][1]} inputs, the dataset gives {shape[0]}x{shape[1]}x{shape[2]}"
-        )
+    check_fits(meta, splits.class_names, shape, f"teacher {path}", splits.dataset)
     model = model.to(device)
     fwd = forward_flops(model, tuple(shape))
     summary = _read_summary(path.parent / "summary.json")

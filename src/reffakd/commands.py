@@ -1,0 +1,242 @@
+"""What each ``reffakd`` command does, given its typed configuration (``runconfig.Resolved``).
+
+Every command checks what it can before anything is written (input sizes on the meta device,
+method inputs, output folders), then writes one run folder as ``OUT.partial`` and renames it when
+it succeeds. ``train`` and ``run`` are a one-seed comparison spec's runs in a folder of their own:
+the students train through the same ``pipeline.train_student`` the comparison runner calls.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ReffAKDError
+from .runconfig import Resolved
+
+
+class RunLog:
+    """Print each line and keep it in ``log.txt`` of the run folder once that folder exists."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.path: Path | None = None
+
+    def __call__(self, line: str) -> None:
+        print(line, flush=True)
+        if self.path is None:
+            self.lines.append(line)
+        else:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+
+    def attach(self, run_dir: Path, config_yaml: str) -> None:
+        """Start the folder's log with the lines so far, and save the resolved config as ``config.yaml``."""
+        from .io import write_text_atomic
+
+        write_text_atomic(run_dir / "config.yaml", config_yaml)
+        self.path = run_dir / "log.txt"
+        self.path.write_text("".join(line + "\n" for line in self.lines), encoding="utf-8")
+
+
+def check_input_size(models: Sequence[str], autoencoder: bool, data: Any, splits: Any = None) -> None:
+    """Refuse a model (or the soft labels' autoencoder) that cannot take the input size, before any folder exists.
+
+    Without ``splits`` (before loading) the size is ``image_size`` or the dataset loader's default
+    (unknown for imagefolder: checked after loading); with ``splits``, the data's own. The networks
+    are built on the meta device: no memory, no weights, only their constructors' checks.
+    """
+    import torch
+
+    from .data import DATASETS
+    from .models import ConvAutoencoder, create_model
+
+    if splits is not None:
+        channels, size, classes = splits.in_channels, tuple(splits.image_size), splits.num_classes
+    else:
+        loader = DATASETS.get(data.dataset)
+        default = inspect.signature(loader).parameters.get("image_size") if loader is not None else None
+        side = data.image_size if data.image_size is not None else (default.default if default is not None else None)
+        if not isinstance(side, int):
+            return
+        channels, size, classes = 3, (side, side), 2
+    where = f"image_size {data.image_size}" if data.image_size is not None else f"dataset {data.dataset}"
+    params = ("image_size", "dataset")
+    with torch.device("meta"):
+        for name in models:
+            try:
+                create_model(name, num_classes=classes, in_channels=channels, image_size=size)
+            except ReffAKDError as exc:
+                raise ReffAKDError(
+                    f"{exc} ({where}); choose a larger image_size or another model", params=params
+                ) from None
+        if autoencoder:
+            try:
+                ConvAutoencoder(channels, size)
+            except ReffAKDError as exc:
+                raise ReffAKDError(
+                    f"{exc} ({where}); the soft labels need it: choose an image_size that is a multiple of 8",
+                    params=params,
+                ) from None
+
+
+def start_output(out: str, resume: bool) -> None:
+    """A finished run is never overwritten; ``resume`` needs an interrupted one to continue."""
+    from .rundir import check_new_run_dir, partial_path
+
+    check_new_run_dir(out)
+    if resume and not (partial_path(Path(out)) / "resume.json").is_file():
+        raise ReffAKDError(
+            f"resume: no interrupted run to continue at {partial_path(Path(out))} (no resume.json); "
+            "run without resume to start it",
+            params=("resume",),
+        )
+
+
+def cmd_run(cfg: Resolved, config_yaml: str) -> None:
+    from .data import load_splits
+    from .engine.distributed import pick_device
+    from .pipeline import run_pipeline
+    from .rundir import check_new_run_dir, staged_run_dir
+
+    soft_cfg = cfg.soft_label_config()
+    students = {
+        "ce": cfg.student_config("ce", with_method_params=False),
+        f"reffakd-{cfg.soft.preset}": cfg.student_config("reffakd"),
+    }
+    device = pick_device(cfg.console.device)
+    out = cfg.output.out
+    check_new_run_dir(out)
+    model, data = cfg.student.model, cfg.data
+    check_input_size([model], True, data)
+    log = RunLog()
+    splits = load_splits(data, log)
+    check_input_size([model], True, data, splits)
+    with staged_run_dir(out) as run_dir:
+        log.attach(run_dir, config_yaml)
+        run_pipeline(splits, soft_cfg, students, run_dir, device=device, progress=cfg.console.progress, log=log,
+                     **cfg.engine.fit_options())  # fmt: skip
+    print(f"run folder: {out}")
+
+
+def cmd_softlabels(cfg: Resolved, config_yaml: str) -> None:
+    from .data import load_splits
+    from .engine.distributed import pick_device
+    from .rundir import check_new_run_dir, staged_run_dir
+    from .softlabels import SOFT_LABELS_FILE, build_soft_labels
+
+    soft_cfg = cfg.soft_label_config()
+    device = pick_device(cfg.console.device)
+    out = cfg.output.out
+    check_new_run_dir(out)
+    check_input_size([], True, cfg.data)
+    log = RunLog()
+    splits = load_splits(cfg.data, log)
+    check_input_size([], True, cfg.data, splits)
+    with staged_run_dir(out) as run_dir:
+        log.attach(run_dir, config_yaml)
+        build_soft_labels(splits, soft_cfg, run_dir, device=device, progress=cfg.console.progress, log=log)
+    print(f"soft labels: {Path(out) / SOFT_LABELS_FILE}")
+
+
+def method_inputs(method: str, soft_labels: str | None, teacher: str | None) -> None:
+    """A method gets exactly the inputs its source kind takes: one line for a missing or a stray one."""
+    from .distillers import DISTILLERS, get_method
+
+    needs = get_method(method).needs
+    for param, value in (("soft_labels", soft_labels), ("teacher", teacher)):
+        if value and needs != param:
+            users = ", ".join(sorted(n for n, m in DISTILLERS.items() if m.needs == param))
+            raise ReffAKDError(f"{param} is used only by methods {users}, not {method}", params=(param,))
+        if not value and needs == param:
+            raise ReffAKDError(f"method {method} needs {param} PATH", params=("method", param))
+
+
+def cmd_train(cfg: Resolved, config_yaml: str) -> None:
+    from .data import load_splits
+    from .engine import distributed
+    from .engine.distributed import pick_device
+    from .pipeline import train_student
+    from .rundir import staged_run_dir
+    from .softlabels import SoftLabels
+    from .sources import load_teacher
+
+    inputs, engine = cfg.inputs, cfg.engine
+    student = cfg.student_config(inputs.method)
+    method_inputs(inputs.method, inputs.soft_labels, inputs.teacher)
+    soft = SoftLabels.load(inputs.soft_labels) if inputs.soft_labels else None
+    device = pick_device(cfg.console.device)
+    if distributed.is_distributed():  # under torchrun: this rank's device; only rank 0 writes
+        distributed.check_batch_size(student.optim.batch_size)
+        device = distributed.setup(device)
+    main_process = distributed.is_main_process()
+    out = cfg.output.out
+    if main_process:
+        start_output(out, engine.resume)
+    check_input_size([student.model], False, cfg.data)
+    log: Callable[[str], None] = RunLog() if main_process else (lambda line: None)
+    splits = load_splits(cfg.data, log)
+    check_input_size([student.model], False, cfg.data, splits)
+    if soft is not None:
+        soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
+    teacher = load_teacher(inputs.teacher, splits, device) if inputs.teacher else None
+    distributed.barrier()  # every rank has checked its inputs before rank 0 creates the folder
+    with staged_run_dir(out, resume=engine.resume, main=main_process) as run_dir:
+        if isinstance(log, RunLog):
+            log.attach(run_dir, config_yaml)
+        distributed.barrier()
+        train_student(splits, student, run_dir, device=device, soft_labels=soft, teacher=teacher,
+                      progress=cfg.console.progress, log=log, **engine.fit_options())  # fmt: skip
+        distributed.barrier()
+    if main_process:
+        print(f"run folder: {out}")
+
+
+def cmd_evaluate(cfg: Resolved, config_yaml: str) -> None:
+    from .data import load_splits, make_batches
+    from .engine import evaluate
+    from .engine.distributed import pick_device
+    from .models import load_model
+    from .models.checkpoint import check_fits
+    from .pipeline import EVAL_BATCH_SIZE
+
+    path, split_name = cfg.evaluate.checkpoint, cfg.evaluate.split
+    device = pick_device(cfg.console.device)
+    model, meta = load_model(path)
+    splits = load_splits(cfg.data, log=lambda line: None)
+    shape = [splits.in_channels, *splits.image_size]
+    check_fits(meta, splits.class_names, shape, f"checkpoint {path}", cfg.data.dataset)
+    split = splits.test if split_name == "test" else splits.val
+    batches = make_batches(split, EVAL_BATCH_SIZE, normalize=(meta["mean"], meta["std"]), device=device)
+    result = evaluate(model.to(device), batches)
+    print(json.dumps({"checkpoint": str(path), "split": split_name, "epoch": meta.get("epoch"), **result}))
+
+
+def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
+    """compare and sweep: one code path; sweep requires a grid and writes ``sweep.md``/``sweep.csv``."""
+    from .compare import check_resumable, compare_report, run_compare
+    from .data import load_splits
+    from .distillers import method_names
+    from .engine.distributed import pick_device
+    from .reports.sweep_report import write_sweep_report
+
+    device = pick_device(cfg.console.device)
+    out = Path(cfg.output.out)
+    check_resumable(out, spec)
+    data = spec.data_config()
+    models = [spec.student.get("model", "lenet5")]
+    if spec.teacher_methods() and "checkpoint" not in spec.teacher:
+        models.append(spec.teacher["model"])
+    building_soft_labels = bool(spec.soft_label_methods()) and "path" not in spec.soft_labels
+    check_input_size(models, building_soft_labels, data)
+    splits = load_splits(data, print)
+    check_input_size(models, building_soft_labels, data, splits)
+    sweep = cfg.command == "sweep"
+    report = (lambda folder: write_sweep_report(folder, method_names())) if sweep else compare_report
+    run_compare(spec, out, splits, device=device, progress=cfg.console.progress, log=print, jobs=cfg.compare.jobs,
+                report=report, config_yaml=config_yaml)  # fmt: skip
+    files = "(sweep.md, sweep.csv)" if sweep else "(results.md, results.csv, accuracy_vs_cost.png)"
+    print(f"{'sweep' if sweep else 'comparison'} folder: {out} {files}")

@@ -1,0 +1,480 @@
+"""The run configuration: one tree of dataclasses from which every flag and every config key comes.
+
+Each command is a list of groups; a group is a dataclass of ``settings.opt`` fields (the data,
+an optimiser, the soft labels, the engine, ...) or, for the method parameters, the union of the
+registered methods' parameter records. ``cli.py`` generates the parser from these groups and
+resolves the command line and ``--config`` into one flat mapping of keys; ``Resolved`` turns that
+mapping into the typed objects the library takes (``DataConfig``, ``OptimConfig``,
+``StudentConfig``, ``SoftLabelConfig``, ``CompareSpec``), validating each value once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .data import DataConfig
+from .distillers import method_names, parameter_fields, parameter_help
+from .engine.optim import OptimConfig
+from .engine.speed import AMP_MODES
+from .errors import ReffAKDError
+from .recipes import recipe_names
+from .settings import Option, opt, options
+from .softlabels.calibration import PRESETS as SOFT_LABEL_PRESETS
+
+RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
+
+
+@dataclass
+class Output:
+    out: str | None = opt(None, "new run folder (required: here or as out: in --config)")
+
+
+@dataclass
+class Console:
+    device: str = opt("auto", "auto (CUDA if available), cpu, cuda or cuda:N")
+    progress: bool = opt(True, "no progress bars", flag="no-progress", negate=True)
+
+
+@dataclass
+class EngineOptions:
+    """The training loop's robustness and speed options (docs/RESULTS.md has their measured effect)."""
+
+    resume: bool = opt(
+        False, "continue an interrupted run from the resume checkpoint in OUT.partial (same weights as an "
+        "uninterrupted run)",
+    )  # fmt: skip
+    amp: str = opt("none", "mixed precision autocast (fp16 on CUDA only)", choices=AMP_MODES)
+    channels_last: bool = opt(False, "channels_last memory format for the student and its inputs")
+    compile: bool = opt(False, "torch.compile the student (the first epoch includes compile time)")
+    tensorboard: bool = opt(False, "also log metrics to OUT/tensorboard (needs the tensorboard package)")
+    sync_batchnorm: bool = opt(
+        True, "under torchrun, keep batch-norm statistics per process", flag="no-sync-bn", negate=True
+    )
+
+    def fit_options(self) -> dict[str, Any]:
+        """The keyword arguments ``pipeline.train_student`` passes to the training loop."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class SoftLabelOptions:
+    preset: str = opt(
+        "paper", "paper: the notebooks' boost and tau = 1 (best on validation, docs/RESULTS.md); "
+        "calibrated: tau solved for a mean own-class probability of 0.3", choices=SOFT_LABEL_PRESETS,
+    )  # fmt: skip
+    boost: float | None = opt(None, "diagonal boost b (default: the notebook value for the dataset)")
+    soft_temperature: float | None = opt(None, "fixed softmax temperature tau of the soft labels")
+    target_own_prob: float | None = opt(None, "solve tau so the mean own-class probability is this")
+    equalize_own_prob: bool | None = opt(
+        None, "give every class exactly the target own-class probability, the rest in the softmax's proportions "
+        "(default: the preset's)",
+    )  # fmt: skip
+    samples_per_class: int | None = opt(
+        None, "similarity from k sampled images per class (notebooks: 40; default: all)"
+    )
+    augment_embeddings: bool = opt(False, "embed augmented images, as the notebooks do")
+
+    def config(self, dataset: str, autoencoder: OptimConfig, seed: int) -> Any:
+        from .softlabels import Calibration, SoftLabelConfig
+
+        cal = Calibration.preset(self.preset, dataset)
+        if self.boost is not None:
+            cal.diagonal_boost = self.boost
+        if self.soft_temperature is not None:
+            cal.temperature, cal.target_own_probability, cal.equalize_own = self.soft_temperature, None, False
+        if self.target_own_prob is not None:
+            cal.temperature, cal.target_own_probability = None, self.target_own_prob
+        if self.equalize_own_prob is not None:
+            cal.equalize_own = self.equalize_own_prob
+        cal.validate()
+        if self.samples_per_class is not None and self.samples_per_class < 2:
+            raise ReffAKDError(
+                f"samples_per_class {self.samples_per_class} is out of range: it must be at least 2",
+                params=("samples_per_class",),
+            )
+        return SoftLabelConfig(cal, self.preset, autoencoder, self.samples_per_class, self.augment_embeddings, seed)
+
+
+@dataclass
+class Seed:
+    seed: int = opt(0, "seed of the weights' initialisation and the data order")
+
+
+@dataclass
+class Student:
+    model: str = opt("lenet5", "student architecture (reffakd.models)")
+
+
+@dataclass
+class TrainInputs:
+    method: str = opt("ce", "training method; docs/METHODS.md defines each", choices=method_names)
+    soft_labels: str | None = opt(
+        None, "soft_labels.safetensors made by `reffakd softlabels` (methods whose soft targets are autoencoder "
+        "soft labels)", metavar="PATH",
+    )  # fmt: skip
+    teacher: str | None = opt(
+        None, "a checkpoint made by `reffakd train` (methods with a teacher; tfkd-self: the trained CE student)",
+        metavar="PATH",
+    )  # fmt: skip
+
+
+@dataclass
+class CompareOptions:
+    preset: str = opt("cpu", "the recipe to start from (docs/CONFIG.md describes each)", choices=recipe_names)
+    spec: str | None = opt(None, "a JSON or YAML spec whose keys override the preset (docs/CONFIG.md)")
+    methods: list[str] | None = opt(None, "comma-separated method names")
+    seeds: list[int] | None = opt(None, "comma-separated student seeds, e.g. 0,1,2")
+    epochs: int | None = opt(None, "student epochs")
+    teacher: str | None = opt(None, "use this teacher checkpoint (made by `reffakd train`) instead of training one")
+    teacher_model: str | None = opt(None, "architecture of the teacher trained for the methods that need one")
+    teacher_epochs: int | None = opt(None, "epochs of the teacher trained for the methods that need one")
+    soft_labels: str | None = opt(None, "use this soft_labels.safetensors instead of building one")
+    ae_epochs: int | None = opt(None, "autoencoder epochs of the soft labels built for the methods that need them")
+    vary: list[str] | None = opt(
+        None, "a grid axis KEY=V1,V2 (repeat for more): sets that key's values in the spec's grid, whose methods "
+        "default to the methods that run; keys: any method parameter or lr, weight_decay, batch_size, epochs, "
+        "momentum, schedule, gamma", metavar="KEY=V1,V2", append=True,
+    )  # fmt: skip
+    jobs: int = opt(
+        1, "runs trained at once, each in its own process with its share of the CPU threads, or its own GPU when "
+        "several are visible",
+    )  # fmt: skip
+
+
+@dataclass
+class EvaluateOptions:
+    checkpoint: str | None = opt(None, "a .safetensors checkpoint written by `reffakd train` (required)")
+    split: str = opt("test", "the split to evaluate", choices=("test", "val"))
+
+
+# --------------------------------------------------------------------------- commands as groups of options
+
+
+@dataclass(frozen=True)
+class Group:
+    """One node of a command's tree: a dataclass's options (``cls``), or the method parameters (``cls=None``)."""
+
+    name: str  # the attribute of ``Resolved`` that holds the built object
+    title: str
+    cls: type | None
+    prefix: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    unset: bool = False  # every default None: the value comes from elsewhere (compare's preset) unless given
+    without: tuple[str, ...] = ()  # fields this command does not take
+
+    def options(self) -> list[Option]:
+        if self.cls is None:
+            return method_options()
+        opts = [o for o in options(self.cls, self.prefix, self.defaults) if o.field not in self.without]
+        if self.unset:
+            # A flag (store_true) stays one: False means "not given"; everything else defaults to None.
+            opts = [o if o.kind is bool and not o.optional else Option(**{**o.__dict__, "optional": True,
+                    "default": None}) for o in opts]  # fmt: skip
+        return opts
+
+
+def method_options() -> list[Option]:
+    """One flag per parameter name of any registered method, typed and explained from the registry."""
+    out = []
+    for key, uses in parameter_fields().items():
+        p = uses[0][1]
+        out.append(Option(key, key, p.type, p.type, True, None, parameter_help(key), p.short, None, False, None))
+    return out
+
+
+OUT = Group("output", "output", Output)
+DATA = Group("data", "data", DataConfig)
+CONSOLE = Group("console", "console", Console)
+METHOD = Group("method_params", "method parameters (default: the method's own, docs/METHODS.md)", None)
+
+
+def _soft_groups(ae_epochs: int) -> list[Group]:
+    return [
+        Group("soft", "soft labels", SoftLabelOptions),
+        Group("ae_optim", "autoencoder optimisation", OptimConfig, "ae_", {"epochs": ae_epochs}),
+    ]
+
+
+def _student_groups(epochs: int) -> list[Group]:
+    return [
+        Group("student", "student", Student),
+        Group("seed", "seed", Seed),
+        METHOD,
+        Group("optim", "student optimisation", OptimConfig, "", {"epochs": epochs}),
+    ]
+
+
+COMMANDS: dict[str, tuple[str, list[Group]]] = {
+    "run": (
+        "the whole pipeline: soft labels, a CE baseline and a ReffAKD student, one summary",
+        [
+            OUT,
+            DATA,
+            *_soft_groups(RUN_AE_EPOCHS),
+            *_student_groups(RUN_EPOCHS),
+            Group("engine", "engine", EngineOptions, without=("resume",)),
+            CONSOLE,
+        ],
+    ),  # fmt: skip
+    "softlabels": (
+        "train the autoencoder and build soft labels, diagnostics and plots",
+        [OUT, Group("seed", "seed", Seed), DATA, *_soft_groups(10), CONSOLE],
+    ),
+    "train": (
+        "train one student",
+        [
+            OUT,
+            Group("inputs", "method and its soft targets", TrainInputs),
+            DATA,
+            *_student_groups(30),
+            Group("engine", "engine", EngineOptions),
+            CONSOLE,
+        ],
+    ),  # fmt: skip
+    "compare": (
+        "methods x seeds side by side: accuracy and cost in one table (resumable)",
+        [
+            OUT,
+            Group("compare", "comparison", CompareOptions),
+            Group("data", "data (default: the preset's)", DataConfig, unset=True),
+            CONSOLE,
+        ],
+    ),  # fmt: skip
+    "sweep": (
+        "a grid over any method parameter or optimiser key, one table sorted by validation accuracy (resumable)",
+        [
+            OUT,
+            Group("compare", "comparison", CompareOptions),
+            Group("data", "data (default: the preset's)", DataConfig, unset=True),
+            CONSOLE,
+        ],
+    ),  # fmt: skip
+    "evaluate": (
+        "top-1/top-5 of a checkpoint",
+        [Group("evaluate", "checkpoint", EvaluateOptions), DATA, CONSOLE],
+    ),
+}
+CONFIG_COMMANDS = ("run", "softlabels", "train", "compare", "sweep")
+# Options that exclude each other: a fixed soft-label temperature, or one solved for an own-class probability.
+EXCLUSIVE = (("soft_temperature", "target_own_prob"),)
+
+
+def command_options(command: str) -> dict[str, Option]:
+    """Key -> option of every flag of ``command``, in the order of its groups."""
+    return {o.key: o for g in COMMANDS[command][1] for o in g.options()}
+
+
+def defaults(command: str) -> dict[str, Any]:
+    return {k: o.default for k, o in command_options(command).items()}
+
+
+# --------------------------------------------------------------------------- flat values -> typed objects
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    """The spec sections of a compare/sweep config file; ``after_spec``: --spec came from the command line, so it wins."""
+
+    where: str
+    sections: dict[str, Any]
+    after_spec: bool
+
+
+@dataclass
+class Resolved:
+    """A command's configuration, typed: one attribute per group, built from the flat key -> value mapping."""
+
+    command: str
+    values: dict[str, Any]  # every key's final value: what config.yaml records
+    argv: list[str] = field(default_factory=list)  # the command line, for the header of config.yaml
+    config_spec: ConfigSpec | None = None  # compare, sweep: spec sections given in --config
+
+    def __getattr__(self, name: str) -> Any:
+        for g in COMMANDS[self.__dict__["command"]][1]:
+            if g.name == name:
+                return self._build(g)
+        raise AttributeError(name)
+
+    def _build(self, g: Group) -> Any:
+        opts = g.options()
+        if g.cls is None:
+            return {o.key: self.values[o.key] for o in opts if self.values.get(o.key) is not None}
+        kw = {o.field: _field_value(o, self.values[o.key]) for o in opts}
+        if g.unset:
+            return {k: v for k, v in kw.items() if v is not None}
+        obj = g.cls(**kw)
+        if isinstance(obj, OptimConfig):
+            obj.validate()
+        return obj
+
+    # The library objects a command runs with.
+    def student_config(self, method: str, with_method_params: bool = True) -> Any:
+        """One student's config; ``with_method_params=False``: the method at its defaults (run's CE baseline)."""
+        from .models import available_models
+        from .pipeline import StudentConfig
+
+        model = self.student.model
+        if model not in available_models():
+            raise ReffAKDError(f"unknown model {model!r}; available: {', '.join(available_models())}")
+        params = self.method_params if with_method_params else {}
+        cfg = StudentConfig(method, model, self.optim, self.seed.seed, params)
+        cfg.validate()
+        return cfg
+
+    def soft_label_config(self) -> Any:
+        return self.soft.config(self.data.dataset, self.ae_optim, self.seed.seed)
+
+
+def _field_value(o: Option, value: Any) -> Any:
+    value = o.value(value)
+    return tuple(value) if o.kind is list and value is not None and o.field == "milestones" else value
+
+
+# --------------------------------------------------------------------------- compare and sweep: the spec
+
+# compare/sweep options folded into the spec: the saved config holds the spec's sections instead.
+DATA_KEYS = ("dataset", "data_dir", "val_size", "split_seed", "image_size", "test_dir", "test_fraction", "streaming")
+SPEC_KEYS = ("spec", "methods", "seeds", "epochs", "teacher", "teacher_model", "teacher_epochs", "soft_labels",
+             "ae_epochs", "vary", *DATA_KEYS, "no_download")  # fmt: skip
+
+
+def _merge_section(key: str, current: Any, value: Any) -> Any:
+    """A spec file's section updates the preset's, key by key; a teacher checkpoint or a soft-label path replaces it."""
+    if not isinstance(value, dict) or not isinstance(current, dict) or key not in ("data", "student", "teacher",
+                                                                                   "soft_labels"):  # fmt: skip
+        return value
+    if (key == "teacher" and "checkpoint" in value) or (key == "soft_labels" and "path" in value):
+        return value
+    return {**{k: v for k, v in current.items() if k not in ("checkpoint", "path")}, **value}
+
+
+def _number_or_name(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _axis(text: str) -> tuple[str, list[Any]]:
+    """``alpha=0.1,0.5``: one grid key and its values."""
+    key, sep, values = text.partition("=")
+    items = [_number_or_name(v.strip()) for v in values.split(",") if v.strip()]
+    if not sep or not key.strip() or not items:
+        raise ReffAKDError(f"vary {text!r} must be KEY=V1,V2,..., e.g. alpha=0.1,0.5,0.9", params=("vary",))
+    return key.strip().replace("-", "_"), items
+
+
+def compare_spec(cfg: Resolved) -> Any:
+    """The preset's recipe, then the spec file and the config file's spec sections, then the flags: each later one wins.
+
+    A ``--spec`` typed on the command line is applied after the config file's sections; one named in
+    the config file, before them.
+    """
+    from .compare import CompareSpec, grid_axes
+    from .recipes import load_recipe
+    from .settings import read_mapping, unknown_key
+
+    v = cfg.values
+    preset = v["preset"]
+    spec = CompareSpec.from_dict(load_recipe(preset), f"preset {preset}").to_dict()
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if v["spec"]:
+        where = f"--spec {v['spec']}"
+        layers.append((where, read_mapping(v["spec"], where)))
+    sections = cfg.config_spec
+    if sections is not None:
+        layers.insert(0 if sections.after_spec else len(layers), (sections.where, sections.sections))
+    for where, overrides in layers:
+        for key, value in overrides.items():
+            if key not in spec:
+                raise unknown_key(where, key, spec)
+            spec[key] = _merge_section(key, spec[key], value)
+    # Data flags apply when given; otherwise the preset's (or the spec file's) data stays.
+    flags = {k: v[k] for k in DATA_KEYS if v[k] is not None}
+    spec["data"] = {**spec["data"], **flags, **({"download": False} if v["no_download"] else {})}
+    for key in ("methods", "seeds"):
+        if v[key] is not None:
+            spec[key] = v[key]
+    if v["epochs"] is not None:
+        spec["student"] = {**spec["student"], "epochs": v["epochs"], "milestones": None}
+    if v["teacher"]:
+        spec["teacher"] = {"checkpoint": v["teacher"]}
+    elif v["teacher_model"] or v["teacher_epochs"] is not None:
+        spec["teacher"] = {
+            **spec["teacher"],
+            **({"model": v["teacher_model"]} if v["teacher_model"] else {}),
+            **({"epochs": v["teacher_epochs"], "milestones": None} if v["teacher_epochs"] is not None else {}),
+        }
+    if v["soft_labels"]:
+        spec["soft_labels"] = {"path": v["soft_labels"]}
+    elif v["ae_epochs"] is not None:
+        autoencoder = {**spec["soft_labels"].get("autoencoder", {}), "epochs": v["ae_epochs"], "milestones": None}
+        spec["soft_labels"] = {**spec["soft_labels"], "autoencoder": autoencoder}
+    where = sections.where if sections is not None else f"--spec {v['spec']}" if v["spec"] else f"preset {preset}"
+    if v["vary"]:
+        vary = [_axis(text) for text in v["vary"]]
+        keys = [k for k, _ in vary]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ReffAKDError(
+                f"vary {twice[0]} is given twice; give each key once with all its values", params=("vary",)
+            )
+        grid = spec.get("grid")
+        valid = (
+            isinstance(grid, dict) and isinstance(grid.get("methods"), list) and isinstance(grid.get("params"), dict)
+        )
+        methods, axes = grid_axes(grid) if valid else (list(spec["methods"]), {})
+        spec["grid"] = {"methods": methods, "params": {**axes, **dict(vary)}}
+    compare = CompareSpec.from_dict(spec, where)
+    _check_comparison(cfg, compare)
+    return compare
+
+
+def _check_comparison(cfg: Resolved, spec: Any) -> None:
+    """What compare and sweep refuse before anything is written, beyond the spec's own checks."""
+    from .compare import grid_axes
+
+    jobs = cfg.values["jobs"]
+    if jobs < 1:
+        raise ReffAKDError(f"jobs {jobs} is out of range: it must be at least 1", params=("jobs",))
+    if cfg.command == "sweep":
+        if spec.grid is None:
+            raise ReffAKDError(
+                "sweep needs a grid: give grid: {methods: [...], params: {KEY: [values]}} in --config or --spec, "
+                "or --vary KEY=V1,V2 (docs/CONFIG.md)"
+            )
+        methods = grid_axes(spec.grid)[0]
+        if not set(methods) & set(spec.methods):
+            raise ReffAKDError(
+                f"sweep: none of the grid's methods ({', '.join(methods)}) is among the methods that run "
+                f"({', '.join(spec.methods)}); add them to methods"
+            )
+
+
+def resolved_config(cfg: Resolved, spec: Any = None) -> dict[str, Any]:
+    """Every key's final value (compare, sweep: the options not folded into the spec, then the spec's sections)."""
+    from .settings import json_safe
+
+    values = dict(cfg.values)
+    if cfg.command in ("compare", "sweep"):
+        spec = spec if spec is not None else compare_spec(cfg)
+        values = {**{k: v for k, v in values.items() if k not in SPEC_KEYS}, **spec.to_dict()}
+    return json_safe(values)
+
+
+def check_command(cfg: Resolved) -> Any:
+    """The checks a command makes before it touches the disk; returns the compare spec where there is one."""
+    if cfg.command == "run":
+        cfg.soft_label_config()
+        cfg.student_config("reffakd")
+    elif cfg.command == "softlabels":
+        cfg.soft_label_config()
+    elif cfg.command == "train":
+        cfg.student_config(cfg.inputs.method)
+    elif cfg.command in ("compare", "sweep"):
+        return compare_spec(cfg)
+    return None

@@ -1,0 +1,288 @@
+"""Typed options: one dataclass field is one command-line flag and one config-file key.
+
+A field made with ``opt(...)`` carries its help, flag spelling and choices; its type annotation
+(``int``, ``float``, ``str``, ``bool``, ``X | None``, ``tuple[int, ...]``, ``list[str]``) says how
+a flag's text and a YAML value are read. ``add_flags`` turns a dataclass into argparse options
+(with suppressed defaults, so the parsed namespace holds exactly what was typed), and
+``read_value`` checks a config-file value against the same field, so the two can never drift
+apart. Files are read with ``yaml.safe_load`` or ``json`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import math
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ReffAKDError
+
+
+def opt(
+    default: Any = None,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    short: str | None = None,
+    choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None,
+    negate: bool = False,
+    metavar: str | None = None,
+    factory: Callable[[], Any] | None = None,
+    append: bool = False,
+) -> Any:
+    """A typed option; ``flag``: its long name when not the field's (``no-download``), ``negate``: a
+    boolean flag that sets the field to False (``--no-download`` -> ``download = False``); ``append``: a
+    list whose flag is repeated, one whole item each time (``--vary a=1,2 --vary b=3``)."""
+    meta = {"help": help, "flag": flag, "short": short, "choices": choices, "negate": negate, "metavar": metavar,
+            "append": append}  # fmt: skip
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One flag/key: where it lands (``field`` of its dataclass), how it is spelled and read."""
+
+    field: str
+    key: str  # the config key and the namespace dest: the long flag with "-" -> "_"
+    kind: type  # int, float, str, bool, or list (comma-separated)
+    item: type  # the element type of a list, else ``kind``
+    optional: bool  # None allowed
+    default: Any
+    help: str
+    short: str | None
+    choices: Sequence[Any] | Callable[[], Sequence[Any]] | None
+    negate: bool
+    metavar: str | None
+    append: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    def value(self, key_value: Any) -> Any:
+        """The field's value from the key's (a negated flag's True is the field's False)."""
+        return (not key_value) if self.negate and key_value is not None else key_value
+
+
+def _unwrap(tp: Any) -> tuple[Any, bool]:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else tp), len(args) < len(typing.get_args(tp))
+    return tp, False
+
+
+def options(cls: type, prefix: str = "", defaults: Mapping[str, Any] | None = None) -> list[Option]:
+    """The options of a dataclass's ``opt`` fields; ``prefix`` makes the keys unique (``ae_epochs``)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if "help" not in f.metadata:
+            continue
+        m = f.metadata
+        tp, optional = _unwrap(hints[f.name])
+        if typing.get_origin(tp) in (tuple, list):
+            kind, item = list, typing.get_args(tp)[0]
+        else:
+            kind, item = tp, tp
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if defaults and f.name in defaults:
+            default = defaults[f.name]
+        key = prefix + (m["flag"] or f.name).replace("-", "_")
+        shown = (not default) if m["negate"] else default
+        out.append(Option(f.name, key, kind, item, optional, shown, m["help"], m["short"], m["choices"],
+                          m["negate"], m["metavar"], m.get("append", False)))  # fmt: skip
+    return out
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def choices_of(o: Option) -> list[Any] | None:
+    """An option's choices; a callable (a registry's names) is asked each time, so late registrations count."""
+    if o.choices is None:
+        return None
+    return list(o.choices()) if callable(o.choices) else list(o.choices)
+
+
+def _parse_item(item: type, text: str) -> Any:
+    return item(text.strip())
+
+
+def _flag_type(o: Option) -> Callable[[str], Any]:
+    if o.kind is list:
+
+        def parse_list(text: str) -> list[Any]:
+            try:
+                return [_parse_item(o.item, x) for x in text.split(",") if x.strip()]
+            except ValueError:
+                what, example = {int: ("integers", "0,1,2"), float: ("numbers", "0.1,0.5")}.get(
+                    o.item, ("names", "a,b")
+                )
+                raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated {what}, e.g. {example}") from None
+
+        parse_list.__name__ = "list"
+        return parse_list
+    return o.kind
+
+
+def add_flags(parser: argparse.ArgumentParser | Any, opts: Iterable[Option]) -> None:
+    """argparse options for ``opts``, every default suppressed: the namespace holds what was typed."""
+    for o in opts:
+        names = [o.short, o.flag] if o.short else [o.flag]
+        shown = o.default is not None and o.default != "" and o.kind is not bool
+        default_text = f" (default: {o.default})" if shown else ""
+        kw: dict[str, Any] = {"dest": o.key, "default": argparse.SUPPRESS, "help": o.help + default_text}
+        if o.append:
+            kw.update(action="append", type=str, metavar=o.metavar)
+        elif o.kind is bool and o.optional:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif o.kind is bool:
+            kw["action"] = "store_true"
+        else:
+            kw.update(type=_flag_type(o), metavar=o.metavar)
+            if o.choices is not None:
+                kw["choices"] = choices_of(o)
+        parser.add_argument(*names, **kw)
+
+
+# --------------------------------------------------------------------------- config files
+
+YAML_NUMBER_HINT = " (YAML reads 1e-3 or 1.5e4 as text: write 1.0e-3 or 1.5e+4)"
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _text(o: Option, value: Any, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        expected = "one of " + ", ".join(map(str, choices_of(o))) if o.choices else o.item.__name__
+        raise ReffAKDError(f"{where}: key {o.key!r}: expected {expected}, got {_kind(value)} {value!r}")
+    return value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
+
+
+def read_value(o: Option, value: Any, where: str) -> Any:
+    """A config-file value, checked and converted exactly as the flag's text would be."""
+    bad = lambda why: ReffAKDError(f"{where}: key {o.key!r}: {why}")  # noqa: E731
+    if o.kind is bool:
+        if isinstance(value, bool) or (value is None and o.optional):
+            return value
+        raise bad(f"expected true or false{' or null' if o.optional else ''}, got {value!r}")
+    if value is None:
+        if o.optional:
+            return None
+        raise bad(f"null is not allowed; expected {o.item.__name__}")
+    if o.append:
+        return [_text(o, v, where) for v in (value if isinstance(value, list) else [value])]
+    if o.kind is list:
+        text = ",".join(_text(o, v, where) for v in value) if isinstance(value, list) else _text(o, value, where)
+        try:
+            return _flag_type(o)(text)
+        except argparse.ArgumentTypeError as exc:
+            raise bad(str(exc)) from None
+    text = _text(o, value, where)
+    try:
+        converted = o.kind(text)
+    except ValueError:
+        raise bad(f"invalid {o.kind.__name__} value {text!r}") from None
+    if o.choices is not None and converted not in choices_of(o):
+        raise bad(f"invalid choice {converted!r} (choose from {', '.join(map(str, choices_of(o)))})")
+    return converted
+
+
+def read_mapping(path: str | Path, where: str) -> dict[str, Any]:
+    """A JSON (``.json``) or YAML file holding a mapping; an empty YAML file is an empty mapping."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ReffAKDError(f"{where} cannot be read ({reason})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ReffAKDError(f"{where} is not valid JSON ({exc})") from None
+        kind = "a JSON object"
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ReffAKDError(f"{where} is not valid YAML ({_yaml_problem(exc)})") from None
+        data = {} if data is None else data
+        kind = "a YAML mapping of keys to values"
+    if not isinstance(data, dict):
+        raise ReffAKDError(f"{where} must hold {kind}, got {_kind(data)}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ReffAKDError(f"{where}: key {bad[0]!r} is not a name")
+    return data
+
+
+def _yaml_problem(exc: Exception) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def unknown_key(where: str, key: str, allowed: Iterable[str]) -> ReffAKDError:
+    """One line naming the key, the closest allowed one, and all of them."""
+    allowed = list(allowed)
+    close = difflib.get_close_matches(key.replace("-", "_"), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ReffAKDError(f"{where}: unknown key {key!r}{hint}; allowed: {', '.join(allowed)}")
+
+
+def normalise_keys(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``ae-epochs`` and ``ae_epochs`` are the same key; giving both is a mistake, not a silent choice."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        norm = key.replace("-", "_")
+        if norm in out:
+            raise ReffAKDError(f"{where}: key {norm!r} is given twice (as {key!r} and another spelling)")
+        out[norm] = value
+    return out
+
+
+def json_safe(value: Any) -> Any:
+    """Plain YAML/JSON data: tuples become lists, paths strings; non-finite floats are refused as bugs."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"non-finite value {value!r} in a config")
+    return value
+
+
+def to_yaml(config: Mapping[str, Any], header: Sequence[str] = ()) -> str:
+    """Block style for mappings, ``[a, b]`` for lists of plain values; ``# `` comment lines first."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def sequence(dumper: yaml.SafeDumper, data: list) -> Any:
+        flat = all(not isinstance(v, (list, dict)) for v in data)
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
+
+    Dumper.add_representer(list, sequence)
+    body = yaml.dump(
+        json_safe(dict(config)), Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+        width=1000,
+    )  # fmt: skip
+    return "".join(f"# {line}\n" for line in header) + body
