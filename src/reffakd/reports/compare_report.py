@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import write_text_atomic
+from ..io import read_json, write_text_atomic
 from .tables import format_flops, markdown_table
 
 CSV_COLUMNS = [
@@ -52,7 +51,7 @@ def collect_runs(out: Path) -> list[dict[str, Any]]:
     """One flat row per finished run under ``out/runs/<method or variant folder>/seed<k>/``."""
     rows = []
     for path in sorted((out / "runs").glob("*/seed*/summary.json")):
-        s = json.loads(path.read_text(encoding="utf-8"))
+        s = read_json(path, "run summary", "`reffakd compare` or `reffakd sweep` when the run finishes")
         cost = s["cost"]
         totals, soft = cost["totals"], cost.get("soft_targets") or {}
         config = s.get("config", {})
