@@ -271,10 +271,11 @@ def render_markdown(agg: list[dict[str, Any]]) -> str:
 
 def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
     """One point per method: a grid method by its variant selected on validation."""
-    from .plots import _save, plt
+    from .plots import new_figure, save_png
 
     agg = representatives(agg)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = new_figure((12, 4.5))
+    axes = fig.subplots(1, 2)
     for ax, key, label in (
         (axes[0], "total_flops", "total FLOPs per run (soft targets + student)"),
         (axes[1], "total_seconds", "total wall time per run (s)"),
@@ -297,7 +298,7 @@ def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel("test top-1 (%), validation-selected epoch")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_title("accuracy against cost (mean ± std over seeds)", fontsize=10)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def write_compare_report(out: Path, method_order: Sequence[str]) -> str:
