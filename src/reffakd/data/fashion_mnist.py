@@ -1,6 +1,6 @@
 """Fashion-MNIST (and MNIST), found without network where possible, read through torchvision, never modified.
 
-Sources, in order: ``--data-dir``; Debian's ``dataset-fashion-mnist`` package (Fashion-MNIST only);
+Sources, in order: ``data_dir``; Debian's ``dataset-fashion-mnist`` package (Fashion-MNIST only);
 torchvision's download into the cache folder. torchvision reads only uncompressed files under
 ``ROOT/<Class>/raw/``, and Debian recompressed the gz files (so torchvision's checksums fail and
 it would try the network), so compressed sources are decompressed into the cache, never in place.
@@ -154,9 +154,9 @@ def locate_idx(
         files = _find_files(Path(data_dir), spec)
         if files is not None:
             return _materialise(files, cache_dir, spec), f"--data-dir {data_dir}"
-        tried.append(f"--data-dir {data_dir} (no train/t10k IDX files, raw or .gz, in it or in its {spec.folder}/raw)")
+        tried.append(f"data_dir {data_dir} (no train/t10k IDX files, raw or .gz, in it or in its {spec.folder}/raw)")
     else:
-        tried.append("--data-dir (not given)")
+        tried.append("data_dir (not given)")
     if debian_dir is not None:
         files = _find_files(debian_dir, spec)
         if files is not None:
@@ -174,13 +174,13 @@ def locate_idx(
             )
     else:
         tried.append(f"torchvision download into {download_root} (disabled)")
-    raise ReffAKDError(f"{spec.title} not found; tried " + "; ".join(tried))
+    raise ReffAKDError(f"{spec.title} not found; tried " + "; ".join(tried), params=("data_dir",))
 
 
 def locate_fashion_mnist(
     data_dir: str | os.PathLike[str] | None, cache_dir: Path, download: bool = True
 ) -> tuple[Path, str]:
-    """``locate_idx`` for Fashion-MNIST, with Debian's copy between ``--data-dir`` and the download."""
+    """``locate_idx`` for Fashion-MNIST, with Debian's copy between ``data_dir`` and the download."""
     return locate_idx(FASHION_MNIST, data_dir, cache_dir, download, DEBIAN_DIR)
 
 

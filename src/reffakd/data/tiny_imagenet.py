@@ -26,14 +26,17 @@ def find_root(data_dir: str | os.PathLike[str] | None) -> Path:
     """``DIR/tiny-imagenet-200`` or ``DIR`` itself, whichever holds ``wnids.txt``."""
     if data_dir is None:
         raise ReffAKDError(
-            f"tiny-imagenet needs --data-dir: the unzipped {FOLDER}.zip (a folder with wnids.txt, words.txt, train/ and val/)"
+            f"tiny-imagenet needs data_dir: the unzipped {FOLDER}.zip (a folder with wnids.txt, words.txt, train/ and val/)",
+            params=("data_dir",),
         )
     d = Path(data_dir)
     for root in (d / FOLDER, d):
         if (root / "wnids.txt").is_file():
             return root
     raise ReffAKDError(
-        f"--data-dir {data_dir} is not a Tiny ImageNet tree: no wnids.txt in it or in its {FOLDER}/; expected the unzipped {FOLDER}.zip"
+        f"data_dir {data_dir} is not a Tiny ImageNet tree: no wnids.txt in it or in its {FOLDER}/; "
+        f"expected the unzipped {FOLDER}.zip",
+        params=("data_dir",),
     )
 
 
