@@ -1,4 +1,5 @@
-"""Data stage: datasets in memory or streamed from disk, the seeded validation split, batch augmentation and batching."""
+"""Data stage: datasets in memory or streamed from disk, the seeded validation split, batch augmentation
+and batching."""
 
 from .augment import BatchAugment
 from .cache import default_cache_dir

@@ -105,7 +105,8 @@ def _unpickle(path: Path, title: str) -> dict[str, Any]:
         ) from None
     if not isinstance(obj, dict):
         raise ReffAKDError(
-            f"corrupt {title} file {path}: holds a {type(obj).__name__}, expected the dict of a batch of the official python archive"
+            f"corrupt {title} file {path}: holds a {type(obj).__name__}, "
+            "expected the dict of a batch of the official python archive"
         )
     return obj
 
@@ -131,7 +132,8 @@ def _batch(path: Path, spec: CifarSpec) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.empty(0)
     if y.ndim != 1 or y.shape[0] != data.shape[0]:
         raise ReffAKDError(
-            f"corrupt {spec.title} file {path}: {spec.label_key!r} does not hold one integer label for each of the {data.shape[0]} images"
+            f"corrupt {spec.title} file {path}: {spec.label_key!r} does not hold one integer label "
+            f"for each of the {data.shape[0]} images"
         )
     if int(y.min()) < 0 or int(y.max()) >= spec.num_classes:
         raise ReffAKDError(f"corrupt {spec.title} file {path}: labels outside 0..{spec.num_classes - 1}")

@@ -117,7 +117,8 @@ def _read(
         test = spec.reader(str(root), train=False, download=False)
     except Exception as exc:  # torchvision raises several types for malformed IDX files
         raise ReffAKDError(
-            f"corrupt {spec.title} files from {origin} ({root / spec.folder / 'raw'}): {str(exc) or type(exc).__name__}; expected the four IDX files of 60,000 + 10,000 28x28 images"
+            f"corrupt {spec.title} files from {origin} ({root / spec.folder / 'raw'}): "
+            f"{str(exc) or type(exc).__name__}; expected the four IDX files of 60,000 + 10,000 28x28 images"
         ) from None
     for images, labels, what in ((train.data, train.targets, "train"), (test.data, test.targets, "t10k")):
         if (
@@ -127,7 +128,8 @@ def _read(
             or images.shape[0] == 0
         ):
             raise ReffAKDError(
-                f"corrupt {spec.title} {what} files from {origin}: images {tuple(images.shape)}, labels {tuple(labels.shape)}; "
+                f"corrupt {spec.title} {what} files from {origin}: "
+                f"images {tuple(images.shape)}, labels {tuple(labels.shape)}; "
                 f"expected N 28x28 images with N labels (N = 60,000 train, 10,000 test for the real set)"
             )
     for labels in (train.targets, test.targets):
@@ -169,9 +171,8 @@ def locate_idx(
             spec.reader(str(download_root), train=False, download=True)
             return download_root, f"torchvision download ({download_root})"
         except Exception as exc:  # network errors come in many types
-            tried.append(
-                f"torchvision download into {download_root} ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else 'failed'})"
-            )
+            reason = str(exc).splitlines()[0][:80] if str(exc) else "failed"
+            tried.append(f"torchvision download into {download_root} ({type(exc).__name__}: {reason})")
     else:
         tried.append(f"torchvision download into {download_root} (disabled)")
     raise ReffAKDError(f"{spec.title} not found; tried " + "; ".join(tried), params=("data_dir",))

@@ -41,7 +41,8 @@ def list_class(root: Path, cls: str) -> list[str]:
         found += [str(rel / f) for f in sorted(filenames) if _is_image(f)]
     if not found:
         raise ReffAKDError(
-            f"class folder {root / cls} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder"
+            f"class folder {root / cls} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+            "add images or remove the folder"
         )
     return found
 
@@ -142,7 +143,8 @@ def load_imagefolder(
         unknown = [c for c in test_tree if c not in train_tree]
         if unknown:
             raise ReffAKDError(
-                f"test folder {test_root} has class folder {unknown[0]!r}, which {train_root} lacks; test classes must be training classes"
+                f"test folder {test_root} has class folder {unknown[0]!r}, which {train_root} lacks; "
+                "test classes must be training classes"
             )
         index = {c: i for i, c in enumerate(classes)}
         test_names = [n for c in test_tree for n in test_tree[c]]
@@ -161,7 +163,10 @@ def load_imagefolder(
         test_names, test_labels = [train_names[i] for i in held], [train_labels[i] for i in held]
         train_names, train_labels = [train_names[i] for i in keep], [train_labels[i] for i in keep]
         test_root = train_root
-        source = f"--data-dir {d} (no test folder: test set carved from it, {test_fraction:g} of each class, seed {split_seed})"
+        source = (
+            f"--data-dir {d} (no test folder: test set carved from it, "
+            f"{test_fraction:g} of each class, seed {split_seed})"
+        )
     train_probes = probe_images([train_root / n for n in train_names])
     test_probes = probe_images([test_root / n for n in test_names])
     channels = 1 if all(gray for _, gray in (*train_probes, *test_probes)) else 3

@@ -66,7 +66,8 @@ def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
     if not ok:
         raise ReffAKDError(
             f"checkpoint metadata {where} is malformed: expected model (name), "
-            "num_classes and in_channels (positive ints), image_size [H, W], class_names (num_classes strings), mean and std (in_channels numbers each)"
+            "num_classes and in_channels (positive ints), image_size [H, W], class_names (num_classes strings), "
+            "mean and std (in_channels numbers each)"
         )
 
 

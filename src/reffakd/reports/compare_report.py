@@ -213,7 +213,8 @@ def render_markdown(agg: list[dict[str, Any]]) -> str:
         "# Comparison",
         "",
         "Mean ± sample standard deviation over seeds. *Selected*: the epoch with the best validation top-1;",
-        "*last*: the final epoch. Costs are per run: the soft targets (autoencoder pipeline, or the teacher's own training",
+        "*last*: the final epoch. Costs are per run: the soft targets (autoencoder pipeline, "
+        "or the teacher's own training",
         "plus its forward passes during distillation) and the student's training; wall time on this run's machine.",
         "",
         markdown_table(headers, rows),
@@ -252,7 +253,8 @@ def render_markdown(agg: list[dict[str, Any]]) -> str:
         if lines:
             text += [
                 "",
-                f"Soft targets against ReffAKD's ({ref['method'] + ': ' if ref['grid'] else ''}{format_flops(ref['soft_target_flops'])}, {_seconds(ref['soft_target_seconds'])}):",
+                f"Soft targets against ReffAKD's ({ref['method'] + ': ' if ref['grid'] else ''}"
+                f"{format_flops(ref['soft_target_flops'])}, {_seconds(ref['soft_target_seconds'])}):",
                 "",
                 markdown_table(
                     [
