@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 from ..errors import ReffAKDError
 from ..io import read_json, read_safetensors, sidecar_json, write_json, write_with
+from .registry import create_model
 
 REQUIRED_KEYS = ("model", "num_classes", "in_channels", "image_size", "class_names", "mean", "std")
 
@@ -73,8 +74,6 @@ def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
 
 def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the registered architecture named in the metadata and load the weights into it."""
-    from .registry import create_model
-
     state, meta = load_checkpoint(path)
     model = create_model(
         meta["model"],
