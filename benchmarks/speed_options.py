@@ -5,8 +5,8 @@ fresh model and SGD as ``fit`` builds them, the training step ``fit`` runs (``Sp
 layout, autocast and scaler, a CE distiller), ``--warmup`` steps (compilation happens there; its time
 is reported apart, as it lands in a real run's first epoch), then ``--rounds`` rounds of ``--steps``
 timed steps (default: 40 for LeNet-5, 5 for resnet20, about equal time on a CPU), configurations
-interleaved so that all see the same machine load; the best round counts. A configuration that cannot run here (torch.compile without a compiler...) is recorded with
-its one-line reason.
+interleaved so that all see the same machine load; the best round counts. A configuration that
+cannot run here (torch.compile without a compiler...) is recorded with its one-line reason.
 
     OMP_NUM_THREADS=2 python benchmarks/speed_options.py --out benchmarks/results/speed_options.json
 """

@@ -141,7 +141,7 @@ def test_nothing_found_names_all_three_sources(tmp_path: Path, monkeypatch: pyte
         load_fashion_mnist(data_dir=empty, download=False)
     message = str(info.value)
     assert "\n" not in message
-    assert f"--data-dir {empty}" in message
+    assert f"data_dir {empty}" in message
     assert str(debian) in message and "dataset-fashion-mnist" in message
     assert "torchvision download" in message and "disabled" in message
     assert message.index(str(empty)) < message.index(str(debian)) < message.index("torchvision download")
@@ -321,7 +321,7 @@ def test_split_is_a_seeded_partition() -> None:
 
 @pytest.mark.parametrize("val_size", [0, -1, 50, 51])
 def test_split_size_out_of_range(val_size: int) -> None:
-    with pytest.raises(ReffAKDError, match="val-size"):
+    with pytest.raises(ReffAKDError, match="val_size"):
         split_train_val(indexed_dataset(50), val_size, seed=0)
 
 

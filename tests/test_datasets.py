@@ -221,7 +221,7 @@ def test_cifar_truncated_batch(tmp_path: Path) -> None:
 
 def test_cifar_not_found_names_every_place(tmp_path: Path) -> None:
     message = expect_error(load_cifar100, data_dir=tmp_path, download=False)
-    assert f"--data-dir {tmp_path}" in message and "cifar-100-python" in message and "disabled" in message
+    assert f"data_dir {tmp_path}" in message and "cifar-100-python" in message and "disabled" in message
 
 
 def test_cifar_resized_on_request(tmp_path: Path) -> None:
@@ -327,7 +327,7 @@ def test_tiny_imagenet_missing_wnids(tmp_path: Path) -> None:
     (root / "wnids.txt").unlink()
     message = expect_error(load_tiny_imagenet, data_dir=tmp_path)
     assert "wnids.txt" in message and str(tmp_path) in message
-    assert "--data-dir" in expect_error(load_tiny_imagenet)
+    assert "needs data_dir" in expect_error(load_tiny_imagenet)
 
 
 def test_tiny_imagenet_annotation_naming_an_unknown_wnid(tmp_path: Path) -> None:
@@ -473,7 +473,7 @@ def test_imagefolder_no_images_at_all(tmp_path: Path) -> None:
     png(tmp_path / "loose" / "a.png", np.random.default_rng(0))
     assert "no class folders" in expect_error(load_imagefolder, data_dir=tmp_path / "loose")
     assert "not a folder" in expect_error(load_imagefolder, data_dir=tmp_path / "missing")
-    assert "--data-dir" in expect_error(load_imagefolder)
+    assert "needs data_dir" in expect_error(load_imagefolder)
 
 
 # --------------------------------------------------------------------------- MNIST

@@ -1,4 +1,5 @@
-"""Data stage: datasets in memory or streamed from disk, the seeded validation split, batch augmentation and batching."""
+"""Data stage: datasets in memory or streamed from disk, the seeded validation split, batch augmentation
+and batching."""
 
 from .augment import BatchAugment
 from .cache import default_cache_dir
@@ -10,7 +11,7 @@ from .image_folder import load_imagefolder
 from .images import ImageFiles, available_memory_bytes, fits_in_memory, materialize
 from .loader import TensorBatches
 from .mnist import load_mnist
-from .registry import DATASETS, load_dataset, register_dataset
+from .registry import DATASETS, load_dataset
 from .streaming import StreamingBatches, make_batches
 from .tiny_imagenet import load_tiny_imagenet
 
@@ -38,6 +39,5 @@ __all__ = [
     "load_tiny_imagenet",
     "make_batches",
     "materialize",
-    "register_dataset",
     "split_train_val",
 ]

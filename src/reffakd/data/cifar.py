@@ -1,6 +1,6 @@
 """CIFAR-10 and CIFAR-100 from the official python archive, read in place or from the cache, never modified.
 
-Sources, in order: ``--data-dir`` (holding ``cifar-10-batches-py/`` / ``cifar-100-python/``, being
+Sources, in order: ``data_dir`` (holding ``cifar-10-batches-py/`` / ``cifar-100-python/``, being
 that folder, or holding / being the ``.tar.gz``); an earlier download in the cache; torchvision's
 download into the cache. An archive is extracted member by member into the cache, never next to it.
 
@@ -105,7 +105,8 @@ def _unpickle(path: Path, title: str) -> dict[str, Any]:
         ) from None
     if not isinstance(obj, dict):
         raise ReffAKDError(
-            f"corrupt {title} file {path}: holds a {type(obj).__name__}, expected the dict of a batch of the official python archive"
+            f"corrupt {title} file {path}: holds a {type(obj).__name__}, "
+            "expected the dict of a batch of the official python archive"
         )
     return obj
 
@@ -131,7 +132,8 @@ def _batch(path: Path, spec: CifarSpec) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.empty(0)
     if y.ndim != 1 or y.shape[0] != data.shape[0]:
         raise ReffAKDError(
-            f"corrupt {spec.title} file {path}: {spec.label_key!r} does not hold one integer label for each of the {data.shape[0]} images"
+            f"corrupt {spec.title} file {path}: {spec.label_key!r} does not hold one integer label "
+            f"for each of the {data.shape[0]} images"
         )
     if int(y.min()) < 0 or int(y.max()) >= spec.num_classes:
         raise ReffAKDError(f"corrupt {spec.title} file {path}: labels outside 0..{spec.num_classes - 1}")
@@ -216,9 +218,9 @@ def locate_cifar(
                 return _extract(
                     archive, cache_dir, spec
                 ), f"--data-dir {data_dir} ({archive.name}, extracted into the cache)"
-        tried.append(f"--data-dir {data_dir} (no {base}/ with {', '.join(spec.files)}, and no {archive_name})")
+        tried.append(f"data_dir {data_dir} (no {base}/ with {', '.join(spec.files)}, and no {archive_name})")
     else:
-        tried.append("--data-dir (not given)")
+        tried.append("data_dir (not given)")
     download_root = cache_dir / spec.name / "download"
     archive = download_root / archive_name
     if archive.is_file():
@@ -235,7 +237,7 @@ def locate_cifar(
             tried.append(f"torchvision download into {download_root} ({type(exc).__name__}: {_first_line(exc)[:80]})")
     else:
         tried.append(f"torchvision download into {download_root} (disabled)")
-    raise ReffAKDError(f"{spec.title} not found; tried " + "; ".join(tried))
+    raise ReffAKDError(f"{spec.title} not found; tried " + "; ".join(tried), params=("data_dir",))
 
 
 def load_cifar(

@@ -49,7 +49,8 @@ def load_splits(cfg: DataConfig, log: Callable[[str], None] = print) -> DataSpli
     """Load the dataset and carve the seeded validation split (its seed is fixed per run, not per student)."""
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, **cfg.loader_options())
     log(
-        f"data: {dataset.name} from {dataset.source}: {len(dataset.train_labels)} train / {len(dataset.test_labels)} test, "
+        f"data: {dataset.name} from {dataset.source}: "
+        f"{len(dataset.train_labels)} train / {len(dataset.test_labels)} test, "
         f"{dataset.num_classes} classes, {dataset.in_channels}x{dataset.image_size[0]}x{dataset.image_size[1]}"
         + (", streamed from disk" if dataset.streaming else "")
     )

@@ -134,7 +134,8 @@ def split_train_val(dataset: ImageDataset, val_size: int, seed: int) -> DataSpli
     n = int(dataset.train_labels.shape[0])
     if not 1 <= val_size < n:
         raise ReffAKDError(
-            f"--val-size {val_size} is out of range: it must be between 1 and {n - 1} (training set has {n} images)"
+            f"val_size {val_size} is out of range: it must be between 1 and {n - 1} (training set has {n} images)",
+            params=("val_size",),
         )
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=generator)

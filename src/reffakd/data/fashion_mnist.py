@@ -1,6 +1,6 @@
 """Fashion-MNIST (and MNIST), found without network where possible, read through torchvision, never modified.
 
-Sources, in order: ``--data-dir``; Debian's ``dataset-fashion-mnist`` package (Fashion-MNIST only);
+Sources, in order: ``data_dir``; Debian's ``dataset-fashion-mnist`` package (Fashion-MNIST only);
 torchvision's download into the cache folder. torchvision reads only uncompressed files under
 ``ROOT/<Class>/raw/``, and Debian recompressed the gz files (so torchvision's checksums fail and
 it would try the network), so compressed sources are decompressed into the cache, never in place.
@@ -117,7 +117,8 @@ def _read(
         test = spec.reader(str(root), train=False, download=False)
     except Exception as exc:  # torchvision raises several types for malformed IDX files
         raise ReffAKDError(
-            f"corrupt {spec.title} files from {origin} ({root / spec.folder / 'raw'}): {str(exc) or type(exc).__name__}; expected the four IDX files of 60,000 + 10,000 28x28 images"
+            f"corrupt {spec.title} files from {origin} ({root / spec.folder / 'raw'}): "
+            f"{str(exc) or type(exc).__name__}; expected the four IDX files of 60,000 + 10,000 28x28 images"
         ) from None
     for images, labels, what in ((train.data, train.targets, "train"), (test.data, test.targets, "t10k")):
         if (
@@ -127,7 +128,8 @@ def _read(
             or images.shape[0] == 0
         ):
             raise ReffAKDError(
-                f"corrupt {spec.title} {what} files from {origin}: images {tuple(images.shape)}, labels {tuple(labels.shape)}; "
+                f"corrupt {spec.title} {what} files from {origin}: "
+                f"images {tuple(images.shape)}, labels {tuple(labels.shape)}; "
                 f"expected N 28x28 images with N labels (N = 60,000 train, 10,000 test for the real set)"
             )
     for labels in (train.targets, test.targets):
@@ -154,9 +156,9 @@ def locate_idx(
         files = _find_files(Path(data_dir), spec)
         if files is not None:
             return _materialise(files, cache_dir, spec), f"--data-dir {data_dir}"
-        tried.append(f"--data-dir {data_dir} (no train/t10k IDX files, raw or .gz, in it or in its {spec.folder}/raw)")
+        tried.append(f"data_dir {data_dir} (no train/t10k IDX files, raw or .gz, in it or in its {spec.folder}/raw)")
     else:
-        tried.append("--data-dir (not given)")
+        tried.append("data_dir (not given)")
     if debian_dir is not None:
         files = _find_files(debian_dir, spec)
         if files is not None:
@@ -169,18 +171,17 @@ def locate_idx(
             spec.reader(str(download_root), train=False, download=True)
             return download_root, f"torchvision download ({download_root})"
         except Exception as exc:  # network errors come in many types
-            tried.append(
-                f"torchvision download into {download_root} ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else 'failed'})"
-            )
+            reason = str(exc).splitlines()[0][:80] if str(exc) else "failed"
+            tried.append(f"torchvision download into {download_root} ({type(exc).__name__}: {reason})")
     else:
         tried.append(f"torchvision download into {download_root} (disabled)")
-    raise ReffAKDError(f"{spec.title} not found; tried " + "; ".join(tried))
+    raise ReffAKDError(f"{spec.title} not found; tried " + "; ".join(tried), params=("data_dir",))
 
 
 def locate_fashion_mnist(
     data_dir: str | os.PathLike[str] | None, cache_dir: Path, download: bool = True
 ) -> tuple[Path, str]:
-    """``locate_idx`` for Fashion-MNIST, with Debian's copy between ``--data-dir`` and the download."""
+    """``locate_idx`` for Fashion-MNIST, with Debian's copy between ``data_dir`` and the download."""
     return locate_idx(FASHION_MNIST, data_dir, cache_dir, download, DEBIAN_DIR)
 
 

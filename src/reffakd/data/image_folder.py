@@ -41,24 +41,30 @@ def list_class(root: Path, cls: str) -> list[str]:
         found += [str(rel / f) for f in sorted(filenames) if _is_image(f)]
     if not found:
         raise ReffAKDError(
-            f"class folder {root / cls} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder"
+            f"class folder {root / cls} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+            "add images or remove the folder"
         )
     return found
 
 
-def scan_tree(root: Path, what: str) -> dict[str, list[str]]:
-    """Class name -> image files (relative to ``root``), with one clear error for each bad layout."""
+def scan_tree(root: Path, what: str, params: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Class name -> image files (relative to ``root``), with one clear error for each bad layout.
+
+    ``what`` names ``root`` in the errors; ``params``, the parameters ``what`` names (``data_dir``).
+    """
     if not root.is_dir():
-        raise ReffAKDError(f"{what} {root} is not a folder; expected one sub-folder of images per class")
+        raise ReffAKDError(f"{what} {root} is not a folder; expected one sub-folder of images per class", params=params)
     classes = class_folders(root)
     if len(classes) < 2:
         loose = sum(1 for e in os.scandir(root) if e.is_file() and _is_image(e.name))
         if not classes and not loose:
-            raise ReffAKDError(f"{what} {root} holds no images; expected one sub-folder of images per class")
+            raise ReffAKDError(
+                f"{what} {root} holds no images; expected one sub-folder of images per class", params=params
+            )
         has = (
             f"only the class folder {classes[0]!r}" if classes else f"no class folders ({loose} images directly in it)"
         )
-        raise ReffAKDError(f"{what} {root} has {has}; expected at least 2 sub-folders, one per class")
+        raise ReffAKDError(f"{what} {root} has {has}; expected at least 2 sub-folders, one per class", params=params)
     return {c: list_class(root, c) for c in classes}
 
 
@@ -114,7 +120,9 @@ def load_imagefolder(
     """
     del download
     if data_dir is None:
-        raise ReffAKDError("imagefolder needs --data-dir: a folder with one sub-folder of images per class")
+        raise ReffAKDError(
+            "imagefolder needs data_dir: a folder with one sub-folder of images per class", params=("data_dir",)
+        )
     d = Path(data_dir)
     # DIR/train (+ DIR/test or DIR/val) when those are DIR's only sub-folders; else DIR's sub-folders are the classes.
     split_layout = d.is_dir() and (d / "train").is_dir() and set(class_folders(d)) <= {"train", "test", "val"}
@@ -123,7 +131,10 @@ def load_imagefolder(
         test_root: Path | None = Path(test_dir)
     else:
         test_root = next((d / t for t in ("test", "val") if (d / t).is_dir()), None) if split_layout else None
-    train_tree = scan_tree(train_root, "--data-dir" if train_root == d else "training folder")
+    if train_root == d:
+        train_tree = scan_tree(train_root, "data_dir", params=("data_dir",))
+    else:
+        train_tree = scan_tree(train_root, "training folder")
     classes = tuple(train_tree)
     train_names = [n for c in classes for n in train_tree[c]]
     train_labels = [i for i, c in enumerate(classes) for _ in train_tree[c]]
@@ -132,7 +143,8 @@ def load_imagefolder(
         unknown = [c for c in test_tree if c not in train_tree]
         if unknown:
             raise ReffAKDError(
-                f"test folder {test_root} has class folder {unknown[0]!r}, which {train_root} lacks; test classes must be training classes"
+                f"test folder {test_root} has class folder {unknown[0]!r}, which {train_root} lacks; "
+                "test classes must be training classes"
             )
         index = {c: i for i, c in enumerate(classes)}
         test_names = [n for c in test_tree for n in test_tree[c]]
@@ -144,12 +156,17 @@ def load_imagefolder(
         keep, held = _carve(train_labels, test_fraction, split_seed)
         if not held:
             raise ReffAKDError(
-                f"--data-dir {d} has too few images to carve a test set ({len(train_names)} images, test fraction {test_fraction})"
+                f"data_dir {d} has too few images to carve a test set "
+                f"({len(train_names)} images, test fraction {test_fraction})",
+                params=("data_dir",),
             )
         test_names, test_labels = [train_names[i] for i in held], [train_labels[i] for i in held]
         train_names, train_labels = [train_names[i] for i in keep], [train_labels[i] for i in keep]
         test_root = train_root
-        source = f"--data-dir {d} (no test folder: test set carved from it, {test_fraction:g} of each class, seed {split_seed})"
+        source = (
+            f"--data-dir {d} (no test folder: test set carved from it, "
+            f"{test_fraction:g} of each class, seed {split_seed})"
+        )
     train_probes = probe_images([train_root / n for n in train_names])
     test_probes = probe_images([test_root / n for n in test_names])
     channels = 1 if all(gray for _, gray in (*train_probes, *test_probes)) else 3

@@ -16,7 +16,8 @@ from .dataset import Split
 
 
 def shard_bounds(size: int, shard: tuple[int, int]) -> tuple[int, int]:
-    """Rank ``r``'s slice [lo, hi) of a global batch of ``size``: W near-equal contiguous parts (as ``tensor_split``)."""
+    """Rank ``r``'s slice [lo, hi) of a global batch of ``size``: W near-equal contiguous parts
+    (as ``tensor_split``)."""
     r, w = shard
     q, rem = divmod(size, w)
     lo = r * q + min(r, rem)

@@ -17,7 +17,7 @@ def load_mnist(
     image_size: int = 32,
     download: bool = True,
 ) -> ImageDataset:
-    """MNIST from ``--data-dir`` (IDX files raw or .gz, flat or in ``MNIST/raw``) or torchvision's download,
+    """MNIST from ``data_dir`` (IDX files raw or .gz, flat or in ``MNIST/raw``) or torchvision's download,
     resized 28 -> ``image_size`` (32, as for Fashion-MNIST, so LeNet-5 and the autoencoder fit)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     root, origin = locate_idx(MNIST_SPEC, data_dir, cache, download)

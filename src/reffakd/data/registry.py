@@ -29,14 +29,6 @@ DATASETS: dict[str, DatasetLoader] = {
 }
 
 
-def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
-    def wrap(fn: DatasetLoader) -> DatasetLoader:
-        DATASETS[name] = fn
-        return fn
-
-    return wrap
-
-
 def load_dataset(name: str, **kwargs: Any) -> ImageDataset:
     """Call the dataset's loader; an option it does not take is one clear error, not a TypeError."""
     if name not in DATASETS:
@@ -47,6 +39,7 @@ def load_dataset(name: str, **kwargs: Any) -> ImageDataset:
         if key not in accepted:
             users = sorted(n for n, fn in DATASETS.items() if key in inspect.signature(fn).parameters)
             raise ReffAKDError(
-                f"--{key.replace('_', '-')} does not apply to --dataset {name}; it applies to: {', '.join(users) or 'none'}"
+                f"{key} does not apply to dataset {name}; it applies to: {', '.join(users) or 'none'}",
+                params=(key, "dataset"),
             )
     return loader(**kwargs)

@@ -63,7 +63,8 @@ class StreamingBatches(BatchIterable):
     def iter_from(
         self, order: torch.Tensor | None = None, start: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches ``start``, ``start + 1``, ... of the epoch with permutation ``order`` (see ``TensorBatches.iter_from``)."""
+        """Batches ``start``, ``start + 1``, ... of the epoch with permutation ``order``
+        (see ``TensorBatches.iter_from``)."""
         n = self.num_samples
         order = self._epoch_order(order)
         full = order if order is not None else torch.arange(n)

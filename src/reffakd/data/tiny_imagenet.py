@@ -26,14 +26,18 @@ def find_root(data_dir: str | os.PathLike[str] | None) -> Path:
     """``DIR/tiny-imagenet-200`` or ``DIR`` itself, whichever holds ``wnids.txt``."""
     if data_dir is None:
         raise ReffAKDError(
-            f"tiny-imagenet needs --data-dir: the unzipped {FOLDER}.zip (a folder with wnids.txt, words.txt, train/ and val/)"
+            f"tiny-imagenet needs data_dir: the unzipped {FOLDER}.zip "
+            "(a folder with wnids.txt, words.txt, train/ and val/)",
+            params=("data_dir",),
         )
     d = Path(data_dir)
     for root in (d / FOLDER, d):
         if (root / "wnids.txt").is_file():
             return root
     raise ReffAKDError(
-        f"--data-dir {data_dir} is not a Tiny ImageNet tree: no wnids.txt in it or in its {FOLDER}/; expected the unzipped {FOLDER}.zip"
+        f"data_dir {data_dir} is not a Tiny ImageNet tree: no wnids.txt in it or in its {FOLDER}/; "
+        f"expected the unzipped {FOLDER}.zip",
+        params=("data_dir",),
     )
 
 
@@ -51,7 +55,8 @@ def read_classes(root: Path) -> tuple[list[str], tuple[str, ...]]:
     wnids = sorted({line.strip() for line in _read_text(root / "wnids.txt", "class list") if line.strip()})
     if len(wnids) < 2:
         raise ReffAKDError(
-            f"Tiny ImageNet class list {root / 'wnids.txt'} names {len(wnids)} class(es); expected 200 wnids, one a line"
+            f"Tiny ImageNet class list {root / 'wnids.txt'} names {len(wnids)} class(es); "
+            "expected 200 wnids, one a line"
         )
     words: dict[str, str] = {}
     for line in _read_text(root / "words.txt", "class names file"):
@@ -80,7 +85,8 @@ def list_train(root: Path, wnids: list[str]) -> tuple[list[str], list[int]]:
         folder = root / "train" / wnid / "images"
         if not folder.is_dir():
             raise ReffAKDError(
-                f"Tiny ImageNet training folder {folder} is missing; expected train/<wnid>/images/ for every wnid in wnids.txt"
+                f"Tiny ImageNet training folder {folder} is missing; "
+                "expected train/<wnid>/images/ for every wnid in wnids.txt"
             )
         files = sorted(e.name for e in os.scandir(folder) if e.is_file() and _is_image(e.name))
         if not files:
@@ -104,12 +110,14 @@ def list_val(root: Path, wnids: list[str]) -> tuple[list[str], list[int]]:
         fields = line.split("\t") if "\t" in line else line.split()
         if len(fields) < 2:
             raise ReffAKDError(
-                f"Tiny ImageNet annotation file {path} line {n} is malformed: {line[:60]!r}; expected <file>\\t<wnid>\\t<box>"
+                f"Tiny ImageNet annotation file {path} line {n} is malformed: {line[:60]!r}; "
+                "expected <file>\\t<wnid>\\t<box>"
             )
         file, wnid = fields[0].strip(), fields[1].strip()
         if wnid not in index:
             raise ReffAKDError(
-                f"Tiny ImageNet annotation file {path} line {n} names wnid {wnid!r}, which is not in {root / 'wnids.txt'}"
+                f"Tiny ImageNet annotation file {path} line {n} names wnid {wnid!r}, "
+                f"which is not in {root / 'wnids.txt'}"
             )
         if "/" in file or "\\" in file or file in ("", ".", ".."):
             raise ReffAKDError(
@@ -117,7 +125,8 @@ def list_val(root: Path, wnids: list[str]) -> tuple[list[str], list[int]]:
             )
         if not (root / "val" / "images" / file).is_file():
             raise ReffAKDError(
-                f"Tiny ImageNet validation image {root / 'val' / 'images' / file} is missing (named on line {n} of {path})"
+                f"Tiny ImageNet validation image {root / 'val' / 'images' / file} is missing "
+                f"(named on line {n} of {path})"
             )
         names.append(f"val/images/{file}")
         labels.append(index[wnid])

@@ -5,7 +5,6 @@ Nothing is unpickled: a checkpoint from an untrusted source can at worst fail to
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +15,8 @@ import torch.nn as nn
 from safetensors.torch import save_file
 
 from ..errors import ReffAKDError
-from ..io import read_safetensors, sidecar_json, write_json, write_with
+from ..io import read_json, read_safetensors, sidecar_json, write_json, write_with
+from .registry import create_model
 
 REQUIRED_KEYS = ("model", "num_classes", "in_channels", "image_size", "class_names", "mean", "std")
 
@@ -34,12 +34,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     path = Path(path)
     state = read_safetensors(path, "checkpoint", "`reffakd train`")
     mp = sidecar_json(path)
-    try:
-        meta = json.loads(mp.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ReffAKDError(
-            f"checkpoint metadata {mp} is missing or malformed ({exc}); it is written beside the weights"
-        ) from None
+    meta = read_json(mp, "checkpoint metadata", "`reffakd train` beside the weights")
     missing = [k for k in REQUIRED_KEYS if k not in meta] if isinstance(meta, dict) else list(REQUIRED_KEYS)
     if missing:
         raise ReffAKDError(f"checkpoint metadata {mp} lacks {', '.join(missing)}")
@@ -72,15 +67,14 @@ def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
     )
     if not ok:
         raise ReffAKDError(
-            f"checkpoint metadata {where} is malformed: expected model (name), num_classes and in_channels (positive ints), "
-            "image_size [H, W], class_names (num_classes strings), mean and std (in_channels numbers each)"
+            f"checkpoint metadata {where} is malformed: expected model (name), "
+            "num_classes and in_channels (positive ints), image_size [H, W], class_names (num_classes strings), "
+            "mean and std (in_channels numbers each)"
         )
 
 
 def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the registered architecture named in the metadata and load the weights into it."""
-    from .registry import create_model
-
     state, meta = load_checkpoint(path)
     model = create_model(
         meta["model"],

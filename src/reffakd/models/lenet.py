@@ -1,4 +1,5 @@
-"""LeNet-5 with batch norm, the paper's Fashion-MNIST student (conv6-BN-ReLU-pool, conv16-BN-ReLU-pool, FC 400-120-84)."""
+"""LeNet-5 with batch norm, the paper's Fashion-MNIST student
+(conv6-BN-ReLU-pool, conv16-BN-ReLU-pool, FC 400-120-84)."""
 
 from __future__ import annotations
 

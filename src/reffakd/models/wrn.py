@@ -1,4 +1,5 @@
-"""Wide ResNets WRN-d-k (Zagoruyko and Komodakis 2016) as in CRD's zoo: WRN-40-2 teacher, WRN-16-2 / 40-1 / 16-1 students.
+"""Wide ResNets WRN-d-k (Zagoruyko and Komodakis 2016) as in CRD's zoo: WRN-40-2 teacher,
+WRN-16-2 / 40-1 / 16-1 students.
 
 Depth 6n + 4: a 3x3 stem with 16 channels, three stages of n pre-activation blocks (BN-ReLU-conv twice)
 with 16k, 32k, 64k channels at strides 1, 2, 2, then BN-ReLU, global average pooling and one linear

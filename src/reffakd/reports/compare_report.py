@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import write_text_atomic
+from ..io import read_json, write_text_atomic
 from .tables import format_flops, markdown_table
 
 CSV_COLUMNS = [
@@ -52,7 +51,7 @@ def collect_runs(out: Path) -> list[dict[str, Any]]:
     """One flat row per finished run under ``out/runs/<method or variant folder>/seed<k>/``."""
     rows = []
     for path in sorted((out / "runs").glob("*/seed*/summary.json")):
-        s = json.loads(path.read_text(encoding="utf-8"))
+        s = read_json(path, "run summary", "`reffakd compare` or `reffakd sweep` when the run finishes")
         cost = s["cost"]
         totals, soft = cost["totals"], cost.get("soft_targets") or {}
         config = s.get("config", {})
@@ -214,7 +213,8 @@ def render_markdown(agg: list[dict[str, Any]]) -> str:
         "# Comparison",
         "",
         "Mean ± sample standard deviation over seeds. *Selected*: the epoch with the best validation top-1;",
-        "*last*: the final epoch. Costs are per run: the soft targets (autoencoder pipeline, or the teacher's own training",
+        "*last*: the final epoch. Costs are per run: the soft targets (autoencoder pipeline, "
+        "or the teacher's own training",
         "plus its forward passes during distillation) and the student's training; wall time on this run's machine.",
         "",
         markdown_table(headers, rows),
@@ -253,7 +253,8 @@ def render_markdown(agg: list[dict[str, Any]]) -> str:
         if lines:
             text += [
                 "",
-                f"Soft targets against ReffAKD's ({ref['method'] + ': ' if ref['grid'] else ''}{format_flops(ref['soft_target_flops'])}, {_seconds(ref['soft_target_seconds'])}):",
+                f"Soft targets against ReffAKD's ({ref['method'] + ': ' if ref['grid'] else ''}"
+                f"{format_flops(ref['soft_target_flops'])}, {_seconds(ref['soft_target_seconds'])}):",
                 "",
                 markdown_table(
                     [
@@ -272,10 +273,11 @@ def render_markdown(agg: list[dict[str, Any]]) -> str:
 
 def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
     """One point per method: a grid method by its variant selected on validation."""
-    from .plots import _save, plt
+    from .plots import new_figure, save_png
 
     agg = representatives(agg)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = new_figure((12, 4.5))
+    axes = fig.subplots(1, 2)
     for ax, key, label in (
         (axes[0], "total_flops", "total FLOPs per run (soft targets + student)"),
         (axes[1], "total_seconds", "total wall time per run (s)"),
@@ -298,7 +300,7 @@ def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel("test top-1 (%), validation-selected epoch")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_title("accuracy against cost (mean ± std over seeds)", fontsize=10)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def write_compare_report(out: Path, method_order: Sequence[str]) -> str:

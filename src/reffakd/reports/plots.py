@@ -1,4 +1,9 @@
-"""PNG plots of what matters: the soft-label matrix, reconstructions, training curves."""
+"""PNG plots of what matters: the soft-label matrix, reconstructions, training curves.
+
+Figures are built with matplotlib's object API on their own Agg canvas: importing reffakd never
+switches the process's matplotlib backend, and no pyplot state is kept (nothing to close, nothing
+shared between threads).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from ..io import write_with  # noqa: E402
+from ..io import write_with
 
 
-def _save(fig: Any, path: str | Path) -> None:
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A figure that renders with Agg whatever backend the process has chosen."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig: Figure, path: str | Path) -> None:
+    """Write ``fig`` as a PNG atomically: an interrupted save leaves no half-written plot."""
     write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
-    plt.close(fig)
 
 
 def plot_soft_labels(soft: Any, path: str | Path) -> None:
@@ -26,7 +36,8 @@ def plot_soft_labels(soft: Any, path: str | Path) -> None:
     names = soft.class_names
     c = len(names)
     size = min(max(5.0, 0.55 * c), 24.0)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    fig = new_figure((size + 1.5, size))
+    ax = fig.subplots()
     im = ax.imshow(matrix, cmap="viridis")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="probability")
     if c <= 40:
@@ -45,17 +56,18 @@ def plot_soft_labels(soft: Any, path: str | Path) -> None:
                     color="w" if matrix[i, j] < matrix.max() * 0.6 else "k",
                 )
     meta = soft.metadata
-    title = f"soft labels (tau {meta.get('temperature', float('nan')):.4g}, boost {meta.get('diagonal_boost', float('nan')):.4g})"
-    ax.set_title(title)
+    tau, boost = meta.get("temperature", float("nan")), meta.get("diagonal_boost", float("nan"))
+    ax.set_title(f"soft labels (tau {tau:.4g}, boost {boost:.4g})")
     ax.set_xlabel("target class")
     ax.set_ylabel("true class")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_reconstructions(inputs: torch.Tensor, recon: torch.Tensor, path: str | Path) -> None:
     """Top row: inputs in [0, 1]; bottom row: the autoencoder's reconstructions."""
     n = inputs.shape[0]
-    fig, axes = plt.subplots(2, n, figsize=(n * 0.9, 2.1), squeeze=False)
+    fig = new_figure((n * 0.9, 2.1))
+    axes = fig.subplots(2, n, squeeze=False)
     for row, batch in enumerate((inputs, recon)):
         for i in range(n):
             img = batch[i].clamp(0, 1).permute(1, 2, 0).numpy()
@@ -66,12 +78,13 @@ def plot_reconstructions(inputs: torch.Tensor, recon: torch.Tensor, path: str | 
             ax.axis("off")
     axes[0][0].set_title("input", fontsize=8, loc="left")
     axes[1][0].set_title("reconstruction", fontsize=8, loc="left")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path) -> None:
     """Training loss and validation top-1 per epoch, one line per run."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = new_figure((11, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for name, history in histories.items():
         epochs = [r["epoch"] for r in history]
         ax_loss.plot(epochs, [r["train_loss"] for r in history], label=name)
@@ -84,4 +97,4 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], p
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)

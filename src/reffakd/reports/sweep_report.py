@@ -87,7 +87,8 @@ def render_sweep(rows: list[dict[str, Any]], keys: list[str], chosen: dict[str, 
 
 
 def write_sweep_report(out: Path, method_order: Sequence[str] = ()) -> str:
-    """Rebuild ``sweep.csv`` and ``sweep.md`` from the finished runs; returns the Markdown ('' before any run finished)."""
+    """Rebuild ``sweep.csv`` and ``sweep.md`` from the finished runs; returns the Markdown
+    ('' before any run finished)."""
     rows, keys, chosen = sweep_table(out, method_order)
     if not rows:
         return ""

@@ -6,7 +6,6 @@ everything a loss relies on, so a bad file fails at load time with one clear lin
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..errors import ReffAKDError
-from ..io import read_safetensors, sidecar_json, write_json, write_with
+from ..io import read_json, read_safetensors, sidecar_json, write_json, write_with
 
 ROW_SUM_TOLERANCE = 1e-4
 
@@ -46,10 +45,12 @@ class SoftLabels:
         if tuple(class_names) != self.class_names:
             if len(class_names) != self.num_classes:
                 raise ReffAKDError(
-                    f"soft labels have {self.num_classes} classes but {where} has {len(class_names)}; rebuild them with `reffakd softlabels` on this dataset"
+                    f"soft labels have {self.num_classes} classes but {where} has {len(class_names)}; "
+                    "rebuild them with `reffakd softlabels` on this dataset"
                 )
             raise ReffAKDError(
-                f"soft labels' class names {list(self.class_names)[:4]}... differ from {where}'s {list(class_names)[:4]}...; rebuild them on this dataset"
+                f"soft labels' class names {list(self.class_names)[:4]}... differ from {where}'s "
+                f"{list(class_names)[:4]}...; rebuild them on this dataset"
             )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -72,12 +73,10 @@ class SoftLabels:
         path = Path(path)
         meta_path = sidecar_json(path)
         tensors = read_safetensors(path, "soft-label file", "`reffakd softlabels`")
-        if not meta_path.is_file():
-            raise ReffAKDError(
-                f"soft-label metadata {meta_path} is missing; it is written beside the .safetensors file"
-            )
+        meta = read_json(meta_path, "soft-label metadata", "`reffakd softlabels` beside the .safetensors file")
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                raise TypeError("not a JSON object")
             class_names = meta["class_names"]
             if not isinstance(class_names, list) or not all(isinstance(n, str) for n in class_names):
                 raise TypeError("class_names must be a list of strings")

@@ -53,7 +53,8 @@ def format_diagnostics(diag: dict[str, Any]) -> str:
     lines = [
         f"soft labels: mean own-class probability {diag['mean_own_probability']:.4f} "
         f"(uniform {diag['uniform_probability']:.4f}), mean entropy {diag['mean_entropy_nats']:.3f} of max "
-        f"{diag['max_entropy_nats']:.3f} nats, diagonal argmax in {diag['rows_with_diagonal_argmax']}/{diag['num_classes']} rows",
+        f"{diag['max_entropy_nats']:.3f} nats, "
+        f"diagonal argmax in {diag['rows_with_diagonal_argmax']}/{diag['num_classes']} rows",
         f"{'class':<16} {'own p':>7} {'entropy':>8}  nearest classes (cosine)",
     ]
     for row in diag["per_class"]:

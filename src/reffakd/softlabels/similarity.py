@@ -104,14 +104,16 @@ def temperature_for_own_probability(
     c = similarity.shape[0]
     if not (1.0 / c < target < 1.0):
         raise ReffAKDError(
-            f"target own-class probability {target} is out of range: it must lie strictly between 1/C = {1.0 / c:.4g} and 1"
+            f"target own-class probability {target} is out of range: "
+            f"it must lie strictly between 1/C = {1.0 / c:.4g} and 1"
         )
     own = lambda tau: mean_own_probability(similarity_to_soft_labels(similarity, diagonal_boost, tau))  # noqa: E731
     lo, hi = math.log(1e-6), math.log(1e3)
     if own(math.exp(lo)) < target + 1e-3:  # at the bound the rows would be one-hot: degenerate, refuse
         raise ReffAKDError(
             f"target own-class probability {target} is unreachable: these similarities give at most "
-            f"{own(math.exp(lo)):.4f} (a class is more similar to another class than to itself); lower the target or raise the diagonal boost"
+            f"{own(math.exp(lo)):.4f} (a class is more similar to another class than to itself); "
+            "lower the target or raise the diagonal boost"
         )
     for _ in range(200):
         mid = 0.5 * (lo + hi)
