@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from conftest import tree_digest
-from reffakd.cli import main
-from reffakd.cli import parse_command
+from reffakd.cli import main, parse_command
 from reffakd.compare import CompareSpec
 from reffakd.distillers import method_names
+from reffakd.errors import ReffAKDError
 from reffakd.recipes import load_recipe, recipe_names
 from reffakd.runconfig import compare_spec
-from reffakd.errors import ReffAKDError
 
 
 def compare_argv(out: Path, data: Path, *extra: str) -> list[str]:

@@ -6,10 +6,9 @@ criterion = ReffAKDLoss(soft, alpha=0.5, temperature=4.0)
 loss = criterion(student(images), labels)
 """
 
-__version__ = "0.1.0"
-
-from .errors import ReffAKDError  # noqa: E402
-from .losses import ReffAKDLoss  # noqa: E402
-from .softlabels import SoftLabels  # noqa: E402
+from .errors import ReffAKDError
+from .losses import ReffAKDLoss
+from .softlabels import SoftLabels
+from .version import __version__
 
 __all__ = ["ReffAKDError", "ReffAKDLoss", "SoftLabels", "__version__"]

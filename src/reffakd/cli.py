@@ -17,11 +17,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
 from .engine.signals import TrainingInterrupted
 from .errors import ReffAKDError
 from .runconfig import COMMANDS, CONFIG_COMMANDS, EXCLUSIVE, ConfigSpec, Resolved, command_options, defaults
 from .settings import add_flags, normalise_keys, read_mapping, read_value, to_yaml, unknown_key
+from .version import __version__
 
 # Keys the command line must end up with (from a flag or from --config); argparse's error (exit 2) if absent.
 REQUIRED = {"run": ("out",), "softlabels": ("out",), "train": ("out",), "compare": ("out",), "sweep": ("out",),

@@ -156,7 +156,7 @@ def _fits(value: Any, tp: Any) -> bool:
 
 
 def check_types(cls: type, section: Mapping[str, Any], what: str) -> None:
-    """Each known key of a spec section has its dataclass field's type: a file's typo is one clear line, not a traceback."""
+    """Each known key of a spec section has its dataclass field's type: a typo is one clear line, not a traceback."""
     hints = typing.get_type_hints(cls)
     for key, value in section.items():
         if key in hints and not _fits(value, hints[key]):
@@ -259,7 +259,8 @@ class CompareSpec:
         for m, params in self.method_params.items():
             if m not in DISTILLERS or not isinstance(params, dict):
                 raise ReffAKDError(
-                    f"{where}: method_params must map method names to objects; {m!r} is not a method or its value not an object"
+                    f"{where}: method_params must map method names to objects; {m!r} is not a method or its value "
+                    "not an object"
                 )
             for key, value in params.items():
                 if value is not None and not _is_number(value):
@@ -277,7 +278,8 @@ class CompareSpec:
 
                 if self.teacher.get("model") not in available_models():
                     raise ReffAKDError(
-                        f"{where}: teacher model {self.teacher.get('model')!r} is unknown; available: {', '.join(available_models())}"
+                        f"{where}: teacher model {self.teacher.get('model')!r} is unknown; "
+                        f"available: {', '.join(available_models())}"
                     )
         if self.soft_label_methods() and "path" not in self.soft_labels:
             self.soft_label_config()
@@ -304,7 +306,8 @@ class CompareSpec:
             get_method(m)
         if "params" in g and (not isinstance(g["params"], dict) or not g["params"]):
             raise ReffAKDError(
-                f"{where}: grid params must map keys to lists of values, e.g. {{alpha: [0.1, 0.5], lr: [0.05, 0.1]}}; got {g['params']!r}"
+                f"{where}: grid params must map keys to lists of values, e.g. "
+                f"{{alpha: [0.1, 0.5], lr: [0.05, 0.1]}}; got {g['params']!r}"
             )
         methods, axes = grid_axes(g)
         types = grid_key_types()
@@ -462,10 +465,7 @@ def check_resumable(out: Path, spec: CompareSpec) -> None:
         if out.exists() and any(out.iterdir()):
             raise ReffAKDError(f"{out} exists and is not a comparison folder (no {SPEC_FILE}); choose a new --out")
         return
-    try:
-        saved = read_json(saved_path)
-    except (OSError, ValueError) as exc:
-        raise ReffAKDError(f"{saved_path} is malformed ({exc}); it is written by `reffakd compare`") from None
+    saved = read_json(saved_path, "comparison spec", "`reffakd compare`")
     now = json.loads(json.dumps(spec.to_dict()))
     for key in now:
         if key not in GROWABLE and _without_unset(saved.get(key)) != _without_unset(now[key]):
@@ -503,7 +503,7 @@ def run_compare(
     out = Path(out)
     check_resumable(out, spec)
     out.mkdir(parents=True, exist_ok=True)
-    saved = read_json(out / SPEC_FILE) if (out / SPEC_FILE).is_file() else {}
+    saved = read_json(out / SPEC_FILE, "comparison spec", "`reffakd compare`") if (out / SPEC_FILE).is_file() else {}
     merged = spec.to_dict()
     for key in GROWABLE:  # keep what an earlier invocation ran, so the table covers it
         merged[key] = list(dict.fromkeys([*saved.get(key, []), *merged[key]]))
@@ -613,7 +613,8 @@ def _run_parallel(
     for k, name in enumerate(worker_devices(device, jobs), 1):
         devices.put((k, name))
     log(
-        f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, on {', '.join(dict.fromkeys(worker_devices(device, jobs)))}"
+        f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, "
+        f"on {', '.join(dict.fromkeys(worker_devices(device, jobs)))}"
     )
     pool = ProcessPoolExecutor(
         jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec, str(out), devices, threads)

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from . import __version__
 from .data import DataSplits, make_batches
 from .distillers import build_distiller, get_method, method_params
 from .engine import OptimConfig, distributed, fit
@@ -20,6 +19,7 @@ from .resources import combine_stages, count_flops, forward_flops, measure, para
 from .seed import seed_everything
 from .softlabels import SoftLabelConfig, SoftLabels, build_soft_labels
 from .sources import SoftTargetSource
+from .version import __version__
 
 EVAL_BATCH_SIZE = 1024
 
@@ -160,8 +160,8 @@ def train_student(
     }
     source = distiller.source
     log(
-        f"train {name or cfg.method}: {cfg.model} ({parameter_count(student):,} parameters) with {cfg.method} on {device}"
-        + (f", soft targets from {source.describe()['source']}" if source is not None else "")
+        f"train {name or cfg.method}: {cfg.model} ({parameter_count(student):,} parameters) with {cfg.method} "
+        f"on {device}" + (f", soft targets from {source.describe()['source']}" if source is not None else "")
     )
     with measure("student_training", device) as cost:
         result = fit(

@@ -134,7 +134,8 @@ class CompareOptions:
     ae_epochs: int | None = opt(None, "autoencoder epochs of the soft labels built for the methods that need them")
     vary: list[str] | None = opt(
         None, "a grid axis KEY=V1,V2 (repeat for more): sets that key's values in the spec's grid, whose methods "
-        "default to the methods that run; keys: any method parameter or lr, weight_decay, batch_size, epochs, "
+        "default to the methods that run and take every varied key; keys: any method parameter or lr, weight_decay, "
+        "batch_size, epochs, "
         "momentum, schedule, gamma", metavar="KEY=V1,V2", append=True,
     )  # fmt: skip
     jobs: int = opt(
@@ -275,7 +276,7 @@ def defaults(command: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ConfigSpec:
-    """The spec sections of a compare/sweep config file; ``after_spec``: --spec came from the command line, so it wins."""
+    """The spec sections of a compare/sweep config file; ``after_spec``: --spec came from the command line (it wins)."""
 
     where: str
     sections: dict[str, Any]
@@ -368,6 +369,23 @@ def _axis(text: str) -> tuple[str, list[Any]]:
     return key.strip().replace("-", "_"), items
 
 
+def _methods_taking(methods: Any, keys: list[str]) -> list[str]:
+    """The running methods that take every varied method parameter (optimiser keys apply to every method)."""
+    from .distillers import get_method
+
+    if not isinstance(methods, list):
+        return methods
+    wanted = set(keys) & set(parameter_fields())
+    takers = [m for m in methods if isinstance(m, str) and wanted <= set(get_method(m).params.info())]
+    if not takers:
+        raise ReffAKDError(
+            f"vary {', '.join(sorted(wanted))}: none of the methods that run ({', '.join(map(str, methods))}) "
+            "takes it; add a method that does",
+            params=("vary",),
+        )
+    return takers
+
+
 def compare_spec(cfg: Resolved) -> Any:
     """The preset's recipe, then the spec file and the config file's spec sections, then the flags: each later one wins.
 
@@ -427,7 +445,7 @@ def compare_spec(cfg: Resolved) -> Any:
         valid = (
             isinstance(grid, dict) and isinstance(grid.get("methods"), list) and isinstance(grid.get("params"), dict)
         )
-        methods, axes = grid_axes(grid) if valid else (list(spec["methods"]), {})
+        methods, axes = grid_axes(grid) if valid else (_methods_taking(spec["methods"], keys), {})
         spec["grid"] = {"methods": methods, "params": {**axes, **dict(vary)}}
     compare = CompareSpec.from_dict(spec, where)
     _check_comparison(cfg, compare)

@@ -145,7 +145,8 @@ class DKD(Distiller):
         self.warmup_epochs = int(warmup_epochs)
 
     def warmup_factor(self, epoch: float) -> float:
-        """Linear ramp of the KD weight over the training progress (in epochs, step by step), full from ``warmup_epochs`` on.
+        """Linear ramp of the KD weight over the training progress (in epochs, step by step), full from
+        ``warmup_epochs`` on.
 
         DKD's release ramps per epoch (epoch e of a 20-epoch warm-up: e / 20). Per step is the same ramp
         made smooth, which matters for short runs: with a one-epoch warm-up a per-epoch ramp would start

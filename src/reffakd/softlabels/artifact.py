@@ -102,12 +102,7 @@ COST_FILE = "soft_labels_cost.json"
 def read_soft_label_cost(soft_labels_path: Path) -> dict[str, Any] | None:
     """``soft_labels_cost.json`` beside the soft labels (written by `reffakd softlabels`), or None."""
     cost_path = soft_labels_path.with_name(COST_FILE)
-    try:
-        return json.loads(cost_path.read_text(encoding="utf-8")) if cost_path.is_file() else None
-    except (OSError, ValueError) as exc:
-        raise ReffAKDError(
-            f"soft-label cost file {cost_path} is malformed ({exc}); it is JSON written by `reffakd softlabels`"
-        ) from None
+    return read_json(cost_path, "soft-label cost file", "`reffakd softlabels`") if cost_path.is_file() else None
 
 
 def validate_matrix(matrix: torch.Tensor, num_classes: int, what: str) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..data import DataSplits, make_batches, materialize
 from ..engine.optim import OptimConfig
 from ..io import JsonlWriter, write_json, write_text_atomic
@@ -21,6 +20,7 @@ from ..models.autoencoder import ConvAutoencoder
 from ..models.checkpoint import save_checkpoint
 from ..resources import combine_stages, count_flops, forward_flops, measure, parameter_count
 from ..seed import seed_everything
+from ..version import __version__
 from .artifact import SoftLabels
 from .autoencoder_training import embed, train_autoencoder
 from .calibration import Calibration

@@ -6,7 +6,6 @@ beside the checkpoint is read for that cost (FLOPs, wall time, peak memory).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import torch
 
 from ..data import DataSplits
-from ..errors import ReffAKDError
+from ..io import read_json
 from ..models.checkpoint import check_fits, load_model
 from ..resources import forward_flops, parameter_count
 from .base import TeacherNetwork
@@ -73,10 +72,5 @@ def load_teacher(path: str | os.PathLike[str], splits: DataSplits, device: torch
 def _read_summary(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ReffAKDError(
-            f"teacher run summary {path} is malformed ({exc}); it is JSON written by `reffakd train`"
-        ) from None
+    data = read_json(path, "teacher run summary", "`reffakd train`")
     return data if isinstance(data, dict) else None
