@@ -95,14 +95,14 @@ def test_resume_after_an_epoch_is_bit_identical(splits, reference, tmp_path) -> 
     assert info.value.exit_code == 130 and "end of epoch 1" in str(info.value)
     assert signal.getsignal(signal.SIGINT) is before  # handlers restored
     assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1]
-    assert load_state(out).epoch == 1 and load_state(out).position is None
+    assert load_state(out).epoch == 1 and load_state(out).running is None
 
     lines: list[str] = []
     summary = train_student(splits, _cfg(), out, resume=True, log=lines.append, **QUIET)
     assert any(line.startswith("resuming from") for line in lines)
     _assert_same_run(reference[0], out, reference[1], summary)
     assert summary["cost"]["student"]["details"]["seconds_before_resume"] > 0
-    assert len(list(out.glob("resume-*.safetensors"))) == 1 and not list(out.glob("*.tmp"))
+    assert [p.name for p in out.glob("resume*")] == ["resume.safetensors"] and not list(out.glob("*.tmp"))
 
 
 def test_resume_inside_an_epoch_is_bit_identical(splits, reference, tmp_path, monkeypatch) -> None:
@@ -129,12 +129,7 @@ def test_resume_inside_an_epoch_is_bit_identical(splits, reference, tmp_path, mo
         train_student(splits, _cfg(), out, log=lambda _: None, **QUIET)
     assert info.value.exit_code == 143 and "in epoch 2 after batch 4/10" in str(info.value)
     state = load_state(out)
-    assert (
-        state.epoch == 1
-        and state.position is not None
-        and state.position.next_batch == 4
-        and state.position.seen == 128
-    )
+    assert state.epoch == 1 and state.running is not None and state.running.step == 4 and state.running.seen == 128
     monkeypatch.setattr(pipeline, "build_distiller", build)
 
     summary = train_student(splits, _cfg(), out, resume=True, log=lambda _: None, **QUIET)
@@ -179,31 +174,37 @@ def test_a_write_killed_midway_leaves_the_previous_checkpoint(splits, tmp_path, 
         with pytest.raises(OSError):
             resume_mod.save_state(out, newer)
     assert _state_tensors_equal(load_state(out), before)
-    assert not list(out.glob(".*.tmp")) and len(list(out.glob("resume-*.safetensors"))) == 1
+    assert not list(out.glob(".*.tmp")) and [p.name for p in out.glob("resume*")] == ["resume.safetensors"]
 
-    # Dying between the tensor file and the JSON: the JSON still names the old, intact tensors.
+    # Dying after the new file is written, before it is renamed over the old one: the old one is intact,
+    # and a whole temporary file left behind is ignored.
     with monkeypatch.context() as m:
-        m.setattr(resume_mod, "_write_json", lambda path, meta: (_ for _ in ()).throw(OSError("killed")))
+        m.setattr(resume_mod, "_fsync_file", lambda path: (_ for _ in ()).throw(OSError("killed")))
         with pytest.raises(OSError):
             resume_mod.save_state(out, newer)
-    assert len(list(out.glob("resume-*.safetensors"))) == 2
+    orphan = out / ".resume.safetensors.killed.tmp"
+    resume_mod.save_state(tmp_path / "other", newer)
+    (tmp_path / "other" / "resume.safetensors").rename(orphan)
     assert _state_tensors_equal(load_state(out), before)
 
     resume_mod.save_state(out, newer)  # the next good write takes over and clears the orphan
     assert _state_tensors_equal(load_state(out), newer)
-    assert len(list(out.glob("resume-*.safetensors"))) == 1
+    assert not orphan.exists() and [p.name for p in out.glob("resume*")] == ["resume.safetensors"]
 
 
 def test_a_damaged_checkpoint_is_one_clear_error(splits, tmp_path) -> None:
     out = tmp_path / "run"
     train_student(splits, _cfg(epochs=1), out, log=lambda _: None, **QUIET)
-    tensors = next(out.glob("resume-*.safetensors"))
-    tensors.write_bytes(tensors.read_bytes()[:-10] + b"0123456789")
+    checkpoint = out / "resume.safetensors"
+    whole = checkpoint.read_bytes()
+    checkpoint.write_bytes(whole[:-10] + b"0123456789")  # tensor bytes changed, the file still parses
     with pytest.raises(ReffAKDError, match="checksum differs"):
         load_state(out)
-    tensors.unlink()
-    with pytest.raises(ReffAKDError, match="does not exist"):
+    checkpoint.write_bytes(whole[: len(whole) // 2])  # torn
+    with pytest.raises(ReffAKDError, match="unreadable"):
         train_student(splits, _cfg(epochs=1), out, resume=True, log=lambda _: None, **QUIET)
+    with pytest.raises(ReffAKDError, match="does not exist"):
+        load_state(tmp_path / "nowhere.safetensors")
 
 
 # --------------------------------------------------------------------------- (c) signals to a real process
@@ -248,7 +249,7 @@ def test_sigint_to_the_cli_saves_and_exits_130_then_resumes_exactly(splits, fake
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     staging = tmp_path / "run.partial"
-    _wait_for(staging / "resume.json", proc)  # epoch 1 is done
+    _wait_for(staging / "resume.safetensors", proc)  # epoch 1 is done
     time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -272,8 +273,8 @@ from reffakd.engine import OptimConfig, TrainingInterrupted
 from reffakd.pipeline import StudentConfig, train_student
 splits = split_train_val(load_fashion_mnist(sys.argv[1], download=False), val_size=100, seed=0)
 try:
-    train_student(splits, StudentConfig("ce", optim=OptimConfig(epochs=50, batch_size=32)), sys.argv[2], device=torch.device("cpu"),
-                  progress=False, log=lambda line: print(line, flush=True))
+    train_student(splits, StudentConfig("ce", optim=OptimConfig(epochs=50, batch_size=32)), sys.argv[2],
+                  device=torch.device("cpu"), progress=False, log=lambda line: print(line, flush=True))
 except TrainingInterrupted as exc:  # what the CLI does with it
     print(f"reffakd: {exc}", file=sys.stderr)
     sys.exit(exc.exit_code)
@@ -290,11 +291,11 @@ def test_sigterm_saves_and_exits_143(fake_fmnist, tmp_path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(out / "resume.json", proc)
+    _wait_for(out / "resume.safetensors", proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
-    assert "interrupted by SIGTERM" in err and "resume.json" in err
+    assert "interrupted by SIGTERM" in err and "resume.safetensors" in err
     state = load_state(out)
     assert state.epoch >= 1 and len(read_jsonl(out / "metrics.jsonl")) == state.epoch
 
@@ -342,7 +343,8 @@ def test_compile_that_cannot_work_is_one_clear_line(monkeypatch) -> None:
 
 
 def test_tensorboard_mirrors_each_epoch_once(splits, tmp_path, monkeypatch) -> None:
-    """With a stand-in SummaryWriter (tensorboard is no dependency): one scalar per number and epoch; a resume purges later steps."""
+    """With a stand-in SummaryWriter (tensorboard is no dependency): one scalar per number and epoch; a resume
+    purges later steps."""
     import importlib.util
     import types
 

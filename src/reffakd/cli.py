@@ -500,12 +500,15 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _start_output(out: str, resume: bool) -> None:
     """A finished run is never overwritten; ``--resume`` needs an interrupted one to continue."""
+    from .engine import RESUME_FILE
     from .rundir import check_new_run_dir, partial_path
 
     check_new_run_dir(out)
-    if resume and not (partial_path(Path(out)) / "resume.json").is_file():
+    # run: the checkpoint is in softlabels/ or a student's folder inside OUT.partial.
+    if resume and not any(partial_path(Path(out)).rglob(RESUME_FILE)):
         raise ReffAKDError(
-            f"--resume: no interrupted run to continue at {partial_path(Path(out))} (no resume.json); run without --resume to start it"
+            f"--resume: no interrupted run to continue at {partial_path(Path(out))} (no {RESUME_FILE}); "
+            "run without --resume to start it"
         )
 
 
