@@ -5,6 +5,7 @@ Bit-identity needs the same arithmetic in both runs: one thread and deterministi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -374,3 +375,98 @@ def test_tensorboard_mirrors_each_epoch_once(splits, tmp_path, monkeypatch) -> N
     scalars = writers[0]["scalars"]
     assert ("train/loss", 1) in scalars and ("val/top1", 2) in scalars and ("lr", 1) in scalars
     assert len(scalars) == len(set(scalars)) and writers[1]["scalars"] == []
+
+
+# --------------------------------------------------------------------------- (d) the autoencoder and `reffakd run`
+
+
+def _cli_argv(command: str, out: Path, data: Path, *options: str) -> list[str]:
+    return [command, "--out", str(out), "--data-dir", str(data), "--val-size", "100", "--no-progress"] + [
+        "--no-download",
+        "--device",
+        "cpu",
+        *options,
+    ]
+
+
+def _interrupt_cli(argv: list[str], checkpoint: Path, tmp_path: Path) -> str:
+    """Start ``reffakd ARGV`` in a child, SIGINT it once ``checkpoint`` exists; its one-line stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reffakd", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for(checkpoint, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "interrupted by SIGINT" in err and "--resume" in err, err
+    return err
+
+
+def _assert_same_tensors(a: Path, b: Path) -> None:
+    from safetensors.torch import load_file
+
+    ta, tb = load_file(str(a)), load_file(str(b))
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta), f"{a.name} differs"
+
+
+def _assert_same_soft_labels(a: Path, b: Path) -> None:
+    from reffakd.softlabels import SoftLabels
+
+    sa, sb = SoftLabels.load(a / "soft_labels.safetensors"), SoftLabels.load(b / "soft_labels.safetensors")
+    assert torch.equal(sa.matrix, sb.matrix) and torch.equal(sa.similarity, sb.similarity)
+    assert (a / "soft_labels.safetensors").read_bytes() == (b / "soft_labels.safetensors").read_bytes()
+    _assert_same_tensors(a / "autoencoder.safetensors", b / "autoencoder.safetensors")
+    drop = ("seconds",)
+    ra, rb = read_jsonl(a / "autoencoder_metrics.jsonl"), read_jsonl(b / "autoencoder_metrics.jsonl")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in ra] == [
+        {k: v for k, v in r.items() if k not in drop} for r in rb
+    ]
+
+
+def test_softlabels_cli_interrupted_in_the_autoencoder_resumes_exactly(fake_fmnist, tmp_path) -> None:
+    """SIGINT while the autoencoder trains: exit 130, a checkpoint in OUT.partial; --resume ends where a run never
+    stopped does: the same autoencoder and soft labels, bit for bit, and the cost ledger counts both sessions."""
+    from reffakd.cli import main
+
+    options = ("--ae-epochs", "6", "--ae-batch-size", "16", "--samples-per-class", "10", "--augment-embeddings")
+    out = tmp_path / "soft"
+    staging = tmp_path / "soft.partial"
+    _interrupt_cli(_cli_argv("softlabels", out, fake_fmnist, *options), staging / "resume.safetensors", tmp_path)
+    state = load_state(staging)
+    assert state.epoch < 6 or state.running is not None  # stopped inside the autoencoder's training
+    assert not out.exists() and not (staging / "soft_labels.safetensors").exists()
+
+    assert main(_cli_argv("softlabels", out, fake_fmnist, *options, "--resume")) == 0
+    assert main(_cli_argv("softlabels", tmp_path / "straight", fake_fmnist, *options)) == 0
+    _assert_same_soft_labels(tmp_path / "straight", out)
+    assert not staging.exists() and (out / "resume.safetensors").is_file()
+    cost = json.loads((out / "soft_labels_cost.json").read_text())["stages"]["autoencoder_training"]
+    assert cost["details"]["seconds_before_resume"] > 0 and cost["seconds"] >= cost["details"]["seconds_before_resume"]
+    straight = json.loads((tmp_path / "straight" / "soft_labels_cost.json").read_text())
+    assert cost["flops"] == straight["stages"]["autoencoder_training"]["flops"]
+
+
+def test_run_cli_interrupted_in_a_student_resumes_exactly(fake_fmnist, tmp_path) -> None:
+    """`reffakd run` stopped by SIGINT in its second student: --resume gives the soft labels and both students of
+    a run never stopped, bit for bit."""
+    from reffakd.cli import main
+
+    options = ("--ae-epochs", "1", "--epochs", "8", "--batch-size", "16", "--lr", "0.05", "--samples-per-class", "10")
+    out = tmp_path / "run"
+    staging = tmp_path / "run.partial"
+    err = _interrupt_cli(
+        _cli_argv("run", out, fake_fmnist, *options), staging / "reffakd-paper" / "resume.safetensors", tmp_path
+    )
+    assert "reffakd-paper" in err
+    state = load_state(staging / "reffakd-paper")
+    assert state.epoch < 8 or state.running is not None  # stopped inside the second student's training
+
+    assert main(_cli_argv("run", out, fake_fmnist, *options, "--resume")) == 0
+    assert main(_cli_argv("run", tmp_path / "straight", fake_fmnist, *options)) == 0
+    straight = tmp_path / "straight"
+    _assert_same_soft_labels(straight / "softlabels", out / "softlabels")
+    for name in ("ce", "reffakd-paper"):
+        sa, sb = (json.loads((d / name / "summary.json").read_text()) for d in (straight, out))
+        _assert_same_run(straight / name, out / name, sa, sb)
+    assert not staging.exists()

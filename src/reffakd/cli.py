@@ -237,14 +237,19 @@ def _add_student(p: argparse.ArgumentParser, epochs: int) -> None:
     _add_optim(p, "", epochs, "student")
 
 
+def _add_resume(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from the resume checkpoint in OUT.partial "
+        "(same weights as an uninterrupted run)",
+    )
+
+
 def _add_engine(p: argparse.ArgumentParser, resumable: bool) -> None:
     r = p.add_argument_group("robustness and speed (docs/RESULTS.md has their measured effect)")
     if resumable:
-        r.add_argument(
-            "--resume",
-            action="store_true",
-            help="continue an interrupted run from the resume checkpoint in OUT.partial (same weights as an uninterrupted run)",
-        )
+        _add_resume(r)
     r.add_argument(
         "--amp",
         choices=["none", "bf16", "fp16"],
@@ -276,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_softlabels(p, RUN_AE_EPOCHS)
     _add_student(p, RUN_EPOCHS)
-    _add_engine(p, resumable=False)
+    _add_engine(p, resumable=True)
 
     p = sub.add_parser("softlabels", help="train the autoencoder and build soft labels, diagnostics and plots")
     _add_out(p, "new output folder")
@@ -284,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_data(p)
     _add_softlabels(p, 10)
+    _add_resume(p)
 
     p = sub.add_parser("train", help="train one student")
     _add_out(p, "new run folder")
@@ -515,7 +521,7 @@ def _start_output(out: str, resume: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from .engine.distributed import pick_device
     from .pipeline import run_pipeline
-    from .rundir import check_new_run_dir, staged_run_dir
+    from .rundir import staged_run_dir
 
     soft_cfg = _soft_cfg(args)
     students = {
@@ -523,14 +529,14 @@ def cmd_run(args: argparse.Namespace) -> None:
         f"reffakd-{args.preset}": _student_cfg(args, "reffakd"),
     }
     device = pick_device(args.device)
-    check_new_run_dir(args.out)
+    _start_output(args.out, args.resume)
     _check_input_size([args.model], True, args.dataset, args.image_size)
     from .data import load_splits
 
     log = RunLog()
     splits = load_splits(_data_cfg(args), log)
     _check_input_size([args.model], True, args.dataset, args.image_size, splits)
-    with staged_run_dir(args.out) as run_dir:
+    with staged_run_dir(args.out, resume=args.resume) as run_dir:
         log.attach(run_dir, args)
         run_pipeline(
             splits,
@@ -548,19 +554,19 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_softlabels(args: argparse.Namespace) -> None:
     from .data import load_splits
     from .engine.distributed import pick_device
-    from .rundir import check_new_run_dir, staged_run_dir
+    from .rundir import staged_run_dir
     from .softlabels import SOFT_LABELS_FILE, build_soft_labels
 
     cfg = _soft_cfg(args)
     device = pick_device(args.device)
-    check_new_run_dir(args.out)
+    _start_output(args.out, args.resume)
     _check_input_size([], True, args.dataset, args.image_size)
     log = RunLog()
     splits = load_splits(_data_cfg(args), log)
     _check_input_size([], True, args.dataset, args.image_size, splits)
-    with staged_run_dir(args.out) as out:
+    with staged_run_dir(args.out, resume=args.resume) as out:
         log.attach(out, args)
-        build_soft_labels(splits, cfg, out, device=device, progress=not args.no_progress, log=log)
+        build_soft_labels(splits, cfg, out, device=device, progress=not args.no_progress, log=log, resume=args.resume)
     print(f"soft labels: {Path(args.out) / SOFT_LABELS_FILE}")
 
 
