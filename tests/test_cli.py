@@ -381,7 +381,7 @@ def test_sigint_then_resume_gives_the_uninterrupted_weights(tmp_path: Path, fake
     assert proc.returncode == 130, err
     assert (
         "continue with --resume" in err
-        and (tmp_path / "stopped.partial" / "resume.json").is_file()
+        and (tmp_path / "stopped.partial" / "resume.safetensors").is_file()
         and not out.exists()
     )
     resumed = subprocess.run([*_train_argv(out, fake_fmnist), "--resume"], env=env, capture_output=True, text=True)

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 
 import pytest
 import torch
 
 from reffakd import ReffAKDError
 from reffakd.data import load_fashion_mnist, split_train_val
-from reffakd.engine import OptimConfig, build_optimizer, build_scheduler
+from reffakd.engine import (
+    OptimConfig,
+    Selection,
+    Step,
+    Task,
+    TrainingInterrupted,
+    build_optimizer,
+    build_scheduler,
+    fit,
+    load_state,
+)
 from reffakd.io import read_jsonl
 from reffakd.models import load_model
 from reffakd.pipeline import StudentConfig, train_student
@@ -169,3 +182,115 @@ def test_distillers_see_training_progress_step_by_step(splits, tmp_path) -> None
         log=lambda _: None,
     )
     assert seen == pytest.approx([1 / 3, 2 / 3, 1.0, 4 / 3, 5 / 3, 2.0])
+
+
+class _Pairs:
+    """Shuffled (x, y) batches that can restart mid-epoch: what ``fit`` needs of its training batches."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __iter__(self):
+        return self.iter_from()
+
+    def iter_from(self, order=None, start=0):
+        self.order = order if order is not None else torch.randperm(len(self.y), generator=self.generator)
+        for i in range(start, len(self)):
+            idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+class _Regression(torch.nn.Module):
+    """A task that is no classifier: a linear map fitted by MSE, selected on the lowest validation MSE,
+    with state outside its module (a step counter) that a resume must restore."""
+
+    selection = Selection("val_mse", higher_is_better=False)
+    log_prefix = "regression "
+    checkpoint_keys = ("val_mse",)
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Linear(4, 1)
+        self.steps, self.stop_at = 0, stop_at
+
+    def trainable(self):
+        return self.net
+
+    def training_step(self, x, y, progress):
+        self.steps += 1
+        if self.steps == self.stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        out = self.net(x).squeeze(1)
+        return Step(out, {"mse": torch.nn.functional.mse_loss(out, y)}, {"close": int((out - y).abs().lt(0.5).sum())})
+
+    def train_metrics(self, counts, seen):
+        return {"close": counts["close"] / seen}
+
+    @torch.no_grad()
+    def evaluate(self, batches, speed, device):
+        sums = {"squared_error": 0.0, "images": 0}
+        for x, y in batches:
+            sums["squared_error"] += float(((self.net(x).squeeze(1) - y) ** 2).sum())
+            sums["images"] += len(y)
+        return sums
+
+    def val_metrics(self, sums):
+        return {"mse": sums["squared_error"] / sums["images"], "images": sums["images"]}
+
+    def extra_state(self):
+        return {"steps": self.steps, "as_tensor": torch.tensor([self.steps])}
+
+    def load_extra_state(self, state):
+        assert int(state["as_tensor"]) == state["steps"]
+        self.steps = state["steps"]
+
+    def ddp(self, wrap):
+        return contextlib.nullcontext()
+
+    def epoch_summary(self, record, best):
+        return f"mse {record['train_mse']:.4f}  val mse {record['val_mse']:.4f} (best {best:.4f})"
+
+
+def test_the_loop_trains_any_task_and_resumes_it_exactly(tmp_path) -> None:
+    """``fit`` through the Task protocol alone: named losses and counts in the log, best by the task's
+    metric (lower here), the task's own state saved and restored, a mid-epoch resume to the same weights."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(120, 4, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1 * torch.randn(120, generator=g)
+    val = [(x[:40], y[:40])]
+    cfg = OptimConfig(epochs=3, batch_size=16, lr=0.05, momentum=0.0)
+    meta = {"model": "linear"}
+
+    def run(task, out, **kw):
+        return fit(task, _Pairs(x[40:], y[40:], 16), val, cfg, out, checkpoint_meta=meta, progress=False, **kw)
+
+    lines: list[str] = []
+    straight = _Regression()
+    assert isinstance(straight, Task)
+    result = run(straight, tmp_path / "a", log=lines.append)
+    records = read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    assert {"train_loss", "train_mse", "train_close", "val_mse", "best_epoch"} <= set(records[0])
+    assert "val_top1" not in records[0] and lines[0].startswith("regression epoch   1/3  mse")
+    best = min(records, key=lambda r: r["val_mse"])
+    assert result.best_epoch == best["epoch"] and result.best_value == best["val_mse"]
+    assert json.loads((tmp_path / "a" / "best.json").read_text())["val_mse"] == best["val_mse"]
+    with pytest.raises(AttributeError):
+        result.best_val_top1  # noqa: B018  (a regression has no top-1)
+
+    with pytest.raises(TrainingInterrupted, match="in regression epoch 2 after batch 2/5"):
+        run(_Regression(stop_at=7), tmp_path / "b", log=lambda _: None)  # 5 steps per epoch: epoch 2's second
+    assert load_state(tmp_path / "b").extra["steps"] == 7
+    resumed = _Regression()
+    run(resumed, tmp_path / "b", resume=True, log=lambda _: None)
+    assert resumed.steps == straight.steps == 15
+    wa, wb = straight.net.state_dict(), resumed.net.state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert read_jsonl(tmp_path / "b" / "metrics.jsonl") == [
+        {**r, "seconds": s["seconds"]} for r, s in zip(records, read_jsonl(tmp_path / "b" / "metrics.jsonl"))
+    ]

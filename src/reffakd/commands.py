@@ -85,12 +85,14 @@ def check_input_size(models: Sequence[str], autoencoder: bool, data: Any, splits
 
 def start_output(out: str, resume: bool) -> None:
     """A finished run is never overwritten; ``resume`` needs an interrupted one to continue."""
+    from .engine import RESUME_FILE
     from .rundir import check_new_run_dir, partial_path
 
     check_new_run_dir(out)
-    if resume and not (partial_path(Path(out)) / "resume.json").is_file():
+    # run: the checkpoint is in softlabels/ or a student's folder inside OUT.partial.
+    if resume and not any(partial_path(Path(out)).rglob(RESUME_FILE)):
         raise ReffAKDError(
-            f"resume: no interrupted run to continue at {partial_path(Path(out))} (no resume.json); "
+            f"resume: no interrupted run to continue at {partial_path(Path(out))} (no {RESUME_FILE}); "
             "run without resume to start it",
             params=("resume",),
         )
@@ -100,7 +102,7 @@ def cmd_run(cfg: Resolved, config_yaml: str) -> None:
     from .data import load_splits
     from .engine.distributed import pick_device
     from .pipeline import run_pipeline
-    from .rundir import check_new_run_dir, staged_run_dir
+    from .rundir import staged_run_dir
 
     soft_cfg = cfg.soft_label_config()
     students = {
@@ -108,14 +110,14 @@ def cmd_run(cfg: Resolved, config_yaml: str) -> None:
         f"reffakd-{cfg.soft.preset}": cfg.student_config("reffakd"),
     }
     device = pick_device(cfg.console.device)
-    out = cfg.output.out
-    check_new_run_dir(out)
+    out, resume = cfg.output.out, cfg.engine.resume
+    start_output(out, resume)
     model, data = cfg.student.model, cfg.data
     check_input_size([model], True, data)
     log = RunLog()
     splits = load_splits(data, log)
     check_input_size([model], True, data, splits)
-    with staged_run_dir(out) as run_dir:
+    with staged_run_dir(out, resume=resume) as run_dir:
         log.attach(run_dir, config_yaml)
         run_pipeline(splits, soft_cfg, students, run_dir, device=device, progress=cfg.console.progress, log=log,
                      **cfg.engine.fit_options())  # fmt: skip
@@ -125,20 +127,22 @@ def cmd_run(cfg: Resolved, config_yaml: str) -> None:
 def cmd_softlabels(cfg: Resolved, config_yaml: str) -> None:
     from .data import load_splits
     from .engine.distributed import pick_device
-    from .rundir import check_new_run_dir, staged_run_dir
+    from .rundir import staged_run_dir
     from .softlabels import SOFT_LABELS_FILE, build_soft_labels
 
     soft_cfg = cfg.soft_label_config()
     device = pick_device(cfg.console.device)
-    out = cfg.output.out
-    check_new_run_dir(out)
+    out, resume = cfg.output.out, cfg.engine.resume
+    start_output(out, resume)
     check_input_size([], True, cfg.data)
     log = RunLog()
     splits = load_splits(cfg.data, log)
     check_input_size([], True, cfg.data, splits)
-    with staged_run_dir(out) as run_dir:
+    with staged_run_dir(out, resume=resume) as run_dir:
         log.attach(run_dir, config_yaml)
-        build_soft_labels(splits, soft_cfg, run_dir, device=device, progress=cfg.console.progress, log=log)
+        build_soft_labels(
+            splits, soft_cfg, run_dir, device=device, progress=cfg.console.progress, log=log, resume=resume
+        )
     print(f"soft labels: {Path(out) / SOFT_LABELS_FILE}")
 
 

@@ -253,14 +253,18 @@ def run_pipeline(
     device: torch.device,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    resume: bool = False,
     **engine_options: Any,
 ) -> list[dict[str, Any]]:
     """Soft labels once, then every named student; ``summary.md`` and ``curves.png`` compare them.
 
     ``engine_options`` (amp, channels_last, compile, tensorboard...) go to every student's ``train_student``.
+    ``resume``: continue a stopped run in ``run_dir``: the autoencoder and each student from its resume
+    checkpoint (a finished one trains no further; one not started starts), to the results, bit for bit,
+    of a run never stopped.
     """
     soft, soft_cost = build_soft_labels(
-        splits, soft_cfg, run_dir / "softlabels", device=device, progress=progress, log=log
+        splits, soft_cfg, run_dir / "softlabels", device=device, progress=progress, log=log, resume=resume
     )
     summaries = []
     for name, cfg in student_cfgs.items():
@@ -275,6 +279,7 @@ def run_pipeline(
                 name=name,
                 progress=progress,
                 log=log,
+                resume=resume,
                 **engine_options,
             )
         )

@@ -215,13 +215,25 @@ COMMANDS: dict[str, tuple[str, list[Group]]] = {
             DATA,
             *_soft_groups(RUN_AE_EPOCHS),
             *_student_groups(RUN_EPOCHS),
-            Group("engine", "engine", EngineOptions, without=("resume",)),
+            Group("engine", "engine", EngineOptions),
             CONSOLE,
         ],
     ),  # fmt: skip
     "softlabels": (
         "train the autoencoder and build soft labels, diagnostics and plots",
-        [OUT, Group("seed", "seed", Seed), DATA, *_soft_groups(10), CONSOLE],
+        [
+            OUT,
+            Group("seed", "seed", Seed),
+            DATA,
+            *_soft_groups(10),
+            Group(
+                "engine",
+                "engine",
+                EngineOptions,
+                without=("amp", "channels_last", "compile", "tensorboard", "sync_batchnorm"),
+            ),
+            CONSOLE,
+        ],
     ),
     "train": (
         "train one student",

@@ -7,18 +7,35 @@ from soft targets holds a ``source`` (``reffakd.sources``) and never cares which
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from ..engine.metrics import accuracy, evaluate_counts
+from ..engine.task import Batches, Selection, Step
 
 if TYPE_CHECKING:
+    from ..engine.speed import SpeedOptions
     from ..sources import SoftTargetSource
 
 
 class Distiller(nn.Module):
-    """Base: plain cross-entropy on the student; subclasses add their soft-target terms."""
+    """Base: plain cross-entropy on the student; subclasses add their soft-target terms.
+
+    A distiller is the ``engine.Task`` of its student: the loop trains ``trainable()`` (the student)
+    through ``training_step`` (``forward_train`` plus the correct predictions for train top-1) and
+    selects ``best`` on validation top-1. Its own buffers and the source's forward time are the
+    state it saves beside the student's weights.
+    """
+
+    selection = Selection("val_top1", higher_is_better=True)
+    log_prefix = ""
+    checkpoint_keys = ("val_top1", "val_top5")
 
     def __init__(self, student: nn.Module) -> None:
         super().__init__()
@@ -28,7 +45,10 @@ class Distiller(nn.Module):
     def forward_train(
         self, images: torch.Tensor, targets: torch.Tensor, epoch: float
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``epoch``: training progress in epochs at the end of this step (epoch e's step s of S: e - 1 + (s + 1) / S)."""
+        """``epoch``: training progress in epochs at the end of this step.
+
+        Step s of S in epoch e: e - 1 + (s + 1) / S.
+        """
         logits = self.student(images)
         return logits, {"ce": F.cross_entropy(logits, targets)}
 
@@ -37,3 +57,54 @@ class Distiller(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.student(images)
+
+    # ------------------------------------------------------------------ engine.Task
+
+    def trainable(self) -> nn.Module:
+        s = self.student
+        return s.module if isinstance(s, DistributedDataParallel) else s
+
+    def training_step(self, images: torch.Tensor, targets: torch.Tensor, progress: float) -> Step:
+        logits, losses = self.forward_train(images, targets, progress)
+        return Step(logits, losses, {"correct": int((logits.detach().argmax(1) == targets).sum())})
+
+    def train_metrics(self, counts: dict[str, float], seen: int) -> dict[str, float]:
+        return {"top1": 100.0 * counts.get("correct", 0) / seen}
+
+    def evaluate(self, batches: Batches, speed: SpeedOptions, device: torch.device) -> dict[str, float]:
+        return evaluate_counts(
+            self.trainable(),
+            batches,
+            prepare=speed.prepare_input if speed.channels_last else None,
+            autocast=(lambda: speed.autocast(device)) if speed.amp != "none" else None,
+        )
+
+    def val_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        return accuracy(sums)
+
+    def extra_state(self) -> dict[str, Any]:
+        """The distiller's own parameters and buffers (beside the student's and the source's), the source's time."""
+        own = {k: v for k, v in self.state_dict().items() if not k.startswith(("student.", "source."))}
+        return {"own": own, "source_seconds": getattr(self.source, "seconds", None)}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if state.get("own"):
+            self.load_state_dict({**self.state_dict(), **state["own"]})
+        seconds = state.get("source_seconds")
+        if seconds is not None and self.source is not None and hasattr(self.source, "seconds"):
+            self.source.seconds = seconds
+
+    @contextlib.contextmanager
+    def ddp(self, wrap: Callable[[nn.Module], nn.Module]) -> Iterator[None]:
+        student = self.student
+        self.student = wrap(student)
+        try:
+            yield
+        finally:
+            self.student = student
+
+    def epoch_summary(self, record: dict[str, Any], best: float | None) -> str:
+        return (
+            f"loss {record['train_loss']:.4f}  train {record['train_top1']:.2f}%  "
+            f"val {record['val_top1']:.2f}% (best {best:.2f}% @ {record['best_epoch']})"
+        )

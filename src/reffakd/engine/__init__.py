@@ -1,23 +1,29 @@
-"""Training engine: one loop, its optimiser and schedule, checkpoints, resume, evaluation, distributed helpers."""
+"""Training engine: one loop for every task, its optimiser and schedule, checkpoints, resume, evaluation,
+distributed helpers."""
 
 from .metrics import evaluate
 from .optim import OptimConfig, build_optimizer, build_scheduler
-from .resume import RESUME_JSON, load_state, remove_state
+from .resume import RESUME_FILE, EpochState, load_state
 from .signals import TrainingInterrupted
 from .speed import AMP_MODES, SpeedOptions
-from .trainer import FitResult, fit
+from .task import Selection, Step, Task
+from .trainer import FitResult, RunFiles, fit
 
 __all__ = [
     "AMP_MODES",
+    "EpochState",
     "FitResult",
     "OptimConfig",
-    "RESUME_JSON",
+    "RESUME_FILE",
+    "RunFiles",
+    "Selection",
     "SpeedOptions",
+    "Step",
+    "Task",
     "TrainingInterrupted",
     "build_optimizer",
     "build_scheduler",
     "evaluate",
     "fit",
     "load_state",
-    "remove_state",
 ]

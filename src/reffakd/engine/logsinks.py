@@ -17,8 +17,10 @@ TENSORBOARD_DIR = "tensorboard"
 
 def require_tensorboard() -> None:
     if importlib.util.find_spec("tensorboard") is None:
+        # The package as "TensorBoard": the CLI writes the parameter named here (lower case) as its flag.
         raise ReffAKDError(
-            "--tensorboard needs the tensorboard package (pip install tensorboard); metrics.jsonl holds the same numbers"
+            "tensorboard needs the TensorBoard package (pip install TensorBoard); metrics.jsonl holds the same numbers",
+            params=("tensorboard",),
         )
 
 

@@ -1,11 +1,14 @@
 """The resume checkpoint: everything a stopped run needs to continue as if it had never stopped.
 
-Two files, and no pickle: ``resume-<generation>.safetensors`` holds the tensors (student weights,
-optimiser buffers, random-generator states, the epoch's data order) and ``resume.json`` the rest
-(epoch, position inside it, history, best score, scheduler, Python/NumPy random states). The JSON
-is written last and names the tensor file and its SHA-256; an older tensor file is removed only
-after the new JSON is in place. A crash at any moment therefore leaves ``resume.json`` naming a
-complete tensor file that matches it: the previous checkpoint or the new one, never a mix.
+One file, ``resume.safetensors``, and no pickle: its tensors are the trained module's weights, the
+optimiser buffers, the random-generator states and the epoch's data order; the rest (epoch, the
+epoch in progress, history, best score, scheduler, Python/NumPy random states, the task's own
+state) is JSON in the file's header metadata, beside a SHA-256 of that JSON and of every tensor.
+
+Each save writes a temporary file in the same folder, fsyncs it, renames it over
+``resume.safetensors`` and fsyncs the folder. A rename is atomic, so a crash at any moment leaves
+the previous checkpoint or the new one, whole, never a mix (a leftover temporary file is ignored
+and cleared by the next save); a damaged file fails its checksum and is one clear error.
 """
 
 from __future__ import annotations
@@ -15,44 +18,61 @@ import hashlib
 import json
 import os
 import random
-import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import ReffAKDError
 from ..io import read_safetensors, write_with
 
-RESUME_JSON = "resume.json"
+RESUME_FILE = "resume.safetensors"
 FORMAT = "reffakd-resume"
-VERSION = 1
-_TENSOR_FILE = re.compile(r"^resume-(\d{6,})\.safetensors$")
-
-
-def tensor_file_name(generation: int) -> str:
-    return f"resume-{generation:06d}.safetensors"
+VERSION = 2
 
 
 # ----------------------------------------------------------------------------- what is saved
 
 
 @dataclass
-class Position:
-    """Where inside an epoch a run stopped: the next batch, the epoch's data order and the partial sums."""
+class EpochState:
+    """An epoch in progress: what the loop accumulates step by step, and all a resume needs to finish it.
+
+    The loop creates one per epoch and mutates it; an interrupted epoch is saved as it stands (its sums
+    reduced over the ranks) and continues from ``step`` when resumed. ``generator`` (the data
+    generator's state before batch ``step``) and ``started`` belong to the running session: the
+    checkpoint keeps the generator state once, as ``TrainingState.generator``.
+    """
 
     epoch: int
-    next_batch: int
-    seen: int
-    correct: int
-    sums: dict[str, float]
-    lr: float
-    seconds: float
-    order: torch.Tensor | None = None  # the epoch's permutation (None: unshuffled)
+    lr: float  # the learning rate of this epoch (logged)
+    step: int = 0  # batches done: the next batch to run
+    seen: int = 0  # images trained on so far
+    sums: dict[str, float] = field(default_factory=dict)  # each loss (and "loss", their total) times its batch size
+    counts: dict[str, float] = field(default_factory=dict)  # the task's per-batch counts (correct predictions...)
+    seconds: float = 0.0  # time spent on this epoch in earlier sessions
+    order: torch.Tensor | None = None  # the epoch's permutation (None: not drawn yet, or unshuffled)
+    generator: torch.Tensor | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    def add(self, batch: int, loss: torch.Tensor, losses: dict[str, torch.Tensor], counts: dict[str, float]) -> None:
+        """One step's losses (batch means) and counts."""
+        self.seen += batch
+        for name, value in losses.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value.detach()) * batch
+        self.sums["loss"] = self.sums.get("loss", 0.0) + float(loss.detach()) * batch
+        for name, value in counts.items():
+            self.counts[name] = self.counts.get(name, 0) + value
+        self.step += 1
+
+    def elapsed(self) -> float:
+        """Seconds spent on this epoch, earlier sessions included."""
+        return self.seconds + time.perf_counter() - self.started
 
 
 @dataclass
@@ -63,19 +83,19 @@ class TrainingState:
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     history: list[dict[str, Any]]
-    best_val_top1: float
+    best_value: float | None  # the task's selection metric at ``best_epoch`` (None: no epoch yet)
     best_epoch: int
     train_images_seen: int = 0
     eval_images_seen: int = 0
     seconds: float = 0.0  # training time over all sessions so far
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # a distiller's own state beside the student's
+    extra: dict[str, Any] = field(default_factory=dict)  # the task's state beside the module (Task.extra_state)
     scaler: dict[str, Any] | None = None
     rng: list[dict[str, Any]] = field(default_factory=list)  # per rank: python, numpy, torch, cuda
-    generator: torch.Tensor | None = None  # the data-order/augmentation generator
-    position: Position | None = None  # None: stopped at an epoch boundary
-    source_seconds: float | None = None  # a teacher's forward time so far (cost ledger)
+    generator: torch.Tensor | None = None  # the data-order/augmentation generator, where training continues
+    running: EpochState | None = None  # the epoch in progress; None: stopped at an epoch boundary
     world_size: int = 1
     speed: dict[str, Any] = field(default_factory=dict)
+    generation: int = 0  # how many times this run folder's checkpoint was written (set when saved or read)
 
 
 # ----------------------------------------------------------------------------- random states
@@ -152,79 +172,76 @@ def _to_files(state: TrainingState) -> tuple[dict[str, Any], dict[str, torch.Ten
     meta: dict[str, Any] = {
         "epoch": state.epoch,
         "identity": state.identity,
-        "best_val_top1": state.best_val_top1,
+        "best_value": state.best_value,
         "best_epoch": state.best_epoch,
         "train_images_seen": state.train_images_seen,
         "eval_images_seen": state.eval_images_seen,
         "seconds": state.seconds,
         "world_size": state.world_size,
         "speed": state.speed,
-        "source_seconds": state.source_seconds,
         "history": state.history,
         "model": sorted(state.model),
-        "extra": sorted(state.extra),
+        "extra": pack(state.extra, "extra", tensors),
         "optimizer": pack(state.optimizer, "optimizer", tensors),
         "scheduler": pack(state.scheduler, "scheduler", tensors),
         "scaler": pack(state.scaler, "scaler", tensors),
         "rng": pack(state.rng, "rng", tensors),
         "generator": pack(state.generator, "generator", tensors),
-        "position": None,
+        "running": None,
     }
     tensors.update({f"model.{k}": v.detach().cpu().contiguous() for k, v in state.model.items()})
-    tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in state.extra.items()})
-    if state.position is not None:
-        p = state.position
-        meta["position"] = {
-            "epoch": p.epoch,
-            "next_batch": p.next_batch,
-            "seen": p.seen,
-            "correct": p.correct,
-            "sums": p.sums,
-            "lr": p.lr,
-            "seconds": p.seconds,
-            "order": pack(p.order, "position.order", tensors),
+    if state.running is not None:
+        r = state.running
+        meta["running"] = {
+            "epoch": r.epoch,
+            "lr": r.lr,
+            "step": r.step,
+            "seen": r.seen,
+            "sums": r.sums,
+            "counts": r.counts,
+            "seconds": r.seconds,
+            "order": pack(r.order, "running.order", tensors),
         }
     return meta, tensors
 
 
 def _from_files(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> TrainingState:
-    p = meta.get("position")
-    position = None
-    if p is not None:
-        position = Position(
-            p["epoch"],
-            p["next_batch"],
-            p["seen"],
-            p["correct"],
-            dict(p["sums"]),
-            p["lr"],
-            p["seconds"],
-            unpack(p["order"], tensors),
+    r = meta.get("running")
+    running = None
+    if r is not None:
+        running = EpochState(
+            r["epoch"],
+            r["lr"],
+            step=r["step"],
+            seen=r["seen"],
+            sums=dict(r["sums"]),
+            counts=dict(r["counts"]),
+            seconds=r["seconds"],
+            order=unpack(r["order"], tensors),
         )
     return TrainingState(
         epoch=meta["epoch"],
         identity=meta["identity"],
         model={k: tensors[f"model.{k}"] for k in meta["model"]},
-        extra={k: tensors[f"extra.{k}"] for k in meta["extra"]},
+        extra=unpack(meta["extra"], tensors),
         optimizer=unpack(meta["optimizer"], tensors),
         scheduler=unpack(meta["scheduler"], tensors),
         scaler=unpack(meta["scaler"], tensors),
         history=meta["history"],
-        best_val_top1=meta["best_val_top1"],
+        best_value=meta["best_value"],
         best_epoch=meta["best_epoch"],
         train_images_seen=meta["train_images_seen"],
         eval_images_seen=meta["eval_images_seen"],
         seconds=meta["seconds"],
         rng=unpack(meta["rng"], tensors),
         generator=unpack(meta["generator"], tensors),
-        position=position,
-        source_seconds=meta.get("source_seconds"),
+        running=running,
         world_size=meta.get("world_size", 1),
         speed=meta.get("speed", {}),
     )
 
 
-# ----------------------------------------------------------------------------- files
+# ----------------------------------------------------------------------------- the file
 
 
 def _fsync_file(path: Path) -> None:
@@ -245,110 +262,92 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+def _digest(text: str, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the JSON state and of every tensor (name, dtype, shape, bytes), in name order."""
+    h = hashlib.sha256(text.encode("utf-8"))
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        h.update(f"\0{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
     return h.hexdigest()
 
 
-def _generations(run_dir: Path) -> list[int]:
-    return sorted(int(m.group(1)) for p in run_dir.glob("resume-*.safetensors") if (m := _TENSOR_FILE.match(p.name)))
+def _header(path: Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
 
 
-def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], generation: int) -> None:
+def _generation(path: Path) -> int:
+    """The generation of the checkpoint at ``path`` (0 when there is none or it cannot be read)."""
+    try:
+        return int(_header(path).get("generation", 0)) if path.is_file() else 0
+    except (SafetensorError, OSError, ValueError):
+        return 0
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
+    """Temporary file, fsync, rename over ``path``, fsync the folder."""
+
     def write(tmp: Path) -> None:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "generation": str(generation)})
+        save_file(tensors, str(tmp), metadata=header)
         _fsync_file(tmp)
 
     write_with(path, write)
+    _fsync_dir(path.parent)
 
 
-def _write_json(path: Path, meta: dict[str, Any]) -> None:
-    def write(tmp: Path) -> None:
-        tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        _fsync_file(tmp)
-
-    write_with(path, write)
-
-
-def save_state(run_dir: str | os.PathLike[str], state: TrainingState) -> Path:
-    """Write the checkpoint crash-safely (see the module docstring); return the path of ``resume.json``."""
+def save_state(run_dir: str | os.PathLike[str], state: TrainingState, name: str = RESUME_FILE) -> Path:
+    """Write the checkpoint crash-safely (see the module docstring); return its path."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in run_dir.glob(".resume*.tmp"):  # left by a process killed mid-write
+    for stale in run_dir.glob(f".{name}.*.tmp"):  # left by a process killed mid-write
         stale.unlink(missing_ok=True)
+    path = run_dir / name
     meta, tensors = _to_files(state)
-    generation = max(_generations(run_dir), default=0) + 1
-    name = tensor_file_name(generation)
-    _write_tensors(run_dir / name, tensors, generation)
-    meta = {
+    text = json.dumps(meta)
+    generation = _generation(path) + 1
+    header = {
         "format": FORMAT,
-        "version": VERSION,
-        "generation": generation,
-        "tensors": name,
-        "sha256": _sha256(run_dir / name),
-        **meta,
+        "version": str(VERSION),
+        "generation": str(generation),
+        "state": text,
+        "sha256": _digest(text, tensors),
     }
-    _write_json(run_dir / RESUME_JSON, meta)
-    _fsync_dir(run_dir)
-    for g in _generations(run_dir):
-        if g != generation:
-            (run_dir / tensor_file_name(g)).unlink(missing_ok=True)
-    return run_dir / RESUME_JSON
+    _write(path, tensors, header)
+    state.generation = generation
+    return path
 
 
-def remove_state(run_dir: str | os.PathLike[str]) -> None:
-    """Delete a finished run's resume checkpoint (about twice the model's size), JSON first so no half remains."""
-    run_dir = Path(run_dir)
-    (run_dir / RESUME_JSON).unlink(missing_ok=True)
-    for g in _generations(run_dir):
-        (run_dir / tensor_file_name(g)).unlink(missing_ok=True)
-
-
-def resume_json_path(path: str | os.PathLike[str]) -> Path:
-    """``resume.json`` itself, or the one inside a run folder."""
+def resume_path(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint file itself, or the one inside a run folder."""
     path = Path(path)
-    return path / RESUME_JSON if path.is_dir() else path
+    return path / RESUME_FILE if path.is_dir() else path
 
 
 def load_state(path: str | os.PathLike[str]) -> TrainingState:
-    """Read and cross-check a resume checkpoint (a run folder or its ``resume.json``); one clear error if it is not whole."""
-    jp = resume_json_path(path)
+    """Read and check a resume checkpoint (a run folder or its file); one clear error if it is not whole."""
+    p = resume_path(path)
+    tensors = read_safetensors(p, "resume checkpoint", "a training run at each epoch end")
     try:
-        meta = json.loads(jp.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        header = _header(p)
+    except (SafetensorError, OSError) as exc:
+        raise ReffAKDError(f"resume checkpoint {p} is unreadable ({exc})") from None
+    if header.get("format") != FORMAT:
+        raise ReffAKDError(f"{p} is not a reffakd resume checkpoint")
+    if header.get("version") != str(VERSION):
         raise ReffAKDError(
-            f"resume checkpoint {jp} is missing or malformed ({exc}); it is written by `reffakd train` at each epoch end"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ReffAKDError(f"{jp} is not a reffakd resume checkpoint")
-    if meta.get("version") != VERSION:
-        raise ReffAKDError(
-            f"resume checkpoint {jp} has format version {meta.get('version')}; this reffakd reads version {VERSION}"
+            f"resume checkpoint {p} has format version {header.get('version')}; this reffakd reads version {VERSION}"
         )
-    name = meta.get("tensors")
-    if not isinstance(name, str) or not _TENSOR_FILE.match(name):
-        raise ReffAKDError(f"resume checkpoint {jp} names no valid tensor file ({name!r})")
-    tp = jp.parent / name
-    if not tp.is_file():
-        raise ReffAKDError(f"resume checkpoint {jp} names {name}, which does not exist")
-    if _sha256(tp) != meta.get("sha256"):
-        raise ReffAKDError(
-            f"resume checkpoint {jp} does not match {name} (checksum differs): the tensor file was changed or damaged"
-        )
-    tensors = read_safetensors(tp, "resume tensors", "`reffakd train`")
-    with safe_open(str(tp), framework="pt") as f:
-        header = f.metadata() or {}
-    if header.get("generation") != str(meta.get("generation")):
-        raise ReffAKDError(
-            f"resume checkpoint {jp} is generation {meta.get('generation')} but {name} is {header.get('generation')}"
-        )
+    text = header.get("state", "")
+    if _digest(text, tensors) != header.get("sha256"):
+        raise ReffAKDError(f"resume checkpoint {p} is damaged (checksum differs): it was changed after it was written")
     try:
-        return _from_files(meta, tensors)
+        state = _from_files(json.loads(text), tensors)
+        state.generation = int(header["generation"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ReffAKDError(f"resume checkpoint {jp} is incomplete ({type(exc).__name__}: {exc})") from None
+        raise ReffAKDError(f"resume checkpoint {p} is incomplete ({type(exc).__name__}: {exc})") from None
+    return state
 
 
 def identity_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

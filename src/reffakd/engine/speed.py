@@ -32,17 +32,15 @@ class SpeedOptions:
 
     def validate(self, device: torch.device) -> None:
         if self.amp not in AMP_MODES:
-            raise ReffAKDError(f"--amp {self.amp!r} is unknown; allowed: {', '.join(AMP_MODES)}")
+            raise ReffAKDError(f"amp {self.amp!r} is unknown; allowed: {', '.join(AMP_MODES)}", params=("amp",))
         if self.amp == "fp16" and device.type != "cuda":
-            raise ReffAKDError(f"--amp fp16 needs a CUDA device, not {device}; use --amp bf16 on CPU")
+            raise ReffAKDError(f"amp fp16 needs a CUDA device, not {device}; use amp bf16 on CPU", params=("amp",))
         if self.amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ReffAKDError(f"--amp bf16 is not supported by {torch.cuda.get_device_name(device)}; use --amp fp16")
+            raise ReffAKDError(
+                f"amp bf16 is not supported by {torch.cuda.get_device_name(device)}; use amp fp16", params=("amp",)
+            )
         if self.compile:
             check_compile(device)
-
-    @property
-    def is_default(self) -> bool:
-        return self == SpeedOptions()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,20 +54,14 @@ class SpeedOptions:
         """A gradient scaler for fp16 (its small range underflows gradients); None otherwise."""
         if self.amp != "fp16":
             return None
-        amp_mod = getattr(torch, "amp", None)
-        if amp_mod is not None and hasattr(amp_mod, "GradScaler"):
-            return torch.amp.GradScaler(device.type)
-        return torch.cuda.amp.GradScaler()  # torch < 2.3
+        return torch.amp.GradScaler(device.type)
 
     def prepare_model(self, model: nn.Module) -> None:
-        """In place: channels-last weights, then a compiled forward (the module and its state_dict keys stay the same)."""
+        """In place: channels-last weights, then a compiled forward (the module and its state_dict keys stay)."""
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         if self.compile:
-            if hasattr(model, "compile"):
-                model.compile()
-            else:  # torch < 2.2
-                model.forward = torch.compile(model.forward)  # type: ignore[method-assign]
+            model.compile()
 
     def prepare_input(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last and images.dim() == 4:
@@ -97,4 +89,7 @@ def check_compile(device: torch.device) -> None:
     with one clear line before training rather than with a long traceback in the first step."""
     problem = _compile_probe(device.type)
     if problem is not None:
-        raise ReffAKDError(f"--compile: torch.compile does not work here ({problem}); run without --compile")
+        # "the torch compiler", not the function's name: the CLI writes the parameter named here as its flag.
+        raise ReffAKDError(
+            f"compile: the torch compiler does not work here ({problem}); run without compile", params=("compile",)
+        )

@@ -1,66 +1,81 @@
-"""The one training loop every method uses.
+"""The one training loop: every student and the autoencoder train through it.
 
-Each epoch: train through the distiller (which returns logits plus named losses), evaluate on the
-validation split, log a JSON line, keep ``last`` and, when validation top-1 improves, ``best``, and
-write the resume checkpoint (``resume.json``, see ``engine.resume``). At the end both are evaluated
-once on the test split; the test set never chooses anything.
+What it trains is a ``Task`` (``engine.task``): a distiller around a student, or the autoencoder of
+the soft labels. Each epoch: the task's training steps (named losses, summed and logged), its
+evaluation on the validation split, a JSON line, ``last`` and, when the task's validation metric
+improves, ``best``, and the resume checkpoint (``resume.safetensors``, see ``engine.resume``). At
+the end both are evaluated once on the test split, when there is one; the test set never chooses
+anything.
 
 A run survives: SIGINT/SIGTERM finish the current step, write the resume checkpoint (mid-epoch
 included) and raise ``TrainingInterrupted``; ``resume=True`` continues to the same weights, bit for
-bit, as a run never stopped. Under torchrun the student is wrapped in DistributedDataParallel,
-batch norm spans the global batch, metrics are summed over the ranks, and rank 0 alone writes.
+bit, as a run never stopped. The epoch in progress lives in one object (``resume.EpochState``)
+that the loop mutates and the checkpoint saves. Under torchrun the task's module is wrapped in
+DistributedDataParallel, batch norm spans the global batch, metrics are summed over the ranks, and
+rank 0 alone writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
 from ..errors import ReffAKDError
-from ..io import JsonlWriter, _json_default, write_text_atomic, write_with
+from ..io import JsonlWriter, _json_default, sidecar_json, write_text_atomic, write_with
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from . import distributed
 from .logsinks import TENSORBOARD_DIR, TensorBoardSink, require_tensorboard
-from .metrics import COUNT_KEYS, accuracy, evaluate_counts
 from .optim import OptimConfig, build_optimizer, build_scheduler
 from .resume import (
-    RESUME_JSON,
-    Position,
+    RESUME_FILE,
+    EpochState,
     TrainingState,
     capture_rng,
     identity_mismatch,
     load_state,
     restore_rng,
-    resume_json_path,
+    resume_path,
     save_state,
 )
 from .signals import StopSignals, TrainingInterrupted
 from .speed import SpeedOptions
 from .syncbn import convert_sync_batchnorm, revert_sync_batchnorm
-
-if TYPE_CHECKING:
-    from ..distillers import Distiller
+from .task import Task
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 Resume = bool | str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The names ``fit`` writes in its run folder; ``best=None``: no best checkpoint (the selection is still logged)."""
+
+    metrics: str = "metrics.jsonl"
+    last: str = "last.safetensors"
+    best: str | None = "best.safetensors"
+    resume: str = RESUME_FILE
+
+
+STUDENT_FILES = RunFiles()
 
 
 @dataclass
 class FitResult:
     history: list[dict[str, Any]]
     best_epoch: int
-    best_val_top1: float
+    best_value: float | None  # the task's selection metric (``selection``) at ``best_epoch``
     test_best: dict[str, float] | None
     test_last: dict[str, float] | None
     train_images_seen: int
@@ -68,10 +83,18 @@ class FitResult:
     seconds: float  # training time of all sessions, resumed ones included
     resumed_from: str | None = None  # the resume checkpoint this session started from
     prior_seconds: float = 0.0  # of ``seconds``, those spent before this session
+    selection: str = "val_top1"  # the record key ``best_value`` comes from
+
+    @property
+    def best_val_top1(self) -> float:
+        """A classifier's best validation top-1 (its selection metric)."""
+        if self.selection != "val_top1" or self.best_value is None:
+            raise AttributeError(f"this run was selected on {self.selection}, not val_top1")
+        return self.best_value
 
 
 def fit(
-    distiller: Distiller,
+    task: Task,
     train_batches: Batches,
     val_batches: Batches,
     cfg: OptimConfig,
@@ -88,18 +111,19 @@ def fit(
     tensorboard: bool = False,
     sync_batchnorm: bool = True,
     handle_signals: bool = True,
+    files: RunFiles = STUDENT_FILES,
 ) -> FitResult:
-    """Train ``distiller.student``; write ``metrics.jsonl``, ``best``/``last.safetensors`` and the resume checkpoint in ``run_dir``.
+    """Train ``task.trainable()``; write its metrics log, ``last``/``best`` and the resume checkpoint in ``run_dir``.
 
-    ``resume``: True continues from ``run_dir/resume.json`` when there is one (else starts afresh); a
-    path (a run folder or its ``resume.json``) continues from there. ``amp`` ("none", "bf16", "fp16"),
-    ``channels_last`` and ``compile``: speed options (``engine.speed``). ``tensorboard``: mirror the
-    metrics to ``run_dir/tensorboard``. ``sync_batchnorm``: under torchrun, batch-norm statistics over
-    the global batch (so N ranks train as one process would). ``handle_signals``: stop cleanly on
-    SIGINT/SIGTERM (main thread only).
+    ``resume``: True continues from the resume checkpoint in ``run_dir`` when there is one (else
+    starts afresh); a path (a run folder or its checkpoint file) continues from there. ``amp``
+    ("none", "bf16", "fp16"), ``channels_last`` and ``compile``: speed options (``engine.speed``).
+    ``tensorboard``: mirror the metrics to ``run_dir/tensorboard``. ``sync_batchnorm``: under torchrun,
+    batch-norm statistics over the global batch (so N ranks train as one process would).
+    ``handle_signals``: stop cleanly on SIGINT/SIGTERM (main thread only). ``files``: the file names.
     """
     return _Fit(
-        distiller,
+        task,
         train_batches,
         val_batches,
         cfg,
@@ -111,6 +135,7 @@ def fit(
         SpeedOptions(amp, channels_last, compile),
         tensorboard,
         sync_batchnorm,
+        files,
     ).run(resume, handle_signals)
 
 
@@ -125,7 +150,7 @@ class _Fit:
 
     def __init__(
         self,
-        distiller: Distiller,
+        task: Task,
         train_batches: Batches,
         val_batches: Batches,
         cfg: OptimConfig,
@@ -137,16 +162,17 @@ class _Fit:
         speed: SpeedOptions,
         tensorboard: bool,
         sync_batchnorm: bool,
+        files: RunFiles,
     ) -> None:
         cfg.validate()
-        self.distiller, self.student = distiller, distiller.student
+        self.task, self.module = task, task.trainable()
         self.train_batches, self.val_batches, self.test_batches = train_batches, val_batches, test_batches
-        self.cfg, self.run_dir, self.checkpoint_meta = cfg, run_dir, checkpoint_meta
-        self.device = _device_of(self.student)
+        self.cfg, self.run_dir, self.checkpoint_meta, self.files = cfg, run_dir, checkpoint_meta, files
+        self.device = _device_of(self.module)
         if distributed.is_distributed() and not distributed.is_initialized():
             if distributed.setup(self.device) != self.device:
                 raise ReffAKDError(
-                    f"under torchrun the student must be on cuda:LOCAL_RANK, not {self.device}; "
+                    f"under torchrun the trained module must be on cuda:LOCAL_RANK, not {self.device}; "
                     "build it on reffakd.engine.distributed.setup(device)"
                 )
         self.ddp = distributed.active()
@@ -169,15 +195,17 @@ class _Fit:
                 )
         self.generator: torch.Generator | None = getattr(train_batches, "generator", None)
         self.resumable = callable(getattr(train_batches, "iter_from", None))
-        self.optimizer = build_optimizer(self.student.parameters(), cfg)
+        self.optimizer = build_optimizer(self.module.parameters(), cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = speed.grad_scaler(self.device)
         self.identity = {
             "run": {k: v for k, v in checkpoint_meta.items() if k != "reffakd_version"},
             "optim": cfg.to_dict(),
         }
+        self.selection = task.selection
         self.history: list[dict[str, Any]] = []
-        self.best_val, self.best_epoch = -1.0, 0
+        self.best: float | None = None
+        self.best_epoch = 0
         self.train_seen = self.eval_seen = 0
         self.prior_seconds = 0.0
         self.session_start = time.perf_counter()
@@ -190,44 +218,39 @@ class _Fit:
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         state, resumed_from = self._load_resume(resume)
-        swaps: list[Any] = []
-        sink: TensorBoardSink | None = None
-        try:
+        with contextlib.ExitStack() as stack:
             if state is not None:
                 self._restore_training(state)
             if self.ddp and self.sync_batchnorm:
-                swaps = convert_sync_batchnorm(self.student, self.device)
-            self.speed.prepare_model(self.student)
+                swaps = convert_sync_batchnorm(self.module, self.device)
+                stack.callback(revert_sync_batchnorm, swaps)
+            self.speed.prepare_model(self.module)
             if self.ddp:
                 from torch.nn.parallel import DistributedDataParallel
 
-                self.distiller.student = DistributedDataParallel(
-                    self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None
-                )
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                stack.enter_context(self.task.ddp(lambda m: DistributedDataParallel(m, device_ids=ids)))
             if state is not None:
                 self._restore_random(state)
+            sink: TensorBoardSink | None = None
             if self.tensorboard and self.main:
                 sink = TensorBoardSink(
                     self.run_dir / TENSORBOARD_DIR, purge_step=(state.epoch + 1) if state is not None else None
                 )
-            position = state.position if state is not None else None
+                stack.callback(sink.close)
+            running = state.running if state is not None else None
             start = state.epoch + 1 if state is not None else 1
             self.session_start = time.perf_counter()
             with StopSignals(handle_signals) as self.stop:
                 for epoch in range(start, self.cfg.epochs + 1):
-                    self._epoch(epoch, position if position is not None and position.epoch == epoch else None, sink)
+                    self._epoch(epoch, running if running is not None and running.epoch == epoch else None, sink)
                     self._check_stop_at_epoch_end(epoch)
             seconds = self._elapsed()
             test_best, test_last = self._test()
-        finally:
-            self.distiller.student = self.student
-            revert_sync_batchnorm(swaps)
-            if sink is not None:
-                sink.close()
         return FitResult(
             self.history,
             self.best_epoch,
-            self.best_val,
+            self.best,
             test_best,
             test_last,
             self.train_seen,
@@ -235,51 +258,42 @@ class _Fit:
             seconds,
             resumed_from,
             self.prior_seconds,
+            self.selection.key,
         )
 
     def _elapsed(self) -> float:
         return self.prior_seconds + time.perf_counter() - self.session_start
 
-    def _epoch(self, epoch: int, position: Position | None, sink: TensorBoardSink | None) -> None:
-        cfg, distiller, optimizer = self.cfg, self.distiller, self.optimizer
-        epoch_start = time.perf_counter()
-        if position is None:
-            lr = optimizer.param_groups[0]["lr"]
-            sums: dict[str, float] = {}
-            correct = seen = step = 0
-            prior, order = 0.0, None
-        else:  # the rest of an interrupted epoch; the sums so far live on rank 0
-            lr, step, prior, order = position.lr, position.next_batch, position.seconds, position.order
-            keep = self.main or not self.ddp
-            sums = {k: (v if keep else 0.0) for k, v in position.sums.items()}
-            correct, seen = (position.correct, position.seen) if keep else (0, 0)
-        distiller.train()
+    def _start_epoch(self, epoch: int, resumed: EpochState | None) -> EpochState:
+        if resumed is None:
+            return EpochState(epoch, self.optimizer.param_groups[0]["lr"])
+        # The rest of an interrupted epoch; the sums so far live on rank 0 (they are summed over the ranks).
+        ep = replace(resumed, started=time.perf_counter())
+        if self.ddp and not self.main:
+            ep.sums = {k: 0.0 for k in ep.sums}
+            ep.counts = {k: 0 for k in ep.counts}
+            ep.seen = 0
+        return ep
+
+    def _epoch(self, epoch: int, resumed: EpochState | None, sink: TensorBoardSink | None) -> None:
+        cfg, task, optimizer, prefix = self.cfg, self.task, self.optimizer, self.task.log_prefix
+        ep = self._start_epoch(epoch, resumed)
+        task.train()
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
-        batches = self.train_batches.iter_from(order, step) if step > 0 else iter(self.train_batches)  # type: ignore[attr-defined]
+        batches = self.train_batches.iter_from(ep.order, ep.step) if ep.step > 0 else iter(self.train_batches)  # type: ignore[attr-defined]
         total = len(self.train_batches) if hasattr(self.train_batches, "__len__") else None  # type: ignore[arg-type]
         bar = tqdm(
             total=total,
-            initial=step,
-            desc=f"epoch {epoch}/{cfg.epochs}",
+            initial=ep.step,
+            desc=f"{prefix}epoch {epoch}/{cfg.epochs}",
             leave=False,
             disable=not self.progress,
             unit="batch",
         )
         while True:
-            before = self.generator.get_state() if self.generator is not None else None
+            ep.generator = self.generator.get_state() if self.generator is not None else None
             if not self.ddp and self.stop.requested:
-                self._interrupt(
-                    epoch,
-                    step,
-                    before,
-                    order,
-                    sums,
-                    correct,
-                    seen,
-                    lr,
-                    prior + time.perf_counter() - epoch_start,
-                    self.stop.signum,
-                )
+                self._interrupt(ep, self.stop.signum)
             try:
                 images, targets = next(batches)
             except StopIteration:
@@ -287,22 +301,11 @@ class _Fit:
             except Exception:
                 if not (self.ddp and self.stop.requested):
                     if self.stop.requested:  # the signal also stopped the loader's workers
-                        self._interrupt(
-                            epoch,
-                            step,
-                            before,
-                            order,
-                            sums,
-                            correct,
-                            seen,
-                            lr,
-                            prior + time.perf_counter() - epoch_start,
-                            self.stop.signum,
-                        )
+                        self._interrupt(ep, self.stop.signum)
                     raise
                 images = targets = None
-            if order is None and step == 0:
-                order = getattr(self.train_batches, "order", None)  # drawn by the first batch
+            if ep.order is None and ep.step == 0:
+                ep.order = getattr(self.train_batches, "order", None)  # drawn by the first batch
             factor = 1.0
             if self.ddp:
                 b = 0 if targets is None else targets.shape[0]
@@ -310,21 +313,9 @@ class _Fit:
                     [b, float(self.stop.requested), float(self.stop.signum or 0)]
                 )
                 if stops:
-                    signum = self.stop.signum or int(round(sig / stops))
-                    self._interrupt(
-                        epoch,
-                        step,
-                        before,
-                        order,
-                        sums,
-                        correct,
-                        seen,
-                        lr,
-                        prior + time.perf_counter() - epoch_start,
-                        signum,
-                    )
+                    self._interrupt(ep, self.stop.signum or int(round(sig / stops)))
                 if m < self.world:  # a last batch smaller than the world: some rank would get nothing
-                    step += 1
+                    ep.step += 1
                     bar.update(1)
                     continue
                 factor = b * self.world / m  # DDP averages over ranks; weigh uneven parts as one global mean
@@ -332,9 +323,9 @@ class _Fit:
             images = self.speed.prepare_input(images)
             with self.speed.autocast(self.device):
                 # Training progress in epochs at the end of this step (a per-step warm-up ramps smoothly).
-                progress = epoch - 1 + (step + 1) / total if total else float(epoch)
-                logits, losses = distiller.forward_train(images, targets, progress)
-            loss = sum(losses.values())
+                progress = epoch - 1 + (ep.step + 1) / total if total else float(epoch)
+                step = task.training_step(images, targets, progress)
+            loss = sum(step.losses.values())
             optimizer.zero_grad(set_to_none=True)
             backward = loss * factor if factor != 1.0 else loss
             if self.scaler is not None:
@@ -344,82 +335,79 @@ class _Fit:
             else:
                 backward.backward()
                 optimizer.step()
-            b = targets.shape[0]
-            seen += b
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach()) * b
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * b
-            correct += int((logits.detach().argmax(1) == targets).sum())
-            step += 1
+            ep.add(targets.shape[0], loss, step.losses, step.counts)
             bar.update(1)
             if self.progress:
-                bar.set_postfix(loss=f"{sums['loss'] / max(seen, 1):.4f}", refresh=False)
+                bar.set_postfix(loss=f"{ep.sums['loss'] / max(ep.seen, 1):.4f}", refresh=False)
         bar.close()
-        sums, correct, seen = self._reduce_train(sums, correct, seen)
+        self._end_epoch(ep, sink)
+
+    def _end_epoch(self, ep: EpochState, sink: TensorBoardSink | None) -> None:
+        epoch, files = ep.epoch, self.files
+        sums, counts, seen = self._reduced(ep)
         if self.ddp:
-            distributed.broadcast_buffers(self.student)
+            distributed.broadcast_buffers(self.module)
         self.scheduler.step()
         self.train_seen += seen
         val = self._evaluate(self.val_batches)
         self.eval_seen += int(val["images"])
         record: dict[str, Any] = {
             "epoch": epoch,
-            "lr": lr,
+            "lr": ep.lr,
             "train_loss": sums.pop("loss") / seen,
             **{f"train_{k}": v / seen for k, v in sums.items()},
-            "train_top1": 100.0 * correct / seen,
-            "val_loss": val["loss"],
-            "val_top1": val["top1"],
-            "val_top5": val["top5"],
-            "seconds": prior + time.perf_counter() - epoch_start,
+            **{f"train_{k}": v for k, v in self.task.train_metrics(counts, seen).items()},
+            **{f"val_{k}": v for k, v in val.items() if k != "images"},
+            "seconds": ep.elapsed(),
         }
-        meta = {**self.checkpoint_meta, "epoch": epoch, "val_top1": val["top1"], "val_top5": val["top5"]}
+        meta = {**self.checkpoint_meta, "epoch": epoch, **{k: record[k] for k in self.task.checkpoint_keys}}
         if self.main:
-            save_checkpoint(self.run_dir / "last.safetensors", self.student, meta)
-        if val["top1"] > self.best_val:
-            self.best_val, self.best_epoch = val["top1"], epoch
-            if self.main:
-                save_checkpoint(self.run_dir / "best.safetensors", self.student, meta)
+            save_checkpoint(self.run_dir / files.last, self.module, meta)
+        if self.selection.better(record[self.selection.key], self.best):
+            self.best, self.best_epoch = record[self.selection.key], epoch
+            if self.main and files.best is not None:
+                save_checkpoint(self.run_dir / files.best, self.module, meta)
         record["best_epoch"] = self.best_epoch
         self.history.append(record)
         if self.main:
-            JsonlWriter(self.run_dir / "metrics.jsonl").write(record)
+            JsonlWriter(self.run_dir / files.metrics).write(record)
             if sink is not None:
                 sink.write(record, epoch)
         self.checkpoint = self._save(epoch, None, self.generator.get_state() if self.generator is not None else None)
         self.log(
-            f"epoch {epoch:>3}/{cfg.epochs}  loss {record['train_loss']:.4f}  train {record['train_top1']:.2f}%  "
-            f"val {val['top1']:.2f}% (best {self.best_val:.2f}% @ {self.best_epoch})  lr {lr:.4g}  {record['seconds']:.1f}s"
+            f"{self.task.log_prefix}epoch {epoch:>3}/{self.cfg.epochs}  {self.task.epoch_summary(record, self.best)}  "
+            f"lr {ep.lr:.4g}  {record['seconds']:.1f}s"
         )
 
-    def _reduce_train(self, sums: dict[str, float], correct: int, seen: int) -> tuple[dict[str, float], int, int]:
+    def _reduced(self, ep: EpochState) -> tuple[dict[str, float], dict[str, float], int]:
+        """The epoch's sums, counts and images over all ranks."""
         if not self.ddp:
-            return sums, correct, seen
-        keys = list(sums)
-        values = distributed.all_reduce_sum([sums[k] for k in keys] + [correct, seen])
-        return dict(zip(keys, values[: len(keys)])), int(values[-2]), int(values[-1])
+            return dict(ep.sums), dict(ep.counts), ep.seen
+        ks, kc = list(ep.sums), list(ep.counts)
+        values = distributed.all_reduce_sum([ep.sums[k] for k in ks] + [ep.counts[k] for k in kc] + [ep.seen])
+        sums = dict(zip(ks, values[: len(ks)]))
+        counts = dict(zip(kc, values[len(ks) : len(ks) + len(kc)]))
+        return sums, counts, int(values[-1])
 
     def _evaluate(self, batches: Batches) -> dict[str, float]:
-        counts = evaluate_counts(
-            self.student,
-            batches,
-            prepare=self.speed.prepare_input if self.speed.channels_last else None,
-            autocast=(lambda: self.speed.autocast(self.device)) if self.speed.amp != "none" else None,
-        )
+        sums = self.task.evaluate(batches, self.speed, self.device)
         if self.ddp and getattr(batches, "shard", None) is not None:  # each rank saw its part
-            counts = dict(zip(COUNT_KEYS, distributed.all_reduce_sum([counts[k] for k in COUNT_KEYS])))
-        return accuracy(counts)
+            keys = list(sums)
+            sums = dict(zip(keys, distributed.all_reduce_sum([sums[k] for k in keys])))
+        return self.task.val_metrics(sums)
 
     def _test(self) -> tuple[dict[str, float] | None, dict[str, float] | None]:
         if self.test_batches is None:
             return None, None
         test_last = self._evaluate(self.test_batches)
-        state = load_checkpoint(self.run_dir / "best.safetensors")[0] if self.main else None
+        if self.files.best is None:
+            return None, test_last
+        state = load_checkpoint(self.run_dir / self.files.best)[0] if self.main else None
         state = distributed.broadcast_object(state)
-        last_state = {k: v.detach().clone() for k, v in self.student.state_dict().items()}
-        self.student.load_state_dict(state)
+        last_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        self.module.load_state_dict(state)
         test_best = self._evaluate(self.test_batches)
-        self.student.load_state_dict(last_state)
+        self.module.load_state_dict(last_state)
         return test_best, test_last
 
     # ------------------------------------------------------------------ stopping
@@ -433,73 +421,59 @@ class _Fit:
         if stops:
             distributed.barrier()
             raise TrainingInterrupted(
-                self.stop.signum or int(round(sig / stops)), self._checkpoint_path(), f"at the end of epoch {epoch}"
+                self.stop.signum or int(round(sig / stops)),
+                self._checkpoint_path(),
+                f"at the end of {self.task.log_prefix}epoch {epoch}",
             )
 
-    def _interrupt(
-        self,
-        epoch: int,
-        step: int,
-        generator_state: torch.Tensor | None,
-        order: torch.Tensor | None,
-        sums: dict[str, float],
-        correct: int,
-        seen: int,
-        lr: float,
-        seconds: float,
-        signum: int | None,
-    ) -> None:
+    def _interrupt(self, ep: EpochState, signum: int | None) -> None:
         """Save where the epoch stands (when the batches can restart mid-epoch), then raise on every rank."""
         total = len(self.train_batches) if hasattr(self.train_batches, "__len__") else "?"  # type: ignore[arg-type]
-        where = f"in epoch {epoch} after batch {step}/{total}"
+        where = f"in {self.task.log_prefix}epoch {ep.epoch} after batch {ep.step}/{total}"
         if self.resumable:
-            sums, correct, seen = self._reduce_train(dict(sums), correct, seen)
-            position = Position(epoch, step, seen, correct, sums, lr, seconds, order if step > 0 else None)
-            self.checkpoint = self._save(epoch - 1, position, generator_state)
+            sums, counts, seen = self._reduced(ep)
+            saved = replace(
+                ep, sums=sums, counts=counts, seen=seen, seconds=ep.elapsed(), order=ep.order if ep.step > 0 else None
+            )
+            self.checkpoint = self._save(ep.epoch - 1, saved, ep.generator)
         elif self._checkpoint_path() is not None:
-            where += f" (these batches cannot restart mid-epoch: it resumes at the start of epoch {epoch})"
+            where += f" (these batches cannot restart mid-epoch: it resumes at the start of epoch {ep.epoch})"
         distributed.barrier()  # rank 0 has written before any rank exits (torchrun stops the others when one does)
         raise TrainingInterrupted(signum or signal.SIGTERM, self._checkpoint_path(), where)
 
     def _checkpoint_path(self) -> Path | None:
         if self.checkpoint is not None:
             return self.checkpoint
-        p = self.run_dir / RESUME_JSON
+        p = self.run_dir / self.files.resume
         return p if self.main and p.is_file() else None
 
     # ------------------------------------------------------------------ resume checkpoint
 
-    def _save(self, epochs_done: int, position: Position | None, generator_state: torch.Tensor | None) -> Path | None:
+    def _save(self, epochs_done: int, running: EpochState | None, generator_state: torch.Tensor | None) -> Path:
         rng = distributed.all_gather_object(capture_rng())
         if not self.main:
-            return self.run_dir / RESUME_JSON  # rank 0 writes it
-        source = getattr(self.distiller, "source", None)
+            return self.run_dir / self.files.resume  # rank 0 writes it
         state = TrainingState(
             epoch=epochs_done,
             identity=self.identity,
-            model=self.student.state_dict(),
-            extra=self._extra_state(),
+            model=self.module.state_dict(),
+            extra=self.task.extra_state(),
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler is not None else None,
             history=list(self.history),
-            best_val_top1=self.best_val,
+            best_value=self.best,
             best_epoch=self.best_epoch,
-            train_images_seen=self.train_seen + (position.seen if position is not None else 0),
+            train_images_seen=self.train_seen + (running.seen if running is not None else 0),
             eval_images_seen=self.eval_seen,
             seconds=self._elapsed(),
             rng=rng,
             generator=generator_state,
-            position=position,
-            source_seconds=getattr(source, "seconds", None),
+            running=running,
             world_size=self.world,
             speed=self.speed.to_dict(),
         )
-        return save_state(self.run_dir, state)
-
-    def _extra_state(self) -> dict[str, torch.Tensor]:
-        """A distiller's own state (parameters or buffers outside the student and the soft-target source)."""
-        return {k: v for k, v in self.distiller.state_dict().items() if not k.startswith(("student.", "source."))}
+        return save_state(self.run_dir, state, self.files.resume)
 
     def _load_resume(self, resume: Resume) -> tuple[TrainingState | None, str | None]:
         """Rank 0 reads and checks the checkpoint; every rank gets it (or the same error)."""
@@ -508,25 +482,26 @@ class _Fit:
             try:
                 payload = ("ok", *self._read_resume(resume))
             except ReffAKDError as exc:
-                payload = ("error", str(exc))
+                payload = ("error", str(exc), exc.params)
         payload = distributed.broadcast_object(payload)
         if payload[0] == "error":
-            raise ReffAKDError(payload[1])
+            raise ReffAKDError(payload[1], params=payload[2])
         return payload[1], payload[2]
 
     def _read_resume(self, resume: Resume) -> tuple[TrainingState | None, str | None]:
         if resume is False or resume is None:
             return None, None
-        path = self.run_dir / RESUME_JSON if resume is True else resume_json_path(resume)
+        files = self.files
+        path = self.run_dir / files.resume if resume is True else resume_path(resume)
         if not path.is_file():
             if resume is True:
-                self.log(f"no resume checkpoint in {self.run_dir}: starting at epoch 1")
-                metrics = self.run_dir / "metrics.jsonl"
+                self.log(f"no resume checkpoint in {self.run_dir}: starting at {self.task.log_prefix}epoch 1")
+                metrics = self.run_dir / files.metrics
                 if metrics.exists():  # lines of a run that stopped before its first checkpoint
                     write_text_atomic(metrics, "")
                 return None, None
             raise ReffAKDError(
-                f"no resume checkpoint at {resume}; expected a run folder holding {RESUME_JSON} or that file"
+                f"no resume checkpoint at {resume}; expected a run folder holding {files.resume} or that file"
             )
         state = load_state(path)
         diff = identity_mismatch(state.identity, self.identity)
@@ -535,23 +510,23 @@ class _Fit:
                 f"resume checkpoint {path} is from a different run ({'; '.join(diff[:4])}); "
                 "resume with the same settings or start a new run folder"
             )
-        if state.position is not None and state.position.next_batch > 0 and not self.resumable:
+        if state.running is not None and state.running.step > 0 and not self.resumable:
             raise ReffAKDError(
-                f"resume checkpoint {path} stopped inside epoch {state.position.epoch}, "
+                f"resume checkpoint {path} stopped inside epoch {state.running.epoch}, "
                 "but these training batches cannot restart mid-epoch (no iter_from)"
             )
         if path.parent.resolve() != self.run_dir.resolve():
-            for name in ("best.safetensors", "best.json", "last.safetensors", "last.json"):
-                src = path.parent / name
-                if src.is_file():
-                    write_with(self.run_dir / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
+            for name in (files.best, files.last):
+                for src in (path.parent / name, sidecar_json(path.parent / name)) if name is not None else ():
+                    if src.is_file():
+                        write_with(self.run_dir / src.name, lambda tmp, src=src: shutil.copyfile(src, tmp))
         # The log holds each epoch once: exactly those the checkpoint has seen.
         lines = "".join(json.dumps(r, default=_json_default) + "\n" for r in state.history)
-        write_text_atomic(self.run_dir / "metrics.jsonl", lines)
+        write_text_atomic(self.run_dir / files.metrics, lines)
         where = (
-            f"inside epoch {state.position.epoch} at batch {state.position.next_batch}"
-            if state.position
-            else f"after epoch {state.epoch}"
+            f"inside {self.task.log_prefix}epoch {state.running.epoch} at batch {state.running.step}"
+            if state.running
+            else f"after {self.task.log_prefix}epoch {state.epoch}"
         )
         self.log(
             f"resuming from {path} ({where})"
@@ -560,20 +535,16 @@ class _Fit:
         return state, str(path)
 
     def _restore_training(self, state: TrainingState) -> None:
-        self.student.load_state_dict(state.model)
-        if state.extra:
-            self.distiller.load_state_dict({**self.distiller.state_dict(), **state.extra})
+        self.module.load_state_dict(state.model)
+        self.task.load_extra_state(state.extra)
         self.optimizer.load_state_dict(state.optimizer)
         self.scheduler.load_state_dict(state.scheduler)
         if self.scaler is not None and state.scaler is not None:
             self.scaler.load_state_dict(state.scaler)
-        source = getattr(self.distiller, "source", None)
-        if state.source_seconds is not None and source is not None and hasattr(source, "seconds"):
-            source.seconds = state.source_seconds
         self.history = [dict(r) for r in state.history]
-        self.best_val, self.best_epoch = state.best_val_top1, state.best_epoch
-        pos_seen = state.position.seen if state.position is not None else 0
-        self.train_seen, self.eval_seen = state.train_images_seen - pos_seen, state.eval_images_seen
+        self.best, self.best_epoch = state.best_value, state.best_epoch
+        running_seen = state.running.seen if state.running is not None else 0
+        self.train_seen, self.eval_seen = state.train_images_seen - running_seen, state.eval_images_seen
         self.prior_seconds = state.seconds
 
     def _restore_random(self, state: TrainingState) -> None:

@@ -1,7 +1,7 @@
 """Soft-label stage: autoencoder, embeddings, class similarity, calibration, the SoftLabels artifact."""
 
 from .artifact import SoftLabels, read_soft_label_cost
-from .autoencoder_training import embed, reconstruction_mse, train_autoencoder
+from .autoencoder_task import AutoencoderTask, embed, reconstruction_mse
 from .builder import (
     SOFT_LABELS_FILE,
     SoftLabelConfig,
@@ -13,6 +13,7 @@ from .diagnostics import format_diagnostics, soft_label_diagnostics
 from .similarity import class_similarity, similarity_to_soft_labels, temperature_for_own_probability
 
 __all__ = [
+    "AutoencoderTask",
     "Calibration",
     "DEFAULT_TARGET_OWN_PROBABILITY",
     "PRESETS",
@@ -29,5 +30,4 @@ __all__ = [
     "soft_label_diagnostics",
     "soft_labels_from_similarity",
     "temperature_for_own_probability",
-    "train_autoencoder",
 ]

@@ -1,33 +1,39 @@
 """Build soft labels end to end: train the autoencoder, embed, class similarity, calibrate, save.
 
 Every stage is measured (wall time, FLOPs, peak memory) so the cost of the soft targets can be set
-beside the cost of a teacher.
+beside the cost of a teacher. The autoencoder trains through the one training loop
+(``engine.fit``), so a build stopped by SIGINT/SIGTERM resumes from its checkpoint in the output
+folder to the same autoencoder and soft labels, bit for bit, as a build never stopped: the later
+stages start from the last epoch's autoencoder and the random states the checkpoint restored.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..data import DataSplits, make_batches, materialize
-from ..engine.optim import OptimConfig
-from ..io import JsonlWriter, write_json, write_text_atomic
+from ..engine import OptimConfig, RunFiles, fit
+from ..io import write_json, write_text_atomic
 from ..models.autoencoder import ConvAutoencoder
-from ..models.checkpoint import save_checkpoint
 from ..resources import combine_stages, count_flops, forward_flops, measure, parameter_count
 from ..seed import seed_everything
 from ..version import __version__
 from .artifact import SoftLabels
-from .autoencoder_training import embed, train_autoencoder
+from .autoencoder_task import AutoencoderTask, embed
 from .calibration import Calibration
 from .diagnostics import format_diagnostics, soft_label_diagnostics
 from .similarity import class_similarity
 
 SOFT_LABELS_FILE = "soft_labels.safetensors"
+# The autoencoder's files in the soft-label folder: its log, its last epoch (the one the soft labels
+# come from; no separate best), and its resume checkpoint.
+AUTOENCODER_FILES = RunFiles(metrics="autoencoder_metrics.jsonl", last="autoencoder.safetensors", best=None)
 
 
 @dataclass
@@ -63,10 +69,14 @@ def build_soft_labels(
     device: torch.device,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    resume: bool | str | os.PathLike[str] = False,
+    handle_signals: bool = True,
 ) -> tuple[SoftLabels, dict[str, Any]]:
     """Write ``soft_labels.safetensors`` (+ .json), the autoencoder and its log into ``out_dir``.
 
-    Returns the soft labels and a cost record with one entry per stage.
+    Returns the soft labels and a cost record with one entry per stage. ``resume`` and
+    ``handle_signals`` go to ``engine.fit`` (True: continue from the resume checkpoint in ``out_dir``
+    when there is one); a signal raises ``TrainingInterrupted`` after the checkpoint is written.
     """
     cfg.calibration.validate()
     log(f"soft labels: autoencoder {cfg.autoencoder.epochs} epochs, preset {cfg.preset}, seed {cfg.seed}")
@@ -92,17 +102,48 @@ def build_soft_labels(
     fwd_flops = forward_flops(model, (c, h, w))
     enc_flops = forward_flops(model, (c, h, w), forward=model.encode)
 
+    checkpoint_meta = {
+        "model": "autoencoder",
+        "num_classes": splits.num_classes,
+        "in_channels": c,
+        "image_size": [h, w],
+        "class_names": list(splits.class_names),
+        "mean": [0.0] * c,
+        "std": [1.0] * c,
+        "pixel_range": [0, 1],
+        "dataset": splits.dataset,
+        "seed": cfg.seed,
+        "augment": asdict(splits.augment),
+        "reffakd_version": __version__,
+    }
     with measure("autoencoder_training", device) as ae_cost:
-        history = train_autoencoder(model, train_batches, ae_cfg, val_batches=val_batches, progress=progress, log=log)
-        ae_cost.flops = step_flops * len(splits.train) * ae_cfg.epochs + fwd_flops * len(splits.val) * ae_cfg.epochs
+        result = fit(
+            AutoencoderTask(model),
+            train_batches,
+            val_batches,
+            ae_cfg,
+            out_dir,
+            checkpoint_meta=checkpoint_meta,
+            progress=progress,
+            log=log,
+            resume=resume,
+            handle_signals=handle_signals,
+            files=AUTOENCODER_FILES,
+        )
+        ae_cost.flops = step_flops * result.train_images_seen + fwd_flops * result.eval_images_seen
         ae_cost.details = {
             "epochs": ae_cfg.epochs,
             "train_flops_per_image": step_flops,
             "forward_flops_per_image": fwd_flops,
         }
-    history_log = JsonlWriter(out_dir / "autoencoder_metrics.jsonl")
-    for record in history:
-        history_log.write(record)
+    ae_stage = ae_cost.to_dict()
+    if result.resumed_from is not None:  # earlier sessions' time counts too
+        ae_stage["seconds"] += result.prior_seconds
+        ae_stage["details"] = {
+            **ae_stage["details"],
+            "resumed_from": result.resumed_from,
+            "seconds_before_resume": result.prior_seconds,
+        }
 
     embed_augment = splits.augment if cfg.augment_embeddings else None
     with measure("embedding", device) as emb_cost:
@@ -122,27 +163,14 @@ def build_soft_labels(
         sim_cost.details = {"images": used}
 
     soft = soft_labels_from_similarity(
-        similarity, splits, cfg, extra={"autoencoder_val_mse": history[-1].get("val_mse")}
+        similarity, splits, cfg, extra={"autoencoder_val_mse": result.history[-1]["val_mse"]}
     )
     log(format_diagnostics(soft.metadata["diagnostics"]))
 
-    save_checkpoint(
-        out_dir / "autoencoder.safetensors",
-        model,
-        {
-            "model": "autoencoder",
-            "num_classes": splits.num_classes,
-            "in_channels": c,
-            "image_size": [h, w],
-            "class_names": list(splits.class_names),
-            "mean": [0.0] * c,
-            "std": [1.0] * c,
-            "pixel_range": [0, 1],
-        },
-    )
+    # autoencoder.safetensors (+ .json) is the last epoch's, written by fit.
     soft.save(out_dir / SOFT_LABELS_FILE)
     cost = combine_stages(
-        {s.name: s.to_dict() for s in (ae_cost, emb_cost, sim_cost)},
+        {"autoencoder_training": ae_stage, **{s.name: s.to_dict() for s in (emb_cost, sim_cost)}},
         source="autoencoder",
         autoencoder_parameters=parameter_count(model),
     )
