@@ -78,7 +78,7 @@ def main() -> None:
             run = f"{name}-T{t:g}"
             s = train_student(
                 splits,
-                StudentConfig("reffakd", optim=optim, alpha=args.alpha, temperature=t, seed=args.seed),
+                StudentConfig("reffakd", optim=optim, seed=args.seed, params={"alpha": args.alpha, "temperature": t}),
                 work / run,
                 device=device,
                 soft_labels=arm_soft,

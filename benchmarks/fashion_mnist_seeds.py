@@ -49,6 +49,7 @@ def main() -> None:
             Calibration.preset("calibrated", splits.dataset), "calibrated", paper_cfg.autoencoder, seed=seed
         )
         cal_soft = soft_labels_from_similarity(paper_soft.similarity, splits, cal_cfg)
+        cal_soft.cost = cost  # the same autoencoder and similarity, calibrated another way
         (args.out / f"seed{seed}.soft_labels_cost.json").write_text(json.dumps(cost, indent=2))
         shutil.copy(
             work / f"soft{seed}" / "autoencoder_metrics.jsonl", args.out / f"seed{seed}.autoencoder_metrics.jsonl"
@@ -61,11 +62,15 @@ def main() -> None:
         arms = {
             "ce": (StudentConfig("ce", optim=optim, seed=seed), None),
             "reffakd-paper": (
-                StudentConfig("reffakd", optim=optim, alpha=args.alpha, temperature=args.paper_T, seed=seed),
+                StudentConfig(
+                    "reffakd", optim=optim, seed=seed, params={"alpha": args.alpha, "temperature": args.paper_T}
+                ),
                 paper_soft,
             ),
             "reffakd-calibrated": (
-                StudentConfig("reffakd", optim=optim, alpha=args.alpha, temperature=args.calibrated_T, seed=seed),
+                StudentConfig(
+                    "reffakd", optim=optim, seed=seed, params={"alpha": args.alpha, "temperature": args.calibrated_T}
+                ),
                 cal_soft,
             ),
         }
@@ -76,8 +81,7 @@ def main() -> None:
                 cfg,
                 work / run,
                 device=device,
-                soft_labels=soft,
-                soft_target_cost=cost if soft else None,
+                soft_labels=soft,  # carries the cost of making it
                 name=run,
                 progress=False,
             )

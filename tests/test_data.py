@@ -502,3 +502,17 @@ def test_real_fashion_mnist_from_the_debian_package(real_fmnist: Path) -> None:
     assert torch.bincount(ds.test_labels).tolist() == [1000] * 10
     assert 0.25 < ds.mean[0] < 0.33 and 0.3 < ds.std[0] < 0.4  # the well-known ~0.286 / ~0.353
     assert tree_digest(real_fmnist) == before
+
+
+@pytest.mark.parametrize("spec", [fm.FASHION_MNIST, fm.MNIST_SPEC])
+def test_idx_files_read_as_torchvision_reads_them(spec: fm.IdxSpec, tmp_path: Path, fake_fmnist: Path) -> None:
+    """The IDX reader (torchvision is not imported to read) gives torchvision's tensors and class names."""
+    import torchvision.datasets
+
+    root, origin = fm.locate_idx(spec, fake_fmnist, tmp_path / "cache", download=False)
+    ours = fm._read(root, origin, spec)
+    reader = getattr(torchvision.datasets, spec.folder)
+    train, test = reader(str(root), train=True), reader(str(root), train=False)
+    for a, b in zip(ours[:4], (train.data, train.targets, test.data, test.targets), strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert ours[4] == tuple(train.classes)

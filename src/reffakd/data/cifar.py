@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.datasets import CIFAR10, CIFAR100
 
 from ..errors import ReffAKDError
 from .augment import BatchAugment
@@ -44,9 +43,16 @@ class CifarSpec:
 
     name: str
     title: str
-    reader: type[CIFAR10]
+    reader_name: str  # torchvision.datasets' class, which holds the release's file names, md5 table and URL
     label_key: str
     num_classes: int
+
+    @property
+    def reader(self) -> Any:
+        """torchvision's class, imported when first needed (its import takes seconds)."""
+        import torchvision.datasets
+
+        return getattr(torchvision.datasets, self.reader_name)
 
     @property
     def files(self) -> dict[str, str]:
@@ -55,8 +61,8 @@ class CifarSpec:
         return {**{f: md5 for f, md5 in (*r.train_list, *r.test_list)}, r.meta["filename"]: r.meta["md5"]}
 
 
-CIFAR10_SPEC = CifarSpec("cifar10", "CIFAR-10", CIFAR10, "labels", 10)
-CIFAR100_SPEC = CifarSpec("cifar100", "CIFAR-100", CIFAR100, "fine_labels", 100)
+CIFAR10_SPEC = CifarSpec("cifar10", "CIFAR-10", "CIFAR10", "labels", 10)
+CIFAR100_SPEC = CifarSpec("cifar100", "CIFAR-100", "CIFAR100", "fine_labels", 100)
 
 
 def _reconstruct() -> Any:

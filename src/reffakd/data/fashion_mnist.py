@@ -1,10 +1,12 @@
-"""Fashion-MNIST (and MNIST), found without network where possible, read through torchvision, never modified.
+"""Fashion-MNIST (and MNIST), found without network where possible, read in torchvision's layout, never modified.
 
 Sources, in order: ``data_dir``; Debian's ``dataset-fashion-mnist`` package (Fashion-MNIST only);
-torchvision's download into the cache folder. torchvision reads only uncompressed files under
-``ROOT/<Class>/raw/``, and Debian recompressed the gz files (so torchvision's checksums fail and
-it would try the network), so compressed sources are decompressed into the cache, never in place.
-Both datasets share these functions, parameterised by an ``IdxSpec``.
+torchvision's download into the cache folder. The files are read from torchvision's layout, the
+uncompressed IDX files under ``ROOT/<Class>/raw/``; Debian recompressed the gz files (so
+torchvision's checksums fail and it would try the network), so compressed sources are decompressed
+into the cache, never in place. The IDX format is read here (``read_idx``), not through torchvision,
+whose import costs seconds; torchvision is imported only to download. Both datasets share these
+functions, parameterised by an ``IdxSpec``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from torchvision.datasets import MNIST, FashionMNIST
 
 from ..errors import ReffAKDError
 from ..io import write_with
@@ -38,25 +40,51 @@ NATIVE_SIZE = 28
 
 @dataclass(frozen=True)
 class IdxSpec:
-    """One IDX dataset: its registry/cache name, its title in messages, torchvision's reader, its augmentation."""
+    """One IDX dataset: its registry/cache name, its title in messages, torchvision's dataset class (its folder
+    and its downloader), the class names, its augmentation."""
 
     name: str
     title: str
-    reader: type[MNIST]
+    folder: str  # torchvision's class name, its folder under the root: ``<folder>/raw``
+    classes: tuple[str, ...]
     augment: BatchAugment
     debian_package: str | None = None
 
-    @property
-    def folder(self) -> str:
-        """torchvision's folder under the root: ``<class name>/raw``."""
-        return self.reader.__name__
+    def download(self, root: Path) -> None:
+        """torchvision's download of both splits into ``root`` (imported here: it takes seconds)."""
+        import torchvision.datasets
+
+        reader = getattr(torchvision.datasets, self.folder)
+        reader(str(root), train=True, download=True)
+        reader(str(root), train=False, download=True)
 
 
 FASHION_MNIST = IdxSpec(
-    "fashion-mnist", "Fashion-MNIST", FashionMNIST, BatchAugment(pad=4, flip=True), "dataset-fashion-mnist"
+    "fashion-mnist",
+    "Fashion-MNIST",
+    "FashionMNIST",
+    ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    BatchAugment(pad=4, flip=True),
+    "dataset-fashion-mnist",
 )
 # Digits are not mirror-symmetric (a flipped 2, 3, 7 is no digit), so MNIST is cropped but never flipped.
-MNIST_SPEC = IdxSpec("mnist", "MNIST", MNIST, BatchAugment(pad=4, flip=False))
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+MNIST_SPEC = IdxSpec(
+    "mnist", "MNIST", "MNIST", tuple(f"{i} - {d}" for i, d in enumerate(DIGITS)), BatchAugment(pad=4, flip=False)
+)
+IDX_UBYTE = 0x08
+
+
+def read_idx(path: Path, ndim: int) -> torch.Tensor:
+    """An uncompressed IDX file of unsigned bytes (magic 0, 0, 0x08, ndim; big-endian uint32 sizes; data)."""
+    raw = path.read_bytes()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UBYTE or raw[3] != ndim:
+        raise ValueError(f"{path.name}: not an IDX file of {ndim}-dimensional unsigned bytes (header {raw[:4]!r})")
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(np.int64)
+    size, offset = int(np.prod(dims)), 4 + 4 * ndim
+    if len(raw) != offset + size:
+        raise ValueError(f"{path.name}: {len(raw) - offset} data bytes for shape {tuple(dims.tolist())}")
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims.tolist()).copy())
 
 
 def _find_files(folder: Path, spec: IdxSpec = FASHION_MNIST) -> dict[str, Path] | None:
@@ -112,15 +140,20 @@ def _materialise(files: dict[str, Path], cache_dir: Path, spec: IdxSpec = FASHIO
 def _read(
     root: Path, origin: str, spec: IdxSpec = FASHION_MNIST
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    raw = root / spec.folder / "raw"
     try:
-        train = spec.reader(str(root), train=True, download=False)
-        test = spec.reader(str(root), train=False, download=False)
-    except Exception as exc:  # torchvision raises several types for malformed IDX files
+        train_x, train_y, test_x, test_y = (
+            read_idx(raw / f"{split}-{kind}-idx{n}-ubyte", n)
+            for split in ("train", "t10k")
+            for kind, n in (("images", 3), ("labels", 1))
+        )
+    except (OSError, ValueError) as exc:
         raise ReffAKDError(
             f"corrupt {spec.title} files from {origin} ({root / spec.folder / 'raw'}): "
             f"{str(exc) or type(exc).__name__}; expected the four IDX files of 60,000 + 10,000 28x28 images"
         ) from None
-    for images, labels, what in ((train.data, train.targets, "train"), (test.data, test.targets, "t10k")):
+    train_y, test_y = train_y.long(), test_y.long()
+    for images, labels, what in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
         if (
             images.ndim != 3
             or tuple(images.shape[1:]) != (NATIVE_SIZE, NATIVE_SIZE)
@@ -132,10 +165,10 @@ def _read(
                 f"images {tuple(images.shape)}, labels {tuple(labels.shape)}; "
                 f"expected N 28x28 images with N labels (N = 60,000 train, 10,000 test for the real set)"
             )
-    for labels in (train.targets, test.targets):
+    for labels in (train_y, test_y):
         if labels.min() < 0 or labels.max() > 9:
             raise ReffAKDError(f"corrupt {spec.title} labels from {origin}: values outside 0..9")
-    return train.data, train.targets, test.data, test.targets, tuple(train.classes)
+    return train_x, train_y, test_x, test_y, spec.classes
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -167,8 +200,7 @@ def locate_idx(
     download_root = cache_dir / spec.name / "download"
     if download:
         try:
-            spec.reader(str(download_root), train=True, download=True)
-            spec.reader(str(download_root), train=False, download=True)
+            spec.download(download_root)
             return download_root, f"torchvision download ({download_root})"
         except Exception as exc:  # network errors come in many types
             reason = str(exc).splitlines()[0][:80] if str(exc) else "failed"
