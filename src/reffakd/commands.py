@@ -239,7 +239,7 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     splits = load_splits(data, print)
     check_input_size(models, building_soft_labels, data, splits)
     sweep = cfg.command == "sweep"
-    report = (lambda folder: write_sweep_report(folder, method_names())) if sweep else compare_report
+    report = (lambda folder, final: write_sweep_report(folder, method_names())) if sweep else compare_report
     run_compare(spec, out, splits, device=device, progress=cfg.console.progress, log=print, jobs=cfg.compare.jobs,
                 report=report, config_yaml=config_yaml)  # fmt: skip
     files = "(sweep.md, sweep.csv)" if sweep else "(results.md, results.csv, accuracy_vs_cost.png)"

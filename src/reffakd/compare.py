@@ -475,9 +475,13 @@ def check_resumable(out: Path, spec: CompareSpec) -> None:
             )
 
 
-def compare_report(out: Path) -> str:
-    """``results.md``, ``results.csv`` and ``accuracy_vs_cost.png``: `reffakd compare`'s report."""
-    return write_compare_report(out, method_names())
+def compare_report(out: Path, final: bool = True) -> str:
+    """``results.md``, ``results.csv`` and, when ``final``, ``accuracy_vs_cost.png``: `reffakd compare`'s report.
+
+    The tables are rewritten after every run, so a stopped comparison shows what has finished; the plot,
+    which costs about a second, is drawn once all runs are done.
+    """
+    return write_compare_report(out, method_names(), plot=final)
 
 
 def run_compare(
@@ -489,7 +493,7 @@ def run_compare(
     progress: bool = True,
     log: Callable[[str], None] = print,
     jobs: int = 1,
-    report: Callable[[Path], str] = compare_report,
+    report: Callable[[Path, bool], str] = compare_report,
     config_yaml: str | None = None,
 ) -> str:
     """Run what is missing, then (re)write the ``report`` (by default compare's); returns its Markdown.
@@ -524,10 +528,10 @@ def run_compare(
     if jobs == 1 or len(todo) < 2:
         for item in todo:
             train_item(spec, item, out, splits, shared, device=device, progress=progress, log=log)
-            report(out)
+            report(out, False)
     else:
         _run_parallel(spec, todo, out, device, jobs, log, report)
-    md = report(out)
+    md = report(out, True)
     log(md)
     return md
 
@@ -595,7 +599,7 @@ def _run_parallel(
     device: torch.device,
     jobs: int,
     log: Callable[[str], None],
-    report: Callable[[Path], str],
+    report: Callable[[Path, bool], str],
 ) -> None:
     """``jobs`` spawned workers (fork is unsafe once torch has started threads); a method that distils another run
     of its seed (tfkd-self) after the runs it distils.
@@ -627,7 +631,7 @@ def _run_parallel(
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     future.result()  # re-raises a worker's error here
-                report(out)
+                report(out, False)
     except BaseException:
         _stop(pool)
         raise

@@ -273,7 +273,7 @@ def render_markdown(agg: list[dict[str, Any]]) -> str:
 
 def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
     """One point per method: a grid method by its variant selected on validation."""
-    from .plots import new_figure, save_png
+    from .plots import new_figure, plain_log_ticks, save_png
 
     agg = representatives(agg)
     fig = new_figure((12, 4.5))
@@ -296,6 +296,7 @@ def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
                 a["method"], (x, a["test_top1_selected"]), textcoords="offset points", xytext=(5, 4), fontsize=8
             )
         ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
         ax.set_xlabel(label)
         ax.set_ylabel("test top-1 (%), validation-selected epoch")
         ax.grid(alpha=0.3, which="both")
@@ -303,8 +304,9 @@ def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
     save_png(fig, path)
 
 
-def write_compare_report(out: Path, method_order: Sequence[str]) -> str:
-    """Rebuild the three outputs from the finished runs; returns the Markdown ('' before any run finished)."""
+def write_compare_report(out: Path, method_order: Sequence[str], plot: bool = True) -> str:
+    """Rebuild the outputs from the finished runs (the plot only when ``plot``); returns the Markdown ('' before
+    any run finished)."""
     rows = collect_runs(out)
     if not rows:
         return ""
@@ -316,5 +318,6 @@ def write_compare_report(out: Path, method_order: Sequence[str]) -> str:
     agg = aggregate(rows, list(method_order))
     md = render_markdown(agg)
     write_text_atomic(out / "results.md", md)
-    plot_accuracy_vs_cost(agg, out / "accuracy_vs_cost.png")
+    if plot:
+        plot_accuracy_vs_cost(agg, out / "accuracy_vs_cost.png")
     return md

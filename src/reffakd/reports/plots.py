@@ -25,6 +25,15 @@ def new_figure(figsize: tuple[float, float]) -> Figure:
     return fig
 
 
+def plain_log_ticks(axis: Any) -> None:
+    """Tick labels of a log axis as plain text (1e+06): the default mathtext labels (10^6) are typeset by a parser
+    that took most of the time of drawing a small plot."""
+    from matplotlib.ticker import LogFormatter, NullFormatter
+
+    axis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def save_png(fig: Figure, path: str | Path) -> None:
     """Write ``fig`` as a PNG atomically: an interrupted save leaves no half-written plot."""
     write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
@@ -92,6 +101,7 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], p
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_yscale("log")
+    plain_log_ticks(ax_loss.yaxis)
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("validation top-1 (%)")
     for ax in (ax_loss, ax_acc):
