@@ -405,7 +405,8 @@ def test_resume_without_an_interrupted_run_is_one_error_line(
 
 
 def test_torchrun_two_processes_write_one_run(tmp_path: Path, fake_fmnist: Path) -> None:
-    """`torchrun --nproc_per_node=2 -m reffakd train` (gloo on CPU): one run folder, the global batch split over ranks."""
+    """`torchrun --nproc_per_node=2 -m reffakd train` (gloo on CPU): one run folder, the global batch split over
+    ranks."""
     out = tmp_path / "ddp"
     argv = [
         sys.executable,

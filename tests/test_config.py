@@ -128,7 +128,7 @@ def test_every_option_is_a_key_and_a_new_field_is_one_too(
         parse_command(["train", "--config", str(cfg)], require=False)
 
 
-# --------------------------------------------------------------------------- mistakes: one line, exit 1, nothing written
+# ------------------------------------------------------------------------- mistakes: one line, exit 1, nothing written
 
 BAD_CONFIGS = {
     "unknown-key": ("epoch: 3\n", "config {path}: unknown key 'epoch' (did you mean 'epochs'?); allowed: out, "),
@@ -229,7 +229,7 @@ def test_config_show_prints_the_resolved_yaml_and_writes_nothing(
     assert body(capsys.readouterr().out)["out"] is None
 
 
-# --------------------------------------------------------------------------- compare: YAML is one more way to give the spec
+# ---------------------------------------------------------------------- compare: YAML is one more way to give the spec
 
 
 def test_compare_config_holds_flags_and_spec_sections(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -287,7 +287,8 @@ def test_compare_config_holds_flags_and_spec_sections(tmp_path: Path, capsys: py
         ({"seeds": "0,x"}, "key 'seeds': '0,x' must be comma-separated integers"),
         (
             {"student": {"lr": "1e-3"}},
-            "student lr '1e-3' has the wrong type: expected float (YAML reads 1e-3 or 1.5e4 as text: write 1.0e-3 or 1.5e+4)",
+            "student lr '1e-3' has the wrong type: expected float "
+            "(YAML reads 1e-3 or 1.5e4 as text: write 1.0e-3 or 1.5e+4)",
         ),
         ({"data": {"val_size": "x"}}, "data val_size 'x' has the wrong type: expected int"),
         ({"method_params": {"ls": {"epsilon": "0.1"}}}, "method_params ls epsilon '0.1' must be a number"),

@@ -168,7 +168,8 @@ def test_label_smoothing_matches_numpy(batch, eps: float) -> None:
 
 
 def test_label_smoothing_is_kd_with_a_uniform_source_up_to_a_constant() -> None:
-    """CE(smoothed) = (1 - eps) CE + eps H(u, p) and H(u, p) = KL(u || p) + log C: same gradient as KD(u, T=1, alpha=eps)."""
+    """CE(smoothed) = (1 - eps) CE + eps H(u, p) and H(u, p) = KL(u || p) + log C: the same gradient as
+    KD(u, T=1, alpha=eps)."""
     z = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     y = torch.randint(0, 4, (5,))
     label_smoothing_ce(z, y, 0.2).backward()

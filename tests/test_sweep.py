@@ -73,8 +73,10 @@ def test_sweep_runs_every_point_and_writes_the_sorted_table(swept: Path) -> None
     assert chosen == [rows[0]]  # the best mean validation top-1 (ties: the first in grid order)
     md = (swept / "sweep.md").read_text()
     assert (
-        f"Chosen by validation for reffakd: {rows[0]['variant']} (alpha {float(rows[0]['alpha']):g}, lr {float(rows[0]['lr']):g}): "
-        f"val top-1 {float(rows[0]['val_top1']):.2f}, test top-1 {float(rows[0]['test_top1']):.2f} (4 settings, 1 seed(s) each)."
+        f"Chosen by validation for reffakd: {rows[0]['variant']} "
+        f"(alpha {float(rows[0]['alpha']):g}, lr {float(rows[0]['lr']):g}): "
+        f"val top-1 {float(rows[0]['val_top1']):.2f}, test top-1 {float(rows[0]['test_top1']):.2f} "
+        "(4 settings, 1 seed(s) each)."
     ) in md
     assert f"| 1    | **{rows[0]['variant']}**" in md
     saved = yaml.safe_load((swept / "config.yaml").read_text())
