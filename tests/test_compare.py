@@ -12,11 +12,11 @@ import pytest
 
 from conftest import tree_digest
 from reffakd.cli import main, parse_command
-from reffakd.compare import CompareSpec
 from reffakd.distillers import method_names
 from reffakd.errors import ReffAKDError
 from reffakd.recipes import load_recipe, recipe_names
 from reffakd.runconfig import compare_spec
+from reffakd.spec import RunSpec
 
 
 def compare_argv(out: Path, data: Path, *extra: str) -> list[str]:
@@ -197,12 +197,12 @@ def preset_via_cli(name: str, *extra: str):
 def test_presets_are_the_shipped_recipes() -> None:
     assert recipe_names()[0] == "cpu" and {"paper-fashion-mnist", "paper-cifar100", "paper-tinyimagenet",
                                           "kd-cifar100", "small-grid-fashion-mnist"} <= set(recipe_names())  # fmt: skip
-    assert CompareSpec.from_dict(load_recipe("cpu"), "cpu").to_dict() == CompareSpec().to_dict()
+    assert RunSpec.from_dict(load_recipe("cpu"), "cpu").to_dict() == RunSpec().to_dict()
 
 
 @pytest.mark.parametrize("name", recipe_names())
 def test_every_preset_builds_and_validates(name: str) -> None:
-    spec = CompareSpec.from_dict(load_recipe(name), name)
+    spec = RunSpec.from_dict(load_recipe(name), name)
     spec.validate(name)
     via_cli = preset_via_cli(name)
     normal = lambda d: json.loads(json.dumps(d))  # noqa: E731
@@ -213,7 +213,7 @@ def test_every_preset_builds_and_validates(name: str) -> None:
         dataset, student, teacher = PAPER_SETTINGS[name]
         assert (spec.data["dataset"], spec.student["model"], spec.teacher["model"]) == (dataset, student, teacher)
         for section in (spec.student, spec.teacher, spec.soft_labels["autoencoder"]):
-            opt = CompareSpec.optim(section, "x")
+            opt = RunSpec.optim(section, "x")
             assert (opt.epochs, opt.batch_size, opt.lr, opt.momentum, opt.weight_decay, opt.gamma) == (
                 200,
                 128,
@@ -236,7 +236,7 @@ def test_every_preset_builds_and_validates(name: str) -> None:
 
 
 def test_kd_cifar100_protocol_and_its_learning_rate_rule(tmp_path: Path) -> None:
-    spec = CompareSpec.from_dict(load_recipe("kd-cifar100"), "kd-cifar100")
+    spec = RunSpec.from_dict(load_recipe("kd-cifar100"), "kd-cifar100")
     assert (spec.data["dataset"], spec.student["model"], spec.teacher["model"]) == (
         "cifar100",
         "resnet8x4",
@@ -254,7 +254,7 @@ def test_kd_cifar100_protocol_and_its_learning_rate_rule(tmp_path: Path) -> None
     assert spec.student_config("dkd", 0).method_params()["beta"] == 8.0
     assert spec.student_config("dkd-aesl", 0).method_params()["beta"] == 8.0
     assert spec.student_config("kd", 0).method_params() == {"alpha": 0.9, "temperature": 4.0}
-    assert CompareSpec.optim(spec.teacher, "teacher").lr == 0.05
+    assert RunSpec.optim(spec.teacher, "teacher").lr == 0.05
     for light in ("mobilenetv2", "shufflenetv1", "shufflenetv2"):
         spec.student["model"] = light
         assert spec.student_config("kd", 0).optim.lr == 0.01
@@ -402,7 +402,7 @@ def test_selection_never_looks_at_test_accuracy() -> None:
 )
 def test_bad_grid_is_refused(grid: dict, fragment: str) -> None:
     with pytest.raises(ReffAKDError, match=None) as info:
-        CompareSpec.from_dict({"methods": ["reffakd"], "grid": grid}, "spec")
+        RunSpec.from_dict({"methods": ["reffakd"], "grid": grid}, "spec")
     assert fragment in str(info.value)
 
 
@@ -425,9 +425,10 @@ def test_spec_file_sections_update_the_preset(tmp_path: Path) -> None:
 
 def test_a_folder_started_before_a_new_option_resumes(tmp_path: Path) -> None:
     """Keys a newer version adds with the value None ("unset") do not block resuming an older folder."""
-    from reffakd.compare import CompareSpec, check_resumable
+    from reffakd.compare import check_resumable
+    from reffakd.spec import RunSpec
 
-    spec = CompareSpec()
+    spec = RunSpec()
     old = json.loads(json.dumps(spec.to_dict()))
     old["data"] = {k: v for k, v in old["data"].items() if v is not None}
     (tmp_path / "spec.json").write_text(json.dumps(old))

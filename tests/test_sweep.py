@@ -164,12 +164,12 @@ def test_sweep_refusals_are_one_line_and_write_nothing(
 
 
 def test_variant_names_and_one_grid_syntax() -> None:
-    from reffakd.compare import CompareSpec, folder_name, variant_name
+    from reffakd.spec import RunSpec, folder_name, variant_name
 
     assert variant_name("reffakd", {"alpha": 0.5, "lr": 0.05}) == "reffakd[alpha=0.5,lr=0.05]"
     assert folder_name("dkd[beta=8,schedule=cosine,weight_decay=1e-05]") == "dkd_beta8_schedulecosine_weight_decay1e-05"
     with pytest.raises(Exception, match="exactly the keys methods, params"):  # the older {alpha, temperature} form
-        CompareSpec.from_dict(
+        RunSpec.from_dict(
             {
                 "methods": ["reffakd"],
                 "seeds": [0],
@@ -177,7 +177,7 @@ def test_variant_names_and_one_grid_syntax() -> None:
             },
             "s",
         )
-    spec = CompareSpec.from_dict(
+    spec = RunSpec.from_dict(
         {
             "methods": ["dkd-aesl"],
             "seeds": [0],

@@ -58,14 +58,14 @@ def read_config(command: str, path: str, given: dict[str, Any]) -> tuple[dict[st
     """The option values of ``--config`` (each checked as its flag would be) and, for compare and sweep, the
     spec sections (a key naming a spec section with a mapping or list value; a plain value of a key that is
     also an option, ``teacher: PATH``, is that option)."""
-    from .compare import CompareSpec
+    from .spec import RunSpec
 
     where = f"config {path}"
     data = normalise_keys(read_mapping(path, where), where)
     opts = command_options(command)
     sections: dict[str, Any] = {}
     if command in ("compare", "sweep"):
-        spec_keys = tuple(CompareSpec.__dataclass_fields__)
+        spec_keys = tuple(RunSpec.__dataclass_fields__)
         sections = {k: v for k, v in data.items() if k in spec_keys and (k not in opts or isinstance(v, (dict, list)))}
         data = {k: v for k, v in data.items() if k not in sections}
         allowed = [*opts, *(k for k in spec_keys if k not in opts)]

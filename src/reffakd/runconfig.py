@@ -5,7 +5,7 @@ an optimiser, the soft labels, the engine, ...) or, for the method parameters, t
 registered methods' parameter records. ``cli.py`` generates the parser from these groups and
 resolves the command line and ``--config`` into one flat mapping of keys; ``Resolved`` turns that
 mapping into the typed objects the library takes (``DataConfig``, ``OptimConfig``,
-``StudentConfig``, ``SoftLabelConfig``, ``CompareSpec``), validating each value once, here.
+``StudentConfig``, ``SoftLabelConfig``, ``RunSpec``), validating each value once, here.
 """
 
 from __future__ import annotations
@@ -404,13 +404,13 @@ def compare_spec(cfg: Resolved) -> Any:
     A ``--spec`` typed on the command line is applied after the config file's sections; one named in
     the config file, before them.
     """
-    from .compare import CompareSpec, grid_axes
     from .recipes import load_recipe
     from .settings import read_mapping, unknown_key
+    from .spec import RunSpec, grid_axes
 
     v = cfg.values
     preset = v["preset"]
-    spec = CompareSpec.from_dict(load_recipe(preset), f"preset {preset}").to_dict()
+    spec = RunSpec.from_dict(load_recipe(preset), f"preset {preset}").to_dict()
     layers: list[tuple[str, dict[str, Any]]] = []
     if v["spec"]:
         where = f"--spec {v['spec']}"
@@ -459,14 +459,14 @@ def compare_spec(cfg: Resolved) -> Any:
         )
         methods, axes = grid_axes(grid) if valid else (_methods_taking(spec["methods"], keys), {})
         spec["grid"] = {"methods": methods, "params": {**axes, **dict(vary)}}
-    compare = CompareSpec.from_dict(spec, where)
+    compare = RunSpec.from_dict(spec, where)
     _check_comparison(cfg, compare)
     return compare
 
 
 def _check_comparison(cfg: Resolved, spec: Any) -> None:
     """What compare and sweep refuse before anything is written, beyond the spec's own checks."""
-    from .compare import grid_axes
+    from .spec import grid_axes
 
     jobs = cfg.values["jobs"]
     if jobs < 1:
