@@ -123,12 +123,9 @@ def run(cfg: Resolved) -> None:
     from . import commands
     from .runconfig import check_command
 
-    spec = check_command(cfg)
-    text = config_text(cfg, spec)
-    if cfg.command in ("compare", "sweep"):
-        commands.cmd_compare(cfg, text, spec)
-    else:
-        getattr(commands, f"cmd_{cfg.command}")(cfg, text)
+    checked = check_command(cfg)  # the command's spec (softlabels: its soft-label config), validated
+    text = config_text(cfg, checked if cfg.command in ("compare", "sweep") else None)
+    getattr(commands, f"cmd_{cfg.command}")(cfg, text, checked)
 
 
 def show_config(args: argparse.Namespace) -> None:
@@ -143,7 +140,8 @@ def show_config(args: argparse.Namespace) -> None:
         )
     inner = parse_command(args.rest, require=False)
     assert isinstance(inner, Resolved)
-    print(config_text(inner, check_command(inner)), end="")
+    checked = check_command(inner)
+    print(config_text(inner, checked if inner.command in ("compare", "sweep") else None), end="")
 
 
 def as_flags(exc: ReffAKDError) -> str:

@@ -2,8 +2,8 @@
 
 Every command checks what it can before anything is written (input sizes on the meta device,
 method inputs, output folders), then writes one run folder as ``OUT.partial`` and renames it when
-it succeeds. ``train`` and ``run`` are a one-seed comparison spec's runs in a folder of their own:
-the students train through the same ``pipeline.train_student`` the comparison runner calls.
+it succeeds. ``train`` and ``run`` are one-seed specs (``RunSpec``) in a folder of their own, run by
+the same runner as ``compare`` and ``sweep`` (``compare.run_one``).
 """
 
 from __future__ import annotations
@@ -98,17 +98,13 @@ def start_output(out: str, resume: bool) -> None:
         )
 
 
-def cmd_run(cfg: Resolved, config_yaml: str) -> None:
+def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
+    """A one-seed spec of ce and reffakd, its soft labels built in the folder, run by the runner."""
+    from .compare import run_pipeline
     from .data import load_splits
     from .engine.distributed import pick_device
-    from .pipeline import run_pipeline
     from .rundir import staged_run_dir
 
-    soft_cfg = cfg.soft_label_config()
-    students = {
-        "ce": cfg.student_config("ce", with_method_params=False),
-        f"reffakd-{cfg.soft.preset}": cfg.student_config("reffakd"),
-    }
     device = pick_device(cfg.console.device)
     out, resume = cfg.output.out, cfg.engine.resume
     start_output(out, resume)
@@ -117,20 +113,21 @@ def cmd_run(cfg: Resolved, config_yaml: str) -> None:
     log = RunLog()
     splits = load_splits(data, log)
     check_input_size([model], True, data, splits)
+    folders = {"ce": "ce", "reffakd": f"reffakd-{cfg.soft.preset}"}
+    engine = {k: v for k, v in cfg.engine.fit_options().items() if k != "resume"}
     with staged_run_dir(out, resume=resume) as run_dir:
         log.attach(run_dir, config_yaml)
-        run_pipeline(splits, soft_cfg, students, run_dir, device=device, progress=cfg.console.progress, log=log,
-                     **cfg.engine.fit_options())  # fmt: skip
+        run_pipeline(spec, folders, splits, run_dir, device=device, progress=cfg.console.progress, log=log,
+                     resume=resume, **engine)  # fmt: skip
     print(f"run folder: {out}")
 
 
-def cmd_softlabels(cfg: Resolved, config_yaml: str) -> None:
+def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
     from .data import load_splits
     from .engine.distributed import pick_device
     from .rundir import staged_run_dir
     from .softlabels import SOFT_LABELS_FILE, build_soft_labels
 
-    soft_cfg = cfg.soft_label_config()
     device = pick_device(cfg.console.device)
     out, resume = cfg.output.out, cfg.engine.resume
     start_output(out, resume)
@@ -159,18 +156,22 @@ def method_inputs(method: str, soft_labels: str | None, teacher: str | None) -> 
             raise ReffAKDError(f"method {method} needs {param} PATH", params=("method", param))
 
 
-def cmd_train(cfg: Resolved, config_yaml: str) -> None:
+def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
+    """A one-method, one-seed spec, its soft labels or teacher as given, its run trained in ``out`` by the runner;
+    under torchrun every rank trains its shard and rank 0 alone writes."""
+    from .compare import Shared, run_one
     from .data import load_splits
     from .engine import distributed
     from .engine.distributed import pick_device
-    from .pipeline import train_student
     from .rundir import staged_run_dir
     from .softlabels import SoftLabels
     from .sources import load_teacher
+    from .spec import RunItem
 
     inputs, engine = cfg.inputs, cfg.engine
-    student = cfg.student_config(inputs.method)
-    method_inputs(inputs.method, inputs.soft_labels, inputs.teacher)
+    method, seed = inputs.method, cfg.seed.seed
+    method_inputs(method, inputs.soft_labels, inputs.teacher)
+    student = spec.student_config(method, seed)
     soft = SoftLabels.load(inputs.soft_labels) if inputs.soft_labels else None
     device = pick_device(cfg.console.device)
     if distributed.is_distributed():  # under torchrun: this rank's device; only rank 0 writes
@@ -192,14 +193,14 @@ def cmd_train(cfg: Resolved, config_yaml: str) -> None:
         if isinstance(log, RunLog):
             log.attach(run_dir, config_yaml)
         distributed.barrier()
-        train_student(splits, student, run_dir, device=device, soft_labels=soft, teacher=teacher,
-                      progress=cfg.console.progress, log=log, **engine.fit_options())  # fmt: skip
+        run_one(spec, RunItem(method, method, seed), run_dir, splits, Shared(soft, teacher), device=device,
+                progress=cfg.console.progress, log=log, **engine.fit_options())  # fmt: skip
         distributed.barrier()
     if main_process:
         print(f"run folder: {out}")
 
 
-def cmd_evaluate(cfg: Resolved, config_yaml: str) -> None:
+def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     from .data import load_splits, make_batches
     from .engine import evaluate
     from .engine.distributed import pick_device
@@ -244,3 +245,6 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
                 report=report, config_yaml=config_yaml)  # fmt: skip
     files = "(sweep.md, sweep.csv)" if sweep else "(results.md, results.csv, accuracy_vs_cost.png)"
     print(f"{'sweep' if sweep else 'comparison'} folder: {out} {files}")
+
+
+cmd_sweep = cmd_compare  # one code path: sweep is compare with a required grid and its own table

@@ -29,8 +29,9 @@ import torch
 from .data import DataSplits
 from .distillers import get_method, method_names
 from .errors import ReffAKDError
-from .io import read_json, write_json, write_text_atomic
+from .io import read_json, read_jsonl, write_json, write_text_atomic
 from .pipeline import StudentConfig, train_student
+from .reports import plot_training_curves, summary_table
 from .reports.compare_report import write_compare_report
 from .rundir import staged_run_dir
 from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
@@ -133,10 +134,47 @@ def run_compare(
 
 @dataclass
 class Shared:
-    """What the runs of a comparison share: one soft-label artifact (carrying its cost) and one teacher."""
+    """What the runs of a spec share: one soft-label artifact (carrying its cost) and one teacher network."""
 
     soft: SoftLabels | None
     teacher: TeacherNetwork | None
+
+
+def run_one(
+    spec: RunSpec,
+    item: RunItem,
+    run_dir: Path,
+    splits: DataSplits,
+    shared: Shared,
+    *,
+    device: torch.device,
+    progress: bool,
+    log: Callable[[str], None],
+    name: str | None = None,
+    **engine: Any,
+) -> dict[str, Any]:
+    """Train one run of a spec into ``run_dir`` (staged by the caller): the one place where a spec's run becomes a
+    student, for ``train``, ``run``, ``compare`` and ``sweep`` alike. Its method takes the shared soft labels or
+    teacher as its source kind says; ``engine``: resume and speed options (``pipeline.train_student``)."""
+    method = get_method(item.method)
+    teacher = shared.teacher if method.needs == "teacher" else None
+    if teacher is not None:
+        teacher.seconds = 0.0  # each run counts its own teacher forward passes
+    # The report groups runs by variant and selects among a method's variants.
+    variant = {"variant": item.variant, "grid": item.params} if item.is_grid else None
+    return train_student(
+        splits,
+        spec.student_config(item.method, item.seed, point=item.params),
+        run_dir,
+        device=device,
+        soft_labels=shared.soft if method.needs == "soft_labels" else None,
+        teacher=teacher,
+        name=name,
+        progress=progress,
+        log=log,
+        extra_summary=variant,
+        **engine,
+    )
 
 
 def train_item(
@@ -150,31 +188,74 @@ def train_item(
     progress: bool,
     log: Callable[[str], None],
 ) -> None:
-    """Train one run into its folder, which appears whole or not at all."""
-    method = get_method(item.method)
-    teacher = None
-    if method.source.same_seed_run is not None:
-        run = run_path(out, method.source.same_seed_run, item.seed)
-        teacher = load_teacher(run / "best.safetensors", splits, device)
-    elif method.needs == "teacher":
-        teacher = shared.teacher
-        if teacher is not None:
-            teacher.seconds = 0.0  # each run counts its own teacher forward passes
-    # The report groups runs by variant and selects among a method's variants.
-    variant = {"variant": item.variant, "grid": item.params} if item.is_grid else None
+    """Train one run of a comparison into its folder, which appears whole or not at all; a method whose teacher
+    is another run of its seed (tfkd-self) gets that run's student."""
+    run = get_method(item.method).source.same_seed_run
+    if run is not None:
+        shared = Shared(shared.soft, load_teacher(run_path(out, run, item.seed) / "best.safetensors", splits, device))
     with staged_run_dir(run_path(out, item.variant, item.seed)) as tmp:
-        train_student(
+        run_one(spec, item, tmp, splits, shared, device=device, progress=progress, log=log,
+                name=f"{item.variant}-s{item.seed}")  # fmt: skip
+
+
+def run_pipeline(
+    spec: RunSpec,
+    folders: dict[str, str],
+    splits: DataSplits,
+    run_dir: Path,
+    *,
+    device: torch.device,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    resume: bool = False,
+    **engine: Any,
+) -> list[dict[str, Any]]:
+    """``reffakd run``: a one-seed spec whose soft labels are built into ``run_dir/softlabels``, then each method's
+    run into ``run_dir/<folders[method]>``; ``summary.md`` and ``curves.png`` compare them.
+
+    ``resume``: continue a stopped run in ``run_dir``: the autoencoder and each student from its resume
+    checkpoint (a finished one trains no further; one not started starts), to the results, bit for bit,
+    of a run never stopped. ``engine``: the speed options of every student.
+    """
+    soft, soft_cost = build_soft_labels(
+        splits, spec.soft_label_config(), run_dir / "softlabels", device=device, progress=progress, log=log,
+        resume=resume,
+    )  # fmt: skip
+    shared = Shared(soft, None)
+    summaries = [
+        run_one(
+            spec,
+            item,
+            run_dir / folders[item.method],
             splits,
-            spec.student_config(item.method, item.seed, point=item.params),
-            tmp,
+            shared,
             device=device,
-            soft_labels=shared.soft if method.needs == "soft_labels" else None,
-            teacher=teacher,
-            name=f"{item.variant}-s{item.seed}",
             progress=progress,
             log=log,
-            extra_summary=variant,
-        )
+            name=folders[item.method],
+            resume=resume,
+            **engine,
+        )  # fmt: skip
+        for item in spec.run_items()
+    ]
+    table = summary_table(summaries)
+    write_text_atomic(run_dir / "summary.md", table + "\n")
+    write_json(
+        run_dir / "summary.json",
+        {
+            "runs": summaries,
+            "soft_labels_cost": soft_cost,
+            "dataset": splits.dataset,
+            "train_images": len(splits.train),
+            "val_images": len(splits.val),
+            "test_images": len(splits.test),
+        },
+    )
+    plot_training_curves(
+        {s["name"]: read_jsonl(run_dir / s["name"] / "metrics.jsonl") for s in summaries}, run_dir / "curves.png"
+    )
+    log("\n" + table)
+    return summaries
 
 
 # --------------------------------------------------------------------------- several runs at once

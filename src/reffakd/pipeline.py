@@ -1,4 +1,8 @@
-"""The Python API behind the CLI: build soft labels, train a student, run the whole comparison."""
+"""One student: its config, its model, distiller and batches, the training loop, its summary and cost ledger.
+
+``train_student`` is what every run of every command ends in (``compare.run_one`` calls it for ``train``,
+``run``, ``compare`` and ``sweep``); under torchrun every rank calls it and rank 0 alone writes.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,12 @@ import torch
 from .data import DataSplits, make_batches
 from .distillers import build_distiller, get_method, method_params
 from .engine import OptimConfig, distributed, fit
-from .io import read_jsonl, write_json, write_text_atomic
+from .io import write_json
 from .models import create_model
-from .reports import plot_training_curves, summary_table
+from .reports import plot_training_curves
 from .resources import combine_stages, count_flops, forward_flops, measure, parameter_count
 from .seed import seed_everything
-from .softlabels import SoftLabelConfig, SoftLabels, build_soft_labels
+from .softlabels import SoftLabels
 from .sources import SoftTargetSource
 from .version import __version__
 
@@ -242,62 +246,3 @@ def train_student(
         f"test top-1 {result.test_best['top1']:.2f}% (selected), {result.test_last['top1']:.2f}% (last)"
     )
     return summary
-
-
-def run_pipeline(
-    splits: DataSplits,
-    soft_cfg: SoftLabelConfig,
-    student_cfgs: dict[str, StudentConfig],
-    run_dir: Path,
-    *,
-    device: torch.device,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    resume: bool = False,
-    **engine_options: Any,
-) -> list[dict[str, Any]]:
-    """Soft labels once, then every named student; ``summary.md`` and ``curves.png`` compare them.
-
-    ``engine_options`` (amp, channels_last, compile, tensorboard...) go to every student's ``train_student``.
-    ``resume``: continue a stopped run in ``run_dir``: the autoencoder and each student from its resume
-    checkpoint (a finished one trains no further; one not started starts), to the results, bit for bit,
-    of a run never stopped.
-    """
-    soft, soft_cost = build_soft_labels(
-        splits, soft_cfg, run_dir / "softlabels", device=device, progress=progress, log=log, resume=resume
-    )
-    summaries = []
-    for name, cfg in student_cfgs.items():
-        uses_soft = get_method(cfg.method).needs == "soft_labels"
-        summaries.append(
-            train_student(
-                splits,
-                cfg,
-                run_dir / name,
-                device=device,
-                soft_labels=soft if uses_soft else None,
-                name=name,
-                progress=progress,
-                log=log,
-                resume=resume,
-                **engine_options,
-            )
-        )
-    table = summary_table(summaries)
-    write_text_atomic(run_dir / "summary.md", table + "\n")
-    write_json(
-        run_dir / "summary.json",
-        {
-            "runs": summaries,
-            "soft_labels_cost": soft_cost,
-            "dataset": splits.dataset,
-            "train_images": len(splits.train),
-            "val_images": len(splits.val),
-            "test_images": len(splits.test),
-        },
-    )
-    plot_training_curves(
-        {s["name"]: read_jsonl(run_dir / s["name"] / "metrics.jsonl") for s in summaries}, run_dir / "curves.png"
-    )
-    log("\n" + table)
-    return summaries

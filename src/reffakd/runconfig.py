@@ -11,7 +11,7 @@ mapping into the typed objects the library takes (``DataConfig``, ``OptimConfig`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .data import DataConfig
@@ -76,25 +76,21 @@ class SoftLabelOptions:
     )
     augment_embeddings: bool = opt(False, "embed augmented images, as the notebooks do")
 
-    def config(self, dataset: str, autoencoder: OptimConfig, seed: int) -> Any:
-        from .softlabels import Calibration, SoftLabelConfig
-
-        cal = Calibration.preset(self.preset, dataset)
+    def section(self, seed: int, autoencoder: OptimConfig) -> dict[str, Any]:
+        """These flags as a spec's ``soft_labels`` section, read by the one conversion (``spec.soft_label_config``)."""
+        section: dict[str, Any] = {"preset": self.preset, "seed": seed, "autoencoder": asdict(autoencoder)}
         if self.boost is not None:
-            cal.diagonal_boost = self.boost
+            section["diagonal_boost"] = self.boost
         if self.soft_temperature is not None:
-            cal.temperature, cal.target_own_probability, cal.equalize_own = self.soft_temperature, None, False
+            section.update(temperature=self.soft_temperature, equalize_own=False)
         if self.target_own_prob is not None:
-            cal.temperature, cal.target_own_probability = None, self.target_own_prob
+            section["target_own_probability"] = self.target_own_prob
         if self.equalize_own_prob is not None:
-            cal.equalize_own = self.equalize_own_prob
-        cal.validate()
-        if self.samples_per_class is not None and self.samples_per_class < 2:
-            raise ReffAKDError(
-                f"samples_per_class {self.samples_per_class} is out of range: it must be at least 2",
-                params=("samples_per_class",),
-            )
-        return SoftLabelConfig(cal, self.preset, autoencoder, self.samples_per_class, self.augment_embeddings, seed)
+            section["equalize_own"] = self.equalize_own_prob
+        if self.samples_per_class is not None:
+            section["samples_per_class"] = self.samples_per_class
+        section["augment_embeddings"] = self.augment_embeddings
+        return section
 
 
 @dataclass
@@ -322,22 +318,35 @@ class Resolved:
             obj.validate()
         return obj
 
-    # The library objects a command runs with.
-    def student_config(self, method: str, with_method_params: bool = True) -> Any:
-        """One student's config; ``with_method_params=False``: the method at its defaults (run's CE baseline)."""
-        from .models import available_models
-        from .pipeline import StudentConfig
-
-        model = self.student.model
-        if model not in available_models():
-            raise ReffAKDError(f"unknown model {model!r}; available: {', '.join(available_models())}")
-        params = self.method_params if with_method_params else {}
-        cfg = StudentConfig(method, model, self.optim, self.seed.seed, params)
-        cfg.validate()
-        return cfg
-
     def soft_label_config(self) -> Any:
-        return self.soft.config(self.data.dataset, self.ae_optim, self.seed.seed)
+        from .spec import soft_label_config
+
+        return soft_label_config(self.soft.section(self.seed.seed, self.ae_optim), self.data.dataset)
+
+    def one_seed_spec(self, methods: list[str], method_params: dict[str, dict[str, Any]], **sections: Any) -> Any:
+        """``train`` and ``run`` as what they are: a spec of one seed, run by the same runner as ``compare``."""
+        from .spec import RunSpec
+
+        student = {"model": self.student.model, **asdict(self.optim)}
+        spec = RunSpec(methods=methods, seeds=[self.seed.seed], data=asdict(self.data), student=student,
+                       method_params=method_params, grid=None, **sections)  # fmt: skip
+        spec.validate("the command line")
+        return spec
+
+    def train_spec(self) -> Any:
+        """``train``: its method with the parameters given, its soft labels or teacher as given."""
+        inputs, method = self.inputs, self.inputs.method
+        sections: dict[str, Any] = {}
+        if inputs.soft_labels:
+            sections["soft_labels"] = {"path": inputs.soft_labels}
+        if inputs.teacher:
+            sections["teacher"] = {"checkpoint": inputs.teacher}
+        return self.one_seed_spec([method], {method: self.method_params}, **sections)
+
+    def run_spec(self) -> Any:
+        """``run``: plain cross-entropy and ReffAKD (the parameters given are ReffAKD's), soft labels built here."""
+        soft = self.soft.section(self.seed.seed, self.ae_optim)
+        return self.one_seed_spec(["ce", "reffakd"], {"reffakd": self.method_params}, soft_labels=soft)
 
 
 def _field_value(o: Option, value: Any) -> Any:
@@ -497,14 +506,13 @@ def resolved_config(cfg: Resolved, spec: Any = None) -> dict[str, Any]:
 
 
 def check_command(cfg: Resolved) -> Any:
-    """The checks a command makes before it touches the disk; returns the compare spec where there is one."""
+    """The checks a command makes before it touches the disk; returns its spec (softlabels: its soft-label config)."""
     if cfg.command == "run":
-        cfg.soft_label_config()
-        cfg.student_config("reffakd")
-    elif cfg.command == "softlabels":
-        cfg.soft_label_config()
-    elif cfg.command == "train":
-        cfg.student_config(cfg.inputs.method)
-    elif cfg.command in ("compare", "sweep"):
+        return cfg.run_spec()
+    if cfg.command == "softlabels":
+        return cfg.soft_label_config()
+    if cfg.command == "train":
+        return cfg.train_spec()
+    if cfg.command in ("compare", "sweep"):
         return compare_spec(cfg)
     return None

@@ -242,6 +242,13 @@ class RunSpec:
                 self.student_config(item.method, item.seed, point=item.params).validate()
         self.data_config()
         self.optim(self.student, "student")
+        from .models import available_models
+
+        if self.student.get("model", "lenet5") not in available_models():
+            model = self.student.get("model")
+            raise ReffAKDError(
+                f"unknown model {model!r}; available: {', '.join(available_models())}", params=("model",)
+            )
         if self.teacher_methods():
             if "checkpoint" not in self.teacher:
                 self.optim(self.teacher, "teacher")
@@ -373,25 +380,7 @@ class RunSpec:
         return cfg
 
     def soft_label_config(self) -> SoftLabelConfig:
-        s = self.soft_labels
-        check_types(SoftLabelFields, s, "soft_labels")
-        cal = Calibration.preset(s.get("preset", "paper"), self.data.get("dataset", "fashion-mnist"))
-        for key in ("diagonal_boost", "temperature", "target_own_probability", "equalize_own"):
-            if key in s:
-                setattr(cal, key, s[key])
-                if key == "temperature":
-                    cal.target_own_probability = None
-                if key == "target_own_probability":
-                    cal.temperature = None
-        cal.validate()
-        return SoftLabelConfig(
-            cal,
-            s.get("preset", "paper"),
-            self.optim(s.get("autoencoder", {}), "autoencoder"),
-            s.get("samples_per_class"),
-            bool(s.get("augment_embeddings", False)),
-            int(s.get("seed", 0)),
-        )
+        return soft_label_config(self.soft_labels, self.data.get("dataset", "fashion-mnist"))
 
     def method_order(self) -> list[str]:
         """The methods in the order they run: the baseline and every run another method distils first, then the
@@ -420,3 +409,27 @@ class RunSpec:
             else:
                 items += [RunItem(method, method, s) for s in self.seeds]
         return items
+
+
+def soft_label_config(section: Mapping[str, Any], dataset: str) -> SoftLabelConfig:
+    """A ``soft_labels`` section (``preset``, ``seed``, calibration keys, ``autoencoder`` optimiser...) as the
+    soft-label builder's config: the one conversion, for a spec's section and for the command line's flags."""
+    check_types(SoftLabelFields, section, "soft_labels")
+    preset = section.get("preset", "paper")
+    cal = Calibration.preset(preset, dataset)
+    for key in ("diagonal_boost", "temperature", "target_own_probability", "equalize_own"):
+        if key in section:
+            setattr(cal, key, section[key])
+            if key == "temperature":
+                cal.target_own_probability = None
+            if key == "target_own_probability":
+                cal.temperature = None
+    cal.validate()
+    samples = section.get("samples_per_class")
+    if samples is not None and samples < 2:
+        raise ReffAKDError(
+            f"samples_per_class {samples} is out of range: it must be at least 2", params=("samples_per_class",)
+        )
+    autoencoder = RunSpec.optim(section.get("autoencoder", {}), "autoencoder")
+    augment = bool(section.get("augment_embeddings", False))
+    return SoftLabelConfig(cal, preset, autoencoder, samples, augment, int(section.get("seed", 0)))
