@@ -291,6 +291,9 @@ def test_compare_config_holds_flags_and_spec_sections(tmp_path: Path, capsys: py
             "(YAML reads 1e-3 or 1.5e4 as text: write 1.0e-3 or 1.5e+4)",
         ),
         ({"data": {"val_size": "x"}}, "data val_size 'x' has the wrong type: expected int"),
+        ({"student": {"epoch": 3}}, "student: unknown key 'epoch' (did you mean 'epochs'?)"),
+        ({"soft_labels": {"boost": 0.5}}, "soft_labels: unknown key 'boost'"),
+        ({"soft_labels": {"autoencoder": {"lrr": 0.1}}}, "soft_labels.autoencoder: unknown key 'lrr'"),
         ({"method_params": {"ls": {"epsilon": "0.1"}}}, "method_params ls epsilon '0.1' must be a number"),
     ],
 )

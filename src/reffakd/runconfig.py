@@ -203,6 +203,13 @@ def _student_groups(epochs: int) -> list[Group]:
     ]
 
 
+# compare and sweep: the same options (sweep requires a grid and writes another table).
+COMPARISON = [
+    OUT,
+    Group("compare", "comparison", CompareOptions),
+    Group("data", "data (default: the preset's)", DataConfig, unset=True),
+    CONSOLE,
+]
 COMMANDS: dict[str, tuple[str, list[Group]]] = {
     "run": (
         "the whole pipeline: soft labels, a CE baseline and a ReffAKD student, one summary",
@@ -242,24 +249,11 @@ COMMANDS: dict[str, tuple[str, list[Group]]] = {
             CONSOLE,
         ],
     ),  # fmt: skip
-    "compare": (
-        "methods x seeds side by side: accuracy and cost in one table (resumable)",
-        [
-            OUT,
-            Group("compare", "comparison", CompareOptions),
-            Group("data", "data (default: the preset's)", DataConfig, unset=True),
-            CONSOLE,
-        ],
-    ),  # fmt: skip
+    "compare": ("methods x seeds side by side: accuracy and cost in one table (resumable)", COMPARISON),
     "sweep": (
         "a grid over any method parameter or optimiser key, one table sorted by validation accuracy (resumable)",
-        [
-            OUT,
-            Group("compare", "comparison", CompareOptions),
-            Group("data", "data (default: the preset's)", DataConfig, unset=True),
-            CONSOLE,
-        ],
-    ),  # fmt: skip
+        COMPARISON,
+    ),
     "evaluate": (
         "top-1/top-5 of a checkpoint",
         [Group("evaluate", "checkpoint", EvaluateOptions), DATA, CONSOLE],

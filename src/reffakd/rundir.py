@@ -18,7 +18,9 @@ from .errors import ReffAKDError
 def check_new_run_dir(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.exists():
-        raise ReffAKDError(f"run folder {path} already exists; choose a new --out (reffakd never overwrites a run)")
+        raise ReffAKDError(
+            f"run folder {path} already exists; choose a new out (reffakd never overwrites a run)", params=("out",)
+        )
     return path
 
 

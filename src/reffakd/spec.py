@@ -150,6 +150,30 @@ class SoftLabelFields:
     path: str
 
 
+OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)
+# The keys each section may hold; anything else is a typo that would otherwise silently do nothing.
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "data": tuple(DataConfig.__dataclass_fields__),
+    "student": ("model", *OPTIM_KEYS, "lr_rule"),
+    "teacher": ("checkpoint", "model", "seed", *OPTIM_KEYS, "lr_rule"),
+    "soft_labels": (*SoftLabelFields.__dataclass_fields__, "autoencoder"),
+    "soft_labels.autoencoder": OPTIM_KEYS,
+}
+
+
+def check_section_keys(name: str, section: Any, where: str) -> None:
+    """Every key of a spec section is one it may hold: ``student: {epoch: 3}`` is one line, not a silent default."""
+    from .settings import unknown_key
+
+    if not isinstance(section, dict):
+        raise ReffAKDError(f"{where}: {name} must be an object of keys to values, got {type(section).__name__}")
+    for key in section:
+        if key not in SECTION_KEYS[name]:
+            raise unknown_key(f"{where}: {name}", str(key), SECTION_KEYS[name])
+    if name == "soft_labels" and "autoencoder" in section:
+        check_section_keys("soft_labels.autoencoder", section["autoencoder"], where)
+
+
 def _resolve_lr(section: dict[str, Any], what: str) -> float:
     """``lr: null`` defers to the section's ``lr_rule`` {"default": LR, MODEL: LR, ...} by its ``model``.
 
@@ -227,6 +251,8 @@ class RunSpec:
             raise ReffAKDError(f"{where}: seeds must be a non-empty list of integers, got {self.seeds!r}")
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.methods)) != len(self.methods):
             raise ReffAKDError(f"{where}: methods and seeds must not repeat")
+        for name in ("data", "student", "teacher", "soft_labels"):
+            check_section_keys(name, getattr(self, name), where)
         for m, params in self.method_params.items():
             if m not in DISTILLERS or not isinstance(params, dict):
                 raise ReffAKDError(
