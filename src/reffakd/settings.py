@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -198,6 +199,43 @@ def read_value(o: Option, value: Any, where: str) -> Any:
     if o.choices is not None and converted not in choices_of(o):
         raise bad(f"invalid choice {converted!r} (choose from {', '.join(map(str, choices_of(o)))})")
     return converted
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def yaml_hint(value: Any) -> str:
+    """Point at YAML 1.1's rule when a number like 1e-3 (no dot) arrived as text."""
+    return (
+        YAML_NUMBER_HINT
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip())
+        else ""
+    )
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_fits(value, t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return is_number(value)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typing.get_origin(tp) in (tuple, list):
+        return isinstance(value, (list, tuple)) and all(_fits(v, typing.get_args(tp)[0]) for v in value)
+    return not isinstance(tp, type) or isinstance(value, tp)
+
+
+def check_types(cls: type, section: Mapping[str, Any], what: str) -> None:
+    """Each known key of a spec section has its dataclass field's type, strictly (no text read as a number, unlike a
+    flag's value: a spec is data, and ``1e-3`` arriving as text is YAML 1.1's trap, named in the message)."""
+    hints = typing.get_type_hints(cls)
+    for key, value in section.items():
+        if key in hints and not _fits(value, hints[key]):
+            expected = str(hints[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            raise ReffAKDError(f"{what} {key} {value!r} has the wrong type: expected {expected}{yaml_hint(value)}")
 
 
 def read_mapping(path: str | Path, where: str) -> dict[str, Any]:

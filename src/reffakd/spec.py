@@ -13,8 +13,6 @@ import difflib
 import itertools
 import math
 import re
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,7 +23,7 @@ from .distillers import TEACHER as TEACHER_SOURCE
 from .engine import OptimConfig
 from .errors import ReffAKDError
 from .pipeline import StudentConfig
-from .settings import YAML_NUMBER_HINT
+from .settings import check_types, is_number, yaml_hint
 from .softlabels import Calibration, SoftLabelConfig
 
 GRID_KEYS = ("methods", "params")
@@ -97,42 +95,6 @@ def _number_list(value: Any) -> bool:
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
         and len(set(value)) == len(value)
     )
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _hint(value: Any) -> str:
-    """Point at YAML 1.1's rule when a number like 1e-3 (no dot) arrived as text."""
-    return (
-        YAML_NUMBER_HINT
-        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip())
-        else ""
-    )
-
-
-def _fits(value: Any, tp: Any) -> bool:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return any(_fits(value, t) for t in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp is float:
-        return _is_number(value)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if typing.get_origin(tp) in (tuple, list):
-        return isinstance(value, (list, tuple)) and all(_fits(v, typing.get_args(tp)[0]) for v in value)
-    return not isinstance(tp, type) or isinstance(value, tp)
-
-
-def check_types(cls: type, section: Mapping[str, Any], what: str) -> None:
-    """Each known key of a spec section has its dataclass field's type: a typo is one clear line, not a traceback."""
-    hints = typing.get_type_hints(cls)
-    for key, value in section.items():
-        if key in hints and not _fits(value, hints[key]):
-            expected = str(hints[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
-            raise ReffAKDError(f"{what} {key} {value!r} has the wrong type: expected {expected}{_hint(value)}")
 
 
 @dataclass
@@ -260,8 +222,8 @@ class RunSpec:
                     "not an object"
                 )
             for key, value in params.items():
-                if value is not None and not _is_number(value):
-                    raise ReffAKDError(f"{where}: method_params {m} {key} {value!r} must be a number{_hint(value)}")
+                if value is not None and not is_number(value):
+                    raise ReffAKDError(f"{where}: method_params {m} {key} {value!r} must be a number{yaml_hint(value)}")
         self._check_grid(where)
         for item in self.run_items():
             if item.seed == self.seeds[0]:
@@ -336,7 +298,8 @@ class RunSpec:
                 kind_text = {str: "names", int: "integers"}.get(kind, "finite numbers")
                 text = next((v for v in values if isinstance(v, str)), None) if isinstance(values, list) else None
                 raise ReffAKDError(
-                    f"{where}: grid {key} must be a non-empty list of distinct {kind_text}, got {values!r}{_hint(text)}"
+                    f"{where}: grid {key} must be a non-empty list of distinct {kind_text}, "
+                    f"got {values!r}{yaml_hint(text)}"
                 )
         for m in self.methods:
             run = get_method(m).source.same_seed_run
