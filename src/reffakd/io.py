@@ -68,19 +68,16 @@ def read_safetensors(path: Path, what: str, made_by: str) -> dict[str, Any]:
         ) from None
 
 
-def read_json(path: str | os.PathLike[str], what: str | None = None, made_by: str | None = None) -> Any:
+def read_json(path: str | os.PathLike[str], what: str, made_by: str) -> Any:
     """The parsed JSON in ``path``, or one clear error naming the file, the reason and what writes it.
 
     ``what`` names the file for a user (``checkpoint metadata``), ``made_by`` what writes it
-    (```reffakd train``` beside the weights). Without them, ``OSError`` and ``ValueError`` pass
-    through for the caller to word (only until every reader names its file).
+    (```reffakd train``` beside the weights).
     """
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        if what is None or made_by is None:
-            raise
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise ReffAKDError(f"{what} {path} is missing or malformed ({reason}); it is written by {made_by}") from None
 
