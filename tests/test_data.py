@@ -147,9 +147,12 @@ def test_nothing_found_names_all_three_sources(tmp_path: Path, monkeypatch: pyte
     assert message.index(str(empty)) < message.index(str(debian)) < message.index("torchvision download")
 
 
-def test_missing_data_dir_folder_is_an_error_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "no-debian")
-    with pytest.raises(ReffAKDError, match="torchvision download"):
+def test_missing_data_dir_folder_is_an_error_too(
+    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An explicit data_dir that is not there is an error of its own, never a fallback to another copy."""
+    monkeypatch.setattr(fm, "DEBIAN_DIR", fake_fmnist)  # a copy that would load
+    with pytest.raises(ReffAKDError, match="does-not-exist is not a folder: it does not exist"):
         load_fashion_mnist(data_dir=tmp_path / "does-not-exist", download=False)
 
 

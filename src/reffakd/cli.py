@@ -148,7 +148,10 @@ def as_flags(exc: ReffAKDError) -> str:
     """The error's message with the library parameters it names written as their flags (val_size -> --val-size)."""
     text = str(exc)
     for param in exc.params:
-        text = re.sub(rf"(?<![\w-])(?<!the )(?<!this ){re.escape(param)}\b", "--" + param.replace("_", "-"), text)
+        # not inside a path (``/tmp/out.partial``): no "/" or "." either side
+        text = re.sub(
+            rf"(?<![\w\-/.])(?<!the )(?<!this ){re.escape(param)}\b(?![/-]|\.\w)", "--" + param.replace("_", "-"), text
+        )
     return text
 
 

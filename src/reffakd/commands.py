@@ -83,12 +83,37 @@ def check_input_size(models: Sequence[str], autoencoder: bool, data: Any, splits
                 ) from None
 
 
-def start_output(out: str, resume: bool) -> None:
-    """A finished run is never overwritten; ``resume`` needs an interrupted one to continue."""
-    from .engine import RESUME_FILE
-    from .rundir import check_new_run_dir, partial_path
+def check_out_outside_data(out: str | Path, data: Any) -> None:
+    """Refuse an output folder inside the data folder, the test folder or the cache folder (real paths compared):
+    a run written into an ImageFolder would be an extra class of the next run on it."""
+    from .data.cache import default_cache_dir
 
+    real = Path(out).resolve()
+    for param, what, folder in (
+        ("data_dir", "data_dir", data.data_dir),
+        ("test_dir", "test_dir", getattr(data, "test_dir", None)),
+        (None, "the cache folder", default_cache_dir()),
+    ):
+        if folder is None:
+            continue
+        inside = Path(folder).resolve()
+        if real == inside or inside in real.parents:
+            raise ReffAKDError(
+                f"out {out} is inside {what} {folder}; reffakd never writes into the data: choose an out outside it",
+                params=("out", param) if param else ("out",),
+            )
+
+
+def start_output(out: str, resume: bool, data: Any = None) -> None:
+    """A finished run is never overwritten, nor written into the data; an unfinished one (``OUT.partial``) is
+    continued only with ``resume``, which needs one to continue; one in use by another run is refused."""
+    from .engine import RESUME_FILE
+    from .rundir import check_new_run_dir, check_partial, partial_path
+
+    if data is not None:
+        check_out_outside_data(out, data)
     check_new_run_dir(out)
+    check_partial(partial_path(Path(out)), resume=resume)
     # run: the checkpoint is in softlabels/ or a student's folder inside OUT.partial.
     if resume and not any(partial_path(Path(out)).rglob(RESUME_FILE)):
         raise ReffAKDError(
@@ -107,8 +132,8 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
 
     device = pick_device(cfg.console.device)
     out, resume = cfg.output.out, cfg.engine.resume
-    start_output(out, resume)
     model, data = cfg.student.model, cfg.data
+    start_output(out, resume, data)
     check_input_size([model], True, data)
     log = RunLog()
     splits = load_splits(data, log)
@@ -130,7 +155,7 @@ def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
 
     device = pick_device(cfg.console.device)
     out, resume = cfg.output.out, cfg.engine.resume
-    start_output(out, resume)
+    start_output(out, resume, cfg.data)
     check_input_size([], True, cfg.data)
     log = RunLog()
     splits = load_splits(cfg.data, log)
@@ -180,7 +205,7 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     main_process = distributed.is_main_process()
     out = cfg.output.out
     if main_process:
-        start_output(out, engine.resume)
+        start_output(out, engine.resume, cfg.data)
     check_input_size([student.model], False, cfg.data)
     log: Callable[[str], None] = RunLog() if main_process else (lambda line: None)
     splits = load_splits(cfg.data, log)
@@ -229,9 +254,13 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     from .reports.sweep_report import write_sweep_report
 
     device = pick_device(cfg.console.device)
+    from .rundir import LOCK, check_free
+
     out = Path(cfg.output.out)
-    check_resumable(out, spec)
     data = spec.data_config()
+    check_out_outside_data(out, data)
+    check_resumable(out, spec)
+    check_free(out / LOCK, f"comparison folder {out}")
     models = [spec.student.get("model", "lenet5")]
     if spec.teacher_methods() and "checkpoint" not in spec.teacher:
         models.append(spec.teacher["model"])

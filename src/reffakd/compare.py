@@ -33,7 +33,7 @@ from .io import read_json, read_jsonl, write_json, write_text_atomic
 from .pipeline import StudentConfig, train_student
 from .reports import plot_training_curves, summary_table
 from .reports.compare_report import write_compare_report
-from .rundir import staged_run_dir
+from .rundir import LOCK, locked, staged_run_dir
 from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
 from .sources import TeacherNetwork, load_teacher
 from .spec import RunItem, RunSpec, folder_name
@@ -55,7 +55,7 @@ def check_resumable(out: Path, spec: RunSpec) -> None:
     """A folder started with one spec continues only with the same spec (methods and seeds may grow)."""
     saved_path = out / SPEC_FILE
     if not saved_path.is_file():
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(p.name != LOCK for p in out.iterdir()):
             raise ReffAKDError(
                 f"{out} exists and is not a comparison folder (no {SPEC_FILE}); choose a new out", params=("out",)
             )
@@ -103,6 +103,22 @@ def run_compare(
     out = Path(out)
     check_resumable(out, spec)
     out.mkdir(parents=True, exist_ok=True)
+    with locked(out / LOCK, f"comparison folder {out}"):  # the parent alone: --jobs workers are its children
+        return _run_compare(spec, out, splits, device, progress, log, jobs, report, config_yaml)
+
+
+def _run_compare(
+    spec: RunSpec,
+    out: Path,
+    splits: DataSplits,
+    device: torch.device,
+    progress: bool,
+    log: Callable[[str], None],
+    jobs: int,
+    report: Callable[[Path, bool], str],
+    config_yaml: str | None,
+) -> str:
+    check_resumable(out, spec)  # again, under the lock
     saved = read_json(out / SPEC_FILE, "comparison spec", "`reffakd compare`") if (out / SPEC_FILE).is_file() else {}
     merged = spec.to_dict()
     for key in GROWABLE:  # keep what an earlier invocation ran, so the table covers it
@@ -193,7 +209,7 @@ def train_item(
     run = get_method(item.method).source.same_seed_run
     if run is not None:
         shared = Shared(shared.soft, load_teacher(run_path(out, run, item.seed) / "best.safetensors", splits, device))
-    with staged_run_dir(run_path(out, item.variant, item.seed)) as tmp:
+    with staged_run_dir(run_path(out, item.variant, item.seed), redo=True) as tmp:
         run_one(spec, item, tmp, splits, shared, device=device, progress=progress, log=log,
                 name=f"{item.variant}-s{item.seed}")  # fmt: skip
 
@@ -371,7 +387,7 @@ def _soft_labels(
         folder = out / "softlabels"
         path = folder / SOFT_LABELS_FILE
         if not path.is_file():
-            with staged_run_dir(folder) as tmp:
+            with staged_run_dir(folder, redo=True) as tmp:
                 build_soft_labels(splits, spec.soft_label_config(), tmp, device=device, progress=progress, log=log)
     soft = SoftLabels.load(path)
     soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
@@ -389,6 +405,6 @@ def _teacher(
     if not (folder / "summary.json").is_file():
         optim = spec.optim(spec.teacher, "teacher")
         cfg = StudentConfig("ce", spec.teacher["model"], optim, seed=int(spec.teacher.get("seed", 0)))
-        with staged_run_dir(folder) as tmp:
+        with staged_run_dir(folder, redo=True) as tmp:
             train_student(splits, cfg, tmp, device=device, name="teacher", progress=progress, log=log)
     return load_teacher(folder / "best.safetensors", splits, device)

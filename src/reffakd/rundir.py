@@ -1,18 +1,33 @@
-"""Run folders appear whole or not at all.
+"""Run folders appear whole or not at all, one process at a time, and nothing a user made is deleted.
 
 Work happens in ``<name>.partial`` next to the requested folder, renamed onto it when the command
-succeeds; an existing run folder is never overwritten.
+succeeds; an existing run folder is never overwritten. Every ``.partial`` that reffakd creates holds
+a marker file (``MARKER``: which command, pid and time), and a lock file (``LOCK``) that its run holds
+with ``flock`` for as long as it lives, so a second run on the same folder is refused, naming the
+first one's pid. The lock goes with the process: a killed run leaves a ``.partial`` that is free.
+A ``.partial`` without the marker is not reffakd's and is never deleted or written into.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import ReffAKDError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no locking
+    fcntl = None  # type: ignore[assignment]
+
+MARKER = ".reffakd-partial"  # JSON: command, pid, time; written into every .partial reffakd creates
+LOCK = ".lock"  # flock'ed for the life of a run; holds the holder's pid
 
 
 def check_new_run_dir(path: str | os.PathLike[str]) -> Path:
@@ -28,21 +43,140 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
-@contextlib.contextmanager
-def staged_run_dir(path: str | os.PathLike[str], *, resume: bool = False, main: bool = True) -> Iterator[Path]:
-    """Yield ``<path>.partial`` to write into; rename it to ``path`` only if the block succeeds.
+def _holder(fd: int) -> str:
+    try:
+        pid = json.loads(os.pread(fd, 4096, 0).decode() or "{}").get("pid")
+    except (OSError, ValueError, AttributeError):
+        pid = None
+    return f"pid {pid}" if pid else "another process"
 
-    A failed run leaves its ``.partial`` folder for inspection; the next run with the same name
-    replaces it, unless ``resume`` asks to continue from the resume checkpoint inside it. Under
-    torchrun only the main process (``main``) creates and renames the folder; the others write
-    nothing, so they are handed the same path.
+
+def acquire_lock(lock: Path, what: str) -> int | None:
+    """An exclusive ``flock`` on ``lock`` (created if absent) with this process's pid in it, or one error line
+    naming the holder's pid when another process holds it. ``None`` where there is no ``flock`` (not POSIX)."""
+    if fcntl is None:  # pragma: no cover
+        return None
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        raise ReffAKDError(
+            f"{what} is in use by another reffakd run ({holder}, lock {lock}); "
+            "wait for it to end or choose another out",
+            params=("out",),
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid()}).encode(), 0)
+    return fd
+
+
+def release_lock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor releases the flock
+
+
+def check_free(lock: Path, what: str) -> None:
+    """One error line if another process holds ``lock``; nothing is created."""
+    if lock.is_file():
+        release_lock(acquire_lock(lock, what))
+
+
+@contextlib.contextmanager
+def locked(lock: Path, what: str) -> Iterator[None]:
+    """Hold ``lock`` for the block (released on exceptions and signals too: it goes with the descriptor)."""
+    fd = acquire_lock(lock, what)
+    try:
+        yield
+    finally:
+        release_lock(fd)
+
+
+def check_partial(staging: Path, *, resume: bool = False, redo: bool = False, held: bool = False) -> None:
+    """Refuse, in one line, an existing ``staging`` folder that this run may not take: one in use by another
+    run, one reffakd did not make (no ``MARKER``; never deleted), or an unfinished run that neither ``resume``
+    (continue it) nor ``redo`` (the caller's own attempt, done again: a comparison's runs) lets it take.
+    ``held``: this process holds the lock already."""
+    if not staging.exists():
+        return
+    if not held:
+        check_free(staging / LOCK, str(staging))
+    if resume:
+        return
+    if not (staging / MARKER).is_file():
+        raise ReffAKDError(
+            f"{staging} exists and was not made by this version of reffakd (no {MARKER} in it), so it is never "
+            "deleted: move it away yourself or choose another out",
+            params=("out",),
+        )
+    if not redo:
+        raise ReffAKDError(
+            f"{staging} holds an unfinished run; add resume to continue it, or remove {staging} to start over",
+            params=("resume",),
+        )
+
+
+def _write_marker(staging: Path) -> None:
+    command = Path(sys.argv[0]).name + (f" {sys.argv[1]}" if len(sys.argv) > 1 else "")
+    marker = {"made_by": "reffakd", "command": command, "pid": os.getpid(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    (staging / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
+
+
+def _clear(staging: Path) -> None:
+    """Empty ``staging`` but its lock file (held by this run)."""
+    for entry in staging.iterdir():
+        if entry.name == LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _take(staging: Path, resume: bool, redo: bool) -> int | None:
+    """Create or take ``staging`` for this run: lock it, then check it under the lock; returns the lock."""
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staging.mkdir()
+        fresh = True
+    except FileExistsError:
+        fresh = False
+        check_partial(staging, resume=resume, redo=redo)  # a folder not ours gets no lock file either
+    fd = acquire_lock(staging / LOCK, str(staging))
+    try:
+        if not fresh:
+            check_partial(staging, resume=resume, redo=redo, held=True)  # again, now that no other run can change it
+            if not resume:
+                _clear(staging)
+        _write_marker(staging)
+    except BaseException:
+        release_lock(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def staged_run_dir(
+    path: str | os.PathLike[str], *, resume: bool = False, main: bool = True, redo: bool = False
+) -> Iterator[Path]:
+    """Yield ``<path>.partial`` to write into, locked for this run; rename it to ``path`` only if the block succeeds.
+
+    A failed run leaves its ``.partial`` folder for inspection and for ``resume``, which continues from the
+    resume checkpoint inside it; without ``resume`` an existing one is refused (see ``check_partial``), unless
+    ``redo``: a comparison redoes its own interrupted runs. Under torchrun only the main process (``main``)
+    creates, locks and renames the folder; the others write nothing, so they are handed the same path.
     """
     final = check_new_run_dir(path)
     staging = partial_path(final)
-    if main:
-        if staging.exists() and not resume:
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True, exist_ok=True)
-    yield staging
-    if main:
+    if not main:
+        yield staging
+        return
+    fd = _take(staging, resume, redo)
+    try:
+        yield staging
         os.replace(staging, final)
+        for name in (MARKER, LOCK):  # still locked: a run starting now finds the folder finished
+            (final / name).unlink(missing_ok=True)
+    finally:
+        release_lock(fd)

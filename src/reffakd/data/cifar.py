@@ -30,7 +30,7 @@ import torch
 
 from ..errors import ReffAKDError
 from .augment import BatchAugment
-from .cache import default_cache_dir
+from .cache import default_cache_dir, given_folder
 from .dataset import ImageDataset, channel_stats, resize_uint8
 
 # The paper's augmentation for CIFAR: random crop with 4-pixel padding, horizontal flip, rotation up to 15 degrees.
@@ -215,7 +215,7 @@ def locate_cifar(
     base, archive_name = spec.reader.base_folder, spec.reader.filename
     tried: list[str] = []
     if data_dir is not None:
-        d = Path(data_dir)
+        d = given_folder(data_dir, "data_dir", file_ok=True)  # a folder, or the .tar.gz archive itself
         for folder in (d / base, d):
             if _complete(folder, spec):
                 return folder, f"--data-dir {data_dir}"

@@ -25,7 +25,7 @@ import torch
 from ..errors import ReffAKDError
 from ..io import write_with
 from .augment import BatchAugment
-from .cache import default_cache_dir
+from .cache import default_cache_dir, given_folder
 from .dataset import ImageDataset, channel_stats, resize_uint8
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -186,7 +186,7 @@ def locate_idx(
     """Return (torchvision root, description of the source) or one error naming every place tried."""
     tried: list[str] = []
     if data_dir is not None:
-        files = _find_files(Path(data_dir), spec)
+        files = _find_files(given_folder(data_dir, "data_dir"), spec)
         if files is not None:
             return _materialise(files, cache_dir, spec), f"--data-dir {data_dir}"
         tried.append(f"data_dir {data_dir} (no train/t10k IDX files, raw or .gz, in it or in its {spec.folder}/raw)")

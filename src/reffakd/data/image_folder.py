@@ -17,7 +17,7 @@ import torch
 
 from ..errors import ReffAKDError
 from .augment import BatchAugment
-from .cache import default_cache_dir
+from .cache import default_cache_dir, given_folder
 from .dataset import ImageDataset
 from .files import dataset_from_files
 from .images import IMAGE_EXTENSIONS, ImageFiles, probe_images
@@ -27,18 +27,62 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
+def _scandir(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as exc:
+        raise ReffAKDError(
+            f"cannot read folder {folder} ({exc.strerror or exc}); make it readable or remove it"
+        ) from None
+
+
+def _linked_folder(path: Path) -> ReffAKDError:
+    """A symlinked folder inside the tree is not followed: a loop (``ln -s .. a/loop``) would count images again
+    under another class, and a link out of the tree would read images that are not the dataset's."""
+    return ReffAKDError(
+        f"{path} is a symbolic link to the folder {os.path.realpath(path)}; reffakd does not follow linked folders "
+        "inside a dataset (a loop or a second copy relabels images): replace the link by the folder it names, "
+        "or link the image files instead"
+    )
+
+
 def class_folders(root: Path) -> list[str]:
     """Sorted visible sub-folders (hidden ones such as ``.ipynb_checkpoints`` are no classes)."""
-    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    found = []
+    for e in _scandir(root):
+        if e.name.startswith(".") or not e.is_dir():
+            continue
+        if e.is_symlink():
+            raise _linked_folder(root / e.name)
+        found.append(e.name)
+    return sorted(found)
 
 
 def list_class(root: Path, cls: str) -> list[str]:
-    """Image files under ``root/cls`` at any depth, relative to ``root``, sorted; an error if none."""
+    """Image files under ``root/cls`` at any depth, relative to ``root``, sorted; an error if none.
+
+    Linked folders are refused, never followed (``_linked_folder``); a linked image file is read if it leads to
+    a file; a folder that cannot be read is an error, never skipped."""
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel = Path(dirpath).relative_to(root)
-        found += [str(rel / f) for f in sorted(filenames) if _is_image(f)]
+    stack = [root / cls]
+    while stack:
+        folder = stack.pop()
+        files, folders = [], []
+        for e in _scandir(folder):
+            if e.name.startswith("."):
+                continue
+            if e.is_dir():
+                if e.is_symlink():
+                    raise _linked_folder(folder / e.name)
+                folders.append(e.name)
+            elif _is_image(e.name):
+                if not e.is_file():
+                    raise ReffAKDError(f"{folder / e.name} is not an image file (a broken link?); fix it or remove it")
+                files.append(e.name)
+        rel = folder.relative_to(root)
+        found += [str(rel / f) for f in sorted(files)]
+        stack += [folder / d for d in sorted(folders, reverse=True)]
     if not found:
         raise ReffAKDError(
             f"class folder {root / cls} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
@@ -56,7 +100,7 @@ def scan_tree(root: Path, what: str, params: tuple[str, ...] = ()) -> dict[str, 
         raise ReffAKDError(f"{what} {root} is not a folder; expected one sub-folder of images per class", params=params)
     classes = class_folders(root)
     if len(classes) < 2:
-        loose = sum(1 for e in os.scandir(root) if e.is_file() and _is_image(e.name))
+        loose = sum(1 for e in _scandir(root) if e.is_file() and _is_image(e.name))
         if not classes and not loose:
             raise ReffAKDError(
                 f"{what} {root} holds no images; expected one sub-folder of images per class", params=params
@@ -123,12 +167,12 @@ def load_imagefolder(
         raise ReffAKDError(
             "imagefolder needs data_dir: a folder with one sub-folder of images per class", params=("data_dir",)
         )
-    d = Path(data_dir)
+    d = given_folder(data_dir, "data_dir")
     # DIR/train (+ DIR/test or DIR/val) when those are DIR's only sub-folders; else DIR's sub-folders are the classes.
     split_layout = d.is_dir() and (d / "train").is_dir() and set(class_folders(d)) <= {"train", "test", "val"}
     train_root = d / "train" if split_layout else d
     if test_dir is not None:
-        test_root: Path | None = Path(test_dir)
+        test_root: Path | None = given_folder(test_dir, "test_dir")
     else:
         test_root = next((d / t for t in ("test", "val") if (d / t).is_dir()), None) if split_layout else None
     if train_root == d:

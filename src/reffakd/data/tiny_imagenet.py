@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import ReffAKDError
 from .augment import BatchAugment
-from .cache import default_cache_dir
+from .cache import default_cache_dir, given_folder
 from .dataset import ImageDataset
 from .files import dataset_from_files
 from .images import IMAGE_EXTENSIONS, ImageFiles
@@ -30,7 +30,7 @@ def find_root(data_dir: str | os.PathLike[str] | None) -> Path:
             "(a folder with wnids.txt, words.txt, train/ and val/)",
             params=("data_dir",),
         )
-    d = Path(data_dir)
+    d = given_folder(data_dir, "data_dir")
     for root in (d / FOLDER, d):
         if (root / "wnids.txt").is_file():
             return root
