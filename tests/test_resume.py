@@ -429,12 +429,12 @@ def test_softlabels_cli_interrupted_in_the_autoencoder_resumes_exactly(fake_fmni
     stopped does: the same autoencoder and soft labels, bit for bit, and the cost ledger counts both sessions."""
     from reffakd.cli import main
 
-    options = ("--ae-epochs", "6", "--ae-batch-size", "16", "--samples-per-class", "10", "--augment-embeddings")
+    options = ("--ae-epochs", "4", "--ae-batch-size", "32", "--samples-per-class", "10", "--augment-embeddings")
     out = tmp_path / "soft"
     staging = tmp_path / "soft.partial"
     _interrupt_cli(_cli_argv("softlabels", out, fake_fmnist, *options), staging / "resume.safetensors", tmp_path)
     state = load_state(staging)
-    assert state.epoch < 6 or state.running is not None  # stopped inside the autoencoder's training
+    assert state.epoch < 4 or state.running is not None  # stopped inside the autoencoder's training
     assert not out.exists() and not (staging / "soft_labels.safetensors").exists()
 
     assert main(_cli_argv("softlabels", out, fake_fmnist, *options, "--resume")) == 0
@@ -452,7 +452,7 @@ def test_run_cli_interrupted_in_a_student_resumes_exactly(fake_fmnist, tmp_path)
     a run never stopped, bit for bit."""
     from reffakd.cli import main
 
-    options = ("--ae-epochs", "1", "--epochs", "6", "--batch-size", "32", "--lr", "0.05", "--samples-per-class", "10")
+    options = ("--ae-epochs", "1", "--epochs", "4", "--batch-size", "32", "--lr", "0.05", "--samples-per-class", "10")
     out = tmp_path / "run"
     staging = tmp_path / "run.partial"
     err = _interrupt_cli(
@@ -460,7 +460,7 @@ def test_run_cli_interrupted_in_a_student_resumes_exactly(fake_fmnist, tmp_path)
     )
     assert "reffakd-paper" in err
     state = load_state(staging / "reffakd-paper")
-    assert state.epoch < 6 or state.running is not None  # stopped inside the second student's training
+    assert state.epoch < 4 or state.running is not None  # stopped inside the second student's training
 
     assert main(_cli_argv("run", out, fake_fmnist, *options, "--resume")) == 0
     assert main(_cli_argv("run", tmp_path / "straight", fake_fmnist, *options)) == 0

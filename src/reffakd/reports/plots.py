@@ -9,17 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from ..io import write_with
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 def new_figure(figsize: tuple[float, float]) -> Figure:
-    """A figure that renders with Agg whatever backend the process has chosen."""
+    """A figure that renders with Agg whatever backend the process has chosen (matplotlib is imported here, when a
+    plot is drawn: its import is half a second of every command's start otherwise)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
     return fig
