@@ -15,6 +15,19 @@ import torch
 # LeNet steps up to 100x slower. Tests that need another setting set it themselves.
 torch.set_num_threads(1)
 
+# Fashion-MNIST's class names as torchvision and the dataset's documentation give them (what the loaders must return).
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 

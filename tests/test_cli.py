@@ -17,24 +17,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import tree_digest
+from conftest import FASHION_MNIST_CLASSES, tree_digest
 from reffakd.cli import main
 from reffakd.data import fashion_mnist as fm
 from reffakd.models import load_model
 from reffakd.softlabels import SoftLabels
 
-FMNIST_CLASSES = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
+FMNIST_CLASSES = list(FASHION_MNIST_CLASSES)
 STUDENT = ["--epochs", "1", "--batch-size", "64"]
 AUTOENCODER = ["--ae-epochs", "1", "--ae-batch-size", "64"]
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import idx_bytes, make_fake_fashion_mnist, tree_digest
+from conftest import FASHION_MNIST_CLASSES, idx_bytes, make_fake_fashion_mnist, tree_digest
 from reffakd.data import (
     BatchAugment,
     ImageDataset,
@@ -30,18 +30,7 @@ from reffakd.data import fashion_mnist as fm
 from reffakd.data.dataset import Split
 from reffakd.errors import ReffAKDError
 
-TORCHVISION_CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+TORCHVISION_CLASSES = FASHION_MNIST_CLASSES
 N_TRAIN, N_TEST = 400, 100  # make_fake_fashion_mnist's defaults
 
 
