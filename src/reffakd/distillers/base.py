@@ -7,17 +7,16 @@ from soft targets holds a ``source`` (``reffakd.sources``) and never cares which
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 
 from ..engine.metrics import accuracy, evaluate_counts
-from ..engine.task import Batches, Selection, Step
+from ..engine.task import Batches, Selection, Step, unwrapped, wrapped
 
 if TYPE_CHECKING:
     from ..engine.speed import SpeedOptions
@@ -61,8 +60,7 @@ class Distiller(nn.Module):
     # ------------------------------------------------------------------ engine.Task
 
     def trainable(self) -> nn.Module:
-        s = self.student
-        return s.module if isinstance(s, DistributedDataParallel) else s
+        return unwrapped(self.student)
 
     def training_step(self, images: torch.Tensor, targets: torch.Tensor, progress: float) -> Step:
         logits, losses = self.forward_train(images, targets, progress)
@@ -94,14 +92,8 @@ class Distiller(nn.Module):
         if seconds is not None and self.source is not None and hasattr(self.source, "seconds"):
             self.source.seconds = seconds
 
-    @contextlib.contextmanager
-    def ddp(self, wrap: Callable[[nn.Module], nn.Module]) -> Iterator[None]:
-        student = self.student
-        self.student = wrap(student)
-        try:
-            yield
-        finally:
-            self.student = student
+    def ddp(self, wrap: Callable[[nn.Module], nn.Module]) -> AbstractContextManager[None]:
+        return wrapped(self, "student", wrap)
 
     def epoch_summary(self, record: dict[str, Any], best: float | None) -> str:
         return (

@@ -18,8 +18,9 @@ autoencoder. The loop only ever calls what ``Task`` lists.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -110,3 +111,22 @@ class Task(Protocol):
     def epoch_summary(self, record: dict[str, Any], best: float | None) -> str:
         """The middle of an epoch's log line: losses and scores of ``record``, the best so far."""
         ...
+
+
+def unwrapped(module: nn.Module) -> nn.Module:
+    """The module a DistributedDataParallel wrapper holds, or the module itself."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+@contextlib.contextmanager
+def wrapped(owner: object, attr: str, wrap: Callable[[nn.Module], nn.Module]) -> Iterator[None]:
+    """``owner.<attr>`` replaced by ``wrap(owner.<attr>)`` for the block, restored after: how a task's ``ddp``
+    puts the DistributedDataParallel wrapper in place for its training steps."""
+    module = getattr(owner, attr)
+    setattr(owner, attr, wrap(module))
+    try:
+        yield
+    finally:
+        setattr(owner, attr, module)

@@ -22,11 +22,6 @@ def recipe_names() -> list[str]:
     return sorted(_files(), key=lambda n: (n != "cpu", n))
 
 
-def recipe_description(name: str) -> str:
-    first = _path(name).read_text(encoding="utf-8").splitlines()[0]
-    return first.lstrip("# ").strip()
-
-
 def load_recipe(name: str) -> dict[str, Any]:
     """The recipe's spec sections (a mapping), read with ``yaml.safe_load``."""
     import yaml

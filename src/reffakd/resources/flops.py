@@ -17,10 +17,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 def _count_without_importing_dynamo() -> None:
     """``FlopCounterMode``'s dispatch handler is wrapped by ``torch._disable_dynamo``, whose first call imports
-    ``torch._dynamo`` (2.5 s of every command's start on 2 CPU cores) only to exempt the handler from compilation.
-    Counting here runs eagerly, before any ``torch.compile``, so the exemption is filled in with the handler itself.
-    Where torch's internals differ, nothing changes and torch imports ``torch._dynamo`` as before; the counts are
-    the same either way (``tests/test_model_zoo.py`` pins them)."""
+    ``torch._dynamo`` (1.4 to 1.7 s measured on 2 CPU cores, at every command's start) only to exempt the handler
+    from compilation. Counting here runs eagerly, before any ``torch.compile``, so the exemption is filled in with
+    the handler itself. Where torch's internals differ, nothing changes and torch imports ``torch._dynamo`` as
+    before; the counts are the same either way (``tests/test_model_zoo.py`` pins them)."""
     from torch.utils import flop_counter
 
     handler = getattr(getattr(flop_counter, "_FlopCounterMode", None), "__torch_dispatch__", None)

@@ -10,17 +10,16 @@ is for the classifiers only. Embeddings come from un-augmented training images b
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 
 from ..engine.speed import SpeedOptions
-from ..engine.task import Selection, Step
+from ..engine.task import Selection, Step, unwrapped, wrapped
 from ..models.autoencoder import ConvAutoencoder
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -38,8 +37,7 @@ class AutoencoderTask(nn.Module):
         self.model: nn.Module = model
 
     def trainable(self) -> nn.Module:
-        m = self.model
-        return m.module if isinstance(m, DistributedDataParallel) else m
+        return unwrapped(self.model)
 
     def training_step(self, images: torch.Tensor, targets: torch.Tensor, progress: float) -> Step:
         reconstruction = self.model(images)
@@ -60,14 +58,8 @@ class AutoencoderTask(nn.Module):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
 
-    @contextlib.contextmanager
-    def ddp(self, wrap: Callable[[nn.Module], nn.Module]) -> Iterator[None]:
-        model = self.model
-        self.model = wrap(model)
-        try:
-            yield
-        finally:
-            self.model = model
+    def ddp(self, wrap: Callable[[nn.Module], nn.Module]) -> AbstractContextManager[None]:
+        return wrapped(self, "model", wrap)
 
     def epoch_summary(self, record: dict[str, Any], best: float | None) -> str:
         return f"mse {record['train_mse']:.5f}  val mse {record['val_mse']:.5f}"
