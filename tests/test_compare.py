@@ -96,6 +96,11 @@ def test_results_table_csv_and_plot(finished: Path) -> None:
         assert f"| {method} " in md
     assert "x ReffAKD's FLOPs" in md  # the teacher against the autoencoder, as ratios
     assert (finished / "accuracy_vs_cost.png").stat().st_size > 0
+    # Every other method paired with ce over the two seeds, with an interval, and the plot of those intervals.
+    paired = md.split("Paired difference to ce")[1]
+    for method in method_names()[1:]:
+        assert re.search(rf"\| {re.escape(method)} +\| 2 +\| [+-]\d+\.\d\d \[[+-]\d", paired), method
+    assert (finished / "paired_vs_baseline.png").stat().st_size > 0
     assert json.loads((finished / "spec.json").read_text())["seeds"] == [0, 1]
 
 

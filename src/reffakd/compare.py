@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from .data import DataSplits
-from .distillers import get_method, method_names
+from .distillers import baseline_method, get_method, method_names
 from .errors import ReffAKDError
 from .io import read_json, read_jsonl, write_json, write_text_atomic
 from .pipeline import StudentConfig, train_student
@@ -77,7 +77,7 @@ def compare_report(out: Path, final: bool = True) -> str:
     The tables are rewritten after every run, so a stopped comparison shows what has finished; the plot,
     which costs about a second, is drawn once all runs are done.
     """
-    return write_compare_report(out, method_names(), plot=final)
+    return write_compare_report(out, method_names(), plot=final, baseline=baseline_method())
 
 
 def run_compare(

@@ -133,6 +133,11 @@ def get_method(name: str) -> Method:
     return DISTILLERS[name]
 
 
+def baseline_method() -> str | None:
+    """The method every other one is paired with in reports: the first registered with role "baseline"."""
+    return next((m.name for m in DISTILLERS.values() if m.role == "baseline"), None)
+
+
 def method_names() -> list[str]:
     """Every method in report order (the order of registration)."""
     return list(DISTILLERS)

@@ -1,5 +1,7 @@
 """The comparison's outputs: ``results.csv`` (one row per run), ``results.md`` (mean and std over
-seeds, with cost) and ``accuracy_vs_cost.png`` (test top-1 against total cost, log scale).
+seeds, with cost, and each method's paired difference to the baseline), ``accuracy_vs_cost.png`` (test
+top-1 against total cost, log scale) and ``paired_vs_baseline.png`` (the paired differences with their
+95 % intervals).
 
 Runs are grouped by *variant*: a method's name, or one grid point of it (``reffakd[alpha=0.5,temperature=4]``,
 ``reffakd[alpha=0.5,lr=0.05]``).
@@ -20,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ..io import read_json, write_text_atomic
+from .stats import PairedDifference, format_paired, paired_difference
 from .tables import format_flops, markdown_table
+
+PAIRED_KEYS = ("test_top1_selected", "test_top1_last")  # what the paired differences compare
 
 CSV_COLUMNS = [
     "method",
@@ -139,6 +144,7 @@ def aggregate(rows: list[dict[str, Any]], order: list[str]) -> list[dict[str, An
         ):
             agg[key], agg[key + "_std"] = _mean_std([float(r[key]) for r in rs])
         agg["peak_memory_bytes"] = max((r["peak_memory_bytes"] or 0) for r in rs) or None
+        agg["per_seed"] = {key: {r["seed"]: float(r[key]) for r in rs} for key in PAIRED_KEYS}
         out.append(agg)
     return out
 
@@ -175,7 +181,58 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:,.1f}x" if b > 0 else "-"
 
 
-def render_markdown(agg: list[dict[str, Any]]) -> str:
+def paired_to_baseline(agg: list[dict[str, Any]], baseline: str | None) -> list[dict[str, Any]]:
+    """Per method other than ``baseline`` (its representative variant): the paired differences, by seed,
+    of test top-1 at the validation-selected and at the last epoch. Empty without baseline runs."""
+    by = {a["base_method"]: a for a in representatives(agg)}
+    if baseline is None or baseline not in by:
+        return []
+    base = by[baseline]
+    out = []
+    for method, a in by.items():
+        if method == baseline:
+            continue
+        diffs: dict[str, PairedDifference | None] = {
+            key: paired_difference(a["per_seed"][key], base["per_seed"][key]) for key in PAIRED_KEYS
+        }
+        if any(d is not None for d in diffs.values()):
+            out.append({"method": a["method"], "baseline": base["method"], **diffs})
+    return out
+
+
+def _wtl(d: PairedDifference | None) -> str:
+    return f"{d.wins}/{d.ties}/{d.losses}" if d is not None else "-"
+
+
+def render_paired(paired: list[dict[str, Any]]) -> list[str]:
+    """The paired-difference section of ``results.md`` (nothing when there is no baseline to pair with)."""
+    if not paired:
+        return []
+    rows = [
+        [
+            p["method"],
+            (p["test_top1_selected"] or p["test_top1_last"]).pairs,
+            format_paired(p["test_top1_selected"]),
+            _wtl(p["test_top1_selected"]),
+            format_paired(p["test_top1_last"]),
+            _wtl(p["test_top1_last"]),
+        ]
+        for p in paired
+    ]
+    headers = ["method", "pairs", "Δ test top-1 (selected)", "W/T/L", "Δ test top-1 (last)", "W/T/L"]
+    return [
+        "",
+        f"Paired difference to {paired[0]['baseline']}, in points of test top-1: the mean over the seeds both ran "
+        "of (method - baseline)",
+        "with the same seed, [its 95 % confidence interval] (Student's t over the seeds), and wins/ties/losses "
+        "over those seeds.",
+        "An interval that contains 0 means the seeds do not show a difference.",
+        "",
+        markdown_table(headers, rows),
+    ]
+
+
+def render_markdown(agg: list[dict[str, Any]], baseline: str | None = None) -> str:
     headers = [
         "method",
         "seeds",
@@ -219,6 +276,7 @@ def render_markdown(agg: list[dict[str, Any]]) -> str:
         "",
         markdown_table(headers, rows),
     ]
+    text += render_paired(paired_to_baseline(agg, baseline))
     chosen = select_by_validation(agg)
     if chosen:
         text += [
@@ -304,9 +362,35 @@ def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
     save_png(fig, path)
 
 
-def write_compare_report(out: Path, method_order: Sequence[str], plot: bool = True) -> str:
-    """Rebuild the outputs from the finished runs (the plot only when ``plot``); returns the Markdown ('' before
-    any run finished)."""
+def plot_paired(paired: list[dict[str, Any]], path: Path) -> None:
+    """Each method's paired difference to the baseline with its 95 % interval, selected and last epoch."""
+    from .plots import new_figure, save_png
+
+    fig = new_figure((7, 0.5 * len(paired) + 1.8))
+    ax = fig.subplots()
+    for offset, key, label in ((-0.15, "test_top1_selected", "selected epoch"), (0.15, "test_top1_last", "last")):
+        ys, xs, lows, highs = [], [], [], []
+        for i, p in enumerate(paired):
+            d = p[key]
+            if d is None:
+                continue
+            ys.append(i + offset)
+            xs.append(d.mean)
+            lows.append(d.mean - d.low if d.has_interval else 0.0)
+            highs.append(d.high - d.mean if d.has_interval else 0.0)
+        ax.errorbar(xs, ys, xerr=[lows, highs], fmt="o", capsize=3, label=label)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(paired)), [p["method"] for p in paired])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"test top-1 minus {paired[0]['baseline']}'s, same seed (points; 95 % t interval)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    save_png(fig, path)
+
+
+def write_compare_report(out: Path, method_order: Sequence[str], plot: bool = True, baseline: str | None = None) -> str:
+    """Rebuild the outputs from the finished runs (the plots only when ``plot``); returns the Markdown ('' before
+    any run finished). ``baseline``: the method every other one is paired with (the registry's baseline)."""
     rows = collect_runs(out)
     if not rows:
         return ""
@@ -316,8 +400,11 @@ def write_compare_report(out: Path, method_order: Sequence[str], plot: bool = Tr
     writer.writerows(rows)
     write_text_atomic(out / "results.csv", buf.getvalue())
     agg = aggregate(rows, list(method_order))
-    md = render_markdown(agg)
+    md = render_markdown(agg, baseline)
     write_text_atomic(out / "results.md", md)
     if plot:
         plot_accuracy_vs_cost(agg, out / "accuracy_vs_cost.png")
+        paired = paired_to_baseline(agg, baseline)
+        if paired:
+            plot_paired(paired, out / "paired_vs_baseline.png")
     return md
