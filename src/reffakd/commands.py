@@ -212,6 +212,7 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     check_input_size([student.model], False, cfg.data, splits)
     if soft is not None:
         soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
+        soft.check_labelled(splits.budget)
     teacher = load_teacher(inputs.teacher, splits, device) if inputs.teacher else None
     distributed.barrier()  # every rank has checked its inputs before rank 0 creates the folder
     with staged_run_dir(out, resume=engine.resume, main=main_process) as run_dir:

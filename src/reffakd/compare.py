@@ -391,6 +391,7 @@ def _soft_labels(
                 build_soft_labels(splits, spec.soft_label_config(), tmp, device=device, progress=progress, log=log)
     soft = SoftLabels.load(path)
     soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
+    soft.check_labelled(splits.budget)
     return soft
 
 

@@ -113,6 +113,8 @@ def train_student(
     method = get_method(cfg.method)
     if soft_labels is not None:
         soft_labels.check_matches(splits.class_names, f"dataset {splits.dataset}")
+        if method.needs == "soft_labels":
+            soft_labels.check_labelled(splits.budget)
     run_dir = Path(run_dir)
     distributed.check_batch_size(cfg.optim.batch_size)
     device = distributed.setup(device)
@@ -161,6 +163,7 @@ def train_student(
         "seed": cfg.seed,
         "reffakd_version": __version__,
         "augment": asdict(splits.augment),
+        **({"labelled": splits.budget} if splits.budget is not None else {}),  # resuming on another subset: refused
     }
     source = distiller.source
     log(
@@ -207,6 +210,8 @@ def train_student(
         "method": cfg.method,
         "model": cfg.model,
         "dataset": splits.dataset,
+        "train_images": len(splits.train),
+        "labelled": splits.budget,  # the labelled budget's record (None: every training label)
         "seed": cfg.seed,
         "config": {"optim": cfg.optim.to_dict(), **distiller.describe()},
         "soft_labels": soft_labels.metadata.get("config")

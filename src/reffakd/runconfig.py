@@ -351,7 +351,7 @@ def _field_value(o: Option, value: Any) -> Any:
 # --------------------------------------------------------------------------- compare and sweep: the spec
 
 # compare/sweep options folded into the spec: the saved config holds the spec's sections instead.
-DATA_KEYS = ("dataset", "data_dir", "val_size", "split_seed", "image_size", "test_dir", "test_fraction", "streaming")
+DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "download")  # ``download``: --no-download
 SPEC_KEYS = ("spec", "methods", "seeds", "epochs", "teacher", "teacher_model", "teacher_epochs", "soft_labels",
              "ae_epochs", "vary", *DATA_KEYS, "no_download")  # fmt: skip
 

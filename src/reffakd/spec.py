@@ -228,7 +228,7 @@ class RunSpec:
         for item in self.run_items():
             if item.seed == self.seeds[0]:
                 self.student_config(item.method, item.seed, point=item.params).validate()
-        self.data_config()
+        self.data_config().label_budget()
         self.optim(self.student, "student")
         from .models import available_models
 

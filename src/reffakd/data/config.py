@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..settings import opt
+from .budget import LabelBudget, describe_budget
 from .dataset import DataSplits, split_train_val
 from .registry import load_dataset
 
@@ -34,6 +35,19 @@ class DataConfig:
     streaming: bool | None = opt(
         None, "decode images from disk batch by batch (default: only when they would not fit in memory)"
     )
+    labels_per_class: int | None = opt(
+        None, "labelled budget: keep the labels of N training images per class (stratified, seeded by "
+        "--label-seed); the other training images are unlabelled, for the autoencoder only; validation and "
+        "test do not change",
+    )  # fmt: skip
+    label_fraction: float | None = opt(None, "labelled budget as a share of each class's training images, in (0, 1]")
+    label_seed: int = opt(0, "seed of the labelled subset (with --labels-per-class or --label-fraction)")
+
+    def label_budget(self) -> LabelBudget | None:
+        """The labelled budget these options ask for (``None``: every training image is labelled)."""
+        if self.labels_per_class is None and self.label_fraction is None:
+            return None
+        return LabelBudget(self.labels_per_class, self.label_fraction, self.label_seed)
 
     def loader_options(self) -> dict[str, Any]:
         options = {
@@ -46,7 +60,9 @@ class DataConfig:
 
 
 def load_splits(cfg: DataConfig, log: Callable[[str], None] = print) -> DataSplits:
-    """Load the dataset and carve the seeded validation split (its seed is fixed per run, not per student)."""
+    """Load the dataset and carve the seeded validation split (its seed is fixed per run, not per student),
+    then the labelled subset when a budget is asked for."""
+    budget = cfg.label_budget()  # its mistakes are found before the dataset is read
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, **cfg.loader_options())
     log(
         f"data: {dataset.name} from {dataset.source}: "
@@ -54,4 +70,10 @@ def load_splits(cfg: DataConfig, log: Callable[[str], None] = print) -> DataSpli
         f"{dataset.num_classes} classes, {dataset.in_channels}x{dataset.image_size[0]}x{dataset.image_size[1]}"
         + (", streamed from disk" if dataset.streaming else "")
     )
-    return split_train_val(dataset, cfg.val_size, cfg.split_seed)
+    splits = split_train_val(dataset, cfg.val_size, cfg.split_seed, budget)
+    if splits.budget is not None:
+        log(
+            f"data: {describe_budget(splits.budget)}: {splits.budget['labelled']:,} labelled and "
+            f"{splits.budget['unlabelled']:,} unlabelled training images; {len(splits.val):,} validation"
+        )
+    return splits

@@ -9,13 +9,14 @@ of positions), so the split below and every ``shape``-based property work on bot
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import ReffAKDError
 from .augment import BatchAugment
+from .budget import UNLABELLED, LabelBudget, budget_record, labelled_subset
 
 if TYPE_CHECKING:
     from .images import ImageFiles
@@ -76,6 +77,10 @@ class DataSplits:
     std: tuple[float, ...]
     dataset: str
     augment: BatchAugment = field(default_factory=BatchAugment)
+    # A labelled budget (``data.budget``): ``train`` holds the labelled images only, ``unlabelled`` the
+    # others (label -1, for the autoencoder alone), ``budget`` the record that identifies the subset.
+    unlabelled: Split | None = None
+    budget: dict[str, Any] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -124,12 +129,14 @@ def resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out
 
 
-def split_train_val(dataset: ImageDataset, val_size: int, seed: int) -> DataSplits:
+def split_train_val(dataset: ImageDataset, val_size: int, seed: int, budget: LabelBudget | None = None) -> DataSplits:
     """Carve a seeded validation set out of the training set; the test set is left for reporting only.
 
     The split depends on ``seed`` alone, so every method trained with the same seed sees the same
     validation images, and the soft labels are built from training images the validation set
     never contains. Streamed images are split the same way: indexing ``ImageFiles`` picks files.
+    A ``budget`` then keeps the labels of a stratified subset of the remaining training images
+    (``data.budget``); validation and test are the same with or without it.
     """
     n = int(dataset.train_labels.shape[0])
     if not 1 <= val_size < n:
@@ -140,7 +147,15 @@ def split_train_val(dataset: ImageDataset, val_size: int, seed: int) -> DataSpli
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=generator)
     val_idx, train_idx = order[:val_size].sort().values, order[val_size:].sort().values
+    unlabelled, record = None, None
+    if budget is not None:
+        keep, rest = labelled_subset(dataset.train_labels[train_idx], budget, dataset.class_names)
+        record = budget_record(budget, keep, int(train_idx.numel()))
+        rest_idx, train_idx = train_idx[rest], train_idx[keep]
+        unlabelled = Split(dataset.train_images[rest_idx], torch.full_like(dataset.train_labels[rest_idx], UNLABELLED))
     return DataSplits(
+        unlabelled=unlabelled,
+        budget=record,
         train=Split(dataset.train_images[train_idx], dataset.train_labels[train_idx]),
         val=Split(dataset.train_images[val_idx], dataset.train_labels[val_idx]),
         test=Split(dataset.test_images, dataset.test_labels),

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from ..data.budget import describe_budget
 from ..errors import ReffAKDError
 from ..io import read_json, read_safetensors, sidecar_json, write_json, write_with
 
@@ -51,6 +52,19 @@ class SoftLabels:
             raise ReffAKDError(
                 f"soft labels' class names {list(self.class_names)[:4]}... differ from {where}'s "
                 f"{list(class_names)[:4]}...; rebuild them on this dataset"
+            )
+
+    def check_labelled(self, budget: dict[str, Any] | None) -> None:
+        """Refuse soft labels whose class similarity saw other labelled images than this run's budget keeps.
+
+        Soft labels computed on all labels would leak the labels a budget withholds; ones computed on
+        another subset are another method's inputs. Artifacts without the record predate budgets: all labels.
+        """
+        made_on = self.metadata.get("labelled")
+        if made_on != budget:
+            raise ReffAKDError(
+                f"soft labels were made with {describe_budget(made_on)} but this run has {describe_budget(budget)}; "
+                "rebuild them with `reffakd softlabels` and the same --labels-per-class/--label-fraction/--label-seed"
             )
 
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -115,6 +115,7 @@ def build_soft_labels(
         "seed": cfg.seed,
         "augment": asdict(splits.augment),
         "reffakd_version": __version__,
+        **({"labelled": splits.budget} if splits.budget is not None else {}),
     }
     with measure("autoencoder_training", device) as ae_cost:
         result = fit(
@@ -194,6 +195,7 @@ def soft_labels_from_similarity(
         "temperature": tau,
         "diagonal_boost": cfg.calibration.diagonal_boost,
         "train_images": len(splits.train),
+        "labelled": splits.budget,  # the labelled subset the similarity was computed on (None: every label)
         "diagnostics": diagnostics,
         **(extra or {}),
     }
