@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class GainParams(Params):
-    gain: float = param(1.0, "multiplier of the cross-entropy", range=Range(0.0, 10.0, low_open=True))
+    gain: float = param(1.0, "multiplier of the cross-entropy", range=Range(0.0, 10.0, low_open=True), tune=(0.5, 2.0))
 
 
 class ScaledCE(Distiller):
@@ -95,7 +95,8 @@ def test_a_new_method_varies_in_a_comparison_and_is_reported(
     capsys.readouterr()
     assert main(["methods"]) == 0
     listing = capsys.readouterr().out
-    assert "| `scaled-ce` | method | - | gain 1, (0, 10] | cross-entropy times a gain (a test method) |" in listing
+    row = "| `scaled-ce` | method | - | gain 1, (0, 10] | gain 0.5, 2 | cross-entropy times a gain (a test method) |"
+    assert row in listing
     assert "| `--gain` | float | scaled-ce: multiplier of the cross-entropy (default 1) |" in listing
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from .rundir import LOCK, locked, staged_run_dir
 from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
 from .sources import TeacherNetwork, load_teacher
 from .spec import RunItem, RunSpec, folder_name
+from .tuning import choose, item_path, write_tuning_report
 
 SPEC_FILE = "spec.json"
 CONFIG_FILE = "config.yaml"  # the command line's resolved config (reffakd.cli.config_text)
@@ -130,9 +131,34 @@ def _run_compare(
     shared = Shared(
         _soft_labels(spec, out, splits, device, progress, log), _teacher(spec, out, splits, device, progress, log)
     )
+    tuned = None
+    if spec.tune is not None:  # equal tuning first: each method's trials, then its choice (``tuning.py``)
+        progress_report = lambda folder, final: write_tuning_report(folder, spec)  # noqa: E731
+        _run_items(spec, spec.tuning_items(), out, splits, shared, device, progress, log, jobs, progress_report)
+        tuned = choose(out, spec)
+        log(write_tuning_report(out, spec))
+    _run_items(spec, spec.run_items(tuned), out, splits, shared, device, progress, log, jobs, report)
+    md = report(out, True)
+    log(md)
+    return md
+
+
+def _run_items(
+    spec: RunSpec,
+    items: list[RunItem],
+    out: Path,
+    splits: DataSplits,
+    shared: Shared,
+    device: torch.device,
+    progress: bool,
+    log: Callable[[str], None],
+    jobs: int,
+    report: Callable[[Path, bool], str],
+) -> None:
+    """Train the ``items`` not finished yet (one after another, or in ``jobs`` workers), rewriting the report."""
     todo = []
-    for item in spec.run_items():
-        run_dir = run_path(out, item.variant, item.seed)
+    for item in items:
+        run_dir = item_path(out, item)
         if (run_dir / "summary.json").is_file():
             log(f"skip {item.variant} seed {item.seed}: finished ({run_dir})")
         else:
@@ -143,9 +169,6 @@ def _run_compare(
             report(out, False)
     else:
         _run_parallel(spec, todo, out, device, jobs, log, report)
-    md = report(out, True)
-    log(md)
-    return md
 
 
 @dataclass
@@ -176,8 +199,13 @@ def run_one(
     teacher = shared.teacher if method.needs == "teacher" else None
     if teacher is not None:
         teacher.seconds = 0.0  # each run counts its own teacher forward passes
-    # The report groups runs by variant and selects among a method's variants.
+    # The report groups runs by variant and selects among a method's variants; a tuned run records its setting.
     variant = {"variant": item.variant, "grid": item.params} if item.is_grid else None
+    if not item.is_grid and item.point:
+        variant = {"tuned": item.params}
+    if item.is_trial:  # a tuning trial never sees the test split (``tuning.py``)
+        splits = replace(splits, test=None)
+        variant = {**(variant or {}), "trial": True}
     return train_student(
         splits,
         spec.student_config(item.method, item.seed, point=item.params),
@@ -209,7 +237,7 @@ def train_item(
     run = get_method(item.method).source.same_seed_run
     if run is not None:
         shared = Shared(shared.soft, load_teacher(run_path(out, run, item.seed) / "best.safetensors", splits, device))
-    with staged_run_dir(run_path(out, item.variant, item.seed), redo=True) as tmp:
+    with staged_run_dir(item_path(out, item), redo=True) as tmp:
         run_one(spec, item, tmp, splits, shared, device=device, progress=progress, log=log,
                 name=f"{item.variant}-s{item.seed}")  # fmt: skip
 

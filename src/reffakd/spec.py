@@ -12,13 +12,14 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .data import DataConfig
-from .distillers import DISTILLERS, get_method, method_names, parameter_types
+from .distillers import DISTILLERS, get_method, method_names, parameter_types, tuning_grid
 from .distillers import TEACHER as TEACHER_SOURCE
 from .engine import OptimConfig
 from .errors import ReffAKDError
@@ -27,6 +28,10 @@ from .settings import check_types, is_number, yaml_hint
 from .softlabels import Calibration, SoftLabelConfig
 
 GRID_KEYS = ("methods", "params")
+# Equal tuning (``tuning.py``): ``trials`` per method at ``epochs`` over ``seeds``, chosen on validation; ``params``:
+# optimiser axes every method's grid is crossed with (so a method without parameters, like ce, is tuned too);
+# ``seed``: which trials a grid larger than ``trials`` samples.
+TUNE_KEYS = ("trials", "epochs", "seeds", "params", "seed")
 # What a grid may vary: any method parameter (the registry's, ``parameter_types``), and the student's
 # optimiser (not its milestones: a grid point that sets epochs gets the default milestones, 30/60/80 %
 # of its epochs).
@@ -78,6 +83,7 @@ class RunItem:
     method: str
     seed: int
     point: tuple[tuple[str, Any], ...] = ()  # the grid point's (key, value) pairs; empty for a plain run
+    stage: str = "runs"  # the folder of its stage: "runs", or "tuning" for equal tuning's trials
 
     @property
     def params(self) -> dict[str, Any]:
@@ -85,7 +91,12 @@ class RunItem:
 
     @property
     def is_grid(self) -> bool:
-        return bool(self.point)
+        """A grid variant (its own row in reports); a tuned method's final runs carry a point but are the method."""
+        return bool(self.point) and self.variant != self.method
+
+    @property
+    def is_trial(self) -> bool:
+        return self.stage == "tuning"
 
 
 def _number_list(value: Any) -> bool:
@@ -173,6 +184,9 @@ class RunSpec:
     # {"methods": [...], "params": {KEY: [values], ...}}:
     # each listed method that runs, runs once per combination and seed as a variant (``variant_name``); null: no grid
     grid: dict[str, Any] | None = None
+    # {"trials": N, "epochs": E, "seeds": [...], "params": {OPTIM_KEY: [values]}, "seed": S}: equal tuning of every
+    # method on validation before its final runs (``tuning.py``); null: each method runs with its parameters as given
+    tune: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> RunSpec:
@@ -225,6 +239,7 @@ class RunSpec:
                 if value is not None and not is_number(value):
                     raise ReffAKDError(f"{where}: method_params {m} {key} {value!r} must be a number{yaml_hint(value)}")
         self._check_grid(where)
+        self._check_tune(where)
         for item in self.run_items():
             if item.seed == self.seeds[0]:
                 self.student_config(item.method, item.seed, point=item.params).validate()
@@ -320,6 +335,78 @@ class RunSpec:
                 + " x ".join(str(v) for v in axes.values())
             )
 
+    def _check_tune(self, where: str) -> None:
+        if self.tune is None:
+            return
+        t = self.tune
+        if not isinstance(t, dict) or not set(t) <= set(TUNE_KEYS) or not {"trials", "epochs"} <= set(t):
+            got = sorted(t) if isinstance(t, dict) else type(t).__name__
+            raise ReffAKDError(
+                f"{where}: tune must be an object with trials and epochs (and optionally seeds, params, seed), "
+                f"or null; got {got}"
+            )
+        if self.grid is not None:
+            raise ReffAKDError(f"{where}: tune and grid exclude each other: tuning makes each method's grid itself")
+        for key in ("trials", "epochs"):
+            if not isinstance(t[key], int) or isinstance(t[key], bool) or t[key] < 1:
+                raise ReffAKDError(f"{where}: tune {key} {t[key]!r} is out of range: a whole number, at least 1")
+        seeds = t.get("seeds", [0])
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
+            or len(set(seeds)) != len(seeds)
+        ):
+            raise ReffAKDError(f"{where}: tune seeds must be a non-empty list of distinct integers, got {seeds!r}")
+        if not isinstance(t.get("seed", 0), int):
+            raise ReffAKDError(f"{where}: tune seed {t.get('seed')!r} must be an integer")
+        axes = t.get("params", {})
+        if not isinstance(axes, dict):
+            raise ReffAKDError(f"{where}: tune params must map optimiser keys to lists of values, got {axes!r}")
+        for key, values in axes.items():
+            if key not in OPTIM_GRID_TYPES or key == "epochs" or OPTIM_GRID_TYPES[key] is str:
+                allowed = ", ".join(k for k, v in OPTIM_GRID_TYPES.items() if k != "epochs" and v is not str)
+                raise ReffAKDError(f"{where}: tune params key {key!r} cannot vary; allowed: {allowed}")
+            if not _number_list(values) or len(set(values)) != len(values):
+                raise ReffAKDError(f"{where}: tune params {key} must be a non-empty list of distinct numbers")
+        for m in self.methods:
+            for point in self.tuning_points(m):
+                try:
+                    self.student_config(m, self.seeds[0], point={**point, "epochs": t["epochs"]}).validate()
+                except ReffAKDError as exc:
+                    raise ReffAKDError(f"{where}: tuning trial {variant_name(m, point)}: {exc}") from None
+
+    def tuning_points(self, method: str) -> list[dict[str, Any]]:
+        """The trials of ``method``: its registry tuning grid crossed with the tune section's optimiser axes, in
+        grid order; a grid larger than ``trials`` is sampled (seeded by the tune seed and the method's name).
+
+        A method that distils another run of its seed (tfkd-self) is not tuned: its trials would need that
+        run's trials too. A method with nothing to vary has no trials and runs with its defaults.
+        """
+        if self.tune is None or get_method(method).source.same_seed_run is not None:
+            return []
+        axes = {**tuning_grid(method), **self.tune.get("params", {})}
+        if not axes:
+            return []
+        points = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+        trials = self.tune["trials"]
+        if len(points) > trials:
+            rng = random.Random(f"reffakd-tune/{self.tune.get('seed', 0)}/{method}")
+            points = [points[i] for i in sorted(rng.sample(range(len(points)), trials))]
+        return points
+
+    def tuning_items(self) -> list[RunItem]:
+        """Every trial of every method, over the tune seeds, at the tune epochs, in the ``tuning`` stage."""
+        if self.tune is None:
+            return []
+        epochs, seeds = self.tune["epochs"], self.tune.get("seeds", [0])
+        return [
+            RunItem(variant_name(m, p), m, s, tuple({**p, "epochs": epochs}.items()), stage="tuning")
+            for m in self.method_order()
+            for p in self.tuning_points(m)
+            for s in seeds
+        ]
+
     def teacher_methods(self) -> set[str]:
         """The methods that distil the comparison's one teacher network (not a run of their own seed)."""
         return {m for m in self.methods if get_method(m).source == TEACHER_SOURCE}
@@ -385,8 +472,11 @@ class RunSpec:
         }
         return sorted(methods, key=lambda m: (get_method(m).source.same_seed_run is not None, m not in first))
 
-    def run_items(self) -> list[RunItem]:
-        """Every run in ``method_order``, each method over the seeds, a grid method expanded to its variants."""
+    def run_items(self, tuned: Mapping[str, Mapping[str, Any]] | None = None) -> list[RunItem]:
+        """Every run in ``method_order``, each method over the seeds, a grid method expanded to its variants.
+
+        ``tuned``: per method, the setting equal tuning chose (``tuning.choose``), which its runs carry.
+        """
         methods, _ = grid_axes(self.grid) if self.grid else ([], {})
         points = grid_points(self.grid) if self.grid else []
         items: list[RunItem] = []
@@ -396,7 +486,8 @@ class RunSpec:
                     RunItem(variant_name(method, p), method, s, tuple(p.items())) for p in points for s in self.seeds
                 ]
             else:
-                items += [RunItem(method, method, s) for s in self.seeds]
+                chosen = tuple((tuned or {}).get(method, {}).items())
+                items += [RunItem(method, method, s, chosen) for s in self.seeds]
         return items
 
 

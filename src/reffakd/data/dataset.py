@@ -71,7 +71,7 @@ class Split:
 class DataSplits:
     train: Split
     val: Split
-    test: Split
+    test: Split | None  # None: a run that must not see the test split (equal tuning's trials)
     class_names: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]

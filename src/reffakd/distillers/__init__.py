@@ -25,6 +25,7 @@ from .registry import (
     parameter_types,
     register_method,
     resolve_source,
+    tuning_grid,
     unregister_method,
 )
 
@@ -59,5 +60,6 @@ __all__ = [
     "parameter_types",
     "register_method",
     "resolve_source",
+    "tuning_grid",
     "unregister_method",
 ]

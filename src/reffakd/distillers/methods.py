@@ -37,21 +37,26 @@ NON_NEGATIVE = Range(0.0)
 
 @dataclass(frozen=True)
 class KDParams(Params):
-    alpha: float = param(0.5, "weight of the soft-target term", range=UNIT)
-    temperature: float = param(4.0, "distillation temperature", range=POSITIVE, short="-T")
+    alpha: float = param(0.5, "weight of the soft-target term", range=UNIT, tune=(0.1, 0.3, 0.5, 0.7, 0.9))
+    temperature: float = param(4.0, "distillation temperature", range=POSITIVE, short="-T", tune=(1.0, 2.0, 4.0, 8.0))
 
 
 @dataclass(frozen=True)
 class TfKDRegParams(KDParams):
     own_probability: float = param(
-        0.9, "the virtual teacher's own-class probability a", range=Range(0.0, 1.0, low_open=True, high_open=True)
+        0.9,
+        "the virtual teacher's own-class probability a",
+        range=Range(0.0, 1.0, low_open=True, high_open=True),
+        tune=(0.5, 0.7, 0.9, 0.95),
     )
 
 
 @dataclass(frozen=True)
 class LSParams(Params):
     label: ClassVar[str] = "label-smoothing "
-    epsilon: float = param(0.1, "label-smoothing epsilon", range=Range(0.0, 1.0, high_open=True))
+    epsilon: float = param(
+        0.1, "label-smoothing epsilon", range=Range(0.0, 1.0, high_open=True), tune=(0.05, 0.1, 0.2, 0.3, 0.4)
+    )
 
 
 # DKD's release: CE weight 1, alpha 1, T 4, warm-up 20 of 240 epochs; beta 8 (resnet32x4 -> resnet8x4)
@@ -64,8 +69,8 @@ class DKDParams(Params):
     label: ClassVar[str] = "DKD "
     ce_weight: float = param(1.0, "weight of the cross-entropy term", range=NON_NEGATIVE)
     alpha: float = param(1.0, "weight of the target-class term TCKD", range=NON_NEGATIVE)
-    beta: float = param(2.0, "weight of the non-target term NCKD", range=NON_NEGATIVE)
-    temperature: float = param(4.0, "distillation temperature", range=POSITIVE, short="-T")
+    beta: float = param(2.0, "weight of the non-target term NCKD", range=NON_NEGATIVE, tune=(0.5, 1.0, 2.0, 4.0, 8.0))
+    temperature: float = param(4.0, "distillation temperature", range=POSITIVE, short="-T", tune=(1.0, 2.0, 4.0, 8.0))
     warmup_epochs: int | None = param(
         None, "epochs of linear warm-up of the KD weight", range=NON_NEGATIVE, default_text="1/12 of the epochs"
     )

@@ -56,12 +56,14 @@ def param(
     range: Range = Range(),
     default_text: str | None = None,
     short: str | None = None,
+    tune: tuple[float, ...] = (),
 ) -> Any:
     """A method parameter: its default, a one-line help, its allowed range; ``short``: a short flag (``-T``).
 
-    ``default_text`` describes a ``None`` default (``1/12 of the epochs``) in help and docs.
+    ``default_text`` describes a ``None`` default (``1/12 of the epochs``) in help and docs. ``tune``: the
+    values ``compare``'s equal tuning tries (the method's tuning grid is the product over its parameters).
     """
-    meta = {"help": help, "range": range, "default_text": default_text, "short": short}
+    meta = {"help": help, "range": range, "default_text": default_text, "short": short, "tune": tuple(tune)}
     return field(default=default, metadata=meta)
 
 
@@ -77,6 +79,7 @@ class ParamInfo:
     range: Range
     default_text: str | None
     short: str | None
+    tune: tuple[float, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -113,7 +116,7 @@ class Params:
             m = f.metadata
             out[f.name] = ParamInfo(
                 f.name, kind, optional, f.default, m.get("help", ""), m.get("range", Range()),
-                m.get("default_text"), m.get("short"),
+                m.get("default_text"), m.get("short"), tuple(m.get("tune", ())),
             )  # fmt: skip
         return out
 

@@ -133,6 +133,21 @@ def get_method(name: str) -> Method:
     return DISTILLERS[name]
 
 
+def tuning_grid(name: str) -> dict[str, list[Any]]:
+    """The values equal tuning tries for each of a method's parameters (``param(tune=...)``); {} when none.
+
+    Each value is checked against the parameter's range, so a bad declaration fails where it is written.
+    """
+    grid: dict[str, list[Any]] = {}
+    for key, info in get_method(name).params.info().items():
+        for value in info.tune:
+            if not info.range.contains(float(value)) or (info.type is int and int(value) != value):
+                raise ValueError(f"method {name}: tuning value {value!r} of {key} is outside {info.range.text()}")
+        if info.tune:
+            grid[key] = [info.type(v) for v in info.tune]
+    return grid
+
+
 def baseline_method() -> str | None:
     """The method every other one is paired with in reports: the first registered with role "baseline"."""
     return next((m.name for m in DISTILLERS.values() if m.role == "baseline"), None)
@@ -205,13 +220,19 @@ def build_distiller(
 
 def methods_table() -> str:
     """docs/METHODS.md's tables of methods and of their flags, from the registry (a test keeps the page in step)."""
-    rows = ["| method | role | soft targets | parameters: default, allowed | what it is |", "|---" * 5 + "|"]
+    rows = [
+        "| method | role | soft targets | parameters: default, allowed | equal tuning tries | what it is |",
+        "|---" * 6 + "|",
+    ]
     for m in DISTILLERS.values():
         params = "; ".join(
             f"{k} {p.default_shown()}, {'whole number ' if p.type is int else ''}{p.range.text()}"
             for k, p in m.params.info().items()
         )
-        rows.append(f"| `{m.name}` | {m.role} | {m.source.description} | {params or '-'} | {m.summary} |")
+        tries = "; ".join(f"{k} {', '.join(f'{v:g}' for v in values)}" for k, values in tuning_grid(m.name).items())
+        rows.append(
+            f"| `{m.name}` | {m.role} | {m.source.description} | {params or '-'} | {tries or '-'} | {m.summary} |"
+        )
     rows += ["", "| flag | type | meaning per method (default) |", "|---|---|---|"]
     for key, uses in parameter_fields().items():
         p = uses[0][1]

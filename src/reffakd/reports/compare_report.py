@@ -49,6 +49,7 @@ CSV_COLUMNS = [
     "total_flops",
     "total_seconds",
     "peak_memory_bytes",
+    "tuned",
 ]
 
 
@@ -84,6 +85,8 @@ def collect_runs(out: Path) -> list[dict[str, Any]]:
                 "total_flops": totals["flops"],
                 "total_seconds": totals["seconds"],
                 "peak_memory_bytes": totals.get("peak_memory_bytes"),
+                # the setting equal tuning chose for this run's method (``tuning.py``); "" when not tuned
+                "tuned": ";".join(f"{k}={v:g}" for k, v in (s.get("tuned") or {}).items()),
             }
         )
     return rows
@@ -130,6 +133,7 @@ def aggregate(rows: list[dict[str, Any]], order: list[str]) -> list[dict[str, An
             "point": grid_point(rs[0]),
             "seeds": sorted(r["seed"] for r in rs),
             "source": rs[0]["soft_target_source"],
+            "tuned": rs[0].get("tuned", ""),
         }
         for key in (
             "val_top1",
@@ -277,6 +281,9 @@ def render_markdown(agg: list[dict[str, Any]], baseline: str | None = None) -> s
         markdown_table(headers, rows),
     ]
     text += render_paired(paired_to_baseline(agg, baseline))
+    tuned = [f"- {a['method']}: {a['tuned'].replace(';', ', ')}" for a in agg if a.get("tuned")]
+    if tuned:
+        text += ["", "Settings chosen by equal tuning on validation (every trial in tuning.md):", "", *tuned]
     chosen = select_by_validation(agg)
     if chosen:
         text += [
