@@ -262,6 +262,13 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     check_out_outside_data(out, data)
     check_resumable(out, spec)
     check_free(out / LOCK, f"comparison folder {out}")
+    if spec.budgets is not None:  # a label-budget study: one comparison per budget (study.py)
+        from .study import run_study
+
+        run_study(spec, out, device=device, progress=cfg.console.progress, log=print, jobs=cfg.compare.jobs,
+                  config_yaml=config_yaml)  # fmt: skip
+        print(f"study folder: {out} (study.md, study.png, labels-<budget>/results.md)")
+        return
     models = [spec.student.get("model", "lenet5")]
     if spec.teacher_methods() and "checkpoint" not in spec.teacher:
         models.append(spec.teacher["model"])

@@ -215,6 +215,7 @@ def train_student(
         "model": cfg.model,
         "dataset": splits.dataset,
         "train_images": len(splits.train),
+        "num_classes": splits.num_classes,
         "labelled": splits.budget,  # the labelled budget's record (None: every training label)
         "seed": cfg.seed,
         "config": {"optim": cfg.optim.to_dict(), **distiller.describe()},

@@ -187,6 +187,9 @@ class RunSpec:
     # {"trials": N, "epochs": E, "seeds": [...], "params": {OPTIM_KEY: [values]}, "seed": S}: equal tuning of every
     # method on validation before its final runs (``tuning.py``); null: each method runs with its parameters as given
     tune: dict[str, Any] | None = None
+    # [100, 500, "all"]: a label-budget study (``study.py``): the whole comparison once per labelled budget (labels
+    # per class, or "all"), each in OUT/labels-<budget>/, and one report across them; null: one comparison
+    budgets: list[Any] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> RunSpec:
@@ -240,6 +243,7 @@ class RunSpec:
                     raise ReffAKDError(f"{where}: method_params {m} {key} {value!r} must be a number{yaml_hint(value)}")
         self._check_grid(where)
         self._check_tune(where)
+        self._check_budgets(where)
         for item in self.run_items():
             if item.seed == self.seeds[0]:
                 self.student_config(item.method, item.seed, point=item.params).validate()
@@ -375,6 +379,22 @@ class RunSpec:
                     self.student_config(m, self.seeds[0], point={**point, "epochs": t["epochs"]}).validate()
                 except ReffAKDError as exc:
                     raise ReffAKDError(f"{where}: tuning trial {variant_name(m, point)}: {exc}") from None
+
+    def _check_budgets(self, where: str) -> None:
+        if self.budgets is None:
+            return
+        b = self.budgets
+        ok = isinstance(b, list) and bool(b) and len(set(map(str, b))) == len(b)
+        ok = ok and all(v == "all" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) for v in b)
+        if not ok:
+            raise ReffAKDError(
+                f"{where}: budgets must be a non-empty list of distinct labels-per-class counts (at least 1) or "
+                f'"all", got {b!r}'
+            )
+        if self.data.get("labels_per_class") is not None or self.data.get("label_fraction") is not None:
+            raise ReffAKDError(
+                f"{where}: budgets and data labels_per_class/label_fraction exclude each other: the budgets set them"
+            )
 
     def tuning_points(self, method: str) -> list[dict[str, Any]]:
         """The trials of ``method``: its registry tuning grid crossed with the tune section's optimiser axes, in

@@ -1,0 +1,66 @@
+"""Label-budget studies: the same comparison at several labelled budgets, and one report across them.
+
+Soft targets are said to pay off where the student can overfit; few labels is the commonest such case. A spec
+with ``budgets: [100, 500, "all"]`` runs its whole comparison (tuning included, when it has a ``tune`` section)
+once per budget, each an ordinary, resumable comparison folder ``OUT/labels-<budget>/`` whose data keeps that many
+labels per class (``data.budget``), and writes ``study.md`` and ``study.png`` across them
+(``reports.study_report``). The validation and test splits are the same at every budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .compare import SPEC_FILE, check_resumable, run_compare
+from .data import load_splits
+from .distillers import baseline_method, method_names
+from .io import write_json
+from .reports.study_report import write_study_report
+from .rundir import LOCK, locked
+from .spec import RunSpec
+
+
+def budget_folder(budget: Any) -> str:
+    return f"labels-{budget}"
+
+
+def budget_spec(spec: RunSpec, budget: Any) -> RunSpec:
+    """The comparison of one budget: the study's spec with that many labels per class ("all": every label)."""
+    d = spec.to_dict()
+    d["budgets"] = None
+    d["data"] = {**d["data"], "labels_per_class": None if budget == "all" else budget, "label_fraction": None}
+    return RunSpec.from_dict(d, f"budget {budget}")
+
+
+def run_study(
+    spec: RunSpec,
+    out: str | Path,
+    *,
+    device: torch.device,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    jobs: int = 1,
+    config_yaml: str | None = None,
+) -> str:
+    """Each budget's comparison in turn (each resumable on its own), then the study's report; returns it."""
+    assert spec.budgets is not None
+    out = Path(out)
+    check_resumable(out, spec)
+    out.mkdir(parents=True, exist_ok=True)
+    with locked(out / LOCK, f"study folder {out}"):
+        check_resumable(out, spec)
+        write_json(out / SPEC_FILE, spec.to_dict())
+        for budget in spec.budgets:
+            sub = budget_spec(spec, budget)
+            log(f"study: budget {budget} labels per class -> {out / budget_folder(budget)}")
+            splits = load_splits(sub.data_config(), log)
+            run_compare(sub, out / budget_folder(budget), splits, device=device, progress=progress, log=log,
+                        jobs=jobs, config_yaml=config_yaml)  # fmt: skip
+        folders = [(b, out / budget_folder(b)) for b in spec.budgets]
+        md = write_study_report(out, folders, method_names(), baseline_method())
+    log(md)
+    return md
