@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .data import DataConfig
-from .distillers import DISTILLERS, get_method, method_names, parameter_types
 from .distillers import TEACHER as TEACHER_SOURCE
+from .distillers import get_method, method_names, parameter_types
 from .engine import OptimConfig
 from .errors import ReffAKDError
 from .pipeline import StudentConfig
@@ -123,6 +123,15 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _is_method(name: Any) -> bool:
+    """A registered method or a valid FORM+SOURCE combination."""
+    try:
+        get_method(name)
+    except ReffAKDError:
+        return False
+    return True
+
+
 def check_section_keys(name: str, section: Any, where: str) -> None:
     """Every key of a spec section is one it may hold: ``student: {epoch: 3}`` is one line, not a silent default."""
     from .settings import unknown_key
@@ -216,7 +225,7 @@ class RunSpec:
         for name in ("data", "student", "teacher", "soft_labels"):
             check_section_keys(name, getattr(self, name), where)
         for m, params in self.method_params.items():
-            if m not in DISTILLERS or not isinstance(params, dict):
+            if not _is_method(m) or not isinstance(params, dict):
                 raise ReffAKDError(
                     f"{where}: method_params must map method names to objects; {m!r} is not a method or its value "
                     "not an object"

@@ -2,19 +2,25 @@
 
 from . import methods  # noqa: F401  (registers the methods)
 from .base import Distiller
-from .methods import DKD, CrossEntropy, LabelSmoothing, SoftTargetKD
+from .methods import DKD, CEPlusKD, CrossEntropy, LabelSmoothing, SoftCrossEntropy, SoftTargetKD
 from .params import NoParams, ParamInfo, Params, Range, param
 from .registry import (
     DISTILLERS,
+    LEARNED,
+    LOSS_FORMS,
     NO_SOURCE,
     OWN_TABLE,
     SAME_SEED_CE,
     SOFT_LABELS,
+    TARGET_SOURCES,
     TEACHER,
     BuildContext,
+    LossForm,
     Method,
     SourceKind,
+    TargetSource,
     build_distiller,
+    combination,
     get_method,
     method_names,
     method_params,
@@ -22,7 +28,10 @@ from .registry import (
     parameter_fields,
     parameter_help,
     parameter_types,
+    register_loss_form,
     register_method,
+    register_preset,
+    register_source,
     resolve_source,
     unregister_method,
 )
@@ -30,6 +39,17 @@ from .registry import (
 __all__ = [
     "DISTILLERS",
     "DKD",
+    "LEARNED",
+    "LOSS_FORMS",
+    "TARGET_SOURCES",
+    "CEPlusKD",
+    "LossForm",
+    "SoftCrossEntropy",
+    "TargetSource",
+    "combination",
+    "register_loss_form",
+    "register_preset",
+    "register_source",
     "NO_SOURCE",
     "OWN_TABLE",
     "SAME_SEED_CE",

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..data import DataSplits, make_batches, materialize
+from ..data import DataSplits, make_batches, materialize, split_fingerprint
 from ..engine import OptimConfig, RunFiles, fit
 from ..io import write_json, write_text_atomic
 from ..models.autoencoder import ConvAutoencoder
@@ -28,6 +28,7 @@ from .artifact import SoftLabels
 from .autoencoder_task import AutoencoderTask, embed
 from .calibration import Calibration
 from .diagnostics import format_diagnostics, soft_label_diagnostics
+from .instance import class_unit_sums, instance_similarity, instance_soft_labels
 from .similarity import class_similarity
 
 SOFT_LABELS_FILE = "soft_labels.safetensors"
@@ -167,10 +168,28 @@ def build_soft_labels(
     )
     log(format_diagnostics(soft.metadata["diagnostics"]))
 
+    with measure("instance_soft_labels", device) as inst_cost:
+        # One soft label per training image (``reffakd-instance``), from the un-augmented embeddings.
+        plain = embeddings
+        if embed_augment is not None:
+            plain, _ = embed(model, make_batches(splits.train, 512, device=device))
+            inst_cost.flops += enc_flops * len(splits.train)
+        sums, counts = class_unit_sums(plain, labels, splits.num_classes)
+        per_image = instance_soft_labels(
+            instance_similarity(plain, labels, sums, counts), labels, soft.metadata["diagonal_boost"],
+            soft.metadata["temperature"],
+        )  # fmt: skip
+        soft.instance = per_image.to(torch.float32)
+        soft.instance_index = torch.arange(len(splits.train))
+        soft.metadata["instance_split"] = split_fingerprint(splits.train)
+        n, d, k = len(splits.train), model.embedding_dim, splits.num_classes
+        inst_cost.flops += 3 * n * d + 2 * n * d * k + 4 * n * k  # unit rows, dots with the class sums, softmax
+        inst_cost.details = {"images": n}
+
     # autoencoder.safetensors (+ .json) is the last epoch's, written by fit.
     soft.save(out_dir / SOFT_LABELS_FILE)
     cost = combine_stages(
-        {"autoencoder_training": ae_stage, **{s.name: s.to_dict() for s in (emb_cost, sim_cost)}},
+        {"autoencoder_training": ae_stage, **{s.name: s.to_dict() for s in (emb_cost, sim_cost, inst_cost)}},
         source="autoencoder",
         autoencoder_parameters=parameter_count(model),
     )
