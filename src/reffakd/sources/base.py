@@ -90,7 +90,8 @@ class ClassTable(SoftTargetSource):
         if table.ndim != 2 or table.shape[0] != table.shape[1]:
             raise ReffAKDError(f"a class table must be square (C, C), got shape {tuple(table.shape)}")
         super().__init__(int(table.shape[0]))
-        self.register_buffer("table", table.detach().to(torch.float32).clone())
+        wide = table.dtype == torch.float64  # a float64 table stays float64 (and so do the losses on it)
+        self.register_buffer("table", table.detach().to(torch.float64 if wide else torch.float32).clone())
         self.as_logits = as_logits
         self.name = name
         # A table made by an earlier stage (the autoencoder's soft labels) carries that stage's ledger:
@@ -230,7 +231,8 @@ class TeacherNetwork(SoftTargetSource):
         self, images: torch.Tensor, labels: torch.Tensor, temperature: float, **batch: Any
     ) -> torch.Tensor:
         start = time.perf_counter()
-        probs = F.softmax(self.logits(images).float() / temperature, dim=1)
+        z = self.logits(images)
+        probs = F.softmax(z.to(torch.float64 if z.dtype == torch.float64 else torch.float32) / temperature, dim=1)
         if probs.is_cuda:
             torch.cuda.synchronize(probs.device)
         self.seconds += time.perf_counter() - start

@@ -32,11 +32,11 @@ from ..resources import combine_stages
 from .base import SoftTargetSource
 
 
-def _online_cost(name: str, seconds: float, flops: int, state_bytes: int, **details: Any) -> dict[str, Any]:
-    """The ledger record of a source computed inside the training loop: its time, FLOPs and the memory of its state."""
+def _online_cost(name: str, seconds: float, flops: int, memory: int, **details: Any) -> dict[str, Any]:
+    """The ledger record of a source computed inside the training loop: its time, FLOPs and memory (its state's)."""
     stage = {
-        "name": f"{name}_online", "seconds": seconds, "flops": int(flops), "peak_memory_bytes": state_bytes,
-        "details": {"state_bytes": state_bytes, **details},
+        "name": f"{name}_online", "seconds": seconds, "flops": int(flops), "peak_memory_bytes": memory,
+        "details": {"state_bytes" if "partner_images" not in details else "shared_peak_bytes": memory, **details},
     }  # fmt: skip
     return combine_stages({stage["name"]: stage}, source=name)
 
@@ -262,10 +262,15 @@ class PartnerPredictions(LearningSource):
             raise ReffAKDError("cs-kd needs each image's same-class partner: batches made with pairs=True")
         start = time.perf_counter()
         with torch.no_grad():
-            out = F.softmax(self._model()(partners).float() / temperature, dim=1)
+            z = self._model()(partners)
+            out = F.softmax(z.to(torch.float64 if z.dtype == torch.float64 else torch.float32) / temperature, dim=1)
         self.flops += self.forward_flops_per_image * partners.shape[0]
         self._timed(start)
         return out
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name, "forward_flops_per_image": self.forward_flops_per_image}
+
+    def cost(self, images_seen: int, peak_memory_bytes: int | None = None) -> dict[str, Any] | None:
+        """The partners' forward passes: their FLOPs and time; no state, the training loop's peak memory (shared)."""
+        return _online_cost(self.name, self.seconds, self.flops, peak_memory_bytes or 0, partner_images=images_seen)
