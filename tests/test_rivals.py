@@ -251,6 +251,10 @@ def test_any_form_with_any_source_and_nonsense_refused(capsys: pytest.CaptureFix
     assert "dkd needs a distribution" in err and len(err.splitlines()) == 1
 
 
+def _quiet(line: str) -> None:
+    pass
+
+
 def _soft(table: torch.Tensor) -> SoftLabels:
     return SoftLabels(table, tuple("abc"[: table.shape[0]]))
 
@@ -355,13 +359,13 @@ def test_torchrun_two_processes_match_one_for_ols_and_pskd(fake_fmnist: Path, tm
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
     }
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "tests" / "ddp_worker.py"), str(fake_fmnist), str(out), "32", "2", "--method=ols,ps-kd"]  # fmt: skip
+    worker = [str(ROOT / "tests" / "ddp_worker.py"), str(fake_fmnist), str(out), "32", "2", "--method=ols,ps-kd"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *worker]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:  # the one-process references, while torchrun runs
-        singles = {m: ddp_worker.run(fake_fmnist, tmp_path / m, 32, 2, m, log=lambda _: None) for m in ("ols", "ps-kd")}
+        singles = {m: ddp_worker.run(fake_fmnist, tmp_path / m, 32, 2, m, log=_quiet) for m in ("ols", "ps-kd")}
     finally:
         torch.set_num_threads(threads)
     _, stderr = proc.communicate(timeout=240)
@@ -370,7 +374,7 @@ def test_torchrun_two_processes_match_one_for_ols_and_pskd(fake_fmnist: Path, tm
         wa = load_model(tmp_path / method / "last.safetensors")[0].state_dict()
         wb = load_model(out / method / "last.safetensors")[0].state_dict()
         for k in wa:
-            torch.testing.assert_close(wb[k], wa[k], atol=1e-5, rtol=0, msg=lambda m, k=k: f"{method} {k}: {m}")
+            torch.testing.assert_close(wb[k], wa[k], atol=1e-5, rtol=0, msg=lambda m, k=k, n=method: f"{n} {k}: {m}")
         sa, sb = (load_state(p).extra["source"]["tensors"] for p in (tmp_path / method, out / method))
         for k in sa:  # the source's state, summed over the ranks, is the one-process state
             torch.testing.assert_close(sb[k].double(), sa[k].double(), atol=1e-5, rtol=0)
