@@ -20,13 +20,15 @@ import ddp_worker
 from reffakd import ReffAKDError, pipeline
 from reffakd.cli import main
 from reffakd.data import BatchAugment, Split, load_imagefolder, make_batches, split_fingerprint, split_train_val
+from reffakd.data.images import IMAGE_EXTENSIONS
 from reffakd.data.loader import ClassPairs
 from reffakd.distillers import build_distiller, get_method
 from reffakd.engine import OptimConfig, TrainingInterrupted, load_state
 from reffakd.losses import dkd_terms, kl_to_targets, soft_cross_entropy
 from reffakd.models import load_model
 from reffakd.pipeline import StudentConfig, train_student
-from reffakd.softlabels import SoftLabels
+from reffakd.softlabels import SoftLabels, build_soft_labels
+from reffakd.spec import soft_label_config
 from reffakd.softlabels.instance import class_unit_sums, instance_similarity, instance_soft_labels
 from reffakd.softlabels.similarity import class_similarity
 from reffakd.sources import ClassTable, OnlineClassTable, PreviousPredictions, instance_soft_label_source
@@ -379,3 +381,23 @@ def test_torchrun_two_processes_match_one_for_ols_and_pskd(fake_fmnist: Path, tm
         for k in sa:  # the source's state, summed over the ranks, is the one-process state
             torch.testing.assert_close(sb[k].double(), sa[k].double(), atol=1e-5, rtol=0)
         assert single["cost"]["soft_targets"]["source"] == method
+
+
+# --------------------------------------------------------------------------- semi-supervised soft labels
+
+
+def test_semi_supervised_autoencoder_trains_on_unlabelled_images_too(tmp_path: Path) -> None:
+    root = make_fake_folder(tmp_path / "data", per_class=8)
+    extra = make_fake_folder(tmp_path / "extra", per_class=3)  # its images, at any depth, have no labels here
+    n_extra = sum(1 for p in extra.rglob("*") if p.name.lower().endswith(IMAGE_EXTENSIONS) and p.name[0] != ".")
+    splits = split_train_val(load_imagefolder(data_dir=root), 4, seed=3)
+    section = {"preset": "paper", "unlabelled_dir": str(extra), "autoencoder": {"epochs": 1, "batch_size": 8}}
+    cfg = soft_label_config(section, splits.dataset)
+    lines: list[str] = []
+    soft, _ = build_soft_labels(splits, cfg, tmp_path / "sl", device=CPU, progress=False, log=lines.append)
+    assert soft.metadata["autoencoder_images"] == len(splits.train) + n_extra
+    assert soft.metadata["config"]["unlabelled_dir"] == str(extra)
+    assert any(f"{n_extra} of them unlabelled" in line for line in lines)
+    assert soft.instance is not None and soft.instance.shape[0] == len(splits.train)  # labelled images only
+    with pytest.raises(ReffAKDError, match="unlabelled image folder .*nowhere does not exist"):
+        soft_label_config({**section, "unlabelled_dir": str(tmp_path / "nowhere")}, splits.dataset)

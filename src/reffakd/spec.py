@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .data import DataConfig
@@ -109,6 +110,7 @@ class SoftLabelFields:
     equalize_own: bool
     samples_per_class: int | None
     augment_embeddings: bool
+    unlabelled_dir: str | None
     path: str
 
 
@@ -430,4 +432,9 @@ def soft_label_config(section: Mapping[str, Any], dataset: str) -> SoftLabelConf
         )
     autoencoder = RunSpec.optim(section.get("autoencoder", {}), "autoencoder")
     augment = bool(section.get("augment_embeddings", False))
-    return SoftLabelConfig(cal, preset, autoencoder, samples, augment, int(section.get("seed", 0)))
+    unlabelled = section.get("unlabelled_dir")
+    if unlabelled is not None and not Path(unlabelled).is_dir():
+        raise ReffAKDError(
+            f"unlabelled image folder {unlabelled} does not exist or is not a folder", params=("unlabelled_dir",)
+        )
+    return SoftLabelConfig(cal, preset, autoencoder, samples, augment, int(section.get("seed", 0)), unlabelled)
