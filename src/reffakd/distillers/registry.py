@@ -370,4 +370,29 @@ def methods_table() -> str:
         p = uses[0][1]
         flag = f"`{p.short}`, `{p.flag}`" if p.short else f"`{p.flag}`"
         rows.append(f"| {flag} | {p.type.__name__} | {parameter_help(key)} |")
+    return "\n".join(rows + ["", forms_table()])
+
+
+def forms_table() -> str:
+    """The loss forms, the sources, and which ``FORM+SOURCE`` combinations run (a refusal says why, in short)."""
+    presets: dict[tuple[str, str], list[str]] = {}
+    for m in DISTILLERS.values():
+        if m.form is not None and m.target_source is not None:
+            presets.setdefault((m.form, m.target_source), []).append(m.name)
+    rows = ["| loss form | loss | parameters |", "|---|---|---|"]
+    for f in LOSS_FORMS.values():
+        formula = f.formula.replace("||", "\\|\\|")  # a bare | would end the table cell
+        rows.append(f"| `{f.name}` | {formula} | {', '.join(f.params.info()) or '-'} |")
+    rows += ["", "| source | a run is given | parameters | targets |", "|---|---|---|---|"]
+    for src in TARGET_SOURCES.values():
+        given = src.kind.input or ("-" if src.kind.name != "own" else "- (its own table)")
+        rows.append(f"| `{src.name}` | {given} | {', '.join(src.params.info()) or '-'} | {src.summary} |")
+    rows += ["", "| form \\ source | " + " | ".join(f"`{n}`" for n in TARGET_SOURCES) + " |"]
+    rows.append("|---" * (len(TARGET_SOURCES) + 1) + "|")
+    for f in LOSS_FORMS.values():
+        cells = []
+        for src in TARGET_SOURCES.values():
+            named = presets.get((f.name, src.name))
+            cells.append("refused" if f.refuses(src) else (", ".join(named) if named else "yes"))
+        rows.append(f"| `{f.name}` | " + " | ".join(cells) + " |")
     return "\n".join(rows)
