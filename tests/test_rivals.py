@@ -28,7 +28,7 @@ from reffakd.losses import dkd_terms, kl_to_targets, soft_cross_entropy
 from reffakd.models import load_model
 from reffakd.pipeline import StudentConfig, train_student
 from reffakd.softlabels import SoftLabels, build_soft_labels
-from reffakd.spec import soft_label_config
+from reffakd.spec import RunSpec, folder_name, soft_label_config
 from reffakd.softlabels.instance import class_unit_sums, instance_similarity, instance_soft_labels
 from reffakd.softlabels.similarity import class_similarity
 from reffakd.sources import ClassTable, OnlineClassTable, PreviousPredictions, instance_soft_label_source
@@ -251,6 +251,19 @@ def test_any_form_with_any_source_and_nonsense_refused(capsys: pytest.CaptureFix
     assert main(["train", "--method", "dkd+ols", "--data-dir", "/nonexistent", "--out", "/tmp/never"]) != 0
     err = capsys.readouterr().err.strip()
     assert "dkd needs a distribution" in err and len(err.splitlines()) == 1
+
+
+def test_compare_specs_take_combinations() -> None:
+    spec = RunSpec(
+        methods=["ce", "dkd+ps-kd", "kd+aesl-instance"], seeds=[0], soft_labels={"path": "x.safetensors"},
+        method_params={"dkd+ps-kd": {"final_alpha": 0.5}},
+    )  # fmt: skip
+    spec.validate()
+    assert [i.variant for i in spec.run_items()] == ["ce", "dkd+ps-kd", "kd+aesl-instance"]
+    assert spec.soft_label_methods() == {"kd+aesl-instance"} and folder_name("dkd+ps-kd") == "dkd+ps-kd"
+    assert spec.student_config("dkd+ps-kd", 0).method_params()["final_alpha"] == 0.5
+    with pytest.raises(ReffAKDError, match="method dkd\\+ols: dkd needs a distribution"):
+        RunSpec(methods=["ce", "dkd+ols"], seeds=[0]).validate()
 
 
 def _quiet(line: str) -> None:

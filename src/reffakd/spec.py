@@ -57,7 +57,7 @@ def folder_name(variant: str) -> str:
     A plain method name is its own folder name.
     """
     name = variant.replace("[", "_").replace("]", "").replace("=", "").replace(",", "_")
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)  # "+": a FORM+SOURCE method keeps its name
 
 
 def grid_axes(grid: Mapping[str, Any]) -> tuple[list[str], dict[str, list[Any]]]:
