@@ -28,10 +28,10 @@ from reffakd.losses import dkd_terms, kl_to_targets, soft_cross_entropy
 from reffakd.models import load_model
 from reffakd.pipeline import StudentConfig, train_student
 from reffakd.softlabels import SoftLabels, build_soft_labels
-from reffakd.spec import RunSpec, folder_name, soft_label_config
 from reffakd.softlabels.instance import class_unit_sums, instance_similarity, instance_soft_labels
 from reffakd.softlabels.similarity import class_similarity
 from reffakd.sources import ClassTable, OnlineClassTable, PreviousPredictions, instance_soft_label_source
+from reffakd.spec import RunSpec, folder_name, soft_label_config
 from test_datasets import make_fake_folder
 
 ROOT = Path(__file__).resolve().parents[1]
