@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .data import DataConfig
-from .distillers import parameter_fields, parameter_help
+from .distillers import method_choices, parameter_fields, parameter_help
 from .engine.optim import OptimConfig
 from .engine.speed import AMP_MODES
 from .errors import ReffAKDError
@@ -112,10 +112,9 @@ class Student:
 @dataclass
 class TrainInputs:
     method: str = opt(
-        "ce",
-        "training method: a named one (`reffakd methods` lists them) or a loss form with a source, FORM+SOURCE "
-        "(docs/METHODS.md)",
-    )
+        "ce", "training method: a named one or a loss form with a source, FORM+SOURCE (`reffakd methods`, "
+        "docs/METHODS.md)", choices=method_choices, metavar="METHOD",
+    )  # fmt: skip
     soft_labels: str | None = opt(
         None, "soft_labels.safetensors made by `reffakd softlabels` (methods whose soft targets are autoencoder "
         "soft labels)", metavar="PATH",

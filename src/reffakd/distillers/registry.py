@@ -288,6 +288,12 @@ def method_names() -> list[str]:
     return list(DISTILLERS)
 
 
+def method_choices() -> list[str]:
+    """What ``--method`` accepts: the named methods, then every ``FORM+SOURCE`` pair (a pair that makes no sense
+    is accepted here and refused, with its reason, when the method is built)."""
+    return method_names() + [f"{f}+{s}" for f in LOSS_FORMS for s in TARGET_SOURCES]
+
+
 def method_params(method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The method's defaults updated with ``overrides`` (``None``: the default), checked, as a dict."""
     return get_method(method).parameters(overrides).to_dict()
