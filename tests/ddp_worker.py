@@ -1,6 +1,7 @@
 """torchrun entry of tests/test_distributed.py: the pipeline trains LeNet-5 on the fake Fashion-MNIST.
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/ddp_worker.py DATA OUT BATCH EPOCHS [--resume]
+        [--method=NAME[,NAME...]]   (several: one run each, in OUT/NAME)
 
 ``train_student`` joins the process group itself (WORLD_SIZE > 1); called in-process with the same
 arguments it is the single-process reference.
@@ -21,9 +22,11 @@ from reffakd.pipeline import StudentConfig, train_student
 VAL_SIZE = 101  # 299 training images: the last batch splits unevenly over two ranks
 
 
-def run(data_dir: str | Path, out: str | Path, batch_size: int, epochs: int, **options: Any) -> dict[str, Any]:
+def run(
+    data_dir: str | Path, out: str | Path, batch_size: int, epochs: int, method: str = "ce", **options: Any
+) -> dict[str, Any]:
     splits = split_train_val(load_fashion_mnist(data_dir, download=False), val_size=VAL_SIZE, seed=0)
-    cfg = StudentConfig("ce", optim=OptimConfig(epochs=epochs, batch_size=batch_size, lr=0.05), seed=3)
+    cfg = StudentConfig(method, optim=OptimConfig(epochs=epochs, batch_size=batch_size, lr=0.05), seed=3)
     return train_student(splits, cfg, out, device=torch.device("cpu"), progress=False, **options)
 
 
@@ -31,7 +34,10 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     data, out, batch, epochs = sys.argv[1:5]
     try:
-        run(data, out, int(batch), int(epochs), resume="--resume" in sys.argv[5:])
+        methods = next((a.split("=", 1)[1] for a in sys.argv[5:] if a.startswith("--method=")), "ce").split(",")
+        for method in methods:  # one process group start for several runs
+            where = out if len(methods) == 1 else str(Path(out) / method)
+            run(data, where, int(batch), int(epochs), method, resume="--resume" in sys.argv[5:])
     except TrainingInterrupted as exc:  # what the CLI does with it
         print(f"reffakd: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -80,7 +80,8 @@ def test_reffakd_student_end_to_end(splits, tmp_path) -> None:
     assert soft.metadata["diagnostics"]["mean_own_probability"] == pytest.approx(
         soft_cfg.calibration.target_own_probability, abs=1e-4
     )
-    assert set(cost["stages"]) == {"autoencoder_training", "embedding", "similarity"} and cost["flops"] > 0
+    stages = {"autoencoder_training", "embedding", "similarity", "instance_soft_labels"}
+    assert set(cost["stages"]) == stages and cost["flops"] > 0
     cfg = StudentConfig(
         "reffakd", optim=OptimConfig(epochs=1, batch_size=32), params={"alpha": 0.5, "temperature": 4.0}
     )

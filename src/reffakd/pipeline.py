@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .data import DataSplits, make_batches
+from .data import DataSplits, make_batches, split_fingerprint
 from .distillers import build_distiller, get_method, method_params
 from .engine import OptimConfig, distributed, fit
 from .io import write_json
@@ -125,6 +125,7 @@ def train_student(
     generator = seed_everything(cfg.seed)
     c, (h, w) = splits.in_channels, splits.image_size
     student = create_model(cfg.model, num_classes=splits.num_classes, in_channels=c, image_size=(h, w)).to(device)
+    per_image = method.target_source == "aesl-instance"  # a table tied to the split's content
     distiller = build_distiller(
         cfg.method,
         student,
@@ -133,6 +134,9 @@ def train_student(
         total_epochs=cfg.optim.epochs,
         soft_labels=soft_labels,
         teacher=teacher,
+        num_samples=len(splits.train),
+        input_shape=(c, h, w),
+        split_fingerprint=split_fingerprint(splits.train) if per_image else None,
     ).to(device)
     normalize = (splits.mean, splits.std)
     train_batches = make_batches(
@@ -143,6 +147,8 @@ def train_student(
         normalize=normalize,
         generator=generator,
         device=device,
+        indexed=True,  # each image's index in the split, for per-image and learning sources
+        pairs=distiller.pairs,  # a same-class partner per image (CS-KD)
         **shard,
     )
     val_batches = make_batches(splits.val, EVAL_BATCH_SIZE, normalize=normalize, device=device, **shard)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .data import DataConfig
-from .distillers import method_names, parameter_fields, parameter_help
+from .distillers import method_choices, parameter_fields, parameter_help
 from .engine.optim import OptimConfig
 from .engine.speed import AMP_MODES
 from .errors import ReffAKDError
@@ -75,6 +75,10 @@ class SoftLabelOptions:
         None, "similarity from k sampled images per class (notebooks: 40; default: all)"
     )
     augment_embeddings: bool = opt(False, "embed augmented images, as the notebooks do")
+    unlabelled_dir: str | None = opt(
+        None, "semi-supervised: a folder of unlabelled images (any depth) the autoencoder also trains on; "
+        "the class similarity uses only the labelled training images (with --samples-per-class, k of them per class)",
+    )  # fmt: skip
 
     def section(self, seed: int, autoencoder: OptimConfig) -> dict[str, Any]:
         """These flags as a spec's ``soft_labels`` section, read by the one conversion (``spec.soft_label_config``)."""
@@ -90,6 +94,8 @@ class SoftLabelOptions:
         if self.samples_per_class is not None:
             section["samples_per_class"] = self.samples_per_class
         section["augment_embeddings"] = self.augment_embeddings
+        if self.unlabelled_dir is not None:
+            section["unlabelled_dir"] = self.unlabelled_dir
         return section
 
 
@@ -105,7 +111,10 @@ class Student:
 
 @dataclass
 class TrainInputs:
-    method: str = opt("ce", "training method; docs/METHODS.md defines each", choices=method_names)
+    method: str = opt(
+        "ce", "training method: a named one or a loss form with a source, FORM+SOURCE (`reffakd methods`, "
+        "docs/METHODS.md)", choices=method_choices, metavar="METHOD",
+    )  # fmt: skip
     soft_labels: str | None = opt(
         None, "soft_labels.safetensors made by `reffakd softlabels` (methods whose soft targets are autoencoder "
         "soft labels)", metavar="PATH",

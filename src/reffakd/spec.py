@@ -16,11 +16,12 @@ import random
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .data import DataConfig
-from .distillers import DISTILLERS, get_method, method_names, parameter_types, tuning_grid
 from .distillers import TEACHER as TEACHER_SOURCE
+from .distillers import get_method, method_names, parameter_types, tuning_grid
 from .engine import OptimConfig
 from .errors import ReffAKDError
 from .pipeline import StudentConfig
@@ -61,7 +62,7 @@ def folder_name(variant: str) -> str:
     A plain method name is its own folder name.
     """
     name = variant.replace("[", "_").replace("]", "").replace("=", "").replace(",", "_")
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)  # "+": a FORM+SOURCE method keeps its name
 
 
 def grid_axes(grid: Mapping[str, Any]) -> tuple[list[str], dict[str, list[Any]]]:
@@ -120,6 +121,7 @@ class SoftLabelFields:
     equalize_own: bool
     samples_per_class: int | None
     augment_embeddings: bool
+    unlabelled_dir: str | None
     path: str
 
 
@@ -132,6 +134,15 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "soft_labels": (*SoftLabelFields.__dataclass_fields__, "autoencoder"),
     "soft_labels.autoencoder": OPTIM_KEYS,
 }
+
+
+def _is_method(name: Any) -> bool:
+    """A registered method or a valid FORM+SOURCE combination."""
+    try:
+        get_method(name)
+    except ReffAKDError:
+        return False
+    return True
 
 
 def check_section_keys(name: str, section: Any, where: str) -> None:
@@ -233,7 +244,7 @@ class RunSpec:
         for name in ("data", "student", "teacher", "soft_labels"):
             check_section_keys(name, getattr(self, name), where)
         for m, params in self.method_params.items():
-            if m not in DISTILLERS or not isinstance(params, dict):
+            if not _is_method(m) or not isinstance(params, dict):
                 raise ReffAKDError(
                     f"{where}: method_params must map method names to objects; {m!r} is not a method or its value "
                     "not an object"
@@ -532,4 +543,9 @@ def soft_label_config(section: Mapping[str, Any], dataset: str) -> SoftLabelConf
         )
     autoencoder = RunSpec.optim(section.get("autoencoder", {}), "autoencoder")
     augment = bool(section.get("augment_embeddings", False))
-    return SoftLabelConfig(cal, preset, autoencoder, samples, augment, int(section.get("seed", 0)))
+    unlabelled = section.get("unlabelled_dir")
+    if unlabelled is not None and not Path(unlabelled).is_dir():
+        raise ReffAKDError(
+            f"unlabelled image folder {unlabelled} does not exist or is not a folder", params=("unlabelled_dir",)
+        )
+    return SoftLabelConfig(cal, preset, autoencoder, samples, augment, int(section.get("seed", 0)), unlabelled)

@@ -5,7 +5,7 @@ from .augment import BatchAugment
 from .cache import default_cache_dir
 from .cifar import load_cifar10, load_cifar100
 from .config import DataConfig, load_splits
-from .dataset import DataSplits, ImageDataset, Split, channel_stats, split_train_val
+from .dataset import DataSplits, ImageDataset, Split, channel_stats, split_fingerprint, split_train_val
 from .fashion_mnist import load_fashion_mnist
 from .image_folder import load_imagefolder
 from .images import ImageFiles, available_memory_bytes, fits_in_memory, materialize
@@ -39,5 +39,6 @@ __all__ = [
     "load_tiny_imagenet",
     "make_batches",
     "materialize",
+    "split_fingerprint",
     "split_train_val",
 ]

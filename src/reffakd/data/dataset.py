@@ -67,6 +67,28 @@ class Split:
         return int(self.labels.shape[0])
 
 
+def split_fingerprint(split: Split) -> str:
+    """A SHA-256 of a split's content: its labels and its images (pixels in memory, file paths on disk), in order.
+
+    What a per-image table is tied to: the same images in the same order give the same fingerprint.
+    """
+    import hashlib
+
+    h = hashlib.sha256(b"reffakd-split/1\0")
+    labels = split.labels.detach().cpu().to(torch.int64).contiguous()
+    h.update(str(tuple(labels.shape)).encode())
+    h.update(labels.numpy().tobytes())
+    images = split.images
+    if isinstance(images, torch.Tensor):
+        t = images.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().data if t.numel() else b"")
+    else:  # files on disk: their names relative to the root, in order, and the decoded shape
+        h.update(f"{tuple(images.shape)}".encode())
+        h.update(b"\0".join(bytes(n) for n in images.names))
+    return h.hexdigest()
+
+
 @dataclass(frozen=True)
 class DataSplits:
     train: Split

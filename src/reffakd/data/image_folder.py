@@ -112,6 +112,26 @@ def scan_tree(root: Path, what: str, params: tuple[str, ...] = ()) -> dict[str, 
     return {c: list_class(root, c) for c in classes}
 
 
+def unlabelled_images(folder: str | os.PathLike[str], channels: int, size: tuple[int, int]) -> ImageFiles:
+    """Every image file under ``folder`` (any depth, sorted), decoded to ``channels`` x ``size``: images without
+    labels, for the autoencoder only (semi-supervised soft labels)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ReffAKDError(
+            f"unlabelled image folder {root} does not exist or is not a folder", params=("unlabelled_dir",)
+        )
+    try:
+        names = list_class(root.parent, root.name)
+    except ReffAKDError as exc:
+        if "holds no images" in str(exc):
+            raise ReffAKDError(
+                f"unlabelled image folder {root} holds no images ({', '.join(IMAGE_EXTENSIONS)})",
+                params=("unlabelled_dir",),
+            ) from None
+        raise
+    return ImageFiles(root.parent, names, channels, size)
+
+
 def default_image_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
     """The most common (height, width), each rounded to the nearest multiple of 8 (at least 8).
 

@@ -17,7 +17,7 @@ import torch
 from .augment import BatchAugment
 from .dataset import Split
 from .images import ImageFiles, decode_batches, default_num_workers
-from .loader import BatchIterable, TensorBatches, shard_bounds
+from .loader import BatchIterable, TensorBatches, pair_seed, shard_bounds
 
 
 class StreamingBatches(BatchIterable):
@@ -25,7 +25,7 @@ class StreamingBatches(BatchIterable):
 
     ``normalize=None`` yields pixels in [0, 1]; otherwise (x - mean) / std, as ``TensorBatches``.
     ``num_workers`` processes decode whole batches ahead (default: up to 8, one per core).
-    ``shard=(rank, world_size)``, ``order`` and ``iter_from`` as in ``TensorBatches``.
+    ``shard=(rank, world_size)``, ``order``, ``iter_from``, ``indexed`` and ``pairs`` as in ``TensorBatches``.
     """
 
     def __init__(
@@ -41,6 +41,8 @@ class StreamingBatches(BatchIterable):
         drop_last: bool = False,
         num_workers: int | None = None,
         shard: tuple[int, int] | None = None,
+        indexed: bool = False,
+        pairs: bool = False,
     ) -> None:
         if not isinstance(split.images, ImageFiles):
             raise TypeError(
@@ -58,11 +60,11 @@ class StreamingBatches(BatchIterable):
             device=torch.device(device),
             drop_last=drop_last,
             shard=shard,
+            indexed=indexed,
+            pairs=pairs,
         )
 
-    def iter_from(
-        self, order: torch.Tensor | None = None, start: int = 0
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iter_from(self, order: torch.Tensor | None = None, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         """Batches ``start``, ``start + 1``, ... of the epoch with permutation ``order``
         (see ``TensorBatches.iter_from``)."""
         n = self.num_samples
@@ -70,22 +72,38 @@ class StreamingBatches(BatchIterable):
         full = order if order is not None else torch.arange(n)
         index = [full[i * self.batch_size : min((i + 1) * self.batch_size, n)] for i in range(start, len(self))]
         parts = [shard_bounds(len(idx), self.shard) if self.shard is not None else (0, len(idx)) for idx in index]
+        pairs = self.pairs
+        partners = [pairs.partners(idx, pair_seed(order, start + k)) for k, idx in enumerate(index)] if pairs else None
         # An empty part (a last batch smaller than the world) still decodes one image, dropped below.
         local = [idx[lo:hi] if hi > lo else idx[:1] for idx, (lo, hi) in zip(index, parts)]
+        if partners is not None:  # this rank's images, then their partners
+            local = [
+                torch.cat([mine, p[lo:hi]]) if hi > lo else mine for mine, p, (lo, hi) in zip(local, partners, parts)
+            ]
         pin = self.device.type == "cuda"
         for idx, (lo, hi), images in zip(
             index, parts, decode_batches(self.files, local, self.num_workers, pin_memory=pin)
         ):
-            images = images.to(self.device, non_blocking=pin)[: hi - lo]
+            images = images.to(self.device, non_blocking=pin)
+            m = hi - lo
+            if partners is None or m == 0:
+                images = images[:m]
             labels = self.labels[idx[lo:hi]].to(self.device, non_blocking=pin)
             if self.augment is not None:
-                if self.shard is not None:  # the global batch's draws, applied to this rank's part
-                    whole = images.new_zeros((len(idx), *images.shape[1:]))
-                    whole[lo:hi] = images
-                    images = self.augment(whole, self.generator)[lo:hi]
+                b = len(idx)
+                if self.shard is not None or partners is not None:
+                    # The global batch's draws (its partners after it), applied to this rank's part.
+                    whole = images.new_zeros((b * (2 if partners is not None else 1), *images.shape[1:]))
+                    whole[lo:hi] = images[:m]
+                    if partners is not None:
+                        whole[b + lo : b + hi] = images[m : 2 * m]
+                    whole = self.augment(whole, self.generator)
+                    images = whole[lo:hi]
+                    if partners is not None:
+                        images = torch.cat([images, whole[b + lo : b + hi]])
                 else:
                     images = self.augment(images, self.generator)
-            yield self._to_float(images), labels
+            yield self._batch(images, labels, idx[lo:hi])
 
 
 def make_batches(split: Split, batch_size: int, **kwargs: Any) -> TensorBatches | StreamingBatches:

@@ -40,6 +40,18 @@ class Distiller(nn.Module):
         super().__init__()
         self.student = student
         self.source: SoftTargetSource | None = None  # where the soft targets come from, if any
+        # What the current training step's batch carries beyond (images, labels), for the source.
+        self._batch: dict[str, torch.Tensor | None] = {}
+
+    @property
+    def pairs(self) -> bool:
+        """The batches must append a same-class partner to each image (CS-KD's source)."""
+        return self.source is not None and self.source.needs_partners
+
+    def soft_targets(self, images: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+        """The source's targets for this batch, given what the batch carries (its indices, its partners)."""
+        assert self.source is not None
+        return self.source.probabilities(images, targets, temperature, **self._batch)
 
     def forward_train(
         self, images: torch.Tensor, targets: torch.Tensor, epoch: float
@@ -62,9 +74,28 @@ class Distiller(nn.Module):
     def trainable(self) -> nn.Module:
         return unwrapped(self.student)
 
-    def training_step(self, images: torch.Tensor, targets: torch.Tensor, progress: float) -> Step:
-        logits, losses = self.forward_train(images, targets, progress)
+    def training_step(
+        self, images: torch.Tensor, targets: torch.Tensor, progress: float, index: torch.Tensor | None = None
+    ) -> Step:
+        """One step; ``index``: the images' indices in their split. A paired batch (``pairs``) holds the b
+        images, then their b partners; the partners go to the source, not through the loss."""
+        partners = None
+        if self.pairs:
+            b = targets.shape[0]
+            images, partners = images[:b], images[b:]
+        self._batch = {"index": index, "partners": partners}
+        try:
+            logits, losses = self.forward_train(images, targets, progress)
+        finally:
+            self._batch = {}
+        if self.source is not None:
+            self.source.observe(logits.detach(), targets, index)  # the step hook of a source that learns
         return Step(logits, losses, {"correct": int((logits.detach().argmax(1) == targets).sum())})
+
+    def end_epoch(self, epoch: int) -> None:
+        """The epoch hook (``engine.task``): a source that learns per epoch updates here."""
+        if self.source is not None:
+            self.source.end_epoch(epoch)
 
     def train_metrics(self, counts: dict[str, float], seen: int) -> dict[str, float]:
         return {"top1": 100.0 * counts.get("correct", 0) / seen}
@@ -83,11 +114,14 @@ class Distiller(nn.Module):
     def extra_state(self) -> dict[str, Any]:
         """The distiller's own parameters and buffers (beside the student's and the source's), the source's time."""
         own = {k: v for k, v in self.state_dict().items() if not k.startswith(("student.", "source."))}
-        return {"own": own, "source_seconds": getattr(self.source, "seconds", None)}
+        source = self.source.extra_state() if self.source is not None else {}
+        return {"own": own, "source_seconds": getattr(self.source, "seconds", None), "source": source}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if state.get("own"):
             self.load_state_dict({**self.state_dict(), **state["own"]})
+        if state.get("source") and self.source is not None:
+            self.source.load_extra_state(state["source"])
         seconds = state.get("source_seconds")
         if seconds is not None and self.source is not None and hasattr(self.source, "seconds"):
             self.source.seconds = seconds

@@ -1,17 +1,22 @@
-"""The methods, each defined once on top of the losses and soft-target sources.
+"""The methods: loss forms, soft-target sources, and the named presets of (form, source, parameters).
 
-==========  ===========================================================================  ===========
-method      loss (losses.kd / losses.dkd)                                                targets
-==========  ===========================================================================  ===========
-ce          CE                                                                           -
-ls          CE against (1 - eps) onehot + eps / C                                        -
-tfkd-reg    (1 - a) CE + a T^2 KL(softmax(v_y / T) || softmax(z / T))                    virtual teacher v
-tfkd-self   (1 - a) CE + a T^2 KL(softmax(s(x) / T) || softmax(z / T))                   trained student s
-kd          (1 - a) CE + a T^2 KL(softmax(t(x) / T) || softmax(z / T))                   teacher t
-dkd         w CE + warm(e) T^2 (alpha TCKD + beta NCKD), q = softmax(t(x) / T)           teacher t
-dkd-aesl    the same with q = AESL row of y                                              soft labels
-reffakd     (1 - a) CE + a T^2 KL(q_y || softmax(z / T)), q_y = AESL row of y            soft labels
-==========  ===========================================================================  ===========
+A loss form says how the student's logits z meet a batch of soft targets q; a source says where q
+comes from. Any form runs with any source unless the form refuses it (``FORM+SOURCE``, e.g.
+``dkd+ps-kd``); the named methods are presets:
+
+==========  ===============================================================  ====================================
+form        loss                                                             presets (source)
+==========  ===============================================================  ====================================
+kd          (1 - a) CE + a T^2 KL(q || softmax(z / T))                       tfkd-reg (virtual-teacher),
+                                                                             tfkd-self (ce-student), kd (teacher),
+                                                                             reffakd (aesl), reffakd-instance
+                                                                             (aesl-instance)
+dkd         w CE + warm(e) T^2 (alpha TCKD + beta NCKD)                      dkd (teacher), dkd-aesl (aesl)
+soft-ce     (1 - a) CE + a H(q, softmax(z)), q at T = 1                      ols (ols), ps-kd (ps-kd)
+ce-kd       CE + lambda T^2 KL(q || softmax(z / T))                          cs-kd (cs-kd)
+==========  ===============================================================  ====================================
+
+``ce`` and ``ls`` (CE against (1 - eps) onehot + eps / C) take no source.
 """
 
 from __future__ import annotations
@@ -21,12 +26,44 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from ..losses import check_alpha_temperature, dkd_loss, label_smoothing_ce, soft_target_kd
-from ..sources import ClassTable, SoftTargetSource, virtual_teacher_table
+from ..errors import ReffAKDError
+from ..losses import (
+    check_alpha_temperature,
+    check_temperature,
+    dkd_loss,
+    kl_to_targets,
+    label_smoothing_ce,
+    soft_cross_entropy,
+    soft_target_kd,
+)
+from ..resources import forward_flops
+from ..sources import (
+    ClassTable,
+    OnlineClassTable,
+    PartnerPredictions,
+    PreviousPredictions,
+    SoftTargetSource,
+    instance_soft_label_source,
+    virtual_teacher_table,
+)
 from .base import Distiller
-from .params import Params, Range, param
-from .registry import OWN_TABLE, SAME_SEED_CE, SOFT_LABELS, TEACHER, BuildContext, register_method
+from .params import NoParams, Params, Range, param
+from .registry import (
+    LEARNED,
+    OWN_TABLE,
+    SAME_SEED_CE,
+    SOFT_LABELS,
+    TEACHER,
+    BuildContext,
+    LossForm,
+    TargetSource,
+    register_loss_form,
+    register_method,
+    register_preset,
+    register_source,
+)
 
 # --------------------------------------------------------------------------- parameter records
 
@@ -42,12 +79,36 @@ class KDParams(Params):
 
 
 @dataclass(frozen=True)
-class TfKDRegParams(KDParams):
+class VirtualTeacherParams(Params):
     own_probability: float = param(
         0.9,
         "the virtual teacher's own-class probability a",
         range=Range(0.0, 1.0, low_open=True, high_open=True),
         tune=(0.5, 0.7, 0.9, 0.95),
+    )
+
+
+@dataclass(frozen=True)
+class SoftCEParams(Params):
+    alpha: float = param(0.5, "weight of the soft-target term", range=UNIT, tune=(0.1, 0.3, 0.5, 0.7, 0.9))
+
+
+@dataclass(frozen=True)
+class CEKDParams(Params):
+    kl_weight: float = param(
+        1.0, "weight lambda of the T^2 KL term (beside a full CE)", range=NON_NEGATIVE, tune=(0.5, 1.0, 2.0, 4.0)
+    )
+    temperature: float = param(4.0, "distillation temperature", range=POSITIVE, short="-T", tune=(1.0, 2.0, 4.0, 8.0))
+
+
+@dataclass(frozen=True)
+class PSKDParams(Params):
+    label: ClassVar[str] = "PS-KD "
+    final_alpha: float = param(
+        0.8,
+        "PS-KD's a_T: weight of the previous-epoch prediction in the last epoch, ramped linearly",
+        range=UNIT,
+        tune=(0.2, 0.4, 0.6, 0.8, 0.9),
     )
 
 
@@ -117,7 +178,7 @@ class SoftTargetKD(Distiller):
         self, images: torch.Tensor, targets: torch.Tensor, epoch: float
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.student(images)
-        q = self.source.probabilities(images, targets, self.temperature)
+        q = self.soft_targets(images, targets, self.temperature)
         return logits, soft_target_kd(logits, targets, q, self.alpha, self.temperature)
 
     def describe(self) -> dict[str, Any]:
@@ -164,7 +225,7 @@ class DKD(Distiller):
         self, images: torch.Tensor, targets: torch.Tensor, epoch: float
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.student(images)
-        q = self.source.probabilities(images, targets, self.temperature)
+        q = self.soft_targets(images, targets, self.temperature)
         return logits, dkd_loss(
             logits,
             targets,
@@ -187,6 +248,139 @@ class DKD(Distiller):
         }
 
 
+class SoftCrossEntropy(Distiller):
+    """(1 - a) CE + a H(q, softmax(z)): OLS (a = 0.5) and PS-KD (a = 1, its targets already mix in the label).
+
+    The soft cross-entropy is linear in q, so with a learned q it is label smoothing toward q.
+    """
+
+    def __init__(self, student: nn.Module, source: SoftTargetSource, alpha: float) -> None:
+        super().__init__(student)
+        SoftCEParams(alpha=alpha).validate()
+        self.source = source
+        self.alpha = float(alpha)
+
+    def forward_train(
+        self, images: torch.Tensor, targets: torch.Tensor, epoch: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits = self.student(images)
+        q = self.soft_targets(images, targets, 1.0)
+        losses = {"soft": self.alpha * soft_cross_entropy(logits, q)}
+        if self.alpha < 1.0:
+            losses = {"ce": (1.0 - self.alpha) * F.cross_entropy(logits, targets), **losses}
+        return logits, losses
+
+    def describe(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, **self.source.describe()}
+
+
+class CEPlusKD(Distiller):
+    """CE + lambda T^2 KL(q || softmax(z / T)): CS-KD's loss, a full CE beside the KD term (not a convex mix)."""
+
+    def __init__(self, student: nn.Module, source: SoftTargetSource, kl_weight: float, temperature: float) -> None:
+        super().__init__(student)
+        CEKDParams(kl_weight=kl_weight, temperature=temperature).validate()
+        check_temperature(temperature)
+        self.source = source
+        self.kl_weight, self.temperature = float(kl_weight), float(temperature)
+
+    def forward_train(
+        self, images: torch.Tensor, targets: torch.Tensor, epoch: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits = self.student(images)
+        q = self.soft_targets(images, targets, self.temperature)
+        kd = kl_to_targets(logits, q, self.temperature)
+        return logits, {"ce": F.cross_entropy(logits, targets), "kd": self.kl_weight * self.temperature**2 * kd}
+
+    def describe(self) -> dict[str, Any]:
+        return {"kl_weight": self.kl_weight, "temperature": self.temperature, **self.source.describe()}
+
+
+# --------------------------------------------------------------------------- loss forms
+
+
+def _dkd_refuses(source: TargetSource) -> str | None:
+    if source.empty_at_start:
+        return (
+            f"dkd needs a distribution for every image, but {source.name}'s targets are all zero in the first epoch "
+            "(its TCKD would push the true class to 0); use kd, soft-ce or ce-kd with it"
+        )
+    return None
+
+
+register_loss_form(LossForm(
+    "kd", KDParams, lambda st, p, src, ctx: SoftTargetKD(st, src, p.alpha, p.temperature),
+    "(1 - alpha) CE + alpha T^2 KL(q || softmax(z / T))",
+))  # fmt: skip
+register_loss_form(LossForm(
+    "dkd", DKDParams,
+    lambda st, p, src, ctx: DKD(
+        st, src, ce_weight=p.ce_weight, alpha=p.alpha, beta=p.beta, temperature=p.temperature,
+        warmup_epochs=p.warmup(ctx.total_epochs),
+    ),
+    "ce_weight CE + warm-up T^2 (alpha TCKD + beta NCKD) against q", refuses=_dkd_refuses,
+))  # fmt: skip
+register_loss_form(LossForm(
+    "soft-ce", SoftCEParams, lambda st, p, src, ctx: SoftCrossEntropy(st, src, p.alpha),
+    "(1 - alpha) CE + alpha H(q, softmax(z))",
+))  # fmt: skip
+register_loss_form(LossForm(
+    "ce-kd", CEKDParams, lambda st, p, src, ctx: CEPlusKD(st, src, p.kl_weight, p.temperature),
+    "CE + kl_weight T^2 KL(q || softmax(z / T))",
+))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _given(st: nn.Module, p: Any, given: SoftTargetSource | None, ctx: BuildContext) -> SoftTargetSource:
+    assert given is not None  # resolve_source refused a run without its input
+    return given
+
+
+def _student_forward_flops(student: nn.Module, ctx: BuildContext) -> int:
+    return forward_flops(student, ctx.input_shape) if ctx.input_shape is not None else 0
+
+
+def _need_samples(name: str, ctx: BuildContext) -> int:
+    if ctx.num_samples < 1:
+        raise ReffAKDError(f"{name} keeps one row per training image and needs their number (num_samples)")
+    return ctx.num_samples
+
+
+register_source(TargetSource("aesl", SOFT_LABELS, NoParams, _given, "the autoencoder soft labels' class table"))
+register_source(TargetSource(
+    "aesl-instance", SOFT_LABELS, NoParams,
+    lambda st, p, given, ctx: instance_soft_label_source(ctx.soft_labels, ctx.split_fingerprint),
+    "the autoencoder soft labels' per-image table",
+))  # fmt: skip
+register_source(TargetSource("teacher", TEACHER, NoParams, _given, "a teacher network"))
+register_source(TargetSource("ce-student", SAME_SEED_CE, NoParams, _given, "the CE student of the same seed"))
+register_source(TargetSource(
+    "virtual-teacher", OWN_TABLE, VirtualTeacherParams,
+    lambda st, p, given, ctx: ClassTable(
+        virtual_teacher_table(ctx.num_classes, p.own_probability), as_logits=True, name="virtual-teacher"
+    ),
+    "Tf-KD's virtual teacher (a on the true class), softened at T",
+))  # fmt: skip
+register_source(TargetSource(
+    "ols", LEARNED, NoParams, lambda st, p, given, ctx: OnlineClassTable(ctx.num_classes),
+    "OLS's class table of the previous epoch's correct predictions", empty_at_start=True,
+))  # fmt: skip
+register_source(TargetSource(
+    "ps-kd", LEARNED, PSKDParams,
+    lambda st, p, given, ctx: PreviousPredictions(
+        _need_samples("ps-kd", ctx), ctx.num_classes, p.final_alpha, ctx.total_epochs
+    ),
+    "PS-KD's (1 - a_t) onehot + a_t (the image's prediction one epoch before)",
+))  # fmt: skip
+register_source(TargetSource(
+    "cs-kd", LEARNED, NoParams,
+    lambda st, p, given, ctx: PartnerPredictions(ctx.num_classes, _student_forward_flops(st, ctx)),
+    "CS-KD's prediction on a same-class partner image, softened at T",
+))  # fmt: skip
+
+
 # --------------------------------------------------------------------------- the registered methods, in report order
 
 
@@ -200,39 +394,22 @@ def _ls(student: nn.Module, p: LSParams, source: SoftTargetSource | None, ctx: B
     return LabelSmoothing(student, p.epsilon)
 
 
-@register_method(
-    "tfkd-reg", params=TfKDRegParams, source=OWN_TABLE, summary="Tf-KD with a virtual teacher (Yuan et al. 2020)"
+register_preset("tfkd-reg", "kd", "virtual-teacher", summary="Tf-KD with a virtual teacher (Yuan et al. 2020)")
+register_preset("tfkd-self", "kd", "ce-student", summary="Tf-KD self: a trained student as its own teacher")
+register_preset("kd", "kd", "teacher", summary="vanilla KD with a teacher network (Hinton et al. 2015)")
+register_preset("dkd", "dkd", "teacher", summary="decoupled KD with a teacher network (Zhao et al. 2022)")
+register_preset("dkd-aesl", "dkd", "aesl", summary="DKD with autoencoder soft labels as the teacher")
+register_preset("reffakd", "kd", "aesl", summary="KD against autoencoder soft labels (Doshi and Kim 2024)")
+register_preset(
+    "ols", "soft-ce", "ols", summary="online label smoothing: a class table of correct predictions (Zhang et al. 2021)"
 )
-def _tfkd_reg(student: nn.Module, p: TfKDRegParams, source: SoftTargetSource | None, ctx: BuildContext) -> Distiller:
-    table = virtual_teacher_table(ctx.num_classes, p.own_probability)
-    return SoftTargetKD(student, ClassTable(table, as_logits=True, name="virtual-teacher"), p.alpha, p.temperature)
-
-
-def _source_kd(student: nn.Module, p: KDParams, source: SoftTargetSource | None, ctx: BuildContext) -> Distiller:
-    assert source is not None
-    return SoftTargetKD(student, source, p.alpha, p.temperature)
-
-
-def _source_dkd(student: nn.Module, p: DKDParams, source: SoftTargetSource | None, ctx: BuildContext) -> Distiller:
-    assert source is not None
-    return DKD(
-        student, source, ce_weight=p.ce_weight, alpha=p.alpha, beta=p.beta, temperature=p.temperature,
-        warmup_epochs=p.warmup(ctx.total_epochs),
-    )  # fmt: skip
-
-
-register_method(
-    "tfkd-self", params=KDParams, source=SAME_SEED_CE, summary="Tf-KD self: a trained student as its own teacher"
-)(_source_kd)
-register_method(
-    "kd", params=KDParams, source=TEACHER, summary="vanilla KD with a teacher network (Hinton et al. 2015)"
-)(_source_kd)
-register_method(
-    "dkd", params=DKDParams, source=TEACHER, summary="decoupled KD with a teacher network (Zhao et al. 2022)"
-)(_source_dkd)
-register_method(
-    "dkd-aesl", params=DKDParams, source=SOFT_LABELS, summary="DKD with autoencoder soft labels as the teacher"
-)(_source_dkd)
-register_method(
-    "reffakd", params=KDParams, source=SOFT_LABELS, summary="KD against autoencoder soft labels (Doshi and Kim 2024)"
-)(_source_kd)
+register_preset(
+    "ps-kd", "soft-ce", "ps-kd", defaults={"alpha": 1.0}, tune={"alpha": ()},
+    summary="progressive self-KD: targets mix the label and the last epoch's prediction (Kim et al. 2021)",
+)  # fmt: skip
+register_preset(
+    "cs-kd", "ce-kd", "cs-kd", summary="class-wise self-KD: a same-class partner's prediction (Yun et al. 2020)"
+)
+register_preset(
+    "reffakd-instance", "kd", "aesl-instance", summary="KD against per-image autoencoder soft labels (ours)"
+)

@@ -11,6 +11,8 @@ reported without an edit anywhere else.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,16 +59,26 @@ OWN_TABLE = SourceKind("own", "its own class table, made from its parameters")
 SOFT_LABELS = SourceKind("soft_labels", "autoencoder soft labels", input="soft_labels")
 TEACHER = SourceKind("teacher", "a teacher network", input="teacher")
 SAME_SEED_CE = SourceKind("ce_of_seed", "the CE student of the same seed", input="teacher", same_seed_run="ce")
+LEARNED = SourceKind("learned", "the student's own predictions, learned during training")
 
 ROLES = ("baseline", "method")
 
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a method's builder may use beyond its parameters and source."""
+    """What a method's builder may use beyond its parameters and source.
+
+    ``num_samples``: training images (a per-image source holds one row each); ``input_shape``: (C, H, W),
+    to count a source's forward FLOPs; ``soft_labels``: the artifact itself (a per-image source reads its
+    per-image table); ``split_fingerprint``: the content hash of the training split it must match.
+    """
 
     num_classes: int
     total_epochs: int = 1
+    num_samples: int = 0
+    input_shape: tuple[int, int, int] | None = None
+    soft_labels: SoftLabels | None = None
+    split_fingerprint: str | None = None
 
 
 Builder = Callable[[nn.Module, Any, "SoftTargetSource | None", BuildContext], "Distiller"]
@@ -80,6 +92,8 @@ class Method:
     builder: Builder
     summary: str = ""
     role: str = "method"  # "baseline": the plain reference every other method is set against
+    form: str | None = None  # a preset or combination: its loss form (``LOSS_FORMS``)
+    target_source: str | None = None  # ... and its source (``TARGET_SOURCES``)
 
     def parameters(self, overrides: dict[str, Any] | None = None) -> Params:
         return self.params.build(self.name, overrides)
@@ -128,8 +142,132 @@ def unregister_method(name: str) -> None:
 
 
 def get_method(name: str) -> Method:
-    if name not in DISTILLERS:
-        raise ReffAKDError(f"unknown method {name!r}; available: {', '.join(sorted(DISTILLERS))}")
+    """A registered method, or the combination ``FORM+SOURCE`` of a loss form and a source (one line if neither)."""
+    if name in DISTILLERS:
+        return DISTILLERS[name]
+    if isinstance(name, str) and "+" in name:
+        form, _, source = name.partition("+")
+        return combination(form, source)
+    raise ReffAKDError(
+        f"unknown method {name!r}; available: {', '.join(sorted(DISTILLERS))}, or FORM+SOURCE with FORM one of "
+        f"{', '.join(LOSS_FORMS)} and SOURCE one of {', '.join(TARGET_SOURCES)}"
+    )
+
+
+# --------------------------------------------------------------------------- loss forms x sources
+
+
+@dataclass(frozen=True)
+class LossForm:
+    """How the student's logits meet a batch of soft targets: ``build(student, params, source, context)``.
+
+    ``refuses(source)``: why a source makes no sense with this form (one line), or ``None``.
+    """
+
+    name: str
+    params: type[Params]
+    build: Callable[[nn.Module, Any, SoftTargetSource, BuildContext], Distiller]
+    formula: str
+    refuses: Callable[[TargetSource], str | None] = lambda source: None
+
+
+@dataclass(frozen=True)
+class TargetSource:
+    """Where a batch's soft targets come from: ``make(student, params, given, context)`` -> a ``SoftTargetSource``.
+
+    ``kind``: what a run must be given (``given`` is that input as ``resolve_source`` makes it: the class
+    table of the soft labels, or the teacher). ``empty_at_start``: its first targets are not distributions
+    (OLS's table is all zeros during the first epoch).
+    """
+
+    name: str
+    kind: SourceKind
+    params: type[Params]
+    make: Callable[[nn.Module, Any, SoftTargetSource | None, BuildContext], SoftTargetSource]
+    summary: str
+    empty_at_start: bool = False
+
+
+LOSS_FORMS: dict[str, LossForm] = {}
+TARGET_SOURCES: dict[str, TargetSource] = {}
+_COMBINATIONS: dict[str, Method] = {}
+
+
+def register_loss_form(form: LossForm) -> LossForm:
+    LOSS_FORMS[form.name] = form
+    return form
+
+
+def register_source(source: TargetSource) -> TargetSource:
+    TARGET_SOURCES[source.name] = source
+    return source
+
+
+def combined_params(
+    name: str,
+    form: LossForm,
+    source: TargetSource,
+    defaults: dict[str, Any],
+    tune: dict[str, tuple[float, ...]] | None = None,
+) -> type[Params]:
+    """One parameter record: the form's fields, then the source's, with ``defaults`` replacing theirs and
+    ``tune`` their equal-tuning values (``()``: not tuned, e.g. PS-KD's form weight, which the method fixes).
+
+    It inherits both records (so their methods, such as DKD's ``warmup``, work on it); a name in both is
+    refused (it would be one flag with two meanings).
+    """
+    tune = tune or {}
+    shared = set(form.params.info()) & set(source.params.info())
+    if shared:
+        raise ValueError(f"{name}: parameters {sorted(shared)} are in both {form.name} and {source.name}")
+    unknown = (set(defaults) | set(tune)) - set(form.params.info()) - set(source.params.info())
+    if unknown:
+        raise ValueError(f"{name}: defaults or tuning values for parameters it does not take: {sorted(unknown)}")
+    fields: list[tuple[str, Any, Any]] = []
+    for cls in (form.params, source.params):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in defaults or f.name in tune:
+                meta = {**f.metadata, **({"tune": tuple(tune[f.name])} if f.name in tune else {})}
+                default = defaults.get(f.name, f.default)
+                fields.append((f.name, hints[f.name], dataclasses.field(default=default, metadata=meta)))
+    bases = tuple(dict.fromkeys(c for c in (source.params, form.params) if c is not NoParams)) or (NoParams,)
+    label = form.params.label or source.params.label
+    cls_name = "".join(part.capitalize() for part in name.replace("+", "-").split("-")) + "Params"
+    return dataclasses.make_dataclass(cls_name, fields, bases=bases, frozen=True, namespace={"label": label})
+
+
+def _compose(form: LossForm, source: TargetSource) -> Builder:
+    def build(student: nn.Module, p: Any, given: SoftTargetSource | None, ctx: BuildContext) -> Distiller:
+        src = source.make(student, p, given, ctx)
+        distiller = form.build(student, p, src, ctx)
+        attach = getattr(src, "attach", None)
+        if attach is not None:  # a source that runs the student (CS-KD) runs it as it trains
+            attach(lambda: distiller.student)
+        return distiller
+
+    return build
+
+
+def register_preset(
+    name: str,
+    form: str,
+    source: str,
+    *,
+    defaults: dict[str, Any] | None = None,
+    tune: dict[str, tuple[float, ...]] | None = None,
+    summary: str = "",
+    role: str = "method",
+) -> Method:
+    """A named method: loss form ``form`` with source ``source`` and its own defaults (and, where the method
+    differs from its form's, its own equal-tuning values); one row of the registry."""
+    f, s = LOSS_FORMS[form], TARGET_SOURCES[source]
+    reason = f.refuses(s)
+    if reason is not None:
+        raise ValueError(f"preset {name}: {reason}")
+    params = combined_params(name, f, s, defaults or {}, tune)
+    register_method(name, params=params, source=s.kind, summary=summary, role=role)(_compose(f, s))
+    DISTILLERS[name] = dataclasses.replace(DISTILLERS[name], form=form, target_source=source)
     return DISTILLERS[name]
 
 
@@ -153,9 +291,39 @@ def baseline_method() -> str | None:
     return next((m.name for m in DISTILLERS.values() if m.role == "baseline"), None)
 
 
+def combination(form: str, source: str) -> Method:
+    """The method ``FORM+SOURCE``: the form's and the source's parameters with their own defaults."""
+    name = f"{form}+{source}"
+    if name in _COMBINATIONS:
+        return _COMBINATIONS[name]
+    if form not in LOSS_FORMS or source not in TARGET_SOURCES:
+        bad = f"loss form {form!r}" if form not in LOSS_FORMS else f"source {source!r}"
+        raise ReffAKDError(
+            f"method {name!r}: unknown {bad}; loss forms: {', '.join(LOSS_FORMS)}; sources: {', '.join(TARGET_SOURCES)}"
+        )
+    f, s = LOSS_FORMS[form], TARGET_SOURCES[source]
+    reason = f.refuses(s)
+    if reason is not None:
+        raise ReffAKDError(f"method {name}: {reason}")
+    try:
+        params = combined_params(name, f, s, {})
+    except ValueError as exc:
+        raise ReffAKDError(f"method {name}: {exc}") from None
+    summary = f"{f.formula}, targets from {s.summary}"
+    method = Method(name, params, s.kind, _compose(f, s), summary, "method", form, source)
+    _COMBINATIONS[name] = method
+    return method
+
+
 def method_names() -> list[str]:
     """Every method in report order (the order of registration)."""
     return list(DISTILLERS)
+
+
+def method_choices() -> list[str]:
+    """What ``--method`` accepts: the named methods, then every ``FORM+SOURCE`` pair (a pair that makes no sense
+    is accepted here and refused, with its reason, when the method is built)."""
+    return method_names() + [f"{f}+{s}" for f in LOSS_FORMS for s in TARGET_SOURCES]
 
 
 def method_params(method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -211,11 +379,19 @@ def build_distiller(
     total_epochs: int = 1,
     soft_labels: SoftLabels | None = None,
     teacher: SoftTargetSource | None = None,
+    num_samples: int = 0,
+    input_shape: tuple[int, int, int] | None = None,
+    split_fingerprint: str | None = None,
 ) -> Distiller:
-    """Build ``method`` around ``student``, its source made from ``soft_labels`` or ``teacher`` as its kind says."""
+    """Build ``method`` around ``student``, its source made from ``soft_labels`` or ``teacher`` as its kind says.
+
+    ``num_samples``, ``input_shape``, ``split_fingerprint``: the training split, for per-image and learning
+    sources (``BuildContext``).
+    """
     spec = get_method(method)
     source = resolve_source(spec, soft_labels, teacher)
-    return spec.builder(student, spec.parameters(params), source, BuildContext(num_classes, total_epochs))
+    ctx = BuildContext(num_classes, total_epochs, num_samples, input_shape, soft_labels, split_fingerprint)
+    return spec.builder(student, spec.parameters(params), source, ctx)
 
 
 def methods_table() -> str:
@@ -238,4 +414,29 @@ def methods_table() -> str:
         p = uses[0][1]
         flag = f"`{p.short}`, `{p.flag}`" if p.short else f"`{p.flag}`"
         rows.append(f"| {flag} | {p.type.__name__} | {parameter_help(key)} |")
+    return "\n".join(rows + ["", forms_table()])
+
+
+def forms_table() -> str:
+    """The loss forms, the sources, and which ``FORM+SOURCE`` combinations run (a refusal says why, in short)."""
+    presets: dict[tuple[str, str], list[str]] = {}
+    for m in DISTILLERS.values():
+        if m.form is not None and m.target_source is not None:
+            presets.setdefault((m.form, m.target_source), []).append(m.name)
+    rows = ["| loss form | loss | parameters |", "|---|---|---|"]
+    for f in LOSS_FORMS.values():
+        formula = f.formula.replace("||", "\\|\\|")  # a bare | would end the table cell
+        rows.append(f"| `{f.name}` | {formula} | {', '.join(f.params.info()) or '-'} |")
+    rows += ["", "| source | a run is given | parameters | targets |", "|---|---|---|---|"]
+    for src in TARGET_SOURCES.values():
+        given = src.kind.input or ("-" if src.kind.name != "own" else "- (its own table)")
+        rows.append(f"| `{src.name}` | {given} | {', '.join(src.params.info()) or '-'} | {src.summary} |")
+    rows += ["", "| form \\ source | " + " | ".join(f"`{n}`" for n in TARGET_SOURCES) + " |"]
+    rows.append("|---" * (len(TARGET_SOURCES) + 1) + "|")
+    for f in LOSS_FORMS.values():
+        cells = []
+        for src in TARGET_SOURCES.values():
+            named = presets.get((f.name, src.name))
+            cells.append("refused" if f.refuses(src) else (", ".join(named) if named else "yes"))
+        rows.append(f"| `{f.name}` | " + " | ".join(cells) + " |")
     return "\n".join(rows)

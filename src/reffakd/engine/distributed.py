@@ -128,6 +128,15 @@ def all_reduce_sum(values: Sequence[float]) -> list[float]:
     return t.tolist()
 
 
+def all_reduce_tensor(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over the ranks (a copy, on ``t``'s device and dtype); ``t`` itself without torchrun."""
+    if not active():
+        return t
+    out = t.detach().to(_comm_device()).clone()
+    dist.all_reduce(out)
+    return out.to(t.device)
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s object on every rank (for what only rank 0 reads from disk)."""
     if not active():

@@ -9,8 +9,13 @@
 * its evaluation (sums over the batches, so ranks holding shards can add them up) and the
   validation number that selects ``best`` (``Selection``: val top-1 higher, val MSE lower...);
 * state outside the module that a resume must restore (a distiller's own buffers, a teacher's
-  forward time; later, sources that learn while the student does);
+  forward time, the state of sources that learn while the student does);
 * how to put a DistributedDataParallel wrapper in place of the module for the training steps.
+
+A batch may carry more than (images, labels): the loop passes the rest on to ``training_step`` (the
+images' indices in their split, which per-image sources need). A task may define ``end_epoch(epoch)``,
+called on every rank after an epoch's last step and before its checkpoint (a source that learns per
+epoch updates, and reduces over the ranks, there); ``extra_state`` is also called on every rank.
 
 ``distillers.Distiller`` is the task of a student, ``softlabels.AutoencoderTask`` the task of the
 autoencoder. The loop only ever calls what ``Task`` lists.

@@ -294,8 +294,9 @@ class _Fit:
             ep.generator = self.generator.get_state() if self.generator is not None else None
             if not self.ddp and self.stop.requested:
                 self._interrupt(ep, self.stop.signum)
+            extra: list[torch.Tensor] = []  # what a batch carries beyond (images, labels): its split indices
             try:
-                images, targets = next(batches)
+                images, targets, *extra = next(batches)
             except StopIteration:
                 break
             except Exception:
@@ -324,7 +325,7 @@ class _Fit:
             with self.speed.autocast(self.device):
                 # Training progress in epochs at the end of this step (a per-step warm-up ramps smoothly).
                 progress = epoch - 1 + (ep.step + 1) / total if total else float(epoch)
-                step = task.training_step(images, targets, progress)
+                step = task.training_step(images, targets, progress, *extra)
             loss = sum(step.losses.values())
             optimizer.zero_grad(set_to_none=True)
             backward = loss * factor if factor != 1.0 else loss
@@ -345,6 +346,9 @@ class _Fit:
     def _end_epoch(self, ep: EpochState, sink: TensorBoardSink | None) -> None:
         epoch, files = ep.epoch, self.files
         sums, counts, seen = self._reduced(ep)
+        end_epoch = getattr(self.task, "end_epoch", None)  # optional: a task whose sources learn per epoch
+        if end_epoch is not None:
+            end_epoch(epoch)
         if self.ddp:
             distributed.broadcast_buffers(self.module)
         self.scheduler.step()
@@ -451,13 +455,14 @@ class _Fit:
 
     def _save(self, epochs_done: int, running: EpochState | None, generator_state: torch.Tensor | None) -> Path:
         rng = distributed.all_gather_object(capture_rng())
+        extra = self.task.extra_state()  # on every rank: a task may reduce its state over the ranks here
         if not self.main:
             return self.run_dir / self.files.resume  # rank 0 writes it
         state = TrainingState(
             epoch=epochs_done,
             identity=self.identity,
             model=self.module.state_dict(),
-            extra=self.task.extra_state(),
+            extra=extra,
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler is not None else None,

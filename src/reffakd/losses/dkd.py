@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ReffAKDError
+from .kd import compute_dtype
 
 
 def _kl_batchmean(target: torch.Tensor, log_pred: torch.Tensor) -> torch.Tensor:
@@ -32,8 +33,9 @@ def dkd_terms(
         raise ReffAKDError(
             f"the model gives {logits.shape[1]} logits but the soft targets have {target_probs.shape[1]} classes"
         )
-    log_p = F.log_softmax(logits.float() / temperature, dim=1)
-    q = target_probs.float()
+    dtype = compute_dtype(logits, target_probs)
+    log_p = F.log_softmax(logits.to(dtype) / temperature, dim=1)
+    q = target_probs.to(dtype)
     gt = F.one_hot(targets, logits.shape[1]).bool()
     # Student: log p_y and log(1 - p_y) = logsumexp of the non-target log-probabilities (stable).
     log_p_nontarget_all = log_p.masked_fill(gt, float("-inf"))
@@ -43,11 +45,18 @@ def dkd_terms(
     q_y = q.gather(1, targets[:, None]).squeeze(1)
     b_teacher = torch.stack([q_y, (1.0 - q_y).clamp_min(0.0)], dim=1)
     tckd = _kl_batchmean(b_teacher, log_b_student)
-    # Non-target distributions, renormalised; a one-hot teacher row has none (weight 0, contributes 0).
-    q_nt = q.masked_fill(gt, 0.0)
-    q_nt = q_nt / q_nt.sum(1, keepdim=True).clamp_min(torch.finfo(q_nt.dtype).tiny)
-    log_p_nt = F.log_softmax((logits.float() / temperature).masked_fill(gt, float("-inf")), dim=1).masked_fill(gt, 0.0)
-    nckd = _kl_batchmean(q_nt, log_p_nt)
+    # Non-target distributions, renormalised in float64: a confident teacher's non-target mass can be
+    # subnormal in float32 (a logit gap / T near 90), and dividing it by the smallest normal number instead
+    # of its sum gave rows summing to less than 1 and a negative NCKD. A one-hot row (no non-target mass
+    # at all) contributes 0. Each row's KL is >= 0 exactly; rounding below 0 is clamped.
+    q_nt = q.masked_fill(gt, 0.0).double()
+    mass = q_nt.sum(1, keepdim=True)
+    q_nt = torch.where(mass > 0, q_nt / torch.where(mass > 0, mass, torch.ones_like(mass)), torch.zeros_like(q_nt))
+    log_p_nt = F.log_softmax((logits.to(dtype) / temperature).masked_fill(gt, float("-inf")), dim=1).masked_fill(
+        gt, 0.0
+    )
+    rows = (torch.xlogy(q_nt, q_nt) - q_nt * log_p_nt.double()).sum(1)
+    nckd = rows.clamp_min(0.0).mean().to(dtype)
     t2 = temperature**2
     return tckd * t2, nckd * t2
 

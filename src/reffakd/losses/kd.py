@@ -1,4 +1,4 @@
-"""Soft-target KD, the loss shared by kd, tfkd-self, tfkd-reg and reffakd; label smoothing.
+"""Soft-target KD, the loss shared by kd, tfkd-self, tfkd-reg and reffakd; soft cross-entropy; label smoothing.
 
     L = (1 - alpha) * CE(z, y) + alpha * T^2 * KL(q || softmax(z / T))
 
@@ -28,13 +28,33 @@ def check_temperature(temperature: float) -> None:
         raise ReffAKDError(f"temperature {temperature} is out of range: it must be a finite number > 0")
 
 
+def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """float64 when any input is float64, else float32 (half-precision inputs are computed in float32)."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
 def kl_to_targets(logits: torch.Tensor, target_probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(target || softmax(logits / T)), summed over classes, averaged over the batch.
 
-    Zero target entries contribute 0 (the 0 * log 0 = 0 convention), as ``F.kl_div`` does.
+    Zero target entries contribute 0 (the 0 * log 0 = 0 convention), as ``F.kl_div`` does. Computed in
+    float64 when the logits or the targets are float64, else in float32.
     """
-    log_p = F.log_softmax(logits.float() / temperature, dim=1)
-    return F.kl_div(log_p, target_probs.float(), reduction="batchmean")
+    dtype = compute_dtype(logits, target_probs)
+    log_p = F.log_softmax(logits.to(dtype) / temperature, dim=1)
+    return F.kl_div(log_p, target_probs.to(dtype), reduction="batchmean")
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """H(q, softmax(z)) = -sum_k q_k log softmax(z)_k, averaged over the batch (PS-KD's and OLS's soft term).
+
+    Unlike the KL it keeps q's entropy, so its value is the releases' logged loss; its gradient is the KL's.
+    """
+    if logits.shape != target_probs.shape:
+        raise ReffAKDError(
+            f"the model gives {logits.shape[1]} logits but the soft targets have {target_probs.shape[1]} classes"
+        )
+    dtype = compute_dtype(logits, target_probs)
+    return -(target_probs.to(dtype) * F.log_softmax(logits.to(dtype), dim=1)).sum(1).mean()
 
 
 def soft_target_kd(

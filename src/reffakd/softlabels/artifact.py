@@ -31,11 +31,45 @@ class SoftLabels:
     similarity: torch.Tensor | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] | None = None  # what making them cost (``soft_labels_cost.json`` beside the file)
+    # Per-image soft labels (``reffakd-instance``): row k is the target of training image ``instance_index[k]``
+    # of the split whose content hash is ``metadata["instance_split"]``; None when not built.
+    instance: torch.Tensor | None = None
+    instance_index: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.class_names = tuple(self.class_names)
         self.matrix = self.matrix.to(torch.float32)
         validate_matrix(self.matrix, len(self.class_names), "soft-label matrix")
+        if self.instance is not None:
+            self.instance = self.instance.to(torch.float32)
+            index = self.instance_index
+            if index is None or index.ndim != 1 or index.shape[0] != self.instance.shape[0]:
+                raise ReffAKDError("a per-image soft-label table needs one image index per row (instance_index)")
+            if not isinstance(self.metadata.get("instance_split"), str):
+                raise ReffAKDError("a per-image soft-label table needs the content hash of its split (instance_split)")
+            validate_rows(self.instance, len(self.class_names), "per-image soft-label table")
+
+    def instance_table(self, split_fingerprint: str | None, num_samples: int) -> torch.Tensor:
+        """The (N, C) per-image table in split order; one line when absent or made on other images."""
+        if self.instance is None or self.instance_index is None:
+            raise ReffAKDError(
+                "these soft labels have no per-image table; rebuild them with this version of `reffakd softlabels`"
+            )
+        made = self.metadata["instance_split"]
+        if split_fingerprint is not None and split_fingerprint != made:
+            raise ReffAKDError(
+                f"the per-image soft labels were made on another training split (content hash {made[:12]}, this "
+                f"split {split_fingerprint[:12]}); rebuild them with `reffakd softlabels` on this split"
+            )
+        index = self.instance_index.long()
+        if index.numel() != num_samples or not torch.equal(torch.sort(index).values, torch.arange(num_samples)):
+            raise ReffAKDError(
+                f"the per-image soft labels cover {index.numel()} images, this training split has {num_samples}; "
+                "rebuild them with `reffakd softlabels` on this split"
+            )
+        table = torch.empty_like(self.instance)
+        table[index] = self.instance
+        return table
 
     @property
     def num_classes(self) -> int:
@@ -75,6 +109,9 @@ class SoftLabels:
         tensors = {"soft_labels": self.matrix.contiguous().cpu()}
         if self.similarity is not None:
             tensors["similarity"] = self.similarity.to(torch.float64).contiguous().cpu()
+        if self.instance is not None and self.instance_index is not None:
+            tensors["instance"] = self.instance.contiguous().cpu()
+            tensors["instance_index"] = self.instance_index.to(torch.int64).contiguous().cpu()
         write_with(path, lambda tmp: save_file(tensors, str(tmp)))
         write_json(
             sidecar_json(path),
@@ -106,8 +143,9 @@ class SoftLabels:
             )
         cost = read_soft_label_cost(path)
         return cls(
-            tensors["soft_labels"], tuple(class_names), tensors.get("similarity"), meta.get("metadata", {}), cost
-        )
+            tensors["soft_labels"], tuple(class_names), tensors.get("similarity"), meta.get("metadata", {}), cost,
+            tensors.get("instance"), tensors.get("instance_index"),
+        )  # fmt: skip
 
 
 COST_FILE = "soft_labels_cost.json"
@@ -125,6 +163,13 @@ def validate_matrix(matrix: torch.Tensor, num_classes: int, what: str) -> None:
         raise ReffAKDError(f"{what} must be square (C, C), got shape {tuple(matrix.shape)}")
     if matrix.shape[0] != num_classes:
         raise ReffAKDError(f"{what} is {matrix.shape[0]}x{matrix.shape[0]} but there are {num_classes} class names")
+    validate_rows(matrix, num_classes, what)
+
+
+def validate_rows(matrix: torch.Tensor, num_classes: int, what: str) -> None:
+    """(N, C), finite, non-negative, rows summing to 1."""
+    if matrix.ndim != 2 or matrix.shape[1] != num_classes:
+        raise ReffAKDError(f"{what} must have {num_classes} columns, got shape {tuple(matrix.shape)}")
     if not torch.isfinite(matrix).all():
         raise ReffAKDError(f"{what} contains NaN or infinite values; every entry must be a finite probability")
     if (matrix < 0).any():

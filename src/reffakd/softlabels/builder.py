@@ -17,8 +17,10 @@ from typing import Any
 
 import torch
 
-from ..data import DataSplits, make_batches, materialize
+from ..data import DataSplits, Split, make_batches, materialize, split_fingerprint
+from ..data.image_folder import unlabelled_images
 from ..engine import OptimConfig, RunFiles, fit
+from ..errors import ReffAKDError
 from ..io import write_json, write_text_atomic
 from ..models.autoencoder import ConvAutoencoder
 from ..resources import combine_stages, count_flops, forward_flops, measure, parameter_count
@@ -28,6 +30,7 @@ from .artifact import SoftLabels
 from .autoencoder_task import AutoencoderTask, embed
 from .calibration import Calibration
 from .diagnostics import format_diagnostics, soft_label_diagnostics
+from .instance import class_unit_sums, instance_similarity, instance_soft_labels
 from .similarity import class_similarity
 
 SOFT_LABELS_FILE = "soft_labels.safetensors"
@@ -44,9 +47,11 @@ class SoftLabelConfig:
     samples_per_class: int | None = None
     augment_embeddings: bool = False
     seed: int = 0
+    # Semi-supervised: a folder of unlabelled images the autoencoder also trains on (never in the similarity).
+    unlabelled_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "preset": self.preset,
             "calibration": self.calibration.to_dict(),
             "autoencoder": self.autoencoder.to_dict(),
@@ -54,6 +59,25 @@ class SoftLabelConfig:
             "augment_embeddings": self.augment_embeddings,
             "seed": self.seed,
         }
+        if self.unlabelled_dir is not None:
+            out["unlabelled_dir"] = self.unlabelled_dir
+        return out
+
+
+def autoencoder_split(splits: DataSplits, unlabelled_dir: str | None) -> Split:
+    """What the autoencoder trains on: the training images, plus the unlabelled folder's when one is given
+    (label -1: the autoencoder never reads labels, and the class similarity never sees these images)."""
+    if unlabelled_dir is None:
+        return splits.train
+    extra = unlabelled_images(unlabelled_dir, splits.in_channels, splits.image_size)
+    if not isinstance(splits.train.images, torch.Tensor):
+        raise ReffAKDError(
+            "unlabelled_dir needs the training images in memory; this dataset is streamed from disk "
+            "(try --no-streaming)", params=("unlabelled_dir",),
+        )  # fmt: skip
+    images = torch.cat([splits.train.images, materialize(extra).to(splits.train.images.device)])
+    labels = torch.cat([splits.train.labels, torch.full((len(extra),), -1, dtype=splits.train.labels.dtype)])
+    return Split(images, labels)
 
 
 def similarity_flops(num_images: int, dim: int, num_classes: int) -> int:
@@ -86,8 +110,12 @@ def build_soft_labels(
     c, (h, w) = splits.in_channels, splits.image_size
     model = ConvAutoencoder(c, (h, w)).to(device)
     ae_cfg = cfg.autoencoder
+    ae_train = autoencoder_split(splits, cfg.unlabelled_dir)
+    if len(ae_train) != len(splits.train):
+        extra = len(ae_train) - len(splits.train)
+        log(f"soft labels: the autoencoder trains on {len(ae_train)} images, {extra} of them unlabelled")
     train_batches = make_batches(
-        splits.train, ae_cfg.batch_size, shuffle=True, augment=splits.augment, generator=generator, device=device
+        ae_train, ae_cfg.batch_size, shuffle=True, augment=splits.augment, generator=generator, device=device
     )
     val_batches = make_batches(splits.val, 512, device=device)
     step_flops = (
@@ -164,14 +192,33 @@ def build_soft_labels(
         sim_cost.details = {"images": used}
 
     soft = soft_labels_from_similarity(
-        similarity, splits, cfg, extra={"autoencoder_val_mse": result.history[-1]["val_mse"]}
-    )
+        similarity, splits, cfg,
+        extra={"autoencoder_val_mse": result.history[-1]["val_mse"], "autoencoder_images": len(ae_train)},
+    )  # fmt: skip
     log(format_diagnostics(soft.metadata["diagnostics"]))
+
+    with measure("instance_soft_labels", device) as inst_cost:
+        # One soft label per training image (``reffakd-instance``), from the un-augmented embeddings.
+        plain = embeddings
+        if embed_augment is not None:
+            plain, _ = embed(model, make_batches(splits.train, 512, device=device))
+            inst_cost.flops += enc_flops * len(splits.train)
+        sums, counts = class_unit_sums(plain, labels, splits.num_classes)
+        per_image = instance_soft_labels(
+            instance_similarity(plain, labels, sums, counts), labels, soft.metadata["diagonal_boost"],
+            soft.metadata["temperature"],
+        )  # fmt: skip
+        soft.instance = per_image.to(torch.float32)
+        soft.instance_index = torch.arange(len(splits.train))
+        soft.metadata["instance_split"] = split_fingerprint(splits.train)
+        n, d, k = len(splits.train), model.embedding_dim, splits.num_classes
+        inst_cost.flops += 3 * n * d + 2 * n * d * k + 4 * n * k  # unit rows, dots with the class sums, softmax
+        inst_cost.details = {"images": n}
 
     # autoencoder.safetensors (+ .json) is the last epoch's, written by fit.
     soft.save(out_dir / SOFT_LABELS_FILE)
     cost = combine_stages(
-        {"autoencoder_training": ae_stage, **{s.name: s.to_dict() for s in (emb_cost, sim_cost)}},
+        {"autoencoder_training": ae_stage, **{s.name: s.to_dict() for s in (emb_cost, sim_cost, inst_cost)}},
         source="autoencoder",
         autoencoder_parameters=parameter_count(model),
     )

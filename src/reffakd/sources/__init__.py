@@ -2,16 +2,26 @@
 
 from .base import (
     ClassTable,
+    InstanceTable,
     SoftTargetSource,
     TeacherNetwork,
+    instance_soft_label_source,
     soft_label_table,
     uniform_table,
     virtual_teacher_table,
 )
+from .online import LearningSource, OnlineClassTable, PartnerPredictions, PreviousPredictions, ols_table
 from .teacher import TeacherInfo, load_teacher
 
 __all__ = [
     "ClassTable",
+    "InstanceTable",
+    "LearningSource",
+    "OnlineClassTable",
+    "PartnerPredictions",
+    "PreviousPredictions",
+    "instance_soft_label_source",
+    "ols_table",
     "SoftTargetSource",
     "TeacherInfo",
     "TeacherNetwork",

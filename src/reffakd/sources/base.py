@@ -34,8 +34,29 @@ class SoftTargetSource(nn.Module):
         self.num_classes = num_classes
         self.seconds = 0.0  # wall time spent in ``probabilities`` (network sources only)
 
-    def probabilities(self, images: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    def probabilities(
+        self, images: torch.Tensor, labels: torch.Tensor, temperature: float, **batch: Any
+    ) -> torch.Tensor:
+        """``batch``: what the batch carries beyond (images, labels), for the sources that need it:
+        ``index`` (each image's index in its split) and ``partners`` (each image's same-class partner)."""
         raise NotImplementedError
+
+    # What a source that learns during training overrides (``sources.online``); a fixed source does nothing.
+    needs_index = False  # probabilities need ``index``
+    needs_partners = False  # probabilities need ``partners`` (the batches must pair images)
+
+    def observe(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None) -> None:
+        """After each training step: the step's detached logits, labels and split indices."""
+
+    def end_epoch(self, epoch: int) -> None:
+        """After each epoch's last step, on every rank (a learning source reduces over the ranks here)."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """State to keep in the resume checkpoint (called on every rank)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore ``extra_state``."""
 
     def describe(self) -> dict[str, Any]:
         return {"source": type(self).__name__}
@@ -69,7 +90,8 @@ class ClassTable(SoftTargetSource):
         if table.ndim != 2 or table.shape[0] != table.shape[1]:
             raise ReffAKDError(f"a class table must be square (C, C), got shape {tuple(table.shape)}")
         super().__init__(int(table.shape[0]))
-        self.register_buffer("table", table.detach().to(torch.float32).clone())
+        wide = table.dtype == torch.float64  # a float64 table stays float64 (and so do the losses on it)
+        self.register_buffer("table", table.detach().to(torch.float64 if wide else torch.float32).clone())
         self.as_logits = as_logits
         self.name = name
         # A table made by an earlier stage (the autoencoder's soft labels) carries that stage's ledger:
@@ -77,7 +99,9 @@ class ClassTable(SoftTargetSource):
         self.made_by = made_by
         self.made_cost = made_cost
 
-    def probabilities(self, images: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    def probabilities(
+        self, images: torch.Tensor, labels: torch.Tensor, temperature: float, **batch: Any
+    ) -> torch.Tensor:
         rows = self.table[labels]
         return F.softmax(rows / temperature, dim=1) if self.as_logits else rows
 
@@ -97,6 +121,42 @@ def soft_label_table(soft_labels: SoftLabels) -> ClassTable:
         soft_labels.matrix, name="aesl", made_by={"soft_labels": soft_labels.metadata.get("config")},
         made_cost=soft_labels.cost,
     )  # fmt: skip
+
+
+class InstanceTable(SoftTargetSource):
+    """A fixed (N, C) table, row i the target of training image i (per-image soft labels), used as stored."""
+
+    needs_index = True
+
+    def __init__(self, table: torch.Tensor, *, name: str, made_cost: dict[str, Any] | None = None) -> None:
+        super().__init__(int(table.shape[1]))
+        self.register_buffer("table", table.detach().to(torch.float32).clone())
+        self.name = name
+        self.made_cost = made_cost
+
+    def probabilities(
+        self, images: torch.Tensor, labels: torch.Tensor, temperature: float, **batch: Any
+    ) -> torch.Tensor:
+        index = batch.get("index")
+        if index is None:
+            raise ReffAKDError(f"{self.name} needs each image's index in its split: batches made with indexed=True")
+        return self.table[index]
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.name, "images": int(self.table.shape[0])}
+
+    def cost(self, images_seen: int, peak_memory_bytes: int | None = None) -> dict[str, Any] | None:
+        """Made by the soft-label stage (its cost); a lookup during training."""
+        return self.made_cost
+
+
+def instance_soft_label_source(soft_labels: SoftLabels | None, split_fingerprint: str | None) -> InstanceTable:
+    """The per-image autoencoder soft labels as a source; refused in one line when made on another split."""
+    if soft_labels is None:
+        raise ReffAKDError("per-image soft labels need soft labels (soft_labels PATH, made by `reffakd softlabels`)")
+    n = int(soft_labels.instance_index.numel()) if soft_labels.instance_index is not None else 0
+    table = soft_labels.instance_table(split_fingerprint, n)
+    return InstanceTable(table, name="aesl-instance", made_cost=soft_labels.cost)
 
 
 def virtual_teacher_table(num_classes: int, own_probability: float) -> torch.Tensor:
@@ -167,9 +227,12 @@ class TeacherNetwork(SoftTargetSource):
             images = images * self.scale + self.shift
         return self.model(images)
 
-    def probabilities(self, images: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    def probabilities(
+        self, images: torch.Tensor, labels: torch.Tensor, temperature: float, **batch: Any
+    ) -> torch.Tensor:
         start = time.perf_counter()
-        probs = F.softmax(self.logits(images).float() / temperature, dim=1)
+        z = self.logits(images)
+        probs = F.softmax(z.to(torch.float64 if z.dtype == torch.float64 else torch.float32) / temperature, dim=1)
         if probs.is_cuda:
             torch.cuda.synchronize(probs.device)
         self.seconds += time.perf_counter() - start
