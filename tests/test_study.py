@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from reffakd.cli import main
@@ -51,3 +52,40 @@ def test_bad_budgets_are_one_line(budgets: list, fragment: str) -> None:
         RunSpec.from_dict({"budgets": budgets}, "spec")
     with pytest.raises(ReffAKDError, match="budgets and data labels_per_class"):
         RunSpec.from_dict({"budgets": [5], "data": {"labels_per_class": 5}}, "spec")
+
+
+def test_semi_supervised_methods_get_an_autoencoder_that_saw_the_withheld_images(tmp_path: Path, fake_fmnist) -> None:
+    from reffakd.compare import run_compare
+    from reffakd.data import load_splits
+    from reffakd.softlabels import SoftLabels
+    from reffakd.study import budget_spec
+
+    spec = RunSpec.from_dict(
+        {
+            "methods": ["ce", "reffakd", "reffakd-semi"],
+            "seeds": [0],
+            "data": {"data_dir": str(fake_fmnist), "val_size": 100, "download": False, "labels_per_class": 3},
+            "student": {"model": "lenet5", "epochs": 1, "batch_size": 32},
+            "soft_labels": {"preset": "paper", "seed": 0, "autoencoder": {"epochs": 1, "batch_size": 64}},
+        },
+        "spec",
+    )
+    splits = load_splits(spec.data_config(), log=lambda s: None)
+    out = tmp_path / "cmp"
+    run_compare(spec, out, splits, device=torch.device("cpu"), progress=False, log=lambda s: None)
+    plain = SoftLabels.load(out / "softlabels" / "soft_labels.safetensors")
+    semi = SoftLabels.load(out / "softlabels-semi" / "soft_labels.safetensors")
+    assert plain.metadata["autoencoder_images"] == 30 and semi.metadata["autoencoder_images"] == 300
+    assert semi.metadata["train_images"] == plain.metadata["train_images"] == 30  # the similarity: labelled only
+    for method, artifact in (("reffakd", plain), ("reffakd-semi", semi)):
+        summary = json.loads((out / "runs" / method / "seed0" / "summary.json").read_text())
+        assert summary["cost"]["soft_targets"]["flops"] == artifact.cost["flops"]
+    # A method's name says what its autoencoder saw: the other artifact is refused in one line.
+    with pytest.raises(ReffAKDError, match="method reffakd-semi needs semi-supervised soft labels"):
+        plain.check_semi(True, "reffakd-semi")
+    with pytest.raises(ReffAKDError, match="method reffakd cannot use semi-supervised soft labels"):
+        semi.check_semi(False, "reffakd")
+    # A study leaves the semi-supervised methods out where nothing is unlabelled.
+    whole = {**spec.to_dict(), "data": {**spec.data, "labels_per_class": None}, "budgets": [3, "all"]}
+    study = RunSpec.from_dict(whole, "spec")
+    assert budget_spec(study, "all").methods == ["ce", "reffakd"] and "reffakd-semi" in budget_spec(study, 3).methods

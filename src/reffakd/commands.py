@@ -186,6 +186,7 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     under torchrun every rank trains its shard and rank 0 alone writes."""
     from .compare import Shared, run_one
     from .data import load_splits
+    from .distillers import get_method
     from .engine import distributed
     from .engine.distributed import pick_device
     from .rundir import staged_run_dir
@@ -213,6 +214,7 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     if soft is not None:
         soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
         soft.check_labelled(splits.budget)
+        soft.check_semi(get_method(method).source.semi, method)
     teacher = load_teacher(inputs.teacher, splits, device) if inputs.teacher else None
     distributed.barrier()  # every rank has checked its inputs before rank 0 creates the folder
     with staged_run_dir(out, resume=engine.resume, main=main_process) as run_dir:

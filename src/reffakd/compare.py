@@ -129,7 +129,9 @@ def _run_compare(
         write_text_atomic(out / CONFIG_FILE, config_yaml)
 
     shared = Shared(
-        _soft_labels(spec, out, splits, device, progress, log), _teacher(spec, out, splits, device, progress, log)
+        _soft_labels(spec, out, splits, device, progress, log),
+        _teacher(spec, out, splits, device, progress, log),
+        _soft_labels(spec, out, splits, device, progress, log, semi=True),
     )
     tuned = None
     if spec.tune is not None:  # equal tuning first: each method's trials, then its choice (``tuning.py``)
@@ -173,10 +175,19 @@ def _run_items(
 
 @dataclass
 class Shared:
-    """What the runs of a spec share: one soft-label artifact (carrying its cost) and one teacher network."""
+    """What the runs of a spec share: one soft-label artifact (carrying its cost), one teacher network, and the
+    semi-supervised methods' artifact (its autoencoder also trained on unlabelled images)."""
 
     soft: SoftLabels | None
     teacher: TeacherNetwork | None
+    soft_semi: SoftLabels | None = None
+
+    def soft_for(self, method: str) -> SoftLabels | None:
+        """The artifact ``method`` trains against (``None`` for a method without soft labels)."""
+        kind = get_method(method).source
+        if kind.input != "soft_labels":
+            return None
+        return self.soft_semi if kind.semi else self.soft
 
 
 def run_one(
@@ -211,7 +222,7 @@ def run_one(
         spec.student_config(item.method, item.seed, point=item.params),
         run_dir,
         device=device,
-        soft_labels=shared.soft if method.needs == "soft_labels" else None,
+        soft_labels=shared.soft_for(item.method),
         teacher=teacher,
         name=name,
         progress=progress,
@@ -236,7 +247,8 @@ def train_item(
     is another run of its seed (tfkd-self) gets that run's student."""
     run = get_method(item.method).source.same_seed_run
     if run is not None:
-        shared = Shared(shared.soft, load_teacher(run_path(out, run, item.seed) / "best.safetensors", splits, device))
+        teacher = load_teacher(run_path(out, run, item.seed) / "best.safetensors", splits, device)
+        shared = Shared(shared.soft, teacher, shared.soft_semi)
     with staged_run_dir(item_path(out, item), redo=True) as tmp:
         run_one(spec, item, tmp, splits, shared, device=device, progress=progress, log=log,
                 name=f"{item.variant}-s{item.seed}")  # fmt: skip
@@ -389,6 +401,7 @@ def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int) -> None:
     shared = Shared(
         _soft_labels(spec, Path(out), splits, device, False, quiet),
         _teacher(spec, Path(out), splits, device, False, quiet),
+        _soft_labels(spec, Path(out), splits, device, False, quiet, semi=True),
     )
     _WORKER.update(spec=spec, out=Path(out), splits=splits, shared=shared, device=device, prefix=f"[job {k}] ")
 
@@ -405,18 +418,27 @@ def run_path(out: Path, variant: str, seed: int) -> Path:
 
 
 def _soft_labels(
-    spec: RunSpec, out: Path, splits: DataSplits, device: torch.device, progress: bool, log: Callable[[str], None]
+    spec: RunSpec,
+    out: Path,
+    splits: DataSplits,
+    device: torch.device,
+    progress: bool,
+    log: Callable[[str], None],
+    semi: bool = False,
 ) -> SoftLabels | None:
-    if not spec.soft_label_methods():
+    """The comparison's soft labels, built once into ``softlabels/`` (``semi``: for the semi-supervised methods,
+    into ``softlabels-semi/``, the autoencoder also trained on the images a labelled budget withholds)."""
+    if not spec.soft_label_methods(semi=semi):
         return None
     if "path" in spec.soft_labels:
         path = Path(spec.soft_labels["path"])
     else:
-        folder = out / "softlabels"
+        folder = out / ("softlabels-semi" if semi else "softlabels")
         path = folder / SOFT_LABELS_FILE
         if not path.is_file():
+            cfg = replace(spec.soft_label_config(), budget_unlabelled=True) if semi else spec.soft_label_config()
             with staged_run_dir(folder, redo=True) as tmp:
-                build_soft_labels(splits, spec.soft_label_config(), tmp, device=device, progress=progress, log=log)
+                build_soft_labels(splits, cfg, tmp, device=device, progress=progress, log=log)
     soft = SoftLabels.load(path)
     soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
     soft.check_labelled(splits.budget)

@@ -115,6 +115,7 @@ def train_student(
         soft_labels.check_matches(splits.class_names, f"dataset {splits.dataset}")
         if method.needs == "soft_labels":
             soft_labels.check_labelled(splits.budget)
+            soft_labels.check_semi(method.source.semi, cfg.method)
     run_dir = Path(run_dir)
     distributed.check_batch_size(cfg.optim.batch_size)
     device = distributed.setup(device)

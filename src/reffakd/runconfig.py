@@ -80,6 +80,11 @@ class SoftLabelOptions:
         "the class similarity uses only the labelled training images (with --samples-per-class, k of them per class)",
     )  # fmt: skip
 
+    budget_unlabelled: bool = opt(
+        False, "semi-supervised: the autoencoder also trains on the training images whose labels a labelled budget "
+        "withholds (--labels-per-class); the class similarity uses only the labelled ones",
+    )  # fmt: skip
+
     def section(self, seed: int, autoencoder: OptimConfig) -> dict[str, Any]:
         """These flags as a spec's ``soft_labels`` section, read by the one conversion (``spec.soft_label_config``)."""
         section: dict[str, Any] = {"preset": self.preset, "seed": seed, "autoencoder": asdict(autoencoder)}
@@ -96,6 +101,8 @@ class SoftLabelOptions:
         section["augment_embeddings"] = self.augment_embeddings
         if self.unlabelled_dir is not None:
             section["unlabelled_dir"] = self.unlabelled_dir
+        if self.budget_unlabelled:
+            section["budget_unlabelled"] = True
         return section
 
 

@@ -122,6 +122,7 @@ class SoftLabelFields:
     samples_per_class: int | None
     augment_embeddings: bool
     unlabelled_dir: str | None
+    budget_unlabelled: bool
     path: str
 
 
@@ -277,6 +278,11 @@ class RunSpec:
                         f"{where}: teacher model {self.teacher.get('model')!r} is unknown; "
                         f"available: {', '.join(available_models())}"
                     )
+        if "path" in self.soft_labels and self.soft_label_methods(semi=True) and self.soft_label_methods(semi=False):
+            raise ReffAKDError(
+                f"{where}: a given soft_labels path serves either the semi-supervised methods "
+                f"({', '.join(sorted(self.soft_label_methods(semi=True)))}) or the others, not both; run them apart"
+            )
         if self.soft_label_methods() and "path" not in self.soft_labels:
             self.soft_label_config()
 
@@ -442,9 +448,14 @@ class RunSpec:
         """The methods that distil the comparison's one teacher network (not a run of their own seed)."""
         return {m for m in self.methods if get_method(m).source == TEACHER_SOURCE}
 
-    def soft_label_methods(self) -> set[str]:
-        """The methods that train against the comparison's one soft-label artifact."""
-        return {m for m in self.methods if get_method(m).needs == "soft_labels"}
+    def soft_label_methods(self, semi: bool | None = None) -> set[str]:
+        """The methods that train against the comparison's soft-label artifact (``semi``: only those that need, or
+        only those that must not have, an autoencoder also trained on unlabelled images; ``None``: both)."""
+        return {
+            m
+            for m in self.methods
+            if get_method(m).needs == "soft_labels" and (semi is None or get_method(m).source.semi == semi)
+        }
 
     @staticmethod
     def optim(section: dict[str, Any], what: str) -> OptimConfig:
@@ -548,4 +559,7 @@ def soft_label_config(section: Mapping[str, Any], dataset: str) -> SoftLabelConf
         raise ReffAKDError(
             f"unlabelled image folder {unlabelled} does not exist or is not a folder", params=("unlabelled_dir",)
         )
-    return SoftLabelConfig(cal, preset, autoencoder, samples, augment, int(section.get("seed", 0)), unlabelled)
+    return SoftLabelConfig(
+        cal, preset, autoencoder, samples, augment, int(section.get("seed", 0)), unlabelled,
+        bool(section.get("budget_unlabelled", False)),
+    )  # fmt: skip

@@ -17,7 +17,7 @@ import torch
 
 from .compare import SPEC_FILE, check_resumable, run_compare
 from .data import load_splits
-from .distillers import baseline_method, method_names
+from .distillers import baseline_method, get_method, method_names
 from .io import write_json
 from .reports.study_report import write_study_report
 from .rundir import LOCK, locked
@@ -29,9 +29,12 @@ def budget_folder(budget: Any) -> str:
 
 
 def budget_spec(spec: RunSpec, budget: Any) -> RunSpec:
-    """The comparison of one budget: the study's spec with that many labels per class ("all": every label)."""
+    """The comparison of one budget: the study's spec with that many labels per class ("all": every label, and
+    without the semi-supervised methods, which would train exactly as their supervised twins)."""
     d = spec.to_dict()
     d["budgets"] = None
+    if budget == "all":  # nothing is unlabelled: a semi-supervised method would repeat its supervised twin
+        d["methods"] = [m for m in d["methods"] if not get_method(m).source.semi] or d["methods"]
     d["data"] = {**d["data"], "labels_per_class": None if budget == "all" else budget, "label_fraction": None}
     return RunSpec.from_dict(d, f"budget {budget}")
 

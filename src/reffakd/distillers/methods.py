@@ -55,6 +55,7 @@ from .registry import (
     OWN_TABLE,
     SAME_SEED_CE,
     SOFT_LABELS,
+    SOFT_LABELS_SEMI,
     TEACHER,
     BuildContext,
     LossForm,
@@ -348,12 +349,21 @@ def _need_samples(name: str, ctx: BuildContext) -> int:
     return ctx.num_samples
 
 
-register_source(TargetSource("aesl", SOFT_LABELS, NoParams, _given, "the autoencoder soft labels' class table"))
-register_source(TargetSource(
-    "aesl-instance", SOFT_LABELS, NoParams,
-    lambda st, p, given, ctx: instance_soft_label_source(ctx.soft_labels, ctx.split_fingerprint),
-    "the autoencoder soft labels' per-image table",
-))  # fmt: skip
+def _instance(st: nn.Module, p: Any, given: SoftTargetSource | None, ctx: BuildContext) -> SoftTargetSource:
+    return instance_soft_label_source(ctx.soft_labels, ctx.split_fingerprint)
+
+
+# The semi-supervised sources are the same tables, made by an autoencoder that also trained on unlabelled images.
+for _semi, _kind, _what in (
+    ("", SOFT_LABELS, ""),
+    ("-semi", SOFT_LABELS_SEMI, ", autoencoder also on unlabelled images"),
+):
+    register_source(
+        TargetSource(f"aesl{_semi}", _kind, NoParams, _given, f"the autoencoder soft labels' class table{_what}")
+    )
+    register_source(TargetSource(
+        f"aesl-instance{_semi}", _kind, NoParams, _instance, f"the autoencoder soft labels' per-image table{_what}"
+    ))  # fmt: skip
 register_source(TargetSource("teacher", TEACHER, NoParams, _given, "a teacher network"))
 register_source(TargetSource("ce-student", SAME_SEED_CE, NoParams, _given, "the CE student of the same seed"))
 register_source(TargetSource(
@@ -413,3 +423,10 @@ register_preset(
 register_preset(
     "reffakd-instance", "kd", "aesl-instance", summary="KD against per-image autoencoder soft labels (ours)"
 )
+# Semi-supervised (ours): the autoencoder also trains on the training images whose labels a budget withholds.
+register_preset("reffakd-semi", "kd", "aesl-semi", summary="ReffAKD, autoencoder also on unlabelled images (ours)")
+register_preset(
+    "reffakd-instance-semi", "kd", "aesl-instance-semi",
+    summary="per-image ReffAKD, autoencoder also on unlabelled images (ours)",
+)  # fmt: skip
+register_preset("dkd-aesl-semi", "dkd", "aesl-semi", summary="DKD-AESL, autoencoder also on unlabelled images (ours)")

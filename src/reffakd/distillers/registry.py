@@ -35,13 +35,15 @@ class SourceKind:
     ``input``: what a run is given (``"soft_labels"``: an autoencoder soft-label artifact;
     ``"teacher"``: a trained network), or ``None`` when the method needs nothing or makes its own
     targets. ``same_seed_run``: the teacher is the finished run of that method with the same seed
-    (Tf-KD self: the plain CE student), so a comparison runs that method first.
+    (Tf-KD self: the plain CE student), so a comparison runs that method first. ``semi``: the soft labels'
+    autoencoder must have trained on unlabelled images too (a comparison builds that second artifact).
     """
 
     name: str
     description: str
     input: str | None = None
     same_seed_run: str | None = None
+    semi: bool = False
 
     def needs_text(self) -> str:
         """What a run without its input lacks, for the one-line error."""
@@ -57,6 +59,9 @@ class SourceKind:
 NO_SOURCE = SourceKind("none", "-")
 OWN_TABLE = SourceKind("own", "its own class table, made from its parameters")
 SOFT_LABELS = SourceKind("soft_labels", "autoencoder soft labels", input="soft_labels")
+SOFT_LABELS_SEMI = SourceKind(
+    "soft_labels_semi", "autoencoder soft labels, autoencoder also on unlabelled images", input="soft_labels", semi=True
+)
 TEACHER = SourceKind("teacher", "a teacher network", input="teacher")
 SAME_SEED_CE = SourceKind("ce_of_seed", "the CE student of the same seed", input="teacher", same_seed_run="ce")
 LEARNED = SourceKind("learned", "the student's own predictions, learned during training")

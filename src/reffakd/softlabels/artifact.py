@@ -101,6 +101,27 @@ class SoftLabels:
                 "rebuild them with `reffakd softlabels` and the same --labels-per-class/--label-fraction/--label-seed"
             )
 
+    @property
+    def semi_supervised(self) -> bool:
+        """Its autoencoder could train on images beyond the labelled ones (budget_unlabelled, unlabelled_dir)."""
+        config = self.metadata.get("config") or {}
+        return bool(config.get("budget_unlabelled")) or config.get("unlabelled_dir") is not None
+
+    def check_semi(self, semi: bool, method: str) -> None:
+        """A ``-semi`` method trains only on semi-supervised soft labels, and the others only on supervised ones, so
+        a method's name always says what its autoencoder saw."""
+        if semi != self.semi_supervised:
+            made = "with" if self.semi_supervised else "without"
+            fix = (
+                "--budget-unlabelled or --unlabelled-dir"
+                if semi
+                else "neither --budget-unlabelled nor --unlabelled-dir"
+            )
+            raise ReffAKDError(
+                f"method {method} {'needs' if semi else 'cannot use'} semi-supervised soft labels, and these were made "
+                f"{made} unlabelled images; rebuild them with `reffakd softlabels` and {fix}"
+            )
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``path`` (.safetensors) and the metadata as JSON beside it, each atomically."""
         path = Path(path)

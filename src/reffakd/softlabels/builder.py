@@ -49,6 +49,8 @@ class SoftLabelConfig:
     seed: int = 0
     # Semi-supervised: a folder of unlabelled images the autoencoder also trains on (never in the similarity).
     unlabelled_dir: str | None = None
+    # Semi-supervised: the autoencoder also trains on the training images a labelled budget withholds.
+    budget_unlabelled: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -61,22 +63,35 @@ class SoftLabelConfig:
         }
         if self.unlabelled_dir is not None:
             out["unlabelled_dir"] = self.unlabelled_dir
+        if self.budget_unlabelled:
+            out["budget_unlabelled"] = True
         return out
 
+    @property
+    def semi_supervised(self) -> bool:
+        """The autoencoder may train on images beyond the labelled ones (what the ``-semi`` methods need)."""
+        return self.budget_unlabelled or self.unlabelled_dir is not None
 
-def autoencoder_split(splits: DataSplits, unlabelled_dir: str | None) -> Split:
-    """What the autoencoder trains on: the training images, plus the unlabelled folder's when one is given
-    (label -1: the autoencoder never reads labels, and the class similarity never sees these images)."""
-    if unlabelled_dir is None:
+
+def autoencoder_split(splits: DataSplits, unlabelled_dir: str | None, budget_unlabelled: bool = False) -> Split:
+    """What the autoencoder trains on: the training images, plus the unlabelled folder's when one is given, plus
+    the images a labelled budget withholds when ``budget_unlabelled`` (label -1: the autoencoder never reads
+    labels, and the class similarity never sees these images)."""
+    parts = [splits.unlabelled] if budget_unlabelled and splits.unlabelled is not None else []
+    if unlabelled_dir is not None:
+        parts.append(Split(unlabelled_images(unlabelled_dir, splits.in_channels, splits.image_size), torch.empty(0)))
+    if not parts:
         return splits.train
-    extra = unlabelled_images(unlabelled_dir, splits.in_channels, splits.image_size)
     if not isinstance(splits.train.images, torch.Tensor):
         raise ReffAKDError(
-            "unlabelled_dir needs the training images in memory; this dataset is streamed from disk "
-            "(try --no-streaming)", params=("unlabelled_dir",),
+            "semi-supervised soft labels need the training images in memory; this dataset is streamed from disk "
+            "(try --no-streaming)", params=("unlabelled_dir", "budget_unlabelled"),
         )  # fmt: skip
-    images = torch.cat([splits.train.images, materialize(extra).to(splits.train.images.device)])
-    labels = torch.cat([splits.train.labels, torch.full((len(extra),), -1, dtype=splits.train.labels.dtype)])
+    device = splits.train.images.device
+    extra = [materialize(part.images).to(device) for part in parts]
+    n = sum(int(e.shape[0]) for e in extra)
+    images = torch.cat([splits.train.images, *extra])
+    labels = torch.cat([splits.train.labels, torch.full((n,), -1, dtype=splits.train.labels.dtype)])
     return Split(images, labels)
 
 
@@ -110,7 +125,7 @@ def build_soft_labels(
     c, (h, w) = splits.in_channels, splits.image_size
     model = ConvAutoencoder(c, (h, w)).to(device)
     ae_cfg = cfg.autoencoder
-    ae_train = autoencoder_split(splits, cfg.unlabelled_dir)
+    ae_train = autoencoder_split(splits, cfg.unlabelled_dir, cfg.budget_unlabelled)
     if len(ae_train) != len(splits.train):
         extra = len(ae_train) - len(splits.train)
         log(f"soft labels: the autoencoder trains on {len(ae_train)} images, {extra} of them unlabelled")
