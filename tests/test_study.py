@@ -45,7 +45,8 @@ def test_a_study_runs_each_budget_and_reports_across_them(tmp_path: Path, fake_f
 @pytest.mark.parametrize(
     "budgets,fragment",
     [([], "budgets must be a non-empty list"), ([0], "budgets must be"), ([5, 5], "budgets must be"),
-     (["most"], "budgets must be")],
+     (["most"], "budgets must be"), ([{"labels": 5, "epoch": 3}], "budgets must be"),
+     ([{"labels": 5, "epochs": 0}], "budgets must be"), ([5, {"labels": 5, "epochs": 3}], "budgets must be")],
 )  # fmt: skip
 def test_bad_budgets_are_one_line(budgets: list, fragment: str) -> None:
     with pytest.raises(ReffAKDError, match=fragment):
@@ -89,3 +90,16 @@ def test_semi_supervised_methods_get_an_autoencoder_that_saw_the_withheld_images
     whole = {**spec.to_dict(), "data": {**spec.data, "labels_per_class": None}, "budgets": [3, "all"]}
     study = RunSpec.from_dict(whole, "spec")
     assert budget_spec(study, "all").methods == ["ce", "reffakd"] and "reffakd-semi" in budget_spec(study, 3).methods
+
+
+def test_a_budget_may_bring_its_own_epochs() -> None:
+    from reffakd.study import budget_folder, budget_spec
+
+    spec = RunSpec.from_dict(
+        {"budgets": [{"labels": 10, "epochs": 7, "tune_epochs": 2}, "all"], "tune": {"trials": 2, "epochs": 1}}, "spec"
+    )
+    ten = budget_spec(spec, spec.budgets[0])
+    assert ten.student["epochs"] == 7 and ten.tune["epochs"] == 2 and ten.data["labels_per_class"] == 10
+    assert budget_folder(spec.budgets[0]) == "labels-10" and budget_folder("all") == "labels-all"
+    everything = budget_spec(spec, "all")
+    assert everything.student["epochs"] == spec.student["epochs"] and everything.data["labels_per_class"] is None

@@ -401,12 +401,13 @@ class RunSpec:
         if self.budgets is None:
             return
         b = self.budgets
-        ok = isinstance(b, list) and bool(b) and len(set(map(str, b))) == len(b)
-        ok = ok and all(v == "all" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) for v in b)
+        items = [budget_item(v) for v in b] if isinstance(b, list) else []
+        labels = [i["labels"] for i in items if i is not None]
+        ok = bool(items) and None not in items and len(set(map(str, labels))) == len(labels)
         if not ok:
             raise ReffAKDError(
                 f"{where}: budgets must be a non-empty list of distinct labels-per-class counts (at least 1) or "
-                f'"all", got {b!r}'
+                f'"all", each alone or as {{labels: N, epochs: E, tune_epochs: e}}, got {b!r}'
             )
         if self.data.get("labels_per_class") is not None or self.data.get("label_fraction") is not None:
             raise ReffAKDError(
@@ -531,6 +532,27 @@ class RunSpec:
                 chosen = tuple((tuned or {}).get(method, {}).items())
                 items += [RunItem(method, method, s, chosen) for s in self.seeds]
         return items
+
+
+def budget_item(value: Any) -> dict[str, Any] | None:
+    """A study's budget as ``{"labels": N or "all", "epochs": E or None, "tune_epochs": e or None}``; ``None`` if
+    malformed. A bare count or "all" keeps the spec's epochs; a budget's own epochs let each budget's baseline
+    converge (few labels need more epochs)."""
+
+    def count(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    if isinstance(value, dict):
+        if not set(value) <= {"labels", "epochs", "tune_epochs"} or "labels" not in value:
+            return None
+        item = {"labels": value["labels"], "epochs": value.get("epochs"), "tune_epochs": value.get("tune_epochs")}
+    else:
+        item = {"labels": value, "epochs": None, "tune_epochs": None}
+    if not (item["labels"] == "all" or count(item["labels"])):
+        return None
+    if any(item[k] is not None and not count(item[k]) for k in ("epochs", "tune_epochs")):
+        return None
+    return item
 
 
 def soft_label_config(section: Mapping[str, Any], dataset: str) -> SoftLabelConfig:

@@ -21,18 +21,32 @@ from .distillers import baseline_method, get_method, method_names
 from .io import write_json
 from .reports.study_report import write_study_report
 from .rundir import LOCK, locked
-from .spec import RunSpec
+from .spec import RunSpec, budget_item
+
+
+def budget_labels(budget: Any) -> Any:
+    """A budget entry's labels per class (a count, or "all")."""
+    item = budget_item(budget)
+    assert item is not None  # the spec was validated
+    return item["labels"]
 
 
 def budget_folder(budget: Any) -> str:
-    return f"labels-{budget}"
+    return f"labels-{budget_labels(budget)}"
 
 
 def budget_spec(spec: RunSpec, budget: Any) -> RunSpec:
     """The comparison of one budget: the study's spec with that many labels per class ("all": every label, and
     without the semi-supervised methods, which would train exactly as their supervised twins)."""
+    item = budget_item(budget)
+    assert item is not None
+    budget = item["labels"]
     d = spec.to_dict()
     d["budgets"] = None
+    if item["epochs"] is not None:
+        d["student"] = {**d["student"], "epochs": item["epochs"], "milestones": None}
+    if item["tune_epochs"] is not None and d.get("tune"):
+        d["tune"] = {**d["tune"], "epochs": item["tune_epochs"]}
     if budget == "all":  # nothing is unlabelled: a semi-supervised method would repeat its supervised twin
         d["methods"] = [m for m in d["methods"] if not get_method(m).source.semi] or d["methods"]
     d["data"] = {**d["data"], "labels_per_class": None if budget == "all" else budget, "label_fraction": None}
@@ -59,11 +73,11 @@ def run_study(
         write_json(out / SPEC_FILE, spec.to_dict())
         for budget in spec.budgets:
             sub = budget_spec(spec, budget)
-            log(f"study: budget {budget} labels per class -> {out / budget_folder(budget)}")
+            log(f"study: budget {budget_labels(budget)} labels per class -> {out / budget_folder(budget)}")
             splits = load_splits(sub.data_config(), log)
             run_compare(sub, out / budget_folder(budget), splits, device=device, progress=progress, log=log,
                         jobs=jobs, config_yaml=config_yaml)  # fmt: skip
-        folders = [(b, out / budget_folder(b)) for b in spec.budgets]
+        folders = [(budget_labels(b), out / budget_folder(b)) for b in spec.budgets]
         md = write_study_report(out, folders, method_names(), baseline_method())
     log(md)
     return md
