@@ -53,6 +53,7 @@ def check_input_size(models: Sequence[str], autoencoder: bool, data: Any, splits
 
     from .data import DATASETS
     from .models import ConvAutoencoder, create_model
+    from .models.timm_models import UnknownModelError
 
     if splits is not None:
         channels, size, classes = splits.in_channels, tuple(splits.image_size), splits.num_classes
@@ -69,6 +70,8 @@ def check_input_size(models: Sequence[str], autoencoder: bool, data: Any, splits
         for name in models:
             try:
                 create_model(name, num_classes=classes, in_channels=channels, image_size=size)
+            except UnknownModelError:
+                raise
             except ReffAKDError as exc:
                 raise ReffAKDError(
                     f"{exc} ({where}); choose a larger image_size or another model", params=params
