@@ -182,3 +182,20 @@ def test_predict_reads_files_as_at_training_and_reports_a_corrupt_one(
     for name in ("t0.png", "t1.png", "t2.png", "big.jpg"):
         assert rows2[name]["class_1"] == rows[name]["class_1"]
         assert float(rows2[name]["probability_1"]) == pytest.approx(float(rows[name]["probability_1"]), abs=1e-5)
+
+
+def test_bench_reports_the_static_and_measured_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "bench.json"
+    argv = ["bench", "--model", "lenet5", "--shape", "1,32,32", "--num-classes", "10", "--latency-runs", "3",
+            "--throughput-runs", "1", "--batch-size", "8", "--threads", "1", "--json", str(report)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| lenet5 (architecture) |" in out and "| onnxruntime |" in out
+    (record,) = json.loads(report.read_text())["models"]
+    assert record["parameters"] == 61_750 and record["forward_flops_per_image"] == 2 * 416_520  # docs/MODELS.md
+    assert record["file_bytes"] > 4 * 61_750 and record["onnx_bytes"] > 4 * 61_750
+    for runtime in ("pytorch", "onnxruntime"):
+        t = record["runtimes"][runtime]
+        assert 0 < t["latency_ms_median"] <= t["latency_ms_p95"] and t["throughput_images_per_s"] > 0
+    assert main(argv) == 1  # the JSON is never replaced
+    assert capsys.readouterr().err.count("\n") == 1
