@@ -199,3 +199,20 @@ def test_bench_reports_the_static_and_measured_cost(tmp_path: Path, capsys: pyte
         assert 0 < t["latency_ms_median"] <= t["latency_ms_p95"] and t["throughput_images_per_s"] > 0
     assert main(argv) == 1  # the JSON is never replaced
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_autoencoder_exports_its_encoder(tmp_path: Path) -> None:
+    from reffakd.errors import ReffAKDError
+    from reffakd.models import ConvAutoencoder
+
+    torch.manual_seed(0)
+    ae = ConvAutoencoder(1, (32, 32)).eval()
+    meta = {"model": "autoencoder", "num_classes": 10, "in_channels": 1, "image_size": [32, 32],
+            "class_names": list(FASHION_MNIST_CLASSES), "mean": [0.0], "std": [1.0], "pixel_range": [0, 1]}  # fmt: skip
+    network = load_network(save_checkpoint(tmp_path / "autoencoder.safetensors", ae, meta))
+    x = torch.randint(0, 256, (3, 1, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(network.deployable()(x), ae.encode(x.float() / 255.0), atol=1e-6)
+    with pytest.raises(ReffAKDError, match="its output is the embedding"):
+        network.deployable(output="probabilities")
+    assert preprocessing(meta, "uint8", "logits", encoder=True)["output"]["kind"] == "embedding"
