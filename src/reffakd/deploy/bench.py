@@ -33,6 +33,7 @@ class Subject:
     label: str
     module: Deployable
     shape: tuple[int, int, int]
+    num_classes: int
     file_bytes: int
     test_top1: float | None = None
 
@@ -45,7 +46,8 @@ def from_checkpoint(path: str | os.PathLike[str]) -> Subject:
         data = read_json(summary, "run summary", "`reffakd train`")
         top1 = (data.get("test_best") or {}).get("top1") if isinstance(data, dict) else None
     label = f"{network.meta['model']} ({Path(path).parent.name}/{Path(path).name})"
-    return Subject(label, network.deployable(), network.shape, Path(path).stat().st_size, top1)
+    classes = len(network.meta["class_names"])
+    return Subject(label, network.deployable(), network.shape, classes, Path(path).stat().st_size, top1)
 
 
 def from_architecture(name: str, shape: tuple[int, int, int], num_classes: int) -> Subject:
@@ -60,7 +62,7 @@ def from_architecture(name: str, shape: tuple[int, int, int], num_classes: int) 
         save_file(state, str(Path(tmp) / "w.safetensors"))
         size = (Path(tmp) / "w.safetensors").stat().st_size
     module = Deployable(net, [0.0] * shape[0], [1.0] * shape[0]).eval()
-    return Subject(f"{name} (architecture)", module, shape, size)
+    return Subject(f"{name} (architecture)", module, shape, num_classes, size)
 
 
 def _times(fn: Callable[[], object], runs: int, warmup: int, sync: Callable[[], None]) -> list[float]:
@@ -158,8 +160,8 @@ def subjects(
     if models:
         if shape is None and found:
             shape = found[0].shape
-        if num_classes is None and checkpoints:
-            num_classes = len(load_network(checkpoints[0]).meta["class_names"])
+        if num_classes is None and found:
+            num_classes = found[0].num_classes
         if shape is None or num_classes is None:
             raise ReffAKDError(
                 "bench of an architecture needs its input: give shape C,H,W and num_classes, or a checkpoint to take "
