@@ -310,7 +310,7 @@ COMMANDS.update(
     {
         "export": (
             "a checkpoint to ONNX and torch.export, normalisation inside, preprocessing in JSON beside it",
-            [OUT, Group("export", "export", ExportOptions), DEPLOY_CONSOLE],
+            [OUT, Group("export", "export", ExportOptions)],  # on the CPU: the exported graph is device-free
         ),
         "predict": (
             "top-k classes of image files or folders, from a checkpoint or an exported ONNX model",
