@@ -19,6 +19,7 @@ from reffakd.engine import OptimConfig
 from reffakd.errors import ReffAKDError
 from reffakd.models import MODELS, load_model, register_model
 from reffakd.pipeline import StudentConfig, train_student
+from reffakd.sources import teacher_from_module
 
 
 def data_args(data_dir: Path) -> list[str]:
@@ -97,6 +98,11 @@ def test_your_own_module_as_the_student_from_python(tmp_path: Path, fake_fmnist:
         assert isinstance(model, TinyNet) and meta["model"] == "TinyNet"
     finally:
         del MODELS["TinyNet"]
+    # Your own module as the teacher: its forward passes are in the student's ledger.
+    teacher = teacher_from_module(TinyNet(), splits, torch.device("cpu"))
+    kd = train_student(splits, StudentConfig(method="kd", optim=OptimConfig(epochs=1, batch_size=300)), tmp_path / "kd",
+                       device=torch.device("cpu"), teacher=teacher, progress=False, log=lambda line: None)  # fmt: skip
+    assert kd["cost"]["soft_targets"]["flops"] == teacher.forward_flops_per_image * 300 > 0
     with pytest.raises(ReffAKDError, match=r"model TinyNet returns \(2, 3\) for a batch of 2 images of 1x32x32"):
         train_student(
             splits, cfg, tmp_path / "bad", device=torch.device("cpu"), model=TinyNet(3), log=lambda line: None

@@ -104,8 +104,10 @@ def train_student(
     ``extra_summary``: entries added to ``summary.json`` (a comparison's grid variant, for one).
 
     ``model``: your own ``nn.Module`` as the student, built for the data's channels, size and classes, in place
-    of ``cfg.model``; its class name is recorded as the model, so that ``register_model`` under that name lets
-    ``reffakd evaluate``, ``export``, ``predict`` and ``--teacher`` rebuild it from the checkpoint.
+    of ``cfg.model``, with the initial weights you gave it (``cfg.seed`` still seeds the data order); its class
+    name is recorded as the model, so that ``register_model`` under that name lets ``reffakd evaluate``,
+    ``export``, ``predict`` and ``--teacher`` rebuild it from the checkpoint. Your own teacher:
+    ``teacher=reffakd.sources.teacher_from_module(module, splits, device)``.
 
     ``soft_labels`` (carrying the cost of making them) or ``teacher`` (``reffakd.sources.load_teacher``)
     feed the methods whose source kind takes them (the registry says which); the source reports its

@@ -8,7 +8,7 @@ from .base import (
     uniform_table,
     virtual_teacher_table,
 )
-from .teacher import TeacherInfo, load_teacher
+from .teacher import TeacherInfo, load_teacher, teacher_from_module
 
 __all__ = [
     "ClassTable",
@@ -16,6 +16,7 @@ __all__ = [
     "TeacherInfo",
     "TeacherNetwork",
     "load_teacher",
+    "teacher_from_module",
     "soft_label_table",
     "uniform_table",
     "virtual_teacher_table",
