@@ -184,21 +184,33 @@ def test_predict_reads_files_as_at_training_and_reports_a_corrupt_one(
         assert float(rows2[name]["probability_1"]) == pytest.approx(float(rows[name]["probability_1"]), abs=1e-5)
 
 
-def test_bench_reports_the_static_and_measured_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_reports_the_static_and_measured_cost(
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reffakd.deploy import measure_subject, subjects
+
+    path, folder, _ = exported["lenet5"]
     report = tmp_path / "bench.json"
-    argv = ["bench", "--model", "lenet5", "--shape", "1,32,32", "--num-classes", "10", "--latency-runs", "3",
-            "--throughput-runs", "1", "--batch-size", "8", "--threads", "1", "--json", str(report)]  # fmt: skip
+    argv = ["bench", "--checkpoint", str(path), "--model", "resnet8", "--latency-runs", "3", "--throughput-runs", "1",
+            "--batch-size", "8", "--threads", "1", "--no-onnx", "--json", str(report)]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "| lenet5 (architecture) |" in out and "| onnxruntime |" in out
-    (record,) = json.loads(report.read_text())["models"]
-    assert record["parameters"] == 61_750 and record["forward_flops_per_image"] == 2 * 416_520  # docs/MODELS.md
-    assert record["file_bytes"] > 4 * 61_750 and record["onnx_bytes"] > 4 * 61_750
+    assert "| lenet5 (" in out and "| resnet8 (architecture) |" in out and "| pytorch |" in out
+    lenet, resnet = json.loads(report.read_text())["models"]
+    assert lenet["parameters"] == 61_750 and lenet["forward_flops_per_image"] == 2 * 416_520  # docs/MODELS.md
+    assert resnet["parameters"] == 77_754 and resnet["forward_flops_per_image"] == 2 * 12_206_720
+    assert lenet["file_bytes"] == path.stat().st_size and resnet["file_bytes"] > 4 * 77_754
+    assert main(argv) == 1  # the JSON is never replaced
+    assert capsys.readouterr().err.count("\n") == 1
+    # onnxruntime, timed on the exported file (the command exports it in memory the same way)
+    (subject,) = subjects([str(path)], [], None, None)
+    onnx_model = (folder / "model.onnx").read_bytes()
+    record = measure_subject(subject, torch.device("cpu"), latency_runs=3, throughput_runs=1, batch_size=8,
+                             onnx_model=onnx_model)  # fmt: skip
+    assert record["onnx_bytes"] == len(onnx_model)
     for runtime in ("pytorch", "onnxruntime"):
         t = record["runtimes"][runtime]
         assert 0 < t["latency_ms_median"] <= t["latency_ms_p95"] and t["throughput_images_per_s"] > 0
-    assert main(argv) == 1  # the JSON is never replaced
-    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_the_autoencoder_exports_its_encoder(tmp_path: Path) -> None:

@@ -88,9 +88,10 @@ def _summary(single: list[float], batched: list[float], batch: int) -> dict[str,
 
 def measure_subject(
     subject: Subject, device: torch.device, *, latency_runs: int = 100, throughput_runs: int = 10,
-    batch_size: int = 256, onnx: bool = True,
+    batch_size: int = 256, onnx: bool = True, onnx_model: bytes | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """One subject's static costs and its timings per runtime."""
+    """One subject's static costs and its timings per runtime; ``onnx_model``: an export of it already made (uint8
+    input, as ``reffakd export`` writes by default), else it is exported here."""
     module = subject.module.to(device)
     one = example_input(subject.shape, "uint8", 1).to(device)
     many = example_input(subject.shape, "uint8", batch_size).to(device)
@@ -112,9 +113,10 @@ def measure_subject(
         require_extra("export", ("onnx", "onnxscript", "onnxruntime"), "bench in onnxruntime (or give no_onnx)")
         import onnxruntime as ort
 
-        cpu = subject.module.to("cpu")
-        program = capture(cpu, example_input(subject.shape, "uint8"))
-        data = to_onnx(program, example_input(subject.shape, "uint8"), "logits").model_proto.SerializeToString()
+        data = onnx_model
+        if data is None:
+            program = capture(subject.module.to("cpu"), example_input(subject.shape, "uint8"))
+            data = to_onnx(program, example_input(subject.shape, "uint8"), "logits").model_proto.SerializeToString()
         record["onnx_bytes"] = len(data)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
