@@ -25,7 +25,7 @@ from .version import __version__
 
 # Keys the command line must end up with (from a flag or from --config); argparse's error (exit 2) if absent.
 REQUIRED = {"run": ("out",), "softlabels": ("out",), "train": ("out",), "compare": ("out",), "sweep": ("out",),
-            "evaluate": ("checkpoint",)}  # fmt: skip
+            "evaluate": ("checkpoint",), "export": ("out", "checkpoint"), "predict": ("checkpoint",)}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,13 +119,14 @@ def config_text(cfg: Resolved, spec: Any = None) -> str:
     return to_yaml(resolved_config(cfg, spec), header)
 
 
-def run(cfg: Resolved) -> None:
+def run(cfg: Resolved) -> int:
+    """Run the command; its exit status (0 unless it says otherwise: predict with an unreadable image)."""
     from . import commands
     from .runconfig import check_command
 
     checked = check_command(cfg)  # the command's spec (softlabels: its soft-label config), validated
     text = config_text(cfg, checked if cfg.command in ("compare", "sweep") else None)
-    getattr(commands, f"cmd_{cfg.command}")(cfg, text, checked)
+    return getattr(commands, f"cmd_{cfg.command}")(cfg, text, checked) or 0
 
 
 def show_config(args: argparse.Namespace) -> None:
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parsed = parse_command(argv)
         if isinstance(parsed, Resolved):
-            run(parsed)
+            return run(parsed)
         elif parsed.command == "config":
             show_config(parsed)
         else:

@@ -53,6 +53,7 @@ def check_input_size(models: Sequence[str], autoencoder: bool, data: Any, splits
 
     from .data import DATASETS
     from .models import ConvAutoencoder, create_model
+    from .models.timm_models import UnknownModelError
 
     if splits is not None:
         channels, size, classes = splits.in_channels, tuple(splits.image_size), splits.num_classes
@@ -69,6 +70,8 @@ def check_input_size(models: Sequence[str], autoencoder: bool, data: Any, splits
         for name in models:
             try:
                 create_model(name, num_classes=classes, in_channels=channels, image_size=size)
+            except UnknownModelError:
+                raise
             except ReffAKDError as exc:
                 raise ReffAKDError(
                     f"{exc} ({where}); choose a larger image_size or another model", params=params
@@ -287,3 +290,78 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
 
 
 cmd_sweep = cmd_compare  # one code path: sweep is compare with a required grid and its own table
+
+
+# --------------------------------------------------------------------------- a trained model leaves the lab
+
+
+def _new_file(path: str | None, what: str) -> None:
+    """A file reffakd writes for the user is new: an existing one is never replaced."""
+    if path is not None and Path(path).exists():
+        raise ReffAKDError(f"{what} {path} already exists; choose a new path (reffakd never overwrites it)",
+                           params=(what,))  # fmt: skip
+
+
+def cmd_export(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
+    from .deploy import export_checkpoint
+
+    opts = cfg.export
+    info = export_checkpoint(opts.checkpoint, cfg.output.out, input_kind=opts.input, output=opts.output)
+    out = Path(cfg.output.out)
+    print(
+        f"exported {info['model']} ({info['input']['dtype']} {info['input']['channels']}x{info['input']['height']}x"
+        f"{info['input']['width']} pixels, dynamic batch -> {info['output']['name']}): {out / 'model.onnx'}, "
+        f"{out / 'model.pt2'}, {out / 'model.json'}"
+    )
+
+
+def cmd_predict(cfg: Resolved, config_yaml: str, checked: Any = None) -> int:
+    """Every readable image's top-k; each unreadable one is one error line, and the exit status says so."""
+    import sys
+
+    from .deploy import format_prediction, open_classifier, predict_images, write_csv
+    from .engine.distributed import pick_device
+
+    opts = cfg.predict
+    _new_file(opts.csv, "csv")
+    model = open_classifier(opts.checkpoint, pick_device(cfg.console.device))
+    c, (h, w) = model.channels, model.size
+    print(f"{model.source}: {len(model.class_names)} classes; images read as {'grayscale' if c == 1 else 'RGB'} "
+          f"{h}x{w} (converted and bilinear-resized as at training where they differ)")  # fmt: skip
+    report = lambda message: print(f"reffakd: error: {message}", file=sys.stderr, flush=True)  # noqa: E731
+    results = predict_images(model, opts.images, opts.top_k, on_error=report)
+    for pred in results:
+        if pred.error is None:
+            print(format_prediction(pred))
+    if opts.csv:
+        write_csv(opts.csv, results, opts.top_k)
+        print(f"csv: {opts.csv}")
+    return 1 if any(p.error for p in results) else 0
+
+
+def cmd_bench(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
+    import torch
+
+    from .deploy import bench_table, measure_subject, subjects
+    from .engine.distributed import pick_device
+    from .io import write_json
+
+    opts = cfg.bench
+    _new_file(opts.json, "json")
+    for key in ("batch_size", "latency_runs", "throughput_runs", "threads"):
+        value = getattr(opts, key)
+        if value is not None and value < 1:
+            raise ReffAKDError(f"{key} {value} is out of range: it must be at least 1", params=(key,))
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
+    device = pick_device(cfg.console.device)
+    found = subjects(opts.checkpoint or [], opts.model or [], opts.shape, opts.num_classes)
+    records = []
+    for subject in found:
+        records.append(measure_subject(subject, device, latency_runs=opts.latency_runs, batch_size=opts.batch_size,
+                                       throughput_runs=opts.throughput_runs, onnx=opts.onnx))  # fmt: skip
+        print(f"measured {subject.label}", flush=True)
+    print(f"device {device}, {torch.get_num_threads()} threads")
+    print(bench_table(records, opts.batch_size))
+    if opts.json:
+        write_json(opts.json, {"device": str(device), "batch_size": opts.batch_size, "models": records})

@@ -15,3 +15,15 @@ class ReffAKDError(Exception):
     def __init__(self, message: str, *, params: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.params = params
+
+
+def require_extra(extra: str, modules: tuple[str, ...], purpose: str) -> None:
+    """One line naming the optional extra to install when a feature's packages are absent (checked, not imported)."""
+    from importlib.util import find_spec
+
+    missing = [m for m in modules if find_spec(m) is None]
+    if missing:
+        raise ReffAKDError(
+            f"{purpose} needs the package{'s' if len(missing) > 1 else ''} {', '.join(missing)}: "
+            f"pip install 'reffakd[{extra}]'"
+        )

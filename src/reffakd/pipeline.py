@@ -14,10 +14,10 @@ from typing import Any
 import torch
 
 from .data import DataSplits, make_batches, split_fingerprint
-from .distillers import build_distiller, get_method, method_params
+from .distillers import TARGET_SOURCES, build_distiller, get_method, method_params
 from .engine import OptimConfig, distributed, fit
 from .io import write_json
-from .models import create_model
+from .models import check_classifier, create_model
 from .reports import plot_training_curves
 from .resources import combine_stages, count_flops, forward_flops, measure, parameter_count
 from .seed import seed_everything
@@ -97,10 +97,17 @@ def train_student(
     tensorboard: bool = False,
     sync_batchnorm: bool = True,
     extra_summary: dict[str, Any] | None = None,
+    model: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
     """Train one student with one method; write checkpoints, metrics, curves and ``summary.json``.
 
     ``extra_summary``: entries added to ``summary.json`` (a comparison's grid variant, for one).
+
+    ``model``: your own ``nn.Module`` as the student, built for the data's channels, size and classes, in place
+    of ``cfg.model``, with the initial weights you gave it (``cfg.seed`` still seeds the data order); its class
+    name is recorded as the model, so that ``register_model`` under that name lets ``reffakd evaluate``,
+    ``export``, ``predict`` and ``--teacher`` rebuild it from the checkpoint. Your own teacher:
+    ``teacher=reffakd.sources.teacher_from_module(module, splits, device)``.
 
     ``soft_labels`` (carrying the cost of making them) or ``teacher`` (``reffakd.sources.load_teacher``)
     feed the methods whose source kind takes them (the registry says which); the source reports its
@@ -125,8 +132,14 @@ def train_student(
     shard = {"shard": distributed.shard()} if distributed.active() else {}
     generator = seed_everything(cfg.seed)
     c, (h, w) = splits.in_channels, splits.image_size
-    student = create_model(cfg.model, num_classes=splits.num_classes, in_channels=c, image_size=(h, w)).to(device)
-    per_image = method.target_source == "aesl-instance"  # a table tied to the split's content
+    if model is None:
+        model_name = cfg.model
+        student = create_model(model_name, num_classes=splits.num_classes, in_channels=c, image_size=(h, w))
+    else:
+        model_name, student = type(model).__name__, model
+        check_classifier(student, model_name, num_classes=splits.num_classes, in_channels=c, image_size=(h, w))
+    student = student.to(device)
+    per_image = method.target_source is not None and TARGET_SOURCES[method.target_source].per_image
     distiller = build_distiller(
         cfg.method,
         student,
@@ -162,7 +175,7 @@ def train_student(
     step_flops = _student_step_flops(student, (c, h, w), device)
     fwd_flops = forward_flops(student, (c, h, w))
     checkpoint_meta = {
-        "model": cfg.model,
+        "model": model_name,
         "num_classes": splits.num_classes,
         "in_channels": c,
         "image_size": [h, w],
@@ -178,7 +191,7 @@ def train_student(
     }
     source = distiller.source
     log(
-        f"train {name or cfg.method}: {cfg.model} ({parameter_count(student):,} parameters) with {cfg.method} "
+        f"train {name or cfg.method}: {model_name} ({parameter_count(student):,} parameters) with {cfg.method} "
         f"on {device}" + (f", soft targets from {source.describe()['source']}" if source is not None else "")
     )
     with measure("student_training", device) as cost:
@@ -219,7 +232,7 @@ def train_student(
     summary = {
         "name": name or cfg.method,
         "method": cfg.method,
-        "model": cfg.model,
+        "model": model_name,
         "dataset": splits.dataset,
         "train_images": len(splits.train),
         "num_classes": splits.num_classes,

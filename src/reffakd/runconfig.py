@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .data import DataConfig
+from .deploy.network import INPUT_KINDS, OUTPUT_KINDS
 from .distillers import method_choices, parameter_fields, parameter_help
 from .engine.optim import OptimConfig
 from .engine.speed import AMP_MODES
@@ -113,7 +114,7 @@ class Seed:
 
 @dataclass
 class Student:
-    model: str = opt("lenet5", "student architecture (reffakd.models)")
+    model: str = opt("lenet5", "student architecture: a registry name (docs/MODELS.md) or timm/NAME (reffakd[timm])")
 
 
 @dataclass
@@ -140,7 +141,9 @@ class CompareOptions:
     seeds: list[int] | None = opt(None, "comma-separated student seeds, e.g. 0,1,2")
     epochs: int | None = opt(None, "student epochs")
     teacher: str | None = opt(None, "use this teacher checkpoint (made by `reffakd train`) instead of training one")
-    teacher_model: str | None = opt(None, "architecture of the teacher trained for the methods that need one")
+    teacher_model: str | None = opt(
+        None, "architecture of the teacher trained for the methods that need one (a registry name or timm/NAME)"
+    )
     teacher_epochs: int | None = opt(None, "epochs of the teacher trained for the methods that need one")
     soft_labels: str | None = opt(None, "use this soft_labels.safetensors instead of building one")
     ae_epochs: int | None = opt(None, "autoencoder epochs of the soft labels built for the methods that need them")
@@ -275,6 +278,67 @@ COMMANDS: dict[str, tuple[str, list[Group]]] = {
         [Group("evaluate", "checkpoint", EvaluateOptions), DATA, CONSOLE],
     ),
 }
+
+
+# --------------------------------------------------------------------------- a trained model leaves the lab
+
+
+@dataclass
+class ExportOptions:
+    checkpoint: str | None = opt(
+        None, "a .safetensors checkpoint: a student or teacher (reffakd train), or the autoencoder "
+        "(softlabels/autoencoder.safetensors: its encoder) (required)", metavar="PATH",
+    )  # fmt: skip
+    input: str = opt("uint8", "pixels the exported model takes: uint8 (0..255) or float ([0, 1])", choices=INPUT_KINDS)
+    output: str = opt("logits", "what it returns (the autoencoder: always its embedding)", choices=OUTPUT_KINDS)
+
+
+@dataclass
+class PredictOptions:
+    checkpoint: str | None = opt(
+        None, "a .safetensors checkpoint (reffakd train) or a model.onnx (reffakd export) (required)", metavar="PATH"
+    )
+    images: list[str] = opt(None, "image files or folders (searched at any depth)", factory=list, positional=True,
+                            metavar="IMAGE")  # fmt: skip
+    top_k: int = opt(3, "classes listed per image")
+    csv: str | None = opt(None, "also write the predictions to this new CSV file", metavar="PATH")
+
+
+@dataclass
+class BenchOptions:
+    checkpoint: list[str] | None = opt(None, "a checkpoint to measure (repeat for more)", metavar="PATH", append=True)
+    model: list[str] | None = opt(
+        None, "an architecture to measure at its initial weights (repeat): a registry name or timm/NAME",
+        metavar="NAME", append=True,
+    )  # fmt: skip
+    shape: list[int] | None = opt(None, "input C,H,W of --model (default: the first checkpoint's)")
+    num_classes: int | None = opt(None, "classes of --model (default: the first checkpoint's)")
+    batch_size: int = opt(256, "batch of the throughput measurement")
+    latency_runs: int = opt(100, "timed batch-1 calls (after 10 untimed)")
+    throughput_runs: int = opt(10, "timed large-batch calls (after 2 untimed)")
+    threads: int | None = opt(None, "CPU threads of PyTorch and onnxruntime (default: PyTorch's)")
+    onnx: bool = opt(True, "PyTorch only, not onnxruntime", flag="no-onnx", negate=True)
+    json: str | None = opt(None, "also write the measurements to this new JSON file", metavar="PATH")
+
+
+DEPLOY_CONSOLE = Group("console", "console", Console, without=("progress",))
+COMMANDS.update(
+    {
+        "export": (
+            "a checkpoint to ONNX and torch.export, normalisation inside, preprocessing in JSON beside it",
+            [OUT, Group("export", "export", ExportOptions)],  # on the CPU: the exported graph is device-free
+        ),
+        "predict": (
+            "top-k classes of image files or folders, from a checkpoint or an exported ONNX model",
+            [Group("predict", "predict", PredictOptions), DEPLOY_CONSOLE],
+        ),
+        "bench": (
+            "inference cost: parameters, file size, FLOPs, latency and throughput in PyTorch and onnxruntime",
+            [Group("bench", "bench", BenchOptions), DEPLOY_CONSOLE],
+        ),
+    }
+)
+
 CONFIG_COMMANDS = ("run", "softlabels", "train", "compare", "sweep")
 # Options that exclude each other: a fixed soft-label temperature, or one solved for an own-class probability.
 EXCLUSIVE = (("soft_temperature", "target_own_prob"),)

@@ -37,12 +37,14 @@ def opt(
     metavar: str | None = None,
     factory: Callable[[], Any] | None = None,
     append: bool = False,
+    positional: bool = False,
 ) -> Any:
     """A typed option; ``flag``: its long name when not the field's (``no-download``), ``negate``: a
     boolean flag that sets the field to False (``--no-download`` -> ``download = False``); ``append``: a
-    list whose flag is repeated, one whole item each time (``--vary a=1,2 --vary b=3``)."""
+    list whose flag is repeated, one whole item each time (``--vary a=1,2 --vary b=3``); ``positional``: a list
+    given as one or more plain arguments (``predict a.png b.png``), required by the parser."""
     meta = {"help": help, "flag": flag, "short": short, "choices": choices, "negate": negate, "metavar": metavar,
-            "append": append}  # fmt: skip
+            "append": append, "positional": positional}  # fmt: skip
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -64,6 +66,7 @@ class Option:
     negate: bool
     metavar: str | None
     append: bool = False
+    positional: bool = False
 
     @property
     def flag(self) -> str:
@@ -100,7 +103,7 @@ def options(cls: type, prefix: str = "", defaults: Mapping[str, Any] | None = No
         key = prefix + (m["flag"] or f.name).replace("-", "_")
         shown = (not default) if m["negate"] else default
         out.append(Option(f.name, key, kind, item, optional, shown, m["help"], m["short"], m["choices"],
-                          m["negate"], m["metavar"], m.get("append", False)))  # fmt: skip
+                          m["negate"], m["metavar"], m.get("append", False), m.get("positional", False)))  # fmt: skip
     return out
 
 
@@ -138,6 +141,9 @@ def _flag_type(o: Option) -> Callable[[str], Any]:
 def add_flags(parser: argparse.ArgumentParser | Any, opts: Iterable[Option]) -> None:
     """argparse options for ``opts``, every default suppressed: the namespace holds what was typed."""
     for o in opts:
+        if o.positional:
+            parser.add_argument(o.key, nargs="+", default=argparse.SUPPRESS, metavar=o.metavar, help=o.help)
+            continue
         names = [o.short, o.flag] if o.short else [o.flag]
         shown = o.default is not None and o.default != "" and o.kind is not bool
         default_text = f" (default: {o.default})" if shown else ""

@@ -261,22 +261,21 @@ class RunSpec:
                 self.student_config(item.method, item.seed, point=item.params).validate()
         self.data_config().label_budget()
         self.optim(self.student, "student")
-        from .models import available_models
+        from .models import available_models, is_model_name
 
-        if self.student.get("model", "lenet5") not in available_models():
+        if not is_model_name(self.student.get("model", "lenet5")):
             model = self.student.get("model")
             raise ReffAKDError(
-                f"unknown model {model!r}; available: {', '.join(available_models())}", params=("model",)
+                f"unknown model {model!r}; available: {', '.join(available_models())}, or timm/NAME",
+                params=("model",),
             )
         if self.teacher_methods():
             if "checkpoint" not in self.teacher:
                 self.optim(self.teacher, "teacher")
-                from .models import available_models
-
-                if self.teacher.get("model") not in available_models():
+                if not is_model_name(self.teacher.get("model")):
                     raise ReffAKDError(
                         f"{where}: teacher model {self.teacher.get('model')!r} is unknown; "
-                        f"available: {', '.join(available_models())}"
+                        f"available: {', '.join(available_models())}, or timm/NAME"
                     )
         if "path" in self.soft_labels and self.soft_label_methods(semi=True) and self.soft_label_methods(semi=False):
             raise ReffAKDError(

@@ -8,6 +8,7 @@ of positions), so the split below and every ``shape``-based property work on bot
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from ..errors import ReffAKDError
 from .augment import BatchAugment
 from .budget import UNLABELLED, LabelBudget, budget_record, labelled_subset
+from .images import decode_image, probe_image
 
 if TYPE_CHECKING:
     from .images import ImageFiles
@@ -149,6 +151,29 @@ def resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         chunk = F.interpolate(images[lo : lo + 10_000].float(), size=size, mode="bilinear", align_corners=False)
         out[lo : lo + 10_000] = chunk.round_().clamp_(0, 255).to(torch.uint8)
     return out
+
+
+# The datasets whose loaders resize whole uint8 tensors (``dataset.resize_uint8``: bilinear, half-pixel centres, no
+# antialiasing); the file-based ones (imagefolder, tiny-imagenet) resize each file in ``decode_image`` with PIL.
+TENSOR_RESIZED = frozenset({"fashion-mnist", "mnist", "cifar10", "cifar100"})
+
+
+def resize_method(dataset: str | None) -> str:
+    """How a dataset's images were resized at training, in words (what ``read_image_as_trained`` repeats)."""
+    if dataset in TENSOR_RESIZED:
+        return "bilinear, half-pixel centres, no antialiasing (torch interpolate), rounded to uint8"
+    return "bilinear with antialiasing (PIL Image.resize BILINEAR)"
+
+
+def read_image_as_trained(
+    path: str | os.PathLike[str], channels: int, size: tuple[int, int], dataset: str | None
+) -> torch.Tensor:
+    """One file -> uint8 (channels, H, W), converted and resized as the training images of ``dataset`` were, so a
+    test image saved as a file gets the pixels the model was evaluated on."""
+    if dataset not in TENSOR_RESIZED:
+        return decode_image(path, channels, size)
+    (h, w), _ = probe_image(path)
+    return resize_uint8(decode_image(path, channels, (h, w))[None], size)[0]
 
 
 def split_train_val(dataset: ImageDataset, val_size: int, seed: int, budget: LabelBudget | None = None) -> DataSplits:

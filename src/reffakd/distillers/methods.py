@@ -362,7 +362,8 @@ for _semi, _kind, _what in (
         TargetSource(f"aesl{_semi}", _kind, NoParams, _given, f"the autoencoder soft labels' class table{_what}")
     )
     register_source(TargetSource(
-        f"aesl-instance{_semi}", _kind, NoParams, _instance, f"the autoencoder soft labels' per-image table{_what}"
+        f"aesl-instance{_semi}", _kind, NoParams, _instance, f"the autoencoder soft labels' per-image table{_what}",
+        per_image=True,
     ))  # fmt: skip
 register_source(TargetSource("teacher", TEACHER, NoParams, _given, "a teacher network"))
 register_source(TargetSource("ce-student", SAME_SEED_CE, NoParams, _given, "the CE student of the same seed"))

@@ -191,6 +191,7 @@ class TargetSource:
     make: Callable[[nn.Module, Any, SoftTargetSource | None, BuildContext], SoftTargetSource]
     summary: str
     empty_at_start: bool = False
+    per_image: bool = False  # one target per training image: its table is tied to the split's content hash
 
 
 LOSS_FORMS: dict[str, LossForm] = {}

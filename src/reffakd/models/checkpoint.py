@@ -16,7 +16,8 @@ from safetensors.torch import save_file
 
 from ..errors import ReffAKDError
 from ..io import read_json, read_safetensors, sidecar_json, write_json, write_with
-from .registry import create_model
+from .registry import MODELS, create_model
+from .timm_models import TIMM_PREFIX
 
 REQUIRED_KEYS = ("model", "num_classes", "in_channels", "image_size", "class_names", "mean", "std")
 
@@ -34,6 +35,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     path = Path(path)
     state = read_safetensors(path, "checkpoint", "`reffakd train`")
     mp = sidecar_json(path)
+    if not mp.is_file():
+        raise ReffAKDError(
+            f"checkpoint {path} has no {mp.name} beside it, so it is not a reffakd checkpoint: reffakd loads the "
+            "weights and the metadata that `reffakd train` writes together"
+        )
     meta = read_json(mp, "checkpoint metadata", "`reffakd train` beside the weights")
     missing = [k for k in REQUIRED_KEYS if k not in meta] if isinstance(meta, dict) else list(REQUIRED_KEYS)
     if missing:
@@ -76,6 +82,17 @@ def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
 def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the registered architecture named in the metadata and load the weights into it."""
     state, meta = load_checkpoint(path)
+    return build_model(state, meta, path), meta
+
+
+def build_model(state: dict[str, torch.Tensor], meta: dict[str, Any], path: str | os.PathLike[str]) -> nn.Module:
+    """The architecture a loaded checkpoint's metadata names, with its weights (``path``: for the messages)."""
+    name = meta["model"]
+    if name not in MODELS and not name.startswith(TIMM_PREFIX):
+        raise ReffAKDError(
+            f"checkpoint {path} holds model {name!r}, which is not registered here: register its builder with "
+            f"reffakd.models.register_model({name!r}) before loading it (docs/MODELS.md)"
+        )
     model = create_model(
         meta["model"],
         num_classes=int(meta["num_classes"]),
@@ -87,7 +104,7 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]
     except RuntimeError as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())[:300]
         raise ReffAKDError(f"checkpoint {path} does not fit model {meta['model']!r}: {detail}") from None
-    return model, meta
+    return model
 
 
 def check_fits(meta: dict[str, Any], class_names: Sequence[str], shape: Sequence[int], what: str, dataset: str) -> None:

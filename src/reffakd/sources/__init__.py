@@ -11,7 +11,7 @@ from .base import (
     virtual_teacher_table,
 )
 from .online import LearningSource, OnlineClassTable, PartnerPredictions, PreviousPredictions, ols_table
-from .teacher import TeacherInfo, load_teacher
+from .teacher import TeacherInfo, load_teacher, teacher_from_module
 
 __all__ = [
     "ClassTable",
@@ -26,6 +26,7 @@ __all__ = [
     "TeacherInfo",
     "TeacherNetwork",
     "load_teacher",
+    "teacher_from_module",
     "soft_label_table",
     "uniform_table",
     "virtual_teacher_table",

@@ -69,6 +69,19 @@ def load_teacher(path: str | os.PathLike[str], splits: DataSplits, device: torch
     return source
 
 
+def teacher_from_module(model: torch.nn.Module, splits: DataSplits, device: torch.device) -> TeacherNetwork:
+    """Your own trained ``nn.Module`` as the teacher, taking the data's normalised images (``check_classifier``
+    first); its forward FLOPs are counted into the student's ledger, its training cost is unknown to reffakd."""
+    from ..models import check_classifier
+
+    shape = (splits.in_channels, *splits.image_size)
+    name = type(model).__name__
+    check_classifier(model, name, num_classes=splits.num_classes, in_channels=shape[0], image_size=shape[1:])
+    model = model.to(device)
+    fwd = forward_flops(model, shape)
+    return TeacherNetwork(model, splits.num_classes, forward_flops_per_image=fwd, name=f"teacher:{name}").to(device)
+
+
 def _read_summary(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None

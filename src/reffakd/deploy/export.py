@@ -1,0 +1,98 @@
+"""``reffakd export``: a checkpoint to ONNX and to a ``torch.export`` program, with its preprocessing in JSON.
+
+The graph is captured once with ``torch.export`` (batch size dynamic); the ``.pt2`` program is that
+capture saved, and the ONNX file is converted from the same capture by PyTorch's exporter, so the
+two formats cannot disagree about what the model computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..errors import ReffAKDError, require_extra
+from ..io import write_json
+from .network import Deployable, load_network, preprocessing
+
+ONNX_FILE, PROGRAM_FILE, INFO_FILE = "model.onnx", "model.pt2", "model.json"
+INPUT_NAME = "pixels"
+EXPORT_MODULES = ("onnx", "onnxscript")
+
+
+def example_input(shape: tuple[int, int, int], input_kind: str, batch: int = 2) -> torch.Tensor:
+    """A batch of the exported input type (batch 2: torch.export specialises sizes 0 and 1)."""
+    if input_kind == "uint8":
+        return torch.randint(0, 256, (batch, *shape), dtype=torch.uint8)
+    return torch.rand((batch, *shape))
+
+
+def capture(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``module`` with a dynamic batch dimension; one line when the graph cannot be captured."""
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    except Exception as exc:  # torch raises many types (UserError, Unsupported, RuntimeError...)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ReffAKDError(f"torch.export cannot capture this model: {first}") from None
+
+
+def to_onnx(program: torch.export.ExportedProgram, example: torch.Tensor, output_name: str) -> Any:
+    """The ONNX program converted from a captured program (quietly: the exporter prints its progress)."""
+    require_extra("export", EXPORT_MODULES, "ONNX export")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return torch.onnx.export(
+            program, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[output_name], verbose=False
+        )
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, input_kind: str = "uint8",
+    output: str = "logits",
+) -> dict[str, Any]:  # fmt: skip
+    """Write ``out/`` with ``model.onnx``, ``model.pt2`` and ``model.json``; the folder appears whole or not at all."""
+    from ..rundir import check_new_run_dir, staged_run_dir
+
+    require_extra("export", EXPORT_MODULES, "reffakd export")
+    check_new_run_dir(out)
+    network = load_network(checkpoint)
+    module: Deployable = network.deployable(input_kind, output)
+    example = example_input(network.shape, input_kind)
+    program = capture(module, example)
+    info = preprocessing(network.meta, input_kind, output, encoder=network.is_encoder)
+    output_name = info["output"]["name"]
+    onnx_program = to_onnx(program, example, output_name)
+    opsets = {entry.domain or "ai.onnx": entry.version for entry in onnx_program.model_proto.opset_import}
+    info["files"] = {
+        "onnx": {"file": ONNX_FILE, "input": INPUT_NAME, "output": output_name, "opset": opsets.get("ai.onnx")},
+        "torch_export": {"file": PROGRAM_FILE, "load": "torch.export.load(path).module()", "torch": torch.__version__},
+    }
+    info["source_checkpoint"] = str(Path(checkpoint))
+    with staged_run_dir(out, redo=True) as folder:
+        onnx_program.save(str(folder / ONNX_FILE))
+        torch.export.save(program, str(folder / PROGRAM_FILE))
+        write_json(folder / INFO_FILE, info)
+    return info
+
+
+def read_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON written beside an exported ONNX file (``model.onnx`` -> ``model.json``), checked."""
+    from ..io import read_json, sidecar_json
+
+    info = read_json(sidecar_json(Path(path)), "export metadata", "`reffakd export` beside the ONNX file")
+    keys = ("input", "normalization", "output", "class_names")
+    if not isinstance(info, dict) or any(k not in info for k in keys) or not isinstance(info["input"], dict):
+        raise ReffAKDError(
+            f"export metadata {sidecar_json(Path(path))} is malformed: expected the keys {', '.join(keys)} "
+            "written by `reffakd export`"
+        )
+    return info

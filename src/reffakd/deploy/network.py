@@ -1,0 +1,147 @@
+"""A trained network as it leaves reffakd: pixels in, normalisation inside, logits or probabilities out.
+
+A deployed model should not depend on the user repeating reffakd's preprocessing: the mean/std
+normalisation (and the uint8 -> [0, 1] scaling) are part of the module that is exported, benchmarked
+and run by ``predict``, so the ONNX file, the ``torch.export`` program and the PyTorch checkpoint give
+the same outputs for the same pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..data.dataset import resize_method
+from ..errors import ReffAKDError
+from ..models import ConvAutoencoder, load_checkpoint
+from ..models.checkpoint import build_model
+from ..version import __version__
+
+INPUT_KINDS = ("uint8", "float")  # uint8 pixels 0..255, or float pixels in [0, 1]
+OUTPUT_KINDS = ("logits", "probabilities")
+PREPROCESSING_VERSION = 1
+
+
+class Encoder(nn.Module):
+    """The autoencoder's encoder as a module of its own: the flattened embedding the soft labels come from."""
+
+    def __init__(self, autoencoder: ConvAutoencoder) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder.encode(x)
+
+
+class Deployable(nn.Module):
+    """``net`` behind its own preprocessing: (N, C, H, W) pixels as ``input_kind`` -> ``output``.
+
+    The scale and the mean/std are buffers, so they travel in every exported format as constants.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        mean: list[float],
+        std: list[float],
+        input_kind: str = "uint8",
+        output: str = "logits",
+    ) -> None:
+        super().__init__()
+        if input_kind not in INPUT_KINDS:
+            raise ReffAKDError(f"input {input_kind!r} is not one of {', '.join(INPUT_KINDS)}", params=("input",))
+        if output not in OUTPUT_KINDS:
+            raise ReffAKDError(f"output {output!r} is not one of {', '.join(OUTPUT_KINDS)}", params=("output",))
+        self.net = net
+        self.input_kind, self.output = input_kind, output
+        scale = 1.0 / 255.0 if input_kind == "uint8" else 1.0
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        # (x * scale - mean) / std as one multiply-add: x * (scale / std) + (-mean / std)
+        self.register_buffer("gain", scale / std_t)
+        self.register_buffer("offset", -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        out = self.net(pixels.to(torch.float32) * self.gain + self.offset)
+        return torch.softmax(out, dim=1) if self.output == "probabilities" else out
+
+
+@dataclass
+class TrainedNetwork:
+    """A network rebuilt from a reffakd checkpoint: a classifier (student, teacher) or the autoencoder's encoder."""
+
+    net: nn.Module
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def is_encoder(self) -> bool:
+        return self.meta["model"] == "autoencoder"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (int(self.meta["in_channels"]), *(int(s) for s in self.meta["image_size"]))
+
+    def deployable(self, input_kind: str = "uint8", output: str = "logits") -> Deployable:
+        if self.is_encoder and output != "logits":
+            raise ReffAKDError(
+                f"{self.path} is the autoencoder: its output is the embedding, not class scores; "
+                "give output logits (the embedding) or export a student or teacher checkpoint",
+                params=("output",),
+            )
+        return Deployable(self.net, self.meta["mean"], self.meta["std"], input_kind, output).eval()
+
+
+def load_network(path: str | os.PathLike[str]) -> TrainedNetwork:
+    """A student/teacher checkpoint (``reffakd train``) or the autoencoder (``reffakd softlabels``), in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReffAKDError(
+            f"checkpoint {path} does not exist; expected a .safetensors file written by `reffakd train` "
+            "or `reffakd softlabels`",
+            params=("checkpoint",),
+        )
+    state, meta = load_checkpoint(path)
+    if meta["model"] != "autoencoder":
+        return TrainedNetwork(build_model(state, meta, path).eval(), meta, path)
+    ae = ConvAutoencoder(int(meta["in_channels"]), tuple(meta["image_size"]))
+    try:
+        ae.load_state_dict(state)
+    except RuntimeError:
+        raise ReffAKDError(f"checkpoint {path} does not fit the autoencoder its metadata names") from None
+    return TrainedNetwork(Encoder(ae).eval(), meta, path)
+
+
+def preprocessing(meta: dict[str, Any], input_kind: str, output: str, encoder: bool = False) -> dict[str, Any]:
+    """What a user of the exported model must know, written beside it as JSON (and read back by ``predict``)."""
+    c, (h, w) = int(meta["in_channels"]), meta["image_size"]
+    return {
+        "format_version": PREPROCESSING_VERSION,
+        "made_by": f"reffakd {__version__} export",
+        "model": meta["model"],
+        "dataset": meta.get("dataset"),
+        "input": {
+            "name": "pixels",
+            "layout": "NCHW",
+            "dtype": "uint8" if input_kind == "uint8" else "float32",
+            "range": [0, 255] if input_kind == "uint8" else [0.0, 1.0],
+            "channels": c,
+            "color": "grayscale (PIL mode L)" if c == 1 else "RGB",
+            "height": int(h),
+            "width": int(w),
+            "batch": "dynamic",
+            "resize": f"to height x width as at training: {resize_method(meta.get('dataset'))}",
+        },
+        "normalization": {"baked_in": True, "mean": list(meta["mean"]), "std": list(meta["std"])},
+        "output": {
+            "name": "embedding" if encoder else output,
+            "kind": "embedding" if encoder else output,
+            "softmax_applied": output == "probabilities",
+        },
+        "class_names": list(meta["class_names"]),
+        "checkpoint_epoch": meta.get("epoch"),
+    }

@@ -1,0 +1,215 @@
+"""``reffakd predict``: top-k classes of image files from a checkpoint or an exported ONNX model.
+
+Images are read as at training (``data.images.decode_image``: converted to the model's channels,
+bilinear-resized with antialiasing to its size), and what was done to each is said in the output. One
+unreadable image is one error line naming it; the others still get their predictions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.dataset import read_image_as_trained
+from ..data.images import IMAGE_EXTENSIONS, probe_image
+from ..errors import ReffAKDError, require_extra
+from ..io import write_text_atomic
+from .network import load_network
+
+
+@dataclass
+class Prediction:
+    """One image's result: its top-k (class, probability), or the one-line reason it could not be read."""
+
+    file: str
+    size: tuple[int, int] | None = None  # the file's own (height, width)
+    preprocessing: str = ""
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+class Classifier:
+    """What ``predict`` needs of a model: its input, its classes, probabilities for a uint8 batch."""
+
+    source: str
+    channels: int
+    size: tuple[int, int]
+    class_names: list[str]
+    dataset: str | None  # the training data: which resize ``read_image`` repeats
+
+    def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TorchClassifier(Classifier):
+    """A reffakd checkpoint, its normalisation applied by ``Deployable``."""
+
+    def __init__(self, path: str | os.PathLike[str], device: torch.device) -> None:
+        network = load_network(path)
+        if network.is_encoder:
+            raise ReffAKDError(
+                f"checkpoint {path} is the autoencoder, which gives embeddings, not classes; "
+                "give a student or teacher checkpoint (reffakd train)",
+                params=("checkpoint",),
+            )
+        self.source = f"checkpoint {path} ({network.meta['model']})"
+        self.channels, self.size = network.shape[0], network.shape[1:]
+        self.class_names = list(network.meta["class_names"])
+        self.dataset = network.meta.get("dataset")
+        self.device = device
+        self.module = network.deployable("uint8", "probabilities").to(device)
+
+    def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return self.module(pixels.to(self.device)).float().cpu().numpy()
+
+
+class OnnxClassifier(Classifier):
+    """An ONNX file written by ``reffakd export``, run by onnxruntime, with the JSON beside it."""
+
+    def __init__(self, path: str | os.PathLike[str], device: torch.device) -> None:
+        require_extra("export", ("onnxruntime",), "predict with an ONNX model")
+        import onnxruntime as ort
+
+        from .export import read_info
+
+        path = Path(path)
+        if not path.is_file():
+            raise ReffAKDError(f"ONNX model {path} does not exist; expected a model.onnx written by `reffakd export`")
+        info = read_info(path)
+        if info["output"].get("kind") == "embedding":
+            raise ReffAKDError(f"ONNX model {path} is the autoencoder's encoder: it gives embeddings, not classes")
+        inp = info["input"]
+        self.source = f"ONNX model {path} ({info.get('model')})"
+        self.channels, self.size = int(inp["channels"]), (int(inp["height"]), int(inp["width"]))
+        self.class_names = [str(n) for n in info["class_names"]]
+        self.dataset = info.get("dataset")
+        self.uint8 = inp.get("dtype") == "uint8"
+        self.softmax = not info["output"].get("softmax_applied", False)
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf types
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ReffAKDError(f"ONNX model {path} is unreadable ({first}); expected a file written by "
+                               "`reffakd export`") from None  # fmt: skip
+        self.input_name = self.session.get_inputs()[0].name
+
+    def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
+        x = pixels.numpy() if self.uint8 else pixels.numpy().astype(np.float32) / 255.0
+        out = self.session.run(None, {self.input_name: x})[0].astype(np.float64)
+        if self.softmax:
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+            out /= out.sum(axis=1, keepdims=True)
+        return out
+
+
+def open_classifier(path: str | os.PathLike[str], device: torch.device) -> Classifier:
+    """An ``.onnx`` file is an exported model; anything else is read as a reffakd checkpoint."""
+    return OnnxClassifier(path, device) if str(path).lower().endswith(".onnx") else TorchClassifier(path, device)
+
+
+def image_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given, folders expanded to their image files (any depth, sorted, hidden ones skipped).
+
+    A path that does not exist stays in the list: it is reported as that image's error, like an unreadable one.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if not path.is_dir():
+            found.append(path)
+            continue
+        inside = sorted(
+            p for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )  # fmt: skip
+        if not inside:
+            raise ReffAKDError(f"folder {path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        found.extend(inside)
+    return found
+
+
+def read_image(
+    path: Path, channels: int, size: tuple[int, int], dataset: str | None
+) -> tuple[torch.Tensor, tuple[int, int], str]:
+    """uint8 (C, H, W) as the model takes it, the file's own size, and what was done to it, in words."""
+    if not path.is_file():
+        raise ReffAKDError(f"unreadable image {path}: no such file")
+    (h, w), gray = probe_image(path)
+    pixels = read_image_as_trained(path, channels, size, dataset)
+    steps = []
+    if gray and channels == 3:
+        steps.append("grayscale -> RGB")
+    elif not gray and channels == 1:
+        steps.append("RGB -> grayscale")
+    if (h, w) != tuple(size):
+        steps.append(f"resized {h}x{w} -> {size[0]}x{size[1]} (bilinear)")
+    return pixels, (h, w), ", ".join(steps) or "as is"
+
+
+def predict_images(
+    model: Classifier, inputs: Sequence[str | os.PathLike[str]], top_k: int = 3, batch_size: int = 256,
+    on_error: Callable[[str], None] | None = None,
+) -> list[Prediction]:  # fmt: skip
+    """Every image's top-k; an unreadable one gets its error (also passed to ``on_error``) and the rest go on."""
+    if top_k < 1:
+        raise ReffAKDError(f"top_k {top_k} is out of range: it must be at least 1", params=("top_k",))
+    k = min(top_k, len(model.class_names))
+    results = [Prediction(str(p)) for p in image_files(inputs)]
+    ready: list[tuple[Prediction, torch.Tensor]] = []
+
+    def flush() -> None:
+        probs = model.probabilities(torch.stack([x for _, x in ready]))
+        for (pred, _), row in zip(ready, probs):
+            order = np.argsort(-row, kind="stable")[:k]
+            pred.top = [(model.class_names[i], float(row[i])) for i in order]
+        ready.clear()
+
+    for pred in results:
+        try:
+            pixels, pred.size, pred.preprocessing = read_image(
+                Path(pred.file), model.channels, model.size, model.dataset
+            )
+        except ReffAKDError as exc:
+            pred.error = str(exc)
+            if on_error is not None:
+                on_error(pred.error)
+            continue
+        ready.append((pred, pixels))
+        if len(ready) == batch_size:
+            flush()
+    if ready:
+        flush()
+    return results
+
+
+def format_prediction(pred: Prediction) -> str:
+    top = ", ".join(f"{name} {p:.3f}" for name, p in pred.top)
+    return f"{pred.file}: {top} [{pred.preprocessing}]"
+
+
+def write_csv(path: str | os.PathLike[str], predictions: Sequence[Prediction], top_k: int) -> None:
+    """One row per image (an unreadable one with its error), written atomically."""
+    k = max([len(p.top) for p in predictions] + [0]) or top_k
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    ranks = [c for r in range(1, k + 1) for c in (f"class_{r}", f"probability_{r}")]
+    writer.writerow(["file", "height", "width", "preprocessing", *ranks, "error"])
+    for p in predictions:
+        cells: list[Any] = [c for name, prob in p.top for c in (name, f"{prob:.6f}")]
+        cells += [""] * (2 * k - len(cells))
+        h, w = p.size if p.size else ("", "")
+        writer.writerow([p.file, h, w, p.preprocessing, *cells, p.error or ""])
+    write_text_atomic(path, buffer.getvalue())

@@ -1,0 +1,230 @@
+"""A trained model leaves the lab: ``reffakd export``, ``predict`` and ``bench``.
+
+The exported ONNX file and ``torch.export`` program must compute what the PyTorch model computes on
+real Fashion-MNIST test images given as uint8 pixels (normalisation inside); ``predict`` must read image
+files as the training data was read; bad inputs give one line each and leave nothing half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from conftest import FASHION_MNIST_CLASSES
+from reffakd.cli import main
+from reffakd.data.dataset import resize_uint8
+from reffakd.data.fashion_mnist import read_idx
+from reffakd.deploy import load_network, preprocessing
+from reffakd.models import create_model, save_checkpoint
+
+MEAN, STD = [0.286], [0.353]  # Fashion-MNIST's training statistics, as the loader computes them (rounded)
+
+
+@pytest.fixture(scope="module")
+def test_images(real_fmnist: Path, tmp_path_factory: pytest.TempPathFactory) -> torch.Tensor:
+    """The first 64 real Fashion-MNIST test images, 28x28 uint8 as the IDX file holds them."""
+    raw = tmp_path_factory.mktemp("idx") / "t10k-images-idx3-ubyte"
+    raw.write_bytes(gzip.decompress((real_fmnist / "t10k-images-idx3-ubyte.gz").read_bytes()))
+    return read_idx(raw, 3)[:64].unsqueeze(1)
+
+
+def checkpoint(folder: Path, name: str, seed: int = 0) -> tuple[Path, torch.nn.Module]:
+    """A model with non-trivial batch-norm statistics, saved as `reffakd train` saves one."""
+    torch.manual_seed(seed)
+    model = create_model(name, num_classes=10, in_channels=1, image_size=(32, 32))
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(16, 1, 32, 32) * 1.5 + 0.3)
+    meta = {"model": name, "num_classes": 10, "in_channels": 1, "image_size": [32, 32], "dataset": "fashion-mnist",
+            "class_names": list(FASHION_MNIST_CLASSES), "mean": MEAN, "std": STD}  # fmt: skip
+    path = save_checkpoint(folder / f"{name}.safetensors", model, meta)
+    return path, model.eval()
+
+
+def reference(model: torch.nn.Module, pixels: torch.Tensor) -> np.ndarray:
+    """What evaluation computes: pixels / 255, normalised, through the model."""
+    with torch.no_grad():
+        return model((pixels.float() / 255.0 - MEAN[0]) / STD[0]).numpy()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path, torch.nn.Module]]:
+    """LeNet-5 and a CIFAR ResNet, each as a checkpoint and exported by the CLI: name -> (checkpoint, folder, model)."""
+    folder = tmp_path_factory.mktemp("exported")
+    found = {}
+    for name in ("lenet5", "resnet8"):
+        path, model = checkpoint(folder, name)
+        out = folder / f"{name}-export"
+        assert main(["export", "--checkpoint", str(path), "--out", str(out)]) == 0
+        found[name] = (path, out, model)
+    return found
+
+
+@pytest.mark.real_data
+def test_onnx_and_torch_export_equal_pytorch_on_real_uint8_images(
+    test_images: torch.Tensor, exported: dict[str, tuple[Path, Path, torch.nn.Module]]
+) -> None:
+    import onnxruntime as ort
+
+    pixels = resize_uint8(test_images, (32, 32))  # the loader's 28 -> 32
+    for name, (_, out, model) in exported.items():
+        assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.onnx", "model.pt2"]
+        info = json.loads((out / "model.json").read_text())
+        assert info["class_names"] == list(FASHION_MNIST_CLASSES) and info["model"] == name
+        assert info["input"]["dtype"] == "uint8" and info["normalization"] == {
+            "baked_in": True,
+            "mean": MEAN,
+            "std": STD,
+        }
+        expected = reference(model, pixels)
+        session = ort.InferenceSession(str(out / "model.onnx"))
+        program = torch.export.load(str(out / "model.pt2")).module()
+        for batch in (pixels[:1], pixels):  # the batch size is dynamic
+            got = session.run(None, {"pixels": batch.numpy()})[0]
+            assert np.abs(got - expected[: len(batch)]).max() < 1e-4
+            with torch.no_grad():
+                assert np.abs(program(batch).numpy() - expected[: len(batch)]).max() < 1e-4
+
+
+def test_float_input_and_probabilities_output(tmp_path: Path) -> None:
+    """The other input and output choices, on the module that is exported (the export path is the same)."""
+    path, model = checkpoint(tmp_path, "lenet5", seed=1)
+    module = load_network(path).deployable(input_kind="float", output="probabilities")
+    x = torch.rand(5, 1, 32, 32)
+    want = torch.softmax(torch.from_numpy(reference(model, x * 255.0)), dim=1)
+    with torch.no_grad():
+        got = module(x)
+    assert (got - want).abs().max() < 1e-5 and torch.allclose(got.sum(dim=1), torch.ones(5))
+    info = preprocessing(load_network(path).meta, "float", "probabilities")
+    assert info["input"]["dtype"] == "float32" and info["input"]["range"] == [0.0, 1.0]
+    assert info["output"]["softmax_applied"] and "no antialiasing" in info["input"]["resize"]
+
+
+@pytest.mark.parametrize("case", ["no sidecar", "not safetensors", "missing"])
+def test_a_checkpoint_that_is_not_reffakds_is_one_line(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "weights.safetensors"
+    if case == "no sidecar":  # safetensors from elsewhere: no reffakd metadata beside it
+        save_file({"w": torch.zeros(3)}, str(bad))
+    elif case == "not safetensors":
+        bad.write_bytes(b"PK\x03\x04 a pickle in a zip, never unpickled")
+    out = tmp_path / "out"
+    for argv in (["export", "--checkpoint", str(bad), "--out", str(out)], ["predict", "--checkpoint", str(bad), "x"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("reffakd: error:") and str(bad) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["weights.safetensors"] if case != "missing" else [])
+
+
+def test_export_without_the_extra_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    path, _ = checkpoint(tmp_path, "lenet5")
+    assert main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err == "reffakd: error: reffakd export needs the package onnxscript: pip install 'reffakd[export]'\n"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+@pytest.mark.real_data
+def test_predict_reads_files_as_at_training_and_reports_a_corrupt_one(
+    test_images: torch.Tensor,
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path, onnx_folder, model = exported["lenet5"]
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(3):  # 28x28 grayscale PNGs, as the test set holds them
+        Image.fromarray(test_images[i, 0].numpy()).save(folder / f"t{i}.png")
+    Image.fromarray(test_images[3, 0].numpy()).convert("RGB").resize((60, 45)).save(folder / "sub" / "big.jpg")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # a corrupt image
+    (folder / "notes.txt").write_text("not an image: skipped")
+    table = tmp_path / "pred.csv"
+
+    assert main(["predict", "--checkpoint", str(path), str(folder), "--top-k", "3", "--csv", str(table)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "broken.png" in captured.err  # one line for the corrupt file
+    lines = [line for line in captured.out.splitlines() if ".png:" in line or ".jpg:" in line]
+    assert len(lines) == 4 and "RGB -> grayscale, resized 45x60 -> 32x32" in captured.out
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(table.open())}
+    assert set(rows) == {"t0.png", "t1.png", "t2.png", "big.jpg", "broken.png"} and rows["broken.png"]["error"]
+    # The PNGs' probabilities are the model's on the loader's own resized test tensor.
+    want = torch.softmax(torch.from_numpy(reference(model, resize_uint8(test_images[:3], (32, 32)))), dim=1)
+    for i in range(3):
+        row = rows[f"t{i}.png"]
+        top = int(want[i].argmax())
+        assert row["class_1"] == FASHION_MNIST_CLASSES[top]
+        assert float(row["probability_1"]) == pytest.approx(float(want[i, top]), abs=1e-5)
+    # A CSV is never replaced: the second call is refused before anything runs.
+    assert main(["predict", "--checkpoint", str(path), str(folder), "--csv", str(table)]) == 1
+    assert "already exists" in capsys.readouterr().err
+
+    # The exported ONNX model gives the same top classes and probabilities.
+    table2 = tmp_path / "onnx.csv"
+    assert main(["predict", "--checkpoint", str(onnx_folder / "model.onnx"), str(folder), "--csv", str(table2)]) == 1
+    rows2 = {Path(r["file"]).name: r for r in csv.DictReader(table2.open())}
+    for name in ("t0.png", "t1.png", "t2.png", "big.jpg"):
+        assert rows2[name]["class_1"] == rows[name]["class_1"]
+        assert float(rows2[name]["probability_1"]) == pytest.approx(float(rows[name]["probability_1"]), abs=1e-5)
+
+
+def test_bench_reports_the_static_and_measured_cost(
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reffakd.deploy import measure_subject, subjects
+
+    path, folder, _ = exported["lenet5"]
+    report = tmp_path / "bench.json"
+    argv = ["bench", "--checkpoint", str(path), "--model", "resnet8", "--latency-runs", "3", "--throughput-runs", "1",
+            "--batch-size", "8", "--threads", "1", "--no-onnx", "--json", str(report)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| lenet5 (" in out and "| resnet8 (architecture) |" in out and "| pytorch |" in out
+    lenet, resnet = json.loads(report.read_text())["models"]
+    assert lenet["parameters"] == 61_750 and lenet["forward_flops_per_image"] == 2 * 416_520  # docs/MODELS.md
+    assert resnet["parameters"] == 77_754 and resnet["forward_flops_per_image"] == 2 * 12_206_720
+    assert lenet["file_bytes"] == path.stat().st_size and resnet["file_bytes"] > 4 * 77_754
+    assert main(argv) == 1  # the JSON is never replaced
+    assert capsys.readouterr().err.count("\n") == 1
+    # onnxruntime, timed on the exported file (the command exports it in memory the same way)
+    (subject,) = subjects([str(path)], [], None, None)
+    onnx_model = (folder / "model.onnx").read_bytes()
+    record = measure_subject(subject, torch.device("cpu"), latency_runs=3, throughput_runs=1, batch_size=8,
+                             onnx_model=onnx_model)  # fmt: skip
+    assert record["onnx_bytes"] == len(onnx_model)
+    for runtime in ("pytorch", "onnxruntime"):
+        t = record["runtimes"][runtime]
+        assert 0 < t["latency_ms_median"] <= t["latency_ms_p95"] and t["throughput_images_per_s"] > 0
+
+
+def test_the_autoencoder_exports_its_encoder(tmp_path: Path) -> None:
+    from reffakd.errors import ReffAKDError
+    from reffakd.models import ConvAutoencoder
+
+    torch.manual_seed(0)
+    ae = ConvAutoencoder(1, (32, 32)).eval()
+    meta = {"model": "autoencoder", "num_classes": 10, "in_channels": 1, "image_size": [32, 32],
+            "class_names": list(FASHION_MNIST_CLASSES), "mean": [0.0], "std": [1.0], "pixel_range": [0, 1]}  # fmt: skip
+    network = load_network(save_checkpoint(tmp_path / "autoencoder.safetensors", ae, meta))
+    x = torch.randint(0, 256, (3, 1, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(network.deployable()(x), ae.encode(x.float() / 255.0), atol=1e-6)
+    with pytest.raises(ReffAKDError, match="its output is the embedding"):
+        network.deployable(output="probabilities")
+    assert preprocessing(meta, "uint8", "logits", encoder=True)["output"]["kind"] == "embedding"
