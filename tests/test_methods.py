@@ -274,7 +274,7 @@ def test_teacher_input_is_renormalised_to_its_own_statistics() -> None:
 def test_every_method_is_registered_with_checked_defaults() -> None:
     assert set(DISTILLERS) == {
         "ce", "ls", "tfkd-reg", "tfkd-self", "kd", "dkd", "dkd-aesl", "reffakd", "ols", "ps-kd", "cs-kd",
-        "reffakd-instance",
+        "reffakd-instance", "reffakd-semi", "reffakd-instance-semi", "dkd-aesl-semi",
     }  # fmt: skip
     for name in DISTILLERS:
         method_params(name)  # defaults pass their own checks
