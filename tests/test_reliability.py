@@ -1,0 +1,141 @@
+"""Nothing silently wrong (issue 13, items 7-16): resume identity, OS conditions, bounded inputs, checks made before
+any folder exists, the right advice, non-finite training, the split with the checkpoint, absurd numbers, and the
+small ones (argparse, SIGTERM, --help, umask, the flag named). Items 1-6 are in ``test_safety.py``.
+
+Most cases stop before training; the few that train use the tiny fake Fashion-MNIST, LeNet and one or two epochs.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+
+from reffakd.cli import main
+from reffakd.engine import trainer
+from reffakd.rundir import partial_path
+
+FAST = ["--val-size", "100", "--no-progress", "--no-download", "--device", "cpu"]
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], *fragments: str, prefix: str = "reffakd: error: ") -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def stop_after_epoch(monkeypatch: pytest.MonkeyPatch, signum: int = signal.SIGINT, epoch: int = 1) -> None:
+    """As if the signal arrived during ``epoch``: the loop saves its checkpoint and stops at the epoch's end."""
+    original = trainer._Fit._check_stop_at_epoch_end
+
+    def check(self: trainer._Fit, done: int) -> None:
+        if done == epoch:
+            self.stop.signum = signum
+        original(self, done)
+
+    monkeypatch.setattr(trainer._Fit, "_check_stop_at_epoch_end", check)
+
+
+# --------------------------------------------------------------------------- 11. the advice is the right command
+
+
+def test_an_interrupted_comparison_says_run_it_again_and_that_resumes(
+    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cmp"
+    argv = ["compare", "--out", str(out), "--data-dir", str(fake_fmnist), "--methods", "ce", "--seeds", "0", "--epochs", "2", *FAST]
+    with monkeypatch.context() as m:
+        stop_after_epoch(m)
+        assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(f"; continue with the same command: reffakd {shlex.join(argv)}"), err
+    assert main(argv) == 0  # exactly that command: it continues the run from its checkpoint
+    assert "resuming from" in capsys.readouterr().out
+    assert (out / "runs" / "ce" / "seed0" / "summary.json").is_file()
+
+
+def test_an_interrupted_train_names_its_resume_command(
+    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--data-dir", str(fake_fmnist), "--epochs", "1", *FAST]
+    with monkeypatch.context() as m:
+        stop_after_epoch(m, signal.SIGTERM)
+        assert main(argv) == 143
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(f"; continue with: reffakd {shlex.join(argv)} --resume"), err
+    assert main([*argv, "--resume"]) == 0 and (out / "summary.json").is_file()
+
+
+# --------------------------------------------------------------------------- 16. small ones
+
+
+def test_argparse_mistakes_are_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--out", str(tmp_path / "o"), "--epochs", "x"]) == 1
+    one_error_line(capsys, "argument --epochs: invalid int value: 'x'")
+    assert main(["no-such-command"]) == 1
+    one_error_line(capsys, "invalid choice: 'no-such-command'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_show_help_works(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["config", "show", "--help"])
+    assert info.value.code == 0 and "COMMAND [OPTIONS]" in capsys.readouterr().out
+
+
+def test_sigterm_outside_training_says_what_happened(
+    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the last epoch (the test evaluation, the summary) a SIGTERM is not a silent exit 143."""
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--data-dir", str(fake_fmnist), "--epochs", "1", *FAST]
+
+    def test_then_term(self: trainer._Fit) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer._Fit, "_test", test_then_term)
+        assert main(argv) == 143
+    one_error_line(
+        capsys, f"continue with: reffakd {shlex.join(argv)} --resume", prefix="reffakd: terminated by SIGTERM"
+    )
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main put the handler back
+    assert main([*argv, "--resume"]) == 0 and (out / "summary.json").is_file()
+
+
+def test_artifacts_respect_the_umask(tmp_path: Path) -> None:
+    from reffakd.io import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        os.umask(0o077)
+        write_json(tmp_path / "b.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "argv,says",
+    [
+        (["run", "--ae-lr", "-1"], "learning rate --ae-lr -1.0 is out of range"),
+        (["run", "--ae-milestones", "9"], "--ae-milestones [9] must be epochs between 1 and 5"),
+        (["compare", "--vary", "lr=abc"], "error: --vary: grid lr must be a non-empty list"),
+    ],
+)
+def test_errors_name_the_flag_that_was_typed(
+    argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*argv, "--out", str(tmp_path / "o"), "--no-download"]) == 1
+    one_error_line(capsys, says)
+    assert list(tmp_path.iterdir()) == []
+    assert not partial_path(tmp_path / "o").exists()
