@@ -49,7 +49,20 @@ def test_an_interrupted_comparison_says_run_it_again_and_that_resumes(
     tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "cmp"
-    argv = ["compare", "--out", str(out), "--data-dir", str(fake_fmnist), "--methods", "ce", "--seeds", "0", "--epochs", "2", *FAST]
+    argv = [
+        "compare",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(fake_fmnist),
+        "--methods",
+        "ce",
+        "--seeds",
+        "0",
+        "--epochs",
+        "2",
+        *FAST,
+    ]
     with monkeypatch.context() as m:
         stop_after_epoch(m)
         assert main(argv) == 130
