@@ -496,7 +496,8 @@ def test_mnist_torchvision_layout_in_place_and_not_found(tmp_path: Path) -> None
     ds = load_dataset("mnist", data_dir=tmp_path / "tv", download=False)
     assert len(ds.train_labels) == 30 and tree_digest(tmp_path / "tv") == before and not cache_files()
     message = expect_error(load_mnist, data_dir=tmp_path / "tv" / "MNIST", download=False)
-    assert message.startswith("MNIST not found") and "Debian" not in message and "disabled" in message
+    assert message.startswith(f"data_dir {tmp_path / 'tv' / 'MNIST'} holds no MNIST files")  # never a fallback
+    assert "Debian" not in message and "download" not in message
 
 
 # --------------------------------------------------------------------------- streaming

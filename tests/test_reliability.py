@@ -152,3 +152,16 @@ def test_errors_name_the_flag_that_was_typed(
     one_error_line(capsys, says)
     assert list(tmp_path.iterdir()) == []
     assert not partial_path(tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- 8. OS conditions
+
+
+def test_an_unwritable_cache_is_optional(tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache folder that cannot be written (here: below a file, which stops root too) costs time, not the run."""
+    from reffakd.data.fashion_mnist import load_fashion_mnist
+
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("REFFAKD_CACHE", str(tmp_path / "file" / "cache"))
+    ds = load_fashion_mnist(data_dir=fake_fmnist, download=False)
+    assert len(ds.train_labels) == 400 and "--data-dir" in ds.source
