@@ -165,3 +165,65 @@ def test_an_unwritable_cache_is_optional(tmp_path: Path, fake_fmnist: Path, monk
     monkeypatch.setenv("REFFAKD_CACHE", str(tmp_path / "file" / "cache"))
     ds = load_fashion_mnist(data_dir=fake_fmnist, download=False)
     assert len(ds.train_labels) == 400 and "--data-dir" in ds.source
+
+
+@pytest.mark.parametrize("case", ["parent is a file", "dangling link", "long name", "read-only"])
+def test_an_output_path_that_cannot_work_is_refused_before_loading(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("a file")
+    out = {
+        "parent is a file": tmp_path / "file" / "run",
+        "dangling link": tmp_path / "link",
+        "long name": tmp_path / ("r" * 250),  # fits, but not with ".partial" appended
+        "read-only": tmp_path / "ro" / "run",
+    }[case]
+    if case == "dangling link":
+        out.symlink_to(tmp_path / "nowhere")
+    if case == "read-only":  # chmod does not stop root, who runs the tests here: the check asks os.access
+        (tmp_path / "ro").mkdir()
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path / "ro" else real(p, mode))
+    says = {
+        "parent is a file": f"{tmp_path / 'file'} is a file, not a folder",
+        "dangling link": "is a symbolic link (to",
+        "long name": "bytes (with '.partial' for the run in progress), over this file system's",
+        "read-only": f"folder {tmp_path / 'ro'} is not writable",
+    }[case]
+    for command in ("train",) if case == "long name" else ("train", "compare"):  # a comparison has no OUT.partial
+        before = sorted(p.name for p in tmp_path.iterdir())
+        assert main([command, "--out", str(out), "--data-dir", "/no/such/data", *FAST]) == 1  # before the data
+        one_error_line(capsys, f"--out {out}", says)
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes(
+    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    from reffakd import pipeline
+
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--data-dir", str(fake_fmnist), "--epochs", "1", *FAST]
+
+    def full(path: Path, obj: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "write_json", full)
+        assert main(argv) == 1
+    line = one_error_line(capsys, "No space left on device: ", "summary.json; free some space; then continue with: ")
+    assert line.endswith(f"reffakd {shlex.join(argv)} --resume")
+    assert main([*argv, "--resume"]) == 0 and (out / "summary.json").is_file()
+
+
+def test_a_folder_that_appears_at_the_end_is_never_replaced(tmp_path: Path) -> None:
+    from reffakd.errors import ReffAKDError
+    from reffakd.rundir import staged_run_dir
+
+    out = tmp_path / "run"
+    with pytest.raises(ReffAKDError, match="appeared while this run worked"), staged_run_dir(out) as staging:
+        (staging / "result").write_text("done")
+        out.mkdir()  # another process made it meanwhile (os.replace would have replaced an empty folder)
+    assert list(out.iterdir()) == [] and (partial_path(out) / "result").read_text() == "done"

@@ -185,6 +185,23 @@ def continue_advice(cfg: Resolved) -> str:
     return f"continue with: {again}" + ("" if cfg.values.get("resume") else " --resume")
 
 
+def os_error_line(exc: OSError, cfg: Resolved | argparse.Namespace | None) -> str:
+    """An operating-system error as a user's: what failed on which file, and what was kept (every write is atomic:
+    nothing is half-written; an interrupted run folder stays ``.partial`` and resumable)."""
+    import errno
+
+    what = exc.strerror or type(exc).__name__
+    files = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    line = f"{what}: {files}" if files else what
+    if exc.errno == errno.ENOSPC:
+        line += "; free some space"
+    if isinstance(cfg, Resolved):
+        advice = continue_advice(cfg)
+        if not advice.startswith("nothing"):
+            line += f"; then {advice}" if exc.errno == errno.ENOSPC else f"; the run so far is kept: {advice}"
+    return line
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM outside training (loading, testing, writing): stop like Ctrl-C does, with a message, not silently."""
 
@@ -213,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(methods_table())
     except ReffAKDError as exc:
         print(f"reffakd: error: {as_flags(exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, permission, name too long...: the user's to fix, in one line
+        print(f"reffakd: error: {os_error_line(exc, parsed)}", file=sys.stderr)
         return 1
     except TrainingInterrupted as exc:  # a signal during training: the resume checkpoint is written
         advice = f"; {continue_advice(parsed)}" if isinstance(parsed, Resolved) else ""

@@ -254,11 +254,13 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     from .reports.sweep_report import write_sweep_report
 
     device = pick_device(cfg.console.device)
-    from .rundir import LOCK, check_free
+    from .rundir import LOCK, check_free, check_writable
 
     out = Path(cfg.output.out)
     data = spec.data_config()
     check_out_outside_data(out, data)
+    if not out.exists():
+        check_writable(out, suffix="")
     check_resumable(out, spec)
     check_free(out / LOCK, f"comparison folder {out}")
     models = [spec.student.get("model", "lenet5")]
