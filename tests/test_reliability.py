@@ -227,3 +227,30 @@ def test_a_folder_that_appears_at_the_end_is_never_replaced(tmp_path: Path) -> N
         (staging / "result").write_text("done")
         out.mkdir()  # another process made it meanwhile (os.replace would have replaced an empty folder)
     assert list(out.iterdir()) == [] and (partial_path(out) / "result").read_text() == "done"
+
+
+# --------------------------------------------------------------------------- 12. divergence is a failure
+
+
+def test_a_diverging_run_stops_in_one_line_and_nothing_says_success(
+    tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--data-dir", str(fake_fmnist), "--epochs", "2", "--lr", "1e30", *FAST]
+    assert main(argv) == 1
+    one_error_line(capsys, "training diverged: the training loss is nan at epoch 1, batch ", "--lr 1e+30")
+    assert not out.exists() and not (partial_path(out) / "summary.json").exists()
+
+
+def test_json_outputs_stay_strict(tmp_path: Path) -> None:
+    import json
+
+    import torch
+
+    from reffakd.io import JsonlWriter, write_json
+
+    write_json(tmp_path / "a.json", {"loss": float("nan"), "x": [float("inf"), 1.5], "t": torch.tensor([float("nan")])})
+    JsonlWriter(tmp_path / "m.jsonl").write({"val_loss": float("-inf")})
+    strict = lambda text: json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))  # noqa: E731
+    assert strict((tmp_path / "a.json").read_text()) == {"loss": None, "x": [None, 1.5], "t": [None]}
+    assert strict((tmp_path / "m.jsonl").read_text()) == {"val_loss": None}

@@ -9,7 +9,6 @@ the same runner as ``compare`` and ``sweep`` (``compare.run_one``).
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -229,6 +228,7 @@ def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     from .data import load_splits, make_batches
     from .engine import evaluate
     from .engine.distributed import pick_device
+    from .io import strict_json
     from .models import load_model
     from .models.checkpoint import check_fits
     from .pipeline import EVAL_BATCH_SIZE
@@ -242,7 +242,7 @@ def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     split = splits.test if split_name == "test" else splits.val
     batches = make_batches(split, EVAL_BATCH_SIZE, normalize=(meta["mean"], meta["std"]), device=device)
     result = evaluate(model.to(device), batches)
-    print(json.dumps({"checkpoint": str(path), "split": split_name, "epoch": meta.get("epoch"), **result}))
+    print(strict_json({"checkpoint": str(path), "split": split_name, "epoch": meta.get("epoch"), **result}))
 
 
 def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
