@@ -254,3 +254,34 @@ def test_json_outputs_stay_strict(tmp_path: Path) -> None:
     strict = lambda text: json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))  # noqa: E731
     assert strict((tmp_path / "a.json").read_text()) == {"loss": None, "x": [None, 1.5], "t": [None]}
     assert strict((tmp_path / "m.jsonl").read_text()) == {"val_loss": None}
+
+
+# --------------------------------------------------------------------------- 10. checked before any folder exists
+
+
+@pytest.mark.parametrize(
+    "argv,says",
+    [
+        (["run", "--target-own-prob", "0.05"], "--target-own-prob 0.05 is out of range for 10 classes"),
+        (["softlabels", "--samples-per-class", "1000"], "--samples-per-class 1000 is more than class"),
+        (["train", "--amp", "fp16"], "--amp fp16 needs a CUDA device"),
+        (["train", "--tensorboard"], "--tensorboard needs the TensorBoard package"),
+        (["compare", "--methods", "kd", "--teacher", "/no/such/teacher.safetensors"], "/no/such/teacher.safetensors"),
+    ],
+)
+def test_mistakes_are_caught_before_a_folder_exists(
+    argv: list[str],
+    says: str,
+    tmp_path: Path,
+    fake_fmnist: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out), "--data-dir", str(fake_fmnist), *FAST]) == 1
+    one_error_line(capsys, says)
+    assert list(tmp_path.iterdir()) == []  # no OUT.partial, no spec.json that would refuse the corrected command

@@ -103,6 +103,40 @@ def check_out_outside_data(out: str | Path, data: Any) -> None:
             )
 
 
+def check_engine(engine: Any, device: Any) -> None:
+    """The speed and logging options this device and this installation can honour, refused before any data is
+    loaded or folder made (the training loop checks them again for library callers)."""
+    from .engine.logsinks import require_tensorboard
+    from .engine.speed import SpeedOptions
+
+    if hasattr(engine, "amp"):
+        SpeedOptions(engine.amp, engine.channels_last, engine.compile).validate(device)
+    if getattr(engine, "tensorboard", False):
+        require_tensorboard()
+
+
+def check_inputs(spec: Any, splits: Any, device: Any, soft_cfg: Any = None) -> None:
+    """What needs the loaded data, checked before a folder exists or the autoencoder trains: the soft-label settings
+    against these classes, and a comparison's given teacher and soft labels (``spec``)."""
+    from .softlabels.builder import check_fits_data
+
+    if soft_cfg is not None:
+        check_fits_data(soft_cfg, splits)
+    if spec is None:
+        return
+    if spec.teacher_methods() and "checkpoint" in spec.teacher:
+        from .sources import load_teacher
+
+        load_teacher(spec.teacher["checkpoint"], splits, device)
+    if spec.soft_label_methods():
+        if "path" in spec.soft_labels:
+            from .softlabels import SoftLabels
+
+            SoftLabels.load(spec.soft_labels["path"]).check_matches(splits.class_names, f"dataset {splits.dataset}")
+        else:
+            check_fits_data(spec.soft_label_config(), splits)
+
+
 def start_output(out: str, resume: bool, data: Any = None) -> None:
     """A finished run is never overwritten, nor written into the data; an unfinished one (``OUT.partial``) is
     continued only with ``resume``, which needs one to continue; one in use by another run is refused."""
@@ -133,10 +167,12 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     out, resume = cfg.output.out, cfg.engine.resume
     model, data = cfg.student.model, cfg.data
     start_output(out, resume, data)
+    check_engine(cfg.engine, device)
     check_input_size([model], True, data)
     log = RunLog()
     splits = load_splits(data, log)
     check_input_size([model], True, data, splits)
+    check_inputs(None, splits, device, spec.soft_label_config())
     folders = {"ce": "ce", "reffakd": f"reffakd-{cfg.soft.preset}"}
     engine = {k: v for k, v in cfg.engine.fit_options().items() if k != "resume"}
     with staged_run_dir(out, resume=resume) as run_dir:
@@ -159,6 +195,7 @@ def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
     log = RunLog()
     splits = load_splits(cfg.data, log)
     check_input_size([], True, cfg.data, splits)
+    check_inputs(None, splits, device, soft_cfg)
     with staged_run_dir(out, resume=resume) as run_dir:
         log.attach(run_dir, config_yaml)
         build_soft_labels(
@@ -205,6 +242,7 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     out = cfg.output.out
     if main_process:
         start_output(out, engine.resume, cfg.data)
+    check_engine(engine, device)
     check_input_size([student.model], False, cfg.data)
     log: Callable[[str], None] = RunLog() if main_process else (lambda line: None)
     splits = load_splits(cfg.data, log)
@@ -270,6 +308,7 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     check_input_size(models, building_soft_labels, data)
     splits = load_splits(data, print)
     check_input_size(models, building_soft_labels, data, splits)
+    check_inputs(spec, splits, device)  # before spec.json is written: a corrected command must not be refused
     sweep = cfg.command == "sweep"
     report = (lambda folder, final: write_sweep_report(folder, method_names())) if sweep else compare_report
     run_compare(spec, out, splits, device=device, progress=cfg.console.progress, log=print, jobs=cfg.compare.jobs,

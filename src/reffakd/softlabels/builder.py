@@ -19,6 +19,7 @@ import torch
 
 from ..data import DataSplits, make_batches, materialize
 from ..engine import OptimConfig, RunFiles, fit
+from ..errors import ReffAKDError
 from ..io import write_json, write_text_atomic
 from ..models.autoencoder import ConvAutoencoder
 from ..resources import combine_stages, count_flops, forward_flops, measure, parameter_count
@@ -54,6 +55,28 @@ class SoftLabelConfig:
             "augment_embeddings": self.augment_embeddings,
             "seed": self.seed,
         }
+
+
+def check_fits_data(cfg: SoftLabelConfig, splits: DataSplits) -> None:
+    """Refuse, before the autoencoder trains (and before any folder exists), settings these data cannot meet: an
+    own-class probability a softmax over C classes cannot be solved for, more samples per class than a class has."""
+    p, c = cfg.calibration.target_own_probability, splits.num_classes
+    if p is not None and not 1 / c < p < 1:
+        raise ReffAKDError(
+            f"target_own_prob {p} is out of range for {c} classes: it must lie strictly between 1/C = {1 / c:.4g} "
+            "and 1",
+            params=("target_own_prob",),
+        )
+    k = cfg.samples_per_class
+    if k is not None:
+        counts = torch.bincount(splits.train.labels.long(), minlength=c)
+        if int(counts.min()) < k:
+            low = int(counts.argmin())
+            raise ReffAKDError(
+                f"samples_per_class {k} is more than class {splits.class_names[low]!r} has in the training split "
+                f"({int(counts[low])} images); use at most {int(counts[low])}",
+                params=("samples_per_class",),
+            )
 
 
 def similarity_flops(num_images: int, dim: int, num_classes: int) -> int:
