@@ -285,3 +285,46 @@ def test_mistakes_are_caught_before_a_folder_exists(
     assert main([*argv, "--out", str(out), "--data-dir", str(fake_fmnist), *FAST]) == 1
     one_error_line(capsys, says)
     assert list(tmp_path.iterdir()) == []  # no OUT.partial, no spec.json that would refuse the corrected command
+
+
+# --------------------------------------------------------------------------- 14. absurd numbers, edited files
+
+
+@pytest.mark.parametrize(
+    "extra,says",
+    [
+        (["--image-size", "100000"], "--image-size 100000 is out of range: it must be between 1 and 1024"),
+        (["--seed", str(2**63)], f"--seed {2**63} is out of range: it must be an integer from 0 to 2^63 - 1"),
+        (["--split-seed", str(2**64)], "--split-seed 18446744073709551616 is out of range"),
+        (["--method", "tfkd-reg", "-T", "1e300"], "1e+300 is out of range: it must lie in (0, 100]"),
+    ],
+)
+def test_absurd_numbers_are_one_line(
+    extra: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["train", "--out", str(tmp_path / "o"), *extra, *FAST]) == 1
+    one_error_line(capsys, says)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_edited_checkpoint_and_cost_files_are_one_line(tmp_path: Path) -> None:
+    import json
+
+    from reffakd.errors import ReffAKDError
+    from reffakd.models import create_model, load_model
+    from reffakd.models.checkpoint import save_checkpoint
+    from reffakd.softlabels import read_soft_label_cost
+    from reffakd.sources.teacher import _training_cost
+
+    meta = {"model": "lenet5", "num_classes": 2, "in_channels": 1, "image_size": [32, 32], "class_names": ["a", "b"]}
+    model = create_model("lenet5", num_classes=2, in_channels=1, image_size=(32, 32))
+    path = save_checkpoint(tmp_path / "m.safetensors", model, {**meta, "mean": [0.5], "std": [0.2]})
+    side = tmp_path / "m.json"
+    side.write_text(json.dumps({**json.loads(side.read_text()), "image_size": [60000, 60000]}))
+    with pytest.raises(ReffAKDError, match=r"m\.json is malformed: .*image_size \[H, W\] \(each at most 1024\)"):
+        load_model(path)
+    with pytest.raises(ReffAKDError, match=r"teacher run summary .*summary\.json is malformed: cost must be an object"):
+        _training_cost({"cost": []}, tmp_path / "summary.json")
+    (tmp_path / "soft_labels_cost.json").write_text("[]")
+    with pytest.raises(ReffAKDError, match=r"soft_labels_cost\.json is malformed: expected a JSON object"):
+        read_soft_label_cost(tmp_path / "soft_labels.safetensors")

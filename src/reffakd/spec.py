@@ -23,6 +23,7 @@ from .distillers import TEACHER as TEACHER_SOURCE
 from .engine import OptimConfig
 from .errors import ReffAKDError
 from .pipeline import StudentConfig
+from .seed import check_seed
 from .settings import check_types, is_number, yaml_hint
 from .softlabels import Calibration, SoftLabelConfig
 
@@ -211,6 +212,8 @@ class RunSpec:
             get_method(m)
         if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
             raise ReffAKDError(f"{where}: seeds must be a non-empty list of integers, got {self.seeds!r}")
+        for s in self.seeds:
+            check_seed(s)
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.methods)) != len(self.methods):
             raise ReffAKDError(f"{where}: methods and seeds must not repeat")
         for name in ("data", "student", "teacher", "soft_labels"):
@@ -240,6 +243,7 @@ class RunSpec:
         if self.teacher_methods():
             if "checkpoint" not in self.teacher:
                 self.optim(self.teacher, "teacher")
+                check_seed(self.teacher.get("seed", 0), "seed")
                 from .models import available_models
 
                 if self.teacher.get("model") not in available_models():
@@ -419,6 +423,7 @@ def soft_label_config(section: Mapping[str, Any], dataset: str) -> SoftLabelConf
         raise ReffAKDError(
             f"samples_per_class {samples} is out of range: it must be at least 2", params=("samples_per_class",)
         )
+    check_seed(section.get("seed", 0), "seed")
     autoencoder = RunSpec.optim(section.get("autoencoder", {}), "autoencoder")
     augment = bool(section.get("augment_embeddings", False))
     return SoftLabelConfig(cal, preset, autoencoder, samples, augment, int(section.get("seed", 0)))

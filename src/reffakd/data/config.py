@@ -10,6 +10,8 @@ from ..settings import opt
 from .dataset import DataSplits, split_train_val
 from .registry import load_dataset
 
+MAX_IMAGE_SIZE = 1024  # the largest square side a loader resizes to (and a checkpoint may ask for)
+
 
 @dataclass
 class DataConfig:
@@ -34,6 +36,24 @@ class DataConfig:
     streaming: bool | None = opt(
         None, "decode images from disk batch by batch (default: only when they would not fit in memory)"
     )
+
+    def __post_init__(self) -> None:
+        """Sizes and seeds the loaders can take, refused here rather than as a traceback (or an exhausted memory)
+        deep inside a load."""
+        from ..errors import ReffAKDError
+        from ..seed import check_seed
+
+        size = self.image_size
+        if size is not None and not (isinstance(size, int) and 1 <= size <= MAX_IMAGE_SIZE):
+            raise ReffAKDError(
+                f"image_size {size} is out of range: it must be between 1 and {MAX_IMAGE_SIZE}", params=("image_size",)
+            )
+        check_seed(self.split_seed, "split_seed")
+        fraction = self.test_fraction
+        if fraction is not None and not 0 < fraction < 1:
+            raise ReffAKDError(
+                f"test_fraction {fraction} is out of range: it must lie in (0, 1)", params=("test_fraction",)
+            )
 
     def loader_options(self) -> dict[str, Any]:
         options = {

@@ -33,12 +33,13 @@ from .registry import OWN_TABLE, SAME_SEED_CE, SOFT_LABELS, TEACHER, BuildContex
 UNIT = Range(0.0, 1.0)
 POSITIVE = Range(0.0, low_open=True)
 NON_NEGATIVE = Range(0.0)
+TEMPERATURE = Range(0.0, 100.0, low_open=True)  # T^2 of T = 1e300 overflowed into a traceback
 
 
 @dataclass(frozen=True)
 class KDParams(Params):
     alpha: float = param(0.5, "weight of the soft-target term", range=UNIT)
-    temperature: float = param(4.0, "distillation temperature", range=POSITIVE, short="-T")
+    temperature: float = param(4.0, "distillation temperature", range=TEMPERATURE, short="-T")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class DKDParams(Params):
     ce_weight: float = param(1.0, "weight of the cross-entropy term", range=NON_NEGATIVE)
     alpha: float = param(1.0, "weight of the target-class term TCKD", range=NON_NEGATIVE)
     beta: float = param(2.0, "weight of the non-target term NCKD", range=NON_NEGATIVE)
-    temperature: float = param(4.0, "distillation temperature", range=POSITIVE, short="-T")
+    temperature: float = param(4.0, "distillation temperature", range=TEMPERATURE, short="-T")
     warmup_epochs: int | None = param(
         None, "epochs of linear warm-up of the KD weight", range=NON_NEGATIVE, default_text="1/12 of the epochs"
     )

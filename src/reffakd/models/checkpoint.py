@@ -18,6 +18,8 @@ from ..errors import ReffAKDError
 from ..io import read_json, read_safetensors, sidecar_json, write_json, write_with
 from .registry import create_model
 
+# Bounds on what a checkpoint may ask to build: an edited image_size of [60000, 60000] would exhaust the memory.
+MAX_IMAGE_SIDE, MAX_CLASSES, MAX_CHANNELS = 1024, 100_000, 4
 REQUIRED_KEYS = ("model", "num_classes", "in_channels", "image_size", "class_names", "mean", "std")
 
 
@@ -45,8 +47,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
 def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
     """Shapes of the metadata the model is rebuilt from, so a hand-edited file fails here and not later."""
 
-    def ints(value: Any, n: int) -> bool:
-        return isinstance(value, list) and len(value) == n and all(isinstance(v, int) and v > 0 for v in value)
+    def ints(value: Any, n: int, high: int) -> bool:
+        return isinstance(value, list) and len(value) == n and all(isinstance(v, int) and 0 < v <= high for v in value)
 
     ok = (
         isinstance(meta["model"], str)
@@ -54,7 +56,9 @@ def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
         and meta["num_classes"] > 0
         and isinstance(meta["in_channels"], int)
         and meta["in_channels"] > 0
-        and ints(meta["image_size"], 2)
+        and ints(meta["image_size"], 2, MAX_IMAGE_SIDE)
+        and meta["num_classes"] <= MAX_CLASSES
+        and meta["in_channels"] <= MAX_CHANNELS
         and isinstance(meta["class_names"], list)
         and len(meta["class_names"]) == meta["num_classes"]
         and all(isinstance(n, str) for n in meta["class_names"])
@@ -68,7 +72,8 @@ def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
     if not ok:
         raise ReffAKDError(
             f"checkpoint metadata {where} is malformed: expected model (name), "
-            "num_classes and in_channels (positive ints), image_size [H, W], class_names (num_classes strings), "
+            f"num_classes and in_channels (positive ints, at most {MAX_CLASSES} and {MAX_CHANNELS}), image_size [H, W] "
+            f"(each at most {MAX_IMAGE_SIDE}), class_names (num_classes strings), "
             "mean and std (in_channels numbers each)"
         )
 
