@@ -328,3 +328,33 @@ def test_edited_checkpoint_and_cost_files_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "soft_labels_cost.json").write_text("[]")
     with pytest.raises(ReffAKDError, match=r"soft_labels_cost\.json is malformed: expected a JSON object"):
         read_soft_label_cost(tmp_path / "soft_labels.safetensors")
+
+
+# --------------------------------------------------------------------------- 9. bounded input files
+
+
+def test_a_yaml_alias_bomb_is_refused_under_a_memory_cap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nine nested aliases make 10^9 values: refused in one line without building them, under a 1 GiB headroom
+    (the soft limit alone, so the test can lift it again; it used to fail with a MemoryError after 30 s)."""
+    import resource
+
+    items = ["&l0 [x, x, x, x, x, x, x, x, x, x]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("student: {milestones: [" + ", ".join(items) + "]}\n")
+    vm = int(next(line for line in open("/proc/self/status") if line.startswith("VmSize")).split()[1]) * 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), hard))
+    try:
+        code = main(["compare", "--out", str(tmp_path / "o"), "--config", str(bomb)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    assert code == 1
+    one_error_line(capsys, f"config {bomb} expands to more than 100,000 values (YAML aliases")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.yaml"]
+
+
+def test_a_huge_config_file_is_refused_before_it_is_parsed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("epochs: 1\n" + "# padding\n" * 200_000)
+    assert main(["train", "--out", str(tmp_path / "o"), "--config", str(big)]) == 1
+    one_error_line(capsys, f"config {big} is 2,000,010 bytes; a config or spec file may hold at most 1,048,576")
