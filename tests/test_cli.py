@@ -225,16 +225,15 @@ def assert_one_error_line(err: str, fragment: str) -> None:
 def test_no_dataset_anywhere_names_the_three_sources(
     command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    empty, debian = tmp_path / "empty", tmp_path / "no-debian"
-    empty.mkdir()
+    debian = tmp_path / "no-debian"
     debian.mkdir()
     monkeypatch.setattr(fm, "DEBIAN_DIR", debian)
     out = tmp_path / "out"
-    rc = main([command, "--out", str(out), *data_args(empty)])
+    rc = main([command, "--out", str(out), *data_args(debian)[2:]])  # no --data-dir: an explicit one never falls back
     err = capsys.readouterr().err
     assert rc not in (0, None)
     assert_one_error_line(err, "Fashion-MNIST not found")
-    assert f"--data-dir {empty}" in err and str(debian) in err and "torchvision download" in err
+    assert "--data-dir (not given)" in err and str(debian) in err and "torchvision download" in err
     assert not out.exists() and not (tmp_path / "out.partial").exists()
 
 
@@ -263,7 +262,7 @@ def test_evaluate_without_dataset(
     ckpt = lenet_checkpoint(tmp_path)
     (tmp_path / "empty").mkdir()
     monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "empty")
-    rc = main(["evaluate", "--checkpoint", str(ckpt), *data_args(tmp_path / "empty")])
+    rc = main(["evaluate", "--checkpoint", str(ckpt), *data_args(tmp_path / "empty")[2:]])
     assert rc not in (0, None)
     assert_one_error_line(capsys.readouterr().err, "torchvision download")
 

@@ -358,3 +358,76 @@ def test_a_huge_config_file_is_refused_before_it_is_parsed(tmp_path: Path, capsy
     big.write_text("epochs: 1\n" + "# padding\n" * 200_000)
     assert main(["train", "--out", str(tmp_path / "o"), "--config", str(big)]) == 1
     one_error_line(capsys, f"config {big} is 2,000,010 bytes; a config or spec file may hold at most 1,048,576")
+
+
+# --------------------------------------------------------------------- 7. resume identity, 13. the split travels
+
+
+def test_resume_refuses_other_data_split_or_speed_and_evaluate_val_another_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import make_fake_fashion_mnist
+    from reffakd.engine.resume import load_state, save_state
+
+    data = make_fake_fashion_mnist(tmp_path / "data", n_train=300, n_test=50)
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--data-dir", str(data), "--epochs", "2", *FAST]
+    with monkeypatch.context() as m:
+        stop_after_epoch(m)
+        assert main(argv) == 130
+    capsys.readouterr()
+    staging = partial_path(out)
+    for extra, field in (
+        (["--val-size", "50"], "data.val_size 100 -> 50"),
+        (["--split-seed", "1"], "data.split_seed 0 -> 1"),
+        (["--amp", "bf16"], "speed.amp 'none' -> 'bf16'"),
+    ):
+        assert main([*argv, "--resume", *extra]) == 1
+        one_error_line(capsys, f"resume checkpoint {staging / 'resume.safetensors'} is from a different run", field)
+    make_fake_fashion_mnist(data, n_train=300, n_test=50, seed=1)  # the same files, other pixels
+    assert main([*argv, "--resume"]) == 1
+    one_error_line(capsys, "data.fingerprint")
+    make_fake_fashion_mnist(data, n_train=300, n_test=50, seed=0)
+
+    state = load_state(staging)  # an epoch count its history does not hold: refused (an edit is a checksum error)
+    good = (staging / "resume.safetensors").read_bytes()
+    state.epoch = 99
+    save_state(tmp_path / "edited", state)
+    (staging / "resume.safetensors").write_bytes((tmp_path / "edited" / "resume.safetensors").read_bytes())
+    assert main([*argv, "--resume"]) == 1
+    one_error_line(capsys, "does not agree with itself (epoch 99, history of epochs [1])")
+    (staging / "resume.safetensors").write_bytes(good)
+    assert main([*argv, "--resume"]) == 0  # the same command continues
+    capsys.readouterr()
+
+    best = ["evaluate", "--checkpoint", str(out / "best.safetensors"), "--data-dir", str(data), "--split", "val"]
+    best += ["--no-download", "--device", "cpu"]
+    assert main([*best, "--val-size", "100"]) == 0
+    capsys.readouterr()
+    for extra, says in ((["--val-size", "50"], "--val-size 100, here 50"), (["--split-seed", "3", "--val-size", "100"],
+                                                                          "--split-seed 0, here 3")):  # fmt: skip
+        assert main([*best, *extra]) == 1
+        one_error_line(capsys, "was selected on another validation split (", says, "would hold images it trained on")
+    assert main([*best[:-3], "--split", "test", "--split-seed", "3", "--no-download", "--device", "cpu"]) == 0
+
+
+# --------------------------------------------------------------------------- the --val-size default
+
+
+def test_the_default_val_size_is_a_capped_fraction(tmp_path: Path) -> None:
+    """10 % of the training set, at most 5,000: the same 5,000 as before on Fashion-MNIST and CIFAR, and a small
+    ImageFolder is split instead of refused (5,000 of 5,000 images or fewer was out of range)."""
+    import numpy as np
+    from PIL import Image
+
+    from reffakd.data import DataConfig, load_splits
+    from reffakd.data.dataset import default_val_size
+
+    assert [default_val_size(n) for n in (55, 4000, 50_000, 60_000, 100_000)] == [5, 400, 5000, 5000, 5000]
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(20):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    splits = load_splits(DataConfig(dataset="imagefolder", data_dir=str(tmp_path), test_fraction=0.5), lambda _: None)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 2, 20)

@@ -268,7 +268,7 @@ def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     from .engine.distributed import pick_device
     from .io import strict_json
     from .models import load_model
-    from .models.checkpoint import check_fits
+    from .models.checkpoint import check_fits, check_split
     from .pipeline import EVAL_BATCH_SIZE
 
     path, split_name = cfg.evaluate.checkpoint, cfg.evaluate.split
@@ -277,6 +277,8 @@ def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     splits = load_splits(cfg.data, log=lambda line: None)
     shape = [splits.in_channels, *splits.image_size]
     check_fits(meta, splits.class_names, shape, f"checkpoint {path}", cfg.data.dataset)
+    if split_name == "val":
+        check_split(meta, splits.identity, f"checkpoint {path}")
     split = splits.test if split_name == "test" else splits.val
     batches = make_batches(split, EVAL_BATCH_SIZE, normalize=(meta["mean"], meta["std"]), device=device)
     result = evaluate(model.to(device), batches)

@@ -161,6 +161,7 @@ def train_student(
         "seed": cfg.seed,
         "reffakd_version": __version__,
         "augment": asdict(splits.augment),
+        "data": splits.identity,  # resume and `evaluate --split val` refuse other data or another split
     }
     source = distiller.source
     log(

@@ -22,7 +22,9 @@ class DataConfig:
         None, "folder holding the dataset files (imagefolder: one sub-folder per class); "
         "else a known copy, else a download into the cache",
     )  # fmt: skip
-    val_size: int = opt(5000, "validation images carved from the training set")
+    val_size: int | None = opt(
+        None, "validation images carved from the training set (default: 10%% of it, at most 5,000)"
+    )
     split_seed: int = opt(0, "seed of the train/validation split")
     download: bool = opt(True, "never try the network", flag="no-download", negate=True)
     image_size: int | None = opt(

@@ -202,6 +202,7 @@ class _Fit:
         self.identity = {
             "run": {k: v for k, v in checkpoint_meta.items() if k != "reffakd_version"},
             "optim": cfg.to_dict(),
+            "speed": speed.to_dict(),  # amp, channels_last, compile: a resume continues with the same numerics
         }
         self.selection = task.selection
         self.history: list[dict[str, Any]] = []

@@ -108,3 +108,24 @@ def check_fits(meta: dict[str, Any], class_names: Sequence[str], shape: Sequence
     if [meta["in_channels"], *meta["image_size"]] != list(shape):
         c, h, w = meta["in_channels"], *meta["image_size"]
         raise ReffAKDError(f"{what} expects {c}x{h}x{w} inputs, the dataset gives {shape[0]}x{shape[1]}x{shape[2]}")
+
+
+def check_split(meta: dict[str, Any], identity: dict[str, Any], what: str) -> None:
+    """Refuse scoring a checkpoint on a validation set other than the one it was selected on: with another split
+    seed or size, that "val" holds images it trained on. ``identity``: the data's (``DataSplits.identity``)."""
+    saved = meta.get("data")
+    if not isinstance(saved, dict):
+        raise ReffAKDError(
+            f"{what} does not record the split it was selected on (written by an older reffakd), so its validation "
+            "set cannot be rebuilt safely; evaluate split test instead",
+            params=("split",),
+        )
+    names = {"split_seed": "split_seed", "val_size": "val_size"}
+    for key in ("dataset", "split_seed", "val_size", "train_images", "test_images", "fingerprint"):
+        if saved.get(key) != identity.get(key):
+            hint = f"give {names[key]} {saved.get(key)}" if key in names else "use the data it was trained on"
+            raise ReffAKDError(
+                f"{what} was selected on another validation split ({key} {saved.get(key)!r}, here "
+                f"{identity.get(key)!r}): that val set would hold images it trained on; {hint}",
+                params=tuple(names.values()),
+            )

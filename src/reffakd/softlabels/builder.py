@@ -137,6 +137,7 @@ def build_soft_labels(
         "dataset": splits.dataset,
         "seed": cfg.seed,
         "augment": asdict(splits.augment),
+        "data": splits.identity,  # resume refuses other data or another split
         "reffakd_version": __version__,
     }
     with measure("autoencoder_training", device) as ae_cost:
