@@ -431,3 +431,42 @@ def test_the_default_val_size_is_a_capped_fraction(tmp_path: Path) -> None:
             Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
     splits = load_splits(DataConfig(dataset="imagefolder", data_dir=str(tmp_path), test_fraction=0.5), lambda _: None)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 2, 20)
+
+
+# --------------------------------------------------------------------------- 15. inputs that are not what they say
+
+
+def test_the_test_folder_must_not_be_the_training_folder(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from reffakd.data.image_folder import load_imagefolder
+    from reffakd.errors import ReffAKDError
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "d" / cls / f"{i}.png")
+    d = tmp_path / "d"
+    for test_dir, how in ((d, "is"), (d / "a", "is inside"), (tmp_path, "holds")):
+        with pytest.raises(ReffAKDError, match=f"test_dir {test_dir} {how} the training images of data_dir {d}"):
+            load_imagefolder(d, test_dir=test_dir)
+
+
+def test_mnist_and_fashion_mnist_files_are_told_apart() -> None:
+    """Same file names, same shapes: the full training labels decide (6,000 per class is Fashion-MNIST)."""
+    import torch
+
+    from reffakd.data.fashion_mnist import FASHION_MNIST, MNIST_SPEC, check_which
+    from reffakd.errors import ReffAKDError
+
+    fashion = torch.arange(60_000) % 10
+    digits = torch.cat([torch.zeros(5923, dtype=torch.long), torch.arange(60_000 - 5923) % 9 + 1])
+    with pytest.raises(ReffAKDError, match="are Fashion-MNIST, not MNIST .*give dataset fashion-mnist"):
+        check_which(MNIST_SPEC, fashion, "--data-dir X")
+    with pytest.raises(ReffAKDError, match="are MNIST, not Fashion-MNIST .*give dataset mnist"):
+        check_which(FASHION_MNIST, digits, "--data-dir X")
+    check_which(FASHION_MNIST, fashion, "--data-dir X")
+    check_which(MNIST_SPEC, digits, "--data-dir X")
+    check_which(MNIST_SPEC, fashion[:400], "--data-dir X")  # a subset is not judged

@@ -481,7 +481,7 @@ def compare_spec(cfg: Resolved) -> Any:
     try:
         compare = RunSpec.from_dict(spec, where)
     except ReffAKDError as exc:
-        raise ReffAKDError(str(exc), params=("vary",)) if where == "vary" else exc from None
+        raise ReffAKDError(f"--{exc}") if where == "vary" else exc from None  # the flag, not each word "vary"
     _check_comparison(cfg, compare)
     return compare
 

@@ -179,7 +179,25 @@ def _read(
     for labels in (train_y, test_y):
         if labels.min() < 0 or labels.max() > 9:
             raise ReffAKDError(f"corrupt {spec.title} labels from {origin}: values outside 0..9")
+    check_which(spec, train_y, origin)
     return train_x, train_y, test_x, test_y, spec.classes
+
+
+def check_which(spec: IdxSpec, train_labels: torch.Tensor, origin: str) -> None:
+    """MNIST and Fashion-MNIST share file names and shapes; their full training labels tell them apart: Fashion-MNIST
+    has exactly 6,000 images of each class, MNIST from 5,421 to 6,742. A full set of the other one is refused (a
+    run would name digits as clothes, or the reverse); smaller files (a user's own subset) are not judged."""
+    if train_labels.numel() != 60_000:
+        return
+    balanced = bool((torch.bincount(train_labels, minlength=10) == 6000).all())
+    other = {"fashion-mnist": (not balanced, "mnist", "MNIST"), "mnist": (balanced, "fashion-mnist", "Fashion-MNIST")}
+    wrong, name, title = other.get(spec.name, (False, "", ""))
+    if wrong:
+        raise ReffAKDError(
+            f"the files from {origin} are {title}, not {spec.title} (their training labels: "
+            f"{'6,000 of each class' if balanced else 'uneven class counts'}); give dataset {name}",
+            params=("dataset",),
+        )
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:

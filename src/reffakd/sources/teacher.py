@@ -78,9 +78,9 @@ def _training_cost(summary: dict[str, Any], where: Path) -> dict[str, Any] | Non
     totals = cost.get("totals") if isinstance(cost, dict) else None
     if cost is None or (isinstance(cost, dict) and totals is None):
         return None
-    if not isinstance(totals, dict) or not all(v is None or isinstance(v, (int, float, str)) for v in totals.values()):
+    if not isinstance(totals, dict):
         raise ReffAKDError(
-            f"teacher run summary {where} is malformed: cost must be an object whose totals map names to numbers, "
+            f"teacher run summary {where} is malformed: cost must be an object whose totals is an object, "
             f"got {json.dumps(cost)[:60]}; it is written by `reffakd train`"
         )
     return totals
