@@ -9,6 +9,7 @@ the same runner as ``compare`` and ``sweep`` (``compare.run_one``).
 from __future__ import annotations
 
 import inspect
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -137,16 +138,22 @@ def check_inputs(spec: Any, splits: Any, device: Any, soft_cfg: Any = None) -> N
             check_fits_data(spec.soft_label_config(), splits)
 
 
-def start_output(out: str, resume: bool, data: Any = None) -> None:
+def start_output(out: str, resume: bool, data: Any = None, argv: Sequence[str] | None = None) -> None:
     """A finished run is never overwritten, nor written into the data; an unfinished one (``OUT.partial``) is
-    continued only with ``resume``, which needs one to continue; one in use by another run is refused."""
+    continued only with ``resume``, which needs one to continue (the refusal gives the command line ``argv`` with
+    ``--resume``); one in use by another run is refused."""
     from .engine import RESUME_FILE
     from .rundir import check_new_run_dir, check_partial, partial_path
 
     if data is not None:
         check_out_outside_data(out, data)
     check_new_run_dir(out)
-    check_partial(partial_path(Path(out)), resume=resume)
+    try:
+        check_partial(partial_path(Path(out)), resume=resume)
+    except ReffAKDError as exc:
+        if argv is None or exc.params != ("resume",):
+            raise
+        raise ReffAKDError(f"{exc}; continue with: reffakd {shlex.join(argv)} --resume", params=exc.params) from None
     # run: the checkpoint is in softlabels/ or a student's folder inside OUT.partial.
     if resume and not any(partial_path(Path(out)).rglob(RESUME_FILE)):
         raise ReffAKDError(
@@ -166,7 +173,7 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     device = pick_device(cfg.console.device)
     out, resume = cfg.output.out, cfg.engine.resume
     model, data = cfg.student.model, cfg.data
-    start_output(out, resume, data)
+    start_output(out, resume, data, cfg.argv)
     check_engine(cfg.engine, device)
     check_input_size([model], True, data)
     log = RunLog()
@@ -190,7 +197,7 @@ def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
 
     device = pick_device(cfg.console.device)
     out, resume = cfg.output.out, cfg.engine.resume
-    start_output(out, resume, cfg.data)
+    start_output(out, resume, cfg.data, cfg.argv)
     check_input_size([], True, cfg.data)
     log = RunLog()
     splits = load_splits(cfg.data, log)
@@ -241,7 +248,7 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     main_process = distributed.is_main_process()
     out = cfg.output.out
     if main_process:
-        start_output(out, engine.resume, cfg.data)
+        start_output(out, engine.resume, cfg.data, cfg.argv)
     check_engine(engine, device)
     check_input_size([student.model], False, cfg.data)
     log: Callable[[str], None] = RunLog() if main_process else (lambda line: None)
