@@ -73,19 +73,6 @@ def test_an_interrupted_comparison_says_run_it_again_and_that_resumes(
     assert (out / "runs" / "ce" / "seed0" / "summary.json").is_file()
 
 
-def test_an_interrupted_train_names_its_resume_command(
-    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "run"
-    argv = ["train", "--out", str(out), "--data-dir", str(fake_fmnist), "--epochs", "1", *FAST]
-    with monkeypatch.context() as m:
-        stop_after_epoch(m, signal.SIGTERM)
-        assert main(argv) == 143
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.endswith(f"; continue with: reffakd {shlex.join(argv)} --resume"), err
-    assert main([*argv, "--resume"]) == 0 and (out / "summary.json").is_file()
-
-
 # --------------------------------------------------------------------------- 16. small ones
 
 
