@@ -122,18 +122,29 @@ def test_second_load_uses_the_cache_and_agrees(fake_fmnist: Path) -> None:
 
 
 def test_nothing_found_names_all_three_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    empty, debian = tmp_path / "empty", tmp_path / "no-debian"
-    empty.mkdir()
+    debian = tmp_path / "no-debian"
     debian.mkdir()
     monkeypatch.setattr(fm, "DEBIAN_DIR", debian)
     with pytest.raises(ReffAKDError) as info:
-        load_fashion_mnist(data_dir=empty, download=False)
+        load_fashion_mnist(download=False)
     message = str(info.value)
     assert "\n" not in message
-    assert f"data_dir {empty}" in message
+    assert "data_dir (not given)" in message
     assert str(debian) in message and "dataset-fashion-mnist" in message
     assert "torchvision download" in message and "disabled" in message
-    assert message.index(str(empty)) < message.index(str(debian)) < message.index("torchvision download")
+    assert message.index("data_dir") < message.index(str(debian)) < message.index("torchvision download")
+
+
+def test_an_empty_data_dir_is_an_error_never_a_fallback(
+    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An explicit path is the only place looked at: an empty one is not a reason to train on another copy."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(fm, "DEBIAN_DIR", fake_fmnist)  # a copy that would load
+    with pytest.raises(ReffAKDError, match=f"data_dir {empty} holds no Fashion-MNIST files") as info:
+        load_fashion_mnist(data_dir=empty, download=True)
+    assert "Debian" not in str(info.value) and "download" not in str(info.value)
 
 
 def test_missing_data_dir_folder_is_an_error_too(
@@ -149,7 +160,7 @@ def test_incomplete_data_dir_is_not_enough(tmp_path: Path, monkeypatch: pytest.M
     folder = make_fake_fashion_mnist(tmp_path / "partial")
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "no-debian")
-    with pytest.raises(ReffAKDError, match="not found"):
+    with pytest.raises(ReffAKDError, match="holds no Fashion-MNIST files"):
         load_fashion_mnist(data_dir=folder, download=False)
 
 

@@ -220,8 +220,11 @@ def test_cifar_truncated_batch(tmp_path: Path) -> None:
 
 
 def test_cifar_not_found_names_every_place(tmp_path: Path) -> None:
-    message = expect_error(load_cifar100, data_dir=tmp_path, download=False)
-    assert f"data_dir {tmp_path}" in message and "cifar-100-python" in message and "disabled" in message
+    message = expect_error(load_cifar100, data_dir=tmp_path, download=True)  # an explicit path: never a download
+    assert f"data_dir {tmp_path} holds no cifar100 files" in message and "cifar-100-python" in message
+    assert "download" not in message
+    message = expect_error(load_cifar100, download=False)
+    assert "data_dir (not given)" in message and "disabled" in message
 
 
 def test_cifar_resized_on_request(tmp_path: Path) -> None:
@@ -496,7 +499,8 @@ def test_mnist_torchvision_layout_in_place_and_not_found(tmp_path: Path) -> None
     ds = load_dataset("mnist", data_dir=tmp_path / "tv", download=False)
     assert len(ds.train_labels) == 30 and tree_digest(tmp_path / "tv") == before and not cache_files()
     message = expect_error(load_mnist, data_dir=tmp_path / "tv" / "MNIST", download=False)
-    assert message.startswith("MNIST not found") and "Debian" not in message and "disabled" in message
+    assert message.startswith(f"data_dir {tmp_path / 'tv' / 'MNIST'} holds no MNIST files")  # never a fallback
+    assert "Debian" not in message and "download" not in message
 
 
 # --------------------------------------------------------------------------- streaming

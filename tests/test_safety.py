@@ -7,6 +7,7 @@ Every case here stops before training, so each test takes a fraction of a second
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -142,9 +143,10 @@ def test_an_unfinished_run_is_kept_and_the_error_says_how_to_go_on(
     for command in ("train", "run", "softlabels"):
         argv = train_argv(out, fake_fmnist) if command == "train" else [command, "--out", str(out), *FAST[:-2]]
         assert main([*argv, "--data-dir", str(fake_fmnist)]) == 1
-        one_error_line(
+        line = one_error_line(
             capsys, f"{out}.partial holds an unfinished run; add --resume to continue it, or remove {out}.partial"
         )
+        assert line.endswith(f"; continue with: reffakd {shlex.join([*argv, '--data-dir', str(fake_fmnist)])} --resume")
     assert tree_digest(tmp_path) == before
 
 

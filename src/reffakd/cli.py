@@ -4,7 +4,7 @@ Every flag comes from a field of ``runconfig``'s dataclasses (or a registered me
 record); ``--config FILE.yaml`` gives the same keys. Options typed on the command line win over the
 file, which wins over the defaults. The argparse namespace never leaves this module: commands get
 a typed ``runconfig.Resolved``. User mistakes (``ReffAKDError``) print one line, with library
-parameter names shown as their flags, and exit 1; argparse's own errors exit 2. Everything is
+parameter names shown as their flags, and exit 1; argparse's own errors too. Everything is
 validated before anything is written.
 """
 
@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import signal
 import sys
+import threading
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,9 +31,17 @@ REQUIRED = {"run": ("out",), "softlabels": ("out",), "train": ("out",), "compare
             "evaluate": ("checkpoint",), "export": ("out", "checkpoint"), "predict": ("checkpoint",)}  # fmt: skip
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are ``ReffAKDError``s: one line and exit 1, like every other user error (argparse's
+    own is a usage block and exit 2); sub-parsers are of this class too."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ReffAKDError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """One sub-command per ``runconfig.COMMANDS`` entry, one argument group per configuration group."""
-    parser = argparse.ArgumentParser(prog="reffakd", description="Knowledge distillation without a teacher network.")
+    parser = Parser(prog="reffakd", description="Knowledge distillation without a teacher network.")
     parser.add_argument("--version", action="version", version=f"reffakd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     exclusive = {key for pair in EXCLUSIVE for key in pair}
@@ -98,8 +109,8 @@ def parse_command(argv: Sequence[str], require: bool = True) -> Resolved | argpa
     resolved = Resolved(args.command, {**defaults(args.command), **values, **given}, list(argv), spec)
     missing = [f"--{k.replace('_', '-')}" for k in REQUIRED.get(args.command, ()) if resolved.values.get(k) is None]
     if require and missing:
-        parser.exit(2, f"reffakd {args.command}: error: the following arguments are required: {', '.join(missing)} "
-                       "(on the command line or in --config)\n")  # fmt: skip
+        raise ReffAKDError(f"reffakd {args.command}: the following arguments are required: {', '.join(missing)} "
+                           "(on the command line or in --config)")  # fmt: skip
     return resolved
 
 
@@ -133,6 +144,8 @@ def show_config(args: argparse.Namespace) -> None:
     """``reffakd config show COMMAND [OPTIONS]``: print what COMMAND would run with; writes nothing."""
     from .runconfig import check_command
 
+    if args.rest and args.rest[0] in ("-h", "--help"):
+        build_parser().parse_args(["config", "--help"])  # prints the help and exits 0, like every --help
     if not args.rest or args.rest[0] not in CONFIG_COMMANDS:
         got = f" {args.rest[0]!r}" if args.rest else ""
         raise ReffAKDError(
@@ -156,8 +169,56 @@ def as_flags(exc: ReffAKDError) -> str:
     return text
 
 
+def continue_advice(cfg: Resolved) -> str:
+    """The exact command that continues an interrupted ``cfg``: compare and sweep resume when run again as they were
+    (finished runs are kept, an interrupted one continues from its checkpoint); the one-folder commands need
+    ``--resume``, once their ``OUT.partial`` exists."""
+    from pathlib import Path
+
+    from .rundir import partial_path
+
+    again = f"reffakd {shlex.join(cfg.argv)}"
+    if cfg.command in ("compare", "sweep"):
+        return f"continue with the same command: {again}"
+    out = cfg.values.get("out")
+    if cfg.command == "evaluate" or not out or not partial_path(Path(out)).is_dir():
+        return "nothing was kept; run the command again"
+    return f"continue with: {again}" + ("" if cfg.values.get("resume") else " --resume")
+
+
+def os_error_line(exc: OSError, cfg: Resolved | argparse.Namespace | None) -> str:
+    """An operating-system error as a user's: what failed on which file, and what was kept (every write is atomic:
+    nothing is half-written; an interrupted run folder stays ``.partial`` and resumable)."""
+    import errno
+
+    what = exc.strerror or type(exc).__name__
+    files = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    line = f"{what}: {files}" if files else what
+    if exc.errno == errno.ENOSPC:
+        line += "; free some space"
+    if isinstance(cfg, Resolved):
+        advice = continue_advice(cfg)
+        if not advice.startswith("nothing"):
+            line += f"; then {advice}" if exc.errno == errno.ENOSPC else f"; the run so far is kept: {advice}"
+    return line
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside training (loading, testing, writing): stop like Ctrl-C does, with a message, not silently."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated("terminated by SIGTERM")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    parsed: Resolved | argparse.Namespace | None = None
+    previous = (
+        signal.signal(signal.SIGTERM, _terminated) if threading.current_thread() is threading.main_thread() else None
+    )
     try:
         parsed = parse_command(argv)
         if isinstance(parsed, Resolved):
@@ -171,12 +232,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReffAKDError as exc:
         print(f"reffakd: error: {as_flags(exc)}", file=sys.stderr)
         return 1
+    except OSError as exc:  # disk full, permission, name too long...: the user's to fix, in one line
+        print(f"reffakd: error: {os_error_line(exc, parsed)}", file=sys.stderr)
+        return 1
     except TrainingInterrupted as exc:  # a signal during training: the resume checkpoint is written
-        print(f"reffakd: {exc}", file=sys.stderr)
+        advice = f"; {continue_advice(parsed)}" if isinstance(parsed, Resolved) else ""
+        print(f"reffakd: {exc}{advice}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("reffakd: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # outside training: nothing half-written (every write is atomic)
+        advice = f"; {continue_advice(parsed)}" if isinstance(parsed, Resolved) else ""
+        what = "terminated by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
+        print(f"reffakd: {what}{advice}", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -9,7 +9,7 @@ the same runner as ``compare`` and ``sweep`` (``compare.run_one``).
 from __future__ import annotations
 
 import inspect
-import json
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,16 +107,56 @@ def check_out_outside_data(out: str | Path, data: Any) -> None:
             )
 
 
-def start_output(out: str, resume: bool, data: Any = None) -> None:
+def check_engine(engine: Any, device: Any) -> None:
+    """The speed and logging options this device and this installation can honour, refused before any data is
+    loaded or folder made (the training loop checks them again for library callers)."""
+    from .engine.logsinks import require_tensorboard
+    from .engine.speed import SpeedOptions
+
+    if hasattr(engine, "amp"):
+        SpeedOptions(engine.amp, engine.channels_last, engine.compile).validate(device)
+    if getattr(engine, "tensorboard", False):
+        require_tensorboard()
+
+
+def check_inputs(spec: Any, splits: Any, device: Any, soft_cfg: Any = None) -> None:
+    """What needs the loaded data, checked before a folder exists or the autoencoder trains: the soft-label settings
+    against these classes, and a comparison's given teacher and soft labels (``spec``)."""
+    from .softlabels.builder import check_fits_data
+
+    if soft_cfg is not None:
+        check_fits_data(soft_cfg, splits)
+    if spec is None:
+        return
+    if spec.teacher_methods() and "checkpoint" in spec.teacher:
+        from .sources import load_teacher
+
+        load_teacher(spec.teacher["checkpoint"], splits, device)
+    if spec.soft_label_methods():
+        if "path" in spec.soft_labels:
+            from .softlabels import SoftLabels
+
+            SoftLabels.load(spec.soft_labels["path"]).check_matches(splits.class_names, f"dataset {splits.dataset}")
+        else:
+            check_fits_data(spec.soft_label_config(), splits)
+
+
+def start_output(out: str, resume: bool, data: Any = None, argv: Sequence[str] | None = None) -> None:
     """A finished run is never overwritten, nor written into the data; an unfinished one (``OUT.partial``) is
-    continued only with ``resume``, which needs one to continue; one in use by another run is refused."""
+    continued only with ``resume``, which needs one to continue (the refusal gives the command line ``argv`` with
+    ``--resume``); one in use by another run is refused."""
     from .engine import RESUME_FILE
     from .rundir import check_new_run_dir, check_partial, partial_path
 
     if data is not None:
         check_out_outside_data(out, data)
     check_new_run_dir(out)
-    check_partial(partial_path(Path(out)), resume=resume)
+    try:
+        check_partial(partial_path(Path(out)), resume=resume)
+    except ReffAKDError as exc:
+        if argv is None or exc.params != ("resume",):
+            raise
+        raise ReffAKDError(f"{exc}; continue with: reffakd {shlex.join(argv)} --resume", params=exc.params) from None
     # run: the checkpoint is in softlabels/ or a student's folder inside OUT.partial.
     if resume and not any(partial_path(Path(out)).rglob(RESUME_FILE)):
         raise ReffAKDError(
@@ -136,11 +176,13 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     device = pick_device(cfg.console.device)
     out, resume = cfg.output.out, cfg.engine.resume
     model, data = cfg.student.model, cfg.data
-    start_output(out, resume, data)
+    start_output(out, resume, data, cfg.argv)
+    check_engine(cfg.engine, device)
     check_input_size([model], True, data)
     log = RunLog()
     splits = load_splits(data, log)
     check_input_size([model], True, data, splits)
+    check_inputs(None, splits, device, spec.soft_label_config())
     folders = {"ce": "ce", "reffakd": f"reffakd-{cfg.soft.preset}"}
     engine = {k: v for k, v in cfg.engine.fit_options().items() if k != "resume"}
     with staged_run_dir(out, resume=resume) as run_dir:
@@ -158,11 +200,12 @@ def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
 
     device = pick_device(cfg.console.device)
     out, resume = cfg.output.out, cfg.engine.resume
-    start_output(out, resume, cfg.data)
+    start_output(out, resume, cfg.data, cfg.argv)
     check_input_size([], True, cfg.data)
     log = RunLog()
     splits = load_splits(cfg.data, log)
     check_input_size([], True, cfg.data, splits)
+    check_inputs(None, splits, device, soft_cfg)
     with staged_run_dir(out, resume=resume) as run_dir:
         log.attach(run_dir, config_yaml)
         build_soft_labels(
@@ -209,7 +252,8 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     main_process = distributed.is_main_process()
     out = cfg.output.out
     if main_process:
-        start_output(out, engine.resume, cfg.data)
+        start_output(out, engine.resume, cfg.data, cfg.argv)
+    check_engine(engine, device)
     check_input_size([student.model], False, cfg.data)
     log: Callable[[str], None] = RunLog() if main_process else (lambda line: None)
     splits = load_splits(cfg.data, log)
@@ -235,8 +279,9 @@ def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     from .data import load_splits, make_batches
     from .engine import evaluate
     from .engine.distributed import pick_device
+    from .io import strict_json
     from .models import load_model
-    from .models.checkpoint import check_fits
+    from .models.checkpoint import check_fits, check_split
     from .pipeline import EVAL_BATCH_SIZE
 
     path, split_name = cfg.evaluate.checkpoint, cfg.evaluate.split
@@ -245,10 +290,12 @@ def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     splits = load_splits(cfg.data, log=lambda line: None)
     shape = [splits.in_channels, *splits.image_size]
     check_fits(meta, splits.class_names, shape, f"checkpoint {path}", cfg.data.dataset)
+    if split_name == "val":
+        check_split(meta, splits.identity, f"checkpoint {path}")
     split = splits.test if split_name == "test" else splits.val
     batches = make_batches(split, EVAL_BATCH_SIZE, normalize=(meta["mean"], meta["std"]), device=device)
     result = evaluate(model.to(device), batches)
-    print(json.dumps({"checkpoint": str(path), "split": split_name, "epoch": meta.get("epoch"), **result}))
+    print(strict_json({"checkpoint": str(path), "split": split_name, "epoch": meta.get("epoch"), **result}))
 
 
 def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
@@ -260,11 +307,13 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     from .reports.sweep_report import write_sweep_report
 
     device = pick_device(cfg.console.device)
-    from .rundir import LOCK, check_free
+    from .rundir import LOCK, check_free, check_writable
 
     out = Path(cfg.output.out)
     data = spec.data_config()
     check_out_outside_data(out, data)
+    if not out.exists():
+        check_writable(out, suffix="")
     check_resumable(out, spec)
     check_free(out / LOCK, f"comparison folder {out}")
     if spec.budgets is not None:  # a label-budget study: one comparison per budget (study.py)
@@ -281,6 +330,7 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     check_input_size(models, building_soft_labels, data)
     splits = load_splits(data, print)
     check_input_size(models, building_soft_labels, data, splits)
+    check_inputs(spec, splits, device)  # before spec.json is written: a corrected command must not be refused
     sweep = cfg.command == "sweep"
     report = (lambda folder, final: write_sweep_report(folder, method_names())) if sweep else compare_report
     run_compare(spec, out, splits, device=device, progress=cfg.console.progress, log=print, jobs=cfg.compare.jobs,

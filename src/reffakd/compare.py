@@ -249,9 +249,22 @@ def train_item(
     if run is not None:
         teacher = load_teacher(run_path(out, run, item.seed) / "best.safetensors", splits, device)
         shared = Shared(shared.soft, teacher, shared.soft_semi)
-    with staged_run_dir(item_path(out, item), redo=True) as tmp:
+    folder = item_path(out, item)
+    resume = interrupted(folder)
+    with staged_run_dir(folder, redo=True, resume=resume) as tmp:
         run_one(spec, item, tmp, splits, shared, device=device, progress=progress, log=log,
-                name=f"{item.variant}-s{item.seed}")  # fmt: skip
+                name=f"{item.variant}-s{item.seed}", resume=resume)  # fmt: skip
+
+
+def interrupted(folder: Path) -> bool:
+    """Whether ``folder``'s ``.partial`` is an interrupted run of reffakd's with a resume checkpoint to continue
+    from: running a comparison again continues it (the spec is the same: ``check_resumable``), and the run's own
+    identity check refuses a checkpoint of anything else."""
+    from .engine import RESUME_FILE
+    from .rundir import MARKER, partial_path
+
+    staging = partial_path(folder)
+    return (staging / MARKER).is_file() and any(staging.rglob(RESUME_FILE))
 
 
 def run_pipeline(
@@ -437,8 +450,9 @@ def _soft_labels(
         path = folder / SOFT_LABELS_FILE
         if not path.is_file():
             cfg = replace(spec.soft_label_config(), budget_unlabelled=True) if semi else spec.soft_label_config()
-            with staged_run_dir(folder, redo=True) as tmp:
-                build_soft_labels(splits, cfg, tmp, device=device, progress=progress, log=log)
+            resume = interrupted(folder)
+            with staged_run_dir(folder, redo=True, resume=resume) as tmp:
+                build_soft_labels(splits, cfg, tmp, device=device, progress=progress, log=log, resume=resume)
     soft = SoftLabels.load(path)
     soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
     soft.check_labelled(splits.budget)
@@ -456,6 +470,7 @@ def _teacher(
     if not (folder / "summary.json").is_file():
         optim = spec.optim(spec.teacher, "teacher")
         cfg = StudentConfig("ce", spec.teacher["model"], optim, seed=int(spec.teacher.get("seed", 0)))
-        with staged_run_dir(folder, redo=True) as tmp:
-            train_student(splits, cfg, tmp, device=device, name="teacher", progress=progress, log=log)
+        resume = interrupted(folder)
+        with staged_run_dir(folder, redo=True, resume=resume) as tmp:
+            train_student(splits, cfg, tmp, device=device, name="teacher", progress=progress, log=log, resume=resume)
     return load_teacher(folder / "best.safetensors", splits, device)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,7 +24,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would make every artifact private
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -33,13 +37,35 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it, so set back at once): the mode a plainly created file gets."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text_atomic(path, strict_json(obj, indent=2) + "\n")
+
+
+def strict_json(obj: Any, **kwargs: Any) -> str:
+    """JSON that strict parsers accept: a non-finite float (NaN, inf: not JSON) is written as null."""
+    return json.dumps(_finite(obj), allow_nan=False, default=lambda o: _finite(_json_default(o)), **kwargs)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> None:
@@ -91,7 +117,7 @@ class JsonlWriter:
 
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=_json_default) + "\n")
+            f.write(strict_json(record) + "\n")
             f.flush()
 
 

@@ -188,6 +188,7 @@ def train_student(
         "reffakd_version": __version__,
         "augment": asdict(splits.augment),
         **({"labelled": splits.budget} if splits.budget is not None else {}),  # resuming on another subset: refused
+        "data": splits.identity,  # resume and `evaluate --split val` refuse other data or another split
     }
     source = distiller.source
     log(

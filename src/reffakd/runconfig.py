@@ -10,6 +10,7 @@ mapping into the typed objects the library takes (``DataConfig``, ``OptimConfig`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -389,7 +390,10 @@ class Resolved:
             return {k: v for k, v in kw.items() if v is not None}
         obj = g.cls(**kw)
         if isinstance(obj, OptimConfig):
-            obj.validate()
+            try:
+                obj.validate()
+            except ReffAKDError as exc:
+                raise prefixed(exc, g.prefix) from None
         return obj
 
     def soft_label_config(self) -> Any:
@@ -421,6 +425,16 @@ class Resolved:
         """``run``: plain cross-entropy and ReffAKD (the parameters given are ReffAKD's), soft labels built here."""
         soft = self.soft.section(self.seed.seed, self.ae_optim)
         return self.one_seed_spec(["ce", "reffakd"], {"reffakd": self.method_params}, soft_labels=soft)
+
+
+def prefixed(exc: ReffAKDError, prefix: str) -> ReffAKDError:
+    """The error of a group whose keys carry a prefix (``ae_lr``), naming its keys as they were typed."""
+    if not prefix:
+        return exc
+    text = str(exc)
+    for param in exc.params:
+        text = re.sub(rf"(?<![\w.]){re.escape(param)}\b", prefix + param, text)
+    return ReffAKDError(text, params=tuple(prefix + p for p in exc.params))
 
 
 def _field_value(o: Option, value: Any) -> Any:
@@ -529,6 +543,8 @@ def compare_spec(cfg: Resolved) -> Any:
         spec["soft_labels"] = {**spec["soft_labels"], "autoencoder": autoencoder}
     where = sections.where if sections is not None else f"--spec {v['spec']}" if v["spec"] else f"preset {preset}"
     if v["vary"]:
+        RunSpec.from_dict(spec, where)  # what came before the grid axes is blamed on where it came from
+        where = "vary"  # the rest on the axes typed
         vary = [_axis(text) for text in v["vary"]]
         keys = [k for k, _ in vary]
         twice = sorted({k for k in keys if keys.count(k) > 1})
@@ -542,7 +558,10 @@ def compare_spec(cfg: Resolved) -> Any:
         )
         methods, axes = grid_axes(grid) if valid else (_methods_taking(spec["methods"], keys), {})
         spec["grid"] = {"methods": methods, "params": {**axes, **dict(vary)}}
-    compare = RunSpec.from_dict(spec, where)
+    try:
+        compare = RunSpec.from_dict(spec, where)
+    except ReffAKDError as exc:
+        raise ReffAKDError(f"--{exc}") if where == "vary" else exc from None  # the flag, not each word "vary"
     _check_comparison(cfg, compare)
     return compare
 

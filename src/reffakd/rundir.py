@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import ReffAKDError
 
@@ -36,7 +37,41 @@ def check_new_run_dir(path: str | os.PathLike[str]) -> Path:
         raise ReffAKDError(
             f"run folder {path} already exists; choose a new out (reffakd never overwrites a run)", params=("out",)
         )
+    check_writable(path)
     return path
+
+
+def check_writable(path: Path, suffix: str = ".partial") -> None:
+    """Refuse, before any work, an output path the run could not create or rename into place at its end: a link
+    (a dangling one fails only at the final rename), a name too long once ``suffix`` is added, a parent that is a
+    file, a folder that cannot be written."""
+    if path.is_symlink():
+        raise ReffAKDError(
+            f"out {path} is a symbolic link (to {os.readlink(path)}); a run folder is created, never written through "
+            "a link: choose a new out",
+            params=("out",),
+        )
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ReffAKDError(f"out {path} cannot be created: {ancestor} is a file, not a folder", params=("out",))
+    try:
+        limit = os.pathconf(ancestor, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for part in (*path.relative_to(ancestor).parts[:-1], path.name + suffix):
+        if len(os.fsencode(part)) > limit:
+            raise ReffAKDError(
+                f"out {path} cannot be created: the name {part[:40]}... is {len(os.fsencode(part))} bytes "
+                f"(with {suffix!r} for the run in progress), over this file system's {limit}",
+                params=("out",),
+            )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ReffAKDError(
+            f"out {path} cannot be created: folder {ancestor} is not writable (permission denied or read-only)",
+            params=("out",),
+        )
 
 
 def partial_path(path: Path) -> Path:
@@ -156,6 +191,46 @@ def _take(staging: Path, resume: bool, redo: bool) -> int | None:
     return fd
 
 
+def _renameat2() -> Any:
+    """glibc's ``renameat2`` (Linux 3.15+, glibc 2.28+), or None."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn
+
+
+def rename_no_replace(staging: Path, final: Path) -> None:
+    """Rename the finished ``staging`` onto ``final`` only if nothing is there: a folder that appeared while the run
+    worked is never replaced (``os.replace`` would replace an empty one). Atomic with ``RENAME_NOREPLACE`` where the
+    system has it; elsewhere checked just before the rename."""
+    import ctypes
+    import errno
+
+    renameat2 = _renameat2()
+    taken = ReffAKDError(
+        f"run folder {final} appeared while this run worked and is never overwritten; the finished run is in "
+        f"{staging}: move it where you want it",
+        params=("out",),
+    )
+    if renameat2 is not None:
+        at_fdcwd, noreplace = -100, 1
+        if renameat2(at_fdcwd, os.fsencode(staging), at_fdcwd, os.fsencode(final), noreplace) == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise taken
+        if err not in (errno.EINVAL, errno.ENOSYS):  # EINVAL/ENOSYS: this file system or kernel lacks the flag
+            raise OSError(err, os.strerror(err), str(final))
+    if os.path.lexists(final):
+        raise taken
+    os.rename(staging, final)
+
+
 @contextlib.contextmanager
 def staged_run_dir(
     path: str | os.PathLike[str], *, resume: bool = False, main: bool = True, redo: bool = False
@@ -175,7 +250,7 @@ def staged_run_dir(
     fd = _take(staging, resume, redo)
     try:
         yield staging
-        os.replace(staging, final)
+        rename_no_replace(staging, final)
         for name in (MARKER, LOCK):  # still locked: a run starting now finds the folder finished
             (final / name).unlink(missing_ok=True)
     finally:

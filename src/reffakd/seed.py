@@ -7,6 +7,16 @@ import random
 import numpy as np
 import torch
 
+MAX_SEED = 2**63 - 1  # torch takes seeds as 64-bit integers; larger ones failed deep inside a run
+
+
+def check_seed(seed: int, name: str = "seed") -> None:
+    """Refuse, in one line naming ``name``, a seed the generators cannot take."""
+    from .errors import ReffAKDError
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ReffAKDError(f"{name} {seed!r} is out of range: it must be an integer from 0 to 2^63 - 1", params=(name,))
+
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a CPU generator for data order and augmentation."""

@@ -163,6 +163,9 @@ def add_flags(parser: argparse.ArgumentParser | Any, opts: Iterable[Option]) -> 
 
 # --------------------------------------------------------------------------- config files
 
+MAX_FILE_BYTES = 1 << 20  # a config or spec file: options and short lists
+MAX_VALUES = 100_000  # values once YAML aliases are expanded (an alias bomb is billions)
+MAX_DEPTH = 50
 YAML_NUMBER_HINT = " (YAML reads 1e-3 or 1.5e4 as text: write 1.0e-3 or 1.5e+4)"
 
 
@@ -174,7 +177,7 @@ def _kind(value: Any) -> str:
 def _text(o: Option, value: Any, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         expected = "one of " + ", ".join(map(str, choices_of(o))) if o.choices else o.item.__name__
-        raise ReffAKDError(f"{where}: key {o.key!r}: expected {expected}, got {_kind(value)} {value!r}")
+        raise ReffAKDError(f"{where}: key {o.key!r}: expected {expected}, got {_kind(value)} {short(value)}")
     return value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
 
 
@@ -184,7 +187,7 @@ def read_value(o: Option, value: Any, where: str) -> Any:
     if o.kind is bool:
         if isinstance(value, bool) or (value is None and o.optional):
             return value
-        raise bad(f"expected true or false{' or null' if o.optional else ''}, got {value!r}")
+        raise bad(f"expected true or false{' or null' if o.optional else ''}, got {short(value)}")
     if value is None:
         if o.optional:
             return None
@@ -241,7 +244,7 @@ def check_types(cls: type, section: Mapping[str, Any], what: str) -> None:
     for key, value in section.items():
         if key in hints and not _fits(value, hints[key]):
             expected = str(hints[key]).replace("typing.", "").replace("<class '", "").replace("'>", "")
-            raise ReffAKDError(f"{what} {key} {value!r} has the wrong type: expected {expected}{yaml_hint(value)}")
+            raise ReffAKDError(f"{what} {key} {short(value)} has the wrong type: expected {expected}{yaml_hint(value)}")
 
 
 def read_mapping(path: str | Path, where: str) -> dict[str, Any]:
@@ -250,6 +253,9 @@ def read_mapping(path: str | Path, where: str) -> dict[str, Any]:
 
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ReffAKDError(f"{where} is {size:,} bytes; a config or spec file may hold at most {MAX_FILE_BYTES:,}")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -269,10 +275,51 @@ def read_mapping(path: str | Path, where: str) -> dict[str, Any]:
         kind = "a YAML mapping of keys to values"
     if not isinstance(data, dict):
         raise ReffAKDError(f"{where} must hold {kind}, got {_kind(data)}")
+    values = expanded_size(data)
+    if values > MAX_VALUES:
+        raise ReffAKDError(
+            f"{where} expands to more than {MAX_VALUES:,} values (YAML aliases repeat what they name); "
+            "a config or spec holds options and short lists"
+        )
     bad = [k for k in data if not isinstance(k, str)]
     if bad:
         raise ReffAKDError(f"{where}: key {bad[0]!r} is not a name")
     return data
+
+
+def expanded_size(value: Any, limit: int = MAX_VALUES) -> int:
+    """How many values ``value`` holds once every YAML alias is written out, counted without writing them out (each
+    shared node is sized once), and stopping past ``limit``: an alias bomb's billions are never built or printed."""
+    memo: dict[int, int] = {}
+
+    def size(v: Any, depth: int) -> int:
+        if not isinstance(v, (dict, list)):
+            return 1
+        if id(v) in memo:
+            return memo[id(v)]
+        if depth > MAX_DEPTH:
+            return limit + 1
+        items = list(v.keys()) + list(v.values()) if isinstance(v, dict) else v
+        total = 1
+        for item in items:
+            total += size(item, depth + 1)
+            if total > limit:
+                break
+        memo[id(v)] = total
+        return total
+
+    return size(value, 0)
+
+
+def short(value: Any) -> str:
+    """``repr`` cut to a line: an error message never prints a whole (possibly huge) value."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlist = r.maxdict = r.maxtuple = 8
+    r.maxstring = r.maxother = 80
+    r.maxlevel = 3
+    return r.repr(value)
 
 
 def _yaml_problem(exc: Exception) -> str:

@@ -25,6 +25,7 @@ from .distillers import get_method, method_names, parameter_types, tuning_grid
 from .engine import OptimConfig
 from .errors import ReffAKDError
 from .pipeline import StudentConfig
+from .seed import check_seed
 from .settings import check_types, is_number, yaml_hint
 from .softlabels import Calibration, SoftLabelConfig
 
@@ -240,6 +241,8 @@ class RunSpec:
             get_method(m)
         if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
             raise ReffAKDError(f"{where}: seeds must be a non-empty list of integers, got {self.seeds!r}")
+        for s in self.seeds:
+            check_seed(s)
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.methods)) != len(self.methods):
             raise ReffAKDError(f"{where}: methods and seeds must not repeat")
         for name in ("data", "student", "teacher", "soft_labels"):
@@ -272,6 +275,7 @@ class RunSpec:
         if self.teacher_methods():
             if "checkpoint" not in self.teacher:
                 self.optim(self.teacher, "teacher")
+                check_seed(self.teacher.get("seed", 0), "seed")
                 if not is_model_name(self.teacher.get("model")):
                     raise ReffAKDError(
                         f"{where}: teacher model {self.teacher.get('model')!r} is unknown; "
@@ -573,6 +577,7 @@ def soft_label_config(section: Mapping[str, Any], dataset: str) -> SoftLabelConf
         raise ReffAKDError(
             f"samples_per_class {samples} is out of range: it must be at least 2", params=("samples_per_class",)
         )
+    check_seed(section.get("seed", 0), "seed")
     autoencoder = RunSpec.optim(section.get("autoencoder", {}), "autoencoder")
     augment = bool(section.get("augment_embeddings", False))
     unlabelled = section.get("unlabelled_dir")

@@ -224,7 +224,11 @@ def locate_cifar(
                 return _extract(
                     archive, cache_dir, spec
                 ), f"--data-dir {data_dir} ({archive.name}, extracted into the cache)"
-        tried.append(f"data_dir {data_dir} (no {base}/ with {', '.join(spec.files)}, and no {archive_name})")
+        raise ReffAKDError(  # an explicit path is the only place looked at: never a fallback to a download
+            f"data_dir {data_dir} holds no {spec.name} files: no {base}/ with {', '.join(spec.files)}, "
+            f"and no {archive_name}",
+            params=("data_dir",),
+        )
     else:
         tried.append("data_dir (not given)")
     download_root = cache_dir / spec.name / "download"

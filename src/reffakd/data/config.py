@@ -11,6 +11,8 @@ from .budget import LabelBudget, describe_budget
 from .dataset import DataSplits, split_train_val
 from .registry import load_dataset
 
+MAX_IMAGE_SIZE = 1024  # the largest square side a loader resizes to (and a checkpoint may ask for)
+
 
 @dataclass
 class DataConfig:
@@ -21,7 +23,9 @@ class DataConfig:
         None, "folder holding the dataset files (imagefolder: one sub-folder per class); "
         "else a known copy, else a download into the cache",
     )  # fmt: skip
-    val_size: int = opt(5000, "validation images carved from the training set")
+    val_size: int | None = opt(
+        None, "validation images carved from the training set (default: 10%% of it, at most 5,000)"
+    )
     split_seed: int = opt(0, "seed of the train/validation split")
     download: bool = opt(True, "never try the network", flag="no-download", negate=True)
     image_size: int | None = opt(
@@ -48,6 +52,24 @@ class DataConfig:
         if self.labels_per_class is None and self.label_fraction is None:
             return None
         return LabelBudget(self.labels_per_class, self.label_fraction, self.label_seed)
+
+    def __post_init__(self) -> None:
+        """Sizes and seeds the loaders can take, refused here rather than as a traceback (or an exhausted memory)
+        deep inside a load."""
+        from ..errors import ReffAKDError
+        from ..seed import check_seed
+
+        size = self.image_size
+        if size is not None and not (isinstance(size, int) and 1 <= size <= MAX_IMAGE_SIZE):
+            raise ReffAKDError(
+                f"image_size {size} is out of range: it must be between 1 and {MAX_IMAGE_SIZE}", params=("image_size",)
+            )
+        check_seed(self.split_seed, "split_seed")
+        fraction = self.test_fraction
+        if fraction is not None and not 0 < fraction < 1:
+            raise ReffAKDError(
+                f"test_fraction {fraction} is out of range: it must lie in (0, 1)", params=("test_fraction",)
+            )
 
     def loader_options(self) -> dict[str, Any]:
         options = {

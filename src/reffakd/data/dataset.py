@@ -8,6 +8,8 @@ of positions), so the split below and every ``shape``-based property work on bot
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
@@ -105,10 +107,31 @@ class DataSplits:
     # others (label -1, for the autoencoder alone), ``budget`` the record that identifies the subset.
     unlabelled: Split | None = None
     budget: dict[str, Any] | None = None
+    split: dict[str, int] = field(default_factory=dict)  # how val was carved: {"seed", "val_size"}
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @functools.cached_property
+    def identity(self) -> dict[str, Any]:
+        """What makes these the same data: the dataset, the split, the sizes and a fingerprint of the content read
+        (every image's bytes in memory; a streamed file's name, size and mtime). A checkpoint records it, so resume
+        and ``evaluate --split val`` can refuse other data or another split (a val set holding training images)."""
+        h = hashlib.sha1()
+        for part in (self.train, self.val, self.test):
+            if part is None:  # a tuning trial's data: no test split at all
+                continue
+            _digest_images(h, part.images)
+            h.update(part.labels.to(torch.int64).contiguous().numpy().tobytes())
+        return {
+            "dataset": self.dataset,
+            "split_seed": self.split.get("seed"),
+            "val_size": len(self.val),
+            "train_images": len(self.train),
+            "test_images": len(self.test) if self.test is not None else 0,
+            "fingerprint": h.hexdigest()[:16],
+        }
 
     @property
     def in_channels(self) -> int:
@@ -176,7 +199,27 @@ def read_image_as_trained(
     return resize_uint8(decode_image(path, channels, (h, w))[None], size)[0]
 
 
-def split_train_val(dataset: ImageDataset, val_size: int, seed: int, budget: LabelBudget | None = None) -> DataSplits:
+def _digest_images(h: Any, images: Images) -> None:
+    if isinstance(images, torch.Tensor):
+        h.update(images.contiguous().numpy().data)  # the bytes themselves, without a copy
+        return
+    for i in range(len(images.names)):  # streamed: the files, as the decode cache keys them
+        st = os.stat(images.path(i))
+        h.update(bytes(images.names[i]) + f":{st.st_size}:{st.st_mtime_ns}\n".encode())
+
+
+DEFAULT_VAL_FRACTION, DEFAULT_VAL_CAP = 0.1, 5000
+
+
+def default_val_size(n: int) -> int:
+    """10 % of the training images, at most 5,000 (Fashion-MNIST's and CIFAR's 5,000 as before; a small
+    ImageFolder keeps most of its images for training instead of being refused)."""
+    return max(1, min(DEFAULT_VAL_CAP, int(n * DEFAULT_VAL_FRACTION)))
+
+
+def split_train_val(
+    dataset: ImageDataset, val_size: int | None, seed: int, budget: LabelBudget | None = None
+) -> DataSplits:
     """Carve a seeded validation set out of the training set; the test set is left for reporting only.
 
     The split depends on ``seed`` alone, so every method trained with the same seed sees the same
@@ -186,6 +229,8 @@ def split_train_val(dataset: ImageDataset, val_size: int, seed: int, budget: Lab
     (``data.budget``); validation and test are the same with or without it.
     """
     n = int(dataset.train_labels.shape[0])
+    if val_size is None:
+        val_size = default_val_size(n)
     if not 1 <= val_size < n:
         raise ReffAKDError(
             f"val_size {val_size} is out of range: it must be between 1 and {n - 1} (training set has {n} images)",
@@ -211,4 +256,5 @@ def split_train_val(dataset: ImageDataset, val_size: int, seed: int, budget: Lab
         std=dataset.std,
         dataset=dataset.name,
         augment=dataset.augment,
+        split={"seed": seed, "val_size": val_size},
     )

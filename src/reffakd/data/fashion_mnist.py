@@ -76,8 +76,9 @@ IDX_UBYTE = 0x08
 
 
 def read_idx(path: Path, ndim: int) -> torch.Tensor:
-    """An uncompressed IDX file of unsigned bytes (magic 0, 0, 0x08, ndim; big-endian uint32 sizes; data)."""
-    raw = path.read_bytes()
+    """An IDX file of unsigned bytes (magic 0, 0, 0x08, ndim; big-endian uint32 sizes; data), gzip-compressed
+    when its name ends in ``.gz``."""
+    raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UBYTE or raw[3] != ndim:
         raise ValueError(f"{path.name}: not an IDX file of {ndim}-dimensional unsigned bytes (header {raw[:4]!r})")
     dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(np.int64)
@@ -101,12 +102,20 @@ def _find_files(folder: Path, spec: IdxSpec = FASHION_MNIST) -> dict[str, Path] 
     return found if len(found) == len(RAW_FILES) else None
 
 
-def _materialise(files: dict[str, Path], cache_dir: Path, spec: IdxSpec = FASHION_MNIST) -> Path:
+def _materialise(files: dict[str, Path], cache_dir: Path, spec: IdxSpec = FASHION_MNIST) -> Path | dict[str, Path]:
     """Return a torchvision root whose ``<Class>/raw`` holds the uncompressed files.
 
     Already-uncompressed files in the torchvision layout are used where they are; anything else
     is decompressed (or linked) into a cache folder named after the source, so the source is read only.
+    The cache is optional: when it cannot be written (read-only, full), the source files themselves.
     """
+    try:
+        return _copy_to_cache(files, cache_dir, spec)
+    except OSError:
+        return files
+
+
+def _copy_to_cache(files: dict[str, Path], cache_dir: Path, spec: IdxSpec) -> Path:
     parents = {p.parent for p in files.values()}
     if all(not p.name.endswith(".gz") for p in files.values()) and len(parents) == 1:
         parent = parents.pop()
@@ -138,18 +147,20 @@ def _materialise(files: dict[str, Path], cache_dir: Path, spec: IdxSpec = FASHIO
 
 
 def _read(
-    root: Path, origin: str, spec: IdxSpec = FASHION_MNIST
+    root: Path | dict[str, Path], origin: str, spec: IdxSpec = FASHION_MNIST
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[str, ...]]:
-    raw = root / spec.folder / "raw"
+    """The four IDX files under the torchvision ``root``, or the files themselves (name -> path)."""
+    files = root if isinstance(root, dict) else {n: root / spec.folder / "raw" / n for n in RAW_FILES}
+    where = files[RAW_FILES[0]].parent
     try:
         train_x, train_y, test_x, test_y = (
-            read_idx(raw / f"{split}-{kind}-idx{n}-ubyte", n)
+            read_idx(files[f"{split}-{kind}-idx{n}-ubyte"], n)
             for split in ("train", "t10k")
             for kind, n in (("images", 3), ("labels", 1))
         )
     except (OSError, ValueError) as exc:
         raise ReffAKDError(
-            f"corrupt {spec.title} files from {origin} ({root / spec.folder / 'raw'}): "
+            f"corrupt {spec.title} files from {origin} ({where}): "
             f"{str(exc) or type(exc).__name__}; expected the four IDX files of 60,000 + 10,000 28x28 images"
         ) from None
     train_y, test_y = train_y.long(), test_y.long()
@@ -168,7 +179,25 @@ def _read(
     for labels in (train_y, test_y):
         if labels.min() < 0 or labels.max() > 9:
             raise ReffAKDError(f"corrupt {spec.title} labels from {origin}: values outside 0..9")
+    check_which(spec, train_y, origin)
     return train_x, train_y, test_x, test_y, spec.classes
+
+
+def check_which(spec: IdxSpec, train_labels: torch.Tensor, origin: str) -> None:
+    """MNIST and Fashion-MNIST share file names and shapes; their full training labels tell them apart: Fashion-MNIST
+    has exactly 6,000 images of each class, MNIST from 5,421 to 6,742. A full set of the other one is refused (a
+    run would name digits as clothes, or the reverse); smaller files (a user's own subset) are not judged."""
+    if train_labels.numel() != 60_000:
+        return
+    balanced = bool((torch.bincount(train_labels, minlength=10) == 6000).all())
+    other = {"fashion-mnist": (not balanced, "mnist", "MNIST"), "mnist": (balanced, "fashion-mnist", "Fashion-MNIST")}
+    wrong, name, title = other.get(spec.name, (False, "", ""))
+    if wrong:
+        raise ReffAKDError(
+            f"the files from {origin} are {title}, not {spec.title} (their training labels: "
+            f"{'6,000 of each class' if balanced else 'uneven class counts'}); give dataset {name}",
+            params=("dataset",),
+        )
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -182,14 +211,19 @@ def locate_idx(
     cache_dir: Path,
     download: bool = True,
     debian_dir: Path | None = None,
-) -> tuple[Path, str]:
-    """Return (torchvision root, description of the source) or one error naming every place tried."""
+) -> tuple[Path | dict[str, Path], str]:
+    """Return (torchvision root or the files themselves, description of the source) or one error naming every place
+    tried; a ``data_dir`` given is the only place tried: an explicit path never falls back to another copy."""
     tried: list[str] = []
     if data_dir is not None:
         files = _find_files(given_folder(data_dir, "data_dir"), spec)
         if files is not None:
             return _materialise(files, cache_dir, spec), f"--data-dir {data_dir}"
-        tried.append(f"data_dir {data_dir} (no train/t10k IDX files, raw or .gz, in it or in its {spec.folder}/raw)")
+        raise ReffAKDError(
+            f"data_dir {data_dir} holds no {spec.title} files: expected the four train/t10k IDX files "
+            f"({', '.join(RAW_FILES)}), raw or .gz, in it or in its {spec.folder}/raw",
+            params=("data_dir",),
+        )
     else:
         tried.append("data_dir (not given)")
     if debian_dir is not None:
@@ -212,12 +246,12 @@ def locate_idx(
 
 def locate_fashion_mnist(
     data_dir: str | os.PathLike[str] | None, cache_dir: Path, download: bool = True
-) -> tuple[Path, str]:
+) -> tuple[Path | dict[str, Path], str]:
     """``locate_idx`` for Fashion-MNIST, with Debian's copy between ``data_dir`` and the download."""
     return locate_idx(FASHION_MNIST, data_dir, cache_dir, download, DEBIAN_DIR)
 
 
-def load_idx_dataset(spec: IdxSpec, root: Path, origin: str, image_size: int) -> ImageDataset:
+def load_idx_dataset(spec: IdxSpec, root: Path | dict[str, Path], origin: str, image_size: int) -> ImageDataset:
     """Read the four IDX files under ``root`` and resize 28 -> ``image_size`` once."""
     train_x, train_y, test_x, test_y, classes = _read(root, origin, spec)
     train_images = _resize(train_x, image_size)

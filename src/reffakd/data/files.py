@@ -66,12 +66,15 @@ def decode_cached(
         except (SafetensorError, OSError, ValueError, KeyError):
             pass
     x, t = train.to_tensor(num_workers), test.to_tensor(num_workers)  # decode errors raise before anything is written
-    write_with(
-        path,
-        lambda tmp: save_file(
-            {"train_images": x, "test_images": t}, str(tmp), metadata={"format": CACHE_FORMAT, "dataset": name}
-        ),
-    )
+    try:  # the cache is optional: a read-only or full cache folder costs the next run a decode, nothing more
+        write_with(
+            path,
+            lambda tmp: save_file(
+                {"train_images": x, "test_images": t}, str(tmp), metadata={"format": CACHE_FORMAT, "dataset": name}
+            ),
+        )
+    except OSError:
+        pass
     return x, t, False
 
 

@@ -163,6 +163,19 @@ def _normalise_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def overlap(train_root: Path, test_root: Path, data_dir: object, test_dir: object) -> None:
+    """Refuse a test folder that is the training folder, inside it or holding it: its images would be scored as
+    unseen test images while being trained on."""
+    a, b = train_root.resolve(), test_root.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        how = "is" if a == b else "is inside" if a in b.parents else "holds"
+        raise ReffAKDError(
+            f"test_dir {test_dir} {how} the training images of data_dir {data_dir}: test images must be images the "
+            "model never trains on; give a separate test_dir, or leave it out to hold out test_fraction",
+            params=("test_dir", "data_dir", "test_fraction"),
+        )
+
+
 def load_imagefolder(
     data_dir: str | os.PathLike[str] | None = None,
     *,
@@ -193,6 +206,7 @@ def load_imagefolder(
     train_root = d / "train" if split_layout else d
     if test_dir is not None:
         test_root: Path | None = given_folder(test_dir, "test_dir")
+        overlap(train_root, test_root, data_dir, test_dir)
     else:
         test_root = next((d / t for t in ("test", "val") if (d / t).is_dir()), None) if split_layout else None
     if train_root == d:

@@ -71,12 +71,15 @@ from .registry import (
 UNIT = Range(0.0, 1.0)
 POSITIVE = Range(0.0, low_open=True)
 NON_NEGATIVE = Range(0.0)
+TEMPERATURE = Range(0.0, 100.0, low_open=True)  # T^2 of T = 1e300 overflowed into a traceback
 
 
 @dataclass(frozen=True)
 class KDParams(Params):
     alpha: float = param(0.5, "weight of the soft-target term", range=UNIT, tune=(0.1, 0.3, 0.5, 0.7, 0.9))
-    temperature: float = param(4.0, "distillation temperature", range=POSITIVE, short="-T", tune=(1.0, 2.0, 4.0, 8.0))
+    temperature: float = param(
+        4.0, "distillation temperature", range=TEMPERATURE, short="-T", tune=(1.0, 2.0, 4.0, 8.0)
+    )
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,9 @@ class CEKDParams(Params):
     kl_weight: float = param(
         1.0, "weight lambda of the T^2 KL term (beside a full CE)", range=NON_NEGATIVE, tune=(0.5, 1.0, 2.0, 4.0)
     )
-    temperature: float = param(4.0, "distillation temperature", range=POSITIVE, short="-T", tune=(1.0, 2.0, 4.0, 8.0))
+    temperature: float = param(
+        4.0, "distillation temperature", range=TEMPERATURE, short="-T", tune=(1.0, 2.0, 4.0, 8.0)
+    )
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,9 @@ class DKDParams(Params):
     ce_weight: float = param(1.0, "weight of the cross-entropy term", range=NON_NEGATIVE)
     alpha: float = param(1.0, "weight of the target-class term TCKD", range=NON_NEGATIVE)
     beta: float = param(2.0, "weight of the non-target term NCKD", range=NON_NEGATIVE, tune=(0.5, 1.0, 2.0, 4.0, 8.0))
-    temperature: float = param(4.0, "distillation temperature", range=POSITIVE, short="-T", tune=(1.0, 2.0, 4.0, 8.0))
+    temperature: float = param(
+        4.0, "distillation temperature", range=TEMPERATURE, short="-T", tune=(1.0, 2.0, 4.0, 8.0)
+    )
     warmup_epochs: int | None = param(
         None, "epochs of linear warm-up of the KD weight", range=NON_NEGATIVE, default_text="1/12 of the epochs"
     )

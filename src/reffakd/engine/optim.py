@@ -32,22 +32,27 @@ class OptimConfig:
     gamma: float = opt(0.2, "LR factor at each milestone")
 
     def validate(self) -> None:
+        """Each message names its field as a parameter (``params``): the CLI shows it as the flag that was typed."""
+
+        def bad(name: str, text: str) -> ReffAKDError:
+            return ReffAKDError(text, params=(name,))
+
         if self.epochs < 1:
-            raise ReffAKDError(f"epochs {self.epochs} is out of range: it must be at least 1")
+            raise bad("epochs", f"epochs {self.epochs} is out of range: it must be at least 1")
         if self.batch_size < 1:
-            raise ReffAKDError(f"batch size {self.batch_size} is out of range: it must be at least 1")
+            raise bad("batch_size", f"batch_size {self.batch_size} is out of range: it must be at least 1")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ReffAKDError(f"learning rate {self.lr} is out of range: it must be > 0")
+            raise bad("lr", f"learning rate lr {self.lr} is out of range: it must be > 0")
         if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
-            raise ReffAKDError(f"momentum {self.momentum} is out of range: it must lie in [0, 1)")
+            raise bad("momentum", f"momentum {self.momentum} is out of range: it must lie in [0, 1)")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ReffAKDError(f"weight decay {self.weight_decay} is out of range: it must be >= 0")
+            raise bad("weight_decay", f"weight_decay {self.weight_decay} is out of range: it must be >= 0")
         if self.schedule not in SCHEDULES:
-            raise ReffAKDError(f"schedule {self.schedule!r} is unknown; allowed: {', '.join(SCHEDULES)}")
+            raise bad("schedule", f"schedule {self.schedule!r} is unknown; allowed: {', '.join(SCHEDULES)}")
         if self.milestones is not None and any(m < 1 or m > self.epochs for m in self.milestones):
-            raise ReffAKDError(f"milestones {list(self.milestones)} must be epochs between 1 and {self.epochs}")
+            raise bad("milestones", f"milestones {list(self.milestones)} must be epochs between 1 and {self.epochs}")
         if not (math.isfinite(self.gamma) and 0 < self.gamma <= 1):
-            raise ReffAKDError(f"gamma {self.gamma} is out of range: it must lie in (0, 1]")
+            raise bad("gamma", f"gamma {self.gamma} is out of range: it must lie in (0, 1]")
 
     def resolved_milestones(self) -> list[int]:
         if self.milestones is not None:

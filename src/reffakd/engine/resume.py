@@ -347,7 +347,27 @@ def load_state(path: str | os.PathLike[str]) -> TrainingState:
         state.generation = int(header["generation"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ReffAKDError(f"resume checkpoint {p} is incomplete ({type(exc).__name__}: {exc})") from None
+    check_consistent(state, p)
     return state
+
+
+def check_consistent(state: TrainingState, path: Path) -> None:
+    """The checkpoint agrees with itself: its epoch count is the epochs its history holds, in order (an edited epoch
+    would make a one-epoch run look finished)."""
+    epochs = [r.get("epoch") if isinstance(r, dict) else None for r in state.history]
+    running = state.running.epoch if state.running is not None else state.epoch + 1
+    if (
+        isinstance(state.epoch, bool)
+        or not isinstance(state.epoch, int)
+        or epochs != list(range(1, state.epoch + 1))
+        or not 0 <= state.best_epoch <= state.epoch
+        or running != state.epoch + 1
+    ):
+        raise ReffAKDError(
+            f"resume checkpoint {path} does not agree with itself (epoch {state.epoch!r}, history of epochs "
+            f"{epochs[:3]}{'...' if len(epochs) > 3 else ''}): it was changed after it was written; remove it to start "
+            "over"
+        )
 
 
 def identity_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

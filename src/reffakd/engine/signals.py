@@ -32,7 +32,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint = checkpoint
         name = signal.Signals(signum).name
         saved = f"resume checkpoint {checkpoint}" if checkpoint is not None else "no resume checkpoint yet"
-        super().__init__(f"interrupted by {name} {where}; {saved} (continue with --resume)")
+        super().__init__(f"interrupted by {name} {where}; {saved}")
 
     def __str__(self) -> str:
         return str(self.args[0])

@@ -36,6 +36,7 @@ from ..errors import ReffAKDError
 from ..io import JsonlWriter, _json_default, sidecar_json, write_text_atomic, write_with
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from . import distributed
+from .divergence import check_loss, check_record
 from .logsinks import TENSORBOARD_DIR, TensorBoardSink, require_tensorboard
 from .optim import OptimConfig, build_optimizer, build_scheduler
 from .resume import (
@@ -201,6 +202,7 @@ class _Fit:
         self.identity = {
             "run": {k: v for k, v in checkpoint_meta.items() if k != "reffakd_version"},
             "optim": cfg.to_dict(),
+            "speed": speed.to_dict(),  # amp, channels_last, compile: a resume continues with the same numerics
         }
         self.selection = task.selection
         self.history: list[dict[str, Any]] = []
@@ -327,6 +329,8 @@ class _Fit:
                 progress = epoch - 1 + (ep.step + 1) / total if total else float(epoch)
                 step = task.training_step(images, targets, progress, *extra)
             loss = sum(step.losses.values())
+            if not self.ddp:  # under DDP the ranks stop together, at the epoch's reduced record
+                check_loss(loss, epoch, ep.step, ep.lr, task.log_prefix)
             optimizer.zero_grad(set_to_none=True)
             backward = loss * factor if factor != 1.0 else loss
             if self.scaler is not None:
@@ -364,6 +368,7 @@ class _Fit:
             **{f"val_{k}": v for k, v in val.items() if k != "images"},
             "seconds": ep.elapsed(),
         }
+        check_record(record, self.task.log_prefix)
         meta = {**self.checkpoint_meta, "epoch": epoch, **{k: record[k] for k in self.task.checkpoint_keys}}
         if self.main:
             save_checkpoint(self.run_dir / files.last, self.module, meta)

@@ -19,6 +19,8 @@ from ..io import read_json, read_safetensors, sidecar_json, write_json, write_wi
 from .registry import MODELS, create_model
 from .timm_models import TIMM_PREFIX
 
+# Bounds on what a checkpoint may ask to build: an edited image_size of [60000, 60000] would exhaust the memory.
+MAX_IMAGE_SIDE, MAX_CLASSES, MAX_CHANNELS = 1024, 100_000, 4
 REQUIRED_KEYS = ("model", "num_classes", "in_channels", "image_size", "class_names", "mean", "std")
 
 
@@ -51,8 +53,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
 def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
     """Shapes of the metadata the model is rebuilt from, so a hand-edited file fails here and not later."""
 
-    def ints(value: Any, n: int) -> bool:
-        return isinstance(value, list) and len(value) == n and all(isinstance(v, int) and v > 0 for v in value)
+    def ints(value: Any, n: int, high: int) -> bool:
+        return isinstance(value, list) and len(value) == n and all(isinstance(v, int) and 0 < v <= high for v in value)
 
     ok = (
         isinstance(meta["model"], str)
@@ -60,7 +62,9 @@ def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
         and meta["num_classes"] > 0
         and isinstance(meta["in_channels"], int)
         and meta["in_channels"] > 0
-        and ints(meta["image_size"], 2)
+        and ints(meta["image_size"], 2, MAX_IMAGE_SIDE)
+        and meta["num_classes"] <= MAX_CLASSES
+        and meta["in_channels"] <= MAX_CHANNELS
         and isinstance(meta["class_names"], list)
         and len(meta["class_names"]) == meta["num_classes"]
         and all(isinstance(n, str) for n in meta["class_names"])
@@ -74,7 +78,8 @@ def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
     if not ok:
         raise ReffAKDError(
             f"checkpoint metadata {where} is malformed: expected model (name), "
-            "num_classes and in_channels (positive ints), image_size [H, W], class_names (num_classes strings), "
+            f"num_classes and in_channels (positive ints, at most {MAX_CLASSES} and {MAX_CHANNELS}), image_size [H, W] "
+            f"(each at most {MAX_IMAGE_SIDE}), class_names (num_classes strings), "
             "mean and std (in_channels numbers each)"
         )
 
@@ -120,3 +125,24 @@ def check_fits(meta: dict[str, Any], class_names: Sequence[str], shape: Sequence
     if [meta["in_channels"], *meta["image_size"]] != list(shape):
         c, h, w = meta["in_channels"], *meta["image_size"]
         raise ReffAKDError(f"{what} expects {c}x{h}x{w} inputs, the dataset gives {shape[0]}x{shape[1]}x{shape[2]}")
+
+
+def check_split(meta: dict[str, Any], identity: dict[str, Any], what: str) -> None:
+    """Refuse scoring a checkpoint on a validation set other than the one it was selected on: with another split
+    seed or size, that "val" holds images it trained on. ``identity``: the data's (``DataSplits.identity``)."""
+    saved = meta.get("data")
+    if not isinstance(saved, dict):
+        raise ReffAKDError(
+            f"{what} does not record the split it was selected on (written by an older reffakd), so its validation "
+            "set cannot be rebuilt safely; evaluate split test instead",
+            params=("split",),
+        )
+    names = {"split_seed": "split_seed", "val_size": "val_size"}
+    for key in ("dataset", "split_seed", "val_size", "train_images", "test_images", "fingerprint"):
+        if saved.get(key) != identity.get(key):
+            hint = f"give {names[key]} {saved.get(key)}" if key in names else "use the data it was trained on"
+            raise ReffAKDError(
+                f"{what} was selected on another validation split ({key} {saved.get(key)!r}, here "
+                f"{identity.get(key)!r}): that val set would hold images it trained on; {hint}",
+                params=tuple(names.values()),
+            )

@@ -175,7 +175,15 @@ COST_FILE = "soft_labels_cost.json"
 def read_soft_label_cost(soft_labels_path: Path) -> dict[str, Any] | None:
     """``soft_labels_cost.json`` beside the soft labels (written by `reffakd softlabels`), or None."""
     cost_path = soft_labels_path.with_name(COST_FILE)
-    return read_json(cost_path, "soft-label cost file", "`reffakd softlabels`") if cost_path.is_file() else None
+    if not cost_path.is_file():
+        return None
+    cost = read_json(cost_path, "soft-label cost file", "`reffakd softlabels`")
+    if not isinstance(cost, dict):
+        raise ReffAKDError(
+            f"soft-label cost file {cost_path} is malformed: expected a JSON object of cost stages, got "
+            f"{type(cost).__name__}; it is written by `reffakd softlabels`"
+        )
+    return cost
 
 
 def validate_matrix(matrix: torch.Tensor, num_classes: int, what: str) -> None:

@@ -95,6 +95,28 @@ def autoencoder_split(splits: DataSplits, unlabelled_dir: str | None, budget_unl
     return Split(images, labels)
 
 
+def check_fits_data(cfg: SoftLabelConfig, splits: DataSplits) -> None:
+    """Refuse, before the autoencoder trains (and before any folder exists), settings these data cannot meet: an
+    own-class probability a softmax over C classes cannot be solved for, more samples per class than a class has."""
+    p, c = cfg.calibration.target_own_probability, splits.num_classes
+    if p is not None and not 1 / c < p < 1:
+        raise ReffAKDError(
+            f"target_own_prob {p} is out of range for {c} classes: it must lie strictly between 1/C = {1 / c:.4g} "
+            "and 1",
+            params=("target_own_prob",),
+        )
+    k = cfg.samples_per_class
+    if k is not None:
+        counts = torch.bincount(splits.train.labels.long(), minlength=c)
+        if int(counts.min()) < k:
+            low = int(counts.argmin())
+            raise ReffAKDError(
+                f"samples_per_class {k} is more than class {splits.class_names[low]!r} has in the training split "
+                f"({int(counts[low])} images); use at most {int(counts[low])}",
+                params=("samples_per_class",),
+            )
+
+
 def similarity_flops(num_images: int, dim: int, num_classes: int) -> int:
     """Normalising N vectors, summing them per class, and the C x C Gram matrix of class sums."""
     return 3 * num_images * dim + num_images * dim + 2 * num_classes * num_classes * dim
@@ -157,6 +179,7 @@ def build_soft_labels(
         "dataset": splits.dataset,
         "seed": cfg.seed,
         "augment": asdict(splits.augment),
+        "data": splits.identity,  # resume refuses other data or another split
         "reffakd_version": __version__,
         **({"labelled": splits.budget} if splits.budget is not None else {}),
     }

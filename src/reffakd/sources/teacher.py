@@ -6,6 +6,7 @@ beside the checkpoint is read for that cost (FLOPs, wall time, peak memory).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 
 from ..data import DataSplits
+from ..errors import ReffAKDError
 from ..io import read_json
 from ..models.checkpoint import check_fits, load_model
 from ..resources import forward_flops, parameter_count
@@ -46,7 +48,7 @@ def load_teacher(path: str | os.PathLike[str], splits: DataSplits, device: torch
     model = model.to(device)
     fwd = forward_flops(model, tuple(shape))
     summary = _read_summary(path.parent / "summary.json")
-    cost = summary.get("cost", {}).get("totals") if summary else None
+    cost = _training_cost(summary, path.parent / "summary.json") if summary else None
     source = TeacherNetwork(
         model,
         splits.num_classes,
@@ -80,6 +82,21 @@ def teacher_from_module(model: torch.nn.Module, splits: DataSplits, device: torc
     model = model.to(device)
     fwd = forward_flops(model, shape)
     return TeacherNetwork(model, splits.num_classes, forward_flops_per_image=fwd, name=f"teacher:{name}").to(device)
+
+
+def _training_cost(summary: dict[str, Any], where: Path) -> dict[str, Any] | None:
+    """The teacher run's cost totals (a mapping; None when the summary has none), or one line naming the file an
+    edit broke."""
+    cost = summary.get("cost")
+    totals = cost.get("totals") if isinstance(cost, dict) else None
+    if cost is None or (isinstance(cost, dict) and totals is None):
+        return None
+    if not isinstance(totals, dict):
+        raise ReffAKDError(
+            f"teacher run summary {where} is malformed: cost must be an object whose totals is an object, "
+            f"got {json.dumps(cost)[:60]}; it is written by `reffakd train`"
+        )
+    return totals
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:

@@ -1,0 +1,459 @@
+"""Nothing silently wrong (issue 13, items 7-16): resume identity, OS conditions, bounded inputs, checks made before
+any folder exists, the right advice, non-finite training, the split with the checkpoint, absurd numbers, and the
+small ones (argparse, SIGTERM, --help, umask, the flag named). Items 1-6 are in ``test_safety.py``.
+
+Most cases stop before training; the few that train use the tiny fake Fashion-MNIST, LeNet and one or two epochs.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+
+from reffakd.cli import main
+from reffakd.engine import trainer
+from reffakd.rundir import partial_path
+
+FAST = ["--val-size", "100", "--no-progress", "--no-download", "--device", "cpu"]
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], *fragments: str, prefix: str = "reffakd: error: ") -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def stop_after_epoch(monkeypatch: pytest.MonkeyPatch, signum: int = signal.SIGINT, epoch: int = 1) -> None:
+    """As if the signal arrived during ``epoch``: the loop saves its checkpoint and stops at the epoch's end."""
+    original = trainer._Fit._check_stop_at_epoch_end
+
+    def check(self: trainer._Fit, done: int) -> None:
+        if done == epoch:
+            self.stop.signum = signum
+        original(self, done)
+
+    monkeypatch.setattr(trainer._Fit, "_check_stop_at_epoch_end", check)
+
+
+# --------------------------------------------------------------------------- 11. the advice is the right command
+
+
+def test_an_interrupted_comparison_says_run_it_again_and_that_resumes(
+    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cmp"
+    argv = [
+        "compare",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(fake_fmnist),
+        "--methods",
+        "ce",
+        "--seeds",
+        "0",
+        "--epochs",
+        "2",
+        *FAST,
+    ]
+    with monkeypatch.context() as m:
+        stop_after_epoch(m)
+        assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(f"; continue with the same command: reffakd {shlex.join(argv)}"), err
+    assert main(argv) == 0  # exactly that command: it continues the run from its checkpoint
+    assert "resuming from" in capsys.readouterr().out
+    assert (out / "runs" / "ce" / "seed0" / "summary.json").is_file()
+
+
+# --------------------------------------------------------------------------- 16. small ones
+
+
+def test_argparse_mistakes_are_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--out", str(tmp_path / "o"), "--epochs", "x"]) == 1
+    one_error_line(capsys, "argument --epochs: invalid int value: 'x'")
+    assert main(["no-such-command"]) == 1
+    one_error_line(capsys, "invalid choice: 'no-such-command'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_show_help_works(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["config", "show", "--help"])
+    assert info.value.code == 0 and "COMMAND [OPTIONS]" in capsys.readouterr().out
+
+
+def test_sigterm_outside_training_says_what_happened(
+    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the last epoch (the test evaluation, the summary) a SIGTERM is not a silent exit 143."""
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--data-dir", str(fake_fmnist), "--epochs", "1", *FAST]
+
+    def test_then_term(self: trainer._Fit) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer._Fit, "_test", test_then_term)
+        assert main(argv) == 143
+    one_error_line(
+        capsys, f"continue with: reffakd {shlex.join(argv)} --resume", prefix="reffakd: terminated by SIGTERM"
+    )
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main put the handler back
+    assert main([*argv, "--resume"]) == 0 and (out / "summary.json").is_file()
+
+
+def test_artifacts_respect_the_umask(tmp_path: Path) -> None:
+    from reffakd.io import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        os.umask(0o077)
+        write_json(tmp_path / "b.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "argv,says",
+    [
+        (["run", "--ae-lr", "-1"], "learning rate --ae-lr -1.0 is out of range"),
+        (["run", "--ae-milestones", "9"], "--ae-milestones [9] must be epochs between 1 and 5"),
+        (["compare", "--vary", "lr=abc"], "error: --vary: grid lr must be a non-empty list"),
+    ],
+)
+def test_errors_name_the_flag_that_was_typed(
+    argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*argv, "--out", str(tmp_path / "o"), "--no-download"]) == 1
+    one_error_line(capsys, says)
+    assert list(tmp_path.iterdir()) == []
+    assert not partial_path(tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- 8. OS conditions
+
+
+def test_an_unwritable_cache_is_optional(tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache folder that cannot be written (here: below a file, which stops root too) costs time, not the run."""
+    from reffakd.data.fashion_mnist import load_fashion_mnist
+
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("REFFAKD_CACHE", str(tmp_path / "file" / "cache"))
+    ds = load_fashion_mnist(data_dir=fake_fmnist, download=False)
+    assert len(ds.train_labels) == 400 and "--data-dir" in ds.source
+
+
+@pytest.mark.parametrize("case", ["parent is a file", "dangling link", "long name", "read-only"])
+def test_an_output_path_that_cannot_work_is_refused_before_loading(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("a file")
+    out = {
+        "parent is a file": tmp_path / "file" / "run",
+        "dangling link": tmp_path / "link",
+        "long name": tmp_path / ("r" * 250),  # fits, but not with ".partial" appended
+        "read-only": tmp_path / "ro" / "run",
+    }[case]
+    if case == "dangling link":
+        out.symlink_to(tmp_path / "nowhere")
+    if case == "read-only":  # chmod does not stop root, who runs the tests here: the check asks os.access
+        (tmp_path / "ro").mkdir()
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path / "ro" else real(p, mode))
+    says = {
+        "parent is a file": f"{tmp_path / 'file'} is a file, not a folder",
+        "dangling link": "is a symbolic link (to",
+        "long name": "bytes (with '.partial' for the run in progress), over this file system's",
+        "read-only": f"folder {tmp_path / 'ro'} is not writable",
+    }[case]
+    for command in ("train",) if case == "long name" else ("train", "compare"):  # a comparison has no OUT.partial
+        before = sorted(p.name for p in tmp_path.iterdir())
+        assert main([command, "--out", str(out), "--data-dir", "/no/such/data", *FAST]) == 1  # before the data
+        one_error_line(capsys, f"--out {out}", says)
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes(
+    tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    from reffakd import pipeline
+
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--data-dir", str(fake_fmnist), "--epochs", "1", *FAST]
+
+    def full(path: Path, obj: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "write_json", full)
+        assert main(argv) == 1
+    line = one_error_line(capsys, "No space left on device: ", "summary.json; free some space; then continue with: ")
+    assert line.endswith(f"reffakd {shlex.join(argv)} --resume")
+    assert main([*argv, "--resume"]) == 0 and (out / "summary.json").is_file()
+
+
+def test_a_folder_that_appears_at_the_end_is_never_replaced(tmp_path: Path) -> None:
+    from reffakd.errors import ReffAKDError
+    from reffakd.rundir import staged_run_dir
+
+    out = tmp_path / "run"
+    with pytest.raises(ReffAKDError, match="appeared while this run worked"), staged_run_dir(out) as staging:
+        (staging / "result").write_text("done")
+        out.mkdir()  # another process made it meanwhile (os.replace would have replaced an empty folder)
+    assert list(out.iterdir()) == [] and (partial_path(out) / "result").read_text() == "done"
+
+
+# --------------------------------------------------------------------------- 12. divergence is a failure
+
+
+def test_a_diverging_run_stops_in_one_line_and_nothing_says_success(
+    tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--data-dir", str(fake_fmnist), "--epochs", "2", "--lr", "1e30", *FAST]
+    assert main(argv) == 1
+    one_error_line(capsys, "training diverged: the training loss is nan at epoch 1, batch ", "--lr 1e+30")
+    assert not out.exists() and not (partial_path(out) / "summary.json").exists()
+
+
+def test_json_outputs_stay_strict(tmp_path: Path) -> None:
+    import json
+
+    import torch
+
+    from reffakd.io import JsonlWriter, write_json
+
+    write_json(tmp_path / "a.json", {"loss": float("nan"), "x": [float("inf"), 1.5], "t": torch.tensor([float("nan")])})
+    JsonlWriter(tmp_path / "m.jsonl").write({"val_loss": float("-inf")})
+    strict = lambda text: json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))  # noqa: E731
+    assert strict((tmp_path / "a.json").read_text()) == {"loss": None, "x": [None, 1.5], "t": [None]}
+    assert strict((tmp_path / "m.jsonl").read_text()) == {"val_loss": None}
+
+
+# --------------------------------------------------------------------------- 10. checked before any folder exists
+
+
+@pytest.mark.parametrize(
+    "argv,says",
+    [
+        (["run", "--target-own-prob", "0.05"], "--target-own-prob 0.05 is out of range for 10 classes"),
+        (["softlabels", "--samples-per-class", "1000"], "--samples-per-class 1000 is more than class"),
+        (["train", "--amp", "fp16"], "--amp fp16 needs a CUDA device"),
+        (["train", "--tensorboard"], "--tensorboard needs the TensorBoard package"),
+        (["compare", "--methods", "kd", "--teacher", "/no/such/teacher.safetensors"], "/no/such/teacher.safetensors"),
+    ],
+)
+def test_mistakes_are_caught_before_a_folder_exists(
+    argv: list[str],
+    says: str,
+    tmp_path: Path,
+    fake_fmnist: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out), "--data-dir", str(fake_fmnist), *FAST]) == 1
+    one_error_line(capsys, says)
+    assert list(tmp_path.iterdir()) == []  # no OUT.partial, no spec.json that would refuse the corrected command
+
+
+# --------------------------------------------------------------------------- 14. absurd numbers, edited files
+
+
+@pytest.mark.parametrize(
+    "extra,says",
+    [
+        (["--image-size", "100000"], "--image-size 100000 is out of range: it must be between 1 and 1024"),
+        (["--seed", str(2**63)], f"--seed {2**63} is out of range: it must be an integer from 0 to 2^63 - 1"),
+        (["--split-seed", str(2**64)], "--split-seed 18446744073709551616 is out of range"),
+        (["--method", "tfkd-reg", "-T", "1e300"], "1e+300 is out of range: it must lie in (0, 100]"),
+    ],
+)
+def test_absurd_numbers_are_one_line(
+    extra: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["train", "--out", str(tmp_path / "o"), *extra, *FAST]) == 1
+    one_error_line(capsys, says)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_edited_checkpoint_and_cost_files_are_one_line(tmp_path: Path) -> None:
+    import json
+
+    from reffakd.errors import ReffAKDError
+    from reffakd.models import create_model, load_model
+    from reffakd.models.checkpoint import save_checkpoint
+    from reffakd.softlabels import read_soft_label_cost
+    from reffakd.sources.teacher import _training_cost
+
+    meta = {"model": "lenet5", "num_classes": 2, "in_channels": 1, "image_size": [32, 32], "class_names": ["a", "b"]}
+    model = create_model("lenet5", num_classes=2, in_channels=1, image_size=(32, 32))
+    path = save_checkpoint(tmp_path / "m.safetensors", model, {**meta, "mean": [0.5], "std": [0.2]})
+    side = tmp_path / "m.json"
+    side.write_text(json.dumps({**json.loads(side.read_text()), "image_size": [60000, 60000]}))
+    with pytest.raises(ReffAKDError, match=r"m\.json is malformed: .*image_size \[H, W\] \(each at most 1024\)"):
+        load_model(path)
+    with pytest.raises(ReffAKDError, match=r"teacher run summary .*summary\.json is malformed: cost must be an object"):
+        _training_cost({"cost": []}, tmp_path / "summary.json")
+    (tmp_path / "soft_labels_cost.json").write_text("[]")
+    with pytest.raises(ReffAKDError, match=r"soft_labels_cost\.json is malformed: expected a JSON object"):
+        read_soft_label_cost(tmp_path / "soft_labels.safetensors")
+
+
+# --------------------------------------------------------------------------- 9. bounded input files
+
+
+def test_a_yaml_alias_bomb_is_refused_under_a_memory_cap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nine nested aliases make 10^9 values: refused in one line without building them, under a 1 GiB headroom
+    (the soft limit alone, so the test can lift it again; it used to fail with a MemoryError after 30 s)."""
+    import resource
+
+    items = ["&l0 [x, x, x, x, x, x, x, x, x, x]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("student: {milestones: [" + ", ".join(items) + "]}\n")
+    vm = int(next(line for line in open("/proc/self/status") if line.startswith("VmSize")).split()[1]) * 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), hard))
+    try:
+        code = main(["compare", "--out", str(tmp_path / "o"), "--config", str(bomb)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    assert code == 1
+    one_error_line(capsys, f"config {bomb} expands to more than 100,000 values (YAML aliases")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.yaml"]
+
+
+def test_a_huge_config_file_is_refused_before_it_is_parsed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("epochs: 1\n" + "# padding\n" * 200_000)
+    assert main(["train", "--out", str(tmp_path / "o"), "--config", str(big)]) == 1
+    one_error_line(capsys, f"config {big} is 2,000,010 bytes; a config or spec file may hold at most 1,048,576")
+
+
+# --------------------------------------------------------------------- 7. resume identity, 13. the split travels
+
+
+def test_resume_refuses_other_data_split_or_speed_and_evaluate_val_another_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import make_fake_fashion_mnist
+    from reffakd.engine.resume import load_state, save_state
+
+    data = make_fake_fashion_mnist(tmp_path / "data", n_train=300, n_test=50)
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--data-dir", str(data), "--epochs", "2", *FAST]
+    with monkeypatch.context() as m:
+        stop_after_epoch(m)
+        assert main(argv) == 130
+    capsys.readouterr()
+    staging = partial_path(out)
+    for extra, field in (
+        (["--val-size", "50"], "data.val_size 100 -> 50"),
+        (["--split-seed", "1"], "data.split_seed 0 -> 1"),
+        (["--amp", "bf16"], "speed.amp 'none' -> 'bf16'"),
+    ):
+        assert main([*argv, "--resume", *extra]) == 1
+        one_error_line(capsys, f"resume checkpoint {staging / 'resume.safetensors'} is from a different run", field)
+    make_fake_fashion_mnist(data, n_train=300, n_test=50, seed=1)  # the same files, other pixels
+    assert main([*argv, "--resume"]) == 1
+    one_error_line(capsys, "data.fingerprint")
+    make_fake_fashion_mnist(data, n_train=300, n_test=50, seed=0)
+
+    state = load_state(staging)  # an epoch count its history does not hold: refused (an edit is a checksum error)
+    good = (staging / "resume.safetensors").read_bytes()
+    state.epoch = 99
+    save_state(tmp_path / "edited", state)
+    (staging / "resume.safetensors").write_bytes((tmp_path / "edited" / "resume.safetensors").read_bytes())
+    assert main([*argv, "--resume"]) == 1
+    one_error_line(capsys, "does not agree with itself (epoch 99, history of epochs [1])")
+    (staging / "resume.safetensors").write_bytes(good)
+    assert main([*argv, "--resume"]) == 0  # the same command continues
+    capsys.readouterr()
+
+    best = ["evaluate", "--checkpoint", str(out / "best.safetensors"), "--data-dir", str(data), "--split", "val"]
+    best += ["--no-download", "--device", "cpu"]
+    assert main([*best, "--val-size", "100"]) == 0
+    capsys.readouterr()
+    for extra, says in ((["--val-size", "50"], "--val-size 100, here 50"), (["--split-seed", "3", "--val-size", "100"],
+                                                                          "--split-seed 0, here 3")):  # fmt: skip
+        assert main([*best, *extra]) == 1
+        one_error_line(capsys, "was selected on another validation split (", says, "would hold images it trained on")
+    assert main([*best[:-3], "--split", "test", "--split-seed", "3", "--no-download", "--device", "cpu"]) == 0
+
+
+# --------------------------------------------------------------------------- the --val-size default
+
+
+def test_the_default_val_size_is_a_capped_fraction(tmp_path: Path) -> None:
+    """10 % of the training set, at most 5,000: the same 5,000 as before on Fashion-MNIST and CIFAR, and a small
+    ImageFolder is split instead of refused (5,000 of 5,000 images or fewer was out of range)."""
+    import numpy as np
+    from PIL import Image
+
+    from reffakd.data import DataConfig, load_splits
+    from reffakd.data.dataset import default_val_size
+
+    assert [default_val_size(n) for n in (55, 4000, 50_000, 60_000, 100_000)] == [5, 400, 5000, 5000, 5000]
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(20):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    splits = load_splits(DataConfig(dataset="imagefolder", data_dir=str(tmp_path), test_fraction=0.5), lambda _: None)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 2, 20)
+
+
+# --------------------------------------------------------------------------- 15. inputs that are not what they say
+
+
+def test_the_test_folder_must_not_be_the_training_folder(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from reffakd.data.image_folder import load_imagefolder
+    from reffakd.errors import ReffAKDError
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "d" / cls / f"{i}.png")
+    d = tmp_path / "d"
+    for test_dir, how in ((d, "is"), (d / "a", "is inside"), (tmp_path, "holds")):
+        with pytest.raises(ReffAKDError, match=f"test_dir {test_dir} {how} the training images of data_dir {d}"):
+            load_imagefolder(d, test_dir=test_dir)
+
+
+def test_mnist_and_fashion_mnist_files_are_told_apart() -> None:
+    """Same file names, same shapes: the full training labels decide (6,000 per class is Fashion-MNIST)."""
+    import torch
+
+    from reffakd.data.fashion_mnist import FASHION_MNIST, MNIST_SPEC, check_which
+    from reffakd.errors import ReffAKDError
+
+    fashion = torch.arange(60_000) % 10
+    digits = torch.cat([torch.zeros(5923, dtype=torch.long), torch.arange(60_000 - 5923) % 9 + 1])
+    with pytest.raises(ReffAKDError, match="are Fashion-MNIST, not MNIST .*give dataset fashion-mnist"):
+        check_which(MNIST_SPEC, fashion, "--data-dir X")
+    with pytest.raises(ReffAKDError, match="are MNIST, not Fashion-MNIST .*give dataset mnist"):
+        check_which(FASHION_MNIST, digits, "--data-dir X")
+    check_which(FASHION_MNIST, fashion, "--data-dir X")
+    check_which(MNIST_SPEC, digits, "--data-dir X")
+    check_which(MNIST_SPEC, fashion[:400], "--data-dir X")  # a subset is not judged
