@@ -128,6 +128,23 @@ def all_reduce_sum(values: Sequence[float]) -> list[float]:
     return t.tolist()
 
 
+def all_reduce_tensors(tensors: Sequence[torch.Tensor]) -> None:
+    """Sum each tensor over the ranks, in place (a no-op in one process); each may live on any device.
+
+    NCCL reduces on this rank's GPU, gloo on the CPU: a tensor elsewhere is copied there and back.
+    """
+    if not active():
+        return
+    comm = _comm_device()
+    for t in tensors:
+        if t.device == comm:
+            dist.all_reduce(t)
+        else:
+            on_comm = t.to(comm)
+            dist.all_reduce(on_comm)
+            t.copy_(on_comm)
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s object on every rank (for what only rank 0 reads from disk)."""
     if not active():

@@ -17,23 +17,24 @@ from typing import Any
 
 import torch
 
-from ..data import DataSplits, make_batches, materialize
-from ..engine import OptimConfig, RunFiles, fit
+from ..data import DataSplits, Split, make_batches, materialize
+from ..engine import OptimConfig, RunFiles, distributed, fit
 from ..io import write_json, write_text_atomic
 from ..models.autoencoder import ConvAutoencoder
 from ..resources import combine_stages, count_flops, forward_flops, measure, parameter_count
 from ..seed import seed_everything
 from ..version import __version__
 from .artifact import SoftLabels
-from .autoencoder_task import AutoencoderTask, embed
+from .autoencoder_task import AutoencoderTask, embed_batches
 from .calibration import Calibration
 from .diagnostics import format_diagnostics, soft_label_diagnostics
-from .similarity import class_similarity
+from .similarity import SimilarityAccumulator, checked_sample
 
 SOFT_LABELS_FILE = "soft_labels.safetensors"
 # The autoencoder's files in the soft-label folder: its log, its last epoch (the one the soft labels
 # come from; no separate best), and its resume checkpoint.
 AUTOENCODER_FILES = RunFiles(metrics="autoencoder_metrics.jsonl", last="autoencoder.safetensors", best=None)
+EMBED_BATCH_SIZE = 512  # images per batch of the embedding pass (and of validation): its memory, not N, is held
 
 
 @dataclass
@@ -77,19 +78,37 @@ def build_soft_labels(
     Returns the soft labels and a cost record with one entry per stage. ``resume`` and
     ``handle_signals`` go to ``engine.fit`` (True: continue from the resume checkpoint in ``out_dir``
     when there is one); a signal raises ``TrainingInterrupted`` after the checkpoint is written.
+
+    Under torchrun (WORLD_SIZE > 1) every rank calls it: the autoencoder trains with DDP on its shard
+    of each global batch (``cfg.autoencoder.batch_size``), each rank embeds its shard of the training
+    images, the class sums are all-reduced, and rank 0 alone writes and logs; every rank returns the
+    same soft labels.
     """
     cfg.calibration.validate()
-    log(f"soft labels: autoencoder {cfg.autoencoder.epochs} epochs, preset {cfg.preset}, seed {cfg.seed}")
+    ae_cfg = cfg.autoencoder
+    distributed.check_batch_size(ae_cfg.batch_size)
+    device = distributed.setup(device)
+    main = distributed.is_main_process()
+    if not main:
+        progress, log = False, lambda line: None
+    shard = {"shard": distributed.shard()} if distributed.active() else {}
+    log(f"soft labels: autoencoder {ae_cfg.epochs} epochs, preset {cfg.preset}, seed {cfg.seed}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     generator = seed_everything(cfg.seed)
     c, (h, w) = splits.in_channels, splits.image_size
     model = ConvAutoencoder(c, (h, w)).to(device)
-    ae_cfg = cfg.autoencoder
     train_batches = make_batches(
-        splits.train, ae_cfg.batch_size, shuffle=True, augment=splits.augment, generator=generator, device=device
+        splits.train,
+        ae_cfg.batch_size,
+        shuffle=True,
+        augment=splits.augment,
+        generator=generator,
+        device=device,
+        **shard,
     )
-    val_batches = make_batches(splits.val, 512, device=device)
+    val_batches = make_batches(splits.val, EMBED_BATCH_SIZE, device=device, **shard)
     step_flops = (
         count_flops(
             lambda: torch.nn.functional.mse_loss(
@@ -147,37 +166,49 @@ def build_soft_labels(
 
     embed_augment = splits.augment if cfg.augment_embeddings else None
     with measure("embedding", device) as emb_cost:
-        emb_batches = make_batches(splits.train, 512, augment=embed_augment, generator=generator, device=device)
-        embeddings, labels = embed(model, emb_batches)
-        emb_cost.flops = enc_flops * len(splits.train)
+        images = splits.train
+        if cfg.samples_per_class is not None:  # the notebooks' seeded sample: only those images are embedded
+            keep = checked_sample(images.labels, splits.num_classes, cfg.samples_per_class, generator)
+            images = Split(images.images[keep], images.labels[keep])
+        emb_batches = make_batches(
+            images, EMBED_BATCH_SIZE, augment=embed_augment, generator=generator, device=device, **shard
+        )
+        accumulator = SimilarityAccumulator(splits.num_classes, model.embedding_dim, device)
+        for features, labels in embed_batches(model, emb_batches):
+            accumulator.update(features, labels)  # each batch is dropped once it is summed
+        accumulator.all_reduce()  # under torchrun: every rank embedded its shard
+        emb_cost.flops = enc_flops * len(images)
         emb_cost.details = {
-            "images": len(splits.train),
+            "images": len(images),
             "embedding_dim": model.embedding_dim,
             "encoder_flops_per_image": enc_flops,
+            "batch_size": EMBED_BATCH_SIZE,
+            "class_sums": "accumulated batch by batch during this pass (SimilarityAccumulator)",
         }
 
     with measure("similarity", device) as sim_cost:
-        similarity = class_similarity(embeddings, labels, splits.num_classes, cfg.samples_per_class, generator)
-        used = len(labels) if cfg.samples_per_class is None else cfg.samples_per_class * splits.num_classes
-        sim_cost.flops = similarity_flops(used, model.embedding_dim, splits.num_classes)
-        sim_cost.details = {"images": used}
+        similarity = accumulator.similarity().cpu()
+        sim_cost.flops = similarity_flops(len(images), model.embedding_dim, splits.num_classes)
+        sim_cost.details = {"images": len(images)}
 
     soft = soft_labels_from_similarity(
         similarity, splits, cfg, extra={"autoencoder_val_mse": result.history[-1]["val_mse"]}
     )
     log(format_diagnostics(soft.metadata["diagnostics"]))
-
-    # autoencoder.safetensors (+ .json) is the last epoch's, written by fit.
-    soft.save(out_dir / SOFT_LABELS_FILE)
     cost = combine_stages(
         {"autoencoder_training": ae_stage, **{s.name: s.to_dict() for s in (emb_cost, sim_cost)}},
         source="autoencoder",
         autoencoder_parameters=parameter_count(model),
     )
-    write_json(out_dir / "soft_labels_cost.json", cost)
-    write_text_atomic(out_dir / "diagnostics.txt", format_diagnostics(soft.metadata["diagnostics"]) + "\n")
-    _plot(out_dir, soft, model, splits, device)
+    if distributed.world_size() > 1:
+        cost["distributed"] = {"world_size": distributed.world_size(), "seconds_and_memory": "rank 0's"}
     soft.cost = cost
+    if main:  # autoencoder.safetensors (+ .json) is the last epoch's, written by fit.
+        soft.save(out_dir / SOFT_LABELS_FILE)
+        write_json(out_dir / "soft_labels_cost.json", cost)
+        write_text_atomic(out_dir / "diagnostics.txt", format_diagnostics(soft.metadata["diagnostics"]) + "\n")
+        _plot(out_dir, soft, model, splits, device)
+    distributed.barrier()  # the files exist before any rank goes on
     return soft, cost
 
 
