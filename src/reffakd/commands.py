@@ -309,3 +309,15 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
 
 
 cmd_sweep = cmd_compare  # one code path: sweep is compare with a required grid and its own table
+
+
+def cmd_cost(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
+    """Print the cost table of a recipe (``cost.recipe_cost``): FLOP counts x images x epochs, nothing trained."""
+    from .cost import cost_json, cost_table, recipe_cost
+    from .recipes import load_recipe
+    from .spec import RunSpec
+
+    preset = cfg.cost.preset
+    where = f"preset {preset}"
+    cost = recipe_cost(RunSpec.from_dict(load_recipe(preset), where), where)
+    print(json.dumps(cost_json(preset, cost), indent=2) if cfg.cost.json else cost_table(preset, cost))

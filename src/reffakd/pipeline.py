@@ -47,7 +47,7 @@ class StudentConfig:
         self.method_params()
 
 
-def _student_step_flops(student: torch.nn.Module, shape: tuple[int, int, int], device: torch.device) -> int:
+def student_step_flops(student: torch.nn.Module, shape: tuple[int, int, int], device: torch.device) -> int:
     """FLOPs per image of one training step of the student alone (forward and backward).
 
     The soft-target terms add no matmuls or convolutions; a teacher's forward pass is counted apart,
@@ -146,7 +146,7 @@ def train_student(
     val_batches = make_batches(splits.val, EVAL_BATCH_SIZE, normalize=normalize, device=device, **shard)
     test_batches = make_batches(splits.test, EVAL_BATCH_SIZE, normalize=normalize, device=device, **shard)
 
-    step_flops = _student_step_flops(student, (c, h, w), device)
+    step_flops = student_step_flops(student, (c, h, w), device)
     fwd_flops = forward_flops(student, (c, h, w))
     checkpoint_meta = {
         "model": cfg.model,

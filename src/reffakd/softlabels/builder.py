@@ -62,6 +62,21 @@ def similarity_flops(num_images: int, dim: int, num_classes: int) -> int:
     return 3 * num_images * dim + num_images * dim + 2 * num_classes * num_classes * dim
 
 
+def autoencoder_flops(model: ConvAutoencoder) -> tuple[int, int, int]:
+    """FLOPs per image of the autoencoder's training step (MSE, forward and backward), forward pass and encoder
+    pass, counted on a batch of 2 on the model's device (the meta device counts without computing)."""
+    device = next(model.parameters()).device
+    shape = (2, model.in_channels, *model.image_size)
+    step = count_flops(
+        lambda: torch.nn.functional.mse_loss(
+            model(torch.zeros(shape, device=device)), torch.zeros(shape, device=device)
+        ).backward()
+    )
+    model.zero_grad(set_to_none=True)
+    image = shape[1:]
+    return step // 2, forward_flops(model, image), forward_flops(model, image, forward=model.encode)
+
+
 def build_soft_labels(
     splits: DataSplits,
     cfg: SoftLabelConfig,
@@ -109,17 +124,7 @@ def build_soft_labels(
         **shard,
     )
     val_batches = make_batches(splits.val, EMBED_BATCH_SIZE, device=device, **shard)
-    step_flops = (
-        count_flops(
-            lambda: torch.nn.functional.mse_loss(
-                model(torch.zeros(2, c, h, w, device=device)), torch.zeros(2, c, h, w, device=device)
-            ).backward()
-        )
-        // 2
-    )
-    model.zero_grad(set_to_none=True)
-    fwd_flops = forward_flops(model, (c, h, w))
-    enc_flops = forward_flops(model, (c, h, w), forward=model.encode)
+    step_flops, fwd_flops, enc_flops = autoencoder_flops(model)
 
     checkpoint_meta = {
         "model": "autoencoder",
