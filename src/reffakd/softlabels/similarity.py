@@ -73,11 +73,11 @@ class SimilarityAccumulator:
         e = embeddings.to(self.device)
         if not e.is_floating_point():
             e = e.double()
-        norms = torch.linalg.vector_norm(e, dim=1, keepdim=True)
-        unit = torch.where(norms > 0, e / norms.clamp_min(torch.finfo(e.dtype).tiny), torch.zeros_like(e))
-        unit = unit.to(torch.float64)
+        norms = torch.linalg.vector_norm(e, dim=1, keepdim=True)  # in the batch's dtype
+        scale = torch.where(norms > 0, norms.reciprocal(), 0.0).to(torch.float64)  # 0: a zero embedding stays 0
+        unit = e.to(torch.float64).mul_(scale)
         self.class_sums.index_add_(0, labels, unit)
-        self.self_dots.index_add_(0, labels, unit.square().sum(1))
+        self.self_dots.index_add_(0, labels, (norms.to(torch.float64) * scale).square().squeeze(1))
         self.counts += torch.bincount(labels, minlength=self.num_classes)
 
     def merge(self, other: SimilarityAccumulator) -> SimilarityAccumulator:
