@@ -155,11 +155,12 @@ class Runner:
             extra["metrics"] = metrics
         return self.record(check.name, status, time.monotonic() - start, **extra)
 
-    def execute(self, argv: list[str], timeout: float, on_line: Any = None) -> tuple[int | None, str, str]:
-        """Run a command: its own process, or (``in_process``, for ``python -m reffakd`` and this script's bench)
-        this process, which imports torch once (the smoke mode's seconds). Exit status None: out of time."""
-        if self.in_process and argv[1:3] in (["-m", "reffakd"], [str(Path(__file__)), "--bench"]):
-            return run_in_process(argv, timeout, on_line)
+    def execute(self, argv: list[str], timeout: float) -> tuple[int | None, str, str]:
+        """Run a command: its own process, or (``in_process``: ``python -m reffakd``, this script's bench, and the
+        worker of a one-process torchrun with the environment torchrun gives it) this process, which imports torch
+        once (the smoke mode's seconds). Exit status None: out of time."""
+        if self.in_process and in_process_kind(argv) is not None:
+            return run_in_process(argv, timeout)
         try:
             done = subprocess.run(argv, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
@@ -232,8 +233,49 @@ class _Tee(io.StringIO):
         return n
 
 
+def in_process_kind(argv: list[str]) -> str | None:
+    """Which command of the plan ``argv`` is, when it can run in this process."""
+    if argv[1:3] == ["-m", "reffakd"]:
+        return "reffakd"
+    if argv[1:3] == [str(Path(__file__)), "--bench"]:
+        return "bench"
+    if "--nproc_per_node=1" in argv and "--torchrun-worker" in argv:
+        return "torchrun-worker"
+    return None
+
+
+def torchrun_worker_here(worker_argv: list[str]) -> int:
+    """What ``torchrun --standalone --nproc_per_node=1`` runs, in this process with the variables it would set."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}  # fmt: skip
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return torchrun_worker(worker_argv)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def torchrun_worker(worker_argv: list[str]) -> int:
+    """The torchrun check's worker: the process group's all-reduce, then ``reffakd WORKER_ARGV``."""
+    from reffakd.cli import main as reffakd_main
+
+    probe_process_group()
+    return reffakd_main(worker_argv)
+
+
 def run_in_process(argv: list[str], timeout: float, interrupt_after: str | None = None) -> tuple[int | None, str, str]:
-    """``python -m reffakd ARGS`` as ``reffakd.cli.main(ARGS)`` (or the bench) in this process, with a SIGALRM limit."""
+    """``python -m reffakd ARGS`` as ``reffakd.cli.main(ARGS)`` (or the bench, or the torchrun worker) in this
+    process, with a SIGALRM time limit."""
 
     def alarm(signum: int, frame: Any) -> None:
         raise CheckTimeout()
@@ -244,10 +286,13 @@ def run_in_process(argv: list[str], timeout: float, interrupt_after: str | None 
     code: int | None
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            if argv[1:3] == ["-m", "reffakd"]:
+            kind = in_process_kind(argv)
+            if kind == "reffakd":
                 from reffakd.cli import main as reffakd_main
 
                 code = reffakd_main(argv[3:])
+            elif kind == "torchrun-worker":
+                code = torchrun_worker_here(argv[argv.index("--torchrun-worker") + 1 :])
             else:
                 bench("cpu", 0.0, smoke=True)
                 code = 0
@@ -544,10 +589,7 @@ def main() -> int:
     args = ap.parse_args()
     args.device = args.device or ("cpu" if args.smoke else "cuda")
     if args.torchrun_worker is not None:
-        probe_process_group()
-        from reffakd.cli import main as reffakd_main
-
-        return reffakd_main(args.torchrun_worker)
+        return torchrun_worker(args.torchrun_worker)
     if args.bench:
         bench(args.device, 3.0, args.smoke)
         return 0
@@ -566,6 +608,7 @@ def main() -> int:
         # step many times slower (tests/conftest.py).
         torch.set_num_threads(1)
         runner.env.update(GPU_CHECK_DEVICE="cpu", OMP_NUM_THREADS="1")
+        os.environ["GPU_CHECK_DEVICE"] = "cpu"  # the in-process torchrun worker's process group: gloo
     start = time.monotonic()
     if args.data_dir is not None:
         data, runner.results["data"] = args.data_dir, f"real: {args.data_dir}"
