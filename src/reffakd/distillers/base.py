@@ -64,7 +64,7 @@ class Distiller(nn.Module):
 
     def training_step(self, images: torch.Tensor, targets: torch.Tensor, progress: float) -> Step:
         logits, losses = self.forward_train(images, targets, progress)
-        return Step(logits, losses, {"correct": int((logits.detach().argmax(1) == targets).sum())})
+        return Step(logits, losses, {"correct": (logits.detach().argmax(1) == targets).sum()})  # read at epoch end
 
     def train_metrics(self, counts: dict[str, float], seen: int) -> dict[str, float]:
         return {"top1": 100.0 * counts.get("correct", 0) / seen}

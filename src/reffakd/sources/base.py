@@ -168,12 +168,32 @@ class TeacherNetwork(SoftTargetSource):
         return self.model(images)
 
     def probabilities(self, images: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
-        start = time.perf_counter()
+        if images.is_cuda:  # CUDA events: timed on the device, read when ``seconds`` is (no sync per step)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            probs = F.softmax(self.logits(images).float() / temperature, dim=1)
+            end.record()
+            self._pending.append((start, end))
+            return probs
+        began = time.perf_counter()
         probs = F.softmax(self.logits(images).float() / temperature, dim=1)
-        if probs.is_cuda:
-            torch.cuda.synchronize(probs.device)
-        self.seconds += time.perf_counter() - start
+        self._seconds += time.perf_counter() - began
         return probs
+
+    @property
+    def seconds(self) -> float:  # type: ignore[override]
+        """Time spent in the forward passes so far; reading it waits for the recorded CUDA events (once an epoch)."""
+        pending = self.__dict__.setdefault("_pending", [])
+        if pending:
+            pending[-1][1].synchronize()
+            self._seconds += sum(start.elapsed_time(end) for start, end in pending) / 1000.0
+            pending.clear()
+        return self.__dict__.get("_seconds", 0.0)
+
+    @seconds.setter
+    def seconds(self, value: float) -> None:
+        self.__dict__["_pending"] = []
+        self.__dict__["_seconds"] = float(value)
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name, "forward_flops_per_image": self.forward_flops_per_image}
