@@ -161,11 +161,16 @@ class Runner:
         once (the smoke mode's seconds). Exit status None: out of time."""
         if self.in_process and in_process_kind(argv) is not None:
             return run_in_process(argv, timeout)
+        # Its own session, so that on timeout its whole process group goes (compare's --jobs workers included).
+        proc = subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # fmt: skip
         try:
-            done = subprocess.run(argv, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            return None, _text(exc.stdout), _text(exc.stderr)
-        return done.returncode, done.stdout, done.stderr
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            out, err = proc.communicate()
+            return None, out, err
+        return proc.returncode, out, err
 
     def run_sigint_resume(self, name: str, argv: list[str], run_dir: Path, epochs: int, timeout: float) -> None:
         """Start a training run, SIGINT it once its first epoch is logged, expect exit 130 and a resume checkpoint,
@@ -196,7 +201,8 @@ class Runner:
                     **tail)  # fmt: skip
 
     def _interrupt_subprocess(self, argv: list[str], marker: str, timeout: float) -> tuple[int | None, str, str]:
-        proc = subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # fmt: skip
         assert proc.stdout is not None and proc.stderr is not None
         lines, sent, limit = [], False, time.monotonic() + timeout
         for line in proc.stdout:  # the run ends (130) soon after the signal, closing its output
@@ -209,7 +215,7 @@ class Runner:
         try:
             proc.wait(timeout=max(1.0, limit - time.monotonic()))
         except subprocess.TimeoutExpired:
-            proc.kill()
+            _kill_group(proc)
             proc.wait()
         return proc.returncode, "".join(lines), proc.stderr.read()
 
@@ -307,10 +313,12 @@ def run_in_process(argv: list[str], timeout: float, interrupt_after: str | None 
     return code, out.getvalue(), err.getvalue()
 
 
-def _text(data: str | bytes | None) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL a check's process group (it was started in a session of its own)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _json_lines(stdout: str) -> list[Any]:
