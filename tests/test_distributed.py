@@ -122,3 +122,49 @@ def test_torchrun_two_processes_match_one(fake_fmnist: Path, tmp_path: Path) -> 
     assert ddp["test_last"]["images"] == single["test_last"]["images"] == 100
     assert ddp["test_last"]["top1"] == pytest.approx(single["test_last"]["top1"], abs=1.01)  # one image may flip
     assert ddp["cost"]["student"]["flops"] == single["cost"]["student"]["flops"]  # global image counts
+
+
+def _softlabels_argv(out: Path, data: Path) -> list[str]:
+    return ["softlabels", "--out", str(out), "--data-dir", str(data), "--no-download", "--val-size", "101",
+            "--ae-epochs", "1", "--ae-batch-size", "32", "--device", "cpu", "--no-progress"]  # fmt: skip
+
+
+def test_torchrun_softlabels_two_processes_match_one(fake_fmnist: Path, tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node=2 reffakd softlabels` (gloo): DDP autoencoder, sharded embedding, all-reduced class
+    sums; rank 0 writes one artifact, equal to the one-process soft labels within float tolerance."""
+    from safetensors.torch import load_file
+
+    from reffakd.cli import main
+
+    assert main(_softlabels_argv(tmp_path / "single", fake_fmnist)) == 0
+    out = tmp_path / "ddp"
+    path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "reffakd"]
+    proc = subprocess.run([*argv, *_softlabels_argv(out, fake_fmnist)], env=env, capture_output=True, text=True,
+                          timeout=240)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("soft_labels.safetensors") == 1 and proc.stdout.count("autoencoder epoch   1/") == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "single").iterdir())
+    assert not (tmp_path / "ddp.partial").exists()
+    one, two = load_file(tmp_path / "single" / "soft_labels.safetensors"), load_file(out / "soft_labels.safetensors")
+    torch.testing.assert_close(two["similarity"], one["similarity"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(two["soft_labels"], one["soft_labels"], atol=1e-5, rtol=0)
+    cost = json.loads((out / "soft_labels_cost.json").read_text())
+    assert cost["distributed"]["world_size"] == 2
+    assert cost["stages"]["embedding"]["details"]["images"] == 299  # every training image, over both ranks
+
+
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_run_and_compare_under_torchrun_say_what_to_run(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reffakd.cli import main
+
+    for key, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(key, value)
+    assert main([command, "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"reffakd {command} does not run under torchrun;" in err
+    assert ("reffakd softlabels" in err) if command == "run" else ("--jobs" in err)
+    assert not any(tmp_path.iterdir())

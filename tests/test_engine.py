@@ -295,3 +295,18 @@ def test_the_loop_trains_any_task_and_resumes_it_exactly(tmp_path) -> None:
     assert read_jsonl(tmp_path / "b" / "metrics.jsonl") == [
         {**r, "seconds": s["seconds"]} for r, s in zip(records, read_jsonl(tmp_path / "b" / "metrics.jsonl"))
     ]
+
+
+def test_epoch_sums_stay_on_the_device_until_read_once() -> None:
+    """The loop adds each step's losses and counts as tensors (no host sync per step); ``totals`` reads them once,
+    equal to the per-step arithmetic in float64."""
+    from reffakd.engine import EpochState
+
+    ep = EpochState(1, 0.1)
+    steps = [(32, 0.5, 0.25, 7), (32, 0.75, 0.5, 9), (11, 1.25, 1.0, 3)]
+    for batch, total, ce, correct in steps:
+        ep.add(batch, torch.tensor(total), {"ce": torch.tensor(ce)}, {"correct": torch.tensor(correct)})
+    assert isinstance(ep.sums["loss"], torch.Tensor) and isinstance(ep.counts["correct"], torch.Tensor)
+    sums, counts = ep.totals()
+    assert sums == {"ce": 32 * 0.25 + 32 * 0.5 + 11 * 1.0, "loss": 32 * 0.5 + 32 * 0.75 + 11 * 1.25}
+    assert counts == {"correct": 19.0} and ep.seen == 75 and ep.step == 3

@@ -10,6 +10,7 @@ import torch
 from reffakd import ReffAKDError
 from reffakd.softlabels import (
     Calibration,
+    SimilarityAccumulator,
     class_similarity,
     similarity_to_soft_labels,
     soft_label_diagnostics,
@@ -71,6 +72,68 @@ def test_sampled_mode_equals_brute_force_on_the_same_sample() -> None:
     torch.testing.assert_close(fast, again, rtol=0, atol=0)
     other = class_similarity(emb, labels, 4, samples_per_class=6, generator=torch.Generator().manual_seed(43))
     assert not torch.equal(fast, other)
+
+
+def uneven_batches(n: int, seed: int) -> list[tuple[int, int]]:
+    """[lo, hi) bounds of batches of random sizes 1..9 covering 0..n."""
+    g = torch.Generator().manual_seed(seed)
+    bounds, lo = [], 0
+    while lo < n:
+        hi = min(n, lo + int(torch.randint(1, 10, (1,), generator=g)))
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_accumulator_equals_brute_force_from_uneven_batches_and_two_ranks(dtype: torch.dtype) -> None:
+    """Streamed in uneven batches, or split over two simulated ranks then merged: the pairwise definition."""
+    g = torch.Generator().manual_seed(5)
+    emb = torch.randn(90, 16, generator=g, dtype=torch.float64).to(dtype)
+    labels = torch.randint(0, 5, (90,), generator=g)
+    labels[:10] = torch.arange(10) % 5  # every class at least twice
+    emb[[3, 17, 40]] = 0.0  # all-zero embeddings: cosine 0 with everything
+    expected = brute_force(emb, labels, 5)
+
+    streamed = SimilarityAccumulator(5, 16)
+    for lo, hi in uneven_batches(90, seed=1):
+        streamed.update(emb[lo:hi], labels[lo:hi])
+    torch.testing.assert_close(streamed.similarity(), expected, rtol=0, atol=1e-6)
+
+    ranks = [SimilarityAccumulator(5, 16) for _ in range(2)]
+    for k, (lo, hi) in enumerate(uneven_batches(90, seed=2)):  # rank k % 2 takes every other batch
+        ranks[k % 2].update(emb[lo:hi], labels[lo:hi])
+    merged = ranks[0].merge(ranks[1])
+    torch.testing.assert_close(merged.similarity(), expected, rtol=0, atol=1e-6)
+    assert merged.counts.tolist() == torch.bincount(labels, minlength=5).tolist()
+    torch.testing.assert_close(class_similarity(emb, labels, 5), expected, rtol=0, atol=1e-6)
+
+
+def test_accumulator_class_sums_and_means_are_of_unit_vectors() -> None:
+    """What a second pass over the images takes from the accumulator: sums and means of unit embeddings."""
+    emb, labels = random_embeddings(seed=3)
+    acc = SimilarityAccumulator(4, emb.shape[1])
+    acc.update(emb, labels)
+    norms = emb.double().norm(dim=1, keepdim=True)
+    unit = torch.where(norms > 0, emb.double() / norms, torch.zeros_like(norms))
+    for k in range(4):
+        members = unit[labels == k]
+        torch.testing.assert_close(acc.class_sums[k], members.sum(0))
+        torch.testing.assert_close(acc.class_means()[k], members.mean(0))
+        assert int(acc.counts[k]) == members.shape[0]
+
+
+def test_accumulator_refuses_bad_input() -> None:
+    acc = SimilarityAccumulator(3, 4)
+    with pytest.raises(ReffAKDError, match="labels must lie in 0..2, got values 0..3"):
+        acc.update(torch.rand(2, 4), torch.tensor([0, 3]))
+    with pytest.raises(ReffAKDError, match="dimension 5 but the accumulator takes 4"):
+        acc.update(torch.rand(2, 5), torch.tensor([0, 1]))
+    with pytest.raises(ReffAKDError, match="cannot merge a 2-class"):
+        acc.merge(SimilarityAccumulator(2, 4))
+    acc.update(torch.rand(4, 4), torch.tensor([0, 0, 1, 2]))
+    with pytest.raises(ReffAKDError, match="class 1 has 1 embedding"):
+        acc.similarity()
 
 
 def test_symmetric_and_bounded() -> None:

@@ -9,6 +9,7 @@ the same runner as ``compare`` and ``sweep`` (``compare.run_one``).
 from __future__ import annotations
 
 import inspect
+import json
 import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -168,6 +169,11 @@ def start_output(out: str, resume: bool, data: Any = None, argv: Sequence[str] |
 
 def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     """A one-seed spec of ce and reffakd, its soft labels built in the folder, run by the runner."""
+    refuse_torchrun(
+        "run",
+        "run its stages under torchrun one by one: `reffakd softlabels --out S ...`, then `reffakd train --method ce` "
+        "and `reffakd train --method reffakd --soft-labels S/soft_labels.safetensors` (docs/SCALING.md)",
+    )
     from .compare import run_pipeline
     from .data import load_splits
     from .engine.distributed import pick_device
@@ -193,25 +199,47 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
 
 
 def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
+    """Train the autoencoder and write the soft labels; under torchrun every rank trains and embeds its shard
+    and rank 0 alone writes the folder (``softlabels.build_soft_labels``)."""
     from .data import load_splits
+    from .engine import distributed
     from .engine.distributed import pick_device
     from .rundir import staged_run_dir
     from .softlabels import SOFT_LABELS_FILE, build_soft_labels
 
     device = pick_device(cfg.console.device)
+    if distributed.is_distributed():  # under torchrun: this rank's device; only rank 0 writes
+        distributed.check_batch_size(soft_cfg.autoencoder.batch_size)
+        device = distributed.setup(device)
+    main_process = distributed.is_main_process()
     out, resume = cfg.output.out, cfg.engine.resume
-    start_output(out, resume, cfg.data, cfg.argv)
+    if main_process:
+        start_output(out, resume, cfg.data, cfg.argv)
     check_input_size([], True, cfg.data)
-    log = RunLog()
+    log: Callable[[str], None] = RunLog() if main_process else (lambda line: None)
     splits = load_splits(cfg.data, log)
     check_input_size([], True, cfg.data, splits)
     check_inputs(None, splits, device, soft_cfg)
-    with staged_run_dir(out, resume=resume) as run_dir:
-        log.attach(run_dir, config_yaml)
+    distributed.barrier()  # every rank has checked its inputs before rank 0 creates the folder
+    with staged_run_dir(out, resume=resume, main=main_process) as run_dir:
+        if isinstance(log, RunLog):
+            log.attach(run_dir, config_yaml)
+        distributed.barrier()
         build_soft_labels(
             splits, soft_cfg, run_dir, device=device, progress=cfg.console.progress, log=log, resume=resume
         )
-    print(f"soft labels: {Path(out) / SOFT_LABELS_FILE}")
+        distributed.barrier()
+    if main_process:
+        print(f"soft labels: {Path(out) / SOFT_LABELS_FILE}")
+
+
+def refuse_torchrun(command: str, instead: str) -> None:
+    """A command that does not run under torchrun says so in one line, naming what to run instead, before any
+    rank writes anything."""
+    from .engine import distributed
+
+    if distributed.is_distributed():
+        raise ReffAKDError(f"reffakd {command} does not run under torchrun; {instead}")
 
 
 def method_inputs(method: str, soft_labels: str | None, teacher: str | None) -> None:
@@ -300,6 +328,11 @@ def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
 
 def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     """compare and sweep: one code path; sweep requires a grid and writes ``sweep.md``/``sweep.csv``."""
+    refuse_torchrun(
+        cfg.command,
+        "run it as one process with --jobs N (one run per GPU when several are visible), "
+        "or each run under torchrun with `reffakd train` (docs/SCALING.md)",
+    )
     from .compare import check_resumable, compare_report, run_compare
     from .data import load_splits
     from .distillers import method_names
@@ -415,3 +448,15 @@ def cmd_bench(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     print(bench_table(records, opts.batch_size))
     if opts.json:
         write_json(opts.json, {"device": str(device), "batch_size": opts.batch_size, "models": records})
+
+
+def cmd_cost(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
+    """Print the cost table of a recipe (``cost.recipe_cost``): FLOP counts x images x epochs, nothing trained."""
+    from .cost import cost_json, cost_table, recipe_cost
+    from .recipes import load_recipe
+    from .spec import RunSpec
+
+    preset = cfg.cost.preset
+    where = f"preset {preset}"
+    cost = recipe_cost(RunSpec.from_dict(load_recipe(preset), where), where)
+    print(json.dumps(cost_json(preset, cost), indent=2) if cfg.cost.json else cost_table(preset, cost))

@@ -47,7 +47,7 @@ class StudentConfig:
         self.method_params()
 
 
-def _student_step_flops(student: torch.nn.Module, shape: tuple[int, int, int], device: torch.device) -> int:
+def student_step_flops(student: torch.nn.Module, shape: tuple[int, int, int], device: torch.device) -> int:
     """FLOPs per image of one training step of the student alone (forward and backward).
 
     The soft-target terms add no matmuls or convolutions; a teacher's forward pass is counted apart,
@@ -172,7 +172,7 @@ def train_student(
         else None
     )
 
-    step_flops = _student_step_flops(student, (c, h, w), device)
+    step_flops = student_step_flops(student, (c, h, w), device)
     fwd_flops = forward_flops(student, (c, h, w))
     checkpoint_meta = {
         "model": model_name,

@@ -161,6 +161,16 @@ class CompareOptions:
 
 
 @dataclass
+class CostOptions:
+    preset: str = opt(
+        "paper-cifar100",
+        "the recipe whose models, images and epochs are counted (docs/CONFIG.md)",
+        choices=recipe_names,
+    )
+    json: bool = opt(False, "print JSON instead of the Markdown table")
+
+
+@dataclass
 class EvaluateOptions:
     checkpoint: str | None = opt(None, "a .safetensors checkpoint written by `reffakd train` (required)")
     split: str = opt("test", "the split to evaluate", choices=("test", "val"))
@@ -273,6 +283,11 @@ COMMANDS: dict[str, tuple[str, list[Group]]] = {
     "sweep": (
         "a grid over any method parameter or optimiser key, one table sorted by validation accuracy (resumable)",
         COMPARISON,
+    ),
+    "cost": (
+        "FLOPs of the soft targets (autoencoder or teacher) and the student at a recipe's scale, computed from the "
+        "models' FLOP counts; trains nothing",
+        [Group("cost", "cost", CostOptions)],
     ),
     "evaluate": (
         "top-1/top-5 of a checkpoint",

@@ -11,13 +11,15 @@ from .image_folder import load_imagefolder
 from .images import ImageFiles, available_memory_bytes, fits_in_memory, materialize
 from .loader import TensorBatches
 from .mnist import load_mnist
-from .registry import DATASETS, load_dataset
+from .registry import DATASET_SIZES, DATASETS, DatasetSize, load_dataset
 from .streaming import StreamingBatches, make_batches
 from .tiny_imagenet import load_tiny_imagenet
 
 __all__ = [
     "BatchAugment",
     "DATASETS",
+    "DATASET_SIZES",
+    "DatasetSize",
     "DataConfig",
     "DataSplits",
     "ImageDataset",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ReffAKDError
@@ -26,6 +27,28 @@ DATASETS: dict[str, DatasetLoader] = {
     "cifar100": load_cifar100,
     "tiny-imagenet": load_tiny_imagenet,
     "imagefolder": load_imagefolder,
+}
+
+
+@dataclass(frozen=True)
+class DatasetSize:
+    """A published dataset's size and shape as its loader returns it, for what is computed without the files
+    (``reffakd cost``): training and test images, channels, default side length, classes."""
+
+    train_images: int
+    test_images: int
+    channels: int
+    image_size: int
+    num_classes: int
+
+
+# The loaders' own output (the MNISTs padded to 32 x 32; Tiny ImageNet's labelled validation set as its test set).
+DATASET_SIZES: dict[str, DatasetSize] = {
+    "fashion-mnist": DatasetSize(60_000, 10_000, 1, 32, 10),
+    "mnist": DatasetSize(60_000, 10_000, 1, 32, 10),
+    "cifar10": DatasetSize(50_000, 10_000, 3, 32, 10),
+    "cifar100": DatasetSize(50_000, 10_000, 3, 32, 100),
+    "tiny-imagenet": DatasetSize(100_000, 10_000, 3, 64, 200),
 }
 
 

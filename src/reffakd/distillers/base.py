@@ -90,7 +90,7 @@ class Distiller(nn.Module):
             self._batch = {}
         if self.source is not None:
             self.source.observe(logits.detach(), targets, index)  # the step hook of a source that learns
-        return Step(logits, losses, {"correct": int((logits.detach().argmax(1) == targets).sum())})
+        return Step(logits, losses, {"correct": (logits.detach().argmax(1) == targets).sum()})  # read at epoch end
 
     def end_epoch(self, epoch: int) -> None:
         """The epoch hook (``engine.task``): a source that learns per epoch updates here."""

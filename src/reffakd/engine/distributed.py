@@ -128,13 +128,30 @@ def all_reduce_sum(values: Sequence[float]) -> list[float]:
     return t.tolist()
 
 
+def all_reduce_tensors(tensors: Sequence[torch.Tensor]) -> None:
+    """Sum each tensor over the ranks, in place (a no-op in one process); each may live on any device.
+
+    NCCL reduces on this rank's GPU, gloo on the CPU: a tensor elsewhere is copied there and back.
+    """
+    if not active():
+        return
+    comm = _comm_device()
+    for t in tensors:
+        if t.device == comm:
+            dist.all_reduce(t)
+        else:
+            on_comm = t.to(comm)
+            dist.all_reduce(on_comm)
+            t.copy_(on_comm)
+
+
 def all_reduce_tensor(t: torch.Tensor) -> torch.Tensor:
     """``t`` summed over the ranks (a copy, on ``t``'s device and dtype); ``t`` itself without torchrun."""
     if not active():
         return t
-    out = t.detach().to(_comm_device()).clone()
-    dist.all_reduce(out)
-    return out.to(t.device)
+    out = t.detach().clone()
+    all_reduce_tensors([out])
+    return out
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:

@@ -53,22 +53,32 @@ class EpochState:
     lr: float  # the learning rate of this epoch (logged)
     step: int = 0  # batches done: the next batch to run
     seen: int = 0  # images trained on so far
-    sums: dict[str, float] = field(default_factory=dict)  # each loss (and "loss", their total) times its batch size
-    counts: dict[str, float] = field(default_factory=dict)  # the task's per-batch counts (correct predictions...)
+    # Each loss (and "loss", their total) times its batch size, and the task's per-batch counts (correct
+    # predictions...): device tensors while the epoch runs (no host sync per step), numbers once reduced.
+    sums: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0  # time spent on this epoch in earlier sessions
     order: torch.Tensor | None = None  # the epoch's permutation (None: not drawn yet, or unshuffled)
     generator: torch.Tensor | None = None
     started: float = field(default_factory=time.perf_counter)
 
-    def add(self, batch: int, loss: torch.Tensor, losses: dict[str, torch.Tensor], counts: dict[str, float]) -> None:
-        """One step's losses (batch means) and counts."""
+    def add(self, batch: int, loss: torch.Tensor, losses: dict[str, torch.Tensor], counts: dict[str, Any]) -> None:
+        """One step's losses (batch means) and counts, added on their device: nothing waits for the device here."""
         self.seen += batch
         for name, value in losses.items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(value.detach()) * batch
-        self.sums["loss"] = self.sums.get("loss", 0.0) + float(loss.detach()) * batch
+            self.sums[name] = self.sums.get(name, 0.0) + value.detach().double() * batch
+        self.sums["loss"] = self.sums.get("loss", 0.0) + loss.detach().double() * batch
         for name, value in counts.items():
             self.counts[name] = self.counts.get(name, 0) + value
         self.step += 1
+
+    def totals(self) -> tuple[dict[str, float], dict[str, float]]:
+        """The sums and counts as numbers: one read from the device for the epoch."""
+        keys, values = [*self.sums, *self.counts], [*self.sums.values(), *self.counts.values()]
+        device = next((v.device for v in values if isinstance(v, torch.Tensor)), torch.device("cpu"))
+        numbers = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device) for v in values]).tolist()
+        out = dict(zip(keys, numbers)) if values else {}
+        return {k: out[k] for k in self.sums}, {k: out[k] for k in self.counts}
 
     def elapsed(self) -> float:
         """Seconds spent on this epoch, earlier sessions included."""

@@ -60,13 +60,14 @@ class Step:
     """What one training step returns.
 
     ``losses``: named scalar losses; the loop minimises their sum and logs each as ``train_<name>``
-    (means over the epoch). ``counts``: per-batch sums the epoch record needs (e.g. ``correct``),
-    added up over the epoch and the ranks and turned into record fields by ``Task.train_metrics``.
+    (means over the epoch). ``counts``: per-batch sums the epoch record needs (e.g. ``correct``), numbers
+    or 0-dim device tensors (kept on the device: the loop reads them once an epoch), added up over the
+    epoch and the ranks and turned into record fields by ``Task.train_metrics``.
     """
 
     outputs: torch.Tensor
     losses: dict[str, torch.Tensor]
-    counts: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

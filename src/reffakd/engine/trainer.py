@@ -57,6 +57,10 @@ from .task import Task
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 Resume = bool | str | os.PathLike[str]
+# Host syncs off the hot path: the progress bar reads the running loss every PROGRESS_EVERY steps; under torchrun
+# the ranks agree on a stop signal every SIGNAL_POLL_STEPS steps (a signal stops the run at most that many steps later).
+PROGRESS_EVERY = 20
+SIGNAL_POLL_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -312,11 +316,14 @@ class _Fit:
             factor = 1.0
             if self.ddp:
                 b = 0 if targets is None else targets.shape[0]
-                m, stops, sig = distributed.all_reduce_sum(
-                    [b, float(self.stop.requested), float(self.stop.signum or 0)]
-                )
-                if stops:
-                    self._interrupt(ep, self.stop.signum or int(round(sig / stops)))
+                m = self._global_batch(ep.step)
+                if m is None or ep.step % SIGNAL_POLL_STEPS == 0:  # every rank polls at the same steps
+                    total_b, stops, sig = distributed.all_reduce_sum(
+                        [b, float(self.stop.requested), float(self.stop.signum or 0)]
+                    )
+                    m = int(total_b)
+                    if stops:
+                        self._interrupt(ep, self.stop.signum or int(round(sig / stops)))
                 if m < self.world:  # a last batch smaller than the world: some rank would get nothing
                     ep.step += 1
                     bar.update(1)
@@ -342,10 +349,19 @@ class _Fit:
                 optimizer.step()
             ep.add(targets.shape[0], loss, step.losses, step.counts)
             bar.update(1)
-            if self.progress:
-                bar.set_postfix(loss=f"{ep.sums['loss'] / max(ep.seen, 1):.4f}", refresh=False)
+            if self.progress and ep.step % PROGRESS_EVERY == 0:  # reading the loss waits for the device
+                bar.set_postfix(loss=f"{float(ep.sums['loss']) / max(ep.seen, 1):.4f}", refresh=False)
         bar.close()
         self._end_epoch(ep, sink)
+
+    def _global_batch(self, step: int) -> int | None:
+        """Images in global batch ``step`` when the batches say (in-memory or worker-less: a signal cannot break
+        them mid-epoch), so ranks need not all-reduce it every step; None: ask the ranks."""
+        b = self.train_batches
+        if getattr(b, "num_workers", 0) or not all(hasattr(b, k) for k in ("batch_size", "num_samples", "drop_last")):
+            return None
+        size, n = b.batch_size, b.num_samples  # type: ignore[attr-defined]
+        return size if b.drop_last else min(size, n - step * size)  # type: ignore[attr-defined]
 
     def _end_epoch(self, ep: EpochState, sink: TensorBoardSink | None) -> None:
         epoch, files = ep.epoch, self.files
@@ -390,10 +406,11 @@ class _Fit:
 
     def _reduced(self, ep: EpochState) -> tuple[dict[str, float], dict[str, float], int]:
         """The epoch's sums, counts and images over all ranks."""
+        sums, counts = ep.totals()  # the epoch's one read from the device
         if not self.ddp:
-            return dict(ep.sums), dict(ep.counts), ep.seen
-        ks, kc = list(ep.sums), list(ep.counts)
-        values = distributed.all_reduce_sum([ep.sums[k] for k in ks] + [ep.counts[k] for k in kc] + [ep.seen])
+            return sums, counts, ep.seen
+        ks, kc = list(sums), list(counts)
+        values = distributed.all_reduce_sum([sums[k] for k in ks] + [counts[k] for k in kc] + [ep.seen])
         sums = dict(zip(ks, values[: len(ks)]))
         counts = dict(zip(kc, values[len(ks) : len(ks) + len(kc)]))
         return sums, counts, int(values[-1])

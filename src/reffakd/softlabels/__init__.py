@@ -1,7 +1,7 @@
 """Soft-label stage: autoencoder, embeddings, class similarity, calibration, the SoftLabels artifact."""
 
 from .artifact import SoftLabels, read_soft_label_cost
-from .autoencoder_task import AutoencoderTask, embed, reconstruction_mse
+from .autoencoder_task import AutoencoderTask, embed, embed_batches, reconstruction_mse
 from .builder import (
     SOFT_LABELS_FILE,
     SoftLabelConfig,
@@ -10,7 +10,12 @@ from .builder import (
 )
 from .calibration import DEFAULT_TARGET_OWN_PROBABILITY, PRESETS, Calibration
 from .diagnostics import format_diagnostics, soft_label_diagnostics
-from .similarity import class_similarity, similarity_to_soft_labels, temperature_for_own_probability
+from .similarity import (
+    SimilarityAccumulator,
+    class_similarity,
+    similarity_to_soft_labels,
+    temperature_for_own_probability,
+)
 
 __all__ = [
     "AutoencoderTask",
@@ -18,11 +23,13 @@ __all__ = [
     "DEFAULT_TARGET_OWN_PROBABILITY",
     "PRESETS",
     "SOFT_LABELS_FILE",
+    "SimilarityAccumulator",
     "SoftLabelConfig",
     "SoftLabels",
     "build_soft_labels",
     "class_similarity",
     "embed",
+    "embed_batches",
     "format_diagnostics",
     "read_soft_label_cost",
     "reconstruction_mse",

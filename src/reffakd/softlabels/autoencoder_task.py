@@ -10,7 +10,7 @@ is for the classifiers only. Embeddings come from un-augmented training images b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -93,12 +93,27 @@ def reconstruction_mse(model: ConvAutoencoder, batches: Batches) -> float:
     return sums["squared_error"] / sums["values"]
 
 
-@torch.no_grad()
-def embed(model: ConvAutoencoder, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder features (N, 48 * H/8 * W/8) and labels, on the CPU, in the loader's order."""
+def embed_batches(model: ConvAutoencoder, batches: Batches) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Encoder features (B, 48 * H/8 * W/8) and labels, batch by batch, on the model's device, in the loader's order.
+
+    A stream, so soft-label building never holds the (N, D) embeddings: each batch goes to a
+    ``SimilarityAccumulator`` and is dropped.
+    """
+    was_training = model.training
     model.eval()
+    try:
+        for images, y in batches:
+            with torch.no_grad():
+                feats = model.encode(images)
+            yield feats, y
+    finally:
+        model.train(was_training)
+
+
+def embed(model: ConvAutoencoder, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
+    """All features (N, D) and labels on the CPU, for inspecting embeddings; soft labels stream them instead."""
     feats, labels = [], []
-    for images, y in batches:
-        feats.append(model.encode(images).float().cpu())
+    for f, y in embed_batches(model, batches):
+        feats.append(f.float().cpu())
         labels.append(y.cpu())
     return torch.cat(feats), torch.cat(labels)

@@ -19,7 +19,7 @@ import torch
 
 from ..data import DataSplits, Split, make_batches, materialize, split_fingerprint
 from ..data.image_folder import unlabelled_images
-from ..engine import OptimConfig, RunFiles, fit
+from ..engine import OptimConfig, RunFiles, distributed, fit
 from ..errors import ReffAKDError
 from ..io import write_json, write_text_atomic
 from ..models.autoencoder import ConvAutoencoder
@@ -27,16 +27,17 @@ from ..resources import combine_stages, count_flops, forward_flops, measure, par
 from ..seed import seed_everything
 from ..version import __version__
 from .artifact import SoftLabels
-from .autoencoder_task import AutoencoderTask, embed
+from .autoencoder_task import AutoencoderTask, embed_batches
 from .calibration import Calibration
 from .diagnostics import format_diagnostics, soft_label_diagnostics
-from .instance import class_unit_sums, instance_similarity, instance_soft_labels
-from .similarity import class_similarity
+from .instance import instance_similarity, instance_soft_labels
+from .similarity import SimilarityAccumulator, checked_sample
 
 SOFT_LABELS_FILE = "soft_labels.safetensors"
 # The autoencoder's files in the soft-label folder: its log, its last epoch (the one the soft labels
 # come from; no separate best), and its resume checkpoint.
 AUTOENCODER_FILES = RunFiles(metrics="autoencoder_metrics.jsonl", last="autoencoder.safetensors", best=None)
+EMBED_BATCH_SIZE = 512  # images per batch of the embedding pass (and of validation): its memory, not N, is held
 
 
 @dataclass
@@ -122,6 +123,21 @@ def similarity_flops(num_images: int, dim: int, num_classes: int) -> int:
     return 3 * num_images * dim + num_images * dim + 2 * num_classes * num_classes * dim
 
 
+def autoencoder_flops(model: ConvAutoencoder) -> tuple[int, int, int]:
+    """FLOPs per image of the autoencoder's training step (MSE, forward and backward), forward pass and encoder
+    pass, counted on a batch of 2 on the model's device (the meta device counts without computing)."""
+    device = next(model.parameters()).device
+    shape = (2, model.in_channels, *model.image_size)
+    step = count_flops(
+        lambda: torch.nn.functional.mse_loss(
+            model(torch.zeros(shape, device=device)), torch.zeros(shape, device=device)
+        ).backward()
+    )
+    model.zero_grad(set_to_none=True)
+    image = shape[1:]
+    return step // 2, forward_flops(model, image), forward_flops(model, image, forward=model.encode)
+
+
 def build_soft_labels(
     splits: DataSplits,
     cfg: SoftLabelConfig,
@@ -138,34 +154,42 @@ def build_soft_labels(
     Returns the soft labels and a cost record with one entry per stage. ``resume`` and
     ``handle_signals`` go to ``engine.fit`` (True: continue from the resume checkpoint in ``out_dir``
     when there is one); a signal raises ``TrainingInterrupted`` after the checkpoint is written.
+
+    Under torchrun (WORLD_SIZE > 1) every rank calls it: the autoencoder trains with DDP on its shard
+    of each global batch (``cfg.autoencoder.batch_size``), each rank embeds its shard of the training
+    images, the class sums are all-reduced, and rank 0 alone writes and logs; every rank returns the
+    same soft labels.
     """
     cfg.calibration.validate()
-    log(f"soft labels: autoencoder {cfg.autoencoder.epochs} epochs, preset {cfg.preset}, seed {cfg.seed}")
+    ae_cfg = cfg.autoencoder
+    distributed.check_batch_size(ae_cfg.batch_size)
+    device = distributed.setup(device)
+    main = distributed.is_main_process()
+    if not main:
+        progress, log = False, lambda line: None
+    shard = {"shard": distributed.shard()} if distributed.active() else {}
+    log(f"soft labels: autoencoder {ae_cfg.epochs} epochs, preset {cfg.preset}, seed {cfg.seed}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     generator = seed_everything(cfg.seed)
     c, (h, w) = splits.in_channels, splits.image_size
     model = ConvAutoencoder(c, (h, w)).to(device)
-    ae_cfg = cfg.autoencoder
     ae_train = autoencoder_split(splits, cfg.unlabelled_dir, cfg.budget_unlabelled)
     if len(ae_train) != len(splits.train):
         extra = len(ae_train) - len(splits.train)
         log(f"soft labels: the autoencoder trains on {len(ae_train)} images, {extra} of them unlabelled")
     train_batches = make_batches(
-        ae_train, ae_cfg.batch_size, shuffle=True, augment=splits.augment, generator=generator, device=device
+        ae_train,
+        ae_cfg.batch_size,
+        shuffle=True,
+        augment=splits.augment,
+        generator=generator,
+        device=device,
+        **shard,
     )
-    val_batches = make_batches(splits.val, 512, device=device)
-    step_flops = (
-        count_flops(
-            lambda: torch.nn.functional.mse_loss(
-                model(torch.zeros(2, c, h, w, device=device)), torch.zeros(2, c, h, w, device=device)
-            ).backward()
-        )
-        // 2
-    )
-    model.zero_grad(set_to_none=True)
-    fwd_flops = forward_flops(model, (c, h, w))
-    enc_flops = forward_flops(model, (c, h, w), forward=model.encode)
+    val_batches = make_batches(splits.val, EMBED_BATCH_SIZE, device=device, **shard)
+    step_flops, fwd_flops, enc_flops = autoencoder_flops(model)
 
     checkpoint_meta = {
         "model": "autoencoder",
@@ -214,20 +238,30 @@ def build_soft_labels(
 
     embed_augment = splits.augment if cfg.augment_embeddings else None
     with measure("embedding", device) as emb_cost:
-        emb_batches = make_batches(splits.train, 512, augment=embed_augment, generator=generator, device=device)
-        embeddings, labels = embed(model, emb_batches)
-        emb_cost.flops = enc_flops * len(splits.train)
+        images = splits.train
+        if cfg.samples_per_class is not None:  # the notebooks' seeded sample: only those images are embedded
+            keep = checked_sample(images.labels, splits.num_classes, cfg.samples_per_class, generator)
+            images = Split(images.images[keep], images.labels[keep])
+        emb_batches = make_batches(
+            images, EMBED_BATCH_SIZE, augment=embed_augment, generator=generator, device=device, **shard
+        )
+        accumulator = SimilarityAccumulator(splits.num_classes, model.embedding_dim, device)
+        for features, labels in embed_batches(model, emb_batches):
+            accumulator.update(features, labels)  # each batch is dropped once it is summed
+        accumulator.all_reduce()  # under torchrun: every rank embedded its shard
+        emb_cost.flops = enc_flops * len(images)
         emb_cost.details = {
-            "images": len(splits.train),
+            "images": len(images),
             "embedding_dim": model.embedding_dim,
             "encoder_flops_per_image": enc_flops,
+            "batch_size": EMBED_BATCH_SIZE,
+            "class_sums": "accumulated batch by batch during this pass (SimilarityAccumulator)",
         }
 
     with measure("similarity", device) as sim_cost:
-        similarity = class_similarity(embeddings, labels, splits.num_classes, cfg.samples_per_class, generator)
-        used = len(labels) if cfg.samples_per_class is None else cfg.samples_per_class * splits.num_classes
-        sim_cost.flops = similarity_flops(used, model.embedding_dim, splits.num_classes)
-        sim_cost.details = {"images": used}
+        similarity = accumulator.similarity().cpu()
+        sim_cost.flops = similarity_flops(len(images), model.embedding_dim, splits.num_classes)
+        sim_cost.details = {"images": len(images)}
 
     soft = soft_labels_from_similarity(
         similarity, splits, cfg,
@@ -236,34 +270,45 @@ def build_soft_labels(
     log(format_diagnostics(soft.metadata["diagnostics"]))
 
     with measure("instance_soft_labels", device) as inst_cost:
-        # One soft label per training image (``reffakd-instance``), from the un-augmented embeddings.
-        plain = embeddings
-        if embed_augment is not None:
-            plain, _ = embed(model, make_batches(splits.train, 512, device=device))
-            inst_cost.flops += enc_flops * len(splits.train)
-        sums, counts = class_unit_sums(plain, labels, splits.num_classes)
-        per_image = instance_soft_labels(
-            instance_similarity(plain, labels, sums, counts), labels, soft.metadata["diagonal_boost"],
-            soft.metadata["temperature"],
-        )  # fmt: skip
-        soft.instance = per_image.to(torch.float32)
-        soft.instance_index = torch.arange(len(splits.train))
-        soft.metadata["instance_split"] = split_fingerprint(splits.train)
+        # One soft label per training image (``reffakd-instance``): class sums of the un-augmented training
+        # images' unit embeddings (the similarity's own, when it saw exactly those), then a second streaming
+        # pass gives each image its row; only the (N, C) table itself is held, never the embeddings.
         n, d, k = len(splits.train), model.embedding_dim, splits.num_classes
-        inst_cost.flops += 3 * n * d + 2 * n * d * k + 4 * n * k  # unit rows, dots with the class sums, softmax
-        inst_cost.details = {"images": n}
-
-    # autoencoder.safetensors (+ .json) is the last epoch's, written by fit.
-    soft.save(out_dir / SOFT_LABELS_FILE)
+        sums = accumulator
+        if cfg.samples_per_class is not None or embed_augment is not None:
+            sums = SimilarityAccumulator(k, d, device)
+            for features, labels in embed_batches(model, make_batches(splits.train, EMBED_BATCH_SIZE, device=device,
+                                                                      **shard)):  # fmt: skip
+                sums.update(features, labels)
+            sums.all_reduce()
+            inst_cost.flops += enc_flops * n
+        counts = sums.counts.to(torch.float64)
+        rows = []
+        boost, tau = soft.metadata["diagonal_boost"], soft.metadata["temperature"]
+        # Every rank computes the whole table (it is cheap next to the autoencoder), so all return the same.
+        for features, labels in embed_batches(model, make_batches(splits.train, EMBED_BATCH_SIZE, device=device)):
+            sim = instance_similarity(features, labels, sums.class_sums, counts)
+            rows.append(instance_soft_labels(sim, labels, boost, tau).to(torch.float32).cpu())
+        soft.instance = torch.cat(rows)
+        soft.instance_index = torch.arange(n)
+        soft.metadata["instance_split"] = split_fingerprint(splits.train)
+        # the encoder again, unit rows, dots with the class sums, softmax
+        inst_cost.flops += enc_flops * n + 3 * n * d + 2 * n * d * k + 4 * n * k
+        inst_cost.details = {"images": n, "batch_size": EMBED_BATCH_SIZE}
     cost = combine_stages(
         {"autoencoder_training": ae_stage, **{s.name: s.to_dict() for s in (emb_cost, sim_cost, inst_cost)}},
         source="autoencoder",
         autoencoder_parameters=parameter_count(model),
     )
-    write_json(out_dir / "soft_labels_cost.json", cost)
-    write_text_atomic(out_dir / "diagnostics.txt", format_diagnostics(soft.metadata["diagnostics"]) + "\n")
-    _plot(out_dir, soft, model, splits, device)
+    if distributed.world_size() > 1:
+        cost["distributed"] = {"world_size": distributed.world_size(), "seconds_and_memory": "rank 0's"}
     soft.cost = cost
+    if main:  # autoencoder.safetensors (+ .json) is the last epoch's, written by fit.
+        soft.save(out_dir / SOFT_LABELS_FILE)
+        write_json(out_dir / "soft_labels_cost.json", cost)
+        write_text_atomic(out_dir / "diagnostics.txt", format_diagnostics(soft.metadata["diagnostics"]) + "\n")
+        _plot(out_dir, soft, model, splits, device)
+    distributed.barrier()  # the files exist before any rank goes on
     return soft, cost
 
 

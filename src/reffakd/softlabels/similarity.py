@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from ..engine import distributed
 from ..errors import ReffAKDError
 
 
@@ -27,6 +28,95 @@ def sample_per_class(labels: torch.Tensor, num_classes: int, k: int, generator: 
     return torch.cat(picked)
 
 
+class SimilarityAccumulator:
+    """Class similarity from a stream of embedding batches: per-class sums of unit vectors, mergeable.
+
+    The mean pairwise cosine between classes needs only, per class, the sum of its unit vectors, the
+    sum of their squared norms (1, or 0 for an all-zero embedding) and the count: C x D + 2C numbers,
+    whatever N is. So the embeddings are never held together: each batch is normalised in its own dtype
+    and added in float64, accumulators of different shards add up (``merge``, ``all_reduce``), and the
+    result is exactly the pairwise definition of ``class_similarity``.
+
+    ``class_sums`` and ``counts`` (and ``class_means``) are public: a second streaming pass that compares
+    each image with the class means (per-image soft labels) takes them from here.
+    """
+
+    def __init__(self, num_classes: int, dim: int, device: torch.device | str = "cpu") -> None:
+        if num_classes < 1 or dim < 1:
+            raise ReffAKDError(
+                f"a similarity accumulator needs num_classes >= 1 and dim >= 1, got {num_classes}, {dim}"
+            )
+        self.num_classes, self.dim = int(num_classes), int(dim)
+        self.class_sums = torch.zeros((num_classes, dim), dtype=torch.float64, device=device)
+        self.self_dots = torch.zeros(num_classes, dtype=torch.float64, device=device)  # sum of |unit|^2 per class
+        self.counts = torch.zeros(num_classes, dtype=torch.int64, device=device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.class_sums.device
+
+    @torch.no_grad()
+    def update(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add one batch: ``embeddings`` (B, D) in any floating dtype, ``labels`` (B,) in 0..C-1."""
+        if embeddings.ndim != 2 or labels.ndim != 1 or embeddings.shape[0] != labels.shape[0]:
+            raise ReffAKDError(
+                f"embeddings must be (N, D) and labels (N,), got {tuple(embeddings.shape)} and {tuple(labels.shape)}"
+            )
+        if embeddings.shape[1] != self.dim:
+            raise ReffAKDError(f"embeddings have dimension {embeddings.shape[1]} but the accumulator takes {self.dim}")
+        if not labels.numel():
+            return
+        labels = labels.to(self.device, torch.long)
+        lo, hi = int(labels.min()), int(labels.max())  # one host read per batch, for a one-line error
+        if lo < 0 or hi >= self.num_classes:
+            raise ReffAKDError(f"labels must lie in 0..{self.num_classes - 1}, got values {lo}..{hi}")
+        e = embeddings.to(self.device)
+        if not e.is_floating_point():
+            e = e.double()
+        norms = torch.linalg.vector_norm(e, dim=1, keepdim=True)  # in the batch's dtype
+        scale = torch.where(norms > 0, norms.reciprocal(), 0.0).to(torch.float64)  # 0: a zero embedding stays 0
+        unit = e.to(torch.float64).mul_(scale)
+        self.class_sums.index_add_(0, labels, unit)
+        self.self_dots.index_add_(0, labels, (norms.to(torch.float64) * scale).square().squeeze(1))
+        self.counts += torch.bincount(labels, minlength=self.num_classes)
+
+    def merge(self, other: SimilarityAccumulator) -> SimilarityAccumulator:
+        """Add another accumulator's sums (another shard of the same data); returns self."""
+        if (other.num_classes, other.dim) != (self.num_classes, self.dim):
+            raise ReffAKDError(
+                f"cannot merge a {other.num_classes}-class, {other.dim}-dim accumulator into a "
+                f"{self.num_classes}-class, {self.dim}-dim one"
+            )
+        self.class_sums += other.class_sums.to(self.device)
+        self.self_dots += other.self_dots.to(self.device)
+        self.counts += other.counts.to(self.device)
+        return self
+
+    def all_reduce(self) -> SimilarityAccumulator:
+        """Under torchrun: every rank's sums added on every rank (a no-op in one process); returns self."""
+        distributed.all_reduce_tensors([self.class_sums, self.self_dots, self.counts])
+        return self
+
+    def class_means(self) -> torch.Tensor:
+        """(C, D) float64: each class's mean unit embedding (zero for a class with no images)."""
+        return self.class_sums / self.counts.clamp_min(1).to(torch.float64)[:, None]
+
+    def similarity(self) -> torch.Tensor:
+        """The (C, C) float64 matrix: cross-class means over all pairs, within-class means over distinct pairs."""
+        counts = self.counts.to(torch.float64)
+        too_few = (self.counts < 2).nonzero(as_tuple=True)[0]
+        if too_few.numel():
+            c = int(too_few[0])
+            raise ReffAKDError(
+                f"class {c} has {int(self.counts[c])} embedding(s); "
+                "every class needs at least 2 for a within-class similarity"
+            )
+        gram = self.class_sums @ self.class_sums.T
+        sim = gram / (counts[:, None] * counts[None, :])
+        sim.diagonal().copy_((gram.diagonal() - self.self_dots) / (counts * (counts - 1)))
+        return sim
+
+
 def class_similarity(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
@@ -39,42 +129,33 @@ def class_similarity(
     Off-diagonal (i, j): the mean over all n_i * n_j cross pairs. Diagonal (i, i): the mean over the
     n_i * (n_i - 1) / 2 distinct within-class pairs, self-pairs excluded. An all-zero embedding (a
     ReLU encoder can produce one) has cosine 0 with everything, as in the pairwise definition.
-    ``samples_per_class=k`` reproduces the notebooks' seeded sample of k images per class.
+    ``samples_per_class=k`` reproduces the notebooks' seeded sample of k images per class. Embeddings
+    held in memory, one batch of ``SimilarityAccumulator``; a stream of batches goes to it directly.
     """
     if embeddings.ndim != 2 or labels.ndim != 1 or embeddings.shape[0] != labels.shape[0]:
         raise ReffAKDError(
             f"embeddings must be (N, D) and labels (N,), got {tuple(embeddings.shape)} and {tuple(labels.shape)}"
         )
     labels = labels.long()
+    if samples_per_class is not None:
+        keep = checked_sample(labels, num_classes, samples_per_class, generator)
+        embeddings, labels = embeddings[keep], labels[keep]
+    acc = SimilarityAccumulator(num_classes, embeddings.shape[1], embeddings.device)
+    acc.update(embeddings, labels)
+    return acc.similarity()
+
+
+def checked_sample(
+    labels: torch.Tensor, num_classes: int, samples_per_class: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """``sample_per_class`` after checking k >= 2 and the labels' range (one-line errors)."""
+    if samples_per_class < 2:
+        raise ReffAKDError(f"samples_per_class must be at least 2, got {samples_per_class}")
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise ReffAKDError(
             f"labels must lie in 0..{num_classes - 1}, got values {int(labels.min())}..{int(labels.max())}"
         )
-    if samples_per_class is not None:
-        if samples_per_class < 2:
-            raise ReffAKDError(f"samples_per_class must be at least 2, got {samples_per_class}")
-        keep = sample_per_class(labels, num_classes, samples_per_class, generator)
-        embeddings, labels = embeddings[keep], labels[keep]
-    counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)
-    too_few = (counts < 2).nonzero(as_tuple=True)[0]
-    if too_few.numel():
-        c = int(too_few[0])
-        raise ReffAKDError(
-            f"class {c} has {int(counts[c])} embedding(s); every class needs at least 2 for a within-class similarity"
-        )
-    e = embeddings.to(torch.float64)
-    norms = e.norm(dim=1, keepdim=True)
-    unit = torch.where(norms > 0, e / norms.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(e))
-    sums = torch.zeros((num_classes, e.shape[1]), dtype=torch.float64, device=e.device).index_add_(0, labels, unit)
-    self_dots = torch.zeros(num_classes, dtype=torch.float64, device=e.device).index_add_(
-        0, labels, (unit * unit).sum(1)
-    )
-    gram = sums @ sums.T
-    counts = counts.to(e.device)
-    sim = gram / (counts[:, None] * counts[None, :])
-    diag = (gram.diagonal() - self_dots) / (counts * (counts - 1))
-    sim.diagonal().copy_(diag)
-    return sim
+    return sample_per_class(labels, num_classes, samples_per_class, generator)
 
 
 def similarity_to_soft_labels(similarity: torch.Tensor, diagonal_boost: float, temperature: float) -> torch.Tensor:

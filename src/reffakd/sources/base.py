@@ -230,13 +230,37 @@ class TeacherNetwork(SoftTargetSource):
     def probabilities(
         self, images: torch.Tensor, labels: torch.Tensor, temperature: float, **batch: Any
     ) -> torch.Tensor:
-        start = time.perf_counter()
-        z = self.logits(images)
-        probs = F.softmax(z.to(torch.float64 if z.dtype == torch.float64 else torch.float32) / temperature, dim=1)
-        if probs.is_cuda:
-            torch.cuda.synchronize(probs.device)
-        self.seconds += time.perf_counter() - start
+        if images.is_cuda:  # CUDA events: timed on the device, read when ``seconds`` is (no sync per step)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            probs = self._softmax(self.logits(images), temperature)
+            end.record()
+            self._pending.append((start, end))
+            return probs
+        began = time.perf_counter()
+        probs = self._softmax(self.logits(images), temperature)
+        self._seconds += time.perf_counter() - began
         return probs
+
+    @staticmethod
+    def _softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+        """softmax(z / T) in float64 for float64 logits, else in float32 (half-precision logits included)."""
+        return F.softmax(logits.to(torch.float64 if logits.dtype == torch.float64 else torch.float32) / temperature, 1)
+
+    @property
+    def seconds(self) -> float:  # type: ignore[override]
+        """Time spent in the forward passes so far; reading it waits for the recorded CUDA events (once an epoch)."""
+        pending = self.__dict__.setdefault("_pending", [])
+        if pending:
+            pending[-1][1].synchronize()
+            self._seconds += sum(start.elapsed_time(end) for start, end in pending) / 1000.0
+            pending.clear()
+        return self.__dict__.get("_seconds", 0.0)
+
+    @seconds.setter
+    def seconds(self, value: float) -> None:
+        self.__dict__["_pending"] = []
+        self.__dict__["_seconds"] = float(value)
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name, "forward_flops_per_image": self.forward_flops_per_image}

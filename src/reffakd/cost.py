@@ -1,0 +1,134 @@
+"""``reffakd cost``: what the soft targets cost at a recipe's scale, computed from FLOP counts, with no training.
+
+Every number is a model's own FLOP count (``resources.count_flops``, PyTorch's ``FlopCounterMode``, on the
+meta device: shapes only, nothing computed) times the recipe's images and epochs, counted as a run counts
+them (``pipeline.train_student``, ``softlabels.build_soft_labels``): a training step per training image per
+epoch, a forward pass per validation image per epoch, the encoder once per training image, and the
+similarity's normalising, summing and Gram matrix. A teacher costs its own training plus one forward pass
+per training image per epoch of every student it teaches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .data import DATASET_SIZES
+from .errors import ReffAKDError
+from .models import ConvAutoencoder, create_model
+from .pipeline import student_step_flops
+from .resources import forward_flops, parameter_count
+from .softlabels.builder import autoencoder_flops, similarity_flops
+from .spec import RunSpec
+
+META = torch.device("meta")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One line of the cost table: a stage, its model, FLOPs per image, images per epoch, epochs."""
+
+    group: str  # "reffakd soft targets", "teacher soft targets", "student"
+    stage: str
+    model: str
+    parameters: int
+    flops_per_image: int
+    images: int
+    epochs: int
+
+    @property
+    def flops(self) -> int:
+        return self.flops_per_image * self.images * self.epochs
+
+
+def recipe_cost(spec: RunSpec, where: str) -> dict[str, Any]:
+    """The stages of one student's soft targets (the recipe's autoencoder, or its teacher) and its training."""
+    data = spec.data
+    dataset = data.get("dataset", "fashion-mnist")
+    size = DATASET_SIZES.get(dataset)
+    if size is None:
+        raise ReffAKDError(
+            f"cost needs the size of dataset {dataset!r} ({where}); it knows {', '.join(sorted(DATASET_SIZES))}"
+        )
+    side = data.get("image_size") or size.image_size
+    shape = (size.channels, side, side)
+    val = int(data.get("val_size", 5000))
+    train = size.train_images - val
+    student_optim = spec.optim(spec.student, "student")
+    teacher_optim = spec.optim(spec.teacher, "teacher")
+    ae_epochs = spec.soft_label_config().autoencoder.epochs
+    with torch.device(META):
+        student_name = spec.student.get("model", "lenet5")
+        teacher_name = spec.teacher.get("model", "resnet18")
+        student = create_model(student_name, num_classes=size.num_classes, in_channels=shape[0], image_size=shape[1:])
+        teacher = create_model(teacher_name, num_classes=size.num_classes, in_channels=shape[0], image_size=shape[1:])
+        ae = ConvAutoencoder(shape[0], shape[1:])
+    ae_step, ae_fwd, ae_enc = autoencoder_flops(ae)
+    ae_params, t_params, s_params = parameter_count(ae), parameter_count(teacher), parameter_count(student)
+    t_step, t_fwd = student_step_flops(teacher, shape, META), forward_flops(teacher, shape)
+    s_step, s_fwd = student_step_flops(student, shape, META), forward_flops(student, shape)
+    sim_flops = similarity_flops(train, ae.embedding_dim, size.num_classes)
+    soft, teach, stud = "reffakd soft targets", "teacher soft targets", "student"
+    epochs = student_optim.epochs
+    stages = [
+        Stage(soft, "autoencoder training steps", "autoencoder", ae_params, ae_step, train, ae_epochs),
+        Stage(soft, "autoencoder validation", "autoencoder", ae_params, ae_fwd, val, ae_epochs),
+        Stage(soft, "embedding (encoder)", "autoencoder", ae_params, ae_enc, train, 1),
+        Stage(soft, "class similarity", "-", 0, sim_flops, 1, 1),
+        Stage(teach, "teacher training steps", teacher_name, t_params, t_step, train, teacher_optim.epochs),
+        Stage(teach, "teacher validation", teacher_name, t_params, t_fwd, val, teacher_optim.epochs),
+        Stage(teach, "teacher forward while the student trains", teacher_name, t_params, t_fwd, train, epochs),
+        Stage(stud, "student training steps", student_name, s_params, s_step, train, epochs),
+        Stage(stud, "student validation", student_name, s_params, s_fwd, val, epochs),
+    ]
+    totals = {g: sum(s.flops for s in stages if s.group == g) for g in (soft, teach, stud)}
+    return {
+        "dataset": dataset,
+        "input_shape": list(shape),
+        "train_images": train,
+        "val_images": val,
+        "stages": stages,
+        "totals": totals,
+        "teacher_over_reffakd": totals[teach] / totals[soft],
+        "kd_over_reffakd_run": (totals[teach] + totals[stud]) / (totals[soft] + totals[stud]),
+    }
+
+
+def _flops(n: int) -> str:
+    return f"{n:.3e}"
+
+
+def cost_table(preset: str, cost: dict[str, Any]) -> str:
+    """The stages and totals as Markdown, labelled as computed from FLOP counts."""
+    shape = "x".join(map(str, cost["input_shape"]))
+    lines = [
+        f"Preset `{preset}`: {cost['dataset']} ({shape}), {cost['train_images']:,} training and "
+        f"{cost['val_images']:,} validation images. Computed from the models' FLOP counts "
+        "(matmuls and convolutions, 1 MAC = 2 FLOPs) x images x epochs; nothing was trained.",
+        "",
+        "| soft targets / stage | model | parameters | FLOPs per image | images | epochs | FLOPs |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in cost["stages"]:
+        params = f"{s.parameters:,}" if s.parameters else "-"
+        lines.append(
+            f"| {s.group}: {s.stage} | {s.model} | {params} | {_flops(s.flops_per_image)} | {s.images:,} | "
+            f"{s.epochs} | {_flops(s.flops)} |"
+        )
+    for group, total in cost["totals"].items():
+        lines.append(f"| **{group}, total** | | | | | | **{_flops(total)}** |")
+    lines += [
+        "",
+        f"The teacher's soft targets cost **{cost['teacher_over_reffakd']:,.1f}x** the FLOPs of ReffAKD's; a whole KD "
+        f"run (teacher + student) costs {cost['kd_over_reffakd_run']:,.2f}x a whole ReffAKD run (soft labels + "
+        "student).",
+    ]
+    return "\n".join(lines)
+
+
+def cost_json(preset: str, cost: dict[str, Any]) -> dict[str, Any]:
+    """The same, as JSON-ready data."""
+    stages = [{**s.__dict__, "flops": s.flops} for s in cost["stages"]]
+    return {"preset": preset, "computed_from": "FLOP counts x images x epochs", **cost, "stages": stages}

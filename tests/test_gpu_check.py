@@ -1,0 +1,40 @@
+"""benchmarks/gpu_check.sh --smoke: the GPU window's one prepared script, run on the CPU so that it cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_smoke_passes_every_check_it_can_run_on_a_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "gc"
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--smoke", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    status = {c["name"]: c["status"] for c in results["checks"]}
+    assert done.returncode == 0, (status, done.stdout[-3000:], done.stderr[-3000:])
+    skipped = {name for name, s in status.items() if s == "skipped"}
+    assert skipped == {"amp-fp16", "compile"}  # CUDA-only or minutes on a CPU: everything else ran
+    assert all(s == "ok" for name, s in status.items() if name not in skipped)
+    for method in ("ce", "ls", "tfkd-reg", "tfkd-self", "kd", "dkd", "dkd-aesl", "reffakd"):
+        assert status[f"train-{method}"] == "ok"
+    checks = {c["name"]: c for c in results["checks"]}
+    assert checks["sigint-resume"]["epochs_logged"] == [1, 2, 3]
+    assert checks["torchrun-1"]["metrics"][0] == {"backend": "gloo", "world_size": 1, "all_reduce_ok": True}
+    assert {m["case"] for m in checks["bench"]["metrics"]} >= {"lenet5 train", "resnet50 forward 64x64"}
+    assert (out / "runs" / "protocol" / "results.md").is_file()
+    assert "=== train-reffakd" in (out / "gpu_check.log").read_text()
+
+
+def test_gpu_check_refuses_a_folder_in_use(tmp_path: Path) -> None:
+    (tmp_path / "old.txt").write_text("x")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--smoke", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and "is not empty" in done.stderr
