@@ -486,7 +486,7 @@ def plan(args: argparse.Namespace, data: Path, out: Path) -> tuple[list[Check], 
     )
     teacher, soft = str(runs / "train-ce" / "best.safetensors"), str(runs / "soft" / "soft_labels.safetensors")
     for method, info in DISTILLERS.items():
-        if method == "ce":
+        if method == "ce" or info.source.semi:  # -semi: the same CUDA code as its twin, on a budget's artifact
             continue
         extra: list[str] = []
         after = None

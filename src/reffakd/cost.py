@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .data import DATASET_SIZES
+from .data.dataset import default_val_size
 from .errors import ReffAKDError
 from .models import ConvAutoencoder, create_model
 from .pipeline import student_step_flops
@@ -54,7 +55,8 @@ def recipe_cost(spec: RunSpec, where: str) -> dict[str, Any]:
         )
     side = data.get("image_size") or size.image_size
     shape = (size.channels, side, side)
-    val = int(data.get("val_size", 5000))
+    val = data.get("val_size")
+    val = default_val_size(size.train_images) if val is None else int(val)
     train = size.train_images - val
     student_optim = spec.optim(spec.student, "student")
     teacher_optim = spec.optim(spec.teacher, "teacher")
