@@ -103,3 +103,15 @@ def test_a_budget_may_bring_its_own_epochs() -> None:
     assert budget_folder(spec.budgets[0]) == "labels-10" and budget_folder("all") == "labels-all"
     everything = budget_spec(spec, "all")
     assert everything.student["epochs"] == spec.student["epochs"] and everything.data["labels_per_class"] is None
+
+
+def test_the_shipped_study_config_is_a_valid_spec(tmp_path: Path) -> None:
+    from reffakd.cli import parse_command
+    from reffakd.runconfig import compare_spec
+    from reffakd.study import budget_spec
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "study-label-budgets.yaml"
+    spec = compare_spec(parse_command(["compare", "--config", str(config), "--out", str(tmp_path / "s")]))
+    assert [budget_spec(spec, b).data["labels_per_class"] for b in spec.budgets] == [100, 500, None]
+    assert spec.seeds == [0, 1, 2, 3, 4] and spec.tune is not None
+    assert "reffakd-semi" not in budget_spec(spec, spec.budgets[-1]).methods
