@@ -12,7 +12,7 @@ import pytest
 
 from conftest import tree_digest
 from reffakd.cli import main, parse_command
-from reffakd.distillers import method_names
+from reffakd.distillers import default_methods, method_names
 from reffakd.errors import ReffAKDError
 from reffakd.recipes import load_recipe, recipe_names
 from reffakd.runconfig import compare_spec
@@ -50,7 +50,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory, fake_fmnist: Path) -> Pat
 
 
 def test_every_method_and_seed_runs_once_with_shared_teacher_and_soft_labels(finished: Path) -> None:
-    for method in method_names():
+    for method in default_methods():
         for seed in (0, 1):
             summary = json.loads((finished / "runs" / method / f"seed{seed}" / "summary.json").read_text())
             assert summary["method"] == method and summary["seed"] == seed
@@ -87,18 +87,20 @@ def test_every_method_and_seed_runs_once_with_shared_teacher_and_soft_labels(fin
 def test_results_table_csv_and_plot(finished: Path) -> None:
     with open(finished / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert sorted((r["method"], int(r["seed"])) for r in rows) == sorted((m, s) for m in method_names() for s in (0, 1))
+    expected = sorted((m, s) for m in default_methods() for s in (0, 1))
+    assert sorted((r["method"], int(r["seed"])) for r in rows) == expected
+    assert not any(m.endswith("-semi") for m, _ in expected)  # the -semi methods run only when named
     for r in rows:
         assert float(r["total_flops"]) == pytest.approx(float(r["student_flops"]) + float(r["soft_target_flops"]))
         assert 0 <= float(r["test_top1_selected"]) <= 100
     md = (finished / "results.md").read_text()
-    for method in method_names():
+    for method in default_methods():
         assert f"| {method} " in md
     assert "x ReffAKD's FLOPs" in md  # the teacher against the autoencoder, as ratios
     assert (finished / "accuracy_vs_cost.png").stat().st_size > 0
     # Every other method paired with ce over the two seeds, with an interval, and the plot of those intervals.
     paired = md.split("Paired difference to ce")[1]
-    for method in method_names()[1:]:
+    for method in default_methods()[1:]:
         assert re.search(rf"\| {re.escape(method)} +\| 2 +\| [+-]\d+\.\d\d \[[+-]\d", paired), method
     assert (finished / "paired_vs_baseline.png").stat().st_size > 0
     assert json.loads((finished / "spec.json").read_text())["seeds"] == [0, 1]
@@ -118,7 +120,7 @@ def test_rerun_skips_finished_runs_and_extends_with_new_seeds(
     assert tree_digest(finished / "teacher") == teacher_before
     assert json.loads((finished / "spec.json").read_text())["seeds"] == [0, 1, 2]
     with open(finished / "results.csv", newline="") as f:
-        assert len(list(csv.DictReader(f))) == 2 * len(method_names()) + 1
+        assert len(list(csv.DictReader(f))) == 2 * len(default_methods()) + 1
 
 
 def test_interrupted_run_leaves_no_finished_folder(

@@ -21,7 +21,7 @@ from typing import Any
 
 from .data import DataConfig
 from .distillers import TEACHER as TEACHER_SOURCE
-from .distillers import get_method, method_names, parameter_types, tuning_grid
+from .distillers import default_methods, get_method, method_names, parameter_types, tuning_grid
 from .engine import OptimConfig
 from .errors import ReffAKDError
 from .pipeline import StudentConfig
@@ -181,7 +181,8 @@ def _resolve_lr(section: dict[str, Any], what: str) -> float:
 class RunSpec:
     """Everything a comparison runs; saved as ``spec.json`` in its folder."""
 
-    methods: list[str] = field(default_factory=method_names)  # every registered method, in report order
+    # every registered method in report order, but the -semi ones (``default_methods``)
+    methods: list[str] = field(default_factory=default_methods)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     data: dict[str, Any] = field(default_factory=lambda: asdict(DataConfig()))
     student: dict[str, Any] = field(default_factory=lambda: {"model": "lenet5", **asdict(OptimConfig(epochs=10))})

@@ -321,6 +321,12 @@ def combination(form: str, source: str) -> Method:
     return method
 
 
+def default_methods() -> list[str]:
+    """What a comparison runs when it names no methods: every method in report order, but the semi-supervised
+    ones, which train exactly as their supervised twins unless a labelled budget withholds images."""
+    return [name for name, m in DISTILLERS.items() if not m.source.semi]
+
+
 def method_names() -> list[str]:
     """Every method in report order (the order of registration)."""
     return list(DISTILLERS)
