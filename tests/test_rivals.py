@@ -27,8 +27,8 @@ from reffakd.engine import OptimConfig, TrainingInterrupted, load_state
 from reffakd.losses import dkd_terms, kl_to_targets, soft_cross_entropy
 from reffakd.models import load_model
 from reffakd.pipeline import StudentConfig, train_student
-from reffakd.softlabels import SoftLabels, build_soft_labels
-from reffakd.softlabels.instance import class_unit_sums, instance_similarity, instance_soft_labels
+from reffakd.softlabels import SimilarityAccumulator, SoftLabels, build_soft_labels
+from reffakd.softlabels.instance import instance_similarity, instance_soft_labels
 from reffakd.softlabels.similarity import class_similarity
 from reffakd.sources import ClassTable, OnlineClassTable, PreviousPredictions, instance_soft_label_source
 from reffakd.spec import RunSpec, folder_name, soft_label_config
@@ -196,8 +196,9 @@ def test_per_image_similarity_against_brute_force_pairs() -> None:
     expected = np.array([[np.mean([cos[i, j] for j in range(11) if y[j] == c and j != i]) for c in range(3)]
                          for i in range(11)])  # fmt: skip
     et, yt = torch.tensor(e), torch.tensor(y)
-    sums, counts = class_unit_sums(et, yt, 3)
-    got = instance_similarity(et, yt, sums, counts)
+    sums = SimilarityAccumulator(3, et.shape[1])  # the class sums the soft-label builder feeds it
+    sums.update(et, yt)
+    got = instance_similarity(et, yt, sums.class_sums, sums.counts.to(torch.float64))
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-12)
     # Averaged over a class, the per-image similarities are the class-level matrix.
     means = np.stack([got.numpy()[y == a].mean(0) for a in range(3)])

@@ -36,7 +36,7 @@ from .reports.compare_report import write_compare_report
 from .rundir import LOCK, locked, staged_run_dir
 from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
 from .sources import TeacherNetwork, load_teacher
-from .spec import RunItem, RunSpec, folder_name
+from .spec import RunItem, RunSpec
 from .tuning import choose, item_path, write_tuning_report
 
 SPEC_FILE = "spec.json"
@@ -426,8 +426,8 @@ def _worker_run(item: RunItem) -> None:
 
 
 def run_path(out: Path, variant: str, seed: int) -> Path:
-    """``out/runs/<method or variant folder>/seed<k>``."""
-    return out / "runs" / folder_name(variant) / f"seed{seed}"
+    """``out/runs/<method or variant folder>/seed<k>``: a final run's folder (``tuning.item_path``)."""
+    return item_path(out, RunItem(variant, variant, seed))
 
 
 def _soft_labels(

@@ -20,9 +20,7 @@ from typing import Any
 from .errors import ReffAKDError
 from .io import read_json, write_text_atomic
 from .reports.tables import markdown_table
-from .spec import RunItem, RunSpec, folder_name, variant_name
-
-TUNING_DIR = "tuning"
+from .spec import RunItem, RunSpec, folder_name
 
 
 def item_path(out: Path, item: RunItem) -> Path:
@@ -32,20 +30,19 @@ def item_path(out: Path, item: RunItem) -> Path:
 
 def trial_results(out: Path, spec: RunSpec) -> list[dict[str, Any]]:
     """One row per trial (method x point): its finished seeds and their validation top-1 (best and last epoch)."""
-    rows = []
-    seeds = spec.tune.get("seeds", [0]) if spec.tune else []
-    for method in spec.method_order():
-        for point in spec.tuning_points(method):
-            variant = variant_name(method, point)
-            best, last = [], []
-            for seed in seeds:
-                path = out / TUNING_DIR / folder_name(variant) / f"seed{seed}" / "summary.json"
-                if path.is_file():
-                    s = read_json(path, "tuning trial summary", "`reffakd compare` when a trial finishes")
-                    best.append(float(s["best_val_top1"]))
-                    last.append(float(s["last_val_top1"]))
-            rows.append({"method": method, "point": point, "variant": variant, "val_best": best, "val_last": last})
-    return rows
+    rows: dict[str, dict[str, Any]] = {}
+    for item in spec.tuning_items():
+        point = {k: v for k, v in item.point if k != "epochs"}  # the setting; the short budget is the tune's
+        row = rows.setdefault(
+            item.variant,
+            {"method": item.method, "point": point, "variant": item.variant, "val_best": [], "val_last": []},
+        )
+        path = item_path(out, item) / "summary.json"
+        if path.is_file():
+            s = read_json(path, "tuning trial summary", "`reffakd compare` when a trial finishes")
+            row["val_best"].append(float(s["best_val_top1"]))
+            row["val_last"].append(float(s["last_val_top1"]))
+    return list(rows.values())
 
 
 def choose(out: Path, spec: RunSpec) -> dict[str, dict[str, Any]]:

@@ -28,17 +28,6 @@ def unit_rows(embeddings: torch.Tensor) -> torch.Tensor:
     return torch.where(norms > 0, e / torch.where(norms > 0, norms, torch.ones_like(norms)), torch.zeros_like(e))
 
 
-def class_unit_sums(
-    embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(S, n): per-class sums of unit embeddings (C, D) and counts (C,), float64; add batches' results to stream."""
-    unit = unit_rows(embeddings)
-    sums = torch.zeros((num_classes, unit.shape[1]), dtype=torch.float64, device=unit.device)
-    sums.index_add_(0, labels.long(), unit)
-    counts = torch.bincount(labels.long(), minlength=num_classes).to(torch.float64)
-    return sums, counts
-
-
 def instance_similarity(
     embeddings: torch.Tensor, labels: torch.Tensor, class_sums: torch.Tensor, counts: torch.Tensor
 ) -> torch.Tensor:
