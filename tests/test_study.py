@@ -96,13 +96,25 @@ def test_a_budget_may_bring_its_own_epochs() -> None:
     from reffakd.study import budget_folder, budget_spec
 
     spec = RunSpec.from_dict(
-        {"budgets": [{"labels": 10, "epochs": 7, "tune_epochs": 2}, "all"], "tune": {"trials": 2, "epochs": 1}}, "spec"
+        {
+            "budgets": [{"labels": 10, "epochs": 7, "tune_epochs": 2}, {"labels": "all", "seeds": [4, 2]}],
+            "tune": {"trials": 2, "epochs": 1},
+        },
+        "spec",
     )
     ten = budget_spec(spec, spec.budgets[0])
     assert ten.student["epochs"] == 7 and ten.tune["epochs"] == 2 and ten.data["labels_per_class"] == 10
-    assert budget_folder(spec.budgets[0]) == "labels-10" and budget_folder("all") == "labels-all"
-    everything = budget_spec(spec, "all")
+    assert ten.seeds == spec.seeds == [0, 1, 2]
+    assert budget_folder(spec.budgets[0]) == "labels-10" and budget_folder(spec.budgets[1]) == "labels-all"
+    everything = budget_spec(spec, spec.budgets[1])
     assert everything.student["epochs"] == spec.student["epochs"] and everything.data["labels_per_class"] is None
+    assert everything.seeds == [4, 2] and [i.seed for i in everything.run_items() if i.method == "ce"] == [4, 2]
+
+
+@pytest.mark.parametrize("seeds", [[], [1, 1], [-1], [True], "0", [0.5]])
+def test_a_budget_s_seeds_must_be_distinct_non_negative_integers(seeds: object) -> None:
+    with pytest.raises(ReffAKDError, match=r"budgets must be .*seeds: \[distinct seeds >= 0\]"):
+        RunSpec.from_dict({"budgets": [{"labels": 10, "seeds": seeds}]}, "spec")
 
 
 def test_the_shipped_study_config_is_a_valid_spec(tmp_path: Path) -> None:
@@ -114,4 +126,5 @@ def test_the_shipped_study_config_is_a_valid_spec(tmp_path: Path) -> None:
     spec = compare_spec(parse_command(["compare", "--config", str(config), "--out", str(tmp_path / "s")]))
     assert [budget_spec(spec, b).data["labels_per_class"] for b in spec.budgets] == [100, 500, None]
     assert spec.seeds == [0, 1, 2, 3, 4] and spec.tune is not None
+    assert [budget_spec(spec, b).seeds for b in spec.budgets] == [[0, 1, 2, 3, 4]] * 2 + [[0, 1, 2]]
     assert "reffakd-semi" not in budget_spec(spec, spec.budgets[-1]).methods

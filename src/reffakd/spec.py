@@ -411,7 +411,8 @@ class RunSpec:
         if not ok:
             raise ReffAKDError(
                 f"{where}: budgets must be a non-empty list of distinct labels-per-class counts (at least 1) or "
-                f'"all", each alone or as {{labels: N, epochs: E, tune_epochs: e}}, got {b!r}'
+                f'"all", each alone or as {{labels: N, epochs: E, tune_epochs: e, seeds: [distinct seeds >= 0]}}, '
+                f"got {b!r}"
             )
         if self.data.get("labels_per_class") is not None or self.data.get("label_fraction") is not None:
             raise ReffAKDError(
@@ -539,22 +540,31 @@ class RunSpec:
 
 
 def budget_item(value: Any) -> dict[str, Any] | None:
-    """A study's budget as ``{"labels": N or "all", "epochs": E or None, "tune_epochs": e or None}``; ``None`` if
-    malformed. A bare count or "all" keeps the spec's epochs; a budget's own epochs let each budget's baseline
-    converge (few labels need more epochs)."""
+    """A study's budget as ``{"labels": N or "all", "epochs": E or None, "tune_epochs": e or None, "seeds": [...]
+    or None}``; ``None`` if malformed. A bare count or "all" keeps the spec's epochs and seeds; a budget's own
+    epochs let each budget's baseline converge (few labels need more epochs), its own seeds let a costly budget run
+    fewer final runs."""
 
     def count(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
     if isinstance(value, dict):
-        if not set(value) <= {"labels", "epochs", "tune_epochs"} or "labels" not in value:
+        if not set(value) <= {"labels", "epochs", "tune_epochs", "seeds"} or "labels" not in value:
             return None
-        item = {"labels": value["labels"], "epochs": value.get("epochs"), "tune_epochs": value.get("tune_epochs")}
+        item = {k: value.get(k) for k in ("labels", "epochs", "tune_epochs", "seeds")}
     else:
-        item = {"labels": value, "epochs": None, "tune_epochs": None}
+        item = {"labels": value, "epochs": None, "tune_epochs": None, "seeds": None}
     if not (item["labels"] == "all" or count(item["labels"])):
         return None
     if any(item[k] is not None and not count(item[k]) for k in ("epochs", "tune_epochs")):
+        return None
+    seeds = item["seeds"]
+    if seeds is not None and not (
+        isinstance(seeds, list)
+        and seeds
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        and len(set(seeds)) == len(seeds)
+    ):
         return None
     return item
 

@@ -45,6 +45,8 @@ def budget_spec(spec: RunSpec, budget: Any) -> RunSpec:
     d["budgets"] = None
     if item["epochs"] is not None:
         d["student"] = {**d["student"], "epochs": item["epochs"], "milestones": None}
+    if item["seeds"] is not None:
+        d["seeds"] = item["seeds"]
     if item["tune_epochs"] is not None and d.get("tune"):
         d["tune"] = {**d["tune"], "epochs": item["tune_epochs"]}
     if budget == "all":  # nothing is unlabelled: a semi-supervised method would repeat its supervised twin
