@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,8 +88,16 @@ def fmnist(repeats: int) -> dict[str, Any]:
             acc.update(f, y)
         return acc.similarity()
 
-    _, t_embed = best_of(repeats, embed_only)
-    acc, t_both = best_of(repeats, embed_and_accumulate)
+    # Interleaved, so that both passes see the same load: the paired difference of each repeat is the steadier
+    # estimate of the accumulator's share on a shared machine; best-of is the classic one on an idle machine.
+    pairs = []
+    for _ in range(repeats):
+        _, t_embed_r = best_of(1, embed_only)
+        acc, t_both_r = best_of(1, embed_and_accumulate)
+        pairs.append((t_embed_r, t_both_r))
+    t_embed = {k: min(p[0][k] for p in pairs) for k in ("wall", "cpu")}
+    t_both = {k: min(p[1][k] for p in pairs) for k in ("wall", "cpu")}
+    paired = {k: statistics.median(100 * (b[k] - a[k]) / a[k] for a, b in pairs) for k in ("wall", "cpu")}
     new, t_acc = best_of(repeats, accumulate_only)
     emb, labels = torch.cat([f for f, _ in held]), torch.cat([y for _, y in held])
     old, t_old = best_of(repeats, lambda: previous_class_similarity(emb, labels, 10))
@@ -99,7 +108,9 @@ def fmnist(repeats: int) -> dict[str, Any]:
         "batch_size": 512,
         "embedding_pass_seconds": t_embed,
         "embedding_pass_with_accumulator_seconds": t_both,
-        "accumulator_added_percent": {k: 100 * (t_both[k] - t_embed[k]) / t_embed[k] for k in t_embed},
+        "accumulator_added_percent_best_of": {k: 100 * (t_both[k] - t_embed[k]) / t_embed[k] for k in t_embed},
+        "accumulator_added_percent_median_of_paired_repeats": paired,
+        "repeats": repeats,
         "accumulator_alone_seconds": t_acc,
         "previous_algorithm_on_all_embeddings_seconds": t_old,
         "max_abs_difference_new_vs_previous": float((new - old).abs().max()),

@@ -85,7 +85,7 @@ def uneven_batches(n: int, seed: int) -> list[tuple[int, int]]:
     return bounds
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_accumulator_equals_brute_force_from_uneven_batches_and_two_ranks(dtype: torch.dtype) -> None:
     """Streamed in uneven batches, or split over two simulated ranks then merged: the pairwise definition."""
     g = torch.Generator().manual_seed(5)
@@ -107,6 +107,21 @@ def test_accumulator_equals_brute_force_from_uneven_batches_and_two_ranks(dtype:
     torch.testing.assert_close(merged.similarity(), expected, rtol=0, atol=1e-6)
     assert merged.counts.tolist() == torch.bincount(labels, minlength=5).tolist()
     torch.testing.assert_close(class_similarity(emb, labels, 5), expected, rtol=0, atol=1e-6)
+
+
+def test_float32_batches_of_512_match_float64_sums() -> None:
+    """Each batch is summed per class in float32 before the float64 sum: full-size batches of ReLU features
+    (cosines near 1, the hard case for rounding) still give the float64 matrix to 1e-6."""
+    g = torch.Generator().manual_seed(7)
+    emb = torch.relu(torch.randn(4096, 96, generator=g) + 2.0)
+    labels = torch.randint(0, 10, (4096,), generator=g)
+    exact, fast = SimilarityAccumulator(10, 96), SimilarityAccumulator(10, 96)
+    for lo in range(0, 4096, 512):
+        exact.update(emb[lo : lo + 512].double(), labels[lo : lo + 512])
+        fast.update(emb[lo : lo + 512], labels[lo : lo + 512])
+    assert exact.similarity().min() > 0.8
+    torch.testing.assert_close(fast.similarity(), exact.similarity(), rtol=0, atol=1e-6)
+    assert emb.dtype == torch.float32 and bool((emb >= 0).all())  # the input was not changed in place
 
 
 def test_accumulator_class_sums_and_means_are_of_unit_vectors() -> None:
