@@ -16,6 +16,7 @@ import ddp_worker
 from reffakd import ReffAKDError
 from reffakd.data import BatchAugment, TensorBatches, load_imagefolder, make_batches, split_train_val
 from reffakd.data.loader import shard_bounds
+from reffakd.engine import load_state
 from reffakd.io import read_jsonl
 from reffakd.models import load_model
 from test_datasets import make_fake_folder
@@ -80,48 +81,55 @@ def test_global_batch_must_divide_by_the_world(
 
 
 def test_torchrun_two_processes_match_one(fake_fmnist: Path, tmp_path: Path) -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        single = ddp_worker.run(fake_fmnist, tmp_path / "single", 32, 2, log=lambda _: None)
-    finally:
-        torch.set_num_threads(threads)
+    """One torchrun launch trains ce, ols and ps-kd (one process-group start, the test suite's time): each reaches the
+    single-process weights with one set of files; ols's and ps-kd's source state is reduced over the ranks at each
+    epoch end, so it too is the one-process state."""
+    methods = ("ce", "ols", "ps-kd")
     out = tmp_path / "ddp"
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
+    worker = [
         str(ROOT / "tests" / "ddp_worker.py"),
         str(fake_fmnist),
         str(out),
         "32",
         "2",
+        f"--method={','.join(methods)}",
     ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("epoch   1/2") == 1, proc.stdout  # rank 0 alone logs
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *worker]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # the one-process references, while torchrun runs
+        singles = {m: ddp_worker.run(fake_fmnist, tmp_path / m, 32, 2, m, log=lambda _: None) for m in methods}
+    finally:
+        torch.set_num_threads(threads)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert stdout.count("epoch   1/2") == len(methods), stdout  # rank 0 alone logs
 
-    # One set of files, the same set a single process writes.
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "single").iterdir())
-    assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]
-    a, _ = load_model(tmp_path / "single" / "last.safetensors")
-    b, _ = load_model(out / "last.safetensors")
-    wa, wb = a.state_dict(), b.state_dict()
-    for k in wa:
-        torch.testing.assert_close(wb[k], wa[k], atol=1e-5, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
-    ddp = json.loads((out / "summary.json").read_text())
-    assert ddp["config"]["distributed"] == {"world_size": 2, "per_rank_batch_size": 16, "sync_batchnorm": True}
-    assert ddp["best_epoch"] == single["best_epoch"]
-    assert ddp["test_last"]["images"] == single["test_last"]["images"] == 100
-    assert ddp["test_last"]["top1"] == pytest.approx(single["test_last"]["top1"], abs=1.01)  # one image may flip
-    assert ddp["cost"]["student"]["flops"] == single["cost"]["student"]["flops"]  # global image counts
+    for method, single in singles.items():
+        # One set of files, the same set a single process writes.
+        assert sorted(p.name for p in (out / method).iterdir()) == sorted(p.name for p in (tmp_path / method).iterdir())
+        assert [r["epoch"] for r in read_jsonl(out / method / "metrics.jsonl")] == [1, 2]
+        wa = load_model(tmp_path / method / "last.safetensors")[0].state_dict()
+        wb = load_model(out / method / "last.safetensors")[0].state_dict()
+        for k in wa:
+            torch.testing.assert_close(wb[k], wa[k], atol=1e-5, rtol=0, msg=lambda m, k=k, n=method: f"{n} {k}: {m}")
+        ddp = json.loads((out / method / "summary.json").read_text())
+        assert ddp["config"]["distributed"] == {"world_size": 2, "per_rank_batch_size": 16, "sync_batchnorm": True}
+        assert ddp["best_epoch"] == single["best_epoch"]
+        assert ddp["test_last"]["images"] == single["test_last"]["images"] == 100
+        assert ddp["test_last"]["top1"] == pytest.approx(single["test_last"]["top1"], abs=1.01)  # one image may flip
+        assert ddp["cost"]["student"]["flops"] == single["cost"]["student"]["flops"]  # global image counts
+        if method != "ce":
+            assert single["cost"]["soft_targets"]["source"] == method
+            sa, sb = (load_state(p).extra["source"]["tensors"] for p in (tmp_path / method, out / method))
+            for k in sa:  # the source's state, summed over the ranks, is the one-process state
+                torch.testing.assert_close(sb[k].double(), sa[k].double(), atol=1e-5, rtol=0)
 
 
 def _softlabels_argv(out: Path, data: Path) -> list[str]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -367,34 +365,7 @@ def test_learning_sources_resume_mid_epoch_bit_identical(
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_torchrun_two_processes_match_one_for_ols_and_pskd(fake_fmnist: Path, tmp_path: Path) -> None:
-    """The sources' state is reduced over the ranks at each epoch end: 2 processes train as 1 does."""
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-    }
-    out = tmp_path / "ddp"
-    worker = [str(ROOT / "tests" / "ddp_worker.py"), str(fake_fmnist), str(out), "32", "2", "--method=ols,ps-kd"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *worker]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:  # the one-process references, while torchrun runs
-        singles = {m: ddp_worker.run(fake_fmnist, tmp_path / m, 32, 2, m, log=_quiet) for m in ("ols", "ps-kd")}
-    finally:
-        torch.set_num_threads(threads)
-    _, stderr = proc.communicate(timeout=240)
-    assert proc.returncode == 0, stderr[-3000:]
-    for method, single in singles.items():
-        wa = load_model(tmp_path / method / "last.safetensors")[0].state_dict()
-        wb = load_model(out / method / "last.safetensors")[0].state_dict()
-        for k in wa:
-            torch.testing.assert_close(wb[k], wa[k], atol=1e-5, rtol=0, msg=lambda m, k=k, n=method: f"{n} {k}: {m}")
-        sa, sb = (load_state(p).extra["source"]["tensors"] for p in (tmp_path / method, out / method))
-        for k in sa:  # the source's state, summed over the ranks, is the one-process state
-            torch.testing.assert_close(sb[k].double(), sa[k].double(), atol=1e-5, rtol=0)
-        assert single["cost"]["soft_targets"]["source"] == method
+# Two processes train ols and ps-kd as one does: tests/test_distributed.py, in the same torchrun launch as ce.
 
 
 # --------------------------------------------------------------------------- semi-supervised soft labels
