@@ -1,9 +1,9 @@
-"""Did CE converge within each budget's epochs? Compares CE trained with the study's epochs
-(`benchmarks/converge_ce_1x.yaml`) against CE trained 1.5x as long (`benchmarks/converge_ce.yaml`), seed 0, each with
-its own step schedule (milestones at 30/60/80 % of its epochs): if the longer schedule's best validation top-1 is
-not clearly higher, the study's epochs suffice for its CE baseline.
+"""Did CE converge within each budget's epochs? Compares CE trained with one choice of epochs against CE trained
+1.5x as long, seed 0, each with its own step schedule (milestones at 30/60/80 % of its epochs): if the longer
+schedule's best validation top-1 is not clearly higher, the shorter epochs suffice for the CE baseline.
 
-    python benchmarks/converge_check.py runs/converge-ce-1x runs/converge-ce
+    python benchmarks/converge_check.py runs/converge-ce-1x runs/converge-ce   # first choice (100/50/20) vs 1.5x
+    python benchmarks/converge_check.py runs/converge-ce runs/converge-ce-2x   # the study's 150/75/30 vs 1.5x
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def best(folder: Path, labels: str) -> tuple[float, int, int] | None:
 
 
 def main(short: Path, long: Path) -> None:
-    print("| labels per class | CE, study epochs: best val (epoch / epochs) | CE, 1.5x epochs | gain from 1.5x |")
+    print("| labels per class | CE, shorter: best val (epoch / epochs) | CE, 1.5x epochs | gain from 1.5x |")
     print("|---|---|---|---|")
     for labels in ("100", "500", "all"):
         a, b = best(short, labels), best(long, labels)
