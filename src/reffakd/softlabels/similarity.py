@@ -35,9 +35,9 @@ class SimilarityAccumulator:
     sum of their squared norms (1, or 0 for an all-zero embedding) and the count: C x D + 2C numbers,
     whatever N is. So the embeddings are never held together: each batch is normalised and summed per class
     in float32 (float64 input: in float64), and those per-batch sums are added in float64, so rounding is
-    bounded by one batch whatever N is, at a fraction of the cost of a float64 copy of every batch (issue
-    12: the accumulator must add at most 5 % to the embedding pass). Accumulators of different shards add
-    up (``merge``, ``all_reduce``), and the result is the pairwise definition of ``class_similarity``.
+    bounded by one batch whatever N is, at a third of the cost of a float64 copy of every batch (the
+    accumulator sits on the embedding pass's hot path). Accumulators of different shards add up
+    (``merge``, ``all_reduce``), and the result is the pairwise definition of ``class_similarity``.
 
     ``class_sums`` and ``counts`` (and ``class_means``) are public: a second streaming pass that compares
     each image with the class means (per-image soft labels) takes them from here.
