@@ -97,7 +97,10 @@ def test_a_budget_may_bring_its_own_epochs() -> None:
 
     spec = RunSpec.from_dict(
         {
-            "budgets": [{"labels": 10, "epochs": 7, "tune_epochs": 2}, {"labels": "all", "seeds": [4, 2]}],
+            "budgets": [
+                {"labels": 10, "epochs": 7, "tune_epochs": 2, "teacher_epochs": 9},
+                {"labels": "all", "seeds": [4, 2]},
+            ],
             "tune": {"trials": 2, "epochs": 1},
         },
         "spec",
@@ -105,10 +108,26 @@ def test_a_budget_may_bring_its_own_epochs() -> None:
     ten = budget_spec(spec, spec.budgets[0])
     assert ten.student["epochs"] == 7 and ten.tune["epochs"] == 2 and ten.data["labels_per_class"] == 10
     assert ten.seeds == spec.seeds == [0, 1, 2]
+    assert ten.teacher["epochs"] == 9 and ten.teacher["model"] == spec.teacher["model"]
     assert budget_folder(spec.budgets[0]) == "labels-10" and budget_folder(spec.budgets[1]) == "labels-all"
     everything = budget_spec(spec, spec.budgets[1])
     assert everything.student["epochs"] == spec.student["epochs"] and everything.data["labels_per_class"] is None
     assert everything.seeds == [4, 2] and [i.seed for i in everything.run_items() if i.method == "ce"] == [4, 2]
+    assert everything.teacher == spec.teacher
+
+
+def test_a_budget_s_teacher_epochs_need_a_teacher_the_study_trains() -> None:
+    with pytest.raises(ReffAKDError, match="teacher_epochs needs a teacher trained by the study"):
+        RunSpec.from_dict(
+            {
+                "methods": ["kd"],
+                "teacher": {"checkpoint": "t.safetensors"},
+                "budgets": [{"labels": 5, "teacher_epochs": 3}],
+            },
+            "spec",
+        )
+    with pytest.raises(ReffAKDError, match="budgets must be"):
+        RunSpec.from_dict({"budgets": [{"labels": 5, "teacher_epochs": 0}]}, "spec")
 
 
 @pytest.mark.parametrize("seeds", [[], [1, 1], [-1], [True], "0", [0.5]])
@@ -127,4 +146,6 @@ def test_the_shipped_study_config_is_a_valid_spec(tmp_path: Path) -> None:
     assert [budget_spec(spec, b).data["labels_per_class"] for b in spec.budgets] == [100, 500, None]
     assert spec.seeds == [0, 1, 2, 3, 4] and spec.tune is not None
     assert [budget_spec(spec, b).seeds for b in spec.budgets] == [[0, 1, 2, 3, 4]] * 2 + [[0, 1, 2]]
+    budgets = [budget_spec(spec, b) for b in spec.budgets]  # the teacher trains as long as the student's CE
+    assert [b.teacher["epochs"] for b in budgets] == [b.student["epochs"] for b in budgets] == [150, 75, 30]
     assert "reffakd-semi" not in budget_spec(spec, spec.budgets[-1]).methods

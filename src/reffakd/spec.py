@@ -411,8 +411,13 @@ class RunSpec:
         if not ok:
             raise ReffAKDError(
                 f"{where}: budgets must be a non-empty list of distinct labels-per-class counts (at least 1) or "
-                f'"all", each alone or as {{labels: N, epochs: E, tune_epochs: e, seeds: [distinct seeds >= 0]}}, '
-                f"got {b!r}"
+                f'"all", each alone or as {{labels: N, epochs: E, tune_epochs: e, teacher_epochs: t, '
+                f"seeds: [distinct seeds >= 0]}}, got {b!r}"
+            )
+        if any(i["teacher_epochs"] is not None for i in items) and "checkpoint" in self.teacher:
+            raise ReffAKDError(
+                f"{where}: a budget's teacher_epochs needs a teacher trained by the study (teacher: model...), "
+                "not a teacher checkpoint"
             )
         if self.data.get("labels_per_class") is not None or self.data.get("label_fraction") is not None:
             raise ReffAKDError(
@@ -539,24 +544,28 @@ class RunSpec:
         return items
 
 
+BUDGET_KEYS = ("labels", "epochs", "tune_epochs", "teacher_epochs", "seeds")
+
+
 def budget_item(value: Any) -> dict[str, Any] | None:
-    """A study's budget as ``{"labels": N or "all", "epochs": E or None, "tune_epochs": e or None, "seeds": [...]
-    or None}``; ``None`` if malformed. A bare count or "all" keeps the spec's epochs and seeds; a budget's own
-    epochs let each budget's baseline converge (few labels need more epochs), its own seeds let a costly budget run
-    fewer final runs."""
+    """A study's budget as ``{"labels": N or "all", "epochs", "tune_epochs", "teacher_epochs": E or None, "seeds":
+    [...] or None}``; ``None`` if malformed. A bare count or "all" keeps the spec's epochs, teacher and seeds; a
+    budget's own epochs let each budget's baseline converge (few labels need more epochs), and so do its teacher's
+    (a teacher trained for a fixed number of epochs on a few labelled images is a weak one); its own seeds let a
+    costly budget run fewer final runs."""
 
     def count(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
     if isinstance(value, dict):
-        if not set(value) <= {"labels", "epochs", "tune_epochs", "seeds"} or "labels" not in value:
+        if not set(value) <= set(BUDGET_KEYS) or "labels" not in value:
             return None
-        item = {k: value.get(k) for k in ("labels", "epochs", "tune_epochs", "seeds")}
+        item = {k: value.get(k) for k in BUDGET_KEYS}
     else:
-        item = {"labels": value, "epochs": None, "tune_epochs": None, "seeds": None}
+        item = {"labels": value, **{k: None for k in BUDGET_KEYS[1:]}}
     if not (item["labels"] == "all" or count(item["labels"])):
         return None
-    if any(item[k] is not None and not count(item[k]) for k in ("epochs", "tune_epochs")):
+    if any(item[k] is not None and not count(item[k]) for k in ("epochs", "tune_epochs", "teacher_epochs")):
         return None
     seeds = item["seeds"]
     if seeds is not None and not (

@@ -45,6 +45,8 @@ def budget_spec(spec: RunSpec, budget: Any) -> RunSpec:
     d["budgets"] = None
     if item["epochs"] is not None:
         d["student"] = {**d["student"], "epochs": item["epochs"], "milestones": None}
+    if item["teacher_epochs"] is not None:
+        d["teacher"] = {**d["teacher"], "epochs": item["teacher_epochs"], "milestones": None}
     if item["seeds"] is not None:
         d["seeds"] = item["seeds"]
     if item["tune_epochs"] is not None and d.get("tune"):
