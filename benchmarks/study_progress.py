@@ -11,11 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reffakd.distillers import baseline_method, method_names
 from reffakd.io import read_json
-from reffakd.reports.study_report import write_study_report
 from reffakd.spec import RunSpec
-from reffakd.study import budget_folder, budget_labels
+from reffakd.study import study_report
 
 
 def main() -> None:
@@ -25,9 +23,8 @@ def main() -> None:
     args = ap.parse_args()
     spec = RunSpec.from_dict(read_json(args.study / "spec.json", "study spec", "`reffakd compare`"), "study spec")
     assert spec.budgets is not None, f"{args.study} is not a label-budget study"
-    folders = [(budget_labels(b), args.study / budget_folder(b)) for b in spec.budgets]
     args.dst.mkdir(parents=True, exist_ok=True)
-    print(write_study_report(args.dst, [(b, f) for b, f in folders if f.is_dir()], method_names(), baseline_method()))
+    print(study_report(spec, args.study, args.dst))
 
 
 if __name__ == "__main__":

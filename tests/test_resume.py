@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,8 @@ def splits(fake_fmnist):
 
 
 @pytest.fixture(autouse=True)
-def _deterministic() -> Iterator[None]:
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
+def _deterministic(deterministic_one_thread: None) -> None:
+    """Every test of this file: one thread, deterministic algorithms (conftest)."""
 
 
 def _cfg(epochs: int = 3) -> StudentConfig:

@@ -319,19 +319,9 @@ def test_soft_targets_keep_float64_class_tables() -> None:
 # --------------------------------------------------------------------------- resume and torchrun
 
 
-@pytest.fixture
-def _one_thread() -> Any:
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
-
-
 @pytest.mark.parametrize("method", ["ols", "ps-kd"])
 def test_learning_sources_resume_mid_epoch_bit_identical(
-    method: str, fake_fmnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _one_thread: Any
+    method: str, fake_fmnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic_one_thread: None
 ) -> None:
     """SIGTERM in epoch 2: the source's running sums are saved with the step, and epoch 3's targets match."""
     splits = split_train_val(ddp_worker.load_fashion_mnist(fake_fmnist, download=False), val_size=100, seed=0)

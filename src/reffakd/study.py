@@ -81,7 +81,15 @@ def run_study(
             splits = load_splits(sub.data_config(), log)
             run_compare(sub, out / budget_folder(budget), splits, device=device, progress=progress, log=log,
                         jobs=jobs, config_yaml=config_yaml)  # fmt: skip
-        folders = [(budget_labels(b), out / budget_folder(b)) for b in spec.budgets]
-        md = write_study_report(out, folders, method_names(), baseline_method())
+        md = study_report(spec, out)
     log(md)
     return md
+
+
+def study_report(spec: RunSpec, out: Path, dst: Path | None = None) -> str:
+    """``study.md`` and ``study.png`` into ``dst`` (default ``out``) from the budget folders of ``out`` that exist:
+    the finished study's report, or one of a study still running."""
+    assert spec.budgets is not None
+    folders = [(budget_labels(b), out / budget_folder(b)) for b in spec.budgets]
+    existing = [(b, f) for b, f in folders if f.is_dir()]
+    return write_study_report(dst or out, existing, method_names(), baseline_method())
