@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# The checks run this checkout's code, installed or not (the GPU machine has its own Python with no reffakd in it).
+sys.path.insert(0, str(ROOT / "src"))
 PY = sys.executable
 TAIL = 3000  # characters of a check's output kept in results.json
 
