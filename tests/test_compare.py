@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import tree_digest
 from reffakd.cli import main, parse_command
@@ -444,3 +445,31 @@ def test_a_folder_started_before_a_new_option_resumes(tmp_path: Path) -> None:
     (tmp_path / "spec.json").write_text(json.dumps(old))
     with pytest.raises(Exception, match="another 'data'"):
         check_resumable(tmp_path, spec)
+
+
+def test_jobs_make_the_teacher_and_soft_labels_at_once_and_the_same(
+    finished: Path, tmp_path: Path, fake_fmnist: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """With --jobs 2 the teacher and the soft labels (independent) are made in two workers at once: the same
+    artifacts as one after the other in the parent (the `finished` comparison: same spec, one thread each)."""
+    from safetensors.torch import load_file
+
+    from reffakd.compare import shared_inputs
+    from reffakd.data import load_splits
+
+    out = tmp_path / "out"
+    spec = compare_spec(parse_command(compare_argv(out, fake_fmnist, "--methods", "reffakd,kd", "--seeds", "0")))
+    splits = load_splits(spec.data_config(), log=lambda s: None)
+    lines: list[str] = []
+    cpu = torch.device("cpu")
+    shared = shared_inputs(spec, out, splits, cpu, False, lines.append, 2)
+    assert lines == ["jobs: soft labels, teacher made at once in 2 worker processes, 1 CPU thread(s) each"]
+    printed = capfd.readouterr().out
+    assert "[soft labels] autoencoder epoch   1/1" in printed and "[teacher] epoch   1/1" in printed
+    assert shared.soft is not None and shared.teacher is not None and shared.soft_semi is None
+    for rel in ("softlabels/soft_labels.safetensors", "teacher/best.safetensors"):
+        mine, theirs = load_file(out / rel), load_file(finished / rel)
+        assert mine.keys() == theirs.keys() and all(mine[k].equal(theirs[k]) for k in mine), rel
+    again: list[str] = []
+    shared_inputs(spec, out, splits, cpu, False, again.append, 2)  # made: loaded, no workers
+    assert not any(line.startswith("jobs:") for line in again)

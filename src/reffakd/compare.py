@@ -13,7 +13,7 @@ own table.
 
 ``jobs > 1`` trains that many runs at once in spawned worker processes (each with its share of the
 CPU threads, or its own GPU when several are visible); the teacher and the soft labels are made
-once beforehand, and only the parent writes reports.
+once beforehand (at once in workers, when more than one is to be made), and only the parent writes reports.
 """
 
 from __future__ import annotations
@@ -128,11 +128,7 @@ def _run_compare(
     if config_yaml is not None:
         write_text_atomic(out / CONFIG_FILE, config_yaml)
 
-    shared = Shared(
-        _soft_labels(spec, out, splits, device, progress, log),
-        _teacher(spec, out, splits, device, progress, log),
-        _soft_labels(spec, out, splits, device, progress, log, semi=True),
-    )
+    shared = shared_inputs(spec, out, splits, device, progress, log, jobs)
     tuned = None
     if spec.tune is not None:  # equal tuning first: each method's trials, then its choice (``tuning.py``)
         progress_report = lambda folder, final: write_tuning_report(folder, spec)  # noqa: E731
@@ -386,6 +382,47 @@ def _run_parallel(
     pool.shutdown()
 
 
+def _make_parallel(
+    spec: RunSpec, out: Path, device: torch.device, kinds: list[str], jobs: int, log: Callable[[str], None]
+) -> None:
+    """Each of ``kinds`` made in its own spawned worker, ``jobs`` at a time, with its share of the CPU threads (its
+    own GPU when several are visible); an error in one stops the others, whose folders stay ``.partial``."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    jobs = min(jobs, len(kinds))
+    threads = max(1, torch.get_num_threads() // jobs)
+    devices = worker_devices(device, len(kinds))
+    log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        pending = {pool.submit(_make_in_worker, kind, spec, str(out), devices[k], threads) for k, kind in
+                   enumerate(kinds)}  # fmt: skip
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()  # re-raises a worker's error here
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown()
+
+
+def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str, threads: int) -> None:
+    import signal
+
+    from .data import load_splits
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers
+    torch.set_num_threads(threads)
+    log = lambda line: print(f"[{kind}] {line}", flush=True)  # noqa: E731
+    splits = load_splits(spec.data_config(), lambda line: None)
+    if kind == "teacher":
+        _teacher(spec, Path(out), splits, torch.device(device), False, log)
+    else:
+        _soft_labels(spec, Path(out), splits, torch.device(device), False, log, semi=kind != "soft labels")
+
+
 def _stop(pool: Any) -> None:
     stop = getattr(pool, "terminate_workers", None)  # Python 3.14+
     if stop is not None:
@@ -411,11 +448,7 @@ def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int) -> None:
     device = torch.device(name)
     quiet = lambda line: None  # noqa: E731
     splits = load_splits(spec.data_config(), quiet)
-    shared = Shared(
-        _soft_labels(spec, Path(out), splits, device, False, quiet),
-        _teacher(spec, Path(out), splits, device, False, quiet),
-        _soft_labels(spec, Path(out), splits, device, False, quiet, semi=True),
-    )
+    shared = shared_inputs(spec, Path(out), splits, device, False, quiet)
     _WORKER.update(spec=spec, out=Path(out), splits=splits, shared=shared, device=device, prefix=f"[job {k}] ")
 
 
@@ -428,6 +461,48 @@ def _worker_run(item: RunItem) -> None:
 def run_path(out: Path, variant: str, seed: int) -> Path:
     """``out/runs/<method or variant folder>/seed<k>``: a final run's folder (``tuning.item_path``)."""
     return item_path(out, RunItem(variant, variant, seed))
+
+
+# What the runs of a comparison share, each made once into its own folder: independent of one another.
+PREREQUISITES = ("soft labels", "teacher", "semi-supervised soft labels")
+
+
+def shared_inputs(
+    spec: RunSpec,
+    out: Path,
+    splits: DataSplits,
+    device: torch.device,
+    progress: bool,
+    log: Callable[[str], None],
+    jobs: int = 1,
+) -> Shared:
+    """The soft labels, the teacher and the semi-supervised soft labels of a comparison, each made if missing.
+
+    With ``jobs > 1`` and more than one of them still to make, they are made at once in worker processes (on a GPU
+    the autoencoder and the teacher otherwise queue up before the students: GPU.md), then loaded here."""
+    todo = [kind for kind in PREREQUISITES if _to_make(spec, out, kind)]
+    if jobs > 1 and len(todo) > 1:
+        _make_parallel(spec, out, device, todo, jobs, log)
+    return Shared(
+        _soft_labels(spec, out, splits, device, progress, log),
+        _teacher(spec, out, splits, device, progress, log),
+        _soft_labels(spec, out, splits, device, progress, log, semi=True),
+    )
+
+
+def _to_make(spec: RunSpec, out: Path, kind: str) -> bool:
+    """Whether the comparison needs ``kind`` (one of ``PREREQUISITES``) and its folder does not hold it yet."""
+    if kind == "teacher":
+        return bool(spec.teacher_methods()) and "checkpoint" not in spec.teacher and not (
+            out / "teacher" / "summary.json"
+        ).is_file()  # fmt: skip
+    semi = kind != "soft labels"
+    folder = out / ("softlabels-semi" if semi else "softlabels")
+    return (
+        bool(spec.soft_label_methods(semi=semi))
+        and "path" not in spec.soft_labels
+        and not (folder / SOFT_LABELS_FILE).is_file()
+    )
 
 
 def _soft_labels(
