@@ -296,6 +296,28 @@ def test_sigterm_saves_and_exits_143(fake_fmnist, tmp_path) -> None:
     assert state.epoch >= 1 and len(read_jsonl(out / "metrics.jsonl")) == state.epoch
 
 
+def test_sigterm_to_compare_with_jobs_stops_its_workers_with_checkpoints(fake_fmnist, tmp_path) -> None:
+    """The parent stops its --jobs workers (each writes its run's resume checkpoint and ends), then exits 143 with the
+    command that continues; it used to wait forever for a worker that had stopped its run but not itself."""
+    out = tmp_path / "cmp"
+    argv = _cli_argv(
+        "compare", out, fake_fmnist, "--epochs", "5000", "--methods", "ce,ls", "--seeds", "0", "--jobs", "2"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reffakd", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for method in ("ce", "ls"):  # both workers are training (their first epoch is logged)
+        _wait_for(out / "runs" / method / "seed0.partial" / "metrics.jsonl", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 143, err
+    assert "reffakd: terminated by SIGTERM; continue with the same command: reffakd compare" in err, err
+    for method in ("ce", "ls"):
+        staging = out / "runs" / method / "seed0.partial"
+        assert 1 <= load_state(staging).epoch < 5000 and f"resume checkpoint {staging}" in err
+
+
 # --------------------------------------------------------------------------- options of fit
 
 

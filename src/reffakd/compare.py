@@ -19,6 +19,9 @@ once beforehand (at once in workers, when more than one is to be made), and only
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -418,19 +421,35 @@ def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str, threads: in
     log = lambda line: print(f"[{kind}] {line}", flush=True)  # noqa: E731
     splits = load_splits(spec.data_config(), lambda line: None)
     if kind == "teacher":
-        _teacher(spec, Path(out), splits, torch.device(device), False, log)
+        _until_stopped(lambda: _teacher(spec, Path(out), splits, torch.device(device), False, log))
     else:
-        _soft_labels(spec, Path(out), splits, torch.device(device), False, log, semi=kind != "soft labels")
+        semi = kind != "soft labels"
+        _until_stopped(lambda: _soft_labels(spec, Path(out), splits, torch.device(device), False, log, semi=semi))
 
 
-def _stop(pool: Any) -> None:
-    stop = getattr(pool, "terminate_workers", None)  # Python 3.14+
-    if stop is not None:
-        stop()
-        return
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+def _stop(pool: Any, grace: float = 60.0) -> None:
+    """Stop the workers: SIGTERM (a worker inside a run writes its resume checkpoint first, then ends:
+    ``_until_stopped``), up to ``grace`` seconds for that, then SIGKILL for any still there."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
         process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _until_stopped(work: Callable[[], object]) -> None:
+    """Run a worker's task; stopped by a signal (the run's resume checkpoint written), end the worker process then
+    and there: left alive, it would wait for more work while the parent waits for it to end."""
+    try:
+        work()
+    except KeyboardInterrupt as exc:
+        print(f"{exc}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(getattr(exc, "exit_code", 130))
 
 
 _WORKER: dict[str, Any] = {}
@@ -455,7 +474,11 @@ def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int) -> None:
 def _worker_run(item: RunItem) -> None:
     w = _WORKER
     log = lambda line: print(w["prefix"] + line, flush=True)  # noqa: E731
-    train_item(w["spec"], item, w["out"], w["splits"], w["shared"], device=w["device"], progress=False, log=log)
+    _until_stopped(
+        lambda: train_item(
+            w["spec"], item, w["out"], w["splits"], w["shared"], device=w["device"], progress=False, log=log
+        )
+    )
 
 
 def run_path(out: Path, variant: str, seed: int) -> Path:
