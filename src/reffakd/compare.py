@@ -19,8 +19,6 @@ once beforehand (at once in workers, when more than one is to be made), and only
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -367,6 +365,7 @@ def _run_parallel(
     pool = ProcessPoolExecutor(
         jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec, str(out), devices, threads)
     )
+    pending: set[Any] = set()
     try:
         later = {i for i in items if get_method(i.method).source.same_seed_run is not None}
         for phase in ([i for i in items if i not in later], [i for i in items if i in later]):
@@ -377,7 +376,7 @@ def _run_parallel(
                     future.result()  # re-raises a worker's error here
                 report(out, False)
     except BaseException:
-        _stop(pool)
+        _stop(pool, pending)
         raise
     finally:
         devices.close()
@@ -398,6 +397,7 @@ def _make_parallel(
     devices = worker_devices(device, len(kinds))
     log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    pending: set[Any] = set()
     try:
         pending = {pool.submit(_make_in_worker, kind, spec, str(out), devices[k], threads) for k, kind in
                    enumerate(kinds)}  # fmt: skip
@@ -406,18 +406,15 @@ def _make_parallel(
             for future in done:
                 future.result()  # re-raises a worker's error here
     except BaseException:
-        _stop(pool)
+        _stop(pool, pending)
         raise
     pool.shutdown()
 
 
 def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str, threads: int) -> None:
-    import signal
-
     from .data import load_splits
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers
-    torch.set_num_threads(threads)
+    _quiet_worker(threads)
     log = lambda line: print(f"[{kind}] {line}", flush=True)  # noqa: E731
     splits = load_splits(spec.data_config(), lambda line: None)
     if kind == "teacher":
@@ -427,29 +424,46 @@ def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str, threads: in
         _until_stopped(lambda: _soft_labels(spec, Path(out), splits, torch.device(device), False, log, semi=semi))
 
 
-def _stop(pool: Any, grace: float = 60.0) -> None:
-    """Stop the workers: SIGTERM (a worker inside a run writes its resume checkpoint first, then ends:
-    ``_until_stopped``), up to ``grace`` seconds for that, then SIGKILL for any still there."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
+def _stop(pool: Any, running: set[Any], grace: float = 60.0) -> None:
+    """Stop the workers so that they end normally: SIGTERM makes a worker inside a run write its resume checkpoint
+    and stop (outside a run, workers ignore it: ``_quiet_worker``), its queued tasks then return at once
+    (``_until_stopped``), and the pool shuts down; a worker still there after ``grace`` seconds is killed."""
+    from concurrent.futures import wait
+
+    processes = [p for p in (getattr(pool, "_processes", None) or {}).values() if p.is_alive()]
     for process in processes:
         process.terminate()
     deadline = time.monotonic() + grace
+    wait(running, timeout=grace)
+    pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
             process.kill()
-    pool.shutdown(wait=True, cancel_futures=True)
+    pool.shutdown(wait=True)
+
+
+def _quiet_worker(threads: int) -> None:
+    """A worker's signals and threads: the parent stops it (``_stop``), so SIGINT and SIGTERM are ignored except
+    inside a run, where training turns them into a resume checkpoint and a stop."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    torch.set_num_threads(threads)
 
 
 def _until_stopped(work: Callable[[], object]) -> None:
-    """Run a worker's task; stopped by a signal (the run's resume checkpoint written), end the worker process then
-    and there: left alive, it would wait for more work while the parent waits for it to end."""
+    """Run a worker's task. Once a task is stopped by a signal (its resume checkpoint written), the worker's later
+    tasks do not start, so it goes idle and ends with the pool. The stop reaches the parent as a plain
+    ``KeyboardInterrupt`` carrying the run's message (a ``TrainingInterrupted`` does not unpickle)."""
+    if _WORKER.get("stopped"):
+        raise KeyboardInterrupt("not started: the comparison is stopping")
     try:
         work()
     except KeyboardInterrupt as exc:
-        print(f"{exc}", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(getattr(exc, "exit_code", 130))
+        _WORKER["stopped"] = True
+        raise KeyboardInterrupt(str(exc)) from None
 
 
 _WORKER: dict[str, Any] = {}
@@ -457,12 +471,9 @@ _WORKER: dict[str, Any] = {}
 
 def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int) -> None:
     """Once per worker: its device and threads, the data, the shared soft labels and teacher (made by the parent)."""
-    import signal
-
     from .data import load_splits
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
+    _quiet_worker(threads)
     k, name = devices.get()
     device = torch.device(name)
     quiet = lambda line: None  # noqa: E731
