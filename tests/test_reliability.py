@@ -223,9 +223,14 @@ def test_a_diverging_run_stops_in_one_line_and_nothing_says_success(
     tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    argv = ["train", "--out", str(out), "--data-dir", str(fake_fmnist), "--epochs", "2", "--lr", "1e30", *FAST]
-    assert main(argv) == 1
-    one_error_line(capsys, "training diverged: the training loss is nan at epoch 1, batch ", "--lr 1e+30")
+    # Batches of 8: the running loss is read every 20 steps (not every step: that would wait for a GPU each time).
+    argv = ["train", "--data-dir", str(fake_fmnist), "--epochs", "2", "--lr", "1e30", *FAST]
+    assert main([*argv, "--out", str(out), "--batch-size", "8"]) == 1
+    one_error_line(capsys, "training diverged: the training loss is nan at epoch 1, by batch 20;", "--lr 1e+30")
+    assert not out.exists() and not (partial_path(out) / "summary.json").exists()
+    out = tmp_path / "run3"
+    assert main([*argv, "--out", str(out)]) == 1  # 3 batches an epoch: found by the epoch's record
+    one_error_line(capsys, "training diverged: train_loss is nan at the end of epoch 1;", "--lr 1e+30")
     assert not out.exists() and not (partial_path(out) / "summary.json").exists()
 
 

@@ -1,8 +1,10 @@
 """Non-finite training is a failure, not a result: a NaN or infinite loss stops the run in one line.
 
 Training on after a NaN only writes NaN weights, NaN metrics and a summary that reads as a success.
-The check runs before the step is applied, so the last resume checkpoint (written at the previous
-epoch's end) is the last finite state, and ``OUT.partial`` keeps it.
+The check reads the epoch's running loss sum (already on the device: a non-finite loss makes it non-finite) every
+``LOSS_CHECK_STEPS`` steps, before that step is applied, and before anything is saved (an epoch's end, an
+interrupt), so a resume checkpoint is always a finite state and ``OUT.partial`` keeps the last one. Reading the loss
+at every step would make the host wait for the device at every step (found on a GPU: GPU.md).
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ def _diverged(what: str, value: float, where: str, lr: float) -> ReffAKDError:
     )
 
 
-def check_loss(loss: torch.Tensor, epoch: int, step: int, lr: float, prefix: str = "") -> None:
-    """Stop at a non-finite training loss, before the optimiser applies it (``step``: batches done before it)."""
-    value = float(loss.detach())
+LOSS_CHECK_STEPS = 20  # one read from the device per this many steps
+
+
+def check_loss(loss_sum: torch.Tensor | float, epoch: int, step: int, lr: float, prefix: str = "") -> None:
+    """Stop once the epoch's running loss sum is not finite: some loss up to batch ``step`` (1-based) was not."""
+    value = float(loss_sum)
     if not math.isfinite(value):
-        raise _diverged("the training loss", value, f"at {prefix}epoch {epoch}, batch {step + 1}", lr)
+        raise _diverged("the training loss", value, f"at {prefix}epoch {epoch}, by batch {step}", lr)
 
 
 def check_record(record: dict[str, Any], prefix: str = "") -> None:

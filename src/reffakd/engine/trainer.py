@@ -36,7 +36,7 @@ from ..errors import ReffAKDError
 from ..io import JsonlWriter, _json_default, sidecar_json, write_text_atomic, write_with
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from . import distributed
-from .divergence import check_loss, check_record
+from .divergence import LOSS_CHECK_STEPS, check_loss, check_record
 from .logsinks import TENSORBOARD_DIR, TensorBoardSink, require_tensorboard
 from .optim import OptimConfig, build_optimizer, build_scheduler
 from .resume import (
@@ -336,8 +336,9 @@ class _Fit:
                 progress = epoch - 1 + (ep.step + 1) / total if total else float(epoch)
                 step = task.training_step(images, targets, progress, *extra)
             loss = sum(step.losses.values())
-            if not self.ddp:  # under DDP the ranks stop together, at the epoch's reduced record
-                check_loss(loss, epoch, ep.step, ep.lr, task.log_prefix)
+            ep.add(targets.shape[0], loss, step.losses, step.counts)
+            if not self.ddp and ep.step % LOSS_CHECK_STEPS == 0:  # under DDP the ranks stop together, at the record
+                check_loss(ep.sums["loss"], epoch, ep.step, ep.lr, task.log_prefix)
             optimizer.zero_grad(set_to_none=True)
             backward = loss * factor if factor != 1.0 else loss
             if self.scaler is not None:
@@ -347,7 +348,6 @@ class _Fit:
             else:
                 backward.backward()
                 optimizer.step()
-            ep.add(targets.shape[0], loss, step.losses, step.counts)
             bar.update(1)
             if self.progress and ep.step % PROGRESS_EVERY == 0:  # reading the loss waits for the device
                 bar.set_postfix(loss=f"{float(ep.sums['loss']) / max(ep.seen, 1):.4f}", refresh=False)
@@ -457,6 +457,8 @@ class _Fit:
         total = len(self.train_batches) if hasattr(self.train_batches, "__len__") else "?"  # type: ignore[arg-type]
         where = f"in {self.task.log_prefix}epoch {ep.epoch} after batch {ep.step}/{total}"
         if self.resumable:
+            if not self.ddp:  # never a checkpoint of weights a non-finite loss has reached
+                check_loss(ep.sums.get("loss", 0.0), ep.epoch, ep.step, ep.lr, self.task.log_prefix)
             sums, counts, seen = self._reduced(ep)
             saved = replace(
                 ep, sums=sums, counts=counts, seen=seen, seconds=ep.elapsed(), order=ep.order if ep.step > 0 else None
