@@ -346,11 +346,11 @@ def _run_parallel(
     """``jobs`` spawned workers (fork is unsafe once torch has started threads); a method that distils another run
     of its seed (tfkd-self) after the runs it distils.
 
-    Workers ignore SIGINT: on Ctrl-C (or any error) the parent stops them, and their unfinished runs
-    stay ``.partial`` folders that the next invocation redoes.
+    On Ctrl-C, SIGTERM or any error the parent stops the workers (``_stop``): their unfinished runs stay
+    ``.partial`` folders with resume checkpoints, which the next invocation continues.
     """
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
 
     jobs = min(jobs, len(items))
     threads = max(1, torch.get_num_threads() // jobs)
@@ -365,23 +365,34 @@ def _run_parallel(
     pool = ProcessPoolExecutor(
         jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec, str(out), devices, threads)
     )
-    pending: set[Any] = set()
     try:
         later = {i for i in items if get_method(i.method).source.same_seed_run is not None}
         for phase in ([i for i in items if i not in later], [i for i in items if i in later]):
-            pending = {pool.submit(_worker_run, item) for item in phase}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    future.result()  # re-raises a worker's error here
-                report(out, False)
-    except BaseException:
-        _stop(pool, pending)
-        raise
+            _finish(pool, [(_worker_run, (item,)) for item in phase], lambda: report(out, False))
     finally:
         devices.close()
         devices.join_thread()
     pool.shutdown()
+
+
+def _finish(
+    pool: Any, tasks: list[tuple[Callable[..., None], tuple[Any, ...]]], after_each: Callable[[], object]
+) -> None:
+    """Submit ``tasks`` to ``pool`` and wait for them all, calling ``after_each`` as each ends; a worker's error is
+    raised here, and any error or signal stops the workers first (``_stop``)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    pending: set[Any] = set()
+    try:
+        pending = {pool.submit(fn, *args) for fn, args in tasks}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()  # re-raises a worker's error here
+                after_each()
+    except BaseException:
+        _stop(pool, pending)
+        raise
 
 
 def _make_parallel(
@@ -390,24 +401,15 @@ def _make_parallel(
     """Each of ``kinds`` made in its own spawned worker, ``jobs`` at a time, with its share of the CPU threads (its
     own GPU when several are visible); an error in one stops the others, whose folders stay ``.partial``."""
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
 
     jobs = min(jobs, len(kinds))
     threads = max(1, torch.get_num_threads() // jobs)
     devices = worker_devices(device, len(kinds))
     log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
-    pending: set[Any] = set()
-    try:
-        pending = {pool.submit(_make_in_worker, kind, spec, str(out), devices[k], threads) for k, kind in
-                   enumerate(kinds)}  # fmt: skip
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                future.result()  # re-raises a worker's error here
-    except BaseException:
-        _stop(pool, pending)
-        raise
+    _finish(pool, [(_make_in_worker, (kind, spec, str(out), devices[k], threads)) for k, kind in enumerate(kinds)],
+            lambda: None)  # fmt: skip
     pool.shutdown()
 
 
