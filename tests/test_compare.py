@@ -448,14 +448,24 @@ def test_a_folder_started_before_a_new_option_resumes(tmp_path: Path) -> None:
 
 
 def test_jobs_make_the_teacher_and_soft_labels_at_once_and_the_same(
-    finished: Path, tmp_path: Path, fake_fmnist: Path, capfd: pytest.CaptureFixture[str]
+    finished: Path,
+    tmp_path: Path,
+    fake_fmnist: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With --jobs 2 the teacher and the soft labels (independent) are made in two workers at once: the same
-    artifacts as one after the other in the parent (the `finished` comparison: same spec, one thread each)."""
+    """With --jobs 2 on a GPU the teacher and the soft labels (independent) are made in two workers at once: the same
+    artifacts as one after the other in the parent (the `finished` comparison: same spec, one thread each). Tested
+    here with CPU workers (on a CPU itself they are made one after the other: the threads are not worth splitting)."""
     from safetensors.torch import load_file
 
+    import reffakd.compare as compare
     from reffakd.compare import shared_inputs
     from reffakd.data import load_splits
+
+    assert not compare._concurrent_prerequisites(torch.device("cpu"))
+    assert compare._concurrent_prerequisites(torch.device("cuda"))
+    monkeypatch.setattr(compare, "_concurrent_prerequisites", lambda device: True)
 
     out = tmp_path / "out"
     spec = compare_spec(parse_command(compare_argv(out, fake_fmnist, "--methods", "reffakd,kd", "--seeds", "0")))

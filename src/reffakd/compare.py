@@ -514,16 +514,23 @@ def shared_inputs(
 ) -> Shared:
     """The soft labels, the teacher and the semi-supervised soft labels of a comparison, each made if missing.
 
-    With ``jobs > 1`` and more than one of them still to make, they are made at once in worker processes (on a GPU
-    the autoencoder and the teacher otherwise queue up before the students: GPU.md), then loaded here."""
+    With ``jobs > 1`` on an accelerator and more than one of them still to make, they are made at once in worker
+    processes (the autoencoder and the teacher otherwise queue up on the GPU before the students: GPU.md), then
+    loaded here."""
     todo = [kind for kind in PREREQUISITES if _to_make(spec, out, kind)]
-    if jobs > 1 and len(todo) > 1:
+    if jobs > 1 and len(todo) > 1 and _concurrent_prerequisites(device):
         _make_parallel(spec, out, device, todo, jobs, log)
     return Shared(
         _soft_labels(spec, out, splits, device, progress, log),
         _teacher(spec, out, splits, device, progress, log),
         _soft_labels(spec, out, splits, device, progress, log, semi=True),
     )
+
+
+def _concurrent_prerequisites(device: torch.device) -> bool:
+    """Whether to make the prerequisites at once: not on a CPU, where the workers would split its threads and the
+    longest one (a teacher on every labelled image, for one) would run on fewer threads for all of its time."""
+    return device.type != "cpu"
 
 
 def _to_make(spec: RunSpec, out: Path, kind: str) -> bool:
