@@ -13,7 +13,8 @@ own table.
 
 ``jobs > 1`` trains that many runs at once in spawned worker processes (each with its share of the
 CPU threads, or its own GPU when several are visible); the teacher and the soft labels are made
-once beforehand (at once in workers, when more than one is to be made), and only the parent writes reports.
+once beforehand (on a GPU, at once in workers when more than one is to be made), and only the parent writes
+reports.
 """
 
 from __future__ import annotations
