@@ -363,13 +363,14 @@ def _run_parallel(
         f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, "
         f"on {', '.join(dict.fromkeys(worker_devices(device, jobs)))}"
     )
+    stopping = ctx.Event()
     pool = ProcessPoolExecutor(
-        jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec, str(out), devices, threads)
+        jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec, str(out), devices, threads, stopping)
     )
     try:
         later = {i for i in items if get_method(i.method).source.same_seed_run is not None}
         for phase in ([i for i in items if i not in later], [i for i in items if i in later]):
-            _finish(pool, [(_worker_run, (item,)) for item in phase], lambda: report(out, False))
+            _finish(pool, stopping, [(_worker_run, (item,)) for item in phase], lambda: report(out, False))
     finally:
         devices.close()
         devices.join_thread()
@@ -377,10 +378,10 @@ def _run_parallel(
 
 
 def _finish(
-    pool: Any, tasks: list[tuple[Callable[..., None], tuple[Any, ...]]], after_each: Callable[[], object]
+    pool: Any, stopping: Any, tasks: list[tuple[Callable[..., None], tuple[Any, ...]]], after_each: Callable[[], object]
 ) -> None:
     """Submit ``tasks`` to ``pool`` and wait for them all, calling ``after_each`` as each ends; a worker's error is
-    raised here, and any error or signal stops the workers first (``_stop``)."""
+    raised here, and any error or signal stops the workers first (``_stop``; ``stopping``: the workers' event)."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
     pending: set[Any] = set()
@@ -392,7 +393,7 @@ def _finish(
                 future.result()  # re-raises a worker's error here
                 after_each()
     except BaseException:
-        _stop(pool, pending)
+        _stop(pool, stopping, pending)
         raise
 
 
@@ -408,16 +409,17 @@ def _make_parallel(
     threads = max(1, torch.get_num_threads() // jobs)
     devices = worker_devices(device, len(kinds))
     log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
-    _finish(pool, [(_make_in_worker, (kind, spec, str(out), devices[k], threads)) for k, kind in enumerate(kinds)],
+    ctx = multiprocessing.get_context("spawn")
+    stopping = ctx.Event()
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_quiet_worker, initargs=(threads, stopping))
+    _finish(pool, stopping, [(_make_in_worker, (kind, spec, str(out), devices[k])) for k, kind in enumerate(kinds)],
             lambda: None)  # fmt: skip
     pool.shutdown()
 
 
-def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str, threads: int) -> None:
+def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str) -> None:
     from .data import load_splits
 
-    _quiet_worker(threads)
     log = lambda line: print(f"[{kind}] {line}", flush=True)  # noqa: E731
     splits = load_splits(spec.data_config(), lambda line: None)
     if kind == "teacher":
@@ -427,12 +429,13 @@ def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str, threads: in
         _until_stopped(lambda: _soft_labels(spec, Path(out), splits, torch.device(device), False, log, semi=semi))
 
 
-def _stop(pool: Any, running: set[Any], grace: float = 60.0) -> None:
-    """Stop the workers so that they end normally: SIGTERM makes a worker inside a run write its resume checkpoint
-    and stop (outside a run, workers ignore it: ``_quiet_worker``), its queued tasks then return at once
-    (``_until_stopped``), and the pool shuts down; a worker still there after ``grace`` seconds is killed."""
+def _stop(pool: Any, stopping: Any, running: set[Any], grace: float = 60.0) -> None:
+    """Stop the workers so that they end normally: ``stopping`` keeps them from starting another task
+    (``_until_stopped``), SIGTERM makes one inside a run write its resume checkpoint and stop (outside a run they
+    ignore it: ``_quiet_worker``), and the pool shuts down; a worker still there after ``grace`` seconds is killed."""
     from concurrent.futures import wait
 
+    stopping.set()
     processes = [p for p in (getattr(pool, "_processes", None) or {}).values() if p.is_alive()]
     for process in processes:
         process.terminate()
@@ -446,21 +449,23 @@ def _stop(pool: Any, running: set[Any], grace: float = 60.0) -> None:
     pool.shutdown(wait=True)
 
 
-def _quiet_worker(threads: int) -> None:
-    """A worker's signals and threads: the parent stops it (``_stop``), so SIGINT and SIGTERM are ignored except
-    inside a run, where training turns them into a resume checkpoint and a stop."""
+def _quiet_worker(threads: int, stopping: Any = None) -> None:
+    """A worker's signals, threads and stop event: the parent stops it (``_stop``), so SIGINT and SIGTERM are
+    ignored except inside a run, where training turns them into a resume checkpoint and a stop."""
     import signal
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     torch.set_num_threads(threads)
+    _WORKER["stopping"] = stopping
 
 
 def _until_stopped(work: Callable[[], object]) -> None:
-    """Run a worker's task. Once a task is stopped by a signal (its resume checkpoint written), the worker's later
-    tasks do not start, so it goes idle and ends with the pool. The stop reaches the parent as a plain
+    """Run a worker's task, unless the comparison is stopping (a task queued behind a stopped one, or picked up by a
+    worker that was still starting when the parent's SIGTERM came). The stop reaches the parent as a plain
     ``KeyboardInterrupt`` carrying the run's message (a ``TrainingInterrupted`` does not unpickle)."""
-    if _WORKER.get("stopped"):
+    stopping = _WORKER.get("stopping")
+    if _WORKER.get("stopped") or (stopping is not None and stopping.is_set()):
         raise KeyboardInterrupt("not started: the comparison is stopping")
     try:
         work()
@@ -472,11 +477,11 @@ def _until_stopped(work: Callable[[], object]) -> None:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int) -> None:
+def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int, stopping: Any = None) -> None:
     """Once per worker: its device and threads, the data, the shared soft labels and teacher (made by the parent)."""
     from .data import load_splits
 
-    _quiet_worker(threads)
+    _quiet_worker(threads, stopping)
     k, name = devices.get()
     device = torch.device(name)
     quiet = lambda line: None  # noqa: E731
