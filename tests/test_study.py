@@ -147,5 +147,5 @@ def test_the_shipped_study_config_is_a_valid_spec(tmp_path: Path) -> None:
     assert spec.seeds == [0, 1, 2, 3, 4] and spec.tune is not None
     assert [budget_spec(spec, b).seeds for b in spec.budgets] == [[0, 1, 2, 3, 4]] * 2 + [[0, 1, 2]]
     budgets = [budget_spec(spec, b) for b in spec.budgets]  # the teacher trains as long as the student's CE
-    assert [b.teacher["epochs"] for b in budgets] == [b.student["epochs"] for b in budgets] == [150, 75, 30]
+    assert [b.teacher["epochs"] for b in budgets] == [b.student["epochs"] for b in budgets] == [150, 75, 45]
     assert "reffakd-semi" not in budget_spec(spec, spec.budgets[-1]).methods

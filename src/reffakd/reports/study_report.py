@@ -88,31 +88,59 @@ def write_study_report(
     points = [(labels_per_class(folder), rows) for _, folder, rows in per_budget]
     points = [(x, rows) for x, rows in points if x is not None and rows]
     if points:
-        plot_study(points, out / "study.png")
+        plot_study(points, out / "study.png", baseline)
     return md
 
 
-def plot_study(points: list[tuple[float, list[dict[str, Any]]]], path: Path) -> None:
-    """Test top-1 against labelled images per class (log x), one line per method, 95 % t intervals of the mean."""
-    from .plots import new_figure, plain_log_ticks, save_png
+def plot_study(points: list[tuple[float, list[dict[str, Any]]]], path: Path, baseline: str | None = None) -> None:
+    """Left: test top-1 against labelled images per class (log x), one line per method, 95 % t intervals of the mean.
+    Right: each method's paired difference to ``baseline`` (same seeds) with its 95 % t interval, the quantity that
+    says whether a method beats the baseline (the seeds' shared variation cancels in it). Points are spread a little
+    sideways so that the intervals stay readable; the ticks are the budgets."""
+    from .plots import new_figure, save_png
 
-    fig = new_figure((8, 5))
-    ax = fig.subplots()
+    points = sorted(points, key=lambda p: p[0])
     methods = list(dict.fromkeys(a["base_method"] for _, rows in points for a in rows))
-    for method in methods:
-        xs, ys, errs = [], [], []
-        for x, rows in sorted(points, key=lambda p: p[0]):
+    with_paired = baseline is not None and any(a.get("paired") for _, rows in points for a in rows)
+    fig = new_figure((14, 5.5) if with_paired else (8, 5.5))
+    axes = fig.subplots(1, 2 if with_paired else 1, squeeze=False)[0]
+    for k, method in enumerate(methods):
+        style = dict(
+            color=f"C{k % 10}", linestyle=("-", "--", ":")[k // 10 % 3], marker="osD^v"[k % 5], capsize=3,
+            markersize=4, linewidth=2.2 if method == baseline else 1.2, label=method,
+        )  # fmt: skip
+        dodge = 10 ** ((k - (len(methods) - 1) / 2) * 0.008)  # a few percent along the log axis
+        acc: list[tuple[float, float, float]] = []
+        diff: list[tuple[float, float, float, float]] = []
+        for x, rows in points:
             a = next((r for r in rows if r["base_method"] == method), None)
-            if a is not None:
-                xs.append(x)
-                ys.append(a["test_top1_selected"])
-                errs.append(interval_half_width(a["test_top1_selected_std"], len(a["seeds"])))
-        ax.errorbar(xs, ys, yerr=errs, fmt="-o", capsize=3, markersize=4, label=method)
-    ax.set_xscale("log")
-    plain_log_ticks(ax.xaxis)
-    ax.set_xlabel("labelled training images per class (log scale)")
-    ax.set_ylabel("test top-1 (%), validation-selected epoch")
-    ax.set_title("mean over seeds with 95 % t intervals", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, ncol=2)
+            if a is None:
+                continue
+            acc.append((x * dodge, a["test_top1_selected"], interval_half_width(a["test_top1_selected_std"],
+                                                                               len(a["seeds"]))))  # fmt: skip
+            d = a["paired"]["test_top1_selected"] if a.get("paired") else None
+            if d is not None and d.has_interval:
+                diff.append((x * dodge, d.mean, d.mean - d.low, d.high - d.mean))
+        if acc:
+            xs, ys, errs = zip(*acc)
+            axes[0].errorbar(xs, ys, yerr=errs, **style)
+        if with_paired and diff:
+            xs, ys, lo, hi = zip(*diff)
+            axes[1].errorbar(xs, ys, yerr=[lo, hi], **style)
+    ticks = [x for x, _ in points]
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{x:,.0f}" for x in ticks])
+        ax.minorticks_off()
+        ax.set_xlim(ticks[0] / 1.35, ticks[-1] * 1.35)
+        ax.set_xlabel("labelled training images per class (log scale)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test top-1 (%), validation-selected epoch")
+    axes[0].set_title("mean over seeds, 95 % t interval of the mean", fontsize=10)
+    if with_paired:
+        axes[1].axhline(0.0, color="black", linewidth=0.8)
+        axes[1].set_ylabel(f"test top-1 minus {baseline} (points), same seeds")
+        axes[1].set_title(f"paired difference to {baseline}, 95 % t interval", fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()  # every method, the baseline too
+    axes[-1].legend(handles, labels, fontsize=8, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     save_png(fig, path)
