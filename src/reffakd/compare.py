@@ -546,12 +546,15 @@ def _to_make(spec: RunSpec, out: Path, kind: str) -> bool:
             out / "teacher" / "summary.json"
         ).is_file()  # fmt: skip
     semi = kind != "soft labels"
-    folder = out / ("softlabels-semi" if semi else "softlabels")
     return (
         bool(spec.soft_label_methods(semi=semi))
         and "path" not in spec.soft_labels
-        and not (folder / SOFT_LABELS_FILE).is_file()
+        and not (_soft_labels_folder(out, semi) / SOFT_LABELS_FILE).is_file()
     )
+
+
+def _soft_labels_folder(out: Path, semi: bool) -> Path:
+    return out / ("softlabels-semi" if semi else "softlabels")
 
 
 def _soft_labels(
@@ -567,17 +570,13 @@ def _soft_labels(
     into ``softlabels-semi/``, the autoencoder also trained on the images a labelled budget withholds)."""
     if not spec.soft_label_methods(semi=semi):
         return None
-    if "path" in spec.soft_labels:
-        path = Path(spec.soft_labels["path"])
-    else:
-        folder = out / ("softlabels-semi" if semi else "softlabels")
-        path = folder / SOFT_LABELS_FILE
-        if not path.is_file():
-            cfg = replace(spec.soft_label_config(), budget_unlabelled=True) if semi else spec.soft_label_config()
-            resume = interrupted(folder)
-            with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-                build_soft_labels(splits, cfg, tmp, device=device, progress=progress, log=log, resume=resume)
-    soft = SoftLabels.load(path)
+    folder = _soft_labels_folder(out, semi)
+    if _to_make(spec, out, PREREQUISITES[2] if semi else PREREQUISITES[0]):
+        cfg = replace(spec.soft_label_config(), budget_unlabelled=True) if semi else spec.soft_label_config()
+        resume = interrupted(folder)
+        with staged_run_dir(folder, redo=True, resume=resume) as tmp:
+            build_soft_labels(splits, cfg, tmp, device=device, progress=progress, log=log, resume=resume)
+    soft = SoftLabels.load(Path(spec.soft_labels["path"]) if "path" in spec.soft_labels else folder / SOFT_LABELS_FILE)
     soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
     soft.check_labelled(splits.budget)
     return soft
@@ -591,7 +590,7 @@ def _teacher(
     if "checkpoint" in spec.teacher:
         return load_teacher(spec.teacher["checkpoint"], splits, device)
     folder = out / "teacher"
-    if not (folder / "summary.json").is_file():
+    if _to_make(spec, out, "teacher"):
         optim = spec.optim(spec.teacher, "teacher")
         cfg = StudentConfig("ce", spec.teacher["model"], optim, seed=int(spec.teacher.get("seed", 0)))
         resume = interrupted(folder)
