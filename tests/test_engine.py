@@ -310,3 +310,27 @@ def test_epoch_sums_stay_on_the_device_until_read_once() -> None:
     sums, counts = ep.totals()
     assert sums == {"ce": 32 * 0.25 + 32 * 0.5 + 11 * 1.0, "loss": 32 * 0.5 + 32 * 0.75 + 11 * 1.25}
     assert counts == {"correct": 19.0} and ep.seen == 75 and ep.step == 3
+
+
+def test_evaluate_counts_match_an_independent_computation():
+    """Hits at 1 and 5 and the summed cross-entropy, over uneven batches, against NumPy in float64."""
+    import numpy as np
+
+    from reffakd.engine.metrics import evaluate_counts
+
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(53, 8, generator=gen), torch.randint(0, 7, (53,), generator=gen)
+    model = torch.nn.Linear(8, 7)
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 53, 16)]  # 16, 16, 16, 5
+    counts = evaluate_counts(model, batches)
+    with torch.no_grad():
+        z = model(x).double().numpy()
+    labels = y.numpy()
+    rank = (z > z[np.arange(53), labels][:, None]).sum(axis=1)  # classes scored above the true one
+    log_p = z - z.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    assert counts["correct1"] == int((rank == 0).sum())
+    assert counts["correct5"] == int((rank < 5).sum())
+    assert counts["images"] == 53
+    assert counts["loss_sum"] == pytest.approx(-log_p[np.arange(53), labels].sum(), rel=1e-6)
+    assert evaluate_counts(model, []) == {"correct1": 0, "correct5": 0, "loss_sum": 0.0, "images": 0}

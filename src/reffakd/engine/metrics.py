@@ -24,8 +24,10 @@ def evaluate_counts(
     """Sums, not means (hits at 1 and 5, summed cross-entropy, images): ranks holding shards add them up."""
     was_training = model.training
     model.eval()
-    correct1 = correct5 = 0
-    loss_sum = 0.0
+    # Hits at 1 and 5 and the summed loss stay on the device, read once after the last batch: a read per batch
+    # would wait for the GPU each time. float64 holds the counts exactly and adds the per-batch float32 loss
+    # sums as Python floats would: the same numbers.
+    totals: torch.Tensor | None = None
     n = 0
     for images, labels in batches:
         if prepare is not None:
@@ -35,12 +37,13 @@ def evaluate_counts(
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices
         hits = top == labels[:, None]
-        correct1 += int(hits[:, 0].sum())
-        correct5 += int(hits.any(dim=1).sum())
-        loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
+        loss = F.cross_entropy(logits.float(), labels, reduction="sum")
+        batch = torch.stack([hits[:, 0].sum().double(), hits.any(dim=1).sum().double(), loss.double()])
+        totals = batch if totals is None else totals + batch
         n += labels.shape[0]
     model.train(was_training)
-    return {"correct1": correct1, "correct5": correct5, "loss_sum": loss_sum, "images": n}
+    correct1, correct5, loss_sum = totals.tolist() if totals is not None else (0, 0, 0.0)
+    return {"correct1": int(correct1), "correct5": int(correct5), "loss_sum": loss_sum, "images": n}
 
 
 def accuracy(counts: dict[str, float]) -> dict[str, float]:

@@ -72,7 +72,8 @@ def reconstruction_sums(
     """Summed squared error, pixel values and images over ``batches`` (sums: ranks holding shards add them up)."""
     was_training = model.training
     model.eval()
-    total, values, images_seen = 0.0, 0, 0
+    total: torch.Tensor | float = 0.0  # on the device, read once at the end (a read per batch waits for a GPU)
+    values, images_seen = 0, 0
     for images, _ in batches:
         if speed is not None and device is not None:
             images = speed.prepare_input(images)
@@ -80,11 +81,11 @@ def reconstruction_sums(
                 reconstruction = model(images)
         else:
             reconstruction = model(images)
-        total += float(F.mse_loss(reconstruction.float(), images.float(), reduction="sum"))
+        total = total + F.mse_loss(reconstruction.float(), images.float(), reduction="sum").double()
         values += images.numel()
         images_seen += images.shape[0]
     model.train(was_training)
-    return {"squared_error": total, "values": values, "images": images_seen}
+    return {"squared_error": float(total), "values": values, "images": images_seen}
 
 
 def reconstruction_mse(model: ConvAutoencoder, batches: Batches) -> float:

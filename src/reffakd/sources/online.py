@@ -126,9 +126,9 @@ class OnlineClassTable(LearningSource):
     def observe(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None) -> None:
         start = time.perf_counter()
         p = F.softmax(logits.double(), dim=1)
-        correct = p.argmax(1) == labels
-        self.sums.index_add_(0, labels[correct], p[correct])
-        self.counts.index_add_(0, labels[correct], torch.ones_like(labels[correct], dtype=torch.float64))
+        correct = (p.argmax(1) == labels).to(p.dtype)  # a weight, not a mask: selecting rows would wait for a GPU
+        self.sums.index_add_(0, labels, p * correct[:, None])  # adding exact zeros leaves the sums as they were
+        self.counts.index_add_(0, labels, correct)
         self.flops += 4 * logits.numel()  # softmax (exp, sum, divide) and the accumulation
         self._timed(start)
 
