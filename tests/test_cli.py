@@ -179,6 +179,10 @@ BAD_INPUT: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "boost-negative": (lambda _: ["run", "--boost", "-1"], "boost"),
     "target-own-prob-above-1": (lambda _: ["run", "--target-own-prob", "1.5"], "own-class probability"),
     "val-size-zero": (lambda _: ["run", "--val-size", "0"], "--val-size 0"),
+    "compile-mode-without-compile": (
+        lambda _: ["train", "--compile-mode", "reduce-overhead"],
+        "--compile-mode reduce-overhead applies only with --compile; add --compile or drop --compile-mode",
+    ),
     "soft-labels-three-classes": (soft_labels_for_three_classes, "3 classes"),
     "soft-labels-garbage": (garbage_soft_labels, "unreadable"),
     "soft-labels-rows-not-summing-to-1": (rows_not_summing_to_one, "sum to 1"),

@@ -362,6 +362,29 @@ def test_compile_that_cannot_work_is_one_clear_line(monkeypatch) -> None:
     )
 
 
+def test_compile_mode_reaches_torch_compile_and_the_run_record(splits, tmp_path, monkeypatch) -> None:
+    """reduce-overhead (CUDA graphs on a GPU) is passed to ``torch.compile`` and recorded with the run; the default
+    mode is left out of the record, so runs made before the mode existed resume as they were."""
+    from reffakd.engine import speed
+
+    modes: list[str | None] = []
+    monkeypatch.setattr(speed, "_compile_probe", lambda device_type: None)
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: modes.append(kw.get("mode")))
+    summary = train_student(
+        splits, _cfg(epochs=1), tmp_path / "ro", compile=True, compile_mode="reduce-overhead", log=lambda _: None,
+        **QUIET,
+    )  # fmt: skip
+    assert modes == ["reduce-overhead"]
+    assert summary["config"]["speed"] == {
+        "amp": "none", "channels_last": False, "compile": True, "compile_mode": "reduce-overhead"
+    }  # fmt: skip
+    assert speed.SpeedOptions(compile=True).to_dict() == {"amp": "none", "channels_last": False, "compile": True}
+    speed.SpeedOptions(compile=True).prepare_model(torch.nn.Linear(2, 2))
+    assert modes[-1] is None  # the default mode: torch.compile's own default
+    with pytest.raises(ReffAKDError, match="compile_mode 'fast' is unknown; allowed: default, reduce-overhead"):
+        speed.SpeedOptions(compile=True, compile_mode="fast").validate(CPU)
+
+
 def test_tensorboard_mirrors_each_epoch_once(splits, tmp_path, monkeypatch) -> None:
     """With a stand-in SummaryWriter (tensorboard is no dependency): one scalar per number and epoch; a resume
     purges later steps."""

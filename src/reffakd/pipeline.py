@@ -15,7 +15,7 @@ import torch
 
 from .data import DataSplits, make_batches, split_fingerprint
 from .distillers import TARGET_SOURCES, build_distiller, get_method, method_params
-from .engine import OptimConfig, distributed, fit
+from .engine import OptimConfig, SpeedOptions, distributed, fit
 from .io import write_json
 from .models import check_classifier, create_model
 from .reports import plot_training_curves
@@ -94,6 +94,7 @@ def train_student(
     amp: str = "none",
     channels_last: bool = False,
     compile: bool = False,
+    compile_mode: str = "default",
     tensorboard: bool = False,
     sync_batchnorm: bool = True,
     extra_summary: dict[str, Any] | None = None,
@@ -112,7 +113,7 @@ def train_student(
     ``soft_labels`` (carrying the cost of making them) or ``teacher`` (``reffakd.sources.load_teacher``)
     feed the methods whose source kind takes them (the registry says which); the source reports its
     own cost into the run's ledger. ``resume``, ``amp``,
-    ``channels_last``, ``compile``, ``tensorboard`` and ``sync_batchnorm`` go to ``engine.fit``.
+    ``channels_last``, ``compile``, ``compile_mode``, ``tensorboard`` and ``sync_batchnorm`` go to ``engine.fit``.
     Under torchrun (WORLD_SIZE > 1) it joins the process group, ``cfg.optim.batch_size`` is the
     global batch, and only rank 0 writes or logs.
     """
@@ -210,6 +211,7 @@ def train_student(
             amp=amp,
             channels_last=channels_last,
             compile=compile,
+            compile_mode=compile_mode,
             tensorboard=tensorboard,
             sync_batchnorm=sync_batchnorm,
         )
@@ -259,9 +261,9 @@ def train_student(
         },
         "reffakd_version": __version__,
     }
-    speed = {"amp": amp, "channels_last": channels_last, "compile": compile}
-    if speed != {"amp": "none", "channels_last": False, "compile": False}:
-        summary["config"]["speed"] = speed
+    speed = SpeedOptions(amp, channels_last, compile, compile_mode)
+    if speed != SpeedOptions():
+        summary["config"]["speed"] = speed.to_dict()
     if distributed.world_size() > 1:
         summary["config"]["distributed"] = {
             "world_size": distributed.world_size(),

@@ -19,7 +19,7 @@ from .data import DataConfig
 from .deploy.network import INPUT_KINDS, OUTPUT_KINDS
 from .distillers import method_choices, parameter_fields, parameter_help
 from .engine.optim import OptimConfig
-from .engine.speed import AMP_MODES
+from .engine.speed import AMP_MODES, COMPILE_MODES
 from .errors import ReffAKDError
 from .recipes import recipe_names
 from .settings import Option, opt, options
@@ -50,6 +50,10 @@ class EngineOptions:
     amp: str = opt("none", "mixed precision autocast (fp16 on CUDA only)", choices=AMP_MODES)
     channels_last: bool = opt(False, "channels_last memory format for the student and its inputs")
     compile: bool = opt(False, "torch.compile the student (the first epoch includes compile time)")
+    compile_mode: str = opt(
+        "default", "torch.compile mode with compile: reduce-overhead replays each step as a CUDA graph (small "
+        "models on a GPU)", choices=COMPILE_MODES,
+    )  # fmt: skip
     tensorboard: bool = opt(False, "also log metrics to OUT/tensorboard (needs the tensorboard package)")
     sync_batchnorm: bool = opt(
         True, "under torchrun, keep batch-norm statistics per process", flag="no-sync-bn", negate=True
@@ -263,7 +267,7 @@ COMMANDS: dict[str, tuple[str, list[Group]]] = {
                 "engine",
                 "engine",
                 EngineOptions,
-                without=("amp", "channels_last", "compile", "tensorboard", "sync_batchnorm"),
+                without=("amp", "channels_last", "compile", "compile_mode", "tensorboard", "sync_batchnorm"),
             ),
             CONSOLE,
         ],

@@ -200,8 +200,9 @@ class TensorBatches(BatchIterable):
             idx = on_device[lo:hi] if on_device is not None else torch.arange(lo, hi, device=self.device)
             part = shard_bounds(hi - lo, self.shard) if self.shard is not None else (0, hi - lo)
             partners = None
-            if self.pairs is not None:
-                partners = self.pairs.partners(idx, pair_seed(order, i)).to(self.device)
+            if self.pairs is not None:  # drawn from the host's copy of the indices: reading idx would wait for a GPU
+                host_idx = order[lo:hi] if order is not None else torch.arange(lo, hi)
+                partners = self.pairs.partners(host_idx, pair_seed(order, i)).to(self.device, non_blocking=True)
             if self.augment is None:  # only this rank's images are needed
                 mine = idx[part[0] : part[1]]
                 images = self.images[mine]

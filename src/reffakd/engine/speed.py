@@ -18,17 +18,21 @@ import torch.nn as nn
 from ..errors import ReffAKDError
 
 AMP_MODES = ("none", "bf16", "fp16")
+# torch.compile's modes: reduce-overhead replays each step's kernels as a CUDA graph, which is what small models on
+# a GPU need (they wait on kernel launches, docs/GPU.md); on a CPU it compiles as default does.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
 class SpeedOptions:
     """``amp``: autocast dtype (fp16 adds a gradient scaler and needs CUDA); ``channels_last``: NHWC model
     and batches (faster convolutions on tensor cores and oneDNN); ``compile``: ``torch.compile`` the
-    student's forward (the first epoch then includes the compile time)."""
+    student's forward (the first epoch then includes the compile time), in ``compile_mode``."""
 
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = "default"
 
     def validate(self, device: torch.device) -> None:
         if self.amp not in AMP_MODES:
@@ -39,11 +43,26 @@ class SpeedOptions:
             raise ReffAKDError(
                 f"amp bf16 is not supported by {torch.cuda.get_device_name(device)}; use amp fp16", params=("amp",)
             )
+        if self.compile_mode not in COMPILE_MODES:
+            raise ReffAKDError(
+                f"compile_mode {self.compile_mode!r} is unknown; allowed: {', '.join(COMPILE_MODES)}",
+                params=("compile_mode",),
+            )
+        if self.compile_mode != "default" and not self.compile:
+            raise ReffAKDError(
+                f"compile_mode {self.compile_mode} applies only with compile; add compile or drop compile_mode",
+                params=("compile_mode", "compile"),  # this order: the CLI rewrites compile_mode first
+            )
         if self.compile:
             check_compile(device)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The options as a run records them; the default compile mode is left out, so that runs made before the
+        mode existed keep their identity (a resume compares it)."""
+        d = asdict(self)
+        if self.compile_mode == "default":
+            del d["compile_mode"]
+        return d
 
     def autocast(self, device: torch.device) -> AbstractContextManager[Any]:
         if self.amp == "none":
@@ -61,7 +80,7 @@ class SpeedOptions:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         if self.compile:
-            model.compile()
+            model.compile(mode=None if self.compile_mode == "default" else self.compile_mode)
 
     def prepare_input(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last and images.dim() == 4:

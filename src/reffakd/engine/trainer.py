@@ -113,6 +113,7 @@ def fit(
     amp: str = "none",
     channels_last: bool = False,
     compile: bool = False,
+    compile_mode: str = "default",
     tensorboard: bool = False,
     sync_batchnorm: bool = True,
     handle_signals: bool = True,
@@ -122,7 +123,8 @@ def fit(
 
     ``resume``: True continues from the resume checkpoint in ``run_dir`` when there is one (else
     starts afresh); a path (a run folder or its checkpoint file) continues from there. ``amp``
-    ("none", "bf16", "fp16"), ``channels_last`` and ``compile``: speed options (``engine.speed``).
+    ("none", "bf16", "fp16"), ``channels_last``, ``compile`` and ``compile_mode``: speed options
+    (``engine.speed``).
     ``tensorboard``: mirror the metrics to ``run_dir/tensorboard``. ``sync_batchnorm``: under torchrun,
     batch-norm statistics over the global batch (so N ranks train as one process would).
     ``handle_signals``: stop cleanly on SIGINT/SIGTERM (main thread only). ``files``: the file names.
@@ -137,7 +139,7 @@ def fit(
         test_batches,
         progress,
         log,
-        SpeedOptions(amp, channels_last, compile),
+        SpeedOptions(amp, channels_last, compile, compile_mode),
         tensorboard,
         sync_batchnorm,
         files,
