@@ -80,11 +80,22 @@ def test_global_batch_must_divide_by_the_world(
     assert not (tmp_path / "x").exists()
 
 
-def test_torchrun_two_processes_match_one(fake_fmnist: Path, tmp_path: Path) -> None:
-    """One torchrun launch trains ce, ols and ps-kd (one process-group start, the test suite's time): each reaches the
+@pytest.mark.parametrize(
+    ("methods", "epochs"),
+    [
+        (("ce", "ols", "ps-kd"), 2),
+        # CS-KD's sharded pairs and partner forward passes: one epoch, because in the second the all-reduced batch-norm
+        # statistics (rounded otherwise than one process's) flip a near-tie in a max-pooling window (gap < 1e-5) and
+        # the weights part by 2e-4 (docs/SCALING.md): a float effect, not a different computation.
+        (("cs-kd",), 1),
+    ],
+)
+def test_torchrun_two_processes_match_one(
+    fake_fmnist: Path, tmp_path: Path, methods: tuple[str, ...], epochs: int
+) -> None:
+    """One torchrun launch trains several methods (one process-group start, the test suite's time): each reaches the
     single-process weights with one set of files; ols's and ps-kd's source state is reduced over the ranks at each
     epoch end, so it too is the one-process state."""
-    methods = ("ce", "ols", "ps-kd")
     out = tmp_path / "ddp"
     env = {
         **os.environ,
@@ -96,7 +107,7 @@ def test_torchrun_two_processes_match_one(fake_fmnist: Path, tmp_path: Path) -> 
         str(fake_fmnist),
         str(out),
         "32",
-        "2",
+        str(epochs),
         f"--method={','.join(methods)}",
     ]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *worker]
@@ -104,22 +115,23 @@ def test_torchrun_two_processes_match_one(fake_fmnist: Path, tmp_path: Path) -> 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:  # the one-process references, while torchrun runs
-        singles = {m: ddp_worker.run(fake_fmnist, tmp_path / m, 32, 2, m, log=lambda _: None) for m in methods}
+        singles = {m: ddp_worker.run(fake_fmnist, tmp_path / m, 32, epochs, m, log=lambda _: None) for m in methods}
     finally:
         torch.set_num_threads(threads)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-3000:]
-    assert stdout.count("epoch   1/2") == len(methods), stdout  # rank 0 alone logs
+    assert stdout.count(f"epoch   1/{epochs}") == len(methods), stdout  # rank 0 alone logs
 
     for method, single in singles.items():
+        run = out / method if len(methods) > 1 else out  # the worker's folder: OUT/NAME for several methods
         # One set of files, the same set a single process writes.
-        assert sorted(p.name for p in (out / method).iterdir()) == sorted(p.name for p in (tmp_path / method).iterdir())
-        assert [r["epoch"] for r in read_jsonl(out / method / "metrics.jsonl")] == [1, 2]
+        assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in (tmp_path / method).iterdir())
+        assert [r["epoch"] for r in read_jsonl(run / "metrics.jsonl")] == list(range(1, epochs + 1))
         wa = load_model(tmp_path / method / "last.safetensors")[0].state_dict()
-        wb = load_model(out / method / "last.safetensors")[0].state_dict()
+        wb = load_model(run / "last.safetensors")[0].state_dict()
         for k in wa:
             torch.testing.assert_close(wb[k], wa[k], atol=1e-5, rtol=0, msg=lambda m, k=k, n=method: f"{n} {k}: {m}")
-        ddp = json.loads((out / method / "summary.json").read_text())
+        ddp = json.loads((run / "summary.json").read_text())
         assert ddp["config"]["distributed"] == {"world_size": 2, "per_rank_batch_size": 16, "sync_batchnorm": True}
         assert ddp["best_epoch"] == single["best_epoch"]
         assert ddp["test_last"]["images"] == single["test_last"]["images"] == 100
@@ -127,7 +139,7 @@ def test_torchrun_two_processes_match_one(fake_fmnist: Path, tmp_path: Path) -> 
         assert ddp["cost"]["student"]["flops"] == single["cost"]["student"]["flops"]  # global image counts
         if method != "ce":
             assert single["cost"]["soft_targets"]["source"] == method
-            sa, sb = (load_state(p).extra["source"]["tensors"] for p in (tmp_path / method, out / method))
+            sa, sb = (load_state(p).extra["source"]["tensors"] for p in (tmp_path / method, run))
             for k in sa:  # the source's state, summed over the ranks, is the one-process state
                 torch.testing.assert_close(sb[k].double(), sa[k].double(), atol=1e-5, rtol=0)
 
