@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .transfer import to_device
+
 
 @dataclass(frozen=True)
 class BatchAugment:
@@ -33,18 +35,18 @@ class BatchAugment:
         out = images
         if self.pad > 0:
             padded = F.pad(images, (self.pad, self.pad, self.pad, self.pad))
-            offsets = torch.randint(0, 2 * self.pad + 1, (2, b), generator=generator).to(images.device)
+            offsets = to_device(torch.randint(0, 2 * self.pad + 1, (2, b), generator=generator), images.device)
             rows = offsets[0, :, None] + torch.arange(h, device=images.device)  # (B, H)
             cols = offsets[1, :, None] + torch.arange(w, device=images.device)  # (B, W)
             batch_idx = torch.arange(b, device=images.device)[:, None, None, None]
             chan_idx = torch.arange(c, device=images.device)[None, :, None, None]
             out = padded[batch_idx, chan_idx, rows[:, None, :, None], cols[:, None, None, :]]
         if self.flip:
-            flip = (torch.rand(b, generator=generator) < 0.5).to(images.device)
+            flip = to_device(torch.rand(b, generator=generator) < 0.5, images.device)
             out = torch.where(flip[:, None, None, None], out.flip(-1), out)
         if self.rotation > 0:
             angles = (torch.rand(b, generator=generator, dtype=torch.float64) * 2 - 1) * math.radians(self.rotation)
-            out = rotate(out, angles.to(images.device))
+            out = rotate(out, to_device(angles, images.device))
         return out
 
 

@@ -21,6 +21,7 @@ import torch
 
 from .augment import BatchAugment
 from .dataset import Split
+from .transfer import to_device
 
 
 def shard_bounds(size: int, shard: tuple[int, int]) -> tuple[int, int]:
@@ -202,7 +203,7 @@ class TensorBatches(BatchIterable):
             partners = None
             if self.pairs is not None:  # drawn from the host's copy of the indices: reading idx would wait for a GPU
                 host_idx = order[lo:hi] if order is not None else torch.arange(lo, hi)
-                partners = self.pairs.partners(host_idx, pair_seed(order, i)).to(self.device, non_blocking=True)
+                partners = to_device(self.pairs.partners(host_idx, pair_seed(order, i)), self.device)
             if self.augment is None:  # only this rank's images are needed
                 mine = idx[part[0] : part[1]]
                 images = self.images[mine]
