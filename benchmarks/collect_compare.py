@@ -26,6 +26,8 @@ KEEP = (
     "soft_labels.png",
     "results.md",
     "results.csv",
+    "tuning.md",
+    "tuning.csv",
     "spec.json",
     "accuracy_vs_cost.png",
 )
