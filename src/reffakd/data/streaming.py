@@ -18,6 +18,7 @@ from .augment import BatchAugment
 from .dataset import Split
 from .images import ImageFiles, decode_batches, default_num_workers
 from .loader import BatchIterable, TensorBatches, pair_seed, shard_bounds
+from .transfer import to_device
 
 
 class StreamingBatches(BatchIterable):
@@ -84,11 +85,11 @@ class StreamingBatches(BatchIterable):
         for idx, (lo, hi), images in zip(
             index, parts, decode_batches(self.files, local, self.num_workers, pin_memory=pin)
         ):
-            images = images.to(self.device, non_blocking=pin)
+            images = to_device(images, self.device)  # pinned by the decoder already on CUDA
             m = hi - lo
             if partners is None or m == 0:
                 images = images[:m]
-            labels = self.labels[idx[lo:hi]].to(self.device, non_blocking=pin)
+            labels = to_device(self.labels[idx[lo:hi]], self.device)
             if self.augment is not None:
                 b = len(idx)
                 if self.shard is not None or partners is not None:

@@ -101,8 +101,9 @@ def cleanup() -> None:
 
     A gloo worker thread that drops the last reference to a collective's tensor needs the GIL to free it; if the
     main thread holds the GIL until interpreter shutdown, that thread is ended inside C++ and the process aborts
-    ("terminate called without an active exception", SIGABRT: 4 of 54 two-rank runs here). The pause lets it finish
-    (0 of 40 with it). The process group is not freed by ``destroy_process_group`` alone: its threads outlive it.
+    ("terminate called without an active exception", SIGABRT: 2 of 24 two-rank runs here, 2 of 30 with a barrier
+    before the destroy). The pause lets it finish (0 of 40 with it). ``destroy_process_group`` alone does not free
+    the process group: its threads outlive it.
     """
     if is_initialized():
         time.sleep(0.05)
