@@ -157,6 +157,7 @@ class Runner:
         metrics = _json_lines(stdout)
         if metrics:
             extra["metrics"] = metrics
+        extra.update(epoch_summary(check.argv))
         return self.record(check.name, status, time.monotonic() - start, **extra)
 
     def execute(self, argv: list[str], timeout: float) -> tuple[int | None, str, str]:
@@ -249,6 +250,8 @@ def in_process_kind(argv: list[str]) -> str | None:
         return "reffakd"
     if argv[1:3] == [str(Path(__file__)), "--bench"]:
         return "bench"
+    if argv[1:3] == [str(Path(__file__)), "--loader"]:
+        return "loader"
     if "--nproc_per_node=1" in argv and "--torchrun-worker" in argv:
         return "torchrun-worker"
     return None
@@ -303,6 +306,9 @@ def run_in_process(argv: list[str], timeout: float, interrupt_after: str | None 
                 code = reffakd_main(argv[3:])
             elif kind == "torchrun-worker":
                 code = torchrun_worker_here(argv[argv.index("--torchrun-worker") + 1 :])
+            elif kind == "loader":
+                input_pipeline("cpu", Path(argv[argv.index("--data-dir") + 1]), smoke=True)
+                code = 0
             else:
                 bench("cpu", 0.0, smoke=True)
                 code = 0
@@ -315,6 +321,22 @@ def run_in_process(argv: list[str], timeout: float, interrupt_after: str | None 
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     return code, out.getvalue(), err.getvalue()
+
+
+def epoch_summary(argv: list[str]) -> dict[str, Any]:
+    """Per-epoch seconds and validation top-1 of a training check (its ``--out`` folder's metrics log), so that
+    results.json alone compares the speeds of the runs."""
+    if "--out" not in argv:
+        return {}
+    out = Path(argv[argv.index("--out") + 1])
+    for metrics in (out / "metrics.jsonl", out.with_name(out.name + ".partial") / "metrics.jsonl"):
+        if metrics.is_file():
+            rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+            return {
+                "epoch_seconds": [round(r["seconds"], 3) for r in rows],
+                "val_top1": [r.get("val_top1") for r in rows],
+            }
+    return {}
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
@@ -484,6 +506,34 @@ def bench(device_name: str, seconds: float, smoke: bool) -> None:
             print("GPU_CHECK_JSON " + json.dumps(row), flush=True)
 
 
+def input_pipeline(device_name: str, data: Path, smoke: bool) -> None:
+    """Seconds of the training loop's input alone: one epoch of training batches as ``train_student`` makes them
+    (uint8 images on the device, crop and flip, normalised, with indices) and one pass over the validation batches,
+    no model. Subtracted from a training epoch, what is left is the step and the loop's bookkeeping."""
+    import torch
+
+    from reffakd.data import DataConfig, load_splits, make_batches
+    from reffakd.pipeline import EVAL_BATCH_SIZE
+
+    device = torch.device(device_name)
+    splits = load_splits(DataConfig(data_dir=str(data), download=False, val_size=100 if smoke else 5000), log=print)
+    normalize = (splits.mean, splits.std)
+    train = make_batches(splits.train, 32 if smoke else 128, shuffle=True, augment=splits.augment, normalize=normalize,
+                         generator=torch.Generator().manual_seed(0), device=device, indexed=True)  # fmt: skip
+    val = make_batches(splits.val, EVAL_BATCH_SIZE, normalize=normalize, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for label, batches, passes in (("training batches, one epoch", train, 2), ("validation batches", val, 2)):
+        for i in range(passes):  # the first pass includes the copy of the split to the device
+            sync()
+            start, n = time.perf_counter(), 0
+            for _ in batches:
+                n += 1
+            sync()
+            row = {"case": f"input pipeline: {label}", "pass": i + 1, "batches": n,
+                   "seconds": round(time.perf_counter() - start, 4)}  # fmt: skip
+            print("GPU_CHECK_JSON " + json.dumps(row), flush=True)
+
+
 # ----------------------------------------------------------------------------- the plan
 
 
@@ -549,6 +599,30 @@ def plan(args: argparse.Namespace, data: Path, out: Path) -> tuple[list[Check], 
             timeout=240.0,
             skip="on the CPU (smoke): compiling takes minutes here" if smoke else None,
         ),
+    ]
+    # The whole step as one CUDA graph per epoch (--cuda-graph), beside the eager loop on the same machine, and the
+    # input pipeline alone: where a LeNet-5 epoch's time goes, against the 60 s target for 200 epochs.
+    epochs = "2" if smoke else "10"
+    graphs = "on the CPU (smoke): CUDA graphs need CUDA" if device != "cuda" else None
+    checks += [
+        train(f"ce-eager-{epochs}", "ce", "--epochs", epochs),
+        train(f"ce-cuda-graph-{epochs}", "ce", "--cuda-graph", "--epochs", epochs, skip=graphs),
+        train(
+            "reffakd-cuda-graph-bf16",
+            "reffakd",
+            "--cuda-graph",
+            "--amp",
+            "bf16",
+            "--epochs",
+            "3",
+            "--soft-labels",
+            soft,
+            after="softlabels",
+            skip=graphs,
+        ),  # fmt: skip
+        Check(
+            "input-pipeline", [PY, str(Path(__file__)), "--loader", "--device", device, "--data-dir", str(data)], t_run
+        ),  # fmt: skip
     ]
     torchrun = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
     checks += [
@@ -630,8 +704,11 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=None, help="hard limit in seconds (default 480; smoke 240)")
     ap.add_argument("--data-dir", type=Path, default=None, help="real Fashion-MNIST IDX files (default: synthetic)")
     ap.add_argument("--no-protocol", action="store_true", help="skip (c), the paper protocol with the time left")
+    ap.add_argument("--only", default=None, help="comma-separated check names to run, the others skipped (a short "
+                    "window; name the checks they need too, e.g. softlabels)")  # fmt: skip
     ap.add_argument("--device", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--bench", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--loader", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--torchrun-worker", nargs=argparse.REMAINDER, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.device = args.device or ("cpu" if args.smoke else "cuda")
@@ -640,6 +717,16 @@ def main() -> int:
     if args.bench:
         bench(args.device, 2.0, args.smoke)
         return 0
+    if args.loader:
+        if args.data_dir is None:
+            ap.error("--loader needs --data-dir")
+        input_pipeline(args.device, args.data_dir, args.smoke)
+        return 0
+    only = set(args.only.split(",")) if args.only else None
+    known = {c.name for c in plan(args, Path("data"), Path("out"))[0]}
+    known |= {"sigint-resume", "paper-protocol-fashion-mnist"}
+    if only is not None and not only <= known:  # refused before anything is written
+        ap.error(f"--only {','.join(sorted(only - known))}: no such check; allowed: {', '.join(sorted(known))}")
     out = args.out or (Path(os.environ["OUT"]) / "gpu_check" if os.environ.get("OUT") else None)
     if out is None:
         ap.error("give --out DIR (or set $OUT)")
@@ -665,13 +752,17 @@ def main() -> int:
         runner.results["data"] = f"synthetic Fashion-MNIST files, {n_train} + {n_test} images of 28 x 28"
     runner.record("data", "ok", time.monotonic() - start)
     checks, sigint = plan(args, data, out)
-    bench_check = checks.pop()  # (b) after (a), so the paths are known to work before they are timed
+    for c in checks:
+        if only is not None and c.name not in only:
+            c.skip = "not in --only"
+    bench_check = checks.pop(checks.index(next(c for c in checks if c.name == "bench")))  # (b) after (a)
     for check in checks:
         runner.run(check)
-    runner.run_sigint_resume("sigint-resume", sigint["argv"], sigint["run_dir"], 3, 150.0)
+    if only is None or "sigint-resume" in only:
+        runner.run_sigint_resume("sigint-resume", sigint["argv"], sigint["run_dir"], 3, 150.0)
     runner.run(bench_check)
-    if args.no_protocol:
-        runner.record("paper-protocol-fashion-mnist", "skipped", 0.0, reason="--no-protocol")
+    if args.no_protocol or (only is not None and "paper-protocol-fashion-mnist" not in only):
+        runner.record("paper-protocol-fashion-mnist", "skipped", 0.0, reason="--no-protocol or not in --only")
     else:
         check = protocol_check(args, data, out)
         entry = runner.run(check)

@@ -115,7 +115,9 @@ def check_engine(engine: Any, device: Any) -> None:
     from .engine.speed import SpeedOptions
 
     if hasattr(engine, "amp"):
-        SpeedOptions(engine.amp, engine.channels_last, engine.compile, engine.compile_mode).validate(device)
+        SpeedOptions(engine.amp, engine.channels_last, engine.compile, engine.compile_mode, engine.cuda_graph).validate(
+            device
+        )
     if getattr(engine, "tensorboard", False):
         require_tensorboard()
 

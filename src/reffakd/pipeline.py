@@ -95,6 +95,7 @@ def train_student(
     channels_last: bool = False,
     compile: bool = False,
     compile_mode: str = "default",
+    cuda_graph: bool = False,
     tensorboard: bool = False,
     sync_batchnorm: bool = True,
     extra_summary: dict[str, Any] | None = None,
@@ -113,7 +114,8 @@ def train_student(
     ``soft_labels`` (carrying the cost of making them) or ``teacher`` (``reffakd.sources.load_teacher``)
     feed the methods whose source kind takes them (the registry says which); the source reports its
     own cost into the run's ledger. ``resume``, ``amp``,
-    ``channels_last``, ``compile``, ``compile_mode``, ``tensorboard`` and ``sync_batchnorm`` go to ``engine.fit``.
+    ``channels_last``, ``compile``, ``compile_mode``, ``cuda_graph``, ``tensorboard`` and ``sync_batchnorm`` go to
+    ``engine.fit``.
     Under torchrun (WORLD_SIZE > 1) it joins the process group, ``cfg.optim.batch_size`` is the
     global batch, and only rank 0 writes or logs.
     """
@@ -212,6 +214,7 @@ def train_student(
             channels_last=channels_last,
             compile=compile,
             compile_mode=compile_mode,
+            cuda_graph=cuda_graph,
             tensorboard=tensorboard,
             sync_batchnorm=sync_batchnorm,
         )
@@ -261,7 +264,7 @@ def train_student(
         },
         "reffakd_version": __version__,
     }
-    speed = SpeedOptions(amp, channels_last, compile, compile_mode)
+    speed = SpeedOptions(amp, channels_last, compile, compile_mode, cuda_graph)
     if speed != SpeedOptions():
         summary["config"]["speed"] = speed.to_dict()
     if distributed.world_size() > 1:

@@ -54,6 +54,10 @@ class EngineOptions:
         "default", "torch.compile mode with compile: reduce-overhead replays each step as a CUDA graph (small "
         "models on a GPU)", choices=COMPILE_MODES,
     )  # fmt: skip
+    cuda_graph: bool = opt(
+        False, "record the whole training step as one CUDA graph per epoch and replay it (small models on a GPU; "
+        "methods whose step is device work alone)",
+    )  # fmt: skip
     tensorboard: bool = opt(False, "also log metrics to OUT/tensorboard (needs the tensorboard package)")
     sync_batchnorm: bool = opt(
         True, "under torchrun, keep batch-norm statistics per process", flag="no-sync-bn", negate=True
@@ -267,7 +271,15 @@ COMMANDS: dict[str, tuple[str, list[Group]]] = {
                 "engine",
                 "engine",
                 EngineOptions,
-                without=("amp", "channels_last", "compile", "compile_mode", "tensorboard", "sync_batchnorm"),
+                without=(
+                    "amp",
+                    "channels_last",
+                    "compile",
+                    "compile_mode",
+                    "cuda_graph",
+                    "tensorboard",
+                    "sync_batchnorm",
+                ),
             ),
             CONSOLE,
         ],

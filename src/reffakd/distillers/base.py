@@ -92,6 +92,10 @@ class Distiller(nn.Module):
             self.source.observe(logits.detach(), targets, index)  # the step hook of a source that learns
         return Step(logits, losses, {"correct": (logits.detach().argmax(1) == targets).sum()})  # read at epoch end
 
+    def cuda_graph_blocker(self) -> str | None:
+        """A student's own step is device work; a source may add host work (``SoftTargetSource``)."""
+        return self.source.cuda_graph_blocker() if self.source is not None else None
+
     def end_epoch(self, epoch: int) -> None:
         """The epoch hook (``engine.task``): a source that learns per epoch updates here."""
         if self.source is not None:

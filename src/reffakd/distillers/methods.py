@@ -229,6 +229,11 @@ class DKD(Distiller):
         """
         return 1.0 if self.warmup_epochs == 0 else min(epoch / self.warmup_epochs, 1.0)
 
+    def cuda_graph_blocker(self) -> str | None:
+        if self.warmup_epochs > 0:
+            return f"DKD's warm-up ramps its weight step by step (warmup_epochs {self.warmup_epochs}; 0 has none)"
+        return super().cuda_graph_blocker()
+
     def forward_train(
         self, images: torch.Tensor, targets: torch.Tensor, epoch: float
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -1,4 +1,5 @@
-"""Speed options of the training loop: mixed precision, channels-last memory format, ``torch.compile``.
+"""Speed options of the training loop: mixed precision, channels-last memory format, ``torch.compile``, the step as
+one CUDA graph.
 
 All are off by default, and off they change nothing: no autocast context, no scaler, no copies.
 ``benchmarks/speed_options.py`` measures what each buys on a given machine.
@@ -16,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ReffAKDError
+from .cudagraph import check_device
 
 AMP_MODES = ("none", "bf16", "fp16")
 # torch.compile's modes: reduce-overhead replays each step's kernels as a CUDA graph, which is what small models on
@@ -27,12 +29,14 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 class SpeedOptions:
     """``amp``: autocast dtype (fp16 adds a gradient scaler and needs CUDA); ``channels_last``: NHWC model
     and batches (faster convolutions on tensor cores and oneDNN); ``compile``: ``torch.compile`` the
-    student's forward (the first epoch then includes the compile time), in ``compile_mode``."""
+    student's forward (the first epoch then includes the compile time), in ``compile_mode``; ``cuda_graph``: record
+    the whole training step once per epoch and replay it (``engine.cudagraph``)."""
 
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
     compile_mode: str = "default"
+    cuda_graph: bool = False
 
     def validate(self, device: torch.device) -> None:
         if self.amp not in AMP_MODES:
@@ -53,21 +57,40 @@ class SpeedOptions:
                 f"compile_mode {self.compile_mode} applies only with compile; add compile or drop compile_mode",
                 params=("compile_mode", "compile"),  # this order: the CLI rewrites compile_mode first
             )
+        if self.cuda_graph:
+            check_device(device)
+            if self.amp == "fp16":
+                raise ReffAKDError(
+                    "cuda_graph cannot record amp fp16: its gradient scaler reads the device every step; "
+                    "use amp bf16 or none", params=("cuda_graph", "amp"),
+                )  # fmt: skip
+            if self.compile:
+                raise ReffAKDError(
+                    "cuda_graph and compile are two ways to replay the step; choose one "
+                    "(compile_mode reduce-overhead graphs only the model)", params=("cuda_graph", "compile"),
+                )  # fmt: skip
         if self.compile:
             check_compile(device)
 
     def to_dict(self) -> dict[str, Any]:
-        """The options as a run records them; the default compile mode is left out, so that runs made before the
-        mode existed keep their identity (a resume compares it)."""
+        """The options as a run records them; the default compile mode and cuda_graph off are left out, so that runs
+        made before they existed keep their identity (a resume compares it)."""
         d = asdict(self)
         if self.compile_mode == "default":
             del d["compile_mode"]
+        if not self.cuda_graph:
+            del d["cuda_graph"]
         return d
 
     def autocast(self, device: torch.device) -> AbstractContextManager[Any]:
         if self.amp == "none":
             return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
+        # A recorded graph keeps no autocast cache of cast weights across replays (torch.cuda.graphs' advice).
+        return torch.autocast(
+            device_type=device.type,
+            dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16,
+            cache_enabled=not self.cuda_graph,
+        )
 
     def grad_scaler(self, device: torch.device) -> Any:
         """A gradient scaler for fp16 (its small range underflows gradients); None otherwise."""

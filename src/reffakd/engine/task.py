@@ -90,6 +90,11 @@ class Task(Protocol):
         """Forward one batch; ``progress``: training progress in epochs at the end of this step."""
         ...
 
+    def cuda_graph_blocker(self) -> str | None:
+        """Why ``training_step`` cannot be recorded as a CUDA graph and replayed (it does host work each step, or
+        depends on the step's ``progress`` within an epoch); None: it is device work alone (``engine.cudagraph``)."""
+        ...
+
     def train_metrics(self, counts: dict[str, float], seen: int) -> dict[str, float]:
         """Record fields (``train_`` is prefixed) from an epoch's summed ``Step.counts`` over ``seen`` images."""
         ...

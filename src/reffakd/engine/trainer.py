@@ -36,6 +36,7 @@ from ..errors import ReffAKDError
 from ..io import JsonlWriter, _json_default, sidecar_json, write_text_atomic, write_with
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from . import distributed
+from .cudagraph import StepGraph
 from .divergence import LOSS_CHECK_STEPS, check_loss, check_record
 from .logsinks import TENSORBOARD_DIR, TensorBoardSink, require_tensorboard
 from .optim import OptimConfig, build_optimizer, build_scheduler
@@ -53,7 +54,7 @@ from .resume import (
 from .signals import StopSignals, TrainingInterrupted
 from .speed import SpeedOptions
 from .syncbn import convert_sync_batchnorm, revert_sync_batchnorm
-from .task import Task
+from .task import Step, Task
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 Resume = bool | str | os.PathLike[str]
@@ -114,6 +115,7 @@ def fit(
     channels_last: bool = False,
     compile: bool = False,
     compile_mode: str = "default",
+    cuda_graph: bool = False,
     tensorboard: bool = False,
     sync_batchnorm: bool = True,
     handle_signals: bool = True,
@@ -123,7 +125,7 @@ def fit(
 
     ``resume``: True continues from the resume checkpoint in ``run_dir`` when there is one (else
     starts afresh); a path (a run folder or its checkpoint file) continues from there. ``amp``
-    ("none", "bf16", "fp16"), ``channels_last``, ``compile`` and ``compile_mode``: speed options
+    ("none", "bf16", "fp16"), ``channels_last``, ``compile``, ``compile_mode`` and ``cuda_graph``: speed options
     (``engine.speed``).
     ``tensorboard``: mirror the metrics to ``run_dir/tensorboard``. ``sync_batchnorm``: under torchrun,
     batch-norm statistics over the global batch (so N ranks train as one process would).
@@ -139,7 +141,7 @@ def fit(
         test_batches,
         progress,
         log,
-        SpeedOptions(amp, channels_last, compile, compile_mode),
+        SpeedOptions(amp, channels_last, compile, compile_mode, cuda_graph),
         tensorboard,
         sync_batchnorm,
         files,
@@ -205,6 +207,7 @@ class _Fit:
         self.optimizer = build_optimizer(self.module.parameters(), cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = speed.grad_scaler(self.device)
+        self.step_graph = self._step_graph() if speed.cuda_graph else None
         self.identity = {
             "run": {k: v for k, v in checkpoint_meta.items() if k != "reffakd_version"},
             "optim": cfg.to_dict(),
@@ -219,6 +222,17 @@ class _Fit:
         self.session_start = time.perf_counter()
         self.checkpoint: Path | None = None  # the latest resume checkpoint
         self.stop = StopSignals(False)
+
+    def _step_graph(self) -> StepGraph:
+        if self.ddp:
+            raise ReffAKDError(
+                "cuda_graph records the step of one process; under torchrun train without cuda_graph",
+                params=("cuda_graph",),
+            )
+        blocker = self.task.cuda_graph_blocker()
+        if blocker is not None:
+            raise ReffAKDError(f"cuda_graph cannot record this training step: {blocker}", params=("cuda_graph",))
+        return StepGraph(self._train_step)
 
     # ------------------------------------------------------------------ the run
 
@@ -284,8 +298,10 @@ class _Fit:
         return ep
 
     def _epoch(self, epoch: int, resumed: EpochState | None, sink: TensorBoardSink | None) -> None:
-        cfg, task, optimizer, prefix = self.cfg, self.task, self.optimizer, self.task.log_prefix
+        cfg, task, prefix = self.cfg, self.task, self.task.log_prefix
         ep = self._start_epoch(epoch, resumed)
+        if self.step_graph is not None:
+            self.step_graph.new_epoch()  # the recorded update holds this epoch's learning rate
         task.train()
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
         batches = self.train_batches.iter_from(ep.order, ep.step) if ep.step > 0 else iter(self.train_batches)  # type: ignore[attr-defined]
@@ -333,28 +349,38 @@ class _Fit:
                 factor = b * self.world / m  # DDP averages over ranks; weigh uneven parts as one global mean
             assert images is not None and targets is not None
             images = self.speed.prepare_input(images)
-            with self.speed.autocast(self.device):
-                # Training progress in epochs at the end of this step (a per-step warm-up ramps smoothly).
-                progress = epoch - 1 + (ep.step + 1) / total if total else float(epoch)
-                step = task.training_step(images, targets, progress, *extra)
-            loss = sum(step.losses.values())
+            # Training progress in epochs at the end of this step (a per-step warm-up ramps smoothly).
+            progress = epoch - 1 + (ep.step + 1) / total if total else float(epoch)
+            if self.step_graph is not None:
+                loss, step = self.step_graph((images, targets, *extra), progress=progress)
+            else:
+                loss, step = self._train_step(images, targets, *extra, progress=progress, factor=factor)
             ep.add(targets.shape[0], loss, step.losses, step.counts)
             if not self.ddp and ep.step % LOSS_CHECK_STEPS == 0:  # under DDP the ranks stop together, at the record
                 check_loss(ep.sums["loss"], epoch, ep.step, ep.lr, task.log_prefix)
-            optimizer.zero_grad(set_to_none=True)
-            backward = loss * factor if factor != 1.0 else loss
-            if self.scaler is not None:
-                self.scaler.scale(backward).backward()
-                self.scaler.step(optimizer)
-                self.scaler.update()
-            else:
-                backward.backward()
-                optimizer.step()
             bar.update(1)
             if self.progress and ep.step % PROGRESS_EVERY == 0:  # reading the loss waits for the device
                 bar.set_postfix(loss=f"{float(ep.sums['loss']) / max(ep.seen, 1):.4f}", refresh=False)
         bar.close()
         self._end_epoch(ep, sink)
+
+    def _train_step(
+        self, images: torch.Tensor, targets: torch.Tensor, *extra: torch.Tensor, progress: float, factor: float = 1.0
+    ) -> tuple[torch.Tensor, Step]:
+        """One step: the task's forward and losses, backward, the update; what ``cuda_graph`` records and replays."""
+        with self.speed.autocast(self.device):
+            step = self.task.training_step(images, targets, progress, *extra)
+        loss = sum(step.losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        backward = loss * factor if factor != 1.0 else loss
+        if self.scaler is not None:
+            self.scaler.scale(backward).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            backward.backward()
+            self.optimizer.step()
+        return loss, step  # type: ignore[return-value]
 
     def _global_batch(self, step: int) -> int | None:
         """Images in global batch ``step`` when the batches say (in-memory or worker-less: a signal cannot break

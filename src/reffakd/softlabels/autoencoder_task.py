@@ -43,6 +43,9 @@ class AutoencoderTask(nn.Module):
         reconstruction = self.model(images)
         return Step(reconstruction, {"mse": F.mse_loss(reconstruction, images)})
 
+    def cuda_graph_blocker(self) -> str | None:
+        return None  # a reconstruction loss: device work alone
+
     def train_metrics(self, counts: dict[str, float], seen: int) -> dict[str, float]:
         return {}
 

@@ -51,6 +51,11 @@ class SoftTargetSource(nn.Module):
     def end_epoch(self, epoch: int) -> None:
         """After each epoch's last step, on every rank (a learning source reduces over the ranks here)."""
 
+    def cuda_graph_blocker(self) -> str | None:
+        """Why a replayed CUDA graph of the training step would skip part of this source's work; None: its
+        ``probabilities`` and ``observe`` are device work alone (a table lookup)."""
+        return None
+
     def extra_state(self) -> dict[str, Any]:
         """State to keep in the resume checkpoint (called on every rank)."""
         return {}
@@ -241,6 +246,9 @@ class TeacherNetwork(SoftTargetSource):
         probs = self._softmax(self.logits(images), temperature)
         self._seconds += time.perf_counter() - began
         return probs
+
+    def cuda_graph_blocker(self) -> str | None:
+        return "the teacher's forward passes are timed step by step for the cost ledger"
 
     @staticmethod
     def _softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -59,6 +59,9 @@ class LearningSource(SoftTargetSource):
     def _timed(self, start: float) -> None:
         self.seconds += time.perf_counter() - start
 
+    def cuda_graph_blocker(self) -> str | None:
+        return f"{self.name} keeps host-side time and FLOP counts of its updates step by step for the cost ledger"
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Every tensor of the source's state (``extra_state`` saves them, ``load_extra_state`` restores them)."""
         return {}

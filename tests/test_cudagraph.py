@@ -1,0 +1,180 @@
+"""``cuda_graph``: the whole training step recorded once per epoch and replayed (``engine.cudagraph``).
+
+CUDA graphs need a GPU (docs/GPU.md has the runs on one). Here the loop's use of ``StepGraph`` is checked on the CPU
+with the recording emulated: ``record`` returns the step's outputs without leaving a trace of running it (weights,
+optimiser state and random state are put back), and each replay reruns the step on the fixed input buffers and
+writes its outputs into the recorded ones, as a graph's replay does. A loop that fed a replay the wrong batch, read
+outputs the replay does not rewrite, or recorded a step twice would train different weights than the eager loop.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from reffakd import ReffAKDError
+from reffakd.distillers import build_distiller
+from reffakd.engine import OptimConfig, cudagraph, fit, speed
+from reffakd.engine.speed import SpeedOptions
+from reffakd.engine.task import Step
+from reffakd.softlabels import SoftLabels
+from reffakd.sources import TeacherNetwork
+
+CUDA = torch.device("cuda")  # validation only looks at the device's type: no GPU is touched
+
+
+def _student() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)
+    )  # fmt: skip
+
+
+def _copy_into(recorded: tuple[torch.Tensor, Step], fresh: tuple[torch.Tensor, Step]) -> None:
+    recorded[0].copy_(fresh[0])
+    for part in ("losses", "counts"):
+        for k, v in getattr(fresh[1], part).items():
+            getattr(recorded[1], part)[k].copy_(v)
+    recorded[1].outputs.copy_(fresh[1].outputs)
+
+
+class EmulatedGraphs:
+    """``side_stream_call`` and ``record`` on the CPU, with a graph's semantics (module docstring)."""
+
+    def __init__(self, module: nn.Module, optimizers: list[torch.optim.Optimizer]) -> None:
+        self.module, self.optimizers = module, optimizers
+        self.warmups = self.captures = self.replays = 0
+
+    def side_stream_call(self, fn):
+        self.warmups += 1
+        return fn()
+
+    def record(self, fn):
+        self.captures += 1
+        weights = copy.deepcopy(self.module.state_dict())
+        opt_states = [copy.deepcopy(o.state_dict()) for o in self.optimizers]
+        rng = torch.get_rng_state()
+        recorded = fn()  # outputs of the right shapes; then nothing of this run may remain
+        self.module.load_state_dict(weights)
+        for o, s in zip(self.optimizers, opt_states):
+            o.load_state_dict(s)
+        torch.set_rng_state(rng)
+
+        def replay() -> None:
+            self.replays += 1
+            _copy_into(recorded, fn())
+
+        return recorded, replay
+
+
+def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", **build):
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(100, 1, 8, 8, generator=g), torch.randint(0, 3, (100,), generator=g)
+    train = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 100, 16)]  # 6 batches of 16, one of 4
+    distiller = build_distiller(method, _student(), num_classes=3, **build)
+    emulated = None
+    if cuda_graph:
+        monkeypatch.setattr(speed, "check_device", lambda device: None)
+        original = torch.optim.SGD.__init__
+
+        def sgd_init(opt, *a, **k):  # the emulation must see the optimiser the loop builds
+            original(opt, *a, **k)
+            emulated.optimizers.append(opt)
+
+        emulated = EmulatedGraphs(distiller.student, [])
+        monkeypatch.setattr(torch.optim.SGD, "__init__", sgd_init)
+        monkeypatch.setattr(cudagraph, "side_stream_call", emulated.side_stream_call)
+        monkeypatch.setattr(cudagraph, "record", emulated.record)
+    cfg = OptimConfig(epochs=3, batch_size=16, lr=0.1, milestones=(1, 2), gamma=0.5)  # a new lr every epoch
+    result = fit(
+        distiller, train, [(x, y)], cfg, tmp_path / name, checkpoint_meta={}, progress=False, log=lambda _: None,
+        cuda_graph=cuda_graph,
+    )  # fmt: skip
+    monkeypatch.undo()
+    return distiller.student.state_dict(), result, emulated
+
+
+@pytest.mark.parametrize("method", ["ce", "reffakd"])
+def test_replayed_steps_train_the_same_weights_as_eager_steps(tmp_path, monkeypatch, method) -> None:
+    soft = SoftLabels(torch.softmax(torch.randn(3, 3, generator=torch.Generator().manual_seed(1)), 1), ("a", "b", "c"))
+    build = {"soft_labels": soft} if method == "reffakd" else {}
+    eager_weights, eager, _ = _fit(tmp_path, "eager", False, monkeypatch, method, **build)
+    graph_weights, graphed, emulated = _fit(tmp_path, "graph", True, monkeypatch, method, **build)
+    for k, v in eager_weights.items():
+        assert torch.equal(v, graph_weights[k]), k
+    assert [r["train_loss"] for r in graphed.history] == [r["train_loss"] for r in eager.history]
+    assert [r["train_top1"] for r in graphed.history] == [r["train_top1"] for r in eager.history]
+    assert [r["lr"] for r in graphed.history] == [0.1, 0.05, 0.025]
+    # 7 steps an epoch: 3 warm-up steps, then one graph per epoch replayed for the full batches; the batch of 4 eager.
+    assert (emulated.warmups, emulated.captures, emulated.replays) == (cudagraph.WARMUP_STEPS, 3, 3 + 6 + 6)
+
+
+def test_step_graph_replays_the_recorded_step_on_each_batch(monkeypatch) -> None:
+    """StepGraph alone: a replay reads the batch copied into its buffers; another shape runs eagerly."""
+    calls: list[str] = []
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        calls.append("step")
+        return x * 2
+
+    def record(fn):
+        out = fn()
+        calls.append("record")
+        return out, lambda: out.copy_(fn())
+
+    monkeypatch.setattr(cudagraph, "side_stream_call", lambda fn: fn())
+    monkeypatch.setattr(cudagraph, "record", record)
+    graph = cudagraph.StepGraph(step)
+    for i in range(cudagraph.WARMUP_STEPS):
+        assert torch.equal(graph((torch.full((2,), float(i)),)), torch.full((2,), 2.0 * i))
+    out = graph((torch.tensor([1.0, 2.0]),))
+    assert torch.equal(out, torch.tensor([2.0, 4.0])) and graph.captures == 1
+    assert graph((torch.tensor([5.0, 6.0]),)) is out and torch.equal(out, torch.tensor([10.0, 12.0]))
+    odd = graph((torch.tensor([1.0]),))
+    assert odd is not out and torch.equal(odd, torch.tensor([2.0])) and graph.eager == cudagraph.WARMUP_STEPS + 1
+    graph.new_epoch()
+    graph((torch.tensor([3.0, 3.0]),))
+    assert graph.captures == 2 and graph.replays == 3
+
+
+def test_speed_options_refuse_what_a_graph_cannot_record() -> None:
+    with pytest.raises(ReffAKDError, match="^cuda_graph needs a CUDA device, not cpu; train without cuda_graph$"):
+        SpeedOptions(cuda_graph=True).validate(torch.device("cpu"))
+    with pytest.raises(ReffAKDError, match="cannot record amp fp16: its gradient scaler reads the device"):
+        SpeedOptions(amp="fp16", cuda_graph=True).validate(CUDA)
+    with pytest.raises(ReffAKDError, match="cuda_graph and compile are two ways to replay the step; choose one"):
+        SpeedOptions(compile=True, cuda_graph=True).validate(CUDA)
+    SpeedOptions(amp="bf16", channels_last=True, cuda_graph=True).validate(CUDA) if torch.cuda.is_available() else None
+    assert "cuda_graph" not in SpeedOptions().to_dict()  # runs made before the option keep their identity
+    assert SpeedOptions(cuda_graph=True).to_dict()["cuda_graph"] is True
+
+
+def test_each_method_says_whether_its_step_can_be_recorded() -> None:
+    soft = SoftLabels(torch.full((3, 3), 1 / 3), ("a", "b", "c"))
+    recordable = {
+        "ce": {}, "ls": {}, "tfkd-reg": {}, "reffakd": {"soft_labels": soft},
+        "dkd-aesl": {"soft_labels": soft, "params": {"warmup_epochs": 0}},
+    }  # fmt: skip
+    for method, build in recordable.items():
+        assert build_distiller(method, _student(), num_classes=3, **build).cuda_graph_blocker() is None, method
+    dkd = build_distiller("dkd-aesl", _student(), num_classes=3, soft_labels=soft, params={"warmup_epochs": 2})
+    assert dkd.cuda_graph_blocker() == "DKD's warm-up ramps its weight step by step (warmup_epochs 2; 0 has none)"
+    teacher = TeacherNetwork(nn.Linear(1, 3), 3, forward_flops_per_image=0)
+    kd = build_distiller("kd", _student(), num_classes=3, teacher=teacher)
+    assert kd.cuda_graph_blocker() == "the teacher's forward passes are timed step by step for the cost ledger"
+    for method in ("ols", "ps-kd", "cs-kd"):
+        blocker = build_distiller(method, _student(), num_classes=3, num_samples=100).cuda_graph_blocker()
+        assert blocker is not None and "host-side time and FLOP counts" in blocker, method
+
+
+def test_fit_refuses_a_step_it_cannot_record_in_one_line(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(speed, "check_device", lambda device: None)
+    distiller = build_distiller("ols", _student(), num_classes=3, num_samples=16)
+    batch = (torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,)))
+    with pytest.raises(ReffAKDError, match="^cuda_graph cannot record this training step: ols keeps host-side"):
+        fit(distiller, [batch], [batch], OptimConfig(epochs=1), tmp_path / "r", checkpoint_meta={}, progress=False,
+            log=lambda _: None, cuda_graph=True)  # fmt: skip
+    assert not (tmp_path / "r").exists()
