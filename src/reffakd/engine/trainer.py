@@ -380,7 +380,10 @@ class _Fit:
         else:
             backward.backward()
             self.optimizer.step()
-        return loss, step  # type: ignore[return-value]
+        # Detached: nothing the loop keeps holds this step's autograd graph (a graph kept alive across steps
+        # makes autograd warn that the gradients' streams differ once a CUDA graph's warm-up ran on a side stream).
+        losses = {k: v.detach() for k, v in step.losses.items()}
+        return loss.detach(), replace(step, outputs=step.outputs.detach(), losses=losses)  # type: ignore[union-attr]
 
     def _global_batch(self, step: int) -> int | None:
         """Images in global batch ``step`` when the batches say (in-memory or worker-less: a signal cannot break
