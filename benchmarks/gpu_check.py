@@ -620,6 +620,23 @@ def plan(args: argparse.Namespace, data: Path, out: Path) -> tuple[list[Check], 
             after="softlabels",
             skip=graphs,
         ),  # fmt: skip
+        Check(  # the autoencoder's step as one CUDA graph (1.36 s eager epochs on an H200)
+            "softlabels-cuda-graph",
+            [
+                *reffakd,
+                "softlabels",
+                "--out",
+                str(runs / "soft-graph"),
+                "--ae-epochs",
+                "3",
+                "--ae-batch-size",
+                batch,
+                "--cuda-graph",
+                *common,
+            ],
+            t_run,
+            skip=graphs,
+        ),  # fmt: skip
         Check(
             "input-pipeline", [PY, str(Path(__file__)), "--loader", "--device", device, "--data-dir", str(data)], t_run
         ),  # fmt: skip

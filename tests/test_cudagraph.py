@@ -178,3 +178,22 @@ def test_fit_refuses_a_step_it_cannot_record_in_one_line(tmp_path, monkeypatch) 
         fit(distiller, [batch], [batch], OptimConfig(epochs=1), tmp_path / "r", checkpoint_meta={}, progress=False,
             log=lambda _: None, cuda_graph=True)  # fmt: skip
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "softlabels"])
+def test_the_cli_refuses_cuda_graph_on_a_cpu_in_one_line_before_writing(tmp_path, capsys, command) -> None:
+    from reffakd.cli import main
+
+    out = tmp_path / "out"
+    code = main([command, "--out", str(out), "--cuda-graph", "--device", "cpu", "--data-dir", str(tmp_path / "none")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert err == ["reffakd: error: --cuda-graph needs a CUDA device, not cpu; train without --cuda-graph"]
+    assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+def test_the_autoencoder_step_can_be_recorded() -> None:
+    from reffakd.models import ConvAutoencoder
+    from reffakd.softlabels.autoencoder_task import AutoencoderTask
+
+    assert AutoencoderTask(ConvAutoencoder(1, (8, 8))).cuda_graph_blocker() is None

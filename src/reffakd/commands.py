@@ -114,10 +114,8 @@ def check_engine(engine: Any, device: Any) -> None:
     from .engine.logsinks import require_tensorboard
     from .engine.speed import SpeedOptions
 
-    if hasattr(engine, "amp"):
-        SpeedOptions(engine.amp, engine.channels_last, engine.compile, engine.compile_mode, engine.cuda_graph).validate(
-            device
-        )
+    names = ("amp", "channels_last", "compile", "compile_mode", "cuda_graph")  # those this command takes
+    SpeedOptions(**{k: getattr(engine, k) for k in names if hasattr(engine, k)}).validate(device)
     if getattr(engine, "tensorboard", False):
         require_tensorboard()
 
@@ -215,6 +213,7 @@ def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
         device = distributed.setup(device)
     main_process = distributed.is_main_process()
     out, resume = cfg.output.out, cfg.engine.resume
+    check_engine(cfg.engine, device)
     if main_process:
         start_output(out, resume, cfg.data, cfg.argv)
     check_input_size([], True, cfg.data)
@@ -228,8 +227,9 @@ def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
             log.attach(run_dir, config_yaml)
         distributed.barrier()
         build_soft_labels(
-            splits, soft_cfg, run_dir, device=device, progress=cfg.console.progress, log=log, resume=resume
-        )
+            splits, soft_cfg, run_dir, device=device, progress=cfg.console.progress, log=log, resume=resume,
+            cuda_graph=cfg.engine.cuda_graph,
+        )  # fmt: skip
         distributed.barrier()
     if main_process:
         print(f"soft labels: {Path(out) / SOFT_LABELS_FILE}")

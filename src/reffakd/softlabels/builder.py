@@ -148,12 +148,14 @@ def build_soft_labels(
     log: Callable[[str], None] = print,
     resume: bool | str | os.PathLike[str] = False,
     handle_signals: bool = True,
+    cuda_graph: bool = False,
 ) -> tuple[SoftLabels, dict[str, Any]]:
     """Write ``soft_labels.safetensors`` (+ .json), the autoencoder and its log into ``out_dir``.
 
-    Returns the soft labels and a cost record with one entry per stage. ``resume`` and
-    ``handle_signals`` go to ``engine.fit`` (True: continue from the resume checkpoint in ``out_dir``
-    when there is one); a signal raises ``TrainingInterrupted`` after the checkpoint is written.
+    Returns the soft labels and a cost record with one entry per stage. ``resume``, ``handle_signals`` and
+    ``cuda_graph`` (the autoencoder's step as one CUDA graph) go to ``engine.fit`` (True: continue from the resume
+    checkpoint in ``out_dir`` when there is one); a signal raises ``TrainingInterrupted`` after the checkpoint is
+    written.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls it: the autoencoder trains with DDP on its shard
     of each global batch (``cfg.autoencoder.batch_size``), each rank embeds its shard of the training
@@ -219,6 +221,7 @@ def build_soft_labels(
             log=log,
             resume=resume,
             handle_signals=handle_signals,
+            cuda_graph=cuda_graph,
             files=AUTOENCODER_FILES,
         )
         ae_cost.flops = step_flops * result.train_images_seen + fwd_flops * result.eval_images_seen
