@@ -192,6 +192,21 @@ def test_the_cli_refuses_cuda_graph_on_a_cpu_in_one_line_before_writing(tmp_path
     assert not out.exists() and not out.with_name("out.partial").exists()
 
 
+def test_train_refuses_a_method_it_cannot_record_before_writing(tmp_path, capsys, monkeypatch, fake_fmnist) -> None:
+    """Past the device check (emulated here), a method whose step does host work is refused, named, with no folder."""
+    from reffakd.cli import main
+
+    monkeypatch.setattr(speed, "check_device", lambda device: None)
+    out = tmp_path / "out"
+    code = main(["train", "--out", str(out), "--method", "ols", "--cuda-graph", "--device", "cpu",
+                 "--data-dir", str(fake_fmnist), "--no-download", "--epochs", "1", "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1
+    assert err[0].startswith("reffakd: error: --cuda-graph cannot record the training step of ols: ols keeps host-side")
+    assert err[0].endswith("; train ols without --cuda-graph")
+    assert not out.exists() and not out.with_name("out.partial").exists()
+
+
 def test_the_autoencoder_step_can_be_recorded() -> None:
     from reffakd.models import ConvAutoencoder
     from reffakd.softlabels.autoencoder_task import AutoencoderTask

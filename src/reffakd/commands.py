@@ -293,6 +293,10 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
         soft.check_labelled(splits.budget)
         soft.check_semi(get_method(method).source.semi, method)
     teacher = load_teacher(inputs.teacher, splits, device) if inputs.teacher else None
+    if engine.cuda_graph:
+        from .pipeline import check_cuda_graph
+
+        check_cuda_graph(student, splits, soft, teacher)
     distributed.barrier()  # every rank has checked its inputs before rank 0 creates the folder
     with staged_run_dir(out, resume=engine.resume, main=main_process) as run_dir:
         if isinstance(log, RunLog):

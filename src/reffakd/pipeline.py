@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from .data import DataSplits, make_batches, split_fingerprint
-from .distillers import TARGET_SOURCES, build_distiller, get_method, method_params
+from .distillers import TARGET_SOURCES, Distiller, build_distiller, get_method, method_params
 from .engine import OptimConfig, SpeedOptions, distributed, fit
+from .errors import ReffAKDError
 from .io import write_json
 from .models import check_classifier, create_model
 from .reports import plot_training_curves
@@ -77,6 +78,47 @@ def cost_totals(student_stage: dict[str, Any], soft_targets: dict[str, Any] | No
         "seconds": float(soft["seconds"]) + float(student_stage["seconds"]),
         "peak_memory_bytes": max(peaks) if peaks else None,
     }
+
+
+def student_distiller(
+    cfg: StudentConfig,
+    splits: DataSplits,
+    student: torch.nn.Module,
+    soft_labels: SoftLabels | None,
+    teacher: SoftTargetSource | None,
+) -> Distiller:
+    """The run's method around ``student``, its source made from the soft labels or the teacher."""
+    method = get_method(cfg.method)
+    per_image = method.target_source is not None and TARGET_SOURCES[method.target_source].per_image
+    return build_distiller(
+        cfg.method,
+        student,
+        num_classes=splits.num_classes,
+        params=cfg.method_params(),
+        total_epochs=cfg.optim.epochs,
+        soft_labels=soft_labels,
+        teacher=teacher,
+        num_samples=len(splits.train),
+        input_shape=(splits.in_channels, *splits.image_size),
+        split_fingerprint=split_fingerprint(splits.train) if per_image else None,
+    )
+
+
+def refuse_unrecordable(distiller: Distiller, method: str) -> None:
+    """``cuda_graph`` for a method whose training step does host work: one line naming the method and why."""
+    blocker = distiller.cuda_graph_blocker()
+    if blocker is not None:
+        raise ReffAKDError(
+            f"cuda_graph cannot record the training step of {method}: {blocker}; train {method} without cuda_graph",
+            params=("cuda_graph",),
+        )
+
+
+def check_cuda_graph(
+    cfg: StudentConfig, splits: DataSplits, soft_labels: SoftLabels | None, teacher: SoftTargetSource | None
+) -> None:
+    """``refuse_unrecordable`` before a run folder exists: the method built around a stand-in student."""
+    refuse_unrecordable(student_distiller(cfg, splits, torch.nn.Identity(), soft_labels, teacher), cfg.method)
 
 
 def train_student(
@@ -142,19 +184,9 @@ def train_student(
         model_name, student = type(model).__name__, model
         check_classifier(student, model_name, num_classes=splits.num_classes, in_channels=c, image_size=(h, w))
     student = student.to(device)
-    per_image = method.target_source is not None and TARGET_SOURCES[method.target_source].per_image
-    distiller = build_distiller(
-        cfg.method,
-        student,
-        num_classes=splits.num_classes,
-        params=cfg.method_params(),
-        total_epochs=cfg.optim.epochs,
-        soft_labels=soft_labels,
-        teacher=teacher,
-        num_samples=len(splits.train),
-        input_shape=(c, h, w),
-        split_fingerprint=split_fingerprint(splits.train) if per_image else None,
-    ).to(device)
+    distiller = student_distiller(cfg, splits, student, soft_labels, teacher).to(device)
+    if cuda_graph:
+        refuse_unrecordable(distiller, cfg.method)
     normalize = (splits.mean, splits.std)
     train_batches = make_batches(
         splits.train,
