@@ -16,6 +16,9 @@ import torch
 import torch.nn as nn
 
 from reffakd import ReffAKDError
+from reffakd.data import BatchAugment
+from reffakd.data.dataset import Split
+from reffakd.data.loader import TensorBatches
 from reffakd.distillers import build_distiller
 from reffakd.engine import OptimConfig, cudagraph, fit, speed
 from reffakd.engine.speed import SpeedOptions
@@ -33,12 +36,18 @@ def _student() -> nn.Module:
     )  # fmt: skip
 
 
-def _copy_into(recorded: tuple[torch.Tensor, Step], fresh: tuple[torch.Tensor, Step]) -> None:
-    recorded[0].copy_(fresh[0])
-    for part in ("losses", "counts"):
-        for k, v in getattr(fresh[1], part).items():
-            getattr(recorded[1], part)[k].copy_(v)
-    recorded[1].outputs.copy_(fresh[1].outputs)
+def _copy_into(recorded, fresh) -> None:
+    """A replay's effect: every output tensor rewritten in place (a step's (loss, Step), a batch's tuple)."""
+    if isinstance(recorded, torch.Tensor):
+        recorded.copy_(fresh)
+    elif isinstance(recorded, Step):
+        _copy_into((recorded.outputs, recorded.losses, recorded.counts), (fresh.outputs, fresh.losses, fresh.counts))
+    elif isinstance(recorded, dict):
+        for k in recorded:
+            _copy_into(recorded[k], fresh[k])
+    else:
+        for r, f in zip(recorded, fresh, strict=True):
+            _copy_into(r, f)
 
 
 class EmulatedGraphs:
@@ -70,7 +79,7 @@ class EmulatedGraphs:
         return recorded, replay
 
 
-def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", **build):
+def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", loader=False, **build):
     g = torch.Generator().manual_seed(3)
     x, y = torch.randn(100, 1, 8, 8, generator=g), torch.randint(0, 3, (100,), generator=g)
     train = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 100, 16)]  # 6 batches of 16, one of 4
@@ -78,6 +87,7 @@ def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", **build):
     emulated = None
     if cuda_graph:
         monkeypatch.setattr(speed, "check_device", lambda device: None)
+        monkeypatch.setattr(cudagraph, "check_device", lambda device: None)
         original = torch.optim.SGD.__init__
 
         def sgd_init(opt, *a, **k):  # the emulation must see the optimiser the loop builds
@@ -88,6 +98,11 @@ def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", **build):
         monkeypatch.setattr(torch.optim.SGD, "__init__", sgd_init)
         monkeypatch.setattr(cudagraph, "side_stream_call", emulated.side_stream_call)
         monkeypatch.setattr(cudagraph, "record", emulated.record)
+    if loader:  # the in-memory loader: uint8 images gathered, cropped, flipped and scaled (recorded with cuda_graph)
+        images = (x * 60 + 128).clamp(0, 255).to(torch.uint8)
+        train = TensorBatches(Split(images, y), 16, shuffle=True, augment=BatchAugment(pad=2, flip=True),
+                              normalize=((0.5,), (0.25,)), generator=torch.Generator().manual_seed(7), indexed=True,
+                              cuda_graph=cuda_graph)  # fmt: skip
     cfg = OptimConfig(epochs=3, batch_size=16, lr=0.1, milestones=(1, 2), gamma=0.5)  # a new lr every epoch
     result = fit(
         distiller, train, [(x, y)], cfg, tmp_path / name, checkpoint_meta={}, progress=False, log=lambda _: None,
@@ -112,6 +127,42 @@ def test_replayed_steps_train_the_same_weights_as_eager_steps(tmp_path, monkeypa
     assert (emulated.warmups, emulated.captures, emulated.replays) == (cudagraph.WARMUP_STEPS, 3, 3 + 6 + 6)
 
 
+def test_recorded_batches_and_steps_train_the_same_weights_as_eager_ones(tmp_path, monkeypatch) -> None:
+    """The loader's gather-augment-scale recorded too (one graph, after one eager warm-up batch), feeding the recorded
+    step: the same batches, hence the same weights, as the eager loader and loop."""
+    eager_weights, eager, _ = _fit(tmp_path, "eager", False, monkeypatch, loader=True)
+    graph_weights, graphed, emulated = _fit(tmp_path, "graph", True, monkeypatch, loader=True)
+    for k, v in eager_weights.items():
+        assert torch.equal(v, graph_weights[k]), k
+    assert [r["train_loss"] for r in graphed.history] == [r["train_loss"] for r in eager.history]
+    assert emulated.captures == 1 + 3  # the loader's one graph, the step's one per epoch
+    assert emulated.warmups == 1 + cudagraph.WARMUP_STEPS
+
+
+def test_recorded_loader_yields_the_eager_loader_batches(monkeypatch) -> None:
+    monkeypatch.setattr(cudagraph, "check_device", lambda device: None)
+    monkeypatch.setattr(cudagraph, "side_stream_call", lambda fn: fn())
+    monkeypatch.setattr(cudagraph, "record", _emulate)
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.randint(0, 256, (70, 3, 6, 6), dtype=torch.uint8, generator=g), torch.randint(0, 4, (70,)))
+    augment = BatchAugment(pad=1, flip=True, rotation=10.0)
+    kw = {"shuffle": True, "augment": augment, "normalize": ((0.5,) * 3, (0.2,) * 3), "indexed": True}
+    eager = TensorBatches(split, 16, generator=torch.Generator().manual_seed(1), **kw)
+    recorded = TensorBatches(split, 16, generator=torch.Generator().manual_seed(1), cuda_graph=True, **kw)
+    for _ in range(2):
+        for a, b in zip(eager, recorded, strict=True):
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    r = recorded.recorded
+    assert (r.eager, r.captures, r.replays) == (1 + 2, 1, 3 + 4)  # warm-up and the two batches of 6 eager
+    with pytest.raises(ReffAKDError, match="cuda_graph batches are one process's, without pairs"):
+        TensorBatches(split, 16, shard=(0, 2), cuda_graph=True)
+
+
+def _emulate(fn):
+    out = fn()
+    return out, lambda: _copy_into(out, fn())
+
+
 def test_step_graph_replays_the_recorded_step_on_each_batch(monkeypatch) -> None:
     """StepGraph alone: a replay reads the batch copied into its buffers; another shape runs eagerly."""
     calls: list[str] = []
@@ -127,7 +178,7 @@ def test_step_graph_replays_the_recorded_step_on_each_batch(monkeypatch) -> None
 
     monkeypatch.setattr(cudagraph, "side_stream_call", lambda fn: fn())
     monkeypatch.setattr(cudagraph, "record", record)
-    graph = cudagraph.StepGraph(step)
+    graph = cudagraph.StepGraph(step, torch.device("cpu"))
     for i in range(cudagraph.WARMUP_STEPS):
         assert torch.equal(graph((torch.full((2,), float(i)),)), torch.full((2,), 2.0 * i))
     out = graph((torch.tensor([1.0, 2.0]),))

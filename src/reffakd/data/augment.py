@@ -31,22 +31,41 @@ class BatchAugment:
     rotation: float = 0.0
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        draws = self.draw(images.shape[0], generator)
+        return self.apply(images, tuple(to_device(d, images.device) for d in draws))
+
+    def draw(self, b: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """A batch of ``b`` images' random draws, on the host, in the fixed order: crop offsets (2, B), flips (B,),
+        rotation angles (B,) in radians, each only when that augmentation is on. Drawn apart from ``apply`` so that a
+        recorded CUDA graph can apply them (``data.loader``)."""
+        draws = []
+        if self.pad > 0:
+            draws.append(torch.randint(0, 2 * self.pad + 1, (2, b), generator=generator))
+        if self.flip:
+            draws.append(torch.rand(b, generator=generator) < 0.5)
+        if self.rotation > 0:
+            u = torch.rand(b, generator=generator, dtype=torch.float64)
+            draws.append((u * 2 - 1) * math.radians(self.rotation))
+        return tuple(draws)
+
+    def apply(self, images: torch.Tensor, draws: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``images`` augmented by ``draws`` (``draw``'s, on the images' device): device work alone."""
         b, c, h, w = images.shape
         out = images
+        pending = iter(draws)
         if self.pad > 0:
             padded = F.pad(images, (self.pad, self.pad, self.pad, self.pad))
-            offsets = to_device(torch.randint(0, 2 * self.pad + 1, (2, b), generator=generator), images.device)
+            offsets = next(pending)
             rows = offsets[0, :, None] + torch.arange(h, device=images.device)  # (B, H)
             cols = offsets[1, :, None] + torch.arange(w, device=images.device)  # (B, W)
             batch_idx = torch.arange(b, device=images.device)[:, None, None, None]
             chan_idx = torch.arange(c, device=images.device)[None, :, None, None]
             out = padded[batch_idx, chan_idx, rows[:, None, :, None], cols[:, None, None, :]]
         if self.flip:
-            flip = to_device(torch.rand(b, generator=generator) < 0.5, images.device)
+            flip = next(pending)
             out = torch.where(flip[:, None, None, None], out.flip(-1), out)
         if self.rotation > 0:
-            angles = (torch.rand(b, generator=generator, dtype=torch.float64) * 2 - 1) * math.radians(self.rotation)
-            out = rotate(out, to_device(angles, images.device))
+            out = rotate(out, next(pending))
         return out
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from ..errors import ReffAKDError
 from .augment import BatchAugment
 from .dataset import Split
 from .transfer import to_device
@@ -172,6 +173,7 @@ class TensorBatches(BatchIterable):
         shard: tuple[int, int] | None = None,
         indexed: bool = False,
         pairs: bool = False,
+        cuda_graph: bool = False,
     ) -> None:
         dev = torch.device(device)
         self.images = split.images.to(dev)
@@ -188,6 +190,22 @@ class TensorBatches(BatchIterable):
             indexed=indexed,
             pairs=pairs,
         )
+        self.recorded = None
+        if cuda_graph:  # the batch's device work (gather, augment, scale) as one recorded CUDA graph
+            from ..engine.cudagraph import Recorded, check_device
+
+            check_device(dev)
+            if shard is not None or pairs:
+                raise ReffAKDError("cuda_graph batches are one process's, without pairs", params=("cuda_graph",))
+            self.recorded = Recorded(self._gather, dev, warmup=1)
+
+    def _gather(self, idx: torch.Tensor, *draws: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The batch of images ``idx`` (on the device), augmented by ``draws`` (``BatchAugment.draw``'s, on the
+        device): device work alone, so that ``cuda_graph`` can record it."""
+        images = self.images[idx]
+        if self.augment is not None:
+            images = self.augment.apply(images, draws)
+        return self._batch(images, self.labels[idx], idx)
 
     def iter_from(self, order: torch.Tensor | None = None, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         """Batches ``start``, ``start + 1``, ... of the epoch with permutation ``order``; with the
@@ -199,6 +217,13 @@ class TensorBatches(BatchIterable):
         for i in range(start, len(self)):
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
             idx = on_device[lo:hi] if on_device is not None else torch.arange(lo, hi, device=self.device)
+            if self.shard is None and self.pairs is None:  # one process's batches: draws on the host, the rest there
+                draws = self.augment.draw(hi - lo, self.generator) if self.augment is not None else ()
+                if self.recorded is not None:
+                    yield self.recorded((idx, *draws))
+                else:
+                    yield self._gather(idx, *(to_device(d, self.device) for d in draws))
+                continue
             part = shard_bounds(hi - lo, self.shard) if self.shard is not None else (0, hi - lo)
             partners = None
             if self.pairs is not None:  # drawn from the host's copy of the indices: reading idx would wait for a GPU

@@ -232,7 +232,7 @@ class _Fit:
         blocker = self.task.cuda_graph_blocker()
         if blocker is not None:
             raise ReffAKDError(f"cuda_graph cannot record this training step: {blocker}", params=("cuda_graph",))
-        return StepGraph(self._train_step)
+        return StepGraph(self._train_step, self.device)
 
     # ------------------------------------------------------------------ the run
 

@@ -188,6 +188,7 @@ def build_soft_labels(
         augment=splits.augment,
         generator=generator,
         device=device,
+        cuda_graph=cuda_graph,
         **shard,
     )
     val_batches = make_batches(splits.val, EMBED_BATCH_SIZE, device=device, **shard)
