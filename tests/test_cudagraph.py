@@ -79,7 +79,7 @@ class EmulatedGraphs:
         return recorded, replay
 
 
-def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", loader=False, **build):
+def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", loader=False, milestones=(1, 2), **build):
     g = torch.Generator().manual_seed(3)
     x, y = torch.randn(100, 1, 8, 8, generator=g), torch.randint(0, 3, (100,), generator=g)
     train = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 100, 16)]  # 6 batches of 16, one of 4
@@ -103,7 +103,7 @@ def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", loader=False, **b
         train = TensorBatches(Split(images, y), 16, shuffle=True, augment=BatchAugment(pad=2, flip=True),
                               normalize=((0.5,), (0.25,)), generator=torch.Generator().manual_seed(7), indexed=True,
                               cuda_graph=cuda_graph)  # fmt: skip
-    cfg = OptimConfig(epochs=3, batch_size=16, lr=0.1, milestones=(1, 2), gamma=0.5)  # a new lr every epoch
+    cfg = OptimConfig(epochs=3, batch_size=16, lr=0.1, milestones=milestones, gamma=0.5)  # (1, 2): a new lr each epoch
     result = fit(
         distiller, train, [(x, y)], cfg, tmp_path / name, checkpoint_meta={}, progress=False, log=lambda _: None,
         cuda_graph=cuda_graph,
@@ -130,12 +130,13 @@ def test_replayed_steps_train_the_same_weights_as_eager_steps(tmp_path, monkeypa
 def test_recorded_batches_and_steps_train_the_same_weights_as_eager_ones(tmp_path, monkeypatch) -> None:
     """The loader's gather-augment-scale recorded too (one graph, after one eager warm-up batch), feeding the recorded
     step: the same batches, hence the same weights, as the eager loader and loop."""
-    eager_weights, eager, _ = _fit(tmp_path, "eager", False, monkeypatch, loader=True)
-    graph_weights, graphed, emulated = _fit(tmp_path, "graph", True, monkeypatch, loader=True)
+    eager_weights, eager, _ = _fit(tmp_path, "eager", False, monkeypatch, loader=True, milestones=(2,))
+    graph_weights, graphed, emulated = _fit(tmp_path, "graph", True, monkeypatch, loader=True, milestones=(2,))
     for k, v in eager_weights.items():
         assert torch.equal(v, graph_weights[k]), k
     assert [r["train_loss"] for r in graphed.history] == [r["train_loss"] for r in eager.history]
-    assert emulated.captures == 1 + 3  # the loader's one graph, the step's one per epoch
+    assert [r["lr"] for r in graphed.history] == [0.1, 0.1, 0.05]
+    assert emulated.captures == 1 + 2  # the loader's one graph; the step's one per learning rate
     assert emulated.warmups == 1 + cudagraph.WARMUP_STEPS
 
 
@@ -186,9 +187,14 @@ def test_step_graph_replays_the_recorded_step_on_each_batch(monkeypatch) -> None
     assert graph((torch.tensor([5.0, 6.0]),)) is out and torch.equal(out, torch.tensor([10.0, 12.0]))
     odd = graph((torch.tensor([1.0]),))
     assert odd is not out and torch.equal(odd, torch.tensor([2.0])) and graph.eager == cudagraph.WARMUP_STEPS + 1
-    graph.new_epoch()
+    graph.new_epoch(0.1)  # a first learning rate: the graph is recorded again
     graph((torch.tensor([3.0, 3.0]),))
-    assert graph.captures == 2 and graph.replays == 3
+    graph.new_epoch(0.1)  # the same rate: the graph stays
+    graph((torch.tensor([3.0, 3.0]),))
+    assert graph.captures == 2 and graph.replays == 4
+    graph.new_epoch(0.02)
+    graph((torch.tensor([3.0, 3.0]),))
+    assert graph.captures == 3
 
 
 def test_speed_options_refuse_what_a_graph_cannot_record() -> None:

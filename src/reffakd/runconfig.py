@@ -55,8 +55,8 @@ class EngineOptions:
         "models on a GPU)", choices=COMPILE_MODES,
     )  # fmt: skip
     cuda_graph: bool = opt(
-        False, "record the whole training step as one CUDA graph per epoch and replay it (small models on a GPU; "
-        "methods whose step is device work alone)",
+        False, "record the whole training step (and in-memory batches) as CUDA graphs and replay them (small models "
+        "on a GPU; methods whose step is device work alone)",
     )  # fmt: skip
     tensorboard: bool = opt(False, "also log metrics to OUT/tensorboard (needs the tensorboard package)")
     sync_batchnorm: bool = opt(

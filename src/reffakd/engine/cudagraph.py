@@ -7,8 +7,9 @@ so a replay runs the kernels an eager step would, reading the batch from fixed i
 
 * The first ``WARMUP_STEPS`` steps of a session run eagerly on a side stream (cuDNN's algorithm choices, the
   optimiser's momentum buffers and the gradients' layout exist before anything is recorded).
-* A new graph is recorded at the first batch of each epoch (``new_epoch``): the recorded SGD kernels hold the
-  learning rate as a number, and the schedule changes it between epochs.
+* A new graph is recorded at the first batch of an epoch whose learning rate differs from the recorded one
+  (``new_epoch``): the recorded SGD kernels hold it as a number. (Recording waits for the device and runs Python's
+  garbage collector, so a step schedule records a few graphs in a run, a cosine one one per epoch.)
 * A batch of another shape than the recorded one (the last, smaller batch of an epoch) runs eagerly, on the same
   weights and optimiser state.
 
@@ -120,15 +121,19 @@ class Recorded:
 
 
 class StepGraph(Recorded):
-    """The training step, recorded once per epoch after ``WARMUP_STEPS`` eager steps (module docstring).
+    """The training step, recorded after ``WARMUP_STEPS`` eager steps and again for each new learning rate (module
+    docstring).
 
     ``kwargs`` (the training progress) are fixed when the graph is recorded: the task has declared that its step does
-    not depend on them within an epoch.
+    not depend on them.
     """
 
     def __init__(self, step: Callable[..., Any], device: torch.device) -> None:
         super().__init__(step, device, WARMUP_STEPS)
+        self.lr: float | None = None
 
-    def new_epoch(self) -> None:
-        """Forget the graph; the next batch records a new one (with the epoch's learning rate)."""
-        self.reset()
+    def new_epoch(self, lr: float) -> None:
+        """An epoch at learning rate ``lr`` starts: a graph recorded at another rate is forgotten."""
+        if lr != self.lr:
+            self.reset()
+            self.lr = lr

@@ -30,7 +30,8 @@ class SpeedOptions:
     """``amp``: autocast dtype (fp16 adds a gradient scaler and needs CUDA); ``channels_last``: NHWC model
     and batches (faster convolutions on tensor cores and oneDNN); ``compile``: ``torch.compile`` the
     student's forward (the first epoch then includes the compile time), in ``compile_mode``; ``cuda_graph``: record
-    the whole training step once per epoch and replay it (``engine.cudagraph``)."""
+    the whole training step (and the in-memory loader's batches) as CUDA graphs and replay them
+    (``engine.cudagraph``)."""
 
     amp: str = "none"
     channels_last: bool = False

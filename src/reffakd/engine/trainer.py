@@ -301,7 +301,7 @@ class _Fit:
         cfg, task, prefix = self.cfg, self.task, self.task.log_prefix
         ep = self._start_epoch(epoch, resumed)
         if self.step_graph is not None:
-            self.step_graph.new_epoch()  # the recorded update holds this epoch's learning rate
+            self.step_graph.new_epoch(self.optimizer.param_groups[0]["lr"])  # the recorded update holds it
         task.train()
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
         batches = self.train_batches.iter_from(ep.order, ep.step) if ep.step > 0 else iter(self.train_batches)  # type: ignore[attr-defined]
