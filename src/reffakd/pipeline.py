@@ -16,7 +16,7 @@ import torch
 from .data import DataSplits, make_batches, split_fingerprint
 from .distillers import TARGET_SOURCES, Distiller, build_distiller, get_method, method_params
 from .engine import OptimConfig, SpeedOptions, distributed, fit
-from .errors import ReffAKDError
+from .engine.cudagraph import refuse_unrecordable
 from .io import write_json
 from .models import check_classifier, create_model
 from .reports import plot_training_curves
@@ -104,21 +104,12 @@ def student_distiller(
     )
 
 
-def refuse_unrecordable(distiller: Distiller, method: str) -> None:
-    """``cuda_graph`` for a method whose training step does host work: one line naming the method and why."""
-    blocker = distiller.cuda_graph_blocker()
-    if blocker is not None:
-        raise ReffAKDError(
-            f"cuda_graph cannot record the training step of {method}: {blocker}; train {method} without cuda_graph",
-            params=("cuda_graph",),
-        )
-
-
 def check_cuda_graph(
     cfg: StudentConfig, splits: DataSplits, soft_labels: SoftLabels | None, teacher: SoftTargetSource | None
 ) -> None:
     """``refuse_unrecordable`` before a run folder exists: the method built around a stand-in student."""
-    refuse_unrecordable(student_distiller(cfg, splits, torch.nn.Identity(), soft_labels, teacher), cfg.method)
+    distiller = student_distiller(cfg, splits, torch.nn.Identity(), soft_labels, teacher)
+    refuse_unrecordable(distiller, cfg.method)
 
 
 def train_student(

@@ -18,7 +18,7 @@ says why its step is not (``Task.cuda_graph_blocker``) and the loop refuses it i
 
 The in-memory loader records its batches the same way (``Recorded``, ``data.loader.TensorBatches(cuda_graph=True)``):
 the host draws each batch's augmentation and slices the epoch's permutation, and one replay gathers, augments and
-scales the batch on the device, where about 20 kernel launches from Python took 0.4 ms a batch on an H200.
+scales the batch on the device, where its kernels launched one by one from Python took 0.4 ms a batch on an H200.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..data.transfer import to_device
+from ..data.transfer import copy_into, to_device
 from ..errors import ReffAKDError
 
 WARMUP_STEPS = 3
@@ -39,6 +39,20 @@ def check_device(device: torch.device) -> None:
         raise ReffAKDError(
             f"cuda_graph needs a CUDA device, not {device}; train without cuda_graph", params=("cuda_graph",)
         )
+
+
+def refuse_unrecordable(task: Any, method: str | None = None) -> None:
+    """One line when ``task``'s step does host work a replay would skip (``Task.cuda_graph_blocker``), naming the
+    method when the caller knows it."""
+    blocker = task.cuda_graph_blocker()
+    if blocker is None:
+        return
+    if method is None:
+        raise ReffAKDError(f"cuda_graph cannot record this training step: {blocker}", params=("cuda_graph",))
+    raise ReffAKDError(
+        f"cuda_graph cannot record the training step of {method}: {blocker}; train {method} without cuda_graph",
+        params=("cuda_graph",),
+    )
 
 
 def side_stream_call(fn: Callable[[], Any]) -> Any:
@@ -96,10 +110,7 @@ class Recorded:
 
     def _fill(self, tensors: tuple[torch.Tensor, ...]) -> None:
         for buffer, t in zip(self.inputs, tensors):
-            if self._host(t):
-                buffer.copy_(t.pin_memory(), non_blocking=True)
-            else:
-                buffer.copy_(t)
+            copy_into(buffer, t)
 
     def __call__(self, tensors: tuple[torch.Tensor, ...], **kwargs: Any) -> Any:
         if self.warmed < self.warmup:

@@ -36,7 +36,7 @@ from ..errors import ReffAKDError
 from ..io import JsonlWriter, _json_default, sidecar_json, write_text_atomic, write_with
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from . import distributed
-from .cudagraph import StepGraph
+from .cudagraph import StepGraph, refuse_unrecordable
 from .divergence import LOSS_CHECK_STEPS, check_loss, check_record
 from .logsinks import TENSORBOARD_DIR, TensorBoardSink, require_tensorboard
 from .optim import OptimConfig, build_optimizer, build_scheduler
@@ -229,9 +229,7 @@ class _Fit:
                 "cuda_graph records the step of one process; under torchrun train without cuda_graph",
                 params=("cuda_graph",),
             )
-        blocker = self.task.cuda_graph_blocker()
-        if blocker is not None:
-            raise ReffAKDError(f"cuda_graph cannot record this training step: {blocker}", params=("cuda_graph",))
+        refuse_unrecordable(self.task)
         return StepGraph(self._train_step, self.device)
 
     # ------------------------------------------------------------------ the run
