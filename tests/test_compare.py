@@ -157,6 +157,9 @@ def test_interrupted_run_leaves_no_finished_folder(
         (["--seeds", "0,0"], "must not repeat"),
         (["--teacher-model", "nonet"], "teacher model 'nonet' is unknown"),
         (["--epochs", "0"], "epochs 0 is out of range"),
+        (["--compile-mode", "reduce-overhead"], "--compile-mode reduce-overhead applies only with --compile"),
+        (["--cuda-graph", "--device", "cpu"], "--cuda-graph needs a CUDA device, not cpu"),
+        (["--amp", "fp16", "--device", "cpu"], "--amp fp16 needs a CUDA device, not cpu"),
     ],
 )
 def test_bad_spec_is_one_line_and_writes_nothing(
@@ -483,3 +486,80 @@ def test_jobs_make_the_teacher_and_soft_labels_at_once_and_the_same(
     again: list[str] = []
     shared_inputs(spec, out, splits, cpu, False, again.append, 2)  # made: loaded, no workers
     assert not any(line.startswith("jobs:") for line in again)
+
+
+# --------------------------------------------------------------------------- speed options
+
+
+def test_speed_options_reach_every_run_and_the_teacher_and_a_change_is_refused(
+    tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cmp"
+    argv = compare_argv(out, fake_fmnist, "--methods", "ce,kd", "--seeds", "0", "--amp", "bf16", "--channels-last")
+    assert main(argv) == 0
+    assert json.loads((out / "spec.json").read_text())["speed"] == {"amp": "bf16", "channels_last": True}
+    for folder in (out / "teacher", out / "runs" / "ce" / "seed0", out / "runs" / "kd" / "seed0"):
+        speed = json.loads((folder / "summary.json").read_text())["config"]["speed"]
+        assert speed == {"amp": "bf16", "channels_last": True, "compile": False}, folder
+    capsys.readouterr()
+    assert main(compare_argv(out, fake_fmnist, "--methods", "ce,kd", "--seeds", "0", "--amp", "bf16")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was started with another 'speed'" in err[0]
+
+
+def test_a_comparison_without_speed_options_keeps_its_spec() -> None:
+    """A folder started before ``speed`` existed resumes: the key is null when no option is on."""
+    spec = compare_spec(parse_command(["compare", "--out", "unused"]))
+    assert spec.speed is None and spec.speed_options() == RunSpec().speed_options()
+
+
+@pytest.mark.parametrize(
+    ("speed", "fragment"),
+    [
+        ({"amp": "fp8"}, "speed amp 'fp8' is unknown; allowed: none, bf16, fp16"),
+        ({"ampp": "bf16"}, "unknown key 'ampp'"),
+        ({"channels_last": "yes"}, "speed channels_last 'yes' has the wrong type"),
+        ({"cuda_graph": True, "compile": True}, "cuda_graph and compile are two ways to replay the step"),
+    ],
+)
+def test_bad_speed_in_a_spec_is_one_line(speed: dict, fragment: str) -> None:
+    with pytest.raises(ReffAKDError, match=re.escape(fragment)):
+        RunSpec.from_dict({"speed": speed}, "spec.json")
+
+
+def test_cuda_graph_refuses_an_unrecordable_method_before_anything_is_made(
+    tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the device check (emulated: no CUDA here), a method whose step does host work is refused in one line
+    before the soft labels or the teacher are made; one whose DKD warm-up is only a tuning point is found too."""
+    from reffakd.engine import speed
+
+    monkeypatch.setattr(speed, "check_device", lambda device: None)
+    out = tmp_path / "cmp"
+    assert main(compare_argv(out, fake_fmnist, "--methods", "ce,reffakd,kd", "--cuda-graph")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("reffakd: error: --cuda-graph cannot record the training step of kd: the teacher's")
+    assert err[0].endswith("; leave kd out of the methods, or compare without --cuda-graph")
+    assert not out.exists()
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"grid": {"methods": ["dkd-aesl"], "params": {"warmup_epochs": [0, 1]}}}))
+    assert main(compare_argv(out, fake_fmnist, "--methods", "ce,dkd-aesl", "--spec", str(spec), "--cuda-graph")) == 1
+    assert "training step of dkd-aesl: DKD's warm-up ramps its weight" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cuda_graph_check_builds_every_recordable_method_around_stand_ins(fake_fmnist: Path, monkeypatch) -> None:
+    """The stand-in soft labels serve the per-image method too (its table tied to this split), so the check passes
+    for every method whose step is device work alone, and nothing is made."""
+    from reffakd.compare import check_speed
+    from reffakd.data import DataConfig, load_splits
+    from reffakd.engine import speed
+
+    monkeypatch.setattr(speed, "check_device", lambda device: None)
+    splits = load_splits(DataConfig(data_dir=str(fake_fmnist), download=False, val_size=100), lambda line: None)
+    methods = ["ce", "ls", "tfkd-reg", "reffakd", "reffakd-instance", "dkd-aesl"]
+    spec = RunSpec.from_dict(
+        {"methods": methods, "method_params": {"dkd-aesl": {"warmup_epochs": 0}}, "speed": {"cuda_graph": True}}, "t"
+    )
+    check_speed(spec, splits, torch.device("cpu"))

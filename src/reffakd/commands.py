@@ -190,7 +190,7 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     check_input_size([model], True, data, splits)
     check_inputs(None, splits, device, spec.soft_label_config())
     folders = {"ce": "ce", "reffakd": f"reffakd-{cfg.soft.preset}"}
-    engine = {k: v for k, v in cfg.engine.fit_options().items() if k != "resume"}
+    engine = {k: v for k, v in cfg.engine.fit_options().items() if k != "resume"}  # the speed options: in the spec
     with staged_run_dir(out, resume=resume) as run_dir:
         log.attach(run_dir, config_yaml)
         run_pipeline(spec, folders, splits, run_dir, device=device, progress=cfg.console.progress, log=log,
@@ -346,6 +346,7 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     from .reports.sweep_report import write_sweep_report
 
     device = pick_device(cfg.console.device)
+    spec.speed_options().validate(device)  # the device's refusals before any data is loaded
     from .rundir import LOCK, check_free, check_writable
 
     out = Path(cfg.output.out)

@@ -22,17 +22,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .data import DataSplits
-from .distillers import baseline_method, get_method, method_names
+from .distillers import TARGET_SOURCES, baseline_method, get_method, method_names
 from .errors import ReffAKDError
 from .io import read_json, read_jsonl, write_json, write_text_atomic
-from .pipeline import StudentConfig, train_student
+from .pipeline import StudentConfig, check_cuda_graph, stand_in_inputs, train_student
 from .reports import plot_training_curves, summary_table
 from .reports.compare_report import write_compare_report
 from .rundir import LOCK, locked, staged_run_dir
@@ -74,6 +74,26 @@ def check_resumable(out: Path, spec: RunSpec) -> None:
             )
 
 
+def check_speed(spec: RunSpec, splits: DataSplits, device: torch.device) -> None:
+    """The spec's speed options on ``device``, and with cuda_graph, that every method of the spec (each tuning point
+    and final setting) records its step: refused in one line before the soft labels or the teacher are made, the
+    methods built around stand-ins for them (``pipeline.stand_in_inputs``)."""
+    speed = spec.speed_options()
+    speed.validate(device)
+    if not speed.cuda_graph:
+        return
+    items = {(i.method, i.point): i for i in [*spec.tuning_items(), *spec.run_items()]}  # one per setting
+    per_image = any(
+        TARGET_SOURCES[m.target_source].per_image
+        for m in map(get_method, spec.method_order())
+        if m.target_source is not None
+    )
+    soft, teacher = stand_in_inputs(splits, per_image)
+    for item in items.values():
+        instead = f"leave {item.method} out of the methods, or compare without cuda_graph"
+        check_cuda_graph(spec.student_config(item.method, item.seed, point=item.params), splits, soft, teacher, instead)
+
+
 def compare_report(out: Path, final: bool = True) -> str:
     """``results.md``, ``results.csv`` and, when ``final``, ``accuracy_vs_cost.png``: `reffakd compare`'s report.
 
@@ -104,6 +124,7 @@ def run_compare(
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ReffAKDError(f"jobs {jobs} is out of range: it must be at least 1", params=("jobs",))
     out = Path(out)
+    check_speed(spec, splits, device)
     check_resumable(out, spec)
     out.mkdir(parents=True, exist_ok=True)
     with locked(out / LOCK, f"comparison folder {out}"):  # the parent alone: --jobs workers are its children
@@ -203,7 +224,8 @@ def run_one(
 ) -> dict[str, Any]:
     """Train one run of a spec into ``run_dir`` (staged by the caller): the one place where a spec's run becomes a
     student, for ``train``, ``run``, ``compare`` and ``sweep`` alike. Its method takes the shared soft labels or
-    teacher as its source kind says; ``engine``: resume and speed options (``pipeline.train_student``)."""
+    teacher as its source kind says, with the spec's speed options; ``engine``: resume, logging and torchrun options
+    (``pipeline.train_student``)."""
     method = get_method(item.method)
     teacher = shared.teacher if method.needs == "teacher" else None
     if teacher is not None:
@@ -226,6 +248,7 @@ def run_one(
         progress=progress,
         log=log,
         extra_summary=variant,
+        **asdict(spec.speed_options()),
         **engine,
     )
 
@@ -282,11 +305,12 @@ def run_pipeline(
 
     ``resume``: continue a stopped run in ``run_dir``: the autoencoder and each student from its resume
     checkpoint (a finished one trains no further; one not started starts), to the results, bit for bit,
-    of a run never stopped. ``engine``: the speed options of every student.
+    of a run never stopped. The spec's speed options apply to every student (and cuda_graph to the autoencoder);
+    ``engine``: logging options.
     """
     soft, soft_cost = build_soft_labels(
         splits, spec.soft_label_config(), run_dir / "softlabels", device=device, progress=progress, log=log,
-        resume=resume,
+        resume=resume, cuda_graph=spec.speed_options().cuda_graph,
     )  # fmt: skip
     shared = Shared(soft, None)
     summaries = [
@@ -575,7 +599,8 @@ def _soft_labels(
         cfg = replace(spec.soft_label_config(), budget_unlabelled=True) if semi else spec.soft_label_config()
         resume = interrupted(folder)
         with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            build_soft_labels(splits, cfg, tmp, device=device, progress=progress, log=log, resume=resume)
+            build_soft_labels(splits, cfg, tmp, device=device, progress=progress, log=log, resume=resume,
+                              cuda_graph=spec.speed_options().cuda_graph)  # fmt: skip
     soft = SoftLabels.load(Path(spec.soft_labels["path"]) if "path" in spec.soft_labels else folder / SOFT_LABELS_FILE)
     soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
     soft.check_labelled(splits.budget)
@@ -595,5 +620,6 @@ def _teacher(
         cfg = StudentConfig("ce", spec.teacher["model"], optim, seed=int(spec.teacher.get("seed", 0)))
         resume = interrupted(folder)
         with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            train_student(splits, cfg, tmp, device=device, name="teacher", progress=progress, log=log, resume=resume)
+            train_student(splits, cfg, tmp, device=device, name="teacher", progress=progress, log=log, resume=resume,
+                          **asdict(spec.speed_options()))  # fmt: skip
     return load_teacher(folder / "best.safetensors", splits, device)

@@ -105,11 +105,34 @@ def student_distiller(
 
 
 def check_cuda_graph(
-    cfg: StudentConfig, splits: DataSplits, soft_labels: SoftLabels | None, teacher: SoftTargetSource | None
+    cfg: StudentConfig,
+    splits: DataSplits,
+    soft_labels: SoftLabels | None,
+    teacher: SoftTargetSource | None,
+    instead: str | None = None,
 ) -> None:
     """``refuse_unrecordable`` before a run folder exists: the method built around a stand-in student."""
     distiller = student_distiller(cfg, splits, torch.nn.Identity(), soft_labels, teacher)
-    refuse_unrecordable(distiller, cfg.method)
+    refuse_unrecordable(distiller, cfg.method, instead)
+
+
+def stand_in_inputs(splits: DataSplits, per_image: bool) -> tuple[SoftLabels, SoftTargetSource]:
+    """Soft labels and a teacher of the right shapes whose values mean nothing: enough to build any method around
+    them and ask what its step does (``check_cuda_graph``) before a comparison makes the real ones; ``per_image``:
+    with a per-image table (uniform rows, a broadcast view whatever the split's size) tied to ``splits.train``."""
+    from .sources import TeacherNetwork
+
+    c, n = splits.num_classes, len(splits.train)
+    uniform = torch.full((1, c), 1.0 / c)
+    instance = {}
+    if per_image:
+        instance = {
+            "instance": uniform.expand(n, c),
+            "instance_index": torch.arange(n),
+            "metadata": {"instance_split": split_fingerprint(splits.train)},
+        }
+    soft = SoftLabels(uniform.expand(c, c).clone(), splits.class_names, **instance)
+    return soft, TeacherNetwork(torch.nn.Identity(), c, forward_flops_per_image=0, name="stand-in teacher")
 
 
 def train_student(

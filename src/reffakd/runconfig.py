@@ -19,7 +19,7 @@ from .data import DataConfig
 from .deploy.network import INPUT_KINDS, OUTPUT_KINDS
 from .distillers import method_choices, parameter_fields, parameter_help
 from .engine.optim import OptimConfig
-from .engine.speed import AMP_MODES, COMPILE_MODES
+from .engine.speed import AMP_MODES, COMPILE_MODES, SpeedOptions
 from .errors import ReffAKDError
 from .recipes import recipe_names
 from .settings import Option, opt, options
@@ -37,6 +37,9 @@ class Output:
 class Console:
     device: str = opt("auto", "auto (CUDA if available), cpu, cuda or cuda:N")
     progress: bool = opt(True, "no progress bars", flag="no-progress", negate=True)
+
+
+SPEED_KEYS = tuple(SpeedOptions.__dataclass_fields__)
 
 
 @dataclass
@@ -63,9 +66,17 @@ class EngineOptions:
         True, "under torchrun, keep batch-norm statistics per process", flag="no-sync-bn", negate=True
     )
 
+    def speed(self) -> dict[str, Any] | None:
+        """The speed options switched on, as a spec's ``speed`` holds them (None: all off), checked as flags."""
+        off = SpeedOptions()
+        on = {k: getattr(self, k) for k in SPEED_KEYS if getattr(self, k) != getattr(off, k)}
+        SpeedOptions(**on).check()  # its one line names the flags, not the spec's section
+        return on or None
+
     def fit_options(self) -> dict[str, Any]:
-        """The keyword arguments ``pipeline.train_student`` passes to the training loop."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The keyword arguments beside the spec's speed options that ``pipeline.train_student`` passes to the
+        training loop."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SPEED_KEYS}
 
 
 @dataclass
@@ -246,6 +257,13 @@ COMPARISON = [
     OUT,
     Group("compare", "comparison", CompareOptions),
     Group("data", "data (default: the preset's)", DataConfig, unset=True),
+    Group(  # a comparison always continues its folder; torchrun runs `reffakd train`
+        "engine",
+        "speed (default: the spec's; every student and the teacher)",
+        EngineOptions,
+        unset=True,
+        without=("resume", "tensorboard", "sync_batchnorm"),
+    ),
     CONSOLE,
 ]
 COMMANDS: dict[str, tuple[str, list[Group]]] = {
@@ -430,7 +448,7 @@ class Resolved:
 
         student = {"model": self.student.model, **asdict(self.optim)}
         spec = RunSpec(methods=methods, seeds=[self.seed.seed], data=asdict(self.data), student=student,
-                       method_params=method_params, grid=None, **sections)  # fmt: skip
+                       method_params=method_params, grid=None, speed=self.engine.speed(), **sections)  # fmt: skip
         spec.validate("the command line")
         return spec
 
@@ -470,13 +488,13 @@ def _field_value(o: Option, value: Any) -> Any:
 # compare/sweep options folded into the spec: the saved config holds the spec's sections instead.
 DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "download")  # ``download``: --no-download
 SPEC_KEYS = ("spec", "methods", "seeds", "epochs", "teacher", "teacher_model", "teacher_epochs", "soft_labels",
-             "ae_epochs", "vary", *DATA_KEYS, "no_download")  # fmt: skip
+             "ae_epochs", "vary", *DATA_KEYS, "no_download", *SPEED_KEYS)  # fmt: skip
 
 
 def _merge_section(key: str, current: Any, value: Any) -> Any:
     """A spec file's section updates the preset's, key by key; a teacher checkpoint or a soft-label path replaces it."""
     if not isinstance(value, dict) or not isinstance(current, dict) or key not in ("data", "student", "teacher",
-                                                                                   "soft_labels"):  # fmt: skip
+                                                                                   "soft_labels", "speed"):  # fmt: skip
         return value
     if (key == "teacher" and "checkpoint" in value) or (key == "soft_labels" and "path" in value):
         return value
@@ -559,6 +577,10 @@ def compare_spec(cfg: Resolved) -> Any:
             **({"model": v["teacher_model"]} if v["teacher_model"] else {}),
             **({"epochs": v["teacher_epochs"], "milestones": None} if v["teacher_epochs"] is not None else {}),
         }
+    speed = {k: v[k] for k in SPEED_KEYS if v[k] not in (None, False)}  # a flag given (False: not given)
+    if speed:
+        SpeedOptions(**speed).check()  # the flags' own errors name the flags
+        spec["speed"] = {**(spec.get("speed") or {}), **speed}
     if v["soft_labels"]:
         spec["soft_labels"] = {"path": v["soft_labels"]}
     elif v["ae_epochs"] is not None:

@@ -23,6 +23,7 @@ from .data import DataConfig
 from .distillers import TEACHER as TEACHER_SOURCE
 from .distillers import default_methods, get_method, method_names, parameter_types, tuning_grid
 from .engine import OptimConfig
+from .engine.speed import SpeedOptions
 from .errors import ReffAKDError
 from .pipeline import StudentConfig
 from .seed import check_seed
@@ -135,6 +136,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "teacher": ("checkpoint", "model", "seed", *OPTIM_KEYS, "lr_rule"),
     "soft_labels": (*SoftLabelFields.__dataclass_fields__, "autoencoder"),
     "soft_labels.autoencoder": OPTIM_KEYS,
+    "speed": tuple(SpeedOptions.__dataclass_fields__),
 }
 
 
@@ -204,6 +206,9 @@ class RunSpec:
     # [100, 500, "all"]: a label-budget study (``study.py``): the whole comparison once per labelled budget (labels
     # per class, or "all"), each in OUT/labels-<budget>/, and one report across them; null: one comparison
     budgets: list[Any] | None = None
+    # {"amp": "bf16", "cuda_graph": true, ...} (``SpeedOptions``' keys): how every network the spec trains is trained
+    # (its students and its teacher; the autoencoder takes cuda_graph alone); null: every option off
+    speed: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> RunSpec:
@@ -257,6 +262,13 @@ class RunSpec:
             for key, value in params.items():
                 if value is not None and not is_number(value):
                     raise ReffAKDError(f"{where}: method_params {m} {key} {value!r} must be a number{yaml_hint(value)}")
+        if self.speed is not None:
+            check_section_keys("speed", self.speed, where)
+            check_types(SpeedOptions, self.speed, f"{where}: speed")
+            try:
+                self.speed_options().check()
+            except ReffAKDError as exc:
+                raise ReffAKDError(f"{where}: speed {exc}") from None
         self._check_grid(where)
         self._check_tune(where)
         self._check_budgets(where)
@@ -507,6 +519,10 @@ class RunSpec:
         cfg = StudentConfig(method, student.get("model", "lenet5"), self.optim(student, "student"), seed, params)
         cfg.method_params()
         return cfg
+
+    def speed_options(self) -> SpeedOptions:
+        """The speed options of every network the spec trains (``speed``; all off when null)."""
+        return SpeedOptions(**(self.speed or {}))
 
     def soft_label_config(self) -> SoftLabelConfig:
         return soft_label_config(self.soft_labels, self.data.get("dataset", "fashion-mnist"))

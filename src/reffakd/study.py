@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .compare import SPEC_FILE, check_resumable, run_compare
+from .compare import SPEC_FILE, check_resumable, check_speed, run_compare
 from .data import load_splits
 from .distillers import baseline_method, get_method, method_names
 from .io import write_json
@@ -71,6 +71,8 @@ def run_study(
     assert spec.budgets is not None
     out = Path(out)
     check_resumable(out, spec)
+    if spec.speed is not None:  # before the study folder exists; each budget's comparison checks its own split
+        check_speed(spec, load_splits(budget_spec(spec, spec.budgets[0]).data_config(), lambda line: None), device)
     out.mkdir(parents=True, exist_ok=True)
     with locked(out / LOCK, f"study folder {out}"):
         check_resumable(out, spec)

@@ -41,16 +41,17 @@ def check_device(device: torch.device) -> None:
         )
 
 
-def refuse_unrecordable(task: Any, method: str | None = None) -> None:
+def refuse_unrecordable(task: Any, method: str | None = None, instead: str | None = None) -> None:
     """One line when ``task``'s step does host work a replay would skip (``Task.cuda_graph_blocker``), naming the
-    method when the caller knows it."""
+    method when the caller knows it, and what to do ``instead`` (default: train it without cuda_graph)."""
     blocker = task.cuda_graph_blocker()
     if blocker is None:
         return
     if method is None:
         raise ReffAKDError(f"cuda_graph cannot record this training step: {blocker}", params=("cuda_graph",))
     raise ReffAKDError(
-        f"cuda_graph cannot record the training step of {method}: {blocker}; train {method} without cuda_graph",
+        f"cuda_graph cannot record the training step of {method}: {blocker}; "
+        f"{instead or f'train {method} without cuda_graph'}",
         params=("cuda_graph",),
     )
 

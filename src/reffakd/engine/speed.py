@@ -40,14 +40,23 @@ class SpeedOptions:
     cuda_graph: bool = False
 
     def validate(self, device: torch.device) -> None:
-        if self.amp not in AMP_MODES:
-            raise ReffAKDError(f"amp {self.amp!r} is unknown; allowed: {', '.join(AMP_MODES)}", params=("amp",))
+        """``check`` and what ``device`` (and this installation) can honour."""
+        self.check()
         if self.amp == "fp16" and device.type != "cuda":
             raise ReffAKDError(f"amp fp16 needs a CUDA device, not {device}; use amp bf16 on CPU", params=("amp",))
         if self.amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ReffAKDError(
                 f"amp bf16 is not supported by {torch.cuda.get_device_name(device)}; use amp fp16", params=("amp",)
             )
+        if self.cuda_graph:
+            check_device(device)
+        if self.compile:
+            check_compile(device)
+
+    def check(self) -> None:
+        """The values and their combinations, whatever the device (a comparison's spec is checked so)."""
+        if self.amp not in AMP_MODES:
+            raise ReffAKDError(f"amp {self.amp!r} is unknown; allowed: {', '.join(AMP_MODES)}", params=("amp",))
         if self.compile_mode not in COMPILE_MODES:
             raise ReffAKDError(
                 f"compile_mode {self.compile_mode!r} is unknown; allowed: {', '.join(COMPILE_MODES)}",
@@ -59,7 +68,6 @@ class SpeedOptions:
                 params=("compile_mode", "compile"),  # this order: the CLI rewrites compile_mode first
             )
         if self.cuda_graph:
-            check_device(device)
             if self.amp == "fp16":
                 raise ReffAKDError(
                     "cuda_graph cannot record amp fp16: its gradient scaler reads the device every step; "
@@ -70,8 +78,6 @@ class SpeedOptions:
                     "cuda_graph and compile are two ways to replay the step; choose one "
                     "(compile_mode reduce-overhead graphs only the model)", params=("cuda_graph", "compile"),
                 )  # fmt: skip
-        if self.compile:
-            check_compile(device)
 
     def to_dict(self) -> dict[str, Any]:
         """The options as a run records them; the default compile mode and cuda_graph off are left out, so that runs
