@@ -35,6 +35,8 @@ def test_gpu_check_smoke_passes_every_check_it_can_run_on_a_cpu(tmp_path: Path) 
     assert (out / "runs" / "protocol" / "results.md").is_file()
     assert "=== train-reffakd" in (out / "gpu_check.log").read_text()
     assert len(checks["ce-eager-2"]["epoch_seconds"]) == 2 and len(checks["ce-eager-2"]["val_top1"]) == 2
+    assert set(checks["target-200-jobs3"]["runs"]) == {"runs/ce/seed0", "runs/ls/seed0", "runs/reffakd/seed0"}
+    assert all(run["epochs"] == 1 for run in checks["target-200-jobs3"]["runs"].values())
     pipeline = {(m["case"], m["pass"]) for m in checks["input-pipeline"]["metrics"]}
     assert ("input pipeline: training batches, one epoch", 2) in pipeline
 
