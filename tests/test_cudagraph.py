@@ -53,8 +53,8 @@ def _copy_into(recorded, fresh) -> None:
 class EmulatedGraphs:
     """``side_stream_call`` and ``record`` on the CPU, with a graph's semantics (module docstring)."""
 
-    def __init__(self, module: nn.Module, optimizers: list[torch.optim.Optimizer]) -> None:
-        self.module, self.optimizers = module, optimizers
+    def __init__(self, modules: list[nn.Module], optimizers: list[torch.optim.Optimizer]) -> None:
+        self.modules, self.optimizers = modules, optimizers
         self.warmups = self.captures = self.replays = 0
 
     def side_stream_call(self, fn):
@@ -63,11 +63,12 @@ class EmulatedGraphs:
 
     def record(self, fn):
         self.captures += 1
-        weights = copy.deepcopy(self.module.state_dict())
+        weights = [copy.deepcopy(m.state_dict()) for m in self.modules]
         opt_states = [copy.deepcopy(o.state_dict()) for o in self.optimizers]
         rng = torch.get_rng_state()
         recorded = fn()  # outputs of the right shapes; then nothing of this run may remain
-        self.module.load_state_dict(weights)
+        for m, w in zip(self.modules, weights):
+            m.load_state_dict(w)
         for o, s in zip(self.optimizers, opt_states):
             o.load_state_dict(s)
         torch.set_rng_state(rng)
@@ -94,7 +95,7 @@ def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", loader=False, mil
             original(opt, *a, **k)
             emulated.optimizers.append(opt)
 
-        emulated = EmulatedGraphs(distiller.student, [])
+        emulated = EmulatedGraphs([distiller.student], [])
         monkeypatch.setattr(torch.optim.SGD, "__init__", sgd_init)
         monkeypatch.setattr(cudagraph, "side_stream_call", emulated.side_stream_call)
         monkeypatch.setattr(cudagraph, "record", emulated.record)
@@ -269,3 +270,42 @@ def test_the_autoencoder_step_can_be_recorded() -> None:
     from reffakd.softlabels.autoencoder_task import AutoencoderTask
 
     assert AutoencoderTask(ConvAutoencoder(1, (8, 8))).cuda_graph_blocker() is None
+
+
+def test_compare_with_cuda_graph_trains_the_weights_of_an_eager_compare(tmp_path, monkeypatch, fake_fmnist) -> None:
+    """compare --cuda-graph end to end, the recording emulated as above: the soft labels' autoencoder and each run
+    record their steps (and in-memory batches), record cuda_graph in their speed, and end with the weights of the
+    same comparison run eagerly."""
+    from safetensors.torch import load_file
+
+    from reffakd.cli import main
+    from reffakd.engine.trainer import _Fit
+
+    def compare(out, *extra):
+        return main(["compare", "--out", str(out), "--data-dir", str(fake_fmnist), "--no-download", "--val-size", "100",
+                     "--no-progress", "--epochs", "2", "--ae-epochs", "1", "--methods", "ce,reffakd", "--seeds", "0",
+                     "--device", "cpu", *extra])  # fmt: skip
+
+    assert compare(tmp_path / "eager") == 0
+    emulated = EmulatedGraphs([], [])
+    original = _Fit._step_graph
+
+    def step_graph(self):  # each training loop's module and optimiser, for the emulation to put back
+        emulated.modules.append(self.module)
+        emulated.optimizers.append(self.optimizer)
+        return original(self)
+
+    monkeypatch.setattr(speed, "check_device", lambda device: None)
+    monkeypatch.setattr(cudagraph, "check_device", lambda device: None)
+    monkeypatch.setattr(_Fit, "_step_graph", step_graph)
+    monkeypatch.setattr(cudagraph, "side_stream_call", emulated.side_stream_call)
+    monkeypatch.setattr(cudagraph, "record", emulated.record)
+    assert compare(tmp_path / "graph", "--cuda-graph") == 0
+    assert len(emulated.modules) == 3 and emulated.replays > emulated.captures > 0  # the autoencoder and two runs
+    for rel in ("softlabels/autoencoder.safetensors", "runs/ce/seed0/best.safetensors",
+                "runs/reffakd/seed0/best.safetensors"):  # fmt: skip
+        eager, graph = load_file(tmp_path / "eager" / rel), load_file(tmp_path / "graph" / rel)
+        assert eager.keys() == graph.keys() and all(torch.equal(eager[k], graph[k]) for k in eager), rel
+    for run in ("ce", "reffakd"):
+        summary = (tmp_path / "graph" / "runs" / run / "seed0" / "summary.json").read_text()
+        assert '"cuda_graph": true' in summary, run
