@@ -313,6 +313,7 @@ def test_epoch_sums_stay_on_the_device_until_read_once() -> None:
     sums, counts = ep.totals()
     assert sums == {"ce": 32 * 0.25 + 32 * 0.5 + 11 * 1.0, "loss": 32 * 0.5 + 32 * 0.75 + 11 * 1.25}
     assert counts == {"correct": 19.0} and ep.seen == 75 and ep.step == 3
+    assert EpochState(2, 0.1).totals() == ({}, {})  # a stop before an epoch's first step (a Ctrl-C between epochs)
 
 
 def test_evaluate_counts_match_an_independent_computation():

@@ -75,9 +75,11 @@ class EpochState:
     def totals(self) -> tuple[dict[str, float], dict[str, float]]:
         """The sums and counts as numbers: one read from the device for the epoch."""
         keys, values = [*self.sums, *self.counts], [*self.sums.values(), *self.counts.values()]
+        if not values:  # no step yet: a stop between epochs, or at a resumed epoch's first step
+            return {}, {}
         device = next((v.device for v in values if isinstance(v, torch.Tensor)), torch.device("cpu"))
         numbers = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device) for v in values]).tolist()
-        out = dict(zip(keys, numbers)) if values else {}
+        out = dict(zip(keys, numbers))
         return {k: out[k] for k in self.sums}, {k: out[k] for k in self.counts}
 
     def elapsed(self) -> float:
