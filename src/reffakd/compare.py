@@ -29,10 +29,10 @@ from typing import Any
 import torch
 
 from .data import DataSplits
-from .distillers import TARGET_SOURCES, baseline_method, get_method, method_names
+from .distillers import baseline_method, get_method, method_names
 from .errors import ReffAKDError
 from .io import read_json, read_jsonl, write_json, write_text_atomic
-from .pipeline import StudentConfig, check_cuda_graph, stand_in_inputs, train_student
+from .pipeline import StudentConfig, check_cuda_graph, stand_in_inputs, train_student, trains_per_image
 from .reports import plot_training_curves, summary_table
 from .reports.compare_report import write_compare_report
 from .rundir import LOCK, locked, staged_run_dir
@@ -83,12 +83,7 @@ def check_speed(spec: RunSpec, splits: DataSplits, device: torch.device) -> None
     if not speed.cuda_graph:
         return
     items = {(i.method, i.point): i for i in [*spec.tuning_items(), *spec.run_items()]}  # one per setting
-    per_image = any(
-        TARGET_SOURCES[m.target_source].per_image
-        for m in map(get_method, spec.method_order())
-        if m.target_source is not None
-    )
-    soft, teacher = stand_in_inputs(splits, per_image)
+    soft, teacher = stand_in_inputs(splits, any(map(trains_per_image, spec.method_order())))
     for item in items.values():
         instead = f"leave {item.method} out of the methods, or compare without cuda_graph"
         check_cuda_graph(spec.student_config(item.method, item.seed, point=item.params), splits, soft, teacher, instead)

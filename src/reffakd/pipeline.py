@@ -80,6 +80,12 @@ def cost_totals(student_stage: dict[str, Any], soft_targets: dict[str, Any] | No
     }
 
 
+def trains_per_image(method: str) -> bool:
+    """Whether ``method``'s soft targets are per-image (a table tied to the training split's content)."""
+    source = get_method(method).target_source
+    return source is not None and TARGET_SOURCES[source].per_image
+
+
 def student_distiller(
     cfg: StudentConfig,
     splits: DataSplits,
@@ -88,8 +94,7 @@ def student_distiller(
     teacher: SoftTargetSource | None,
 ) -> Distiller:
     """The run's method around ``student``, its source made from the soft labels or the teacher."""
-    method = get_method(cfg.method)
-    per_image = method.target_source is not None and TARGET_SOURCES[method.target_source].per_image
+    per_image = trains_per_image(cfg.method)
     return build_distiller(
         cfg.method,
         student,

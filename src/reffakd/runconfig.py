@@ -19,7 +19,7 @@ from .data import DataConfig
 from .deploy.network import INPUT_KINDS, OUTPUT_KINDS
 from .distillers import method_choices, parameter_fields, parameter_help
 from .engine.optim import OptimConfig
-from .engine.speed import AMP_MODES, COMPILE_MODES, SpeedOptions
+from .engine.speed import AMP_MODES, COMPILE_MODES, SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .recipes import recipe_names
 from .settings import Option, opt, options
@@ -37,9 +37,6 @@ class Output:
 class Console:
     device: str = opt("auto", "auto (CUDA if available), cpu, cuda or cuda:N")
     progress: bool = opt(True, "no progress bars", flag="no-progress", negate=True)
-
-
-SPEED_KEYS = tuple(SpeedOptions.__dataclass_fields__)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from .data import DataConfig
 from .distillers import TEACHER as TEACHER_SOURCE
 from .distillers import default_methods, get_method, method_names, parameter_types, tuning_grid
 from .engine import OptimConfig
-from .engine.speed import SpeedOptions
+from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .pipeline import StudentConfig
 from .seed import check_seed
@@ -136,7 +136,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "teacher": ("checkpoint", "model", "seed", *OPTIM_KEYS, "lr_rule"),
     "soft_labels": (*SoftLabelFields.__dataclass_fields__, "autoencoder"),
     "soft_labels.autoencoder": OPTIM_KEYS,
-    "speed": tuple(SpeedOptions.__dataclass_fields__),
+    "speed": SPEED_KEYS,
 }
 
 

@@ -118,6 +118,9 @@ class SpeedOptions:
         return images
 
 
+SPEED_KEYS = tuple(SpeedOptions.__dataclass_fields__)  # a spec's ``speed`` section, the flags
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
