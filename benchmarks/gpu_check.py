@@ -656,7 +656,7 @@ def plan(args: argparse.Namespace, data: Path, out: Path) -> tuple[list[Check], 
     # The 60 s target itself: three recordable 200-epoch LeNet-5 runs of the paper's protocol sharing the GPU, each its
     # step and batches as CUDA graphs (the smoke: one 1-epoch eager job, so that the command cannot rot).
     target = [*reffakd, "compare", "--out", str(runs / "target-200"), "--preset", "paper-fashion-mnist",
-              "--spec", str(out / NO_GRID), "--methods", "ce,ls,reffakd", "--seeds", "0", "--soft-labels", soft,
+              "--no-grid", "--methods", "ce,ls,reffakd", "--seeds", "0", "--soft-labels", soft,
               *common]  # fmt: skip
     target += ["--epochs", "1", "--jobs", "1"] if smoke else ["--jobs", "3", "--cuda-graph"]
     checks.append(Check(TARGET, target, t_run if smoke else 300.0, after="softlabels"))
@@ -707,13 +707,12 @@ def plan(args: argparse.Namespace, data: Path, out: Path) -> tuple[list[Check], 
 
 
 TARGET = "target-200-jobs3"  # after (a) and (b), before (c): it takes what it needs of the time left
-NO_GRID = "no_grid_spec.yaml"  # the paper preset's ReffAKD grid has 36 variants: its default point only (``main``)
 
 
 def protocol_check(args: argparse.Namespace, data: Path, out: Path) -> Check:
     """(c) The paper's Fashion-MNIST protocol: ResNet-18 teacher, LeNet-5 students (CE, ReffAKD, KD), 200 epochs."""
     argv = [PY, "-m", "reffakd", "compare", "--out", str(out / "runs" / "protocol"), "--preset", "paper-fashion-mnist",
-            "--spec", str(out / NO_GRID), "--methods", "ce,reffakd,kd", "--seeds", "0", "--jobs", "3",
+            "--no-grid", "--methods", "ce,reffakd,kd", "--seeds", "0", "--jobs", "3",
             "--data-dir", str(data), "--no-download", "--device", args.device, "--no-progress"]  # fmt: skip
     if args.smoke:  # one job: a worker process would import torch again (test_sweep.py covers --jobs on CPU)
         argv += ["--epochs", "1", "--teacher-epochs", "1", "--ae-epochs", "1", "--val-size", "100", "--jobs", "1",
@@ -789,7 +788,6 @@ def main() -> int:
         data = write_fake_fashion_mnist(out / "data", n_train, n_test)
         runner.results["data"] = f"synthetic Fashion-MNIST files, {n_train} + {n_test} images of 28 x 28"
     runner.record("data", "ok", time.monotonic() - start)
-    (out / NO_GRID).write_text("grid: null\n")
     checks, sigint = plan(args, data, out)
     for c in checks:
         if only is not None and c.name not in only:

@@ -356,6 +356,19 @@ def test_vary_flag_builds_or_overrides_a_grid_axis(tmp_path: Path, capsys: pytes
     one_error_line(capsys.readouterr().err, "sweep needs a grid")
 
 
+def test_no_grid_drops_the_presets_grid(capsys: pytest.CaptureFixture[str]) -> None:
+    """--no-grid: a grid preset's methods run once per seed at their own setting; --vary then starts a fresh grid."""
+    preset = ["--preset", "paper-fashion-mnist", "--methods", "ce,reffakd"]
+    assert main(["config", "show", "compare", *preset]) == 0
+    assert body(capsys.readouterr().out)["grid"]["methods"] == ["reffakd"]
+    assert main(["config", "show", "compare", *preset, "--no-grid"]) == 0
+    assert body(capsys.readouterr().out)["grid"] is None
+    assert main(["config", "show", "compare", *preset, "--no-grid", "--vary", "lr=0.05,0.1"]) == 0
+    assert body(capsys.readouterr().out)["grid"] == {"methods": ["ce", "reffakd"], "params": {"lr": [0.05, 0.1]}}
+    assert main(["config", "show", "sweep", *preset, "--no-grid"]) == 1
+    one_error_line(capsys.readouterr().err, "sweep needs a grid")
+
+
 def test_field_types_are_the_schema_of_flags_and_keys() -> None:
     """Kinds of option the tree must handle: plain, typed, choices, store_true, --x/--no-x, append, comma lists;
     a key reads as its flag's text does."""

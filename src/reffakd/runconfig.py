@@ -170,6 +170,10 @@ class CompareOptions:
         "batch_size, epochs, "
         "momentum, schedule, gamma", metavar="KEY=V1,V2", append=True,
     )  # fmt: skip
+    no_grid: bool = opt(
+        False, "drop the preset's or spec's grid: each method runs once per seed at its own setting (--vary still "
+        "starts a grid)",
+    )  # fmt: skip
     jobs: int = opt(
         1, "runs trained at once, each in its own process with its share of the CPU threads, or its own GPU when "
         "several are visible",
@@ -485,7 +489,7 @@ def _field_value(o: Option, value: Any) -> Any:
 # compare/sweep options folded into the spec: the saved config holds the spec's sections instead.
 DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "download")  # ``download``: --no-download
 SPEC_KEYS = ("spec", "methods", "seeds", "epochs", "teacher", "teacher_model", "teacher_epochs", "soft_labels",
-             "ae_epochs", "vary", *DATA_KEYS, "no_download", *SPEED_KEYS)  # fmt: skip
+             "ae_epochs", "vary", "no_grid", *DATA_KEYS, "no_download", *SPEED_KEYS)  # fmt: skip
 
 
 def _merge_section(key: str, current: Any, value: Any) -> Any:
@@ -584,6 +588,8 @@ def compare_spec(cfg: Resolved) -> Any:
         autoencoder = {**spec["soft_labels"].get("autoencoder", {}), "epochs": v["ae_epochs"], "milestones": None}
         spec["soft_labels"] = {**spec["soft_labels"], "autoencoder": autoencoder}
     where = sections.where if sections is not None else f"--spec {v['spec']}" if v["spec"] else f"preset {preset}"
+    if v["no_grid"]:
+        spec["grid"] = None
     if v["vary"]:
         RunSpec.from_dict(spec, where)  # what came before the grid axes is blamed on where it came from
         where = "vary"  # the rest on the axes typed
