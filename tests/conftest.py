@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import struct
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from reffakd.reports.plots import plots_enabled, plots_off, set_plots_enabled
 
 # Tiny models on tiny batches: one intra-op thread is as fast, and on a shared 2-core machine a second one made
 # LeNet steps up to 100x slower. Tests that need another setting set it themselves.
@@ -78,6 +81,32 @@ def deterministic_one_thread() -> Iterator[None]:
     yield
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(det)
+
+
+@contextlib.contextmanager
+def drawing() -> Iterator[None]:
+    """Figures on inside (the suite runs with them off: ``_no_plots``)."""
+    before = plots_enabled()
+    set_plots_enabled(True)
+    try:
+        yield
+    finally:
+        set_plots_enabled(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_plots() -> Iterator[None]:
+    """No figures in the suite, as with ``--no-plots``: each PNG takes 0.2 to 0.5 s, about a sixth of the suite's
+    time. The tests of what is drawn turn them on (``plots``, ``drawing``); subprocesses draw unless told not to."""
+    with plots_off():
+        yield
+
+
+@pytest.fixture
+def plots() -> Iterator[None]:
+    """Figures drawn in this test."""
+    with drawing():
+        yield
 
 
 @pytest.fixture(autouse=True)

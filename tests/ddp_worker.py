@@ -18,6 +18,7 @@ import torch
 from reffakd.data import load_fashion_mnist, split_train_val
 from reffakd.engine import OptimConfig, TrainingInterrupted
 from reffakd.pipeline import StudentConfig, train_student
+from reffakd.reports.plots import set_plots_enabled
 
 VAL_SIZE = 101  # 299 training images: the last batch splits unevenly over two ranks
 
@@ -32,6 +33,7 @@ def run(
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
+    set_plots_enabled(False)  # as the suite's in-process reference runs (conftest): the same files
     data, out, batch, epochs = sys.argv[1:5]
     try:
         methods = next((a.split("=", 1)[1] for a in sys.argv[5:] if a.startswith("--method=")), "ce").split(",")

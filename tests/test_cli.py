@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from safetensors.torch import save_file
 from conftest import FASHION_MNIST_CLASSES, tree_digest
 from reffakd.cli import main
 from reffakd.data import fashion_mnist as fm
-from reffakd.models import load_model
 from reffakd.softlabels import SoftLabels
 
 FMNIST_CLASSES = list(FASHION_MNIST_CLASSES)
@@ -41,6 +39,7 @@ def leftovers(folder: Path) -> list[Path]:
 # --------------------------------------------------------------------------- commands that succeed
 
 
+@pytest.mark.usefixtures("plots")
 def test_run_end_to_end(tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     source = tree_digest(fake_fmnist)
@@ -311,14 +310,14 @@ def test_malformed_soft_label_cost_file(tmp_path: Path, fake_fmnist: Path, capsy
     assert not out.exists()
 
 
-def test_console_entry_point_in_a_subprocess(tmp_path: Path) -> None:
-    """The installed command: one stderr line and exit 1 for a user error, a bad flag included."""
+def test_console_entry_point_in_a_subprocess(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One stderr line and exit 1 for a user error, a bad flag included; the second through the installed entry
+    point (``python -m reffakd``, one subprocess: its start is seconds of the suite)."""
     out = tmp_path / "run"
-    bad = subprocess.run(
-        [sys.executable, "-m", "reffakd", "run", "--out", str(out), "--alpha", "1.5"], capture_output=True, text=True
-    )
-    assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines() == ["reffakd: error: alpha 1.5 is out of range: it must lie in [0, 1]"]
+    assert main(["run", "--out", str(out), "--alpha", "1.5"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "reffakd: error: alpha 1.5 is out of range: it must lie in [0, 1]"
+    ]
     assert not out.exists()
     flag = subprocess.run(
         [sys.executable, "-m", "reffakd", "train", "--out", str(out), "--method", "dkd-typo"],
@@ -350,42 +349,10 @@ def _train_argv(out: Path, data: Path, epochs: int = 6) -> list[str]:
         "--epochs",
         str(epochs),
         "--no-progress",
+        "--no-plots",
         "--seed",
         "3",
     ]
-
-
-def test_sigint_then_resume_gives_the_uninterrupted_weights(tmp_path: Path, fake_fmnist: Path) -> None:
-    """Ctrl-C mid-run: exit 130, a resume checkpoint in OUT.partial; --resume finishes to the same weights."""
-    import signal
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    straight = tmp_path / "straight"
-    assert main(_train_argv(straight, fake_fmnist)[3:]) == 0  # in this process, one thread as the child has
-    out = tmp_path / "stopped"
-    proc = subprocess.Popen(
-        _train_argv(out, fake_fmnist), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:  # stop once the first epoch is logged
-        if line.startswith("epoch   1/"):
-            proc.send_signal(signal.SIGINT)
-            break
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert (
-        f"continue with: reffakd {shlex.join(_train_argv(out, fake_fmnist)[3:])} --resume" in err
-        and (tmp_path / "stopped.partial" / "resume.safetensors").is_file()
-        and not out.exists()
-    )
-    assert main([*_train_argv(out, fake_fmnist)[3:], "--resume"]) == 0
-    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == list(range(1, 7))
-    a, b = (
-        load_model(straight / "last.safetensors")[0].state_dict(),
-        load_model(out / "last.safetensors")[0].state_dict(),
-    )
-    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_resume_without_an_interrupted_run_is_one_error_line(
@@ -396,25 +363,3 @@ def test_resume_without_an_interrupted_run_is_one_error_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no interrupted run to continue" in err[0]
     assert not (tmp_path / "none").exists() and not (tmp_path / "none.partial").exists()
-
-
-def test_torchrun_two_processes_write_one_run(tmp_path: Path, fake_fmnist: Path) -> None:
-    """`torchrun --nproc_per_node=2 -m reffakd train` (gloo on CPU): one run folder, the global batch split over
-    ranks."""
-    out = tmp_path / "ddp"
-    argv = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "reffakd",
-        *_train_argv(out, fake_fmnist, epochs=2)[3:],
-    ]
-    done = subprocess.run(argv, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("run folder:") == 1
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["best_epoch"] >= 1 and not (tmp_path / "ddp.partial").exists()
-    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]

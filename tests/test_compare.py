@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tree_digest
+from conftest import drawing, tree_digest
 from reffakd.cli import main, parse_command
 from reffakd.distillers import default_methods, method_names
 from reffakd.errors import ReffAKDError
@@ -46,7 +46,8 @@ def compare_argv(out: Path, data: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory, fake_fmnist: Path) -> Path:
     out = tmp_path_factory.mktemp("cmp") / "all"
-    assert main(compare_argv(out, fake_fmnist, "--seeds", "0,1")) == 0
+    with drawing():
+        assert main(compare_argv(out, fake_fmnist, "--seeds", "0,1")) == 0
     return out
 
 

@@ -87,6 +87,7 @@ def test_global_batch_must_divide_by_the_world(
         # CS-KD's sharded pairs and partner forward passes: one epoch, because in the second the all-reduced batch-norm
         # statistics (rounded otherwise than one process's) flip a near-tie in a max-pooling window (gap < 1e-5) and
         # the weights part by 2e-4 (docs/SCALING.md): a float effect, not a different computation.
+        # (through the command line: `torchrun -m reffakd train`, the worker's settings as flags)
         (("cs-kd",), 1),
     ],
 )
@@ -95,21 +96,22 @@ def test_torchrun_two_processes_match_one(
 ) -> None:
     """One torchrun launch trains several methods (one process-group start, the test suite's time): each reaches the
     single-process weights with one set of files; ols's and ps-kd's source state is reduced over the ranks at each
-    epoch end, so it too is the one-process state."""
+    epoch end, so it too is the one-process state. A single method runs as `reffakd train` under torchrun: rank 0
+    alone writes the run and prints its folder."""
     out = tmp_path / "ddp"
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
     }
-    worker = [
-        str(ROOT / "tests" / "ddp_worker.py"),
-        str(fake_fmnist),
-        str(out),
-        "32",
-        str(epochs),
-        f"--method={','.join(methods)}",
-    ]
+    if len(methods) == 1:
+        worker = ["-m", "reffakd", "train", "--out", str(out), "--data-dir", str(fake_fmnist), "--no-download",
+                  "--val-size", str(ddp_worker.VAL_SIZE), "--batch-size", "32", "--epochs", str(epochs),
+                  "--lr", "0.05", "--seed", "3", "--method", methods[0], "--device", "cpu", "--no-progress",
+                  "--no-plots"]  # fmt: skip
+    else:
+        worker = [str(ROOT / "tests" / "ddp_worker.py"), str(fake_fmnist), str(out), "32", str(epochs),
+                  f"--method={','.join(methods)}"]  # fmt: skip
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *worker]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     threads = torch.get_num_threads()
@@ -121,11 +123,14 @@ def test_torchrun_two_processes_match_one(
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-3000:]
     assert stdout.count(f"epoch   1/{epochs}") == len(methods), stdout  # rank 0 alone logs
+    if len(methods) == 1:
+        assert stdout.count("run folder:") == 1 and not (tmp_path / "ddp.partial").exists(), stdout
 
     for method, single in singles.items():
         run = out / method if len(methods) > 1 else out  # the worker's folder: OUT/NAME for several methods
-        # One set of files, the same set a single process writes.
-        assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in (tmp_path / method).iterdir())
+        # One set of files, the same set a single process writes (the command adds its config and log).
+        command = {"config.yaml", "log.txt"} if len(methods) == 1 else set()
+        assert {p.name for p in run.iterdir()} == {p.name for p in (tmp_path / method).iterdir()} | command
         assert [r["epoch"] for r in read_jsonl(run / "metrics.jsonl")] == list(range(1, epochs + 1))
         wa = load_model(tmp_path / method / "last.safetensors")[0].state_dict()
         wb = load_model(run / "last.safetensors")[0].state_dict()
@@ -146,7 +151,7 @@ def test_torchrun_two_processes_match_one(
 
 def _softlabels_argv(out: Path, data: Path) -> list[str]:
     return ["softlabels", "--out", str(out), "--data-dir", str(data), "--no-download", "--val-size", "101",
-            "--ae-epochs", "1", "--ae-batch-size", "32", "--device", "cpu", "--no-progress"]  # fmt: skip
+            "--ae-epochs", "1", "--ae-batch-size", "32", "--device", "cpu", "--no-progress", "--no-plots"]  # fmt: skip
 
 
 def test_torchrun_softlabels_two_processes_match_one(fake_fmnist: Path, tmp_path: Path) -> None:

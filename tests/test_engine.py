@@ -41,6 +41,7 @@ def _weights(path) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
+@pytest.mark.usefixtures("plots")
 def test_ce_student_learns_and_writes_its_run(splits, tmp_path) -> None:
     cfg = StudentConfig("ce", optim=OptimConfig(epochs=3, batch_size=32, lr=0.05), seed=1)
     summary = train_student(splits, cfg, tmp_path / "ce", device=CPU, progress=False, log=lambda _: None)

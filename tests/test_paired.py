@@ -62,6 +62,7 @@ def _row(variant: str, seed: int, selected: float, last: float) -> dict:
     }  # fmt: skip
 
 
+@pytest.mark.usefixtures("plots")
 def test_report_pairs_every_method_with_the_baseline_by_seed(tmp_path: Path) -> None:
     assert baseline_method() == "ce"
     rows = [_row("ce", s, 80.0 + s, 79.0 + s) for s in range(3)]

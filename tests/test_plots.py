@@ -13,6 +13,7 @@ from reffakd.reports import plot_reconstructions, plot_soft_labels, plot_trainin
 from reffakd.softlabels.artifact import SoftLabels
 
 PNG = b"\x89PNG\r\n\x1a\n"
+pytestmark = pytest.mark.usefixtures("plots")  # the suite runs without figures (conftest)
 
 
 def test_plots_are_pngs_and_leave_no_temporary_files(tmp_path: Path) -> None:
@@ -46,3 +47,17 @@ def test_importing_reffakd_leaves_the_matplotlib_backend_alone() -> None:
         "assert 'matplotlib.pyplot' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_plots_draws_nothing_and_leaves_the_switch_as_it_was(tmp_path: Path, fake_fmnist: Path) -> None:
+    """--no-plots: the run's files but its figures; the process draws again after the command (the Python API)."""
+    from reffakd.cli import main
+    from reffakd.reports.plots import plots_enabled
+
+    argv = ["train", "--data-dir", str(fake_fmnist), "--val-size", "100", "--no-download", "--device", "cpu",
+            "--no-progress", "--epochs", "1", "--batch-size", "64"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "drawn")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "plain"), "--no-plots"]) == 0
+    drawn, plain = ({p.name for p in (tmp_path / d).iterdir()} for d in ("drawn", "plain"))
+    assert drawn - plain == {"curves.png"} and plain < drawn
+    assert plots_enabled()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 import torch
 
 from reffakd import ReffAKDError, pipeline
-from reffakd.cli import as_flags
+from reffakd.cli import as_flags, main
 from reffakd.data import load_fashion_mnist, split_train_val
 from reffakd.engine import OptimConfig, TrainingInterrupted, load_state
 from reffakd.engine import resume as resume_mod
@@ -230,6 +231,7 @@ def test_sigint_to_the_cli_saves_and_exits_130_then_resumes_exactly(splits, fake
         "--val-size",
         "100",
         "--no-progress",
+        "--no-plots",
         "--no-download",
         "--device",
         "cpu",
@@ -251,15 +253,18 @@ def test_sigint_to_the_cli_saves_and_exits_130_then_resumes_exactly(splits, fake
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert len(err.strip().splitlines()) == 1 and err.startswith("reffakd:") and "interrupt" in err, err
+    assert f"continue with: reffakd {shlex.join(cmd[3:])} --resume" in err and not out.exists(), err
     state = load_state(staging)
     assert 1 <= state.epoch < 4
     assert [r["epoch"] for r in read_jsonl(staging / "metrics.jsonl")] == list(range(1, state.epoch + 1))
 
-    # The same run, uninterrupted, in this process (one thread, as the child had).
+    # The command it printed finishes the run (in this process, one thread as the child had) to the weights, metrics
+    # and summary of the same run never stopped.
+    assert main([*cmd[3:], "--resume"]) == 0
+    assert not staging.exists()
     cfg = StudentConfig("ce", optim=OptimConfig(epochs=4, batch_size=32, lr=0.05), seed=3)
     full = train_student(splits, cfg, tmp_path / "full", log=lambda _: None, **QUIET)
-    resumed = train_student(splits, cfg, staging, resume=True, log=lambda _: None, **QUIET)
-    _assert_same_run(tmp_path / "full", staging, full, resumed)
+    _assert_same_run(tmp_path / "full", out, full, json.loads((out / "summary.json").read_text()))
 
 
 WORKER = """
@@ -423,7 +428,7 @@ def test_tensorboard_mirrors_each_epoch_once(splits, tmp_path, monkeypatch) -> N
 
 
 def _cli_argv(command: str, out: Path, data: Path, *options: str) -> list[str]:
-    return [command, "--out", str(out), "--data-dir", str(data), "--val-size", "100", "--no-progress"] + [
+    return [command, "--out", str(out), "--data-dir", str(data), "--val-size", "100", "--no-progress", "--no-plots"] + [
         "--no-download",
         "--device",
         "cpu",
@@ -469,8 +474,6 @@ def _assert_same_soft_labels(a: Path, b: Path) -> None:
 def test_softlabels_cli_interrupted_in_the_autoencoder_resumes_exactly(fake_fmnist, tmp_path) -> None:
     """SIGINT while the autoencoder trains: exit 130, a checkpoint in OUT.partial; --resume ends where a run never
     stopped does: the same autoencoder and soft labels, bit for bit, and the cost ledger counts both sessions."""
-    from reffakd.cli import main
-
     options = ("--ae-epochs", "4", "--ae-batch-size", "32", "--samples-per-class", "10", "--augment-embeddings")
     out = tmp_path / "soft"
     staging = tmp_path / "soft.partial"
@@ -492,8 +495,6 @@ def test_softlabels_cli_interrupted_in_the_autoencoder_resumes_exactly(fake_fmni
 def test_run_cli_interrupted_in_a_student_resumes_exactly(fake_fmnist, tmp_path) -> None:
     """`reffakd run` stopped by SIGINT in its second student: --resume gives the soft labels and both students of
     a run never stopped, bit for bit."""
-    from reffakd.cli import main
-
     options = ("--ae-epochs", "1", "--epochs", "4", "--batch-size", "32", "--lr", "0.05", "--samples-per-class", "10")
     out = tmp_path / "run"
     staging = tmp_path / "run.partial"

@@ -14,6 +14,7 @@ from reffakd.errors import ReffAKDError
 from reffakd.spec import RunSpec
 
 
+@pytest.mark.usefixtures("plots")
 def test_a_study_runs_each_budget_and_reports_across_them(tmp_path: Path, fake_fmnist: Path) -> None:
     config = tmp_path / "study.yaml"
     config.write_text(

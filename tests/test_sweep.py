@@ -132,6 +132,7 @@ def test_jobs_two_gives_the_same_table_as_jobs_one(
     )  # trained in the workers (which one trains what is up to timing)
     drop = lambda rows: [{k: v for k, v in r.items() if k != "student_seconds"} for r in rows]  # noqa: E731
     assert drop(table(out)) == drop(table(swept))
+    assert not list(out.rglob("*.png"))  # the workers took the parent's switch: figures off (conftest)
 
 
 def test_sweep_refusals_are_one_line_and_write_nothing(

@@ -133,11 +133,13 @@ def config_text(cfg: Resolved, spec: Any = None) -> str:
 def run(cfg: Resolved) -> int:
     """Run the command; its exit status (0 unless it says otherwise: predict with an unreadable image)."""
     from . import commands
+    from .reports import plots_off
     from .runconfig import check_command
 
     checked = check_command(cfg)  # the command's spec (softlabels: its soft-label config), validated
     text = config_text(cfg, checked if cfg.command in ("compare", "sweep") else None)
-    return getattr(commands, f"cmd_{cfg.command}")(cfg, text, checked) or 0
+    with plots_off(bool(cfg.values.get("no_plots"))):  # commands that draw nothing have no --no-plots
+        return getattr(commands, f"cmd_{cfg.command}")(cfg, text, checked) or 0
 
 
 def show_config(args: argparse.Namespace) -> None:

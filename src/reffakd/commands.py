@@ -361,7 +361,7 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
 
         run_study(spec, out, device=device, progress=cfg.console.progress, log=print, jobs=cfg.compare.jobs,
                   config_yaml=config_yaml)  # fmt: skip
-        print(f"study folder: {out} (study.md, study.png, labels-<budget>/results.md)")
+        print(f"study folder: {out} (study.md{', study.png' * cfg.console.plots}, labels-<budget>/results.md)")
         return
     models = [spec.student.get("model", "lenet5")]
     if spec.teacher_methods() and "checkpoint" not in spec.teacher:
@@ -375,7 +375,9 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     report = (lambda folder, final: write_sweep_report(folder, method_names())) if sweep else compare_report
     run_compare(spec, out, splits, device=device, progress=cfg.console.progress, log=print, jobs=cfg.compare.jobs,
                 report=report, config_yaml=config_yaml)  # fmt: skip
-    files = "(sweep.md, sweep.csv)" if sweep else "(results.md, results.csv, accuracy_vs_cost.png)"
+    files = (
+        "(sweep.md, sweep.csv)" if sweep else f"(results.md, results.csv{', accuracy_vs_cost.png' * cfg.console.plots})"
+    )
     print(f"{'sweep' if sweep else 'comparison'} folder: {out} {files}")
 
 

@@ -35,6 +35,7 @@ from .io import read_json, read_jsonl, write_json, write_text_atomic
 from .pipeline import StudentConfig, check_cuda_graph, stand_in_inputs, train_student, trains_per_image
 from .reports import plot_training_curves, summary_table
 from .reports.compare_report import write_compare_report
+from .reports.plots import plots_enabled, set_plots_enabled
 from .rundir import LOCK, locked, staged_run_dir
 from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
 from .sources import TeacherNetwork, load_teacher
@@ -384,8 +385,9 @@ def _run_parallel(
     )
     stopping = ctx.Event()
     pool = ProcessPoolExecutor(
-        jobs, mp_context=ctx, initializer=_worker_init, initargs=(spec, str(out), devices, threads, stopping)
-    )
+        jobs, mp_context=ctx, initializer=_worker_init,
+        initargs=(spec, str(out), devices, threads, stopping, plots_enabled()),
+    )  # fmt: skip
     try:
         later = {i for i in items if get_method(i.method).source.same_seed_run is not None}
         for phase in ([i for i in items if i not in later], [i for i in items if i in later]):
@@ -430,7 +432,9 @@ def _make_parallel(
     log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
     ctx = multiprocessing.get_context("spawn")
     stopping = ctx.Event()
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_quiet_worker, initargs=(threads, stopping))
+    pool = ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_quiet_worker, initargs=(threads, stopping, plots_enabled())
+    )
     _finish(pool, stopping, [(_make_in_worker, (kind, spec, str(out), devices[k])) for k, kind in enumerate(kinds)],
             lambda: None)  # fmt: skip
     pool.shutdown()
@@ -468,10 +472,13 @@ def _stop(pool: Any, stopping: Any, running: set[Any], grace: float = 60.0) -> N
     pool.shutdown(wait=True)
 
 
-def _quiet_worker(threads: int, stopping: Any = None) -> None:
-    """A worker's signals, threads and stop event: the parent stops it (``_stop``), so SIGINT and SIGTERM are
-    ignored except inside a run, where training turns them into a resume checkpoint and a stop."""
+def _quiet_worker(threads: int, stopping: Any = None, plots: bool = True) -> None:
+    """A worker's signals, threads, stop event and the parent's ``--no-plots``: the parent stops it (``_stop``), so
+    SIGINT and SIGTERM are ignored except inside a run, where training turns them into a resume checkpoint and a
+    stop."""
     import signal
+
+    set_plots_enabled(plots)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
@@ -496,11 +503,11 @@ def _until_stopped(work: Callable[[], object]) -> None:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int, stopping: Any = None) -> None:
+def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int, stopping: Any = None, plots: bool = True) -> None:
     """Once per worker: its device and threads, the data, the shared soft labels and teacher (made by the parent)."""
     from .data import load_splits
 
-    _quiet_worker(threads, stopping)
+    _quiet_worker(threads, stopping, plots)
     k, name = devices.get()
     device = torch.device(name)
     quiet = lambda line: None  # noqa: E731

@@ -1,6 +1,6 @@
 """Report stage: plots and tables."""
 
-from .plots import plot_reconstructions, plot_soft_labels, plot_training_curves
+from .plots import plot_reconstructions, plot_soft_labels, plot_training_curves, plots_off
 from .tables import format_flops, markdown_table, summary_table
 
 __all__ = [
@@ -9,5 +9,6 @@ __all__ = [
     "plot_reconstructions",
     "plot_soft_labels",
     "plot_training_curves",
+    "plots_off",
     "summary_table",
 ]

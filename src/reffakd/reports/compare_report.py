@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import read_json, write_text_atomic
+from .plots import figure
 from .stats import PairedDifference, format_paired, paired_difference
 from .tables import format_flops, markdown_table
 
@@ -336,6 +337,7 @@ def render_markdown(agg: list[dict[str, Any]], baseline: str | None = None) -> s
     return "\n".join(text) + "\n"
 
 
+@figure
 def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
     """One point per method: a grid method by its variant selected on validation."""
     from .plots import new_figure, plain_log_ticks, save_png
@@ -369,6 +371,7 @@ def plot_accuracy_vs_cost(agg: list[dict[str, Any]], path: Path) -> None:
     save_png(fig, path)
 
 
+@figure
 def plot_paired(paired: list[dict[str, Any]], path: Path) -> None:
     """Each method's paired difference to the baseline with its 95 % interval, selected and last epoch."""
     from .plots import new_figure, save_png

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..io import read_json, write_text_atomic
 from .compare_report import aggregate, collect_runs, paired_to_baseline, representatives
+from .plots import figure
 from .stats import format_paired, student_t_quantile
 from .tables import format_flops, markdown_table
 
@@ -92,6 +93,7 @@ def write_study_report(
     return md
 
 
+@figure
 def plot_study(points: list[tuple[float, list[dict[str, Any]]]], path: Path, baseline: str | None = None) -> None:
     """Left: test top-1 against labelled images per class (log x), one line per method, 95 % t intervals of the mean.
     Right: each method's paired difference to ``baseline`` (same seeds) with its 95 % t interval, the quantity that
