@@ -555,7 +555,7 @@ def plan(args: argparse.Namespace, data: Path, out: Path) -> tuple[list[Check], 
     smoke, device = args.smoke, args.device
     runs = out / "runs"
     val, batch = ("100", "32") if smoke else ("5000", "128")
-    # Figures are CPU work (0.2 to 0.5 s each): drawn by train-ce and softlabels alone (from CUDA tensors), not by
+    # Figures are CPU work (0.1 to 0.3 s each): drawn by train-ce and softlabels alone (from CUDA tensors), not by
     # the other checks.
     drawn = ["--data-dir", str(data), "--no-download", "--device", device, "--no-progress", "--val-size", val]
     common = [*drawn, "--no-plots"]

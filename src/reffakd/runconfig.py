@@ -38,7 +38,7 @@ class Console:
     device: str = opt("auto", "auto (CUDA if available), cpu, cuda or cuda:N")
     progress: bool = opt(True, "no progress bars", flag="no-progress", negate=True)
     plots: bool = opt(
-        True, "no PNG figures (curves, soft labels, reconstructions, comparison plots): each takes 0.2 to 0.5 s of "
+        True, "no PNG figures (curves, soft labels, reconstructions, comparison plots): each takes 0.1 to 0.3 s of "
         "CPU, most of a short run's overhead", flag="no-plots", negate=True,
     )  # fmt: skip
 

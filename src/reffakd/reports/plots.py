@@ -21,29 +21,30 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 _P = ParamSpec("_P")
-_ENABLED = [True]  # ``--no-plots`` (``plots_off``): one switch for every figure of the process
+_enabled = True  # ``--no-plots`` (``plots_off``): one switch for every figure of the process
 
 
 def plots_enabled() -> bool:
     """Whether figures are drawn (``--no-plots`` turns them off; a ``compare --jobs`` worker inherits the switch)."""
-    return _ENABLED[0]
+    return _enabled
 
 
 def set_plots_enabled(enabled: bool) -> None:
     """The switch itself: for a worker process, which starts with plots on, to take its parent's setting."""
-    _ENABLED[0] = enabled
+    global _enabled
+    _enabled = enabled
 
 
 @contextlib.contextmanager
 def plots_off(off: bool = True) -> Iterator[None]:
-    """Draw no figures inside (when ``off``): each PNG takes 0.2 to 0.5 s of CPU, most of a short run's own time
-    and a large sweep's. Restores the setting on the way out; it never turns plots on."""
-    before = _ENABLED[0]
-    _ENABLED[0] = before and not off
+    """Draw no figures inside (when ``off``): each PNG takes 0.1 to 0.3 s of CPU (``benchmarks/plot_times.py``),
+    most of a short run's own time. Restores the setting on the way out; it never turns plots on."""
+    before = _enabled
+    set_plots_enabled(before and not off)
     try:
         yield
     finally:
-        _ENABLED[0] = before
+        set_plots_enabled(before)
 
 
 def figure(draw: Callable[_P, None]) -> Callable[_P, None]:
@@ -51,7 +52,7 @@ def figure(draw: Callable[_P, None]) -> Callable[_P, None]:
 
     @functools.wraps(draw)
     def maybe_draw(*args: _P.args, **kwargs: _P.kwargs) -> None:
-        if _ENABLED[0]:
+        if _enabled:
             draw(*args, **kwargs)
 
     return maybe_draw
