@@ -1,5 +1,9 @@
 """Seconds per epoch of the one training loop (``engine.fit``): LeNet-5 with ReffAKD on synthetic 1x32x32 data.
 
+Also the milliseconds per epoch of the files written between epochs (``writes_ms_per_epoch``: the resume
+checkpoint, ``last``/``best`` with their JSON, the metrics line), outside the logged epoch seconds: over a 200-epoch
+run they are part of every run's time (``--images 256 --epochs 200`` shows them alone, docs/GPU.md).
+
 Times whatever ``reffakd`` is on PYTHONPATH, so two trees can be compared on the same machine in one session by
 alternating them (what docs/RESULTS.md reports for the host-sync change):
 
@@ -10,18 +14,35 @@ alternating them (what docs/RESULTS.md reports for the host-sync change):
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from reffakd.data import DataSplits, Split, TensorBatches
 from reffakd.distillers import build_distiller
-from reffakd.engine import OptimConfig, fit
+from reffakd.engine import OptimConfig, fit, trainer
 from reffakd.models import create_model
 from reffakd.softlabels import SoftLabels
+
+
+def time_calls(owner: Any, name: str, key: str, spent: collections.Counter[str]) -> None:
+    """Wrap ``owner.name`` so that its seconds add up in ``spent[key]``."""
+    inner: Callable[..., Any] = getattr(owner, name)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            spent[key] += time.perf_counter() - start
+
+    setattr(owner, name, timed)
 
 
 def main() -> None:
@@ -45,14 +66,20 @@ def main() -> None:
     norm = (splits.mean, splits.std)
     train = TensorBatches(splits.train, 128, shuffle=True, normalize=norm, generator=torch.Generator().manual_seed(1))
     val = TensorBatches(splits.val, 512, normalize=norm)
+    spent: collections.Counter[str] = collections.Counter()
+    time_calls(trainer._Fit, "_save", "resume checkpoint", spent)
+    time_calls(trainer, "save_checkpoint", "last and best", spent)
+    time_calls(trainer.JsonlWriter, "write", "metrics line", spent)
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu = time.perf_counter(), time.process_time()
         result = fit(distiller, train, val, OptimConfig(epochs=args.epochs, batch_size=128), tmp,
                      checkpoint_meta={"model": "lenet5"}, progress=False, log=lambda line: None)  # fmt: skip
         total, cpu = time.perf_counter() - start, time.process_time() - cpu
     per_epoch = [r["seconds"] for r in result.history]
+    writes = {k: round(v / args.epochs * 1e3, 2) for k, v in spent.items()}
     print(json.dumps({"label": args.label, "epoch_seconds": per_epoch, "median": statistics.median(per_epoch),
-                      "total_seconds": total, "total_cpu_seconds": cpu, "steps_per_epoch": len(train)}))  # fmt: skip
+                      "total_seconds": total, "total_cpu_seconds": cpu, "steps_per_epoch": len(train),
+                      "writes_ms_per_epoch": writes}))  # fmt: skip
 
 
 if __name__ == "__main__":
