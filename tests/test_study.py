@@ -150,3 +150,27 @@ def test_the_shipped_study_config_is_a_valid_spec(tmp_path: Path) -> None:
     budgets = [budget_spec(spec, b) for b in spec.budgets]  # the teacher trains as long as the student's CE
     assert [b.teacher["epochs"] for b in budgets] == [b.student["epochs"] for b in budgets] == [150, 75, 45]
     assert "reffakd-semi" not in budget_spec(spec, spec.budgets[-1]).methods
+
+
+def test_a_study_refuses_speed_options_before_its_folder_and_loads_no_split_to_check_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reffakd.study as study
+
+    spec = RunSpec.from_dict({"methods": ["ce"], "budgets": [3], "speed": {"amp": "fp16"}}, "spec")
+    out = tmp_path / "study"
+    with pytest.raises(ReffAKDError, match="amp fp16 needs a CUDA device"):
+        study.run_study(spec, out, device=torch.device("cpu"), log=lambda line: None)
+    assert not out.exists()
+
+    class Loaded(Exception):
+        pass
+
+    def load_splits(*args: object) -> None:
+        assert out.is_dir(), "a split was loaded before the study folder, only to check speed options"
+        raise Loaded
+
+    monkeypatch.setattr(study, "load_splits", load_splits)
+    spec = RunSpec.from_dict({"methods": ["ce"], "budgets": [3], "speed": {"amp": "bf16"}}, "spec")
+    with pytest.raises(Loaded):
+        study.run_study(spec, out, device=torch.device("cpu"), log=lambda line: None)

@@ -71,7 +71,10 @@ def run_study(
     assert spec.budgets is not None
     out = Path(out)
     check_resumable(out, spec)
-    if spec.speed is not None:  # before the study folder exists; each budget's comparison checks its own split
+    # Before the study folder exists; each budget's comparison checks its own split again. Only cuda_graph's check
+    # (which methods can record their step) needs a split.
+    spec.speed_options().validate(device)
+    if spec.speed_options().cuda_graph:
         check_speed(spec, load_splits(budget_spec(spec, spec.budgets[0]).data_config(), lambda line: None), device)
     out.mkdir(parents=True, exist_ok=True)
     with locked(out / LOCK, f"study folder {out}"):
