@@ -275,6 +275,8 @@ def test_every_method_is_registered_with_checked_defaults() -> None:
     assert set(DISTILLERS) == {
         "ce", "ls", "tfkd-reg", "tfkd-self", "kd", "dkd", "dkd-aesl", "reffakd", "ols", "ps-kd", "cs-kd",
         "reffakd-instance", "reffakd-semi", "reffakd-instance-semi", "dkd-aesl-semi",
+        "aesl-similarity", "aesl-shuffled", "aesl-uniform",
+        "teacher-table-similarity", "teacher-table-shuffled", "teacher-table-uniform",
     }  # fmt: skip
     for name in DISTILLERS:
         method_params(name)  # defaults pass their own checks

@@ -106,6 +106,7 @@ def student_distiller(
         num_samples=len(splits.train),
         input_shape=(splits.in_channels, *splits.image_size),
         split_fingerprint=split_fingerprint(splits.train) if per_image else None,
+        data=splits,
     )
 
 

@@ -24,6 +24,7 @@ from .errors import ReffAKDError
 from .recipes import recipe_names
 from .settings import Option, opt, options
 from .softlabels.calibration import PRESETS as SOFT_LABEL_PRESETS
+from .softlabels.structure import STRUCTURES
 
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
 
@@ -93,6 +94,11 @@ class SoftLabelOptions:
         None, "give every class exactly the target own-class probability, the rest in the softmax's proportions "
         "(default: the preset's)",
     )  # fmt: skip
+    structure: str = opt(
+        "similarity", "placebo controls of the rows' structure: shuffled permutes each row's off-diagonal entries "
+        "(seeded by --structure-seed), uniform spreads them evenly; the own-class mass is kept", choices=STRUCTURES,
+    )  # fmt: skip
+    structure_seed: int = opt(0, "seed of the shuffled structure's permutations")
     samples_per_class: int | None = opt(
         None, "similarity from k sampled images per class (notebooks: 40; default: all)"
     )
@@ -118,6 +124,8 @@ class SoftLabelOptions:
             section["target_own_probability"] = self.target_own_prob
         if self.equalize_own_prob is not None:
             section["equalize_own"] = self.equalize_own_prob
+        if self.structure != "similarity":
+            section.update(structure=self.structure, structure_seed=self.structure_seed)
         if self.samples_per_class is not None:
             section["samples_per_class"] = self.samples_per_class
         section["augment_embeddings"] = self.augment_embeddings

@@ -121,6 +121,8 @@ class SoftLabelFields:
     temperature: float | None
     target_own_probability: float | None
     equalize_own: bool
+    structure: str
+    structure_seed: int
     samples_per_class: int | None
     augment_embeddings: bool
     unlabelled_dir: str | None
@@ -600,7 +602,8 @@ def soft_label_config(section: Mapping[str, Any], dataset: str) -> SoftLabelConf
     check_types(SoftLabelFields, section, "soft_labels")
     preset = section.get("preset", "paper")
     cal = Calibration.preset(preset, dataset)
-    for key in ("diagonal_boost", "temperature", "target_own_probability", "equalize_own"):
+    keys = ("diagonal_boost", "temperature", "target_own_probability", "equalize_own", "structure", "structure_seed")
+    for key in keys:
         if key in section:
             setattr(cal, key, section[key])
             if key == "temperature":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..settings import opt
@@ -12,6 +12,7 @@ from .dataset import DataSplits, split_train_val
 from .registry import load_dataset
 
 MAX_IMAGE_SIZE = 1024  # the largest square side a loader resizes to (and a checkpoint may ask for)
+MAX_CROP_PAD = 64
 
 
 @dataclass
@@ -46,6 +47,11 @@ class DataConfig:
     )  # fmt: skip
     label_fraction: float | None = opt(None, "labelled budget as a share of each class's training images, in (0, 1]")
     label_seed: int = opt(0, "seed of the labelled subset (with --labels-per-class or --label-fraction)")
+    crop_pad: int | None = opt(
+        None, "training augmentation: random crop after zero padding by this many pixels, 0 for none "
+        "(default: the dataset's: 4 for the MNISTs and CIFAR, 1/8 of the side for Tiny ImageNet and image folders)",
+    )  # fmt: skip
+    flip: bool | None = opt(None, "training augmentation: random horizontal flips (default: the dataset's)")
 
     def label_budget(self) -> LabelBudget | None:
         """The labelled budget these options ask for (``None``: every training image is labelled)."""
@@ -65,6 +71,11 @@ class DataConfig:
                 f"image_size {size} is out of range: it must be between 1 and {MAX_IMAGE_SIZE}", params=("image_size",)
             )
         check_seed(self.split_seed, "split_seed")
+        pad = self.crop_pad
+        if pad is not None and not (isinstance(pad, int) and 0 <= pad <= MAX_CROP_PAD):
+            raise ReffAKDError(
+                f"crop_pad {pad} is out of range: it must be between 0 and {MAX_CROP_PAD}", params=("crop_pad",)
+            )
         fraction = self.test_fraction
         if fraction is not None and not 0 < fraction < 1:
             raise ReffAKDError(
@@ -93,6 +104,10 @@ def load_splits(cfg: DataConfig, log: Callable[[str], None] = print) -> DataSpli
         + (", streamed from disk" if dataset.streaming else "")
     )
     splits = split_train_val(dataset, cfg.val_size, cfg.split_seed, budget)
+    if cfg.crop_pad is not None or cfg.flip is not None:  # the training augmentation, where the options override it
+        pad = splits.augment.pad if cfg.crop_pad is None else cfg.crop_pad
+        flip = splits.augment.flip if cfg.flip is None else cfg.flip
+        splits = replace(splits, augment=replace(splits.augment, pad=pad, flip=flip))
     if splits.budget is not None:
         log(
             f"data: {describe_budget(splits.budget)}: {splits.budget['labelled']:,} labelled and "

@@ -46,6 +46,8 @@ from ..sources import (
     PreviousPredictions,
     SoftTargetSource,
     instance_soft_label_source,
+    structured_soft_label_table,
+    structured_teacher_table,
     virtual_teacher_table,
 )
 from .base import Distiller
@@ -124,6 +126,34 @@ class LSParams(Params):
     epsilon: float = param(
         0.1, "label-smoothing epsilon", range=Range(0.0, 1.0, high_open=True), tune=(0.05, 0.1, 0.2, 0.3, 0.4)
     )
+
+
+OWN_MASS = Range(0.0, 1.0, low_open=True, high_open=True)
+
+
+@dataclass(frozen=True)
+class TableMassParams(Params):
+    """The mass knob of a class table whose structure is a placebo control (``uniform``)."""
+
+    own_mass: float | None = param(
+        None, "own-class probability of every row of the class table", range=OWN_MASS,
+        default_text="each row's own", tune=(0.5, 0.7, 0.9),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TableShapeParams(TableMassParams):
+    """Mass and sharpness of a class table's rows, set apart (``softlabels.structure.restructure``)."""
+
+    off_temperature: float | None = param(
+        None, "temperature of the softmax over each row's other-class scores (similarities, or a network's "
+        "log-probabilities)", range=TEMPERATURE, default_text="the table's own proportions", tune=(0.05, 0.1, 0.2, 0.5),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ShuffledTableParams(TableShapeParams):
+    shuffle_seed: int = param(0, "seed of the shuffled rows' permutations", range=NON_NEGATIVE)
 
 
 # DKD's release: CE weight 1, alpha 1, T 4, warm-up 20 of 240 epochs; beta 8 (resnet32x4 -> resnet8x4)
@@ -378,6 +408,45 @@ for _semi, _kind, _what in (
         per_image=True,
     ))  # fmt: skip
 register_source(TargetSource("teacher", TEACHER, NoParams, _given, "a teacher network"))
+
+
+def _need_data(name: str, ctx: BuildContext) -> Any:
+    if ctx.data is None:
+        raise ReffAKDError(f"{name} computes its table from the labelled training images and needs them (data)")
+    return ctx.data
+
+
+# The structure study's arms (docs/RESULTS.md, "Does the class structure carry knowledge?"): the autoencoder's and a
+# trained network's class tables, each as computed, with its off-diagonal entries shuffled, or with them uniform.
+_STRUCTURE_PARAMS = {"similarity": TableShapeParams, "shuffled": ShuffledTableParams, "uniform": TableMassParams}
+_STRUCTURE_TEXT = {
+    "similarity": "", "shuffled": ", its off-diagonal entries shuffled per row (a placebo)",
+    "uniform": ", its off-diagonal mass spread evenly (a placebo: label smoothing at the same mass)",
+}  # fmt: skip
+
+
+def _shape(p: Any, structure: str) -> dict[str, Any]:
+    """The ``restructure`` knobs of a structure arm's parameters."""
+    return {
+        "structure": structure, "own_mass": p.own_mass, "off_temperature": getattr(p, "off_temperature", None),
+        "seed": getattr(p, "shuffle_seed", 0),
+    }  # fmt: skip
+
+
+for _structure, _params in _STRUCTURE_PARAMS.items():
+    register_source(TargetSource(
+        f"aesl-{_structure}", SOFT_LABELS, _params,
+        lambda st, p, given, ctx, s=_structure: structured_soft_label_table(ctx.soft_labels, **_shape(p, s)),
+        f"the autoencoder soft labels' class table, own mass and sharpness set apart{_STRUCTURE_TEXT[_structure]}",
+    ))  # fmt: skip
+for _structure, _params in _STRUCTURE_PARAMS.items():
+    register_source(TargetSource(
+        f"teacher-table-{_structure}", TEACHER, _params,
+        lambda st, p, given, ctx, s=_structure: structured_teacher_table(
+            given, _need_data(f"teacher-table-{s}", ctx), **_shape(p, s)
+        ),
+        f"a teacher's mean softmax per class over the labelled images{_STRUCTURE_TEXT[_structure]}",
+    ))  # fmt: skip
 register_source(TargetSource("ce-student", SAME_SEED_CE, NoParams, _given, "the CE student of the same seed"))
 register_source(TargetSource(
     "virtual-teacher", OWN_TABLE, VirtualTeacherParams,
@@ -443,3 +512,14 @@ register_preset(
     summary="per-image ReffAKD, autoencoder also on unlabelled images (ours)",
 )  # fmt: skip
 register_preset("dkd-aesl-semi", "dkd", "aesl-semi", summary="DKD-AESL, autoencoder also on unlabelled images (ours)")
+# The structure study's arms: the ReffAKD loss against a class table whose mass and structure are set apart. A
+# comparison holds the mass and sharpness fixed (matched across the arms), and equal tuning tries the same four loss
+# settings for every arm (no sampling, so the arms differ only in structure).
+CONTROL_TUNING = {"alpha": (0.5, 0.9), "temperature": (1.0, 4.0)}
+for _family, _what in (("aesl", "autoencoder soft labels"), ("teacher-table", "a teacher's class table")):
+    for _structure in _STRUCTURE_PARAMS:
+        _fixed = {key: () for key in ("own_mass", "off_temperature") if key in _STRUCTURE_PARAMS[_structure].info()}
+        register_preset(
+            f"{_family}-{_structure}", "kd", f"{_family}-{_structure}", tune={**CONTROL_TUNING, **_fixed},
+            summary=f"KD against {_what}, {_structure} structure at a set own-class mass (ours)", role="control",
+        )  # fmt: skip

@@ -23,6 +23,7 @@ from ..errors import ReffAKDError
 from .params import NoParams, ParamInfo, Params
 
 if TYPE_CHECKING:
+    from ..data import DataSplits
     from ..softlabels.artifact import SoftLabels
     from ..sources import SoftTargetSource
     from .base import Distiller
@@ -66,7 +67,8 @@ TEACHER = SourceKind("teacher", "a teacher network", input="teacher")
 SAME_SEED_CE = SourceKind("ce_of_seed", "the CE student of the same seed", input="teacher", same_seed_run="ce")
 LEARNED = SourceKind("learned", "the student's own predictions, learned during training")
 
-ROLES = ("baseline", "method")
+# "control": an arm of a controlled study (a placebo or a reference), run only when a comparison names it
+ROLES = ("baseline", "method", "control")
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class BuildContext:
     input_shape: tuple[int, int, int] | None = None
     soft_labels: SoftLabels | None = None
     split_fingerprint: str | None = None
+    data: DataSplits | None = None  # the run's splits, for a source made from the labelled images (a network's table)
 
 
 Builder = Callable[[nn.Module, Any, "SoftTargetSource | None", BuildContext], "Distiller"]
@@ -323,8 +326,9 @@ def combination(form: str, source: str) -> Method:
 
 def default_methods() -> list[str]:
     """What a comparison runs when it names no methods: every method in report order, but the semi-supervised
-    ones, which train exactly as their supervised twins unless a labelled budget withholds images."""
-    return [name for name, m in DISTILLERS.items() if not m.source.semi]
+    ones, which train exactly as their supervised twins unless a labelled budget withholds images, and a study's
+    controls."""
+    return [name for name, m in DISTILLERS.items() if not m.source.semi and m.role != "control"]
 
 
 def method_names() -> list[str]:
@@ -394,6 +398,7 @@ def build_distiller(
     num_samples: int = 0,
     input_shape: tuple[int, int, int] | None = None,
     split_fingerprint: str | None = None,
+    data: DataSplits | None = None,
 ) -> Distiller:
     """Build ``method`` around ``student``, its source made from ``soft_labels`` or ``teacher`` as its kind says.
 
@@ -402,7 +407,7 @@ def build_distiller(
     """
     spec = get_method(method)
     source = resolve_source(spec, soft_labels, teacher)
-    ctx = BuildContext(num_classes, total_epochs, num_samples, input_shape, soft_labels, split_fingerprint)
+    ctx = BuildContext(num_classes, total_epochs, num_samples, input_shape, soft_labels, split_fingerprint, data)
     return spec.builder(student, spec.parameters(params), source, ctx)
 
 

@@ -111,7 +111,8 @@ def plot_soft_labels(soft: Any, path: str | Path) -> None:
                 )
     meta = soft.metadata
     tau, boost = meta.get("temperature", float("nan")), meta.get("diagonal_boost", float("nan"))
-    ax.set_title(f"soft labels (tau {tau:.4g}, boost {boost:.4g})")
+    structure = meta.get("structure", "similarity")
+    ax.set_title(f"soft labels ({structure}, tau {tau:.4g}, boost {boost:.4g})")
     ax.set_xlabel("target class")
     ax.set_ylabel("true class")
     save_png(fig, path)

@@ -32,6 +32,7 @@ from .calibration import Calibration
 from .diagnostics import format_diagnostics, soft_label_diagnostics
 from .instance import instance_similarity, instance_soft_labels
 from .similarity import SimilarityAccumulator, checked_sample
+from .structure import with_structure
 
 SOFT_LABELS_FILE = "soft_labels.safetensors"
 # The autoencoder's files in the soft-label folder: its log, its last epoch (the one the soft labels
@@ -293,7 +294,8 @@ def build_soft_labels(
         for features, labels in embed_batches(model, make_batches(splits.train, EMBED_BATCH_SIZE, device=device)):
             sim = instance_similarity(features, labels, sums.class_sums, counts)
             rows.append(instance_soft_labels(sim, labels, boost, tau).to(torch.float32).cpu())
-        soft.instance = torch.cat(rows)
+        cal = cfg.calibration  # a placebo structure applies to each image's row as to the class table's
+        soft.instance = with_structure(torch.cat(rows), cal.structure, cal.structure_seed, splits.train.labels)
         soft.instance_index = torch.arange(n)
         soft.metadata["instance_split"] = split_fingerprint(splits.train)
         # the encoder again, unit rows, dots with the class sums, softmax
@@ -322,12 +324,14 @@ def soft_labels_from_similarity(
     """Calibrate a similarity matrix into a ``SoftLabels`` artifact with its metadata and diagnostics."""
     matrix, tau = cfg.calibration.apply(similarity)
     diagnostics = soft_label_diagnostics(matrix, similarity, splits.class_names)
+    diagnostics["structure"] = cfg.calibration.structure
     metadata = {
         "dataset": splits.dataset,
         "reffakd_version": __version__,
         "config": cfg.to_dict(),
         "temperature": tau,
         "diagonal_boost": cfg.calibration.diagonal_boost,
+        "structure": cfg.calibration.structure,
         "train_images": len(splits.train),
         "labelled": splits.budget,  # the labelled subset the similarity was computed on (None: every label)
         "diagnostics": diagnostics,

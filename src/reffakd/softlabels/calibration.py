@@ -18,6 +18,7 @@ import torch
 
 from ..errors import ReffAKDError
 from .similarity import similarity_to_soft_labels, temperature_for_own_probability
+from .structure import check_structure, restructure
 
 # Notebook diagonal boosts per dataset; other datasets use the CIFAR value.
 PAPER_DIAGONAL_BOOST = {"fashion-mnist": 0.008, "cifar100": 0.0225, "tiny-imagenet": 0.0225}
@@ -37,6 +38,9 @@ class Calibration:
     # True: every class gets exactly the target own-class probability, its other classes sharing the rest
     # in the proportions of the softmax (a row whose own similarity is not its largest is not inverted).
     equalize_own: bool = False
+    # The placebo controls of the rows' structure (``structure.py``); the own-class mass is kept.
+    structure: str = "similarity"
+    structure_seed: int = 0
 
     @classmethod
     def preset(cls, name: str, dataset: str) -> Calibration:
@@ -64,6 +68,7 @@ class Calibration:
             raise ReffAKDError(
                 "equalising the own-class probability needs a target own-class probability, not a fixed temperature"
             )
+        check_structure(self.structure)
 
     def resolve_temperature(self, similarity: torch.Tensor) -> float:
         self.validate()
@@ -79,10 +84,17 @@ class Calibration:
         if self.equalize_own:
             assert self.target_own_probability is not None
             soft = with_own_probability(soft, self.target_own_probability)
+        soft = restructure(soft, structure=self.structure, seed=self.structure_seed)
         return soft, tau
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The knobs added after the first artifacts are written only when set, so that older artifacts' records
+        (and the runs that recorded them) stay as they were."""
+        d = asdict(self)
+        for key, default in (("structure", "similarity"), ("structure_seed", 0)):
+            if d[key] == default:
+                del d[key]
+        return d
 
 
 def with_own_probability(soft_labels: torch.Tensor, own: float) -> torch.Tensor:

@@ -50,8 +50,10 @@ def soft_label_diagnostics(
 
 def format_diagnostics(diag: dict[str, Any]) -> str:
     """A compact text table for the terminal and the run log."""
+    structure = diag.get("structure", "similarity")
     lines = [
-        f"soft labels: mean own-class probability {diag['mean_own_probability']:.4f} "
+        ("" if structure == "similarity" else f"structure: {structure} (a placebo control: not the similarities)\n")
+        + f"soft labels: mean own-class probability {diag['mean_own_probability']:.4f} "
         f"(uniform {diag['uniform_probability']:.4f}), mean entropy {diag['mean_entropy_nats']:.3f} of max "
         f"{diag['max_entropy_nats']:.3f} nats, "
         f"diagonal argmax in {diag['rows_with_diagonal_argmax']}/{diag['num_classes']} rows",

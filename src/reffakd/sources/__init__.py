@@ -11,6 +11,7 @@ from .base import (
     virtual_teacher_table,
 )
 from .online import LearningSource, OnlineClassTable, PartnerPredictions, PreviousPredictions, ols_table
+from .structured import network_class_table, structured_soft_label_table, structured_teacher_table
 from .teacher import TeacherInfo, load_teacher, teacher_from_module
 
 __all__ = [
@@ -21,6 +22,9 @@ __all__ = [
     "PartnerPredictions",
     "PreviousPredictions",
     "instance_soft_label_source",
+    "network_class_table",
+    "structured_soft_label_table",
+    "structured_teacher_table",
     "ols_table",
     "SoftTargetSource",
     "TeacherInfo",

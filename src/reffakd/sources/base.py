@@ -91,6 +91,7 @@ class ClassTable(SoftTargetSource):
         name: str = "table",
         made_by: dict[str, Any] | None = None,
         made_cost: dict[str, Any] | None = None,
+        shape: dict[str, Any] | None = None,
     ) -> None:
         if table.ndim != 2 or table.shape[0] != table.shape[1]:
             raise ReffAKDError(f"a class table must be square (C, C), got shape {tuple(table.shape)}")
@@ -103,6 +104,8 @@ class ClassTable(SoftTargetSource):
         # ``made_by`` says what made it; ``made_cost`` is its cost record, None when unknown.
         self.made_by = made_by
         self.made_cost = made_cost
+        # How its mass and structure were set (``softlabels.structure``), recorded in the run's summary; None: as made.
+        self.shape = shape
 
     def probabilities(
         self, images: torch.Tensor, labels: torch.Tensor, temperature: float, **batch: Any
@@ -111,7 +114,7 @@ class ClassTable(SoftTargetSource):
         return F.softmax(rows / temperature, dim=1) if self.as_logits else rows
 
     def describe(self) -> dict[str, Any]:
-        return {"source": self.name, "table_as_logits": self.as_logits}
+        return {"source": self.name, "table_as_logits": self.as_logits, **(self.shape or {})}
 
     def cost(self, images_seen: int, peak_memory_bytes: int | None = None) -> dict[str, Any] | None:
         """A lookup costs nothing during training; a table made by an earlier stage costs what that stage did."""
@@ -121,10 +124,12 @@ class ClassTable(SoftTargetSource):
 
 
 def soft_label_table(soft_labels: SoftLabels) -> ClassTable:
-    """The autoencoder soft labels (AESL) as a source: rows used as stored, with the artifact's own cost."""
+    """The autoencoder soft labels (AESL) as a source: rows used as stored, with the artifact's own cost; a placebo
+    artifact's structure is recorded in the run's summary."""
+    structure = soft_labels.metadata.get("structure", "similarity")
     return ClassTable(
         soft_labels.matrix, name="aesl", made_by={"soft_labels": soft_labels.metadata.get("config")},
-        made_cost=soft_labels.cost,
+        made_cost=soft_labels.cost, shape=None if structure == "similarity" else {"structure": structure},
     )  # fmt: skip
 
 
