@@ -262,7 +262,7 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     under torchrun every rank trains its shard and rank 0 alone writes."""
     from .compare import Shared, run_one
     from .data import load_splits
-    from .distillers import get_method
+    from .distillers import get_method, restructures_soft_labels
     from .engine import distributed
     from .engine.distributed import pick_device
     from .rundir import staged_run_dir
@@ -292,6 +292,7 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
         soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
         soft.check_labelled(splits.budget)
         soft.check_semi(get_method(method).source.semi, method)
+        soft.check_structure(method, restructures_soft_labels(method))
     teacher = load_teacher(inputs.teacher, splits, device) if inputs.teacher else None
     if engine.cuda_graph:
         from .pipeline import check_cuda_graph

@@ -14,7 +14,14 @@ from typing import Any
 import torch
 
 from .data import DataSplits, make_batches, split_fingerprint
-from .distillers import TARGET_SOURCES, Distiller, build_distiller, get_method, method_params
+from .distillers import (
+    TARGET_SOURCES,
+    Distiller,
+    build_distiller,
+    get_method,
+    method_params,
+    restructures_soft_labels,
+)
 from .engine import OptimConfig, SpeedOptions, distributed, fit
 from .engine.cudagraph import refuse_unrecordable
 from .io import write_json
@@ -188,6 +195,7 @@ def train_student(
         if method.needs == "soft_labels":
             soft_labels.check_labelled(splits.budget)
             soft_labels.check_semi(method.source.semi, cfg.method)
+            soft_labels.check_structure(cfg.method, restructures_soft_labels(cfg.method))
     run_dir = Path(run_dir)
     distributed.check_batch_size(cfg.optim.batch_size)
     device = distributed.setup(device)

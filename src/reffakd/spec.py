@@ -21,7 +21,14 @@ from typing import Any
 
 from .data import DataConfig
 from .distillers import TEACHER as TEACHER_SOURCE
-from .distillers import default_methods, get_method, method_names, parameter_types, tuning_grid
+from .distillers import (
+    default_methods,
+    get_method,
+    method_names,
+    parameter_types,
+    restructures_soft_labels,
+    tuning_grid,
+)
 from .engine import OptimConfig
 from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
@@ -300,6 +307,12 @@ class RunSpec:
             raise ReffAKDError(
                 f"{where}: a given soft_labels path serves either the semi-supervised methods "
                 f"({', '.join(sorted(self.soft_label_methods(semi=True)))}) or the others, not both; run them apart"
+            )
+        restructuring = sorted(m for m in self.soft_label_methods() if restructures_soft_labels(m))
+        if restructuring and self.soft_labels.get("structure", "similarity") != "similarity":
+            raise ReffAKDError(
+                f"{where}: methods {', '.join(restructuring)} apply their own structure to the soft labels; leave "
+                f"soft_labels structure at similarity (it is {self.soft_labels['structure']!r})"
             )
         if self.soft_label_methods() and "path" not in self.soft_labels:
             self.soft_label_config()
@@ -617,6 +630,7 @@ def soft_label_config(section: Mapping[str, Any], dataset: str) -> SoftLabelConf
             f"samples_per_class {samples} is out of range: it must be at least 2", params=("samples_per_class",)
         )
     check_seed(section.get("seed", 0), "seed")
+    check_seed(section.get("structure_seed", 0), "structure_seed")
     autoencoder = RunSpec.optim(section.get("autoencoder", {}), "autoencoder")
     augment = bool(section.get("augment_embeddings", False))
     unlabelled = section.get("unlabelled_dir")

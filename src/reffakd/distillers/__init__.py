@@ -36,6 +36,7 @@ from .registry import (
     register_preset,
     register_source,
     resolve_source,
+    restructures_soft_labels,
     tuning_grid,
     unregister_method,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "register_loss_form",
     "register_preset",
     "register_source",
+    "restructures_soft_labels",
     "NO_SOURCE",
     "OWN_TABLE",
     "SAME_SEED_CE",

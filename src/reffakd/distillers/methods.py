@@ -438,6 +438,7 @@ for _structure, _params in _STRUCTURE_PARAMS.items():
         f"aesl-{_structure}", SOFT_LABELS, _params,
         lambda st, p, given, ctx, s=_structure: structured_soft_label_table(ctx.soft_labels, **_shape(p, s)),
         f"the autoencoder soft labels' class table, own mass and sharpness set apart{_STRUCTURE_TEXT[_structure]}",
+        restructures=True,
     ))  # fmt: skip
 for _structure, _params in _STRUCTURE_PARAMS.items():
     register_source(TargetSource(

@@ -195,6 +195,14 @@ class TargetSource:
     summary: str
     empty_at_start: bool = False
     per_image: bool = False  # one target per training image: its table is tied to the split's content hash
+    restructures: bool = False  # sets the mass and structure of the soft labels itself: needs them as computed
+
+
+def restructures_soft_labels(method: str) -> bool:
+    """Whether ``method``'s source sets the soft labels' mass and structure itself (the structure study's arms), so
+    that it must be given soft labels with the similarities' own structure."""
+    source = get_method(method).target_source
+    return source is not None and TARGET_SOURCES[source].restructures
 
 
 LOSS_FORMS: dict[str, LossForm] = {}

@@ -122,6 +122,17 @@ class SoftLabels:
                 f"{made} unlabelled images; rebuild them with `reffakd softlabels` and {fix}"
             )
 
+    def check_structure(self, method: str, restructures: bool) -> None:
+        """A method that sets the mass and structure of the soft labels itself (``aesl-shuffled``, ...) takes them
+        only as computed, so that a placebo is never applied on top of another."""
+        made = self.metadata.get("structure", "similarity")
+        if restructures and made != "similarity":
+            raise ReffAKDError(
+                f"these soft labels were made with structure {made!r}, and method {method} needs similarity ones (it "
+                "applies its own structure); rebuild them with `reffakd softlabels --structure similarity`",
+                params=("soft_labels",),
+            )
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``path`` (.safetensors) and the metadata as JSON beside it, each atomically."""
         path = Path(path)

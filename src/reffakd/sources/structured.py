@@ -32,13 +32,7 @@ def structured_soft_label_table(
 ) -> ClassTable:
     """AESL's class table with its own-class mass, off-diagonal temperature (over the class similarities) and
     structure set; made from similarity-structured soft labels only, so that a placebo is never applied twice."""
-    made = soft_labels.metadata.get("structure", "similarity")
-    if made != "similarity":
-        raise ReffAKDError(
-            f"these soft labels were made with structure {made!r}, and aesl-{structure} needs similarity ones (it "
-            "applies its own structure); rebuild them with `reffakd softlabels --structure similarity`",
-            params=("soft_labels",),
-        )
+    soft_labels.check_structure(f"aesl-{structure}", restructures=True)
     if off_temperature is not None and soft_labels.similarity is None:
         raise ReffAKDError(
             "these soft labels carry no similarity matrix, which off_temperature needs; rebuild them with "
