@@ -5,7 +5,8 @@ checkpoint, ``last``/``best`` with their JSON, the metrics line), outside the lo
 run they are part of every run's time (``--images 256 --epochs 200`` shows them alone, docs/GPU.md).
 
 Times whatever ``reffakd`` is on PYTHONPATH, so two trees can be compared on the same machine in one session by
-alternating them (what docs/RESULTS.md reports for the host-sync change):
+alternating them (the host-sync change in docs/RESULTS.md, "Cost of a training step"; its table is in
+benchmarks/results/HISTORY.md):
 
     for i in 1 2 3; do for tree in /work/main /work/wt-scale; do
         PYTHONPATH=$tree/src python benchmarks/epoch_time.py --label $tree; done; done
