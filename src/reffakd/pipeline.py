@@ -217,7 +217,6 @@ def train_student(
         device=device,
         indexed=True,  # each image's index in the split, for per-image and learning sources
         pairs=distiller.pairs,  # a same-class partner per image (CS-KD)
-        cuda_graph=cuda_graph,  # gather, augment and scale each batch as one recorded graph too
         **shard,
     )
     val_batches = make_batches(splits.val, EVAL_BATCH_SIZE, normalize=normalize, device=device, **shard)

@@ -36,7 +36,7 @@ from ..errors import ReffAKDError
 from ..io import JsonlWriter, _json_default, sidecar_json, write_text_atomic, write_with
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from . import distributed
-from .cudagraph import StepGraph, refuse_unrecordable
+from .cudagraph import BatchGraph, StepGraph, batch_graph, refuse_unrecordable
 from .divergence import LOSS_CHECK_STEPS, check_loss, check_record
 from .logsinks import TENSORBOARD_DIR, TensorBoardSink, require_tensorboard
 from .optim import OptimConfig, build_optimizer, build_scheduler
@@ -208,6 +208,8 @@ class _Fit:
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = speed.grad_scaler(self.device)
         self.step_graph = self._step_graph() if speed.cuda_graph else None
+        # The in-memory loader's gather, augment and scale of each batch recorded too (while the loop runs).
+        self.batch_graph: BatchGraph | None = batch_graph(train_batches) if speed.cuda_graph else None
         self.identity = {
             "run": {k: v for k, v in checkpoint_meta.items() if k != "reffakd_version"},
             "optim": cfg.to_dict(),
@@ -239,6 +241,8 @@ class _Fit:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         state, resumed_from = self._load_resume(resume)
         with contextlib.ExitStack() as stack:
+            if self.batch_graph is not None:
+                stack.enter_context(self.batch_graph)
             if state is not None:
                 self._restore_training(state)
             if self.ddp and self.sync_batchnorm:

@@ -153,9 +153,9 @@ def build_soft_labels(
     """Write ``soft_labels.safetensors`` (+ .json), the autoencoder and its log into ``out_dir``.
 
     Returns the soft labels and a cost record with one entry per stage. ``resume``, ``handle_signals`` and
-    ``cuda_graph`` (the autoencoder's step as one CUDA graph) go to ``engine.fit`` (True: continue from the resume
-    checkpoint in ``out_dir`` when there is one); a signal raises ``TrainingInterrupted`` after the checkpoint is
-    written.
+    ``cuda_graph`` (the autoencoder's step and batches as CUDA graphs) go to ``engine.fit`` (True: continue from the
+    resume checkpoint in ``out_dir`` when there is one); a signal raises ``TrainingInterrupted`` after the checkpoint
+    is written.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls it: the autoencoder trains with DDP on its shard
     of each global batch (``cfg.autoencoder.batch_size``), each rank embeds its shard of the training
@@ -188,7 +188,6 @@ def build_soft_labels(
         augment=splits.augment,
         generator=generator,
         device=device,
-        cuda_graph=cuda_graph,
         **shard,
     )
     val_batches = make_batches(splits.val, EMBED_BATCH_SIZE, device=device, **shard)
