@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from .data import DataSplits
-from .distillers import baseline_method, get_method, method_names
+from .distillers import baseline_method, cost_reference_method, get_method, method_names, network_sourced_methods
 from .errors import ReffAKDError
 from .io import read_json, read_jsonl, write_json, write_text_atomic
 from .pipeline import StudentConfig, check_cuda_graph, stand_in_inputs, train_student, trains_per_image
@@ -96,7 +96,8 @@ def compare_report(out: Path, final: bool = True) -> str:
     The tables are rewritten after every run, so a stopped comparison shows what has finished; the plot,
     which costs about a second, is drawn once all runs are done.
     """
-    return write_compare_report(out, method_names(), plot=final, baseline=baseline_method())
+    return write_compare_report(out, method_names(), final, baseline_method(), cost_reference_method(),
+                                network_sourced_methods())  # fmt: skip
 
 
 def run_compare(
