@@ -20,7 +20,7 @@ from reffakd.data import BatchAugment
 from reffakd.data.dataset import Split
 from reffakd.data.loader import TensorBatches
 from reffakd.distillers import build_distiller
-from reffakd.engine import OptimConfig, cudagraph, fit, speed
+from reffakd.engine import FitBatches, OptimConfig, TrainOptions, cudagraph, fit, speed
 from reffakd.engine.speed import SpeedOptions
 from reffakd.engine.task import Step
 from reffakd.softlabels import SoftLabels
@@ -104,10 +104,8 @@ def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", loader=False, mil
                               normalize=((0.5,), (0.25,)), generator=torch.Generator().manual_seed(7),
                               indexed=True)  # fmt: skip
     cfg = OptimConfig(epochs=3, batch_size=16, lr=0.1, milestones=milestones, gamma=0.5)  # (1, 2): a new lr each epoch
-    result = fit(
-        distiller, train, [(x, y)], cfg, tmp_path / name, checkpoint_meta={}, progress=False, log=lambda _: None,
-        cuda_graph=cuda_graph,
-    )  # fmt: skip
+    options = TrainOptions(speed=SpeedOptions(cuda_graph=cuda_graph), progress=False, log=lambda _: None)
+    result = fit(distiller, FitBatches(train, [(x, y)]), cfg, tmp_path / name, options, checkpoint_meta={})
     monkeypatch.undo()
     return distiller.student.state_dict(), result, emulated
 
@@ -235,8 +233,9 @@ def test_fit_refuses_a_step_it_cannot_record_in_one_line(tmp_path, monkeypatch) 
     distiller = build_distiller("ols", _student(), num_classes=3, num_samples=16)
     batch = (torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,)))
     with pytest.raises(ReffAKDError, match="^cuda_graph cannot record this training step: ols keeps host-side"):
-        fit(distiller, [batch], [batch], OptimConfig(epochs=1), tmp_path / "r", checkpoint_meta={}, progress=False,
-            log=lambda _: None, cuda_graph=True)  # fmt: skip
+        fit(distiller, FitBatches([batch], [batch]), OptimConfig(epochs=1), tmp_path / "r",
+            TrainOptions(speed=SpeedOptions(cuda_graph=True), progress=False, log=lambda _: None),
+            checkpoint_meta={})  # fmt: skip
     assert not (tmp_path / "r").exists()
 
 
