@@ -301,6 +301,30 @@ def test_the_loop_trains_any_task_and_resumes_it_exactly(tmp_path) -> None:
     ]
 
 
+def test_one_options_object_travels_to_the_loop(tmp_path, monkeypatch) -> None:
+    """``train_student`` and ``fit`` take ``TrainOptions``, not a keyword per option (at most 8 parameters each); a
+    rank other than 0 keeps them without progress bars or log lines; under torchrun the entry joins the process
+    group, and ``fit`` refuses one not joined in one line, before writing."""
+    import inspect
+
+    from reffakd.engine import distributed
+
+    assert len(inspect.signature(train_student).parameters) <= 8 and len(inspect.signature(fit).parameters) <= 8
+    options = TrainOptions(progress=True, log=print, tensorboard=True)
+    assert options.on_this_rank() is options
+    monkeypatch.setattr(distributed, "is_main_process", lambda: False)
+    other = options.on_this_rank()
+    assert not other.progress and other.log is not print and other.tensorboard and other.speed == options.speed
+    monkeypatch.undo()
+    for key, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(key, value)
+    x, y = torch.randn(32, 4), torch.randn(32)
+    with pytest.raises(ReffAKDError, match=r"^under torchrun join the process group before building the model"):
+        fit(_Regression(), FitBatches(_Pairs(x, y, 16), [(x, y)]), OptimConfig(epochs=1), tmp_path / "r", QUIET,
+            checkpoint_meta={})  # fmt: skip
+    assert not (tmp_path / "r").exists()
+
+
 def test_epoch_sums_stay_on_the_device_until_read_once() -> None:
     """The loop adds each step's losses and counts as tensors (no host sync per step); ``totals`` reads them once,
     equal to the per-step arithmetic in float64."""
