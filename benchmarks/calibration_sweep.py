@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from reffakd.data import DataConfig, load_splits
-from reffakd.engine import OptimConfig
+from reffakd.engine import OptimConfig, TrainOptions
 from reffakd.pipeline import StudentConfig, train_student
 from reffakd.softlabels import Calibration, SoftLabelConfig, build_soft_labels, soft_labels_from_similarity
 
@@ -47,7 +47,8 @@ def main() -> None:
     base = SoftLabelConfig(
         Calibration.preset("paper", "fashion-mnist"), "paper", OptimConfig(epochs=args.ae_epochs), seed=args.seed
     )
-    soft, cost = build_soft_labels(splits, base, work / "softlabels", device=device, progress=False)
+    quiet = TrainOptions(device, progress=False)
+    soft, cost = build_soft_labels(splits, base, work / "softlabels", quiet)
     shutil.copy(work / "softlabels" / "autoencoder_metrics.jsonl", args.out / "autoencoder_metrics.jsonl")
     (args.out / "soft_labels_cost.json").write_text(json.dumps(cost, indent=2))
     soft.save(args.out / "soft_labels_paper.safetensors")  # holds the similarity matrix too
@@ -65,9 +66,8 @@ def main() -> None:
             splits,
             StudentConfig("ce", optim=optim, seed=args.seed),
             work / "ce",
-            device=device,
-            name="ce",
-            progress=False,
+            quiet,
+            summary={"name": "ce"},
         )
         results.append({"arm": "ce", "T": None, **_row(ce)})
         shutil.copy(work / "ce" / "metrics.jsonl", args.out / "ce.metrics.jsonl")
@@ -80,10 +80,9 @@ def main() -> None:
                 splits,
                 StudentConfig("reffakd", optim=optim, seed=args.seed, params={"alpha": args.alpha, "temperature": t}),
                 work / run,
-                device=device,
+                quiet,
                 soft_labels=arm_soft,
-                name=run,
-                progress=False,
+                summary={"name": run},
             )
             diag = arm_soft.metadata["diagnostics"]
             row = {

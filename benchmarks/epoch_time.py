@@ -27,7 +27,7 @@ import torch
 
 from reffakd.data import DataSplits, Split, TensorBatches
 from reffakd.distillers import build_distiller
-from reffakd.engine import OptimConfig, fit, trainer
+from reffakd.engine import FitBatches, OptimConfig, TrainOptions, fit, trainer
 from reffakd.models import create_model
 from reffakd.softlabels import SoftLabels
 
@@ -73,8 +73,9 @@ def main() -> None:
     time_calls(trainer.JsonlWriter, "write", "metrics line", spent)
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu = time.perf_counter(), time.process_time()
-        result = fit(distiller, train, val, OptimConfig(epochs=args.epochs, batch_size=128), tmp,
-                     checkpoint_meta={"model": "lenet5"}, progress=False, log=lambda line: None)  # fmt: skip
+        options = TrainOptions(progress=False, log=lambda line: None)
+        result = fit(distiller, FitBatches(train, val), OptimConfig(epochs=args.epochs, batch_size=128), tmp, options,
+                     checkpoint_meta={"model": "lenet5"})  # fmt: skip
         total, cpu = time.perf_counter() - start, time.process_time() - cpu
     per_epoch = [r["seconds"] for r in result.history]
     writes = {k: round(v / args.epochs * 1e3, 2) for k, v in spent.items()}

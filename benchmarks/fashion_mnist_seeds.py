@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from reffakd.data import DataConfig, load_splits
-from reffakd.engine import OptimConfig
+from reffakd.engine import OptimConfig, TrainOptions
 from reffakd.pipeline import StudentConfig, train_student
 from reffakd.softlabels import Calibration, SoftLabelConfig, build_soft_labels, soft_labels_from_similarity
 
@@ -44,7 +44,9 @@ def main() -> None:
         paper_cfg = SoftLabelConfig(
             Calibration.preset("paper", splits.dataset), "paper", OptimConfig(epochs=args.ae_epochs), seed=seed
         )
-        paper_soft, cost = build_soft_labels(splits, paper_cfg, work / f"soft{seed}", device=device, progress=False)
+        paper_soft, cost = build_soft_labels(
+            splits, paper_cfg, work / f"soft{seed}", TrainOptions(device, progress=False)
+        )
         cal_cfg = SoftLabelConfig(
             Calibration.preset("calibrated", splits.dataset), "calibrated", paper_cfg.autoencoder, seed=seed
         )
@@ -80,10 +82,9 @@ def main() -> None:
                 splits,
                 cfg,
                 work / run,
-                device=device,
+                TrainOptions(device, progress=False),
                 soft_labels=soft,  # carries the cost of making it
-                name=run,
-                progress=False,
+                summary={"name": run},
             )
             shutil.copy(work / run / "metrics.jsonl", args.out / f"{run}.metrics.jsonl")
             row = {

@@ -3,8 +3,8 @@
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/ddp_worker.py DATA OUT BATCH EPOCHS [--resume]
         [--method=NAME[,NAME...]]   (several: one run each, in OUT/NAME)
 
-``train_student`` joins the process group itself (WORLD_SIZE > 1); called in-process with the same
-arguments it is the single-process reference.
+The entry joins the process group once (WORLD_SIZE > 1: ``distributed.setup``), as the CLI's does; ``run`` called
+in-process with the same arguments is the single-process reference.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from reffakd.data import load_fashion_mnist, split_train_val
-from reffakd.engine import OptimConfig, TrainingInterrupted
+from reffakd.engine import OptimConfig, TrainingInterrupted, TrainOptions, distributed
 from reffakd.pipeline import StudentConfig, train_student
 from reffakd.reports.plots import set_plots_enabled
 
@@ -28,13 +28,14 @@ def run(
 ) -> dict[str, Any]:
     splits = split_train_val(load_fashion_mnist(data_dir, download=False), val_size=VAL_SIZE, seed=0)
     cfg = StudentConfig(method, optim=OptimConfig(epochs=epochs, batch_size=batch_size, lr=0.05), seed=3)
-    return train_student(splits, cfg, out, device=torch.device("cpu"), progress=False, **options)
+    return train_student(splits, cfg, out, TrainOptions(progress=False, **options))
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     set_plots_enabled(False)  # as the suite's in-process reference runs (conftest): the same files
     data, out, batch, epochs = sys.argv[1:5]
+    distributed.setup(torch.device("cpu"))  # gloo; the CPU is every rank's device
     try:
         methods = next((a.split("=", 1)[1] for a in sys.argv[5:] if a.startswith("--method=")), "ce").split(",")
         for method in methods:  # one process group start for several runs

@@ -1,4 +1,4 @@
-"""The package's import graph has no cycle.
+"""The package's import graph has no cycle, and no import runs up the floors of docs/ARCHITECTURE.md.
 
 A cycle makes the import order matter (a name is missing when the cycle is entered from the other
 side) and hides which module a concept lives in. Every import counts, wherever it is written: at
@@ -11,17 +11,24 @@ and ``from a.b import c`` are edges to ``a.b``, and to ``a.b.c`` instead when ``
 package's ``__init__`` importing its submodules would always close a cycle. A submodule that imports
 a name from its own package (``from . import DataSplits``, ``from reffakd.data import ...``) does
 close one, and that is reported.
+
+The floors are read from the table in docs/ARCHITECTURE.md (``| N name | `module.py`, `package/` | ...``), so the
+document and the code cannot drift apart: a module imports only from its own floor or those below it, and a new
+top-level module must be given a floor there. The package itself and ``__main__`` are the entry, above every floor.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+ARCHITECTURE = SRC.parent / "docs" / "ARCHITECTURE.md"
+ENTRY = ("", "__main__")  # the package's own __init__ and ``python -m reffakd``: above every floor
 
 
 def module_files(root: Path) -> dict[str, Path]:
@@ -130,6 +137,66 @@ def test_the_package_has_no_import_cycle() -> None:
     found = cycles(graph)
     message = "import cycles:\n" + "\n".join(describe(graph, c) for c in found)
     assert not found, message
+
+
+def floors(doc: str) -> dict[str, int]:
+    """Top-level module or package of the package -> its floor, from the floors table's rows."""
+    found = {}
+    for number, modules in re.findall(r"^\| (\d+) [^|]*\| ([^|]*) \|", doc, flags=re.MULTILINE):
+        for name in re.findall(r"`([\w]+)(?:\.py|/)`", modules):
+            found[name] = int(number)
+    return found
+
+
+def upward_imports(graph: dict[str, dict[str, int]], floor_of: dict[str, int]) -> list[str]:
+    """Each import of a module from a higher floor, as one line; a module outside the table is one line too."""
+    top = max(floor_of.values()) + 1
+
+    def floor(module: str) -> int | None:
+        name = module.partition(".")[2].partition(".")[0]
+        return top if name in ENTRY else floor_of.get(name)
+
+    found = []
+    for module, edges in sorted(graph.items()):
+        here = floor(module)
+        if here is None:
+            found.append(f"{module} has no floor: add it to the floors table in docs/ARCHITECTURE.md")
+            continue
+        for target, line in sorted(edges.items()):
+            there = floor(target)
+            if there is not None and there > here:
+                found.append(f"{module} (floor {here}, line {line}) imports {target} (floor {there})")
+    return found
+
+
+def test_no_import_runs_up_the_floors() -> None:
+    floor_of = floors(ARCHITECTURE.read_text(encoding="utf-8"))
+    assert floor_of["errors"] == 0 and floor_of["data"] == 1 and floor_of["engine"] == 2 and floor_of["cli"] == 7
+    found = upward_imports(import_graph(SRC), floor_of)
+    assert not found, "imports running up the floors:\n" + "\n".join(found)
+
+
+def test_an_import_from_a_higher_floor_is_reported(tmp_path: Path) -> None:
+    """The old loader's deferred import of the engine (floor 1 -> floor 2), and a module the table lacks."""
+    doc = "| floor | modules |\n|---|---|\n| 1 data | `data/` | ... |\n| 2 engine | `engine/`, `speed.py` | ... |\n"
+    root = write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "from .engine import fit\n",
+            "pkg/data/__init__.py": "",
+            "pkg/data/loader.py": "def batches():\n    from ..engine.cudagraph import Recorded\n",
+            "pkg/engine/__init__.py": "from .trainer import fit\n",
+            "pkg/engine/trainer.py": "from ..data import loader\nfrom .. import speed\n",
+            "pkg/engine/cudagraph.py": "",
+            "pkg/speed.py": "",
+            "pkg/extra.py": "",
+        },
+    )
+    assert floors(doc) == {"data": 1, "engine": 2, "speed": 2}
+    assert upward_imports(import_graph(root), floors(doc)) == [
+        "pkg.data.loader (floor 1, line 2) imports pkg.engine.cudagraph (floor 2)",
+        "pkg.extra has no floor: add it to the floors table in docs/ARCHITECTURE.md",
+    ]
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

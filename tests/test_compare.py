@@ -136,7 +136,7 @@ def test_interrupted_run_leaves_no_finished_folder(
     calls = []
 
     def dies_on_second(*args, **kwargs):
-        calls.append(kwargs["name"])
+        calls.append(kwargs["summary"]["name"])
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(*args, **kwargs)

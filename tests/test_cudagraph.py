@@ -20,7 +20,7 @@ from reffakd.data import BatchAugment
 from reffakd.data.dataset import Split
 from reffakd.data.loader import TensorBatches
 from reffakd.distillers import build_distiller
-from reffakd.engine import OptimConfig, cudagraph, fit, speed
+from reffakd.engine import FitBatches, OptimConfig, TrainOptions, cudagraph, fit, speed
 from reffakd.engine.speed import SpeedOptions
 from reffakd.engine.task import Step
 from reffakd.softlabels import SoftLabels
@@ -88,7 +88,6 @@ def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", loader=False, mil
     emulated = None
     if cuda_graph:
         monkeypatch.setattr(speed, "check_device", lambda device: None)
-        monkeypatch.setattr(cudagraph, "check_device", lambda device: None)
         original = torch.optim.SGD.__init__
 
         def sgd_init(opt, *a, **k):  # the emulation must see the optimiser the loop builds
@@ -102,13 +101,11 @@ def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", loader=False, mil
     if loader:  # the in-memory loader: uint8 images gathered, cropped, flipped and scaled (recorded with cuda_graph)
         images = (x * 60 + 128).clamp(0, 255).to(torch.uint8)
         train = TensorBatches(Split(images, y), 16, shuffle=True, augment=BatchAugment(pad=2, flip=True),
-                              normalize=((0.5,), (0.25,)), generator=torch.Generator().manual_seed(7), indexed=True,
-                              cuda_graph=cuda_graph)  # fmt: skip
+                              normalize=((0.5,), (0.25,)), generator=torch.Generator().manual_seed(7),
+                              indexed=True)  # fmt: skip
     cfg = OptimConfig(epochs=3, batch_size=16, lr=0.1, milestones=milestones, gamma=0.5)  # (1, 2): a new lr each epoch
-    result = fit(
-        distiller, train, [(x, y)], cfg, tmp_path / name, checkpoint_meta={}, progress=False, log=lambda _: None,
-        cuda_graph=cuda_graph,
-    )  # fmt: skip
+    options = TrainOptions(speed=SpeedOptions(cuda_graph=cuda_graph), progress=False, log=lambda _: None)
+    result = fit(distiller, FitBatches(train, [(x, y)]), cfg, tmp_path / name, options, checkpoint_meta={})
     monkeypatch.undo()
     return distiller.student.state_dict(), result, emulated
 
@@ -142,7 +139,6 @@ def test_recorded_batches_and_steps_train_the_same_weights_as_eager_ones(tmp_pat
 
 
 def test_recorded_loader_yields_the_eager_loader_batches(monkeypatch) -> None:
-    monkeypatch.setattr(cudagraph, "check_device", lambda device: None)
     monkeypatch.setattr(cudagraph, "side_stream_call", lambda fn: fn())
     monkeypatch.setattr(cudagraph, "record", _emulate)
     g = torch.Generator().manual_seed(0)
@@ -150,14 +146,18 @@ def test_recorded_loader_yields_the_eager_loader_batches(monkeypatch) -> None:
     augment = BatchAugment(pad=1, flip=True, rotation=10.0)
     kw = {"shuffle": True, "augment": augment, "normalize": ((0.5,) * 3, (0.2,) * 3), "indexed": True}
     eager = TensorBatches(split, 16, generator=torch.Generator().manual_seed(1), **kw)
-    recorded = TensorBatches(split, 16, generator=torch.Generator().manual_seed(1), cuda_graph=True, **kw)
-    for _ in range(2):
-        for a, b in zip(eager, recorded, strict=True):
-            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
-    r = recorded.recorded
+    recorded = TensorBatches(split, 16, generator=torch.Generator().manual_seed(1), **kw)
+    with cudagraph.batch_graph(recorded) as r:  # what the loop does under cuda_graph
+        for _ in range(2):
+            for a, b in zip(eager, recorded, strict=True):
+                assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert (r.eager, r.captures, r.replays) == (1 + 2, 1, 3 + 4)  # warm-up and the two batches of 6 eager
+    assert "gather_batch" not in vars(recorded)  # after the loop, the loader's own batches again
+    next(iter(recorded))
+    assert (r.eager, r.replays) == (1 + 2, 3 + 4)
     with pytest.raises(ReffAKDError, match="cuda_graph batches are one process's, without pairs"):
-        TensorBatches(split, 16, shard=(0, 2), cuda_graph=True)
+        cudagraph.batch_graph(TensorBatches(split, 16, shard=(0, 2)))
+    assert cudagraph.batch_graph([(split.images, split.labels)]) is None  # batches read on the host: nothing recorded
 
 
 def _emulate(fn):
@@ -233,8 +233,9 @@ def test_fit_refuses_a_step_it_cannot_record_in_one_line(tmp_path, monkeypatch) 
     distiller = build_distiller("ols", _student(), num_classes=3, num_samples=16)
     batch = (torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,)))
     with pytest.raises(ReffAKDError, match="^cuda_graph cannot record this training step: ols keeps host-side"):
-        fit(distiller, [batch], [batch], OptimConfig(epochs=1), tmp_path / "r", checkpoint_meta={}, progress=False,
-            log=lambda _: None, cuda_graph=True)  # fmt: skip
+        fit(distiller, FitBatches([batch], [batch]), OptimConfig(epochs=1), tmp_path / "r",
+            TrainOptions(speed=SpeedOptions(cuda_graph=True), progress=False, log=lambda _: None),
+            checkpoint_meta={})  # fmt: skip
     assert not (tmp_path / "r").exists()
 
 
@@ -296,7 +297,6 @@ def test_compare_with_cuda_graph_trains_the_weights_of_an_eager_compare(tmp_path
         return original(self)
 
     monkeypatch.setattr(speed, "check_device", lambda device: None)
-    monkeypatch.setattr(cudagraph, "check_device", lambda device: None)
     monkeypatch.setattr(_Fit, "_step_graph", step_graph)
     monkeypatch.setattr(cudagraph, "side_stream_call", emulated.side_stream_call)
     monkeypatch.setattr(cudagraph, "record", emulated.record)

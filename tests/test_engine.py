@@ -13,11 +13,13 @@ import torch
 from reffakd import ReffAKDError
 from reffakd.data import load_fashion_mnist, split_train_val
 from reffakd.engine import (
+    FitBatches,
     OptimConfig,
     Selection,
     Step,
     Task,
     TrainingInterrupted,
+    TrainOptions,
     build_optimizer,
     build_scheduler,
     fit,
@@ -29,6 +31,7 @@ from reffakd.pipeline import StudentConfig, train_student
 from reffakd.softlabels import Calibration, SoftLabelConfig, build_soft_labels
 
 CPU = torch.device("cpu")
+QUIET = TrainOptions(CPU, progress=False, log=lambda _: None)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def _weights(path) -> dict[str, torch.Tensor]:
 @pytest.mark.usefixtures("plots")
 def test_ce_student_learns_and_writes_its_run(splits, tmp_path) -> None:
     cfg = StudentConfig("ce", optim=OptimConfig(epochs=3, batch_size=32, lr=0.05), seed=1)
-    summary = train_student(splits, cfg, tmp_path / "ce", device=CPU, progress=False, log=lambda _: None)
+    summary = train_student(splits, cfg, tmp_path / "ce", QUIET)
     assert summary["best_val_top1"] > 50.0  # 10 classes: chance is 10 %
     records = read_jsonl(tmp_path / "ce" / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2, 3]
@@ -63,11 +66,11 @@ def test_ce_student_learns_and_writes_its_run(splits, tmp_path) -> None:
 def test_same_seed_same_weights(splits, tmp_path) -> None:
     cfg = StudentConfig("ce", optim=OptimConfig(epochs=2, batch_size=32), seed=5)
     for name in ("a", "b"):
-        train_student(splits, cfg, tmp_path / name, device=CPU, progress=False, log=lambda _: None)
+        train_student(splits, cfg, tmp_path / name, QUIET)
     wa, wb = _weights(tmp_path / "a" / "last.safetensors"), _weights(tmp_path / "b" / "last.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     cfg.seed = 6
-    train_student(splits, cfg, tmp_path / "c", device=CPU, progress=False, log=lambda _: None)
+    train_student(splits, cfg, tmp_path / "c", QUIET)
     wc = _weights(tmp_path / "c" / "last.safetensors")
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
@@ -76,7 +79,7 @@ def test_reffakd_student_end_to_end(splits, tmp_path) -> None:
     soft_cfg = SoftLabelConfig(
         Calibration.preset("calibrated", "fashion-mnist"), autoencoder=OptimConfig(epochs=1, batch_size=32)
     )
-    soft, cost = build_soft_labels(splits, soft_cfg, tmp_path / "soft", device=CPU, progress=False, log=lambda _: None)
+    soft, cost = build_soft_labels(splits, soft_cfg, tmp_path / "soft", QUIET)
     assert soft.matrix.shape == (10, 10)
     assert soft.metadata["diagnostics"]["mean_own_probability"] == pytest.approx(
         soft_cfg.calibration.target_own_probability, abs=1e-4
@@ -90,10 +93,8 @@ def test_reffakd_student_end_to_end(splits, tmp_path) -> None:
         splits,
         cfg,
         tmp_path / "kd",
-        device=CPU,
+        QUIET,
         soft_labels=soft,  # carries the cost of making it (soft.cost)
-        progress=False,
-        log=lambda _: None,
     )
     record = read_jsonl(tmp_path / "kd" / "metrics.jsonl")[0]
     assert {"train_ce", "train_kd"} <= set(record)
@@ -106,7 +107,7 @@ def test_soft_labels_for_other_classes_are_refused(splits, tmp_path) -> None:
 
     soft = SoftLabels(torch.eye(3), ("a", "b", "c"))
     with pytest.raises(ReffAKDError, match="3 classes"):
-        train_student(splits, StudentConfig("reffakd"), tmp_path / "x", device=CPU, soft_labels=soft, progress=False)
+        train_student(splits, StudentConfig("reffakd"), tmp_path / "x", TrainOptions(progress=False), soft_labels=soft)
     assert not (tmp_path / "x").exists()
 
 
@@ -167,10 +168,10 @@ def test_distillers_see_training_progress_step_by_step(splits, tmp_path) -> None
     batches = TensorBatches(splits.train, 100)  # 300 images: 3 steps per epoch
     fit(
         Recorder(student),
-        batches,
-        TensorBatches(splits.val, 100),
+        FitBatches(batches, TensorBatches(splits.val, 100)),
         OptimConfig(epochs=2, batch_size=100),
         tmp_path / "r",
+        QUIET,
         checkpoint_meta={
             "model": "lenet5",
             "num_classes": 10,
@@ -180,8 +181,6 @@ def test_distillers_see_training_progress_step_by_step(splits, tmp_path) -> None
             "mean": [0.0],
             "std": [1.0],
         },
-        progress=False,
-        log=lambda _: None,
     )
     assert seen == pytest.approx([1 / 3, 2 / 3, 1.0, 4 / 3, 5 / 3, 2.0])
 
@@ -273,7 +272,8 @@ def test_the_loop_trains_any_task_and_resumes_it_exactly(tmp_path) -> None:
     meta = {"model": "linear"}
 
     def run(task, out, **kw):
-        return fit(task, _Pairs(x[40:], y[40:], 16), val, cfg, out, checkpoint_meta=meta, progress=False, **kw)
+        options = TrainOptions(progress=False, **kw)
+        return fit(task, FitBatches(_Pairs(x[40:], y[40:], 16), val), cfg, out, options, checkpoint_meta=meta)
 
     lines: list[str] = []
     straight = _Regression()
@@ -299,6 +299,30 @@ def test_the_loop_trains_any_task_and_resumes_it_exactly(tmp_path) -> None:
     assert read_jsonl(tmp_path / "b" / "metrics.jsonl") == [
         {**r, "seconds": s["seconds"]} for r, s in zip(records, read_jsonl(tmp_path / "b" / "metrics.jsonl"))
     ]
+
+
+def test_one_options_object_travels_to_the_loop(tmp_path, monkeypatch) -> None:
+    """``train_student`` and ``fit`` take ``TrainOptions``, not a keyword per option (at most 8 parameters each); a
+    rank other than 0 keeps them without progress bars or log lines; under torchrun the entry joins the process
+    group, and ``fit`` refuses one not joined in one line, before writing."""
+    import inspect
+
+    from reffakd.engine import distributed
+
+    assert len(inspect.signature(train_student).parameters) <= 8 and len(inspect.signature(fit).parameters) <= 8
+    options = TrainOptions(progress=True, log=print, tensorboard=True)
+    assert options.on_this_rank() is options
+    monkeypatch.setattr(distributed, "is_main_process", lambda: False)
+    other = options.on_this_rank()
+    assert not other.progress and other.log is not print and other.tensorboard and other.speed == options.speed
+    monkeypatch.undo()
+    for key, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(key, value)
+    x, y = torch.randn(32, 4), torch.randn(32)
+    with pytest.raises(ReffAKDError, match=r"^under torchrun join the process group before building the model"):
+        fit(_Regression(), FitBatches(_Pairs(x, y, 16), [(x, y)]), OptimConfig(epochs=1), tmp_path / "r", QUIET,
+            checkpoint_meta={})  # fmt: skip
+    assert not (tmp_path / "r").exists()
 
 
 def test_epoch_sums_stay_on_the_device_until_read_once() -> None:

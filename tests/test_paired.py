@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reffakd.distillers import baseline_method, method_names
+from reffakd.distillers import baseline_method, cost_reference_method, method_names, network_sourced_methods
 from reffakd.reports.compare_report import aggregate, paired_to_baseline, plot_paired, render_markdown
 from reffakd.reports.stats import paired_difference, student_t_cdf, student_t_quantile
 
@@ -83,3 +83,22 @@ def test_report_pairs_every_method_with_the_baseline_by_seed(tmp_path: Path) -> 
     assert paired_to_baseline(aggregate(rows[3:], method_names()), "ce") == []  # no baseline runs: no section
     plot_paired(paired, tmp_path / "paired.png")
     assert (tmp_path / "paired.png").stat().st_size > 1000
+
+
+def test_the_soft_target_cost_table_shows_what_the_registry_names() -> None:
+    """The report names no method: the registry says which method is the cost reference (ReffAKD) and which take
+    their soft targets from a network (teachers trained apart, then the same-seed student), in the table's order."""
+    assert cost_reference_method() == "reffakd"
+    assert network_sourced_methods() == ["kd", "dkd", "tfkd-self"]
+    rows = []
+    for method, flops in (("tfkd-self", 8e11), ("dkd", 4e12), ("kd", 2e12), ("reffakd", 1e11), ("ls", 0)):
+        row = _row(method, 0, 70.0, 70.0)
+        row.update(soft_target_source=method, soft_target_flops=flops, soft_target_seconds=flops / 1e10)
+        rows.append(row)
+    agg = aggregate(rows, method_names())
+    md = render_markdown(agg, "ce", cost_reference_method(), network_sourced_methods())
+    table = md[md.index("Soft targets against ReffAKD's (100.00 G, 10 s):") :].splitlines()[4:]
+    assert [line.split("|")[1].strip() for line in table if line] == ["kd", "dkd", "tfkd-self"]
+    assert "| kd        | kd        | 2.00 T            | 200 s            | 20.0x" in md
+    assert "Soft targets against" not in render_markdown(agg, "ce", None, network_sourced_methods())
+    assert "Soft targets against" not in render_markdown(agg, "ce", "reffakd", ["ls"])  # no soft-target cost: no row

@@ -21,15 +21,21 @@ import torch
 from reffakd import ReffAKDError, pipeline
 from reffakd.cli import as_flags, main
 from reffakd.data import load_fashion_mnist, split_train_val
-from reffakd.engine import OptimConfig, TrainingInterrupted, load_state
+from reffakd.engine import OptimConfig, SpeedOptions, TrainingInterrupted, TrainOptions, load_state
 from reffakd.engine import resume as resume_mod
+from reffakd.engine.speed import SPEED_KEYS
 from reffakd.io import read_jsonl
 from reffakd.models import load_model
 from reffakd.pipeline import StudentConfig, train_student
 
 CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parents[1]
-QUIET = {"device": CPU, "progress": False}
+
+
+def quiet(**options: Any) -> TrainOptions:
+    """A CPU run's options without progress bars; the speed options among ``options`` go to its ``SpeedOptions``."""
+    speed = {k: options.pop(k) for k in SPEED_KEYS if k in options}
+    return TrainOptions(CPU, SpeedOptions(**speed), progress=False, **options)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +78,7 @@ def reference(splits, tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     out = tmp_path_factory.mktemp("reference") / "run"
-    return out, train_student(splits, _cfg(), out, log=lambda _: None, **QUIET)
+    return out, train_student(splits, _cfg(), out, quiet(log=lambda _: None))
 
 
 # --------------------------------------------------------------------------- (a) exact resume
@@ -87,14 +93,14 @@ def test_resume_after_an_epoch_is_bit_identical(splits, reference, tmp_path) -> 
 
     before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN in a background job
     with pytest.raises(TrainingInterrupted) as info:
-        train_student(splits, _cfg(), out, log=stop_after_first_epoch, **QUIET)
+        train_student(splits, _cfg(), out, quiet(log=stop_after_first_epoch))
     assert info.value.exit_code == 130 and "end of epoch 1" in str(info.value)
     assert signal.getsignal(signal.SIGINT) is before  # handlers restored
     assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1]
     assert load_state(out).epoch == 1 and load_state(out).running is None
 
     lines: list[str] = []
-    summary = train_student(splits, _cfg(), out, resume=True, log=lines.append, **QUIET)
+    summary = train_student(splits, _cfg(), out, quiet(resume=True, log=lines.append))
     assert any(line.startswith("resuming from") for line in lines)
     _assert_same_run(reference[0], out, reference[1], summary)
     assert summary["cost"]["student"]["details"]["seconds_before_resume"] > 0
@@ -122,28 +128,28 @@ def test_resume_inside_an_epoch_is_bit_identical(splits, reference, tmp_path, mo
 
     monkeypatch.setattr(pipeline, "build_distiller", build_with_signal)
     with pytest.raises(TrainingInterrupted) as info:
-        train_student(splits, _cfg(), out, log=lambda _: None, **QUIET)
+        train_student(splits, _cfg(), out, quiet(log=lambda _: None))
     assert info.value.exit_code == 143 and "in epoch 2 after batch 4/10" in str(info.value)
     state = load_state(out)
     assert state.epoch == 1 and state.running is not None and state.running.step == 4 and state.running.seen == 128
     monkeypatch.setattr(pipeline, "build_distiller", build)
 
-    summary = train_student(splits, _cfg(), out, resume=True, log=lambda _: None, **QUIET)
+    summary = train_student(splits, _cfg(), out, quiet(resume=True, log=lambda _: None))
     _assert_same_run(reference[0], out, reference[1], summary)
 
 
 def test_resume_refuses_another_run_and_starts_afresh_without_checkpoint(splits, tmp_path) -> None:
     out = tmp_path / "run"
-    train_student(splits, _cfg(epochs=1), out, log=lambda _: None, **QUIET)
+    train_student(splits, _cfg(epochs=1), out, quiet(log=lambda _: None))
     with pytest.raises(ReffAKDError, match=r"different run \(optim.epochs 1 -> 2"):
-        train_student(splits, _cfg(epochs=2), out, resume=True, log=lambda _: None, **QUIET)
+        train_student(splits, _cfg(epochs=2), out, quiet(resume=True, log=lambda _: None))
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / "metrics.jsonl").write_text('{"epoch": 1}\n')  # a run killed before its first checkpoint
-    train_student(splits, _cfg(epochs=1), fresh, resume=True, log=lambda _: None, **QUIET)
+    train_student(splits, _cfg(epochs=1), fresh, quiet(resume=True, log=lambda _: None))
     assert [r["epoch"] for r in read_jsonl(fresh / "metrics.jsonl")] == [1]
     with pytest.raises(ReffAKDError, match="no resume checkpoint at"):
-        train_student(splits, _cfg(epochs=1), tmp_path / "x", resume=tmp_path / "nowhere", log=lambda _: None, **QUIET)
+        train_student(splits, _cfg(epochs=1), tmp_path / "x", quiet(resume=tmp_path / "nowhere", log=lambda _: None))
 
 
 # --------------------------------------------------------------------------- (b) crash-safe checkpoint writes
@@ -155,7 +161,7 @@ def _state_tensors_equal(a, b) -> bool:
 
 def test_a_write_killed_midway_leaves_the_previous_checkpoint(splits, tmp_path, monkeypatch) -> None:
     out = tmp_path / "run"
-    train_student(splits, _cfg(epochs=1), out, log=lambda _: None, **QUIET)
+    train_student(splits, _cfg(epochs=1), out, quiet(log=lambda _: None))
     before = load_state(out)
     newer = load_state(out)
     newer.epoch = 7
@@ -191,7 +197,7 @@ def test_a_write_killed_midway_leaves_the_previous_checkpoint(splits, tmp_path, 
 
 def test_a_damaged_checkpoint_is_one_clear_error(splits, tmp_path) -> None:
     out = tmp_path / "run"
-    train_student(splits, _cfg(epochs=1), out, log=lambda _: None, **QUIET)
+    train_student(splits, _cfg(epochs=1), out, quiet(log=lambda _: None))
     checkpoint = out / "resume.safetensors"
     whole = checkpoint.read_bytes()
     checkpoint.write_bytes(whole[:-10] + b"0123456789")  # tensor bytes changed, the file still parses
@@ -199,7 +205,7 @@ def test_a_damaged_checkpoint_is_one_clear_error(splits, tmp_path) -> None:
         load_state(out)
     checkpoint.write_bytes(whole[: len(whole) // 2])  # torn
     with pytest.raises(ReffAKDError, match="unreadable"):
-        train_student(splits, _cfg(epochs=1), out, resume=True, log=lambda _: None, **QUIET)
+        train_student(splits, _cfg(epochs=1), out, quiet(resume=True, log=lambda _: None))
     with pytest.raises(ReffAKDError, match="does not exist"):
         load_state(tmp_path / "nowhere.safetensors")
 
@@ -263,19 +269,19 @@ def test_sigint_to_the_cli_saves_and_exits_130_then_resumes_exactly(splits, fake
     assert main([*cmd[3:], "--resume"]) == 0
     assert not staging.exists()
     cfg = StudentConfig("ce", optim=OptimConfig(epochs=4, batch_size=32, lr=0.05), seed=3)
-    full = train_student(splits, cfg, tmp_path / "full", log=lambda _: None, **QUIET)
+    full = train_student(splits, cfg, tmp_path / "full", quiet(log=lambda _: None))
     _assert_same_run(tmp_path / "full", out, full, json.loads((out / "summary.json").read_text()))
 
 
 WORKER = """
 import sys, torch
 from reffakd.data import load_fashion_mnist, split_train_val
-from reffakd.engine import OptimConfig, TrainingInterrupted
+from reffakd.engine import OptimConfig, TrainingInterrupted, TrainOptions
 from reffakd.pipeline import StudentConfig, train_student
 splits = split_train_val(load_fashion_mnist(sys.argv[1], download=False), val_size=100, seed=0)
 try:
     train_student(splits, StudentConfig("ce", optim=OptimConfig(epochs=50, batch_size=32)), sys.argv[2],
-                  device=torch.device("cpu"), progress=False, log=lambda line: print(line, flush=True))
+                  TrainOptions(progress=False, log=lambda line: print(line, flush=True)))
 except TrainingInterrupted as exc:  # what the CLI does with it
     print(f"reffakd: {exc}", file=sys.stderr)
     sys.exit(exc.exit_code)
@@ -330,12 +336,12 @@ def test_sigterm_to_compare_with_jobs_stops_its_workers_with_checkpoints(fake_fm
 
 def test_speed_options_train_and_bad_values_are_one_line(splits, tmp_path) -> None:
     cfg = _cfg(epochs=1)
-    summary = train_student(splits, cfg, tmp_path / "fast", amp="bf16", channels_last=True, log=lambda _: None, **QUIET)
+    summary = train_student(splits, cfg, tmp_path / "fast", quiet(amp="bf16", channels_last=True, log=lambda _: None))
     assert summary["config"]["speed"] == {"amp": "bf16", "channels_last": True, "compile": False}
     assert summary["best_val_top1"] > 10.0
     for kwargs, match in (({"amp": "fp16"}, "needs a CUDA device"), ({"amp": "fp8"}, "unknown")):
         with pytest.raises(ReffAKDError, match=match):
-            train_student(splits, cfg, tmp_path / "x", log=lambda _: None, **QUIET, **kwargs)
+            train_student(splits, cfg, tmp_path / "x", quiet(log=lambda _: None, **kwargs))
 
 
 def test_tensorboard_needs_its_package(splits, tmp_path, monkeypatch) -> None:
@@ -344,7 +350,7 @@ def test_tensorboard_needs_its_package(splits, tmp_path, monkeypatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
     with pytest.raises(ReffAKDError, match="(?i)pip install tensorboard"):
-        train_student(splits, _cfg(epochs=1), tmp_path / "tb", tensorboard=True, log=lambda _: None, **QUIET)
+        train_student(splits, _cfg(epochs=1), tmp_path / "tb", quiet(tensorboard=True, log=lambda _: None))
 
 
 def test_compile_that_cannot_work_is_one_clear_line(monkeypatch) -> None:
@@ -376,9 +382,8 @@ def test_compile_mode_reaches_torch_compile_and_the_run_record(splits, tmp_path,
     monkeypatch.setattr(speed, "_compile_probe", lambda device_type: None)
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: modes.append(kw.get("mode")))
     summary = train_student(
-        splits, _cfg(epochs=1), tmp_path / "ro", compile=True, compile_mode="reduce-overhead", log=lambda _: None,
-        **QUIET,
-    )  # fmt: skip
+        splits, _cfg(epochs=1), tmp_path / "ro", quiet(compile=True, compile_mode="reduce-overhead", log=lambda _: None)
+    )
     assert modes == ["reduce-overhead"]
     assert summary["config"]["speed"] == {
         "amp": "none", "channels_last": False, "compile": True, "compile_mode": "reduce-overhead"
@@ -416,8 +421,8 @@ def test_tensorboard_mirrors_each_epoch_once(splits, tmp_path, monkeypatch) -> N
     )
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
     out = tmp_path / "run"
-    train_student(splits, _cfg(epochs=2), out, tensorboard=True, log=lambda _: None, **QUIET)
-    train_student(splits, _cfg(epochs=2), out, tensorboard=True, resume=True, log=lambda _: None, **QUIET)
+    train_student(splits, _cfg(epochs=2), out, quiet(tensorboard=True, log=lambda _: None))
+    train_student(splits, _cfg(epochs=2), out, quiet(tensorboard=True, resume=True, log=lambda _: None))
     assert [w["purge_step"] for w in writers] == [None, 3] and writers[0]["log_dir"] == str(out / "tensorboard")
     scalars = writers[0]["scalars"]
     assert ("train/loss", 1) in scalars and ("val/top1", 2) in scalars and ("lr", 1) in scalars

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from reffakd.data import BatchAugment, Split, load_imagefolder, make_batches, sp
 from reffakd.data.images import IMAGE_EXTENSIONS
 from reffakd.data.loader import ClassPairs
 from reffakd.distillers import build_distiller, get_method
-from reffakd.engine import OptimConfig, TrainingInterrupted, load_state
+from reffakd.engine import OptimConfig, TrainingInterrupted, TrainOptions, load_state
 from reffakd.losses import dkd_terms, kl_to_targets, soft_cross_entropy
 from reffakd.models import load_model
 from reffakd.pipeline import StudentConfig, train_student
@@ -326,8 +327,8 @@ def test_learning_sources_resume_mid_epoch_bit_identical(
     """SIGTERM in epoch 2: the source's running sums are saved with the step, and epoch 3's targets match."""
     splits = split_train_val(ddp_worker.load_fashion_mnist(fake_fmnist, download=False), val_size=100, seed=0)
     cfg = StudentConfig(method, optim=OptimConfig(epochs=3, batch_size=32, lr=0.05), seed=3)
-    quiet: dict[str, Any] = {"device": CPU, "progress": False, "log": lambda _: None}
-    train_student(splits, cfg, tmp_path / "ref", **quiet)
+    quiet = TrainOptions(CPU, progress=False, log=lambda _: None)
+    train_student(splits, cfg, tmp_path / "ref", quiet)
     build, calls = pipeline.build_distiller, {"n": 0}
 
     def build_with_signal(*args: Any, **kwargs: Any) -> Any:
@@ -345,10 +346,10 @@ def test_learning_sources_resume_mid_epoch_bit_identical(
 
     monkeypatch.setattr(pipeline, "build_distiller", build_with_signal)
     with pytest.raises(TrainingInterrupted):
-        train_student(splits, cfg, tmp_path / "run", **quiet)
+        train_student(splits, cfg, tmp_path / "run", quiet)
     assert load_state(tmp_path / "run").running.step == 4
     monkeypatch.setattr(pipeline, "build_distiller", build)
-    train_student(splits, cfg, tmp_path / "run", resume=True, **quiet)
+    train_student(splits, cfg, tmp_path / "run", replace(quiet, resume=True))
     wa, wb = (load_model(tmp_path / r / "last.safetensors")[0].state_dict() for r in ("ref", "run"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     sa, sb = (load_state(tmp_path / r).extra["source"]["tensors"] for r in ("ref", "run"))
@@ -369,7 +370,7 @@ def test_semi_supervised_autoencoder_trains_on_unlabelled_images_too(tmp_path: P
     section = {"preset": "paper", "unlabelled_dir": str(extra), "autoencoder": {"epochs": 1, "batch_size": 8}}
     cfg = soft_label_config(section, splits.dataset)
     lines: list[str] = []
-    soft, _ = build_soft_labels(splits, cfg, tmp_path / "sl", device=CPU, progress=False, log=lines.append)
+    soft, _ = build_soft_labels(splits, cfg, tmp_path / "sl", TrainOptions(CPU, progress=False, log=lines.append))
     assert soft.metadata["autoencoder_images"] == len(splits.train) + n_extra
     assert soft.metadata["config"]["unlabelled_dir"] == str(extra)
     assert any(f"{n_extra} of them unlabelled" in line for line in lines)

@@ -95,7 +95,7 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(
     real, calls = compare.train_student, []
 
     def dies_on_third(*args, **kwargs):
-        calls.append(kwargs["name"])
+        calls.append(kwargs["summary"]["name"])
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(*args, **kwargs)

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from reffakd.cli import main
 from reffakd.data import DataConfig, load_splits
-from reffakd.engine import OptimConfig
+from reffakd.engine import OptimConfig, TrainOptions
 from reffakd.errors import ReffAKDError
 from reffakd.models import MODELS, load_model, register_model
 from reffakd.pipeline import StudentConfig, train_student
@@ -86,8 +86,8 @@ class TinyNet(nn.Module):
 def test_your_own_module_as_the_student_from_python(tmp_path: Path, fake_fmnist: Path) -> None:
     splits = load_splits(DataConfig(data_dir=str(fake_fmnist), val_size=100, download=False), log=lambda line: None)
     cfg = StudentConfig(method="ls", optim=OptimConfig(epochs=1, batch_size=300))
-    summary = train_student(splits, cfg, tmp_path / "run", device=torch.device("cpu"), model=TinyNet(), progress=False,
-                            log=lambda line: None)  # fmt: skip
+    quiet = TrainOptions(progress=False, log=lambda line: None)
+    summary = train_student(splits, cfg, tmp_path / "run", quiet, model=TinyNet())
     assert summary["model"] == "TinyNet" and summary["forward_flops_per_image"] > 0
     checkpoint = tmp_path / "run" / "best.safetensors"
     with pytest.raises(ReffAKDError, match=r"register_model\('TinyNet'\)"):
@@ -101,10 +101,8 @@ def test_your_own_module_as_the_student_from_python(tmp_path: Path, fake_fmnist:
     # Your own module as the teacher: its forward passes are in the student's ledger.
     teacher = teacher_from_module(TinyNet(), splits, torch.device("cpu"))
     kd = train_student(splits, StudentConfig(method="kd", optim=OptimConfig(epochs=1, batch_size=300)), tmp_path / "kd",
-                       device=torch.device("cpu"), teacher=teacher, progress=False, log=lambda line: None)  # fmt: skip
+                       quiet, teacher=teacher)  # fmt: skip
     assert kd["cost"]["soft_targets"]["flops"] == teacher.forward_flops_per_image * 300 > 0
     with pytest.raises(ReffAKDError, match=r"model TinyNet returns \(2, 3\) for a batch of 2 images of 1x32x32"):
-        train_student(
-            splits, cfg, tmp_path / "bad", device=torch.device("cpu"), model=TinyNet(3), log=lambda line: None
-        )
+        train_student(splits, cfg, tmp_path / "bad", TrainOptions(log=lambda line: None), model=TinyNet(3))
     assert not (tmp_path / "bad").exists()

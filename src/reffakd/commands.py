@@ -202,7 +202,7 @@ def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
     """Train the autoencoder and write the soft labels; under torchrun every rank trains and embeds its shard
     and rank 0 alone writes the folder (``softlabels.build_soft_labels``)."""
     from .data import load_splits
-    from .engine import distributed
+    from .engine import SpeedOptions, TrainOptions, distributed
     from .engine.distributed import pick_device
     from .rundir import staged_run_dir
     from .softlabels import SOFT_LABELS_FILE, build_soft_labels
@@ -226,10 +226,8 @@ def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
         if isinstance(log, RunLog):
             log.attach(run_dir, config_yaml)
         distributed.barrier()
-        build_soft_labels(
-            splits, soft_cfg, run_dir, device=device, progress=cfg.console.progress, log=log, resume=resume,
-            cuda_graph=cfg.engine.cuda_graph,
-        )  # fmt: skip
+        speed = SpeedOptions(cuda_graph=cfg.engine.cuda_graph)
+        build_soft_labels(splits, soft_cfg, run_dir, TrainOptions(device, speed, cfg.console.progress, log, resume))
         distributed.barrier()
     if main_process:
         print(f"soft labels: {Path(out) / SOFT_LABELS_FILE}")

@@ -22,14 +22,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .data import DataSplits
-from .distillers import baseline_method, get_method, method_names
+from .distillers import baseline_method, cost_reference_method, get_method, method_names, network_sourced_methods
+from .engine import TrainOptions
 from .errors import ReffAKDError
 from .io import read_json, read_jsonl, write_json, write_text_atomic
 from .pipeline import StudentConfig, check_cuda_graph, stand_in_inputs, train_student, trains_per_image
@@ -96,7 +97,8 @@ def compare_report(out: Path, final: bool = True) -> str:
     The tables are rewritten after every run, so a stopped comparison shows what has finished; the plot,
     which costs about a second, is drawn once all runs are done.
     """
-    return write_compare_report(out, method_names(), plot=final, baseline=baseline_method())
+    return write_compare_report(out, method_names(), final, baseline_method(), cost_reference_method(),
+                                network_sourced_methods())  # fmt: skip
 
 
 def run_compare(
@@ -237,15 +239,10 @@ def run_one(
         splits,
         spec.student_config(item.method, item.seed, point=item.params),
         run_dir,
-        device=device,
+        TrainOptions(device, spec.speed_options(), progress, log, **engine),
         soft_labels=shared.soft_for(item.method),
         teacher=teacher,
-        name=name,
-        progress=progress,
-        log=log,
-        extra_summary=variant,
-        **asdict(spec.speed_options()),
-        **engine,
+        summary={"name": name or item.method, **(variant or {})},
     )
 
 
@@ -305,8 +302,8 @@ def run_pipeline(
     ``engine``: logging options.
     """
     soft, soft_cost = build_soft_labels(
-        splits, spec.soft_label_config(), run_dir / "softlabels", device=device, progress=progress, log=log,
-        resume=resume, cuda_graph=spec.speed_options().cuda_graph,
+        splits, spec.soft_label_config(), run_dir / "softlabels",
+        TrainOptions(device, spec.speed_options(), progress, log, resume),
     )  # fmt: skip
     shared = Shared(soft, None)
     summaries = [
@@ -601,8 +598,7 @@ def _soft_labels(
         cfg = replace(spec.soft_label_config(), budget_unlabelled=True) if semi else spec.soft_label_config()
         resume = interrupted(folder)
         with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            build_soft_labels(splits, cfg, tmp, device=device, progress=progress, log=log, resume=resume,
-                              cuda_graph=spec.speed_options().cuda_graph)  # fmt: skip
+            build_soft_labels(splits, cfg, tmp, TrainOptions(device, spec.speed_options(), progress, log, resume))
     soft = SoftLabels.load(Path(spec.soft_labels["path"]) if "path" in spec.soft_labels else folder / SOFT_LABELS_FILE)
     soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
     soft.check_labelled(splits.budget)
@@ -622,6 +618,6 @@ def _teacher(
         cfg = StudentConfig("ce", spec.teacher["model"], optim, seed=int(spec.teacher.get("seed", 0)))
         resume = interrupted(folder)
         with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            train_student(splits, cfg, tmp, device=device, name="teacher", progress=progress, log=log, resume=resume,
-                          **asdict(spec.speed_options()))  # fmt: skip
+            train_student(splits, cfg, tmp, TrainOptions(device, spec.speed_options(), progress, log, resume),
+                          summary={"name": "teacher"})  # fmt: skip
     return load_teacher(folder / "best.safetensors", splits, device)

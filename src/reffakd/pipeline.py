@@ -1,12 +1,12 @@
 """One student: its config, its model, distiller and batches, the training loop, its summary and cost ledger.
 
 ``train_student`` is what every run of every command ends in (``compare.run_one`` calls it for ``train``,
-``run``, ``compare`` and ``sweep``); under torchrun every rank calls it and rank 0 alone writes.
+``run``, ``compare`` and ``sweep``); under torchrun every rank calls it and rank 0 alone writes. It is three steps:
+``build_student`` (model, distiller, batches), ``engine.fit``, and ``student_ledger`` / ``student_summary``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,12 @@ from .distillers import (
     method_params,
     restructures_soft_labels,
 )
-from .engine import OptimConfig, SpeedOptions, distributed, fit
+from .engine import FitBatches, FitResult, OptimConfig, SpeedOptions, TrainOptions, distributed, fit
 from .engine.cudagraph import refuse_unrecordable
 from .io import write_json
 from .models import check_classifier, create_model
 from .reports import plot_training_curves
-from .resources import combine_stages, count_flops, forward_flops, measure, parameter_count
+from .resources import StageCost, combine_stages, count_flops, forward_flops, measure, parameter_count
 from .seed import seed_everything
 from .softlabels import SoftLabels
 from .sources import SoftTargetSource
@@ -148,62 +148,31 @@ def stand_in_inputs(splits: DataSplits, per_image: bool) -> tuple[SoftLabels, So
     return soft, TeacherNetwork(torch.nn.Identity(), c, forward_flops_per_image=0, name="stand-in teacher")
 
 
-def train_student(
+@dataclass
+class BuiltStudent:
+    """What ``build_student`` makes before training: the student under its recorded name, its distiller, the
+    batches, what its checkpoints record, and the FLOPs per image its ledger multiplies."""
+
+    model_name: str
+    student: torch.nn.Module
+    distiller: Distiller
+    batches: FitBatches
+    checkpoint_meta: dict[str, Any]
+    step_flops: int
+    forward_flops: int
+
+
+def build_student(
     splits: DataSplits,
     cfg: StudentConfig,
-    run_dir: str | Path,
-    *,
-    device: torch.device,
-    soft_labels: SoftLabels | None = None,
-    teacher: SoftTargetSource | None = None,
-    name: str | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    resume: bool | str | Path = False,
-    amp: str = "none",
-    channels_last: bool = False,
-    compile: bool = False,
-    compile_mode: str = "default",
-    cuda_graph: bool = False,
-    tensorboard: bool = False,
-    sync_batchnorm: bool = True,
-    extra_summary: dict[str, Any] | None = None,
-    model: torch.nn.Module | None = None,
-) -> dict[str, Any]:
-    """Train one student with one method; write checkpoints, metrics, curves and ``summary.json``.
-
-    ``extra_summary``: entries added to ``summary.json`` (a comparison's grid variant, for one).
-
-    ``model``: your own ``nn.Module`` as the student, built for the data's channels, size and classes, in place
-    of ``cfg.model``, with the initial weights you gave it (``cfg.seed`` still seeds the data order); its class
-    name is recorded as the model, so that ``register_model`` under that name lets ``reffakd evaluate``,
-    ``export``, ``predict`` and ``--teacher`` rebuild it from the checkpoint. Your own teacher:
-    ``teacher=reffakd.sources.teacher_from_module(module, splits, device)``.
-
-    ``soft_labels`` (carrying the cost of making them) or ``teacher`` (``reffakd.sources.load_teacher``)
-    feed the methods whose source kind takes them (the registry says which); the source reports its
-    own cost into the run's ledger. ``resume``, ``amp``,
-    ``channels_last``, ``compile``, ``compile_mode``, ``cuda_graph``, ``tensorboard`` and ``sync_batchnorm`` go to
-    ``engine.fit``.
-    Under torchrun (WORLD_SIZE > 1) it joins the process group, ``cfg.optim.batch_size`` is the
-    global batch, and only rank 0 writes or logs.
-    """
-    cfg.validate()
-    method = get_method(cfg.method)
-    if soft_labels is not None:
-        soft_labels.check_matches(splits.class_names, f"dataset {splits.dataset}")
-        if method.needs == "soft_labels":
-            soft_labels.check_labelled(splits.budget)
-            soft_labels.check_semi(method.source.semi, cfg.method)
-            soft_labels.check_structure(cfg.method, restructures_soft_labels(cfg.method))
-    run_dir = Path(run_dir)
-    distributed.check_batch_size(cfg.optim.batch_size)
-    device = distributed.setup(device)
-    main = distributed.is_main_process()
-    if not main:
-        progress, log = False, lambda line: None
-    shard = {"shard": distributed.shard()} if distributed.active() else {}
+    options: TrainOptions,
+    soft_labels: SoftLabels | None,
+    teacher: SoftTargetSource | None,
+    model: torch.nn.Module | None,
+) -> BuiltStudent:
+    """The student (``cfg.model``, or the caller's ``model``), its distiller and batches on ``options.device``."""
     generator = seed_everything(cfg.seed)
+    device = options.device
     c, (h, w) = splits.in_channels, splits.image_size
     if model is None:
         model_name = cfg.model
@@ -213,8 +182,9 @@ def train_student(
         check_classifier(student, model_name, num_classes=splits.num_classes, in_channels=c, image_size=(h, w))
     student = student.to(device)
     distiller = student_distiller(cfg, splits, student, soft_labels, teacher).to(device)
-    if cuda_graph:
+    if options.speed.cuda_graph:
         refuse_unrecordable(distiller, cfg.method)
+    shard = {"shard": distributed.shard()} if distributed.active() else {}
     normalize = (splits.mean, splits.std)
     train_batches = make_batches(
         splits.train,
@@ -226,7 +196,6 @@ def train_student(
         device=device,
         indexed=True,  # each image's index in the split, for per-image and learning sources
         pairs=distiller.pairs,  # a same-class partner per image (CS-KD)
-        cuda_graph=cuda_graph,  # gather, augment and scale each batch as one recorded graph too
         **shard,
     )
     val_batches = make_batches(splits.val, EVAL_BATCH_SIZE, normalize=normalize, device=device, **shard)
@@ -235,9 +204,6 @@ def train_student(
         if splits.test is not None
         else None
     )
-
-    step_flops = student_step_flops(student, (c, h, w), device)
-    fwd_flops = forward_flops(student, (c, h, w))
     checkpoint_meta = {
         "model": model_name,
         "num_classes": splits.num_classes,
@@ -254,37 +220,25 @@ def train_student(
         **({"labelled": splits.budget} if splits.budget is not None else {}),  # resuming on another subset: refused
         "data": splits.identity,  # resume and `evaluate --split val` refuse other data or another split
     }
-    source = distiller.source
-    log(
-        f"train {name or cfg.method}: {model_name} ({parameter_count(student):,} parameters) with {cfg.method} "
-        f"on {device}" + (f", soft targets from {source.describe()['source']}" if source is not None else "")
+    return BuiltStudent(
+        model_name,
+        student,
+        distiller,
+        FitBatches(train_batches, val_batches, test_batches),
+        checkpoint_meta,
+        student_step_flops(student, (c, h, w), device),
+        forward_flops(student, (c, h, w)),
     )
-    with measure("student_training", device) as cost:
-        result = fit(
-            distiller,
-            train_batches,
-            val_batches,
-            cfg.optim,
-            run_dir,
-            checkpoint_meta=checkpoint_meta,
-            test_batches=test_batches,
-            progress=progress,
-            log=log,
-            resume=resume,
-            amp=amp,
-            channels_last=channels_last,
-            compile=compile,
-            compile_mode=compile_mode,
-            cuda_graph=cuda_graph,
-            tensorboard=tensorboard,
-            sync_batchnorm=sync_batchnorm,
-        )
-        cost.flops = step_flops * result.train_images_seen + fwd_flops * result.eval_images_seen
-    assert (result.test_best is not None) == (splits.test is not None)
+
+
+def student_ledger(built: BuiltStudent, result: FitResult, cost: StageCost) -> dict[str, Any]:
+    """The run's cost ledger: the student's own training (less the time a network source spent inside the loop,
+    plus earlier sessions'), the soft targets' cost as their source reports it, and the totals."""
     student_stage = cost.to_dict()
     if result.resumed_from is not None:  # earlier sessions' time counts too
         student_stage["seconds"] += result.prior_seconds
         student_stage["details"] = {"resumed_from": result.resumed_from, "seconds_before_resume": result.prior_seconds}
+    source = built.distiller.source
     if source is not None and source.seconds:
         # A network source ran inside the training loop: move its time to the soft targets.
         student_stage["details"] = {
@@ -296,16 +250,30 @@ def train_student(
         soft_targets = source.cost(result.train_images_seen, student_stage["peak_memory_bytes"])
     else:
         soft_targets = combine_stages({}, source="none")
+    return {"student": student_stage, "soft_targets": soft_targets, "totals": cost_totals(student_stage, soft_targets)}
+
+
+def student_summary(
+    splits: DataSplits,
+    cfg: StudentConfig,
+    options: TrainOptions,
+    built: BuiltStudent,
+    result: FitResult,
+    ledger: dict[str, Any],
+    soft_labels: SoftLabels | None,
+) -> dict[str, Any]:
+    """``summary.json``: what ran (method, model, data, settings), its selection and test results, its ledger."""
+    method = get_method(cfg.method)
     summary = {
-        "name": name or cfg.method,
+        "name": cfg.method,
         "method": cfg.method,
-        "model": model_name,
+        "model": built.model_name,
         "dataset": splits.dataset,
         "train_images": len(splits.train),
         "num_classes": splits.num_classes,
         "labelled": splits.budget,  # the labelled budget's record (None: every training label)
         "seed": cfg.seed,
-        "config": {"optim": cfg.optim.to_dict(), **distiller.describe()},
+        "config": {"optim": cfg.optim.to_dict(), **built.distiller.describe()},
         "soft_labels": soft_labels.metadata.get("config")
         if soft_labels is not None and method.needs == "soft_labels"
         else None,
@@ -314,34 +282,84 @@ def train_student(
         "last_val_top1": result.history[-1]["val_top1"],
         "test_best": result.test_best,
         "test_last": result.test_last,
-        "parameters": parameter_count(student),
-        "forward_flops_per_image": fwd_flops,
-        "forward_macs_per_image": fwd_flops // 2,
-        "train_step_flops_per_image": step_flops,
-        "cost": {
-            "student": student_stage,
-            "soft_targets": soft_targets,
-            "totals": cost_totals(student_stage, soft_targets),
-        },
+        "parameters": parameter_count(built.student),
+        "forward_flops_per_image": built.forward_flops,
+        "forward_macs_per_image": built.forward_flops // 2,
+        "train_step_flops_per_image": built.step_flops,
+        "cost": ledger,
         "reffakd_version": __version__,
     }
-    speed = SpeedOptions(amp, channels_last, compile, compile_mode, cuda_graph)
-    if speed != SpeedOptions():
-        summary["config"]["speed"] = speed.to_dict()
+    if options.speed != SpeedOptions():
+        summary["config"]["speed"] = options.speed.to_dict()
     if distributed.world_size() > 1:
         summary["config"]["distributed"] = {
             "world_size": distributed.world_size(),
             "per_rank_batch_size": cfg.optim.batch_size // distributed.world_size(),
-            "sync_batchnorm": sync_batchnorm,
+            "sync_batchnorm": options.sync_batchnorm,
         }
-    summary.update(extra_summary or {})
-    if main:
-        write_json(run_dir / "summary.json", summary)
-        plot_training_curves({summary["name"]: result.history}, run_dir / "curves.png")
+    return summary
+
+
+def train_student(
+    splits: DataSplits,
+    cfg: StudentConfig,
+    run_dir: str | Path,
+    options: TrainOptions | None = None,
+    *,
+    soft_labels: SoftLabels | None = None,
+    teacher: SoftTargetSource | None = None,
+    summary: dict[str, Any] | None = None,
+    model: torch.nn.Module | None = None,
+) -> dict[str, Any]:
+    """Train one student with one method; write checkpoints, metrics, curves and ``summary.json``; return it.
+
+    ``options`` (``engine.TrainOptions``: device, speed, logging, resume, torchrun; None: their defaults, on the CPU)
+    go to ``engine.fit``. ``summary``: entries of ``summary.json`` the caller sets: its ``name`` (also the log lines';
+    default: the method), a comparison's grid variant, a tuned setting.
+
+    ``model``: your own ``nn.Module`` as the student, built for the data's channels, size and classes, in place
+    of ``cfg.model``, with the initial weights you gave it (``cfg.seed`` still seeds the data order); its class
+    name is recorded as the model, so that ``register_model`` under that name lets ``reffakd evaluate``,
+    ``export``, ``predict`` and ``--teacher`` rebuild it from the checkpoint. Your own teacher:
+    ``teacher=reffakd.sources.teacher_from_module(module, splits, device)``.
+
+    ``soft_labels`` (carrying the cost of making them) or ``teacher`` (``reffakd.sources.load_teacher``)
+    feed the methods whose source kind takes them (the registry says which); the source reports its
+    own cost into the run's ledger.
+    Under torchrun (WORLD_SIZE > 1) ``options.device`` is this rank's (``TrainOptions``), ``cfg.optim.batch_size``
+    is the global batch, and only rank 0 writes or logs.
+    """
+    cfg.validate()
+    method = get_method(cfg.method)
+    if soft_labels is not None:
+        soft_labels.check_matches(splits.class_names, f"dataset {splits.dataset}")
+        if method.needs == "soft_labels":
+            soft_labels.check_labelled(splits.budget)
+            soft_labels.check_semi(method.source.semi, cfg.method)
+            soft_labels.check_structure(cfg.method, restructures_soft_labels(cfg.method))
+    run_dir = Path(run_dir)
+    distributed.check_batch_size(cfg.optim.batch_size)
+    options = (options or TrainOptions()).on_this_rank()
+    built = build_student(splits, cfg, options, soft_labels, teacher, model)
+    name = (summary or {}).get("name", cfg.method)
+    source = built.distiller.source
+    options.log(
+        f"train {name}: {built.model_name} ({parameter_count(built.student):,} parameters) with {cfg.method} "
+        f"on {options.device}" + (f", soft targets from {source.describe()['source']}" if source is not None else "")
+    )
+    with measure("student_training", options.device) as cost:
+        result = fit(built.distiller, built.batches, cfg.optim, run_dir, options, checkpoint_meta=built.checkpoint_meta)
+        cost.flops = built.step_flops * result.train_images_seen + built.forward_flops * result.eval_images_seen
+    assert (result.test_best is not None) == (splits.test is not None)
+    record = student_summary(splits, cfg, options, built, result, student_ledger(built, result, cost), soft_labels)
+    record.update(summary or {})
+    if distributed.is_main_process():
+        write_json(run_dir / "summary.json", record)
+        plot_training_curves({record["name"]: result.history}, run_dir / "curves.png")
     tested = (
         f"; test top-1 {result.test_best['top1']:.2f}% (selected), {result.test_last['top1']:.2f}% (last)"
         if result.test_best is not None and result.test_last is not None
         else " (no test split)"
     )
-    log(f"{summary['name']}: val top-1 {result.best_val_top1:.2f}% at epoch {result.best_epoch}{tested}")
-    return summary
+    options.log(f"{record['name']}: val top-1 {result.best_val_top1:.2f}% at epoch {result.best_epoch}{tested}")
+    return record

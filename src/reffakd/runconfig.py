@@ -76,8 +76,8 @@ class EngineOptions:
         return on or None
 
     def fit_options(self) -> dict[str, Any]:
-        """The keyword arguments beside the spec's speed options that ``pipeline.train_student`` passes to the
-        training loop."""
+        """The ``engine.TrainOptions`` fields beside the spec's speed options (resume, tensorboard, sync_batchnorm), as
+        keyword arguments of the runner's ``run_one``."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SPEED_KEYS}
 
 

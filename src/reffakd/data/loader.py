@@ -19,7 +19,6 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from ..errors import ReffAKDError
 from .augment import BatchAugment
 from .dataset import Split
 from .transfer import to_device
@@ -173,7 +172,6 @@ class TensorBatches(BatchIterable):
         shard: tuple[int, int] | None = None,
         indexed: bool = False,
         pairs: bool = False,
-        cuda_graph: bool = False,
     ) -> None:
         dev = torch.device(device)
         self.images = split.images.to(dev)
@@ -190,22 +188,19 @@ class TensorBatches(BatchIterable):
             indexed=indexed,
             pairs=pairs,
         )
-        self.recorded = None
-        if cuda_graph:  # the batch's device work (gather, augment, scale) as one recorded CUDA graph
-            from ..engine.cudagraph import Recorded, check_device
 
-            check_device(dev)
-            if shard is not None or pairs:
-                raise ReffAKDError("cuda_graph batches are one process's, without pairs", params=("cuda_graph",))
-            self.recorded = Recorded(self._gather, dev, warmup=1)
-
-    def _gather(self, idx: torch.Tensor, *draws: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def gather(self, idx: torch.Tensor, *draws: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The batch of images ``idx`` (on the device), augmented by ``draws`` (``BatchAugment.draw``'s, on the
-        device): device work alone, so that ``cuda_graph`` can record it."""
+        device): device work alone, so that the engine can record it (``engine.cudagraph.BatchGraph``)."""
         images = self.images[idx]
         if self.augment is not None:
             images = self.augment.apply(images, draws)
         return self._batch(images, self.labels[idx], idx)
+
+    def gather_batch(self, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """``gather`` of a one-process batch's (indices, *host draws): the draws sent to the device first. Under
+        ``cuda_graph`` the engine shadows it, for the life of a training loop, with a recorded graph of ``gather``."""
+        return self.gather(*(to_device(t, self.device) for t in tensors))
 
     def iter_from(self, order: torch.Tensor | None = None, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         """Batches ``start``, ``start + 1``, ... of the epoch with permutation ``order``; with the
@@ -219,10 +214,7 @@ class TensorBatches(BatchIterable):
             idx = on_device[lo:hi] if on_device is not None else torch.arange(lo, hi, device=self.device)
             if self.shard is None and self.pairs is None:  # one process's batches: draws on the host, the rest there
                 draws = self.augment.draw(hi - lo, self.generator) if self.augment is not None else ()
-                if self.recorded is not None:
-                    yield self.recorded((idx, *draws))
-                else:
-                    yield self._gather(idx, *(to_device(d, self.device) for d in draws))
+                yield self.gather_batch((idx, *draws))
                 continue
             part = shard_bounds(hi - lo, self.shard) if self.shard is not None else (0, hi - lo)
             partners = None

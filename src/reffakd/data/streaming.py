@@ -110,11 +110,9 @@ class StreamingBatches(BatchIterable):
 def make_batches(split: Split, batch_size: int, **kwargs: Any) -> TensorBatches | StreamingBatches:
     """``TensorBatches`` for a split in memory, ``StreamingBatches`` for one on disk; same keywords.
 
-    ``num_workers`` is used by streaming only and dropped for the in-memory case; ``cuda_graph`` (the batches'
-    device work as a recorded CUDA graph) by the in-memory case only: streamed batches are read on the host.
+    ``num_workers`` is used by streaming only and dropped for the in-memory case.
     """
     if isinstance(split.images, ImageFiles):
-        kwargs.pop("cuda_graph", None)
         return StreamingBatches(split, batch_size, **kwargs)
     kwargs.pop("num_workers", None)
     return TensorBatches(split, batch_size, **kwargs)

@@ -492,7 +492,9 @@ register_preset("tfkd-self", "kd", "ce-student", summary="Tf-KD self: a trained 
 register_preset("kd", "kd", "teacher", summary="vanilla KD with a teacher network (Hinton et al. 2015)")
 register_preset("dkd", "dkd", "teacher", summary="decoupled KD with a teacher network (Zhao et al. 2022)")
 register_preset("dkd-aesl", "dkd", "aesl", summary="DKD with autoencoder soft labels as the teacher")
-register_preset("reffakd", "kd", "aesl", summary="KD against autoencoder soft labels (Doshi and Kim 2024)")
+register_preset(
+    "reffakd", "kd", "aesl", summary="KD against autoencoder soft labels (Doshi and Kim 2024)", cost_reference=True
+)
 register_preset(
     "ols", "soft-ce", "ols", summary="online label smoothing: a class table of correct predictions (Zhang et al. 2021)"
 )

@@ -56,6 +56,11 @@ class SourceKind:
             )
         return "a teacher (teacher PATH, a checkpoint made by `reffakd train`)"
 
+    @property
+    def network(self) -> bool:
+        """Its soft targets come from a trained teacher network, whose cost reports set against the reference's."""
+        return self.input == "teacher"
+
 
 NO_SOURCE = SourceKind("none", "-")
 OWN_TABLE = SourceKind("own", "its own class table, made from its parameters")
@@ -100,6 +105,7 @@ class Method:
     builder: Builder
     summary: str = ""
     role: str = "method"  # "baseline": the plain reference every other method is set against
+    cost_reference: bool = False  # the method whose soft-target cost reports set the network-sourced ones against
     form: str | None = None  # a preset or combination: its loss form (``LOSS_FORMS``)
     target_source: str | None = None  # ... and its source (``TARGET_SOURCES``)
 
@@ -122,6 +128,7 @@ def register_method(
     source: SourceKind = NO_SOURCE,
     summary: str = "",
     role: str = "method",
+    cost_reference: bool = False,
 ) -> Callable[[Builder], Builder]:
     """Register ``builder(student, params, source, context) -> Distiller`` as method ``name``.
 
@@ -138,7 +145,7 @@ def register_method(
                 if key in new and new[key].type is not p.type and other.name != name:
                     raise ValueError(f"parameter {key!r} of {name} is {new[key].type.__name__}, of {other.name} "
                                      f"{p.type.__name__}; a shared name must have one type")  # fmt: skip
-        DISTILLERS[name] = Method(name, params, source, builder, summary, role)
+        DISTILLERS[name] = Method(name, params, source, builder, summary, role, cost_reference=cost_reference)
         return builder
 
     return wrap
@@ -275,6 +282,7 @@ def register_preset(
     tune: dict[str, tuple[float, ...]] | None = None,
     summary: str = "",
     role: str = "method",
+    cost_reference: bool = False,
 ) -> Method:
     """A named method: loss form ``form`` with source ``source`` and its own defaults (and, where the method
     differs from its form's, its own equal-tuning values); one row of the registry."""
@@ -283,7 +291,9 @@ def register_preset(
     if reason is not None:
         raise ValueError(f"preset {name}: {reason}")
     params = combined_params(name, f, s, defaults or {}, tune)
-    register_method(name, params=params, source=s.kind, summary=summary, role=role)(_compose(f, s))
+    register_method(name, params=params, source=s.kind, summary=summary, role=role, cost_reference=cost_reference)(
+        _compose(f, s)
+    )
     DISTILLERS[name] = dataclasses.replace(DISTILLERS[name], form=form, target_source=source)
     return DISTILLERS[name]
 
@@ -308,6 +318,18 @@ def baseline_method() -> str | None:
     return next((m.name for m in DISTILLERS.values() if m.role == "baseline"), None)
 
 
+def cost_reference_method() -> str | None:
+    """The method whose soft-target cost reports set the network-sourced ones against: the first so registered."""
+    return next((m.name for m in DISTILLERS.values() if m.cost_reference), None)
+
+
+def network_sourced_methods() -> list[str]:
+    """The methods whose soft targets come from a teacher network, in the reports' cost table order: those given a
+    teacher trained apart, then those taught by a same-seed run, each in registration order."""
+    network = [m for m in DISTILLERS.values() if m.source.network]
+    return [m.name for m in sorted(network, key=lambda m: m.source.same_seed_run is not None)]
+
+
 def combination(form: str, source: str) -> Method:
     """The method ``FORM+SOURCE``: the form's and the source's parameters with their own defaults."""
     name = f"{form}+{source}"
@@ -327,7 +349,7 @@ def combination(form: str, source: str) -> Method:
     except ValueError as exc:
         raise ReffAKDError(f"method {name}: {exc}") from None
     summary = f"{f.formula}, targets from {s.summary}"
-    method = Method(name, params, s.kind, _compose(f, s), summary, "method", form, source)
+    method = Method(name, params, s.kind, _compose(f, s), summary, form=form, target_source=source)
     _COMBINATIONS[name] = method
     return method
 

@@ -16,18 +16,21 @@ so a replay runs the kernels an eager step would, reading the batch from fixed i
 A replay skips whatever the step does on the host, so only steps that are pure device work can be recorded; a task
 says why its step is not (``Task.cuda_graph_blocker``) and the loop refuses it in one line.
 
-The in-memory loader records its batches the same way (``Recorded``, ``data.loader.TensorBatches(cuda_graph=True)``):
-the host draws each batch's augmentation and slices the epoch's permutation, and one replay gathers, augments and
-scales the batch on the device, where its kernels launched one by one from Python took 0.4 ms a batch on an H200.
+The loop records the in-memory loader's batches the same way (``BatchGraph`` around ``TensorBatches.gather``): the
+host draws each batch's augmentation and slices the epoch's permutation, and one replay gathers, augments and scales
+the batch on the device, where its kernels launched one by one from Python took 0.4 ms a batch on an H200. The loader
+knows nothing of graphs: it only keeps that device work in one pure function.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 import torch
 
+from ..data.loader import TensorBatches
 from ..data.transfer import copy_into, to_device
 from ..errors import ReffAKDError
 
@@ -149,3 +152,30 @@ class StepGraph(Recorded):
         if lr != self.lr:
             self.reset()
             self.lr = lr
+
+
+class BatchGraph(Recorded):
+    """The in-memory loader's device work (``batches.gather``) recorded after one eager batch; inside ``with``, the
+    loader's ``gather_batch`` is this graph, and after it the loader is as it was.
+
+    Only one process's batches without pairs go through ``gather`` (a shard's or a pair's batch is assembled apart);
+    the loop records no step for those anyway (torchrun, CS-KD), so they are refused here in one line.
+    """
+
+    def __init__(self, batches: TensorBatches) -> None:
+        if batches.shard is not None or batches.pairs is not None:
+            raise ReffAKDError("cuda_graph batches are one process's, without pairs", params=("cuda_graph",))
+        super().__init__(batches.gather, batches.device, warmup=1)
+        self.batches = batches
+
+    def __enter__(self) -> BatchGraph:
+        self.batches.gather_batch = self  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        del self.batches.gather_batch  # the loader's own method again
+
+
+def batch_graph(batches: object) -> BatchGraph | None:
+    """A ``BatchGraph`` of in-memory batches; None for batches read on the host (streamed files, a user's iterable)."""
+    return BatchGraph(batches) if isinstance(batches, TensorBatches) else None

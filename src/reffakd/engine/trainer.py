@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,11 @@ from ..errors import ReffAKDError
 from ..io import JsonlWriter, _json_default, sidecar_json, write_text_atomic, write_with
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from . import distributed
-from .cudagraph import StepGraph, refuse_unrecordable
+from .cudagraph import BatchGraph, StepGraph, batch_graph, refuse_unrecordable
 from .divergence import LOSS_CHECK_STEPS, check_loss, check_record
 from .logsinks import TENSORBOARD_DIR, TensorBoardSink, require_tensorboard
 from .optim import OptimConfig, build_optimizer, build_scheduler
+from .options import Resume, TrainOptions
 from .resume import (
     RESUME_FILE,
     EpochState,
@@ -52,12 +52,10 @@ from .resume import (
     save_state,
 )
 from .signals import StopSignals, TrainingInterrupted
-from .speed import SpeedOptions
 from .syncbn import convert_sync_batchnorm, revert_sync_batchnorm
 from .task import Step, Task
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
-Resume = bool | str | os.PathLike[str]
 # Host syncs off the hot path: the progress bar reads the running loss every PROGRESS_EVERY steps; under torchrun
 # the ranks agree on a stop signal every SIGNAL_POLL_STEPS steps (a signal stops the run at most that many steps later).
 PROGRESS_EVERY = 20
@@ -75,6 +73,16 @@ class RunFiles:
 
 
 STUDENT_FILES = RunFiles()
+
+
+@dataclass(frozen=True)
+class FitBatches:
+    """What the loop reads: the training batches, the validation batches (they choose ``best``) and the test batches
+    (read once at the end, choosing nothing; None: no test split)."""
+
+    train: Batches
+    val: Batches
+    test: Batches | None = None
 
 
 @dataclass
@@ -101,51 +109,21 @@ class FitResult:
 
 def fit(
     task: Task,
-    train_batches: Batches,
-    val_batches: Batches,
+    batches: FitBatches,
     cfg: OptimConfig,
     run_dir: str | Path,
+    options: TrainOptions | None = None,
     *,
     checkpoint_meta: dict[str, Any],
-    test_batches: Batches | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    resume: Resume = False,
-    amp: str = "none",
-    channels_last: bool = False,
-    compile: bool = False,
-    compile_mode: str = "default",
-    cuda_graph: bool = False,
-    tensorboard: bool = False,
-    sync_batchnorm: bool = True,
-    handle_signals: bool = True,
     files: RunFiles = STUDENT_FILES,
 ) -> FitResult:
     """Train ``task.trainable()``; write its metrics log, ``last``/``best`` and the resume checkpoint in ``run_dir``.
 
-    ``resume``: True continues from the resume checkpoint in ``run_dir`` when there is one (else
-    starts afresh); a path (a run folder or its checkpoint file) continues from there. ``amp``
-    ("none", "bf16", "fp16"), ``channels_last``, ``compile``, ``compile_mode`` and ``cuda_graph``: speed options
-    (``engine.speed``).
-    ``tensorboard``: mirror the metrics to ``run_dir/tensorboard``. ``sync_batchnorm``: under torchrun,
-    batch-norm statistics over the global batch (so N ranks train as one process would).
-    ``handle_signals``: stop cleanly on SIGINT/SIGTERM (main thread only). ``files``: the file names.
+    ``options``: resume, speed, logging and torchrun (``TrainOptions``; None: its defaults). ``checkpoint_meta``:
+    what every checkpoint records (with the optimiser and the speed options, the identity a resume must match).
+    ``files``: the file names.
     """
-    return _Fit(
-        task,
-        train_batches,
-        val_batches,
-        cfg,
-        Path(run_dir),
-        checkpoint_meta,
-        test_batches,
-        progress,
-        log,
-        SpeedOptions(amp, channels_last, compile, compile_mode, cuda_graph),
-        tensorboard,
-        sync_batchnorm,
-        files,
-    ).run(resume, handle_signals)
+    return _Fit(task, batches, cfg, Path(run_dir), checkpoint_meta, options or TrainOptions(), files).run()
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -160,41 +138,33 @@ class _Fit:
     def __init__(
         self,
         task: Task,
-        train_batches: Batches,
-        val_batches: Batches,
+        batches: FitBatches,
         cfg: OptimConfig,
         run_dir: Path,
         checkpoint_meta: dict[str, Any],
-        test_batches: Batches | None,
-        progress: bool,
-        log: Callable[[str], None],
-        speed: SpeedOptions,
-        tensorboard: bool,
-        sync_batchnorm: bool,
+        options: TrainOptions,
         files: RunFiles,
     ) -> None:
         cfg.validate()
         self.task, self.module = task, task.trainable()
-        self.train_batches, self.val_batches, self.test_batches = train_batches, val_batches, test_batches
+        train_batches = batches.train
+        self.train_batches, self.val_batches, self.test_batches = train_batches, batches.val, batches.test
         self.cfg, self.run_dir, self.checkpoint_meta, self.files = cfg, run_dir, checkpoint_meta, files
         self.device = _device_of(self.module)
         if distributed.is_distributed() and not distributed.is_initialized():
-            if distributed.setup(self.device) != self.device:
-                raise ReffAKDError(
-                    f"under torchrun the trained module must be on cuda:LOCAL_RANK, not {self.device}; "
-                    "build it on reffakd.engine.distributed.setup(device)"
-                )
+            raise ReffAKDError(
+                "under torchrun join the process group before building the model: "
+                "TrainOptions(device=reffakd.engine.distributed.setup(device)), and build the model on that device"
+            )
         self.ddp = distributed.active()
         self.main = distributed.is_main_process()
         self.world = distributed.world_size()
-        self.progress = progress and self.main
-        self.log = log if self.main else (lambda line: None)
-        self.speed = speed
+        options = options.on_this_rank()
+        self.options, self.progress, self.log = options, options.progress, options.log
+        self.speed = speed = options.speed
         speed.validate(self.device)
-        self.tensorboard = tensorboard
-        if tensorboard:
+        if options.tensorboard:
             require_tensorboard()
-        self.sync_batchnorm = sync_batchnorm
         if self.ddp:
             distributed.check_batch_size(cfg.batch_size)
             if getattr(train_batches, "shard", None) != distributed.shard():
@@ -208,6 +178,8 @@ class _Fit:
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = speed.grad_scaler(self.device)
         self.step_graph = self._step_graph() if speed.cuda_graph else None
+        # The in-memory loader's gather, augment and scale of each batch recorded too (while the loop runs).
+        self.batch_graph: BatchGraph | None = batch_graph(train_batches) if speed.cuda_graph else None
         self.identity = {
             "run": {k: v for k, v in checkpoint_meta.items() if k != "reffakd_version"},
             "optim": cfg.to_dict(),
@@ -234,14 +206,16 @@ class _Fit:
 
     # ------------------------------------------------------------------ the run
 
-    def run(self, resume: Resume, handle_signals: bool) -> FitResult:
+    def run(self) -> FitResult:
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        state, resumed_from = self._load_resume(resume)
+        state, resumed_from = self._load_resume(self.options.resume)
         with contextlib.ExitStack() as stack:
+            if self.batch_graph is not None:
+                stack.enter_context(self.batch_graph)
             if state is not None:
                 self._restore_training(state)
-            if self.ddp and self.sync_batchnorm:
+            if self.ddp and self.options.sync_batchnorm:
                 swaps = convert_sync_batchnorm(self.module, self.device)
                 stack.callback(revert_sync_batchnorm, swaps)
             self.speed.prepare_model(self.module)
@@ -253,7 +227,7 @@ class _Fit:
             if state is not None:
                 self._restore_random(state)
             sink: TensorBoardSink | None = None
-            if self.tensorboard and self.main:
+            if self.options.tensorboard and self.main:
                 sink = TensorBoardSink(
                     self.run_dir / TENSORBOARD_DIR, purge_step=(state.epoch + 1) if state is not None else None
                 )
@@ -261,7 +235,7 @@ class _Fit:
             running = state.running if state is not None else None
             start = state.epoch + 1 if state is not None else 1
             self.session_start = time.perf_counter()
-            with StopSignals(handle_signals) as self.stop:
+            with StopSignals(self.options.handle_signals) as self.stop:
                 for epoch in range(start, self.cfg.epochs + 1):
                     self._epoch(epoch, running if running is not None and running.epoch == epoch else None, sink)
                     self._check_stop_at_epoch_end(epoch)

@@ -237,7 +237,14 @@ def render_paired(paired: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def render_markdown(agg: list[dict[str, Any]], baseline: str | None = None) -> str:
+def render_markdown(
+    agg: list[dict[str, Any]],
+    baseline: str | None = None,
+    cost_reference: str | None = None,
+    network_sourced: Sequence[str] = (),
+) -> str:
+    """``results.md``. The registry's names (asked by the caller, above the methods' floor): ``baseline``, paired with
+    every other method; ``cost_reference``, whose soft-target cost those of ``network_sourced`` are set against."""
     headers = [
         "method",
         "seeds",
@@ -300,10 +307,10 @@ def render_markdown(agg: list[dict[str, Any]], baseline: str | None = None) -> s
                 f"({method}: {n} variants, {len(a['seeds'])} seed(s); test top-1 at the validation-selected epoch)"
             )
     by = {a["base_method"]: a for a in representatives(agg)}
-    if "reffakd" in by and by["reffakd"]["soft_target_flops"] > 0:
-        ref = by["reffakd"]
+    if cost_reference in by and by[cost_reference]["soft_target_flops"] > 0:
+        ref = by[cost_reference]
         lines = []
-        for m in ("kd", "dkd", "tfkd-self"):
+        for m in network_sourced:
             if m in by and by[m]["soft_target_flops"] > 0:
                 a = by[m]
                 lines.append(
@@ -398,9 +405,17 @@ def plot_paired(paired: list[dict[str, Any]], path: Path) -> None:
     save_png(fig, path)
 
 
-def write_compare_report(out: Path, method_order: Sequence[str], plot: bool = True, baseline: str | None = None) -> str:
+def write_compare_report(
+    out: Path,
+    method_order: Sequence[str],
+    plot: bool = True,
+    baseline: str | None = None,
+    cost_reference: str | None = None,
+    network_sourced: Sequence[str] = (),
+) -> str:
     """Rebuild the outputs from the finished runs (the plots only when ``plot``); returns the Markdown ('' before
-    any run finished). ``baseline``: the method every other one is paired with (the registry's baseline)."""
+    any run finished). ``baseline``, ``cost_reference`` and ``network_sourced``: the registry's (``render_markdown``).
+    """
     rows = collect_runs(out)
     if not rows:
         return ""
@@ -410,7 +425,7 @@ def write_compare_report(out: Path, method_order: Sequence[str], plot: bool = Tr
     writer.writerows(rows)
     write_text_atomic(out / "results.csv", buf.getvalue())
     agg = aggregate(rows, list(method_order))
-    md = render_markdown(agg, baseline)
+    md = render_markdown(agg, baseline, cost_reference, network_sourced)
     write_text_atomic(out / "results.md", md)
     if plot:
         plot_accuracy_vs_cost(agg, out / "accuracy_vs_cost.png")

@@ -9,9 +9,7 @@ stages start from the last epoch's autoencoder and the random states the checkpo
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import torch
 
 from ..data import DataSplits, Split, make_batches, materialize, split_fingerprint
 from ..data.image_folder import unlabelled_images
-from ..engine import OptimConfig, RunFiles, distributed, fit
+from ..engine import FitBatches, OptimConfig, RunFiles, SpeedOptions, TrainOptions, distributed, fit
 from ..errors import ReffAKDError
 from ..io import write_json, write_text_atomic
 from ..models.autoencoder import ConvAutoencoder
@@ -143,20 +141,14 @@ def build_soft_labels(
     splits: DataSplits,
     cfg: SoftLabelConfig,
     out_dir: str | Path,
-    *,
-    device: torch.device,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    resume: bool | str | os.PathLike[str] = False,
-    handle_signals: bool = True,
-    cuda_graph: bool = False,
+    options: TrainOptions | None = None,
 ) -> tuple[SoftLabels, dict[str, Any]]:
     """Write ``soft_labels.safetensors`` (+ .json), the autoencoder and its log into ``out_dir``.
 
-    Returns the soft labels and a cost record with one entry per stage. ``resume``, ``handle_signals`` and
-    ``cuda_graph`` (the autoencoder's step as one CUDA graph) go to ``engine.fit`` (True: continue from the resume
-    checkpoint in ``out_dir`` when there is one); a signal raises ``TrainingInterrupted`` after the checkpoint is
-    written.
+    Returns the soft labels and a cost record with one entry per stage. ``options`` (``engine.TrainOptions``) go to
+    ``engine.fit`` (resume True: continue from the resume checkpoint in ``out_dir`` when there is one); a signal
+    raises ``TrainingInterrupted`` after the checkpoint is written. Of the speed options the autoencoder takes
+    ``cuda_graph`` alone (its step and batches as CUDA graphs).
 
     Under torchrun (WORLD_SIZE > 1) every rank calls it: the autoencoder trains with DDP on its shard
     of each global batch (``cfg.autoencoder.batch_size``), each rank embeds its shard of the training
@@ -166,10 +158,9 @@ def build_soft_labels(
     cfg.calibration.validate()
     ae_cfg = cfg.autoencoder
     distributed.check_batch_size(ae_cfg.batch_size)
-    device = distributed.setup(device)
-    main = distributed.is_main_process()
-    if not main:
-        progress, log = False, lambda line: None
+    options = (options or TrainOptions()).on_this_rank()
+    options = replace(options, speed=SpeedOptions(cuda_graph=options.speed.cuda_graph))  # its resume identity's
+    device, log, main = options.device, options.log, distributed.is_main_process()
     shard = {"shard": distributed.shard()} if distributed.active() else {}
     log(f"soft labels: autoencoder {ae_cfg.epochs} epochs, preset {cfg.preset}, seed {cfg.seed}")
     out_dir = Path(out_dir)
@@ -189,7 +180,6 @@ def build_soft_labels(
         augment=splits.augment,
         generator=generator,
         device=device,
-        cuda_graph=cuda_graph,
         **shard,
     )
     val_batches = make_batches(splits.val, EMBED_BATCH_SIZE, device=device, **shard)
@@ -214,16 +204,11 @@ def build_soft_labels(
     with measure("autoencoder_training", device) as ae_cost:
         result = fit(
             AutoencoderTask(model),
-            train_batches,
-            val_batches,
+            FitBatches(train_batches, val_batches),
             ae_cfg,
             out_dir,
+            options,
             checkpoint_meta=checkpoint_meta,
-            progress=progress,
-            log=log,
-            resume=resume,
-            handle_signals=handle_signals,
-            cuda_graph=cuda_graph,
             files=AUTOENCODER_FILES,
         )
         ae_cost.flops = step_flops * result.train_images_seen + fwd_flops * result.eval_images_seen
