@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ from reffakd.cli import main
 from reffakd.data.dataset import resize_uint8
 from reffakd.data.fashion_mnist import read_idx
 from reffakd.deploy import load_network, preprocessing
+from reffakd.errors import ReffAKDError
 from reffakd.models import create_model, save_checkpoint
 
 MEAN, STD = [0.286], [0.353]  # Fashion-MNIST's training statistics, as the loader computes them (rounded)
@@ -228,3 +231,75 @@ def test_the_autoencoder_exports_its_encoder(tmp_path: Path) -> None:
     with pytest.raises(ReffAKDError, match="its output is the embedding"):
         network.deployable(output="probabilities")
     assert preprocessing(meta, "uint8", "logits", encoder=True)["output"]["kind"] == "embedding"
+
+
+def _header_dtype_edited(path: Path) -> None:
+    """The first F32 tensor's dtype in the safetensors header changed to I32 (same size: the file still parses)."""
+    raw = bytearray(path.read_bytes())
+    n = int.from_bytes(raw[:8], "little")
+    header = raw[8 : 8 + n].decode().replace('"F32"', '"I32"', 1)
+    raw[8 : 8 + n] = header.encode()
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    "edit,says",
+    [
+        ({"std": [0.0]}, "std [0.0]: each must be a finite number in [1e-06, 1]"),
+        ({"std": [float("nan")]}, "std [nan]"),
+        ({"std": [1e-45]}, "std [1e-45]"),
+        ({"std": [True]}, "std [True]"),
+        ({"mean": [-1e300]}, "mean [-1e+300]: each must be a finite number in [0, 1]"),
+        ("nested", "nested too deeply"),
+        ("dtype", "as torch.int32, but the model holds torch.float32: the file was edited"),
+        ("nan weights", "non-finite values (NaN or infinite) in"),
+    ],
+    ids=["std 0", "std NaN", "std 1e-45", "std bool", "mean huge", "nested JSON", "header dtype", "NaN weights"],
+)
+def test_hand_edited_checkpoints_are_one_line_never_nan_probabilities(
+    edit: Any, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each gave NaN "probabilities" with exit 0 (or a RecursionError traceback): what is read is bounded."""
+    path, model = checkpoint(tmp_path, "lenet5")
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    if isinstance(edit, dict):
+        meta_path.write_text(json.dumps({**meta, **edit}))
+    elif edit == "nested":
+        meta_path.write_text(json.dumps({**meta, "data": "@"}).replace('"@"', "[" * 100_000 + "]" * 100_000))
+    elif edit == "dtype":
+        _header_dtype_edited(path)
+    else:
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        next(iter(state.values())).view(-1)[0] = float("nan")
+        save_file(state, str(path))
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(image)
+    assert main(["predict", "--checkpoint", str(path), str(image)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and says in captured.err, captured.err
+    assert "nan" not in captured.out.lower()
+
+
+def test_onnx_metadata_contradicting_its_graph_and_non_probabilities_are_one_line(
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """softmax_applied true beside a graph that outputs logits printed the logits, negative ones included."""
+    from reffakd.deploy.predict import Classifier, check_probabilities
+
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(image)
+    for value in (True, "yes"):
+        folder = tmp_path / f"export-{value}"
+        shutil.copytree(exported["lenet5"][1], folder)
+        info = json.loads((folder / "model.json").read_text())
+        info["output"]["softmax_applied"] = value
+        (folder / "model.json").write_text(json.dumps(info))
+        assert main(["predict", "--checkpoint", str(folder / "model.onnx"), str(image)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"softmax_applied {value!r}" in err and "outputs 'logits'" in err
+    model = Classifier()
+    model.source = "model m"
+    for rows in ([[0.5, float("nan")]], [[1.5, -0.5]], [[0.2, 0.2]]):
+        with pytest.raises(ReffAKDError, match="model m gave outputs that are not probabilities"):
+            check_probabilities(model, np.array(rows), "a.png")

@@ -103,8 +103,10 @@ def read_json(path: str | os.PathLike[str], what: str, made_by: str) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        if isinstance(exc, RecursionError):  # json recurses once per level: [[[[...]]]] 100,000 deep
+            reason = "nested too deeply"
         raise ReffAKDError(f"{what} {path} is missing or malformed ({reason}); it is written by {made_by}") from None
 
 

@@ -19,7 +19,7 @@ import torch.nn as nn
 from ..data.dataset import resize_method
 from ..errors import ReffAKDError
 from ..models import ConvAutoencoder, load_checkpoint
-from ..models.checkpoint import build_model
+from ..models.checkpoint import build_model, check_state
 from ..version import __version__
 
 INPUT_KINDS = ("uint8", "float")  # uint8 pixels 0..255, or float pixels in [0, 1]
@@ -113,6 +113,7 @@ def load_network(path: str | os.PathLike[str]) -> TrainedNetwork:
         ae.load_state_dict(state)
     except RuntimeError:
         raise ReffAKDError(f"checkpoint {path} does not fit the autoencoder its metadata names") from None
+    check_state(state, ae, path)
     return TrainedNetwork(Encoder(ae).eval(), meta, path)
 
 

@@ -104,6 +104,20 @@ class OnnxClassifier(Classifier):
             raise ReffAKDError(f"ONNX model {path} is unreadable ({first}); expected a file written by "
                                "`reffakd export`") from None  # fmt: skip
         self.input_name = self.session.get_inputs()[0].name
+        self._check_output(path, info["output"].get("softmax_applied", False))
+
+    def _check_output(self, path: Path, applied: Any) -> None:
+        """``softmax_applied`` must be a boolean and agree with the graph's own output (``reffakd export`` names it
+        logits or probabilities): a contradiction gave softmax of probabilities, or logits printed as
+        probabilities (negative ones included)."""
+        output = self.session.get_outputs()[0].name
+        if not isinstance(applied, bool) or (
+            output in ("logits", "probabilities") and applied != (output == "probabilities")
+        ):
+            raise ReffAKDError(
+                f"export metadata beside {path} says softmax_applied {applied!r}, but the ONNX graph outputs "
+                f"{output!r}: the two files do not belong together; export the checkpoint again"
+            )
 
     def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
         x = pixels.numpy() if self.uint8 else pixels.numpy().astype(np.float32) / 255.0
@@ -171,7 +185,7 @@ def predict_images(
     ready: list[tuple[Prediction, torch.Tensor]] = []
 
     def flush() -> None:
-        probs = model.probabilities(torch.stack([x for _, x in ready]))
+        probs = check_probabilities(model, model.probabilities(torch.stack([x for _, x in ready])), ready[0][0].file)
         for (pred, _), row in zip(ready, probs):
             order = np.argsort(-row, kind="stable")[:k]
             pred.top = [(model.class_names[i], float(row[i])) for i in order]
@@ -193,6 +207,18 @@ def predict_images(
     if ready:
         flush()
     return results
+
+
+def check_probabilities(model: Classifier, probs: np.ndarray, first: str) -> np.ndarray:
+    """Every row a distribution (finite, >= 0, summing to 1), or one line: whatever a model file holds, predict never
+    prints NaN or negative "probabilities" and exits 0."""
+    rows = np.asarray(probs, dtype=np.float64)
+    if not (np.isfinite(rows).all() and (rows >= 0).all() and np.allclose(rows.sum(1), 1.0, atol=1e-3)):
+        raise ReffAKDError(
+            f"{model.source} gave outputs that are not probabilities (NaN, infinite, negative or not summing to 1) "
+            f"for the batch from {first}: the model file or its metadata is damaged"
+        )
+    return rows
 
 
 def format_prediction(pred: Prediction) -> str:
