@@ -519,3 +519,77 @@ def test_idx_files_read_as_torchvision_reads_them(spec: fm.IdxSpec, tmp_path: Pa
     for a, b in zip(ours[:4], (train.data, train.targets, test.data, test.targets), strict=True):
         assert a.dtype == b.dtype and torch.equal(a, b)
     assert ours[4] == tuple(train.classes)
+
+
+# --------------------------------------------------------------------------- image modes
+
+
+def _write_in_every_mode(folder: Path) -> dict[str, tuple[Path, float]]:
+    """One file per PIL mode PIL can write (PNG, else TIFF, else JPEG) and the mean brightness it should decode to,
+    in 8-bit levels, from the RGB source (16-bit files: their own values / 257)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray((rng.random((12, 16, 3)) * 255).astype(np.uint8))
+    files = {}
+    for mode in ("1", "L", "P", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA", "RGBX", "RGBa", "La"):
+        try:
+            img = rgb.convert(mode)
+        except ValueError:
+            img = rgb.convert("RGBA").convert(mode)
+        for suffix in (".png", ".tif", ".jpg"):
+            try:
+                img.save(folder / f"{mode}{suffix}")
+            except (OSError, ValueError, KeyError):
+                (folder / f"{mode}{suffix}").unlink(missing_ok=True)
+                continue
+            files[mode] = (folder / f"{mode}{suffix}", float(np.asarray(rgb.convert("L"), dtype=np.float64).mean()))
+            break
+    wide = (np.arange(12 * 16).reshape(12, 16) * 341).astype(np.uint16)  # 0 .. 65131: most of the 16-bit range
+    for suffix in (".png", ".tif"):
+        Image.fromarray(wide).save(folder / f"I;16{suffix}")
+        files[f"I;16{suffix}"] = (folder / f"I;16{suffix}", float((wide / 257.0).mean()))
+    (folder / "I;16.pgm").write_bytes(b"P5\n16 12\n65535\n" + wide.astype(">u2").tobytes())
+    files["I;16.pgm"] = (folder / "I;16.pgm", float((wide / 257.0).mean()))
+    return files
+
+
+def test_every_image_mode_is_decoded_faithfully_or_refused_in_one_line(tmp_path: Path) -> None:
+    """A 16-bit grayscale PNG was all white (PIL's conversion clips at 255), in training and in predict alike: the
+    one decoder scales 16-bit images, converts every other mode PIL writes, and refuses 32-bit pixels in one line."""
+    from PIL import Image
+
+    from reffakd.data import load_imagefolder
+    from reffakd.data.dataset import read_image_as_trained
+    from reffakd.data.images import decode_image
+
+    files = _write_in_every_mode(tmp_path)
+    assert {"1", "L", "P", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "LA", "I;16.png", "I;16.pgm"} <= set(files)
+    for mode, (path, mean) in files.items():
+        for channels in (1, 3):
+            x = decode_image(path, channels, (12, 16))
+            assert x.shape == (channels, 12, 16) and x.dtype == torch.uint8
+            tolerance = 40 if mode == "1" else 8  # 1-bit: dithered
+            assert abs(float(x.double().mean()) - mean) < tolerance, (mode, channels, float(x.double().mean()), mean)
+            assert torch.equal(read_image_as_trained(path, channels, (12, 16), None), x)  # predict's reading
+    wide = np.asarray(Image.open(files["I;16.png"][0]), dtype=np.float64)
+    got = decode_image(files["I;16.png"][0], 1, (12, 16))[0].numpy()
+    assert np.abs(got - wide / 257.0).max() <= 0.5  # each pixel to the nearest 8-bit level
+    # Training reads the same pixels: a class of 16-bit PNGs is not all white.
+    for c in ("a", "b"):
+        (tmp_path / "tree" / c).mkdir(parents=True)
+        for i in range(3):
+            shutil.copy(files["I;16.png"][0], tmp_path / "tree" / c / f"{i}.png")
+    ds = load_imagefolder(data_dir=tmp_path / "tree", test_fraction=0.34, streaming=False, download=False)
+    size = tuple(ds.train_images.shape[2:])
+    assert ds.train_images.shape[1] == 1 and torch.equal(
+        ds.train_images[0], decode_image(files["I;16.png"][0], 1, size)
+    )
+    assert 100 < float(ds.train_images.double().mean()) < 150  # was 255: all white
+    # 32-bit pixels have no fixed range: one line naming the file and what is allowed.
+    Image.fromarray(np.zeros((4, 4), np.int32) + 70000).save(tmp_path / "int32.tif")
+    Image.fromarray(np.zeros((4, 4), np.float32) + 0.5).save(tmp_path / "float.tif")
+    for name in ("int32.tif", "float.tif"):
+        with pytest.raises(ReffAKDError, match=r"32-bit .* allowed: 1-, 8- or 16-bit") as info:
+            decode_image(tmp_path / name, 1, (4, 4))
+        assert name in str(info.value) and "\n" not in str(info.value)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ from reffakd.cli import main
 from reffakd.data.dataset import resize_uint8
 from reffakd.data.fashion_mnist import read_idx
 from reffakd.deploy import load_network, preprocessing
+from reffakd.errors import ReffAKDError
 from reffakd.models import create_model, save_checkpoint
 
 MEAN, STD = [0.286], [0.353]  # Fashion-MNIST's training statistics, as the loader computes them (rounded)
@@ -228,3 +231,151 @@ def test_the_autoencoder_exports_its_encoder(tmp_path: Path) -> None:
     with pytest.raises(ReffAKDError, match="its output is the embedding"):
         network.deployable(output="probabilities")
     assert preprocessing(meta, "uint8", "logits", encoder=True)["output"]["kind"] == "embedding"
+
+
+def _header_dtype_edited(path: Path) -> None:
+    """The first F32 tensor's dtype in the safetensors header changed to I32 (same size: the file still parses)."""
+    raw = bytearray(path.read_bytes())
+    n = int.from_bytes(raw[:8], "little")
+    header = raw[8 : 8 + n].decode().replace('"F32"', '"I32"', 1)
+    raw[8 : 8 + n] = header.encode()
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    "edit,says",
+    [
+        ({"std": [0.0]}, "std [0.0]: each must be a finite number in [1e-06, 1]"),
+        ({"std": [float("nan")]}, "std [nan]"),
+        ({"std": [1e-45]}, "std [1e-45]"),
+        ({"std": [True]}, "std [True]"),
+        ({"mean": [-1e300]}, "mean [-1e+300]: each must be a finite number in [0, 1]"),
+        ("nested", "nested too deeply"),
+        ("dtype", "as torch.int32, but the model holds torch.float32: the file was edited"),
+        ("nan weights", "non-finite values (NaN or infinite) in"),
+    ],
+    ids=["std 0", "std NaN", "std 1e-45", "std bool", "mean huge", "nested JSON", "header dtype", "NaN weights"],
+)
+def test_hand_edited_checkpoints_are_one_line_never_nan_probabilities(
+    edit: Any, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each gave NaN "probabilities" with exit 0 (or a RecursionError traceback): what is read is bounded."""
+    path, model = checkpoint(tmp_path, "lenet5")
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    if isinstance(edit, dict):
+        meta_path.write_text(json.dumps({**meta, **edit}))
+    elif edit == "nested":
+        meta_path.write_text(json.dumps({**meta, "data": "@"}).replace('"@"', "[" * 100_000 + "]" * 100_000))
+    elif edit == "dtype":
+        _header_dtype_edited(path)
+    else:
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        next(iter(state.values())).view(-1)[0] = float("nan")
+        save_file(state, str(path))
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(image)
+    assert main(["predict", "--checkpoint", str(path), str(image)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and says in captured.err, captured.err
+    assert "nan" not in captured.out.lower()
+
+
+def test_onnx_metadata_contradicting_its_graph_and_non_probabilities_are_one_line(
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """softmax_applied true beside a graph that outputs logits printed the logits, negative ones included."""
+    from reffakd.deploy.predict import Classifier, check_probabilities
+
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(image)
+    for value in (True, "yes"):
+        folder = tmp_path / f"export-{value}"
+        shutil.copytree(exported["lenet5"][1], folder)
+        info = json.loads((folder / "model.json").read_text())
+        info["output"]["softmax_applied"] = value
+        (folder / "model.json").write_text(json.dumps(info))
+        assert main(["predict", "--checkpoint", str(folder / "model.onnx"), str(image)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"softmax_applied {value!r}" in err and "outputs 'logits'" in err
+    model = Classifier()
+    model.source = "model m"
+    for rows in ([[0.5, float("nan")]], [[1.5, -0.5]], [[0.2, 0.2]]):
+        with pytest.raises(ReffAKDError, match="model m gave outputs that are not probabilities"):
+            check_probabilities(model, np.array(rows), "a.png")
+
+
+def test_onnx_predict_and_bench_write_nothing_outside_out_and_the_cache(
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]], tmp_path: Path
+) -> None:
+    """onnxruntime's telemetry wrote a device id and a database under $HOME/.cache/Microsoft when it was imported."""
+    import os
+    import subprocess
+    import sys
+
+    path, folder, _ = exported["lenet5"]
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "x.png")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    env.update(HOME=str(home), REFFAKD_CACHE=str(tmp_path / "cache"))
+    for argv in (
+        ["predict", "--checkpoint", str(folder / "model.onnx"), str(tmp_path / "x.png")],
+        ["bench", "--checkpoint", str(path), "--latency-runs", "2", "--throughput-runs", "1", "--batch-size", "2"],
+    ):
+        run = subprocess.run([sys.executable, "-m", "reffakd", *argv], env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert [p for p in home.rglob("*")] == [], argv[0]
+
+
+def test_absurd_top_k_and_bench_shape_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--top-k 10^30 with --csv filled the CSV header until the memory ran out; --shape 1,100000,100000 was a
+    traceback from the allocator."""
+    path, _ = checkpoint(tmp_path, "lenet5")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    argv = ["predict", "--checkpoint", str(path), str(tmp_path / "bad.png"), "--top-k", str(10**30)]
+    assert main([*argv, "--csv", str(tmp_path / "p.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--top-k {10**30} is out of range: it must be between 1 and 100,000" in err
+    for shape in ("1,100000,100000", "100000,32,32"):
+        assert main(["bench", "--model", "lenet5", "--shape", shape, "--num-classes", "10", "--no-onnx"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"shape {shape}" in err and "H, W from 1 to 1024" in err
+    assert main(["bench", "--model", "lenet5", "--shape", "1,32,32", "--num-classes", str(10**9), "--no-onnx"]) == 1
+    assert "1 to 100,000 classes" in capsys.readouterr().err
+
+
+def test_predict_on_a_folder_says_what_it_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A symbolic link to a folder, a broken link and a folder that cannot be listed were skipped without a word."""
+    import os
+
+    path, _ = checkpoint(tmp_path, "lenet5")
+    images = tmp_path / "images"
+    for sub in ("real", "locked"):
+        (images / sub).mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(images / "real" / "a.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(images / "locked" / "b.png")
+    (images / "linked").symlink_to(images / "real", target_is_directory=True)
+    (images / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    real_scandir = os.scandir
+
+    def scandir(p: Any = ".") -> Any:  # the tests run as root, whom chmod does not stop
+        if Path(p) == images / "locked":
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_scandir(p)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert main(["predict", "--checkpoint", str(path), str(images), "--csv", str(tmp_path / "p.csv")]) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 3 and all(e.startswith("reffakd: error: ") for e in errors), errors
+    assert any(
+        f"folder {images / 'linked'} was skipped: a symbolic link to a folder, not followed" in e for e in errors
+    )
+    assert any(f"folder {images / 'locked'} was skipped: cannot be listed" in e for e in errors)
+    assert any(f"{images / 'gone.png'}: a broken symbolic link" in e for e in errors)
+    assert "a.png:" in captured.out
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert len(rows) == 4 and sum(bool(r["error"]) for r in rows) == 3

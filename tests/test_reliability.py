@@ -124,6 +124,43 @@ def test_artifacts_respect_the_umask(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o600
 
 
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)], ids=["022", "002", "077"])
+def test_every_written_file_and_cache_folder_gets_the_umasks_mode(umask: int, mode: int, tmp_path: Path) -> None:
+    """Whatever the writer does with the temporary file: safetensors writes a file of its own (mode 0600) and
+    renames it over ours, so checkpoints and soft labels were 0600 whatever the umask; a CIFAR archive's cache
+    folder came from mkdtemp (0700)."""
+    import tarfile
+
+    import torch
+    from safetensors.torch import save_file
+
+    from reffakd.data.cifar import load_cifar10
+    from reffakd.io import write_with
+    from reffakd.models import create_model, save_checkpoint
+    from test_datasets import make_fake_cifar
+
+    make_fake_cifar(tmp_path / "src")
+    archive = tmp_path / "arch" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    old = os.umask(umask)
+    try:
+        model = create_model("lenet5", num_classes=10, in_channels=1, image_size=(32, 32))
+        meta = {"model": "lenet5", "num_classes": 10, "in_channels": 1, "image_size": [32, 32]}
+        written = [save_checkpoint(tmp_path / "out" / "c.safetensors", model, meta)]
+        write_with(tmp_path / "out" / "t.safetensors", lambda tmp: save_file({"x": torch.zeros(1)}, str(tmp)))
+        written.append(tmp_path / "out" / "t.safetensors")
+        cache = Path(os.environ["REFFAKD_CACHE"])
+        load_cifar10(data_dir=archive.parent, download=False)
+    finally:
+        os.umask(old)
+    folders = [p for p in cache.rglob("cifar-10-batches-py") if p.is_dir()]
+    assert folders and all(stat.S_IMODE(p.parent.stat().st_mode) == 0o777 & ~umask for p in folders)
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+
+
 @pytest.mark.parametrize(
     "argv,says",
     [

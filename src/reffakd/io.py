@@ -24,13 +24,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would make every artifact private
-    finally:
-        os.close(fd)
+    os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # The mode a plainly created file gets, set after the writer: mkstemp's 0600, or a writer that replaces the
+        # file with its own (safetensors writes a temporary file of its own, mode 0600), would make it private.
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -103,8 +103,10 @@ def read_json(path: str | os.PathLike[str], what: str, made_by: str) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        if isinstance(exc, RecursionError):  # json recurses once per level: [[[[...]]]] 100,000 deep
+            reason = "nested too deeply"
         raise ReffAKDError(f"{what} {path} is missing or malformed ({reason}); it is written by {made_by}") from None
 
 

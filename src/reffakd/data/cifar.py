@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import ReffAKDError
+from ..io import current_umask
 from .augment import BatchAugment
 from .cache import default_cache_dir, given_folder
 from .dataset import ImageDataset, channel_stats, resize_uint8
@@ -180,6 +181,7 @@ def _extract(archive: Path, cache_dir: Path, spec: CifarSpec) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would make the shared cache private
         (tmp / spec.reader.base_folder).mkdir()
         with tarfile.open(archive, "r:gz") as tar:
             for name in spec.files:

@@ -20,7 +20,7 @@ from .augment import BatchAugment
 from .dataset import ImageDataset, channel_stats
 from .images import ImageFiles, fits_in_memory
 
-CACHE_FORMAT = "reffakd-decoded-v1"
+CACHE_FORMAT = "reffakd-decoded-v2"  # v2: 16-bit images scaled, not clipped white
 STATS_SAMPLE = 10_000  # streamed datasets: mean/std from this many training images (seeded)
 
 

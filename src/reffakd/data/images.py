@@ -47,15 +47,48 @@ def probe_images(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[tuple[in
         return list(pool.map(probe_image, paths, chunksize=64))
 
 
+# 16-bit grayscale (PNG, TIFF, PGM): scaled to 8 bits; PIL's own conversion clips at 255, so a 16-bit image became
+# all white. Mode I (32-bit integers) is 16-bit when the format holds no more (PNG, PGM); otherwise, like F (32-bit
+# floats), it has no fixed brightness range and is refused.
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+SIXTEEN_BIT_FORMATS = frozenset({"PNG", "PPM"})
+
+
+def to_mode(img: Image.Image, channels: int, path: str | os.PathLike[str]) -> Image.Image:
+    """``img`` as 8-bit L (1 channel) or RGB (3), every brightness kept in proportion; one line for a mode that
+    cannot be converted faithfully."""
+    target = "L" if channels == 1 else "RGB"
+    if img.mode in SIXTEEN_BIT_MODES or (img.mode == "I" and img.format in SIXTEEN_BIT_FORMATS):
+        wide = np.asarray(img).astype(np.float64)
+        if wide.min() < 0 or wide.max() > 65535:  # a 32-bit mode I outside the 16-bit range it was read as
+            raise ReffAKDError(
+                f"image {path} has 32-bit pixel values ({wide.min():.0f} to {wide.max():.0f}); allowed: 8- or 16-bit"
+            )
+        return Image.fromarray(np.rint(wide / 257.0).astype(np.uint8), "L").convert(target)
+    if img.mode in ("I", "F"):
+        kind = "32-bit integer" if img.mode == "I" else "32-bit float"
+        raise ReffAKDError(
+            f"image {path} has PIL mode {img.mode} ({kind} pixels), which has no fixed brightness range; allowed: "
+            "1-, 8- or 16-bit images (save it as an 8- or 16-bit PNG)"
+        )
+    try:
+        return img.convert(target)
+    except ValueError:  # PIL converts some modes (LAB) to RGB but not to L
+        return img.convert("RGB").convert(target)
+
+
 def decode_image(path: str | os.PathLike[str], channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """One file -> uint8 (channels, H, W): converted to L or RGB, bilinear-resized (antialiased) if needed."""
+    """One file -> uint8 (channels, H, W): converted to L or RGB (``to_mode``), bilinear-resized (antialiased) if
+    needed."""
     h, w = size
     try:
         with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
+            img = to_mode(img, channels, path)
             if img.size != (w, h):
                 img = img.resize((w, h), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
+    except ReffAKDError:
+        raise
     except Exception as exc:  # truncated data only shows when the pixels are decoded
         raise ReffAKDError(
             f"unreadable image {path}: {_reason(exc)}; expected an image file PIL can decode (PNG, JPEG, ...)"

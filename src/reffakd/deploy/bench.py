@@ -21,9 +21,10 @@ import torch
 
 from ..errors import ReffAKDError, require_extra
 from ..io import read_json
+from ..models.checkpoint import MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIDE
 from ..resources import forward_flops, parameter_count
 from .export import capture, example_input, to_onnx
-from .network import Deployable, load_network
+from .network import Deployable, import_onnxruntime, load_network
 
 
 @dataclass
@@ -111,7 +112,7 @@ def measure_subject(
     record["runtimes"]["pytorch"] = _summary(single, batched, batch_size)
     if onnx:
         require_extra("export", ("onnx", "onnxscript", "onnxruntime"), "bench in onnxruntime (or give no_onnx)")
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         data = onnx_model
         if data is None:
@@ -170,10 +171,14 @@ def subjects(
                 "them from",
                 params=("shape", "num_classes"),
             )
-        if len(shape) != 3 or min(shape) < 1 or num_classes < 1:
+        if len(shape) != 3 or not (
+            1 <= shape[0] <= MAX_CHANNELS and all(1 <= s <= MAX_IMAGE_SIDE for s in shape[1:])
+            and 1 <= num_classes <= MAX_CLASSES
+        ):  # fmt: skip
             raise ReffAKDError(
-                f"shape {','.join(map(str, shape))} and num_classes {num_classes}: expected C,H,W of positive sizes "
-                "and at least one class",
+                f"shape {','.join(map(str, shape))} and num_classes {num_classes}: expected C,H,W with C from 1 to "
+                f"{MAX_CHANNELS} and H, W from 1 to {MAX_IMAGE_SIDE} (what a checkpoint may hold), and 1 to "
+                f"{MAX_CLASSES:,} classes",
                 params=("shape", "num_classes"),
             )
         found += [from_architecture(m, (int(shape[0]), int(shape[1]), int(shape[2])), num_classes) for m in models]

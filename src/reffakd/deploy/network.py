@@ -19,8 +19,19 @@ import torch.nn as nn
 from ..data.dataset import resize_method
 from ..errors import ReffAKDError
 from ..models import ConvAutoencoder, load_checkpoint
-from ..models.checkpoint import build_model
+from ..models.checkpoint import build_model, check_state
 from ..version import __version__
+
+
+def import_onnxruntime() -> Any:
+    """onnxruntime, imported with its telemetry off: left on, importing it writes a device id and an event database
+    under ``$HOME/.cache/Microsoft/DeveloperTools``, outside ``--out`` and reffakd's cache. A user's own
+    ``ORT_DISABLE_TELEMETRY`` is kept; it is read once, when onnxruntime is first imported."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime
+
+    return onnxruntime
+
 
 INPUT_KINDS = ("uint8", "float")  # uint8 pixels 0..255, or float pixels in [0, 1]
 OUTPUT_KINDS = ("logits", "probabilities")
@@ -113,6 +124,7 @@ def load_network(path: str | os.PathLike[str]) -> TrainedNetwork:
         ae.load_state_dict(state)
     except RuntimeError:
         raise ReffAKDError(f"checkpoint {path} does not fit the autoencoder its metadata names") from None
+    check_state(state, ae, path)
     return TrainedNetwork(Encoder(ae).eval(), meta, path)
 
 

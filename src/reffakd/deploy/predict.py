@@ -22,7 +22,8 @@ from ..data.dataset import read_image_as_trained
 from ..data.images import IMAGE_EXTENSIONS, probe_image
 from ..errors import ReffAKDError, require_extra
 from ..io import write_text_atomic
-from .network import load_network
+from ..models.checkpoint import MAX_CLASSES
+from .network import import_onnxruntime, load_network
 
 
 @dataclass
@@ -77,7 +78,7 @@ class OnnxClassifier(Classifier):
 
     def __init__(self, path: str | os.PathLike[str], device: torch.device) -> None:
         require_extra("export", ("onnxruntime",), "predict with an ONNX model")
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         from .export import read_info
 
@@ -104,6 +105,20 @@ class OnnxClassifier(Classifier):
             raise ReffAKDError(f"ONNX model {path} is unreadable ({first}); expected a file written by "
                                "`reffakd export`") from None  # fmt: skip
         self.input_name = self.session.get_inputs()[0].name
+        self._check_output(path, info["output"].get("softmax_applied", False))
+
+    def _check_output(self, path: Path, applied: Any) -> None:
+        """``softmax_applied`` must be a boolean and agree with the graph's own output (``reffakd export`` names it
+        logits or probabilities): a contradiction gave softmax of probabilities, or logits printed as
+        probabilities (negative ones included)."""
+        output = self.session.get_outputs()[0].name
+        if not isinstance(applied, bool) or (
+            output in ("logits", "probabilities") and applied != (output == "probabilities")
+        ):
+            raise ReffAKDError(
+                f"export metadata beside {path} says softmax_applied {applied!r}, but the ONNX graph outputs "
+                f"{output!r}: the two files do not belong together; export the checkpoint again"
+            )
 
     def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
         x = pixels.numpy() if self.uint8 else pixels.numpy().astype(np.float32) / 255.0
@@ -122,7 +137,9 @@ def open_classifier(path: str | os.PathLike[str], device: torch.device) -> Class
 def image_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Files as given, folders expanded to their image files (any depth, sorted, hidden ones skipped).
 
-    A path that does not exist stays in the list: it is reported as that image's error, like an unreadable one.
+    A path that does not exist stays in the list: it is reported as that image's error, like an unreadable one. So
+    does what a folder holds but cannot be read: a broken link named like an image, a symbolic link to a folder (not
+    followed: a loop would never end) and a folder that cannot be listed (``read_image`` says which).
     """
     found: list[Path] = []
     for item in inputs:
@@ -130,21 +147,38 @@ def image_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
         if not path.is_dir():
             found.append(path)
             continue
-        inside = sorted(
-            p for p in path.rglob("*")
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )  # fmt: skip
+        inside = _folder_images(path)
         if not inside:
             raise ReffAKDError(f"folder {path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-        found.extend(inside)
+        found.extend(sorted(inside))
     return found
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    """The image files under ``folder``, hidden ones skipped, and what could not be walked (see ``image_files``)."""
+    inside: list[Path] = []
+
+    def unlisted(exc: OSError) -> None:
+        inside.append(Path(exc.filename))
+
+    for root, dirs, files in os.walk(folder, onerror=unlisted):
+        here = Path(root)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        inside += [here / d for d in dirs if (here / d).is_symlink()]  # listed by walk, never entered
+        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+        inside += [here / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS]
+    return inside
 
 
 def read_image(
     path: Path, channels: int, size: tuple[int, int], dataset: str | None
 ) -> tuple[torch.Tensor, tuple[int, int], str]:
     """uint8 (C, H, W) as the model takes it, the file's own size, and what was done to it, in words."""
+    if path.is_dir():
+        why = "a symbolic link to a folder, not followed (give its target)" if path.is_symlink() else "cannot be listed"
+        raise ReffAKDError(f"folder {path} was skipped: {why}")
+    if path.is_symlink() and not path.exists():
+        raise ReffAKDError(f"unreadable image {path}: a broken symbolic link (to {os.readlink(path)})")
     if not path.is_file():
         raise ReffAKDError(f"unreadable image {path}: no such file")
     (h, w), gray = probe_image(path)
@@ -164,14 +198,16 @@ def predict_images(
     on_error: Callable[[str], None] | None = None,
 ) -> list[Prediction]:  # fmt: skip
     """Every image's top-k; an unreadable one gets its error (also passed to ``on_error``) and the rest go on."""
-    if top_k < 1:
-        raise ReffAKDError(f"top_k {top_k} is out of range: it must be at least 1", params=("top_k",))
+    if not 1 <= top_k <= MAX_CLASSES:  # more than the model's classes lists them all; 10^30 filled the CSV's header
+        raise ReffAKDError(
+            f"top_k {top_k} is out of range: it must be between 1 and {MAX_CLASSES:,}", params=("top_k",)
+        )
     k = min(top_k, len(model.class_names))
     results = [Prediction(str(p)) for p in image_files(inputs)]
     ready: list[tuple[Prediction, torch.Tensor]] = []
 
     def flush() -> None:
-        probs = model.probabilities(torch.stack([x for _, x in ready]))
+        probs = check_probabilities(model, model.probabilities(torch.stack([x for _, x in ready])), ready[0][0].file)
         for (pred, _), row in zip(ready, probs):
             order = np.argsort(-row, kind="stable")[:k]
             pred.top = [(model.class_names[i], float(row[i])) for i in order]
@@ -193,6 +229,18 @@ def predict_images(
     if ready:
         flush()
     return results
+
+
+def check_probabilities(model: Classifier, probs: np.ndarray, first: str) -> np.ndarray:
+    """Every row a distribution (finite, >= 0, summing to 1), or one line: whatever a model file holds, predict never
+    prints NaN or negative "probabilities" and exits 0."""
+    rows = np.asarray(probs, dtype=np.float64)
+    if not (np.isfinite(rows).all() and (rows >= 0).all() and np.allclose(rows.sum(1), 1.0, atol=1e-3)):
+        raise ReffAKDError(
+            f"{model.source} gave outputs that are not probabilities (NaN, infinite, negative or not summing to 1) "
+            f"for the batch from {first}: the model file or its metadata is damaged"
+        )
+    return rows
 
 
 def format_prediction(pred: Prediction) -> str:

@@ -451,8 +451,9 @@ for _structure, _params in _STRUCTURE_PARAMS.items():
 register_source(TargetSource("ce-student", SAME_SEED_CE, NoParams, _given, "the CE student of the same seed"))
 register_source(TargetSource(
     "virtual-teacher", OWN_TABLE, VirtualTeacherParams,
-    lambda st, p, given, ctx: ClassTable(
-        virtual_teacher_table(ctx.num_classes, p.own_probability), as_logits=True, name="virtual-teacher"
+    lambda st, p, given, ctx: ClassTable(  # exact in float64, softened in the run's precision
+        virtual_teacher_table(ctx.num_classes, p.own_probability, torch.float64), as_logits=True,
+        name="virtual-teacher", float64_out=False,
     ),
     "Tf-KD's virtual teacher (a on the true class), softened at T",
 ))  # fmt: skip

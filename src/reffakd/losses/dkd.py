@@ -48,7 +48,9 @@ def dkd_terms(
     # Non-target distributions, renormalised in float64: a confident teacher's non-target mass can be
     # subnormal in float32 (a logit gap / T near 90), and dividing it by the smallest normal number instead
     # of its sum gave rows summing to less than 1 and a negative NCKD. A one-hot row (no non-target mass
-    # at all) contributes 0. Each row's KL is >= 0 exactly; rounding below 0 is clamped.
+    # at all) contributes 0. Each row's KL is >= 0 exactly; a value rounded below 0 is clamped, but not its
+    # gradient: a student close to its teacher has rows of KL near 0, about half of them rounded below, and
+    # clamping those dropped their gradient (up to all of it, for a student equal to the teacher up to 1e-3).
     q_nt = q.masked_fill(gt, 0.0).double()
     mass = q_nt.sum(1, keepdim=True)
     q_nt = torch.where(mass > 0, q_nt / torch.where(mass > 0, mass, torch.ones_like(mass)), torch.zeros_like(q_nt))
@@ -56,7 +58,8 @@ def dkd_terms(
         gt, 0.0
     )
     rows = (torch.xlogy(q_nt, q_nt) - q_nt * log_p_nt.double()).sum(1)
-    nckd = rows.clamp_min(0.0).mean().to(dtype)
+    rows = rows + (rows.clamp_min(0.0) - rows).detach()  # the value clamped, the gradient the KL's own
+    nckd = rows.mean().to(dtype)
     t2 = temperature**2
     return tckd * t2, nckd * t2
 

@@ -5,6 +5,7 @@ Nothing is unpickled: a checkpoint from an untrusted source can at worst fail to
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,9 @@ from .timm_models import TIMM_PREFIX
 
 # Bounds on what a checkpoint may ask to build: an edited image_size of [60000, 60000] would exhaust the memory.
 MAX_IMAGE_SIDE, MAX_CLASSES, MAX_CHANNELS = 1024, 100_000, 4
+# The normalisation is pixel statistics on the [0, 1] scale (``channel_stats``, std rounded to 6 decimals): an edited
+# std of 0, NaN or 1e-45 made every output NaN or infinite, and predict printed NaN "probabilities" with exit 0.
+MIN_STD = 1e-6
 REQUIRED_KEYS = ("model", "num_classes", "in_channels", "image_size", "class_names", "mean", "std")
 
 
@@ -82,6 +86,33 @@ def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
             f"(each at most {MAX_IMAGE_SIDE}), class_names (num_classes strings), "
             "mean and std (in_channels numbers each)"
         )
+    _check_normalisation(meta, where)
+
+
+def _check_normalisation(meta: dict[str, Any], where: Path) -> None:
+    """mean in [0, 1] and std in [MIN_STD, 1], finite numbers (not booleans): what ``channel_stats`` can give."""
+    for key, low in (("mean", 0.0), ("std", MIN_STD)):
+        values = meta[key]
+        if not all(not isinstance(v, bool) and low <= v <= 1.0 and math.isfinite(v) for v in values):
+            raise ReffAKDError(
+                f"checkpoint metadata {where} has {key} {values}: each must be a finite number in [{low:g}, 1] "
+                "(pixel statistics on the [0, 1] scale, as `reffakd train` writes them)"
+            )
+
+
+def check_state(state: dict[str, torch.Tensor], module: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Each stored tensor has the dtype the module holds and, when floating, finite values: a dtype edited in the
+    safetensors header (I32 for F32, same size) loaded as integers cast to floats, and NaN weights gave NaN."""
+    expected = module.state_dict()
+    for key, tensor in state.items():
+        want = expected.get(key)
+        if want is not None and tensor.dtype != want.dtype:
+            raise ReffAKDError(
+                f"checkpoint {path} stores {key} as {tensor.dtype}, but the model holds {want.dtype}: the file was "
+                "edited or not written by reffakd"
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ReffAKDError(f"checkpoint {path} has non-finite values (NaN or infinite) in {key}")
 
 
 def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
@@ -109,6 +140,7 @@ def build_model(state: dict[str, torch.Tensor], meta: dict[str, Any], path: str 
     except RuntimeError as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())[:300]
         raise ReffAKDError(f"checkpoint {path} does not fit model {meta['model']!r}: {detail}") from None
+    check_state(state, model, path)
     return model
 
 

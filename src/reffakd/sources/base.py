@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from ..softlabels.artifact import SoftLabels
 
 
+def target_dtype(images: torch.Tensor | None, *tensors: torch.Tensor) -> torch.dtype:
+    """float64 targets for float64 images or tables, else float32: a float64 run keeps float64 from end to end."""
+    wide = images is not None and images.dtype == torch.float64
+    return torch.float64 if wide or any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
 class SoftTargetSource(nn.Module):
     """Base class: ``probabilities(images, labels, T)`` gives the (B, C) target distribution."""
 
@@ -80,7 +86,8 @@ class ClassTable(SoftTargetSource):
 
     ``as_logits=False``: the rows are probabilities used as stored (autoencoder soft labels: T softens
     only the student). ``as_logits=True``: each row is softened as softmax(row / T), the way Tf-KD's
-    release softens its virtual teacher.
+    release softens its virtual teacher. Targets are float64 for float64 images (a float64 run) and, with
+    ``float64_out`` (default: the table is float64), always; float32 otherwise.
     """
 
     def __init__(
@@ -92,12 +99,15 @@ class ClassTable(SoftTargetSource):
         made_by: dict[str, Any] | None = None,
         made_cost: dict[str, Any] | None = None,
         shape: dict[str, Any] | None = None,
+        float64_out: bool | None = None,
     ) -> None:
         if table.ndim != 2 or table.shape[0] != table.shape[1]:
             raise ReffAKDError(f"a class table must be square (C, C), got shape {tuple(table.shape)}")
         super().__init__(int(table.shape[0]))
-        wide = table.dtype == torch.float64  # a float64 table stays float64 (and so do the losses on it)
-        self.register_buffer("table", table.detach().to(torch.float64 if wide else torch.float32).clone())
+        # Kept in float64 (C x C is small): a float64 run's targets are float64 from the formula on (a float32
+        # copy rounded Tf-KD's virtual teacher before softening it at T).
+        self.wide = table.dtype == torch.float64 if float64_out is None else float64_out
+        self.register_buffer("table", table.detach().to(torch.float64).clone())
         self.as_logits = as_logits
         self.name = name
         # A table made by an earlier stage (the autoencoder's soft labels) carries that stage's ledger:
@@ -110,7 +120,8 @@ class ClassTable(SoftTargetSource):
     def probabilities(
         self, images: torch.Tensor, labels: torch.Tensor, temperature: float, **batch: Any
     ) -> torch.Tensor:
-        rows = self.table[labels]
+        dtype = torch.float64 if self.wide else target_dtype(images)
+        rows = self.table[labels].to(dtype)  # float32 runs: softened in float32 as before
         return F.softmax(rows / temperature, dim=1) if self.as_logits else rows
 
     def describe(self) -> dict[str, Any]:
@@ -150,7 +161,7 @@ class InstanceTable(SoftTargetSource):
         index = batch.get("index")
         if index is None:
             raise ReffAKDError(f"{self.name} needs each image's index in its split: batches made with indexed=True")
-        return self.table[index]
+        return self.table[index].to(target_dtype(images))
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name, "images": int(self.table.shape[0])}
@@ -169,19 +180,19 @@ def instance_soft_label_source(soft_labels: SoftLabels | None, split_fingerprint
     return InstanceTable(table, name="aesl-instance", made_cost=soft_labels.cost)
 
 
-def virtual_teacher_table(num_classes: int, own_probability: float) -> torch.Tensor:
+def virtual_teacher_table(num_classes: int, own_probability: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Tf-KD-reg's hand-made teacher: ``a`` on the true class, (1 - a) / (C - 1) on each other."""
     if not 0.0 < own_probability < 1.0:
         raise ReffAKDError(
             f"virtual teacher own-class probability {own_probability} is out of range: it must lie in (0, 1)"
         )
-    table = torch.full((num_classes, num_classes), (1.0 - own_probability) / (num_classes - 1))
+    table = torch.full((num_classes, num_classes), (1.0 - own_probability) / (num_classes - 1), dtype=dtype)
     table.fill_diagonal_(own_probability)
     return table
 
 
-def uniform_table(num_classes: int) -> torch.Tensor:
-    return torch.full((num_classes, num_classes), 1.0 / num_classes)
+def uniform_table(num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.full((num_classes, num_classes), 1.0 / num_classes, dtype=dtype)
 
 
 class TeacherNetwork(SoftTargetSource):

@@ -8,8 +8,9 @@ a checkpoint is written mid-epoch, so N processes hold what one process would.
 
 * ``OnlineClassTable`` (OLS, Zhang et al. 2021): during epoch t, the mean predicted distribution of the
   training images of class y that the student classifies correctly is accumulated; normalised per
-  class, it is the soft target of class y during epoch t + 1. During the first epoch the table is all
-  zeros (as in the release): the soft term contributes nothing.
+  class, it is the soft target of class y during epoch t + 1; a class with no correct prediction in epoch t
+  gets the uniform row 1/C, as the releases set it. During the first epoch the table is all zeros (as in the
+  CIFAR release): the soft term contributes nothing.
 * ``PreviousPredictions`` (PS-KD, Kim et al. 2021): the target of image i in epoch t is
   (1 - a_t) onehot(y_i) + a_t p_{t-1}(x_i), a_t = a_T * t / T, p_{t-1} the softmax the student gave
   image i in its training step of the previous epoch (one-hot before the image was first seen).
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from ..engine import distributed
 from ..errors import ReffAKDError
 from ..resources import combine_stages
-from .base import SoftTargetSource
+from .base import SoftTargetSource, target_dtype
 
 
 def _online_cost(name: str, seconds: float, flops: int, memory: int, **details: Any) -> dict[str, Any]:
@@ -92,6 +93,9 @@ class LearningSource(SoftTargetSource):
                     f"the resume checkpoint's {self.name} state {k} has shape {tuple(saved[k].shape)}, "
                     f"this run {tuple(t.shape)}; resume on the same data"
                 )
+            if saved[k].dtype == torch.float64 and t.dtype == torch.float32:  # a float64 run's state stays float64
+                setattr(self, k, t.to(torch.float64))
+                t = getattr(self, k)
             t.copy_(saved[k])
             if k in self.running_keys() and distributed.rank() != 0:
                 t.zero_()
@@ -110,7 +114,8 @@ class OnlineClassTable(LearningSource):
     def __init__(self, num_classes: int) -> None:
         super().__init__(num_classes)
         c = num_classes
-        self.register_buffer("table", torch.zeros(c, c))  # the targets in use (zeros during the first epoch)
+        # The targets in use (zeros during the first epoch), float64 so a float64 run's targets are float64.
+        self.register_buffer("table", torch.zeros(c, c, dtype=torch.float64))
         self.register_buffer("sums", torch.zeros(c, c, dtype=torch.float64))  # this epoch's correct predictions
         self.register_buffer("counts", torch.zeros(c, dtype=torch.float64))
 
@@ -123,7 +128,7 @@ class OnlineClassTable(LearningSource):
     def probabilities(
         self, images: torch.Tensor, labels: torch.Tensor, temperature: float, **batch: Any
     ) -> torch.Tensor:
-        return self.table[labels]
+        return self.table[labels].to(target_dtype(images))
 
     @torch.no_grad()
     def observe(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None) -> None:
@@ -137,10 +142,10 @@ class OnlineClassTable(LearningSource):
 
     @torch.no_grad()
     def end_epoch(self, epoch: int) -> None:
-        """table[y] = mean of the correct predictions of class y, normalised; 0 for a class never right."""
+        """table[y] = mean of the correct predictions of class y, normalised; uniform for a class never right."""
         start = time.perf_counter()
         sums, counts = distributed.all_reduce_tensor(self.sums), distributed.all_reduce_tensor(self.counts)
-        self.table.copy_(ols_table(sums, counts).to(self.table.dtype))
+        self.table.copy_(ols_table(sums, counts))
         self.sums.zero_()
         self.counts.zero_()
         self.flops += 3 * self.table.numel()
@@ -151,10 +156,12 @@ class OnlineClassTable(LearningSource):
 
 
 def ols_table(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """OLS's update: each class's mean correct prediction, normalised to sum 1; a zero row for a class with none."""
+    """OLS's update: each class's mean correct prediction, normalised to sum 1; the uniform row 1/C for a class with
+    none (the releases' ``loss_lams[cls] = 1 / num_classes``: a zero row would leave its images no soft term)."""
     mean = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], torch.zeros_like(sums))
     norm = mean.sum(1, keepdim=True)
-    return torch.where(norm > 0, mean / norm.clamp_min(torch.finfo(mean.dtype).tiny), torch.zeros_like(mean))
+    uniform = torch.full_like(mean, 1.0 / mean.shape[1])
+    return torch.where(norm > 0, mean / norm.clamp_min(torch.finfo(mean.dtype).tiny), uniform)
 
 
 class PreviousPredictions(LearningSource):
@@ -169,7 +176,8 @@ class PreviousPredictions(LearningSource):
             raise ReffAKDError(f"ps-kd needs the number of training images, got {num_samples}")
         n, c = num_samples, num_classes
         self.final_alpha, self.total_epochs = float(final_alpha), int(total_epochs)
-        self.register_buffer("previous", torch.zeros(n, c))  # p_{t-1}(x_i), valid where ``has_previous``
+        # p_{t-1}(x_i), valid where ``has_previous``; float32, or float64 once float64 logits are observed.
+        self.register_buffer("previous", torch.zeros(n, c))
         self.register_buffer("has_previous", torch.zeros(n, dtype=torch.bool))
         self.register_buffer("current", torch.zeros(n, c))  # this epoch's predictions so far
         self.register_buffer(
@@ -205,7 +213,7 @@ class PreviousPredictions(LearningSource):
         a = self.alpha_at(int(self.epoch))
         onehot = F.one_hot(labels, self.num_classes).to(self.previous.dtype)
         prev = torch.where(self.has_previous[index][:, None], self.previous[index], onehot)
-        out = (1.0 - a) * onehot + a * prev
+        out = ((1.0 - a) * onehot + a * prev).to(target_dtype(images, self.previous))
         self.flops += 3 * out.numel()
         self._timed(start)
         return out
@@ -215,7 +223,9 @@ class PreviousPredictions(LearningSource):
         if index is None:
             raise ReffAKDError("ps-kd needs each image's index in its split: batches made with indexed=True")
         start = time.perf_counter()
-        self.current[index] = F.softmax(logits.float(), dim=1).to(self.current.dtype)
+        if logits.dtype == torch.float64 and self.current.dtype != torch.float64:  # float64 in, float64 out
+            self.previous, self.current = self.previous.double(), self.current.double()
+        self.current[index] = F.softmax(logits.to(self.current.dtype), dim=1)
         self.seen[index] = 1
         self.flops += 3 * logits.numel()
         self._timed(start)
