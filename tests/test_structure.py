@@ -139,12 +139,12 @@ def test_structure_arms_record_their_shape_and_keep_the_matched_mass() -> None:
         tables[structure] = d.source.table
         assert d.source.cost(0) is soft.cost
     for table in tables.values():  # matched mass: every row exactly 0.6
-        torch.testing.assert_close(table.diagonal(), torch.full((C,), 0.6))
+        torch.testing.assert_close(table.diagonal(), torch.full((C,), 0.6, dtype=torch.float64))
     sharp = restructure(soft.matrix.to(torch.float64), own=0.6, scores=soft.similarity, off_temperature=0.1)
-    torch.testing.assert_close(tables["similarity"], sharp.float())
+    torch.testing.assert_close(tables["similarity"], sharp)
     # default knobs: the artifact's own rows
     d = build_distiller("aesl-similarity", student, num_classes=C, soft_labels=soft)
-    assert torch.equal(d.source.table, soft.matrix)
+    assert torch.equal(d.source.table, soft.matrix.to(torch.float64))
 
 
 class _Pixels(nn.Module):
@@ -176,7 +176,7 @@ def test_a_networks_class_table_is_the_mean_softmax_per_class(fake_fmnist: Path)
         "teacher-table-uniform", student, num_classes=10, teacher=teacher, data=splits, params={"own_mass": 0.7}
     )
     assert d.describe()["source"] == "teacher-table-uniform"
-    torch.testing.assert_close(d.source.table.diagonal(), torch.full((10,), 0.7))
+    torch.testing.assert_close(d.source.table.diagonal(), torch.full((10,), 0.7, dtype=torch.float64))
     assert "teacher_class_table" in d.source.cost(0)["stages"]
     with pytest.raises(ReffAKDError, match="needs them"):
         build_distiller("teacher-table-similarity", student, num_classes=10, teacher=teacher)
@@ -229,3 +229,13 @@ def test_a_spec_refuses_a_placebo_artifact_for_the_arms_that_make_their_own() ->
     with pytest.raises(ReffAKDError, match="structure 'sorted' is unknown"):
         RunSpec(methods=["reffakd"], soft_labels={"preset": "paper", "structure": "sorted"}).validate()
     RunSpec(methods=["reffakd"], soft_labels={"preset": "paper", "structure": "uniform"}).validate()
+
+
+def test_a_float64_run_gets_the_structured_table_in_float64() -> None:
+    soft, labels = _soft_labels(), torch.tensor([0, 4, 2])
+    d = build_distiller("aesl-similarity", nn.Linear(4, C), num_classes=C, soft_labels=soft, params={"own_mass": 0.6})
+    exact = restructure(soft.matrix.to(torch.float64), own=0.6)[labels]
+    wide = d.source.probabilities(torch.zeros(3, 4, dtype=torch.float64), labels, 1.0)
+    assert wide.dtype == torch.float64 and torch.equal(wide, exact)
+    narrow = d.source.probabilities(torch.zeros(3, 4), labels, 1.0)
+    assert narrow.dtype == torch.float32 and torch.equal(narrow, exact.float())

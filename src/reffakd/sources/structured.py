@@ -44,8 +44,8 @@ def structured_soft_label_table(
     )  # fmt: skip
     shape = {"structure": structure, "own_mass": own_mass, "off_temperature": off_temperature, "structure_seed": seed}
     return ClassTable(
-        table.to(torch.float32), name=f"aesl-{structure}", made_by={"soft_labels": soft_labels.metadata.get("config")},
-        made_cost=soft_labels.cost, shape=shape,
+        table, name=f"aesl-{structure}", made_by={"soft_labels": soft_labels.metadata.get("config")},
+        made_cost=soft_labels.cost, shape=shape, float64_out=False,
     )  # fmt: skip
 
 
@@ -87,7 +87,8 @@ def structured_teacher_table(
 ) -> ClassTable:
     """A trained network's class table (``network_class_table``) with its mass and structure set; the scores of
     its off-diagonal temperature are the table's log-probabilities. Its cost: the network's training and the one
-    pass over the labelled images; during training it is a lookup."""
+    pass over the labelled images; during training it is a lookup. Kept in float64, it gives float32 targets to
+    float32 runs and float64 ones to float64 runs."""
     table, stage = network_class_table(teacher, splits)
     scores = table.clamp_min(torch.finfo(torch.float64).tiny).log()
     shaped = restructure(
@@ -103,6 +104,6 @@ def structured_teacher_table(
     )  # fmt: skip
     shape = {"structure": structure, "own_mass": own_mass, "off_temperature": off_temperature, "structure_seed": seed}
     return ClassTable(
-        shaped.to(torch.float32), name=f"teacher-table-{structure}",
-        made_by={"teacher": info.path if info is not None else teacher.name}, made_cost=cost, shape=shape,
+        shaped, name=f"teacher-table-{structure}", made_by={"teacher": info.path if info is not None else teacher.name},
+        made_cost=cost, shape=shape, float64_out=False,
     )  # fmt: skip
