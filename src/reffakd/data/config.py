@@ -42,8 +42,8 @@ class DataConfig:
     )
     labels_per_class: int | None = opt(
         None, "labelled budget: keep the labels of N training images per class (stratified, seeded by "
-        "--label-seed); the other training images are unlabelled, for the autoencoder only; validation and "
-        "test do not change",
+        "--label-seed); the other training images are unlabelled: no student sees them, and the autoencoder only "
+        "with --budget-unlabelled; validation and test do not change",
     )  # fmt: skip
     label_fraction: float | None = opt(None, "labelled budget as a share of each class's training images, in (0, 1]")
     label_seed: int = opt(0, "seed of the labelled subset (with --labels-per-class or --label-fraction)")
