@@ -10,9 +10,10 @@ from .kd import (
     soft_cross_entropy,
     soft_target_kd,
 )
-from .reffakd_loss import ReffAKDLoss
+from .reffakd_loss import InstanceKDLoss, ReffAKDLoss
 
 __all__ = [
+    "InstanceKDLoss",
     "ReffAKDLoss",
     "check_alpha_temperature",
     "check_temperature",

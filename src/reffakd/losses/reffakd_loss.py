@@ -48,3 +48,32 @@ class ReffAKDLoss(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         parts = self.components(logits, targets)
         return parts["ce"] + parts["kd"]
+
+
+class InstanceKDLoss(nn.Module):
+    """``criterion(logits, targets, index)`` against per-image autoencoder soft labels (``reffakd-instance``).
+
+    ``index``: each image's position in the training split the soft labels were made on (``splits.train``; the
+    artifact's ``instance_index`` gives its rows' order). The same loss as ``ReffAKDLoss``, with the image's own row
+    in place of its class's.
+    """
+
+    def __init__(self, soft_labels: SoftLabels, alpha: float = 0.5, temperature: float = 4.0) -> None:
+        super().__init__()
+        check_alpha_temperature(alpha, temperature)
+        n = int(soft_labels.instance_index.numel()) if soft_labels.instance_index is not None else 0
+        self.register_buffer("soft_labels", soft_labels.instance_table(None, n).detach().clone())
+        self.alpha = float(alpha)
+        self.temperature = float(temperature)
+
+    def components(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The two weighted terms, named as they are logged: ``ce`` and ``kd``."""
+        if logits.shape[1] != self.soft_labels.shape[1]:
+            raise ReffAKDError(
+                f"the model gives {logits.shape[1]} logits but the soft labels have {self.soft_labels.shape[1]} classes"
+            )
+        return soft_target_kd(logits, targets, self.soft_labels[index], self.alpha, self.temperature)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        parts = self.components(logits, targets, index)
+        return parts["ce"] + parts["kd"]

@@ -10,6 +10,7 @@ from .builder import (
 )
 from .calibration import DEFAULT_TARGET_OWN_PROBABILITY, PRESETS, Calibration
 from .diagnostics import format_diagnostics, soft_label_diagnostics
+from .make import default_config, make_soft_labels, splits_from_tensors
 from .similarity import (
     SimilarityAccumulator,
     class_similarity,
@@ -28,13 +29,16 @@ __all__ = [
     "SoftLabels",
     "build_soft_labels",
     "class_similarity",
+    "default_config",
     "embed",
     "embed_batches",
     "format_diagnostics",
+    "make_soft_labels",
     "read_soft_label_cost",
     "reconstruction_mse",
     "similarity_to_soft_labels",
     "soft_label_diagnostics",
     "soft_labels_from_similarity",
+    "splits_from_tensors",
     "temperature_for_own_probability",
 ]
