@@ -38,7 +38,20 @@ _LAZY = {
     "load_splits": "data",
 }
 
-__all__ = ["ReffAKDError", "__version__", *_LAZY]
+__all__ = [
+    "DataConfig",
+    "DataSplits",
+    "InstanceKDLoss",
+    "ReffAKDError",
+    "ReffAKDLoss",
+    "SoftLabelConfig",
+    "SoftLabels",
+    "__version__",
+    "default_config",
+    "load_splits",
+    "make_soft_labels",
+    "splits_from_tensors",
+]
 
 
 def __getattr__(name: str) -> Any:
