@@ -129,10 +129,10 @@ def test_interrupted_run_leaves_no_finished_folder(
     tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run killed midway leaves only its .partial folder; the next invocation redoes exactly that run."""
-    import reffakd.compare as compare
+    import reffakd.runner as runner
 
     out = tmp_path / "cmp"
-    real = compare.train_student
+    real = runner.train_student
     calls = []
 
     def dies_on_second(*args, **kwargs):
@@ -141,11 +141,11 @@ def test_interrupted_run_leaves_no_finished_folder(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(compare, "train_student", dies_on_second)
+    monkeypatch.setattr(runner, "train_student", dies_on_second)
     assert main(compare_argv(out, fake_fmnist, "--methods", "ce,ls", "--seeds", "0")) == 130
     assert (out / "runs" / "ce" / "seed0" / "summary.json").is_file()
     assert not (out / "runs" / "ls" / "seed0").exists()
-    monkeypatch.setattr(compare, "train_student", real)
+    monkeypatch.setattr(runner, "train_student", real)
     assert main(compare_argv(out, fake_fmnist, "--methods", "ce,ls", "--seeds", "0")) == 0
     assert (out / "runs" / "ls" / "seed0" / "summary.json").is_file()
     assert not (out / "runs" / "ls" / "seed0.partial").exists()
@@ -463,13 +463,13 @@ def test_jobs_make_the_teacher_and_soft_labels_at_once_and_the_same(
     here with CPU workers (on a CPU itself they are made one after the other: the threads are not worth splitting)."""
     from safetensors.torch import load_file
 
-    import reffakd.compare as compare
-    from reffakd.compare import shared_inputs
+    import reffakd.shared_inputs as inputs
     from reffakd.data import load_splits
+    from reffakd.shared_inputs import shared_inputs
 
-    assert not compare._concurrent_prerequisites(torch.device("cpu"))
-    assert compare._concurrent_prerequisites(torch.device("cuda"))
-    monkeypatch.setattr(compare, "_concurrent_prerequisites", lambda device: True)
+    assert not inputs._concurrent_prerequisites(torch.device("cpu"))
+    assert inputs._concurrent_prerequisites(torch.device("cuda"))
+    monkeypatch.setattr(inputs, "_concurrent_prerequisites", lambda device: True)
 
     out = tmp_path / "out"
     spec = compare_spec(parse_command(compare_argv(out, fake_fmnist, "--methods", "reffakd,kd", "--seeds", "0")))

@@ -3,7 +3,7 @@
 Every command checks what it can before anything is written (input sizes on the meta device,
 method inputs, output folders), then writes one run folder as ``OUT.partial`` and renames it when
 it succeeds. ``train`` and ``run`` are one-seed specs (``RunSpec``) in a folder of their own, run by
-the same runner as ``compare`` and ``sweep`` (``compare.run_one``).
+the same runner as ``compare`` and ``sweep`` (``runner.run_one``).
 """
 
 from __future__ import annotations
@@ -174,9 +174,9 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
         "run its stages under torchrun one by one: `reffakd softlabels --out S ...`, then `reffakd train --method ce` "
         "and `reffakd train --method reffakd --soft-labels S/soft_labels.safetensors` (docs/SCALING.md)",
     )
-    from .compare import run_pipeline
     from .data import load_splits
     from .engine.distributed import pick_device
+    from .pipeline_run import run_pipeline
     from .rundir import staged_run_dir
 
     device = pick_device(cfg.console.device)
@@ -260,12 +260,12 @@ def method_inputs(method: str, soft_labels: str | None, teacher: str | None) -> 
 def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     """A one-method, one-seed spec, its soft labels or teacher as given, its run trained in ``out`` by the runner;
     under torchrun every rank trains its shard and rank 0 alone writes."""
-    from .compare import Shared, run_one
     from .data import load_splits
     from .distillers import get_method
     from .engine import distributed
     from .engine.distributed import pick_device
     from .rundir import staged_run_dir
+    from .runner import Shared, run_one
     from .softlabels import SoftLabels
     from .sources import load_teacher
     from .spec import RunItem

@@ -20,9 +20,7 @@ reports.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +29,13 @@ import torch
 from .data import DataSplits
 from .distillers import baseline_method, get_method, method_names
 from .errors import ReffAKDError
-from .io import read_json, read_jsonl, write_json, write_text_atomic
-from .pipeline import StudentConfig, check_cuda_graph, stand_in_inputs, train_student, trains_per_image
-from .reports import plot_training_curves, summary_table
+from .io import read_json, write_json, write_text_atomic
+from .pipeline import check_cuda_graph, stand_in_inputs, trains_per_image
+from .pool import WORKER, finish, quiet_worker, spawn_pool, until_stopped, worker_devices, worker_threads
 from .reports.compare_report import write_compare_report
-from .reports.plots import plots_enabled, set_plots_enabled
-from .rundir import LOCK, locked, staged_run_dir
-from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
-from .sources import TeacherNetwork, load_teacher
+from .rundir import LOCK, locked
+from .runner import Shared, train_item
+from .shared_inputs import shared_inputs
 from .spec import RunItem, RunSpec
 from .tuning import choose, item_path, write_tuning_report
 
@@ -188,173 +185,6 @@ def _run_items(
         _run_parallel(spec, todo, out, device, jobs, log, report)
 
 
-@dataclass
-class Shared:
-    """What the runs of a spec share: one soft-label artifact (carrying its cost), one teacher network, and the
-    semi-supervised methods' artifact (its autoencoder also trained on unlabelled images)."""
-
-    soft: SoftLabels | None
-    teacher: TeacherNetwork | None
-    soft_semi: SoftLabels | None = None
-
-    def soft_for(self, method: str) -> SoftLabels | None:
-        """The artifact ``method`` trains against (``None`` for a method without soft labels)."""
-        kind = get_method(method).source
-        if kind.input != "soft_labels":
-            return None
-        return self.soft_semi if kind.semi else self.soft
-
-
-def run_one(
-    spec: RunSpec,
-    item: RunItem,
-    run_dir: Path,
-    splits: DataSplits,
-    shared: Shared,
-    *,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-    name: str | None = None,
-    **engine: Any,
-) -> dict[str, Any]:
-    """Train one run of a spec into ``run_dir`` (staged by the caller): the one place where a spec's run becomes a
-    student, for ``train``, ``run``, ``compare`` and ``sweep`` alike. Its method takes the shared soft labels or
-    teacher as its source kind says, with the spec's speed options; ``engine``: resume, logging and torchrun options
-    (``pipeline.train_student``)."""
-    method = get_method(item.method)
-    teacher = shared.teacher if method.needs == "teacher" else None
-    if teacher is not None:
-        teacher.seconds = 0.0  # each run counts its own teacher forward passes
-    # The report groups runs by variant and selects among a method's variants; a tuned run records its setting.
-    variant = {"variant": item.variant, "grid": item.params} if item.is_grid else None
-    if not item.is_grid and item.point:
-        variant = {"tuned": item.params}
-    if item.is_trial:  # a tuning trial never sees the test split (``tuning.py``)
-        splits = replace(splits, test=None)
-        variant = {**(variant or {}), "trial": True}
-    return train_student(
-        splits,
-        spec.student_config(item.method, item.seed, point=item.params),
-        run_dir,
-        device=device,
-        soft_labels=shared.soft_for(item.method),
-        teacher=teacher,
-        name=name,
-        progress=progress,
-        log=log,
-        extra_summary=variant,
-        **asdict(spec.speed_options()),
-        **engine,
-    )
-
-
-def train_item(
-    spec: RunSpec,
-    item: RunItem,
-    out: Path,
-    splits: DataSplits,
-    shared: Shared,
-    *,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-) -> None:
-    """Train one run of a comparison into its folder, which appears whole or not at all; a method whose teacher
-    is another run of its seed (tfkd-self) gets that run's student."""
-    run = get_method(item.method).source.same_seed_run
-    if run is not None:
-        teacher = load_teacher(run_path(out, run, item.seed) / "best.safetensors", splits, device)
-        shared = Shared(shared.soft, teacher, shared.soft_semi)
-    folder = item_path(out, item)
-    resume = interrupted(folder)
-    with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-        run_one(spec, item, tmp, splits, shared, device=device, progress=progress, log=log,
-                name=f"{item.variant}-s{item.seed}", resume=resume)  # fmt: skip
-
-
-def interrupted(folder: Path) -> bool:
-    """Whether ``folder``'s ``.partial`` is an interrupted run of reffakd's with a resume checkpoint to continue
-    from: running a comparison again continues it (the spec is the same: ``check_resumable``), and the run's own
-    identity check refuses a checkpoint of anything else."""
-    from .engine import RESUME_FILE
-    from .rundir import MARKER, partial_path
-
-    staging = partial_path(folder)
-    return (staging / MARKER).is_file() and any(staging.rglob(RESUME_FILE))
-
-
-def run_pipeline(
-    spec: RunSpec,
-    folders: dict[str, str],
-    splits: DataSplits,
-    run_dir: Path,
-    *,
-    device: torch.device,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    resume: bool = False,
-    **engine: Any,
-) -> list[dict[str, Any]]:
-    """``reffakd run``: a one-seed spec whose soft labels are built into ``run_dir/softlabels``, then each method's
-    run into ``run_dir/<folders[method]>``; ``summary.md`` and ``curves.png`` compare them.
-
-    ``resume``: continue a stopped run in ``run_dir``: the autoencoder and each student from its resume
-    checkpoint (a finished one trains no further; one not started starts), to the results, bit for bit,
-    of a run never stopped. The spec's speed options apply to every student (and cuda_graph to the autoencoder);
-    ``engine``: logging options.
-    """
-    soft, soft_cost = build_soft_labels(
-        splits, spec.soft_label_config(), run_dir / "softlabels", device=device, progress=progress, log=log,
-        resume=resume, cuda_graph=spec.speed_options().cuda_graph,
-    )  # fmt: skip
-    shared = Shared(soft, None)
-    summaries = [
-        run_one(
-            spec,
-            item,
-            run_dir / folders[item.method],
-            splits,
-            shared,
-            device=device,
-            progress=progress,
-            log=log,
-            name=folders[item.method],
-            resume=resume,
-            **engine,
-        )  # fmt: skip
-        for item in spec.run_items()
-    ]
-    table = summary_table(summaries)
-    write_text_atomic(run_dir / "summary.md", table + "\n")
-    write_json(
-        run_dir / "summary.json",
-        {
-            "runs": summaries,
-            "soft_labels_cost": soft_cost,
-            "dataset": splits.dataset,
-            "train_images": len(splits.train),
-            "val_images": len(splits.val),
-            "test_images": len(splits.test),
-        },
-    )
-    plot_training_curves(
-        {s["name"]: read_jsonl(run_dir / s["name"] / "metrics.jsonl") for s in summaries}, run_dir / "curves.png"
-    )
-    log("\n" + table)
-    return summaries
-
-
-# --------------------------------------------------------------------------- several runs at once
-
-
-def worker_devices(device: torch.device, jobs: int) -> list[str]:
-    """One device per worker: each its own GPU, round robin, when several are visible and none was named."""
-    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
-        return [f"cuda:{k % torch.cuda.device_count()}" for k in range(jobs)]
-    return [str(device)] * jobs
-
-
 def _run_parallel(
     spec: RunSpec,
     items: list[RunItem],
@@ -364,264 +194,50 @@ def _run_parallel(
     log: Callable[[str], None],
     report: Callable[[Path, bool], str],
 ) -> None:
-    """``jobs`` spawned workers (fork is unsafe once torch has started threads); a method that distils another run
-    of its seed (tfkd-self) after the runs it distils.
-
-    On Ctrl-C, SIGTERM or any error the parent stops the workers (``_stop``): their unfinished runs stay
+    """``jobs`` spawned workers (``pool``); a method that distils another run of its seed (tfkd-self) after the runs
+    it distils. On Ctrl-C, SIGTERM or any error the parent stops the workers: their unfinished runs stay
     ``.partial`` folders with resume checkpoints, which the next invocation continues.
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     jobs = min(jobs, len(items))
-    threads = max(1, torch.get_num_threads() // jobs)
-    ctx = multiprocessing.get_context("spawn")
-    devices = ctx.Queue()
+    threads = worker_threads(jobs)
+    devices = multiprocessing.get_context("spawn").Queue()
     for k, name in enumerate(worker_devices(device, jobs), 1):
         devices.put((k, name))
     log(
         f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, "
         f"on {', '.join(dict.fromkeys(worker_devices(device, jobs)))}"
     )
-    stopping = ctx.Event()
-    pool = ProcessPoolExecutor(
-        jobs, mp_context=ctx, initializer=_worker_init,
-        initargs=(spec, str(out), devices, threads, stopping, plots_enabled()),
-    )  # fmt: skip
+    pool, stopping = spawn_pool(jobs, _worker_init, (spec, str(out), devices, threads))
     try:
         later = {i for i in items if get_method(i.method).source.same_seed_run is not None}
         for phase in ([i for i in items if i not in later], [i for i in items if i in later]):
-            _finish(pool, stopping, [(_worker_run, (item,)) for item in phase], lambda: report(out, False))
+            finish(pool, stopping, [(_worker_run, (item,)) for item in phase], lambda: report(out, False))
     finally:
         devices.close()
         devices.join_thread()
     pool.shutdown()
 
 
-def _finish(
-    pool: Any, stopping: Any, tasks: list[tuple[Callable[..., None], tuple[Any, ...]]], after_each: Callable[[], object]
-) -> None:
-    """Submit ``tasks`` to ``pool`` and wait for them all, calling ``after_each`` as each ends; a worker's error is
-    raised here, and any error or signal stops the workers first (``_stop``; ``stopping``: the workers' event)."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    pending: set[Any] = set()
-    try:
-        pending = {pool.submit(fn, *args) for fn, args in tasks}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                future.result()  # re-raises a worker's error here
-                after_each()
-    except BaseException:
-        _stop(pool, stopping, pending)
-        raise
-
-
-def _make_parallel(
-    spec: RunSpec, out: Path, device: torch.device, kinds: list[str], jobs: int, log: Callable[[str], None]
-) -> None:
-    """Each of ``kinds`` made in its own spawned worker, ``jobs`` at a time, with its share of the CPU threads (its
-    own GPU when several are visible); an error in one stops the others, whose folders stay ``.partial``."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    jobs = min(jobs, len(kinds))
-    threads = max(1, torch.get_num_threads() // jobs)
-    devices = worker_devices(device, len(kinds))
-    log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
-    ctx = multiprocessing.get_context("spawn")
-    stopping = ctx.Event()
-    pool = ProcessPoolExecutor(
-        jobs, mp_context=ctx, initializer=_quiet_worker, initargs=(threads, stopping, plots_enabled())
-    )
-    _finish(pool, stopping, [(_make_in_worker, (kind, spec, str(out), devices[k])) for k, kind in enumerate(kinds)],
-            lambda: None)  # fmt: skip
-    pool.shutdown()
-
-
-def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str) -> None:
-    from .data import load_splits
-
-    log = lambda line: print(f"[{kind}] {line}", flush=True)  # noqa: E731
-    splits = load_splits(spec.data_config(), lambda line: None)
-    if kind == "teacher":
-        _until_stopped(lambda: _teacher(spec, Path(out), splits, torch.device(device), False, log))
-    else:
-        semi = kind != "soft labels"
-        _until_stopped(lambda: _soft_labels(spec, Path(out), splits, torch.device(device), False, log, semi=semi))
-
-
-def _stop(pool: Any, stopping: Any, running: set[Any], grace: float = 60.0) -> None:
-    """Stop the workers so that they end normally: ``stopping`` keeps them from starting another task
-    (``_until_stopped``), SIGTERM makes one inside a run write its resume checkpoint and stop (outside a run they
-    ignore it: ``_quiet_worker``), and the pool shuts down; a worker still there after ``grace`` seconds is killed."""
-    from concurrent.futures import wait
-
-    stopping.set()
-    processes = [p for p in (getattr(pool, "_processes", None) or {}).values() if p.is_alive()]
-    for process in processes:
-        process.terminate()
-    deadline = time.monotonic() + grace
-    wait(running, timeout=grace)
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-    pool.shutdown(wait=True)
-
-
-def _quiet_worker(threads: int, stopping: Any = None, plots: bool = True) -> None:
-    """A worker's signals, threads, stop event and the parent's ``--no-plots``: the parent stops it (``_stop``), so
-    SIGINT and SIGTERM are ignored except inside a run, where training turns them into a resume checkpoint and a
-    stop."""
-    import signal
-
-    set_plots_enabled(plots)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    _WORKER["stopping"] = stopping
-
-
-def _until_stopped(work: Callable[[], object]) -> None:
-    """Run a worker's task, unless the comparison is stopping (a task queued behind a stopped one, or picked up by a
-    worker that was still starting when the parent's SIGTERM came). The stop reaches the parent as a plain
-    ``KeyboardInterrupt`` carrying the run's message (a ``TrainingInterrupted`` does not unpickle)."""
-    stopping = _WORKER.get("stopping")
-    if _WORKER.get("stopped") or (stopping is not None and stopping.is_set()):
-        raise KeyboardInterrupt("not started: the comparison is stopping")
-    try:
-        work()
-    except KeyboardInterrupt as exc:
-        _WORKER["stopped"] = True
-        raise KeyboardInterrupt(str(exc)) from None
-
-
-_WORKER: dict[str, Any] = {}
-
-
 def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int, stopping: Any = None, plots: bool = True) -> None:
     """Once per worker: its device and threads, the data, the shared soft labels and teacher (made by the parent)."""
     from .data import load_splits
 
-    _quiet_worker(threads, stopping, plots)
+    quiet_worker(threads, stopping, plots)
     k, name = devices.get()
     device = torch.device(name)
     quiet = lambda line: None  # noqa: E731
     splits = load_splits(spec.data_config(), quiet)
     shared = shared_inputs(spec, Path(out), splits, device, False, quiet)
-    _WORKER.update(spec=spec, out=Path(out), splits=splits, shared=shared, device=device, prefix=f"[job {k}] ")
+    WORKER.update(spec=spec, out=Path(out), splits=splits, shared=shared, device=device, prefix=f"[job {k}] ")
 
 
 def _worker_run(item: RunItem) -> None:
-    w = _WORKER
+    w = WORKER
     log = lambda line: print(w["prefix"] + line, flush=True)  # noqa: E731
-    _until_stopped(
+    until_stopped(
         lambda: train_item(
             w["spec"], item, w["out"], w["splits"], w["shared"], device=w["device"], progress=False, log=log
         )
     )
-
-
-def run_path(out: Path, variant: str, seed: int) -> Path:
-    """``out/runs/<method or variant folder>/seed<k>``: a final run's folder (``tuning.item_path``)."""
-    return item_path(out, RunItem(variant, variant, seed))
-
-
-# What the runs of a comparison share, each made once into its own folder: independent of one another.
-PREREQUISITES = ("soft labels", "teacher", "semi-supervised soft labels")
-
-
-def shared_inputs(
-    spec: RunSpec,
-    out: Path,
-    splits: DataSplits,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-    jobs: int = 1,
-) -> Shared:
-    """The soft labels, the teacher and the semi-supervised soft labels of a comparison, each made if missing.
-
-    With ``jobs > 1`` on an accelerator and more than one of them still to make, they are made at once in worker
-    processes (the autoencoder and the teacher otherwise queue up on the GPU before the students: GPU.md), then
-    loaded here."""
-    todo = [kind for kind in PREREQUISITES if _to_make(spec, out, kind)]
-    if jobs > 1 and len(todo) > 1 and _concurrent_prerequisites(device):
-        _make_parallel(spec, out, device, todo, jobs, log)
-    return Shared(
-        _soft_labels(spec, out, splits, device, progress, log),
-        _teacher(spec, out, splits, device, progress, log),
-        _soft_labels(spec, out, splits, device, progress, log, semi=True),
-    )
-
-
-def _concurrent_prerequisites(device: torch.device) -> bool:
-    """Whether to make the prerequisites at once: not on a CPU, where the workers would split its threads and the
-    longest one (a teacher on every labelled image, for one) would run on fewer threads for all of its time."""
-    return device.type != "cpu"
-
-
-def _to_make(spec: RunSpec, out: Path, kind: str) -> bool:
-    """Whether the comparison needs ``kind`` (one of ``PREREQUISITES``) and its folder does not hold it yet."""
-    if kind == "teacher":
-        return bool(spec.teacher_methods()) and "checkpoint" not in spec.teacher and not (
-            out / "teacher" / "summary.json"
-        ).is_file()  # fmt: skip
-    semi = kind != "soft labels"
-    return (
-        bool(spec.soft_label_methods(semi=semi))
-        and "path" not in spec.soft_labels
-        and not (_soft_labels_folder(out, semi) / SOFT_LABELS_FILE).is_file()
-    )
-
-
-def _soft_labels_folder(out: Path, semi: bool) -> Path:
-    return out / ("softlabels-semi" if semi else "softlabels")
-
-
-def _soft_labels(
-    spec: RunSpec,
-    out: Path,
-    splits: DataSplits,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-    semi: bool = False,
-) -> SoftLabels | None:
-    """The comparison's soft labels, built once into ``softlabels/`` (``semi``: for the semi-supervised methods,
-    into ``softlabels-semi/``, the autoencoder also trained on the images a labelled budget withholds)."""
-    if not spec.soft_label_methods(semi=semi):
-        return None
-    folder = _soft_labels_folder(out, semi)
-    if _to_make(spec, out, PREREQUISITES[2] if semi else PREREQUISITES[0]):
-        cfg = replace(spec.soft_label_config(), budget_unlabelled=True) if semi else spec.soft_label_config()
-        resume = interrupted(folder)
-        with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            build_soft_labels(splits, cfg, tmp, device=device, progress=progress, log=log, resume=resume,
-                              cuda_graph=spec.speed_options().cuda_graph)  # fmt: skip
-    soft = SoftLabels.load(Path(spec.soft_labels["path"]) if "path" in spec.soft_labels else folder / SOFT_LABELS_FILE)
-    soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
-    soft.check_labelled(splits.budget)
-    return soft
-
-
-def _teacher(
-    spec: RunSpec, out: Path, splits: DataSplits, device: torch.device, progress: bool, log: Callable[[str], None]
-) -> TeacherNetwork | None:
-    if not spec.teacher_methods():
-        return None
-    if "checkpoint" in spec.teacher:
-        return load_teacher(spec.teacher["checkpoint"], splits, device)
-    folder = out / "teacher"
-    if _to_make(spec, out, "teacher"):
-        optim = spec.optim(spec.teacher, "teacher")
-        cfg = StudentConfig("ce", spec.teacher["model"], optim, seed=int(spec.teacher.get("seed", 0)))
-        resume = interrupted(folder)
-        with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            train_student(splits, cfg, tmp, device=device, name="teacher", progress=progress, log=log, resume=resume,
-                          **asdict(spec.speed_options()))  # fmt: skip
-    return load_teacher(folder / "best.safetensors", splits, device)
