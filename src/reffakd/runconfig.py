@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .data import DataConfig
 from .deploy.network import INPUT_KINDS, OUTPUT_KINDS
@@ -25,6 +25,7 @@ from .recipes import recipe_names
 from .settings import Option, opt, options
 from .softlabels.calibration import PRESETS as SOFT_LABEL_PRESETS
 
+T = TypeVar("T")
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
 
 
@@ -416,6 +417,17 @@ class ConfigSpec:
     after_spec: bool
 
 
+class GroupView(Generic[T]):
+    """One group of a command's options as its typed object (``Resolved.data``: a ``DataConfig``), built when read;
+    a group whose values default to unset (compare's) is the mapping of the keys given."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, cfg: Resolved, owner: type | None = None) -> T:
+        return cfg.group(self.name)
+
+
 @dataclass
 class Resolved:
     """A command's configuration, typed: one attribute per group, built from the flat key -> value mapping."""
@@ -425,11 +437,31 @@ class Resolved:
     argv: list[str] = field(default_factory=list)  # the command line, for the header of config.yaml
     config_spec: ConfigSpec | None = None  # compare, sweep: spec sections given in --config
 
-    def __getattr__(self, name: str) -> Any:
-        for g in COMMANDS[self.__dict__["command"]][1]:
+    # The groups (``Group.name``) of the commands that have them.
+    output = GroupView[Output]()
+    console = GroupView[Console]()
+    data = GroupView[DataConfig]()
+    engine = GroupView[EngineOptions]()
+    soft = GroupView[SoftLabelOptions]()
+    ae_optim = GroupView[OptimConfig]()
+    student = GroupView[Student]()
+    seed = GroupView[Seed]()
+    optim = GroupView[OptimConfig]()
+    method_params = GroupView[dict[str, Any]]()
+    inputs = GroupView[TrainInputs]()
+    compare = GroupView[CompareOptions]()
+    cost = GroupView[CostOptions]()
+    evaluate = GroupView[EvaluateOptions]()
+    export = GroupView[ExportOptions]()
+    predict = GroupView[PredictOptions]()
+    bench = GroupView[BenchOptions]()
+
+    def group(self, name: str) -> Any:
+        """The group ``name`` of this command, built and validated."""
+        for g in COMMANDS[self.command][1]:
             if g.name == name:
                 return self._build(g)
-        raise AttributeError(name)
+        raise AttributeError(f"reffakd {self.command} has no {name} options")
 
     def _build(self, g: Group) -> Any:
         opts = g.options()
