@@ -224,7 +224,7 @@ def test_every_preset_builds_and_validates(name: str) -> None:
     if name in PAPER_SETTINGS:
         dataset, student, teacher = PAPER_SETTINGS[name]
         assert (spec.data["dataset"], spec.student["model"], spec.teacher["model"]) == (dataset, student, teacher)
-        for section in (spec.student, spec.teacher, spec.soft_labels["autoencoder"]):
+        for section in (spec.student, spec.teacher, spec.soft_labels.autoencoder):
             opt = RunSpec.optim(section, "x")
             assert (opt.epochs, opt.batch_size, opt.lr, opt.momentum, opt.weight_decay, opt.gamma) == (
                 200,
@@ -235,7 +235,7 @@ def test_every_preset_builds_and_validates(name: str) -> None:
                 0.2,
             )
             assert opt.resolved_milestones() == [60, 120, 160]
-        assert spec.soft_labels["preset"] == "paper"
+        assert spec.soft_labels.preset == "paper"
         assert spec.grid == {
             "methods": ["reffakd"],
             "params": {
@@ -429,7 +429,7 @@ def test_spec_file_sections_update_the_preset(tmp_path: Path) -> None:
     )
     assert spec.teacher["model"] == "resnet20" and spec.teacher["epochs"] == 200
     assert list(spec.teacher["milestones"]) == [60, 120, 160]
-    assert spec.soft_labels["seed"] == 3 and spec.soft_labels["autoencoder"]["epochs"] == 200
+    assert spec.soft_labels.seed == 3 and spec.soft_labels.autoencoder["epochs"] == 200
     spec_file.write_text(json.dumps({"teacher": {"checkpoint": "t.safetensors"}}))
     spec = compare_spec(parse_command(["compare", "--out", str(tmp_path / "o"), "--spec", str(spec_file)]))
     assert spec.teacher == {"checkpoint": "t.safetensors"}

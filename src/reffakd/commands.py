@@ -140,8 +140,8 @@ def check_inputs(spec: Any, splits: Any, device: Any) -> None:
     if spec.teacher_methods() and "checkpoint" in spec.teacher:
         load_teacher(spec.teacher["checkpoint"], splits, device)
     if spec.soft_label_methods():
-        if "path" in spec.soft_labels:
-            SoftLabels.load(spec.soft_labels["path"]).check_matches(splits.class_names, f"dataset {splits.dataset}")
+        if spec.soft_labels.path is not None:
+            SoftLabels.load(spec.soft_labels.path).check_matches(splits.class_names, f"dataset {splits.dataset}")
         else:
             check_fits_data(spec.soft_label_config(), splits)
 
@@ -335,7 +335,7 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     models = [spec.student.get("model", "lenet5")]
     if spec.teacher_methods() and "checkpoint" not in spec.teacher:
         models.append(spec.teacher["model"])
-    building_soft_labels = bool(spec.soft_label_methods()) and "path" not in spec.soft_labels
+    building_soft_labels = bool(spec.soft_label_methods()) and spec.soft_labels.path is None
     check_input_size(models, building_soft_labels, data)
     splits = load_splits(data, print)
     check_input_size(models, building_soft_labels, data, splits)

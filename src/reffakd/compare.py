@@ -36,7 +36,7 @@ from .reports.compare_report import write_compare_report
 from .rundir import LOCK, locked
 from .runner import Shared, train_item
 from .shared_inputs import shared_inputs
-from .spec import RunItem, RunSpec
+from .spec import RunItem, RunSpec, SoftLabelSpec
 from .tuning import choose, item_path, write_tuning_report
 
 SPEC_FILE = "spec.json"
@@ -62,6 +62,8 @@ def check_resumable(out: Path, spec: RunSpec) -> None:
             )
         return
     saved = read_json(saved_path, "comparison spec", "`reffakd compare`")
+    if isinstance(saved.get("soft_labels"), dict):  # a folder started when the section's keys had other names
+        saved["soft_labels"] = SoftLabelSpec.read(saved["soft_labels"], str(saved_path), note=False).to_dict()
     now = json.loads(json.dumps(spec.to_dict()))
     for key in now:
         if key not in GROWABLE and _without_unset(saved.get(key)) != _without_unset(now[key]):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Generic, TypeVar
 
 from .data import DataConfig
@@ -23,7 +23,8 @@ from .engine.speed import AMP_MODES, COMPILE_MODES, SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .recipes import recipe_names
 from .settings import Option, opt, options
-from .softlabels.calibration import PRESETS as SOFT_LABEL_PRESETS
+from .softlabels import SoftLabelConfig
+from .spec import RunSpec, SoftLabelSpec, grid_axes, soft_label_config
 
 T = TypeVar("T")
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
@@ -79,54 +80,6 @@ class EngineOptions:
         """The keyword arguments beside the spec's speed options that ``pipeline.train_student`` passes to the
         training loop."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SPEED_KEYS}
-
-
-@dataclass
-class SoftLabelOptions:
-    preset: str = opt(
-        "paper", "paper: the notebooks' boost and tau = 1 (best on validation, docs/RESULTS.md); "
-        "calibrated: tau solved for a mean own-class probability of 0.3", choices=SOFT_LABEL_PRESETS,
-    )  # fmt: skip
-    boost: float | None = opt(None, "diagonal boost b (default: the notebook value for the dataset)")
-    soft_temperature: float | None = opt(None, "fixed softmax temperature tau of the soft labels")
-    target_own_prob: float | None = opt(None, "solve tau so the mean own-class probability is this")
-    equalize_own_prob: bool | None = opt(
-        None, "give every class exactly the target own-class probability, the rest in the softmax's proportions "
-        "(default: the preset's)",
-    )  # fmt: skip
-    samples_per_class: int | None = opt(
-        None, "similarity from k sampled images per class (notebooks: 40; default: all)"
-    )
-    augment_embeddings: bool = opt(False, "embed augmented images, as the notebooks do")
-    unlabelled_dir: str | None = opt(
-        None, "semi-supervised: a folder of unlabelled images (any depth) the autoencoder also trains on; "
-        "the class similarity uses only the labelled training images (with --samples-per-class, k of them per class)",
-    )  # fmt: skip
-
-    budget_unlabelled: bool = opt(
-        False, "semi-supervised: the autoencoder also trains on the training images whose labels a labelled budget "
-        "withholds (--labels-per-class); the class similarity uses only the labelled ones",
-    )  # fmt: skip
-
-    def section(self, seed: int, autoencoder: OptimConfig) -> dict[str, Any]:
-        """These flags as a spec's ``soft_labels`` section, read by the one conversion (``spec.soft_label_config``)."""
-        section: dict[str, Any] = {"preset": self.preset, "seed": seed, "autoencoder": asdict(autoencoder)}
-        if self.boost is not None:
-            section["diagonal_boost"] = self.boost
-        if self.soft_temperature is not None:
-            section.update(temperature=self.soft_temperature, equalize_own=False)
-        if self.target_own_prob is not None:
-            section["target_own_probability"] = self.target_own_prob
-        if self.equalize_own_prob is not None:
-            section["equalize_own"] = self.equalize_own_prob
-        if self.samples_per_class is not None:
-            section["samples_per_class"] = self.samples_per_class
-        section["augment_embeddings"] = self.augment_embeddings
-        if self.unlabelled_dir is not None:
-            section["unlabelled_dir"] = self.unlabelled_dir
-        if self.budget_unlabelled:
-            section["budget_unlabelled"] = True
-        return section
 
 
 @dataclass
@@ -244,7 +197,7 @@ METHOD = Group("method_params", "method parameters (default: the method's own, d
 
 def _soft_groups(ae_epochs: int) -> list[Group]:
     return [
-        Group("soft", "soft labels", SoftLabelOptions),
+        Group("soft", "soft labels", SoftLabelSpec),
         Group("ae_optim", "autoencoder optimisation", OptimConfig, "ae_", {"epochs": ae_epochs}),
     ]
 
@@ -442,7 +395,7 @@ class Resolved:
     console = GroupView[Console]()
     data = GroupView[DataConfig]()
     engine = GroupView[EngineOptions]()
-    soft = GroupView[SoftLabelOptions]()
+    soft = GroupView[SoftLabelSpec]()
     ae_optim = GroupView[OptimConfig]()
     student = GroupView[Student]()
     seed = GroupView[Seed]()
@@ -478,35 +431,38 @@ class Resolved:
                 raise prefixed(exc, g.prefix) from None
         return obj
 
-    def soft_label_config(self) -> Any:
-        from .spec import soft_label_config
+    def soft_labels(self) -> SoftLabelSpec:
+        """The soft-label flags as a spec's section, with ``--seed`` and the autoencoder's optimiser (``--ae-*``); a
+        fixed temperature without ``--equalize-own-prob`` does not equalise."""
+        soft, equalize = self.soft, self.soft.equalize_own_prob
+        if equalize is None and soft.soft_temperature is not None:
+            equalize = False
+        return replace(soft, seed=self.seed.seed, autoencoder=asdict(self.ae_optim), equalize_own_prob=equalize)
 
-        return soft_label_config(self.soft.section(self.seed.seed, self.ae_optim), self.data.dataset)
+    def soft_label_config(self) -> SoftLabelConfig:
+        return soft_label_config(self.soft_labels(), self.data.dataset)
 
-    def one_seed_spec(self, methods: list[str], method_params: dict[str, dict[str, Any]], **sections: Any) -> Any:
+    def one_seed_spec(self, methods: list[str], method_params: dict[str, dict[str, Any]], **sections: Any) -> RunSpec:
         """``train`` and ``run`` as what they are: a spec of one seed, run by the same runner as ``compare``."""
-        from .spec import RunSpec
-
         student = {"model": self.student.model, **asdict(self.optim)}
         spec = RunSpec(methods=methods, seeds=[self.seed.seed], data=asdict(self.data), student=student,
                        method_params=method_params, grid=None, speed=self.engine.speed(), **sections)  # fmt: skip
         spec.validate("the command line")
         return spec
 
-    def train_spec(self) -> Any:
+    def train_spec(self) -> RunSpec:
         """``train``: its method with the parameters given, its soft labels or teacher as given."""
         inputs, method = self.inputs, self.inputs.method
         sections: dict[str, Any] = {}
         if inputs.soft_labels:
-            sections["soft_labels"] = {"path": inputs.soft_labels}
+            sections["soft_labels"] = SoftLabelSpec(path=inputs.soft_labels)
         if inputs.teacher:
             sections["teacher"] = {"checkpoint": inputs.teacher}
         return self.one_seed_spec([method], {method: self.method_params}, **sections)
 
-    def run_spec(self) -> Any:
+    def run_spec(self) -> RunSpec:
         """``run``: plain cross-entropy and ReffAKD (the parameters given are ReffAKD's), soft labels built here."""
-        soft = self.soft.section(self.seed.seed, self.ae_optim)
-        return self.one_seed_spec(["ce", "reffakd"], {"reffakd": self.method_params}, soft_labels=soft)
+        return self.one_seed_spec(["ce", "reffakd"], {"reffakd": self.method_params}, soft_labels=self.soft_labels())
 
 
 def prefixed(exc: ReffAKDError, prefix: str) -> ReffAKDError:
@@ -577,7 +533,7 @@ def _methods_taking(methods: Any, keys: list[str]) -> list[str]:
     return takers
 
 
-def compare_spec(cfg: Resolved) -> Any:
+def compare_spec(cfg: Resolved) -> RunSpec:
     """The preset's recipe, then the spec file and the config file's spec sections, then the flags: each later one wins.
 
     A ``--spec`` typed on the command line is applied after the config file's sections; one named in
@@ -585,7 +541,6 @@ def compare_spec(cfg: Resolved) -> Any:
     """
     from .recipes import load_recipe
     from .settings import read_mapping, unknown_key
-    from .spec import RunSpec, grid_axes
 
     v = cfg.values
     preset = v["preset"]
@@ -656,8 +611,6 @@ def compare_spec(cfg: Resolved) -> Any:
 
 def _check_comparison(cfg: Resolved, spec: Any) -> None:
     """What compare and sweep refuse before anything is written, beyond the spec's own checks."""
-    from .spec import grid_axes
-
     jobs = cfg.values["jobs"]
     if jobs < 1:
         raise ReffAKDError(f"jobs {jobs} is out of range: it must be at least 1", params=("jobs",))

@@ -65,7 +65,7 @@ def _to_make(spec: RunSpec, out: Path, kind: str) -> bool:
     semi = kind != "soft labels"
     return (
         bool(spec.soft_label_methods(semi=semi))
-        and "path" not in spec.soft_labels
+        and spec.soft_labels.path is None
         and not (_soft_labels_folder(out, semi) / SOFT_LABELS_FILE).is_file()
     )
 
@@ -94,7 +94,8 @@ def _soft_labels(
         with staged_run_dir(folder, redo=True, resume=resume) as tmp:
             build_soft_labels(splits, cfg, tmp, device=device, progress=progress, log=log, resume=resume,
                               cuda_graph=spec.speed_options().cuda_graph)  # fmt: skip
-    soft = SoftLabels.load(Path(spec.soft_labels["path"]) if "path" in spec.soft_labels else folder / SOFT_LABELS_FILE)
+    given = spec.soft_labels.path
+    soft = SoftLabels.load(Path(given) if given is not None else folder / SOFT_LABELS_FILE)
     soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
     soft.check_labelled(splits.budget)
     return soft

@@ -27,8 +27,9 @@ from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .pipeline import StudentConfig
 from .seed import check_seed
-from .settings import check_types, is_number, yaml_hint
+from .settings import check_types, deprecated, is_number, opt, yaml_hint
 from .softlabels import Calibration, SoftLabelConfig
+from .softlabels.calibration import PRESETS as SOFT_LABEL_PRESETS
 
 GRID_KEYS = ("methods", "params")
 # Equal tuning (``tuning.py``): ``trials`` per method at ``epochs`` over ``seeds``, chosen on validation; ``params``:
@@ -111,21 +112,64 @@ def _number_list(value: Any) -> bool:
     )
 
 
-@dataclass
-class SoftLabelFields:
-    """The types of the ``soft_labels`` section's keys (``check_types``)."""
+# Keys of the ``soft_labels`` section written before its keys were its flags' names: still read, with a note.
+OLD_SOFT_LABEL_KEYS = {"diagonal_boost": "boost", "temperature": "soft_temperature",
+                       "target_own_probability": "target_own_prob", "equalize_own": "equalize_own_prob"}  # fmt: skip
 
-    preset: str
-    seed: int
-    diagonal_boost: float
-    temperature: float | None
-    target_own_probability: float | None
-    equalize_own: bool
-    samples_per_class: int | None
-    augment_embeddings: bool
-    unlabelled_dir: str | None
-    budget_unlabelled: bool
-    path: str
+
+@dataclass
+class SoftLabelSpec:
+    """How the soft labels are made, or which are given: a spec's ``soft_labels`` section and, its ``opt`` fields, the
+    flags of ``softlabels`` and ``run`` (``--seed`` and ``--ae-*`` fill the rest). Unset (None): the preset's."""
+
+    preset: str = opt(
+        "paper", "paper: the notebooks' boost and tau = 1 (best on validation, docs/RESULTS.md); "
+        "calibrated: tau solved for a mean own-class probability of 0.3", choices=SOFT_LABEL_PRESETS,
+    )  # fmt: skip
+    boost: float | None = opt(None, "diagonal boost b (default: the notebook value for the dataset)")
+    soft_temperature: float | None = opt(None, "fixed softmax temperature tau of the soft labels")
+    target_own_prob: float | None = opt(None, "solve tau so the mean own-class probability is this")
+    equalize_own_prob: bool | None = opt(
+        None, "give every class exactly the target own-class probability, the rest in the softmax's proportions "
+        "(default: the preset's)",
+    )  # fmt: skip
+    samples_per_class: int | None = opt(
+        None, "similarity from k sampled images per class (notebooks: 40; default: all)"
+    )
+    augment_embeddings: bool = opt(False, "embed augmented images, as the notebooks do")
+    unlabelled_dir: str | None = opt(
+        None, "semi-supervised: a folder of unlabelled images (any depth) the autoencoder also trains on; "
+        "the class similarity uses only the labelled training images (with --samples-per-class, k of them per class)",
+    )  # fmt: skip
+    budget_unlabelled: bool = opt(
+        False, "semi-supervised: the autoencoder also trains on the training images whose labels a labelled budget "
+        "withholds (--labels-per-class); the class similarity uses only the labelled ones",
+    )  # fmt: skip
+    seed: int = 0
+    autoencoder: dict[str, Any] = field(default_factory=dict)  # its optimiser's keys (OptimConfig)
+    path: str | None = None  # a soft_labels.safetensors given instead: the other keys then do nothing
+
+    @classmethod
+    def read(cls, section: Any, where: str, note: bool = True) -> SoftLabelSpec:
+        """A spec's section, its keys and their types checked; an old key is read as its flag's (``note``: say so)."""
+        section = dict(section) if isinstance(section, dict) else section
+        for old, new in OLD_SOFT_LABEL_KEYS.items():
+            if isinstance(section, dict) and old in section:
+                if new in section:
+                    raise ReffAKDError(f"{where}: soft_labels {old!r} is the old name of {new!r}; give {new} alone")
+                if note:
+                    deprecated(f"{where}: soft_labels", old, new)
+                section[new] = section.pop(old)
+        check_section_keys("soft_labels", section, where)
+        check_types(cls, section, "soft_labels")
+        check_section_keys("soft_labels.autoencoder", section.get("autoencoder", {}), where)
+        return cls(**section)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys set: a given artifact's path alone (``spec.json``, ``config.yaml``)."""
+        return (
+            {"path": self.path} if self.path is not None else {k: v for k, v in asdict(self).items() if v is not None}
+        )
 
 
 OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)
@@ -134,7 +178,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "data": tuple(DataConfig.__dataclass_fields__),
     "student": ("model", *OPTIM_KEYS, "lr_rule"),
     "teacher": ("checkpoint", "model", "seed", *OPTIM_KEYS, "lr_rule"),
-    "soft_labels": (*SoftLabelFields.__dataclass_fields__, "autoencoder"),
+    "soft_labels": tuple(SoftLabelSpec.__dataclass_fields__),
     "soft_labels.autoencoder": OPTIM_KEYS,
     "speed": SPEED_KEYS,
 }
@@ -158,8 +202,6 @@ def check_section_keys(name: str, section: Any, where: str) -> None:
     for key in section:
         if key not in SECTION_KEYS[name]:
             raise unknown_key(f"{where}: {name}", str(key), SECTION_KEYS[name])
-    if name == "soft_labels" and "autoencoder" in section:
-        check_section_keys("soft_labels.autoencoder", section["autoencoder"], where)
 
 
 def _resolve_lr(section: dict[str, Any], what: str) -> float:
@@ -193,10 +235,8 @@ class RunSpec:
     teacher: dict[str, Any] = field(
         default_factory=lambda: {"model": "resnet8", "seed": 0, **asdict(OptimConfig(epochs=10))}
     )
-    # {"path": PATH} or {"preset": NAME, "seed": S, "autoencoder": {**optimiser}}: built once into <out>/softlabels
-    soft_labels: dict[str, Any] = field(
-        default_factory=lambda: {"preset": "paper", "seed": 0, "autoencoder": asdict(OptimConfig(epochs=5))}
-    )
+    # built once into <out>/softlabels, or given (``path``)
+    soft_labels: SoftLabelSpec = field(default_factory=lambda: SoftLabelSpec(autoencoder=asdict(OptimConfig(epochs=5))))
     # {"methods": [...], "params": {KEY: [values], ...}}:
     # each listed method that runs, runs once per combination and seed as a variant (``variant_name``); null: no grid
     grid: dict[str, Any] | None = None
@@ -226,12 +266,12 @@ class RunSpec:
                 and key not in ("teacher", "soft_labels", "method_params")
             ):
                 value = {**default, **value}
-            setattr(spec, key, value)
+            setattr(spec, key, SoftLabelSpec.read(value, where) if key == "soft_labels" else value)
         spec.validate(where)
         return spec
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "soft_labels": self.soft_labels.to_dict()}
 
     # ------------------------------------------------------------------ checks, before anything is written
     def validate(self, where: str = "spec") -> None:
@@ -251,7 +291,9 @@ class RunSpec:
             check_seed(s)
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.methods)) != len(self.methods):
             raise ReffAKDError(f"{where}: methods and seeds must not repeat")
-        for name in ("data", "student", "teacher", "soft_labels"):
+        if isinstance(self.soft_labels, dict):  # a library caller's section
+            self.soft_labels = SoftLabelSpec.read(self.soft_labels, where)
+        for name in ("data", "student", "teacher"):
             check_section_keys(name, getattr(self, name), where)
         for m, params in self.method_params.items():
             if not _is_method(m) or not isinstance(params, dict):
@@ -294,12 +336,13 @@ class RunSpec:
                         f"{where}: teacher model {self.teacher.get('model')!r} is unknown; "
                         f"available: {', '.join(available_models())}, or timm/NAME"
                     )
-        if "path" in self.soft_labels and self.soft_label_methods(semi=True) and self.soft_label_methods(semi=False):
+        given = self.soft_labels.path is not None
+        if given and self.soft_label_methods(semi=True) and self.soft_label_methods(semi=False):
             raise ReffAKDError(
                 f"{where}: a given soft_labels path serves either the semi-supervised methods "
                 f"({', '.join(sorted(self.soft_label_methods(semi=True)))}) or the others, not both; run them apart"
             )
-        if self.soft_label_methods() and "path" not in self.soft_labels:
+        if self.soft_label_methods() and not given:
             self.soft_label_config()
 
     def _check_grid(self, where: str) -> None:
@@ -594,34 +637,30 @@ def budget_item(value: Any) -> dict[str, Any] | None:
     return item
 
 
-def soft_label_config(section: Mapping[str, Any], dataset: str) -> SoftLabelConfig:
-    """A ``soft_labels`` section (``preset``, ``seed``, calibration keys, ``autoencoder`` optimiser...) as the
-    soft-label builder's config: the one conversion, for a spec's section and for the command line's flags."""
-    check_types(SoftLabelFields, section, "soft_labels")
-    preset = section.get("preset", "paper")
-    cal = Calibration.preset(preset, dataset)
-    for key in ("diagonal_boost", "temperature", "target_own_probability", "equalize_own"):
-        if key in section:
-            setattr(cal, key, section[key])
-            if key == "temperature":
-                cal.target_own_probability = None
-            if key == "target_own_probability":
-                cal.temperature = None
+def soft_label_config(section: SoftLabelSpec, dataset: str) -> SoftLabelConfig:
+    """A ``soft_labels`` section as the soft-label builder's config: the one conversion, for a spec's section and for
+    the command line's flags. A fixed temperature replaces the preset's target own-class probability and back."""
+    cal = Calibration.preset(section.preset, dataset)
+    if section.boost is not None:
+        cal.diagonal_boost = section.boost
+    if section.soft_temperature is not None:
+        cal.temperature, cal.target_own_probability = section.soft_temperature, None
+    if section.target_own_prob is not None:
+        cal.temperature, cal.target_own_probability = None, section.target_own_prob
+    if section.equalize_own_prob is not None:
+        cal.equalize_own = section.equalize_own_prob
     cal.validate()
-    samples = section.get("samples_per_class")
+    samples = section.samples_per_class
     if samples is not None and samples < 2:
         raise ReffAKDError(
             f"samples_per_class {samples} is out of range: it must be at least 2", params=("samples_per_class",)
         )
-    check_seed(section.get("seed", 0), "seed")
-    autoencoder = RunSpec.optim(section.get("autoencoder", {}), "autoencoder")
-    augment = bool(section.get("augment_embeddings", False))
-    unlabelled = section.get("unlabelled_dir")
+    check_seed(section.seed, "seed")
+    autoencoder = RunSpec.optim(section.autoencoder, "autoencoder")
+    unlabelled = section.unlabelled_dir
     if unlabelled is not None and not Path(unlabelled).is_dir():
         raise ReffAKDError(
             f"unlabelled image folder {unlabelled} does not exist or is not a folder", params=("unlabelled_dir",)
         )
-    return SoftLabelConfig(
-        cal, preset, autoencoder, samples, augment, int(section.get("seed", 0)), unlabelled,
-        bool(section.get("budget_unlabelled", False)),
-    )  # fmt: skip
+    return SoftLabelConfig(cal, section.preset, autoencoder, samples, section.augment_embeddings, section.seed,
+                           unlabelled, section.budget_unlabelled)  # fmt: skip
