@@ -465,6 +465,7 @@ def test_jobs_make_the_teacher_and_soft_labels_at_once_and_the_same(
 
     import reffakd.shared_inputs as inputs
     from reffakd.data import load_splits
+    from reffakd.runner import Comparison
     from reffakd.shared_inputs import shared_inputs
 
     assert not inputs._concurrent_prerequisites(torch.device("cpu"))
@@ -476,7 +477,7 @@ def test_jobs_make_the_teacher_and_soft_labels_at_once_and_the_same(
     splits = load_splits(spec.data_config(), log=lambda s: None)
     lines: list[str] = []
     cpu = torch.device("cpu")
-    shared = shared_inputs(spec, out, splits, cpu, False, lines.append, 2)
+    shared = shared_inputs(Comparison(spec, out, splits, cpu, False, lines.append), 2)
     assert lines == ["jobs: soft labels, teacher made at once in 2 worker processes, 1 CPU thread(s) each"]
     printed = capfd.readouterr().out
     assert "[soft labels] autoencoder epoch   1/1" in printed and "[teacher] epoch   1/1" in printed
@@ -485,7 +486,7 @@ def test_jobs_make_the_teacher_and_soft_labels_at_once_and_the_same(
         mine, theirs = load_file(out / rel), load_file(finished / rel)
         assert mine.keys() == theirs.keys() and all(mine[k].equal(theirs[k]) for k in mine), rel
     again: list[str] = []
-    shared_inputs(spec, out, splits, cpu, False, again.append, 2)  # made: loaded, no workers
+    shared_inputs(Comparison(spec, out, splits, cpu, False, again.append), 2)  # made: loaded, no workers
     assert not any(line.startswith("jobs:") for line in again)
 
 

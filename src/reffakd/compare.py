@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from .pipeline import check_cuda_graph, stand_in_inputs, trains_per_image
 from .pool import WORKER, finish, quiet_worker, spawn_pool, until_stopped, worker_devices, worker_threads
 from .reports.compare_report import write_compare_report
 from .rundir import LOCK, locked
-from .runner import Shared, train_item
+from .runner import Comparison, Shared, train_item
 from .shared_inputs import shared_inputs
 from .spec import RunItem, RunSpec, SoftLabelSpec
 from .tuning import choose, item_path, write_tuning_report
@@ -123,20 +124,11 @@ def run_compare(
     check_resumable(out, spec)
     out.mkdir(parents=True, exist_ok=True)
     with locked(out / LOCK, f"comparison folder {out}"):  # the parent alone: --jobs workers are its children
-        return _run_compare(spec, out, splits, device, progress, log, jobs, report, config_yaml)
+        return _run_compare(Comparison(spec, out, splits, device, progress, log), jobs, report, config_yaml)
 
 
-def _run_compare(
-    spec: RunSpec,
-    out: Path,
-    splits: DataSplits,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-    jobs: int,
-    report: Callable[[Path, bool], str],
-    config_yaml: str | None,
-) -> str:
+def _run_compare(cmp: Comparison, jobs: int, report: Callable[[Path, bool], str], config_yaml: str | None) -> str:
+    spec, out = cmp.spec, cmp.out
     check_resumable(out, spec)  # again, under the lock
     saved = read_json(out / SPEC_FILE, "comparison spec", "`reffakd compare`") if (out / SPEC_FILE).is_file() else {}
     merged = spec.to_dict()
@@ -146,56 +138,39 @@ def _run_compare(
     if config_yaml is not None:
         write_text_atomic(out / CONFIG_FILE, config_yaml)
 
-    shared = shared_inputs(spec, out, splits, device, progress, log, jobs)
+    shared = shared_inputs(cmp, jobs)
     tuned = None
     if spec.tune is not None:  # equal tuning first: each method's trials, then its choice (``tuning.py``)
         progress_report = lambda folder, final: write_tuning_report(folder, spec)  # noqa: E731
-        _run_items(spec, spec.tuning_items(), out, splits, shared, device, progress, log, jobs, progress_report)
+        _run_items(cmp, spec.tuning_items(), shared, jobs, progress_report)
         tuned = choose(out, spec)
-        log(write_tuning_report(out, spec))
-    _run_items(spec, spec.run_items(tuned), out, splits, shared, device, progress, log, jobs, report)
+        cmp.log(write_tuning_report(out, spec))
+    _run_items(cmp, spec.run_items(tuned), shared, jobs, report)
     md = report(out, True)
-    log(md)
+    cmp.log(md)
     return md
 
 
 def _run_items(
-    spec: RunSpec,
-    items: list[RunItem],
-    out: Path,
-    splits: DataSplits,
-    shared: Shared,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-    jobs: int,
-    report: Callable[[Path, bool], str],
+    cmp: Comparison, items: list[RunItem], shared: Shared, jobs: int, report: Callable[[Path, bool], str]
 ) -> None:
     """Train the ``items`` not finished yet (one after another, or in ``jobs`` workers), rewriting the report."""
     todo = []
     for item in items:
-        run_dir = item_path(out, item)
+        run_dir = item_path(cmp.out, item)
         if (run_dir / "summary.json").is_file():
-            log(f"skip {item.variant} seed {item.seed}: finished ({run_dir})")
+            cmp.log(f"skip {item.variant} seed {item.seed}: finished ({run_dir})")
         else:
             todo.append(item)
     if jobs == 1 or len(todo) < 2:
         for item in todo:
-            train_item(spec, item, out, splits, shared, device=device, progress=progress, log=log)
-            report(out, False)
+            train_item(cmp, item, shared)
+            report(cmp.out, False)
     else:
-        _run_parallel(spec, todo, out, device, jobs, log, report)
+        _run_parallel(cmp, todo, jobs, report)
 
 
-def _run_parallel(
-    spec: RunSpec,
-    items: list[RunItem],
-    out: Path,
-    device: torch.device,
-    jobs: int,
-    log: Callable[[str], None],
-    report: Callable[[Path, bool], str],
-) -> None:
+def _run_parallel(cmp: Comparison, items: list[RunItem], jobs: int, report: Callable[[Path, bool], str]) -> None:
     """``jobs`` spawned workers (``pool``); a method that distils another run of its seed (tfkd-self) after the runs
     it distils. On Ctrl-C, SIGTERM or any error the parent stops the workers: their unfinished runs stay
     ``.partial`` folders with resume checkpoints, which the next invocation continues.
@@ -205,17 +180,17 @@ def _run_parallel(
     jobs = min(jobs, len(items))
     threads = worker_threads(jobs)
     devices = multiprocessing.get_context("spawn").Queue()
-    for k, name in enumerate(worker_devices(device, jobs), 1):
+    for k, name in enumerate(worker_devices(cmp.device, jobs), 1):
         devices.put((k, name))
-    log(
+    cmp.log(
         f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, "
-        f"on {', '.join(dict.fromkeys(worker_devices(device, jobs)))}"
+        f"on {', '.join(dict.fromkeys(worker_devices(cmp.device, jobs)))}"
     )
-    pool, stopping = spawn_pool(jobs, _worker_init, (spec, str(out), devices, threads))
+    pool, stopping = spawn_pool(jobs, _worker_init, (cmp.spec, str(cmp.out), devices, threads))
     try:
         later = {i for i in items if get_method(i.method).source.same_seed_run is not None}
         for phase in ([i for i in items if i not in later], [i for i in items if i in later]):
-            finish(pool, stopping, [(_worker_run, (item,)) for item in phase], lambda: report(out, False))
+            finish(pool, stopping, [(_worker_run, (item,)) for item in phase], lambda: report(cmp.out, False))
     finally:
         devices.close()
         devices.join_thread()
@@ -228,18 +203,12 @@ def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int, stopping: 
 
     quiet_worker(threads, stopping, plots)
     k, name = devices.get()
-    device = torch.device(name)
     quiet = lambda line: None  # noqa: E731
     splits = load_splits(spec.data_config(), quiet)
-    shared = shared_inputs(spec, Path(out), splits, device, False, quiet)
-    WORKER.update(spec=spec, out=Path(out), splits=splits, shared=shared, device=device, prefix=f"[job {k}] ")
+    cmp = Comparison(spec, Path(out), splits, torch.device(name), False, quiet)
+    WORKER.update(cmp=cmp, shared=shared_inputs(cmp), prefix=f"[job {k}] ")
 
 
 def _worker_run(item: RunItem) -> None:
-    w = WORKER
-    log = lambda line: print(w["prefix"] + line, flush=True)  # noqa: E731
-    until_stopped(
-        lambda: train_item(
-            w["spec"], item, w["out"], w["splits"], w["shared"], device=w["device"], progress=False, log=log
-        )
-    )
+    log = lambda line: print(WORKER["prefix"] + line, flush=True)  # noqa: E731
+    until_stopped(lambda: train_item(replace(WORKER["cmp"], log=log), item, WORKER["shared"]))

@@ -41,6 +41,18 @@ class Shared:
         return self.soft_semi if kind.semi else self.soft
 
 
+@dataclass
+class Comparison:
+    """A comparison being run: its spec, its folder, its data, the device, and how it reports."""
+
+    spec: RunSpec
+    out: Path
+    splits: DataSplits
+    device: torch.device
+    progress: bool
+    log: Callable[[str], None]
+
+
 def run_one(
     spec: RunSpec,
     item: RunItem,
@@ -85,27 +97,17 @@ def run_one(
     )
 
 
-def train_item(
-    spec: RunSpec,
-    item: RunItem,
-    out: Path,
-    splits: DataSplits,
-    shared: Shared,
-    *,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-) -> None:
+def train_item(cmp: Comparison, item: RunItem, shared: Shared) -> None:
     """Train one run of a comparison into its folder, which appears whole or not at all; a method whose teacher
     is another run of its seed (tfkd-self) gets that run's student."""
     run = get_method(item.method).source.same_seed_run
     if run is not None:
-        teacher = load_teacher(run_path(out, run, item.seed) / "best.safetensors", splits, device)
+        teacher = load_teacher(run_path(cmp.out, run, item.seed) / "best.safetensors", cmp.splits, cmp.device)
         shared = Shared(shared.soft, teacher, shared.soft_semi)
-    folder = item_path(out, item)
+    folder = item_path(cmp.out, item)
     resume = interrupted(folder)
     with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-        run_one(spec, item, tmp, splits, shared, device=device, progress=progress, log=log,
+        run_one(cmp.spec, item, tmp, cmp.splits, shared, device=cmp.device, progress=cmp.progress, log=cmp.log,
                 name=f"{item.variant}-s{item.seed}", resume=resume)  # fmt: skip
 
 

@@ -7,17 +7,15 @@ accelerator, the ones still to make are made at once in worker processes (``pool
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from .data import DataSplits
 from .pipeline import StudentConfig, train_student
 from .pool import finish, quiet_worker, spawn_pool, until_stopped, worker_devices, worker_threads
 from .rundir import staged_run_dir
-from .runner import Shared, interrupted
+from .runner import Comparison, Shared, interrupted
 from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
 from .sources import TeacherNetwork, load_teacher
 from .spec import RunSpec
@@ -26,28 +24,16 @@ from .spec import RunSpec
 PREREQUISITES = ("soft labels", "teacher", "semi-supervised soft labels")
 
 
-def shared_inputs(
-    spec: RunSpec,
-    out: Path,
-    splits: DataSplits,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-    jobs: int = 1,
-) -> Shared:
+def shared_inputs(cmp: Comparison, jobs: int = 1) -> Shared:
     """The soft labels, the teacher and the semi-supervised soft labels of a comparison, each made if missing.
 
     With ``jobs > 1`` on an accelerator and more than one of them still to make, they are made at once in worker
     processes (the autoencoder and the teacher otherwise queue up on the GPU before the students: GPU.md), then
     loaded here."""
-    todo = [kind for kind in PREREQUISITES if _to_make(spec, out, kind)]
-    if jobs > 1 and len(todo) > 1 and _concurrent_prerequisites(device):
-        _make_parallel(spec, out, device, todo, jobs, log)
-    return Shared(
-        _soft_labels(spec, out, splits, device, progress, log),
-        _teacher(spec, out, splits, device, progress, log),
-        _soft_labels(spec, out, splits, device, progress, log, semi=True),
-    )
+    todo = [kind for kind in PREREQUISITES if _to_make(cmp.spec, cmp.out, kind)]
+    if jobs > 1 and len(todo) > 1 and _concurrent_prerequisites(cmp.device):
+        _make_parallel(cmp, todo, jobs)
+    return Shared(_soft_labels(cmp), _teacher(cmp), _soft_labels(cmp, semi=True))
 
 
 def _concurrent_prerequisites(device: torch.device) -> bool:
@@ -74,25 +60,18 @@ def _soft_labels_folder(out: Path, semi: bool) -> Path:
     return out / ("softlabels-semi" if semi else "softlabels")
 
 
-def _soft_labels(
-    spec: RunSpec,
-    out: Path,
-    splits: DataSplits,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-    semi: bool = False,
-) -> SoftLabels | None:
+def _soft_labels(cmp: Comparison, semi: bool = False) -> SoftLabels | None:
     """The comparison's soft labels, built once into ``softlabels/`` (``semi``: for the semi-supervised methods,
     into ``softlabels-semi/``, the autoencoder also trained on the images a labelled budget withholds)."""
+    spec, splits = cmp.spec, cmp.splits
     if not spec.soft_label_methods(semi=semi):
         return None
-    folder = _soft_labels_folder(out, semi)
-    if _to_make(spec, out, PREREQUISITES[2] if semi else PREREQUISITES[0]):
+    folder = _soft_labels_folder(cmp.out, semi)
+    if _to_make(spec, cmp.out, PREREQUISITES[2] if semi else PREREQUISITES[0]):
         cfg = replace(spec.soft_label_config(), budget_unlabelled=True) if semi else spec.soft_label_config()
         resume = interrupted(folder)
         with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            build_soft_labels(splits, cfg, tmp, device=device, progress=progress, log=log, resume=resume,
+            build_soft_labels(splits, cfg, tmp, device=cmp.device, progress=cmp.progress, log=cmp.log, resume=resume,
                               cuda_graph=spec.speed_options().cuda_graph)  # fmt: skip
     given = spec.soft_labels.path
     soft = SoftLabels.load(Path(given) if given is not None else folder / SOFT_LABELS_FILE)
@@ -101,36 +80,33 @@ def _soft_labels(
     return soft
 
 
-def _teacher(
-    spec: RunSpec, out: Path, splits: DataSplits, device: torch.device, progress: bool, log: Callable[[str], None]
-) -> TeacherNetwork | None:
+def _teacher(cmp: Comparison) -> TeacherNetwork | None:
+    spec, splits, device = cmp.spec, cmp.splits, cmp.device
     if not spec.teacher_methods():
         return None
     if "checkpoint" in spec.teacher:
         return load_teacher(spec.teacher["checkpoint"], splits, device)
-    folder = out / "teacher"
-    if _to_make(spec, out, "teacher"):
+    folder = cmp.out / "teacher"
+    if _to_make(spec, cmp.out, "teacher"):
         optim = spec.optim(spec.teacher, "teacher")
         cfg = StudentConfig("ce", spec.teacher["model"], optim, seed=int(spec.teacher.get("seed", 0)))
         resume = interrupted(folder)
         with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            train_student(splits, cfg, tmp, device=device, name="teacher", progress=progress, log=log, resume=resume,
-                          **asdict(spec.speed_options()))  # fmt: skip
+            train_student(splits, cfg, tmp, device=device, name="teacher", progress=cmp.progress, log=cmp.log,
+                          resume=resume, **asdict(spec.speed_options()))  # fmt: skip
     return load_teacher(folder / "best.safetensors", splits, device)
 
 
-def _make_parallel(
-    spec: RunSpec, out: Path, device: torch.device, kinds: list[str], jobs: int, log: Callable[[str], None]
-) -> None:
+def _make_parallel(cmp: Comparison, kinds: list[str], jobs: int) -> None:
     """Each of ``kinds`` made in its own spawned worker, ``jobs`` at a time, with its share of the CPU threads (its
     own GPU when several are visible); an error in one stops the others, whose folders stay ``.partial``."""
     jobs = min(jobs, len(kinds))
     threads = worker_threads(jobs)
-    devices = worker_devices(device, len(kinds))
-    log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
+    devices = worker_devices(cmp.device, len(kinds))
+    cmp.log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
     pool, stopping = spawn_pool(jobs, quiet_worker, (threads,))
-    finish(pool, stopping, [(_make_in_worker, (kind, spec, str(out), devices[k])) for k, kind in enumerate(kinds)],
-           lambda: None)  # fmt: skip
+    tasks = [(_make_in_worker, (kind, cmp.spec, str(cmp.out), devices[k])) for k, kind in enumerate(kinds)]
+    finish(pool, stopping, tasks, lambda: None)
     pool.shutdown()
 
 
@@ -139,8 +115,5 @@ def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str) -> None:
 
     log = lambda line: print(f"[{kind}] {line}", flush=True)  # noqa: E731
     splits = load_splits(spec.data_config(), lambda line: None)
-    if kind == "teacher":
-        until_stopped(lambda: _teacher(spec, Path(out), splits, torch.device(device), False, log))
-    else:
-        semi = kind != "soft labels"
-        until_stopped(lambda: _soft_labels(spec, Path(out), splits, torch.device(device), False, log, semi=semi))
+    cmp = Comparison(spec, Path(out), splits, torch.device(device), False, log)
+    until_stopped(lambda: _teacher(cmp) if kind == "teacher" else _soft_labels(cmp, semi=kind != "soft labels"))
