@@ -23,6 +23,8 @@ from .data import DataSplits, load_splits, make_batches
 from .distillers import DISTILLERS, get_method, method_names
 from .engine import RESUME_FILE, distributed
 from .engine.distributed import pick_device
+from .engine.logsinks import require_tensorboard
+from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .io import strict_json, write_json
 from .pipeline_run import run_pipeline
@@ -122,18 +124,6 @@ def check_out_outside_data(out: str | Path, data: Any) -> None:
             )
 
 
-def check_engine(engine: Any, device: Any) -> None:
-    """The speed and logging options this device and this installation can honour, refused before any data is
-    loaded or folder made (the training loop checks them again for library callers)."""
-    from .engine.logsinks import require_tensorboard
-    from .engine.speed import SpeedOptions
-
-    names = ("amp", "channels_last", "compile", "compile_mode", "cuda_graph")  # those this command takes
-    SpeedOptions(**{k: getattr(engine, k) for k in names if hasattr(engine, k)}).validate(device)
-    if getattr(engine, "tensorboard", False):
-        require_tensorboard()
-
-
 def check_inputs(spec: Any, splits: Any, device: Any) -> None:
     """What a comparison needs the loaded data for, checked before a folder exists or the autoencoder trains: its
     given teacher and soft labels, or the soft-label settings against these classes."""
@@ -203,7 +193,10 @@ def prepare_run(cfg: Resolved, models: list[str], autoencoder: bool, batch_size:
     main = distributed.is_main_process()
     if main:
         start_output(cfg.output.out, cfg.engine.resume, cfg.data, cfg.argv)
-    check_engine(cfg.engine, device)
+    # The speed and logging options this device and installation can honour (the loop checks them again for callers).
+    SpeedOptions(**{k: getattr(cfg.engine, k) for k in SPEED_KEYS}).validate(device)
+    if cfg.engine.tensorboard:
+        require_tensorboard()
     check_input_size(models, autoencoder, cfg.data)
     log: Callable[[str], None] = RunLog() if main else (lambda line: None)
     splits = load_splits(cfg.data, log)
