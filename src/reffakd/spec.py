@@ -166,10 +166,12 @@ class SoftLabelSpec:
         return cls(**section)
 
     def to_dict(self) -> dict[str, Any]:
-        """The keys set: a given artifact's path alone (``spec.json``, ``config.yaml``)."""
-        return (
-            {"path": self.path} if self.path is not None else {k: v for k, v in asdict(self).items() if v is not None}
-        )
+        """The keys set, as ``spec.json`` and ``config.yaml`` write them: a given artifact's path alone; a switch left
+        off is not written (a folder's spec stays as it was)."""
+        if self.path is not None:
+            return {"path": self.path}
+        off = ("augment_embeddings", "budget_unlabelled")
+        return {k: v for k, v in asdict(self).items() if v is not None and not (k in off and v is False)}
 
 
 OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)
