@@ -14,7 +14,7 @@ import itertools
 import math
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,13 +103,21 @@ class RunItem:
         return self.stage == "tuning"
 
 
-def _number_list(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-        and len(set(value)) == len(value)
-    )
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _name(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _distinct(value: Any, fits: Callable[[Any], bool]) -> bool:
+    """A non-empty list of distinct items, each of which ``fits``: the one check of a spec's lists of values."""
+    return isinstance(value, list) and bool(value) and all(map(fits, value)) and len(set(value)) == len(value)
 
 
 # Keys of the ``soft_labels`` section written before its keys were its flags' names: still read, with a note.
@@ -356,12 +364,7 @@ class RunSpec:
             raise ReffAKDError(
                 f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)}, or null; got {got}"
             )
-        if (
-            not isinstance(g["methods"], list)
-            or not g["methods"]
-            or not all(isinstance(m, str) for m in g["methods"])
-            or len(set(g["methods"])) != len(g["methods"])
-        ):
+        if not _distinct(g["methods"], _name):
             raise ReffAKDError(
                 f"{where}: grid methods must be a non-empty list of distinct method names, got {g['methods']!r}"
             )
@@ -382,16 +385,7 @@ class RunSpec:
                     f"allowed: {', '.join(types)}"
                 )
             kind = types[key]
-            if kind is str:
-                ok = (
-                    isinstance(values, list)
-                    and bool(values)
-                    and all(isinstance(v, str) for v in values)
-                    and len(set(values)) == len(values)
-                )
-            else:
-                ok = _number_list(values) and (kind is not int or all(isinstance(v, int) for v in values))
-            if not ok:
+            if not _distinct(values, {str: _name, int: _whole}.get(kind, _finite)):
                 kind_text = {str: "names", int: "integers"}.get(kind, "finite numbers")
                 text = next((v for v in values if isinstance(v, str)), None) if isinstance(values, list) else None
                 raise ReffAKDError(
@@ -433,12 +427,7 @@ class RunSpec:
             if not isinstance(t[key], int) or isinstance(t[key], bool) or t[key] < 1:
                 raise ReffAKDError(f"{where}: tune {key} {t[key]!r} is out of range: a whole number, at least 1")
         seeds = t.get("seeds", [0])
-        if (
-            not isinstance(seeds, list)
-            or not seeds
-            or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
-            or len(set(seeds)) != len(seeds)
-        ):
+        if not _distinct(seeds, _whole):
             raise ReffAKDError(f"{where}: tune seeds must be a non-empty list of distinct integers, got {seeds!r}")
         if not isinstance(t.get("seed", 0), int):
             raise ReffAKDError(f"{where}: tune seed {t.get('seed')!r} must be an integer")
@@ -449,7 +438,7 @@ class RunSpec:
             if key not in OPTIM_GRID_TYPES or key == "epochs" or OPTIM_GRID_TYPES[key] is str:
                 allowed = ", ".join(k for k, v in OPTIM_GRID_TYPES.items() if k != "epochs" and v is not str)
                 raise ReffAKDError(f"{where}: tune params key {key!r} cannot vary; allowed: {allowed}")
-            if not _number_list(values) or len(set(values)) != len(values):
+            if not _distinct(values, _finite):
                 raise ReffAKDError(f"{where}: tune params {key} must be a non-empty list of distinct numbers")
         for m in self.methods:
             for point in self.tuning_points(m):
@@ -629,12 +618,7 @@ def budget_item(value: Any) -> dict[str, Any] | None:
     if any(item[k] is not None and not count(item[k]) for k in ("epochs", "tune_epochs", "teacher_epochs")):
         return None
     seeds = item["seeds"]
-    if seeds is not None and not (
-        isinstance(seeds, list)
-        and seeds
-        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-        and len(set(seeds)) == len(seeds)
-    ):
+    if seeds is not None and not _distinct(seeds, lambda s: _whole(s) and s >= 0):
         return None
     return item
 
