@@ -623,9 +623,12 @@ def budget_item(value: Any) -> dict[str, Any] | None:
     return item
 
 
-def soft_label_config(section: SoftLabelSpec, dataset: str) -> SoftLabelConfig:
-    """A ``soft_labels`` section as the soft-label builder's config: the one conversion, for a spec's section and for
-    the command line's flags. A fixed temperature replaces the preset's target own-class probability and back."""
+def soft_label_config(section: SoftLabelSpec | Mapping[str, Any], dataset: str) -> SoftLabelConfig:
+    """A ``soft_labels`` section (or a library caller's mapping of its keys) as the soft-label builder's config: the
+    one conversion, for a spec's section and for the command line's flags. A fixed temperature replaces the preset's
+    target own-class probability and back."""
+    if not isinstance(section, SoftLabelSpec):
+        section = SoftLabelSpec.read(dict(section), "soft_label_config")
     cal = Calibration.preset(section.preset, dataset)
     if section.boost is not None:
         cal.diagonal_boost = section.boost
