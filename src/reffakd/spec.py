@@ -32,10 +32,6 @@ from .softlabels import Calibration, SoftLabelConfig
 from .softlabels.calibration import PRESETS as SOFT_LABEL_PRESETS
 
 GRID_KEYS = ("methods", "params")
-# Equal tuning (``tuning.py``): ``trials`` per method at ``epochs`` over ``seeds``, chosen on validation; ``params``:
-# optimiser axes every method's grid is crossed with (so a method without parameters, like ce, is tuned too);
-# ``seed``: which trials a grid larger than ``trials`` samples.
-TUNE_KEYS = ("trials", "epochs", "seeds", "params", "seed")
 # What a grid may vary: any method parameter (the registry's, ``parameter_types``), and the student's
 # optimiser (not its milestones: a grid point that sets epochs gets the default milestones, 30/60/80 %
 # of its epochs).
@@ -182,6 +178,55 @@ class SoftLabelSpec:
         return {k: v for k, v in asdict(self).items() if v is not None and not (k in off and v is False)}
 
 
+@dataclass
+class TuneSpec:
+    """Equal tuning (``tuning.py``), a spec's ``tune`` section: ``trials`` per method at ``epochs`` over ``seeds``
+    (unset: [0]), chosen on validation; ``params``: optimiser axes every method's grid is crossed with (so a method
+    without parameters, like ce, is tuned too); ``seed``: which trials a grid larger than ``trials`` samples."""
+
+    trials: int
+    epochs: int
+    seeds: list[int] | None = None
+    params: dict[str, list[float]] | None = None
+    seed: int | None = None
+
+    @classmethod
+    def read(cls, t: Any, where: str) -> TuneSpec:
+        """The section, every key and value checked once, here."""
+        keys = tuple(cls.__dataclass_fields__)
+        if not isinstance(t, dict) or not set(t) <= set(keys) or not {"trials", "epochs"} <= set(t):
+            got = sorted(t) if isinstance(t, dict) else type(t).__name__
+            raise ReffAKDError(
+                f"{where}: tune must be an object with trials and epochs (and optionally seeds, params, seed), "
+                f"or null; got {got}"
+            )
+        for key in ("trials", "epochs"):
+            if not _whole(t[key]) or t[key] < 1:
+                raise ReffAKDError(f"{where}: tune {key} {t[key]!r} is out of range: a whole number, at least 1")
+        if not _distinct(t.get("seeds", [0]), _whole):
+            raise ReffAKDError(f"{where}: tune seeds must be a non-empty list of distinct integers, got {t['seeds']!r}")
+        if not isinstance(t.get("seed", 0), int):
+            raise ReffAKDError(f"{where}: tune seed {t.get('seed')!r} must be an integer")
+        axes = t.get("params", {})
+        if not isinstance(axes, dict):
+            raise ReffAKDError(f"{where}: tune params must map optimiser keys to lists of values, got {axes!r}")
+        for key, values in axes.items():
+            if key not in OPTIM_GRID_TYPES or key == "epochs" or OPTIM_GRID_TYPES[key] is str:
+                allowed = ", ".join(k for k, v in OPTIM_GRID_TYPES.items() if k != "epochs" and v is not str)
+                raise ReffAKDError(f"{where}: tune params key {key!r} cannot vary; allowed: {allowed}")
+            if not _distinct(values, _finite):
+                raise ReffAKDError(f"{where}: tune params {key} must be a non-empty list of distinct numbers")
+        return cls(**t)
+
+    @property
+    def trial_seeds(self) -> list[int]:
+        return self.seeds or [0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys given (``spec.json``, ``config.yaml``)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
 OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)
 # The keys each section may hold; anything else is a typo that would otherwise silently do nothing.
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
@@ -250,9 +295,9 @@ class RunSpec:
     # {"methods": [...], "params": {KEY: [values], ...}}:
     # each listed method that runs, runs once per combination and seed as a variant (``variant_name``); null: no grid
     grid: dict[str, Any] | None = None
-    # {"trials": N, "epochs": E, "seeds": [...], "params": {OPTIM_KEY: [values]}, "seed": S}: equal tuning of every
-    # method on validation before its final runs (``tuning.py``); null: each method runs with its parameters as given
-    tune: dict[str, Any] | None = None
+    # equal tuning of every method on validation before its final runs (``TuneSpec``, ``tuning.py``); null: each
+    # method runs with its parameters as given
+    tune: TuneSpec | None = None
     # [100, 500, "all"]: a label-budget study (``study.py``): the whole comparison once per labelled budget (labels
     # per class, or "all"), each in OUT/labels-<budget>/, and one report across them; null: one comparison
     budgets: list[Any] | None = None
@@ -276,12 +321,15 @@ class RunSpec:
                 and key not in ("teacher", "soft_labels", "method_params")
             ):
                 value = {**default, **value}
-            setattr(spec, key, SoftLabelSpec.read(value, where) if key == "soft_labels" else value)
+            if key == "soft_labels" or (key == "tune" and value is not None):  # the typed sections, read here
+                value = {"soft_labels": SoftLabelSpec, "tune": TuneSpec}[key].read(value, where)
+            setattr(spec, key, value)
         spec.validate(where)
         return spec
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "soft_labels": self.soft_labels.to_dict()}
+        tune = self.tune.to_dict() if self.tune is not None else None
+        return {**asdict(self), "soft_labels": self.soft_labels.to_dict(), "tune": tune}
 
     # ------------------------------------------------------------------ checks, before anything is written
     def validate(self, where: str = "spec") -> None:
@@ -301,8 +349,10 @@ class RunSpec:
             check_seed(s)
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.methods)) != len(self.methods):
             raise ReffAKDError(f"{where}: methods and seeds must not repeat")
-        if isinstance(self.soft_labels, dict):  # a library caller's section
+        if isinstance(self.soft_labels, dict):  # a library caller's sections
             self.soft_labels = SoftLabelSpec.read(self.soft_labels, where)
+        if self.tune is not None and not isinstance(self.tune, TuneSpec):
+            self.tune = TuneSpec.read(self.tune, where)
         for name in ("data", "student", "teacher"):
             check_section_keys(name, getattr(self, name), where)
         for m, params in self.method_params.items():
@@ -412,38 +462,15 @@ class RunSpec:
             )
 
     def _check_tune(self, where: str) -> None:
+        """Every trial is a valid run (the section itself was checked when read: ``TuneSpec.read``)."""
         if self.tune is None:
             return
-        t = self.tune
-        if not isinstance(t, dict) or not set(t) <= set(TUNE_KEYS) or not {"trials", "epochs"} <= set(t):
-            got = sorted(t) if isinstance(t, dict) else type(t).__name__
-            raise ReffAKDError(
-                f"{where}: tune must be an object with trials and epochs (and optionally seeds, params, seed), "
-                f"or null; got {got}"
-            )
         if self.grid is not None:
             raise ReffAKDError(f"{where}: tune and grid exclude each other: tuning makes each method's grid itself")
-        for key in ("trials", "epochs"):
-            if not isinstance(t[key], int) or isinstance(t[key], bool) or t[key] < 1:
-                raise ReffAKDError(f"{where}: tune {key} {t[key]!r} is out of range: a whole number, at least 1")
-        seeds = t.get("seeds", [0])
-        if not _distinct(seeds, _whole):
-            raise ReffAKDError(f"{where}: tune seeds must be a non-empty list of distinct integers, got {seeds!r}")
-        if not isinstance(t.get("seed", 0), int):
-            raise ReffAKDError(f"{where}: tune seed {t.get('seed')!r} must be an integer")
-        axes = t.get("params", {})
-        if not isinstance(axes, dict):
-            raise ReffAKDError(f"{where}: tune params must map optimiser keys to lists of values, got {axes!r}")
-        for key, values in axes.items():
-            if key not in OPTIM_GRID_TYPES or key == "epochs" or OPTIM_GRID_TYPES[key] is str:
-                allowed = ", ".join(k for k, v in OPTIM_GRID_TYPES.items() if k != "epochs" and v is not str)
-                raise ReffAKDError(f"{where}: tune params key {key!r} cannot vary; allowed: {allowed}")
-            if not _distinct(values, _finite):
-                raise ReffAKDError(f"{where}: tune params {key} must be a non-empty list of distinct numbers")
         for m in self.methods:
             for point in self.tuning_points(m):
                 try:
-                    self.student_config(m, self.seeds[0], point={**point, "epochs": t["epochs"]}).validate()
+                    self.student_config(m, self.seeds[0], point={**point, "epochs": self.tune.epochs}).validate()
                 except ReffAKDError as exc:
                     raise ReffAKDError(f"{where}: tuning trial {variant_name(m, point)}: {exc}") from None
 
@@ -479,13 +506,13 @@ class RunSpec:
         """
         if self.tune is None or get_method(method).source.same_seed_run is not None:
             return []
-        axes = {**tuning_grid(method), **self.tune.get("params", {})}
+        axes = {**tuning_grid(method), **(self.tune.params or {})}
         if not axes:
             return []
         points = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
-        trials = self.tune["trials"]
+        trials = self.tune.trials
         if len(points) > trials:
-            rng = random.Random(f"reffakd-tune/{self.tune.get('seed', 0)}/{method}")
+            rng = random.Random(f"reffakd-tune/{self.tune.seed or 0}/{method}")
             points = [points[i] for i in sorted(rng.sample(range(len(points)), trials))]
         return points
 
@@ -493,7 +520,7 @@ class RunSpec:
         """Every trial of every method, over the tune seeds, at the tune epochs, in the ``tuning`` stage."""
         if self.tune is None:
             return []
-        epochs, seeds = self.tune["epochs"], self.tune.get("seeds", [0])
+        epochs, seeds = self.tune.epochs, self.tune.trial_seeds
         return [
             RunItem(variant_name(m, p), m, s, tuple({**p, "epochs": epochs}.items()), stage="tuning")
             for m in self.method_order()
