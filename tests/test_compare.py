@@ -236,7 +236,7 @@ def test_every_preset_builds_and_validates(name: str) -> None:
             )
             assert opt.resolved_milestones() == [60, 120, 160]
         assert spec.soft_labels.preset == "paper"
-        assert spec.grid == {
+        assert spec.to_dict()["grid"] == {
             "methods": ["reffakd"],
             "params": {
                 "alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],

@@ -24,7 +24,7 @@ from .errors import ReffAKDError
 from .recipes import recipe_names
 from .settings import Option, opt, options
 from .softlabels import SoftLabelConfig
-from .spec import RunSpec, SoftLabelSpec, grid_axes, soft_label_config
+from .spec import RunSpec, SoftLabelSpec, soft_label_config
 
 T = TypeVar("T")
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
@@ -599,7 +599,7 @@ def compare_spec(cfg: Resolved) -> RunSpec:
         valid = (
             isinstance(grid, dict) and isinstance(grid.get("methods"), list) and isinstance(grid.get("params"), dict)
         )
-        methods, axes = grid_axes(grid) if valid else (_methods_taking(spec["methods"], keys), {})
+        methods, axes = (grid["methods"], grid["params"]) if valid else (_methods_taking(spec["methods"], keys), {})
         spec["grid"] = {"methods": methods, "params": {**axes, **dict(vary)}}
     try:
         compare = RunSpec.from_dict(spec, where)
@@ -620,7 +620,7 @@ def _check_comparison(cfg: Resolved, spec: Any) -> None:
                 "sweep needs a grid: give grid: {methods: [...], params: {KEY: [values]}} in --config or --spec, "
                 "or --vary KEY=V1,V2 (docs/CONFIG.md)"
             )
-        methods = grid_axes(spec.grid)[0]
+        methods = spec.grid.methods
         if not set(methods) & set(spec.methods):
             raise ReffAKDError(
                 f"sweep: none of the grid's methods ({', '.join(methods)}) is among the methods that run "

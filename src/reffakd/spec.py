@@ -64,17 +64,6 @@ def folder_name(variant: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", name)  # "+": a FORM+SOURCE method keeps its name
 
 
-def grid_axes(grid: Mapping[str, Any]) -> tuple[list[str], dict[str, list[Any]]]:
-    """(methods, key -> values) of a validated grid."""
-    return list(grid["methods"]), {k: list(v) for k, v in grid["params"].items()}
-
-
-def grid_points(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every combination, the last key varying fastest (as written)."""
-    _, axes = grid_axes(grid)
-    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
-
-
 @dataclass(frozen=True)
 class RunItem:
     """One student run of a comparison: a method (or one grid variant of it) and a seed."""
@@ -176,6 +165,56 @@ class SoftLabelSpec:
             return {"path": self.path}
         off = ("augment_embeddings", "budget_unlabelled")
         return {k: v for k, v in asdict(self).items() if v is not None and not (k in off and v is False)}
+
+
+@dataclass
+class GridSpec:
+    """A spec's ``grid`` section: each listed method that runs, runs once per combination of the ``params`` values
+    (any method parameter or student optimiser key: ``grid_key_types``) and seed, as a variant (``variant_name``)."""
+
+    methods: list[str]
+    params: dict[str, list[Any]]
+
+    @classmethod
+    def read(cls, g: Any, where: str) -> GridSpec:
+        """The section, its keys and values checked once, here (what needs the whole spec: ``RunSpec._check_grid``)."""
+        if not isinstance(g, dict) or set(g) != set(GRID_KEYS):
+            got = sorted(g) if isinstance(g, dict) else type(g).__name__
+            raise ReffAKDError(
+                f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)}, or null; got {got}"
+            )
+        if not _distinct(g["methods"], _name):
+            raise ReffAKDError(
+                f"{where}: grid methods must be a non-empty list of distinct method names, got {g['methods']!r}"
+            )
+        for m in g["methods"]:
+            get_method(m)
+        if not isinstance(g["params"], dict) or not g["params"]:
+            raise ReffAKDError(
+                f"{where}: grid params must map keys to lists of values, e.g. "
+                f"{{alpha: [0.1, 0.5], lr: [0.05, 0.1]}}; got {g['params']!r}"
+            )
+        types = grid_key_types()
+        for key, values in g["params"].items():
+            if key not in types:
+                close = difflib.get_close_matches(key, list(types), n=1)
+                raise ReffAKDError(
+                    f"{where}: grid key {key!r} cannot vary{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                    f"allowed: {', '.join(types)}"
+                )
+            kind = types[key]
+            if not _distinct(values, {str: _name, int: _whole}.get(kind, _finite)):
+                kind_text = {str: "names", int: "integers"}.get(kind, "finite numbers")
+                text = next((v for v in values if isinstance(v, str)), None) if isinstance(values, list) else None
+                raise ReffAKDError(
+                    f"{where}: grid {key} must be a non-empty list of distinct {kind_text}, "
+                    f"got {values!r}{yaml_hint(text)}"
+                )
+        return cls(list(g["methods"]), {k: list(v) for k, v in g["params"].items()})
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every combination, the last key varying fastest (as written)."""
+        return [dict(zip(self.params, values)) for values in itertools.product(*self.params.values())]
 
 
 @dataclass
@@ -292,9 +331,8 @@ class RunSpec:
     )
     # built once into <out>/softlabels, or given (``path``)
     soft_labels: SoftLabelSpec = field(default_factory=lambda: SoftLabelSpec(autoencoder=asdict(OptimConfig(epochs=5))))
-    # {"methods": [...], "params": {KEY: [values], ...}}:
-    # each listed method that runs, runs once per combination and seed as a variant (``variant_name``); null: no grid
-    grid: dict[str, Any] | None = None
+    # {"methods": [...], "params": {KEY: [values], ...}} (``GridSpec``); null: no grid
+    grid: GridSpec | None = None
     # equal tuning of every method on validation before its final runs (``TuneSpec``, ``tuning.py``); null: each
     # method runs with its parameters as given
     tune: TuneSpec | None = None
@@ -321,8 +359,8 @@ class RunSpec:
                 and key not in ("teacher", "soft_labels", "method_params")
             ):
                 value = {**default, **value}
-            if key == "soft_labels" or (key == "tune" and value is not None):  # the typed sections, read here
-                value = {"soft_labels": SoftLabelSpec, "tune": TuneSpec}[key].read(value, where)
+            if key == "soft_labels" or (key in ("grid", "tune") and value is not None):  # the typed sections, read here
+                value = {"soft_labels": SoftLabelSpec, "grid": GridSpec, "tune": TuneSpec}[key].read(value, where)
             setattr(spec, key, value)
         spec.validate(where)
         return spec
@@ -353,6 +391,8 @@ class RunSpec:
             self.soft_labels = SoftLabelSpec.read(self.soft_labels, where)
         if self.tune is not None and not isinstance(self.tune, TuneSpec):
             self.tune = TuneSpec.read(self.tune, where)
+        if self.grid is not None and not isinstance(self.grid, GridSpec):
+            self.grid = GridSpec.read(self.grid, where)
         for name in ("data", "student", "teacher"):
             check_section_keys(name, getattr(self, name), where)
         for m, params in self.method_params.items():
@@ -406,42 +446,11 @@ class RunSpec:
             self.soft_label_config()
 
     def _check_grid(self, where: str) -> None:
+        """The grid's runs against the spec: each a valid run, each in its own folder (the section itself was checked
+        when read: ``GridSpec.read``)."""
         if self.grid is None:
             return
-        g = self.grid
-        if not isinstance(g, dict) or set(g) != set(GRID_KEYS):
-            got = sorted(g) if isinstance(g, dict) else type(g).__name__
-            raise ReffAKDError(
-                f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)}, or null; got {got}"
-            )
-        if not _distinct(g["methods"], _name):
-            raise ReffAKDError(
-                f"{where}: grid methods must be a non-empty list of distinct method names, got {g['methods']!r}"
-            )
-        for m in g["methods"]:
-            get_method(m)
-        if "params" in g and (not isinstance(g["params"], dict) or not g["params"]):
-            raise ReffAKDError(
-                f"{where}: grid params must map keys to lists of values, e.g. "
-                f"{{alpha: [0.1, 0.5], lr: [0.05, 0.1]}}; got {g['params']!r}"
-            )
-        methods, axes = grid_axes(g)
-        types = grid_key_types()
-        for key, values in axes.items():
-            if key not in types:
-                close = difflib.get_close_matches(key, list(types), n=1)
-                raise ReffAKDError(
-                    f"{where}: grid key {key!r} cannot vary{f' (did you mean {close[0]!r}?)' if close else ''}; "
-                    f"allowed: {', '.join(types)}"
-                )
-            kind = types[key]
-            if not _distinct(values, {str: _name, int: _whole}.get(kind, _finite)):
-                kind_text = {str: "names", int: "integers"}.get(kind, "finite numbers")
-                text = next((v for v in values if isinstance(v, str)), None) if isinstance(values, list) else None
-                raise ReffAKDError(
-                    f"{where}: grid {key} must be a non-empty list of distinct {kind_text}, "
-                    f"got {values!r}{yaml_hint(text)}"
-                )
+        methods, axes, points = self.grid.methods, self.grid.params, self.grid.points()
         for m in self.methods:
             run = get_method(m).source.same_seed_run
             if run is not None and run in methods:
@@ -449,12 +458,12 @@ class RunSpec:
                     f"{where}: {m} distils the plain {run} run of its seed; leave {run} out of the grid methods"
                 )
         for m in methods:
-            for point in grid_points(g):
+            for point in points:
                 try:  # a method without a varied parameter, or a value out of range, is refused here
                     self.student_config(m, self.seeds[0], point=point).validate()
                 except ReffAKDError as exc:
                     raise ReffAKDError(f"{where}: grid point {variant_name(m, point)}: {exc}") from None
-        names = [folder_name(variant_name(m, p)) for m in methods for p in grid_points(g)]
+        names = [folder_name(variant_name(m, p)) for m in methods for p in points]
         if len(set(names)) != len(names):
             raise ReffAKDError(
                 f"{where}: grid values too close to tell apart in run names (6 significant digits): "
@@ -607,8 +616,7 @@ class RunSpec:
 
         ``tuned``: per method, the setting equal tuning chose (``tuning.choose``), which its runs carry.
         """
-        methods, _ = grid_axes(self.grid) if self.grid else ([], {})
-        points = grid_points(self.grid) if self.grid else []
+        methods, points = (self.grid.methods, self.grid.points()) if self.grid else ([], [])
         items: list[RunItem] = []
         for method in self.method_order():
             if method in methods:
