@@ -129,10 +129,10 @@ def test_interrupted_run_leaves_no_finished_folder(
     tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run killed midway leaves only its .partial folder; the next invocation redoes exactly that run."""
-    import reffakd.compare as compare
+    import reffakd.runner as runner
 
     out = tmp_path / "cmp"
-    real = compare.train_student
+    real = runner.train_student
     calls = []
 
     def dies_on_second(*args, **kwargs):
@@ -141,11 +141,11 @@ def test_interrupted_run_leaves_no_finished_folder(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(compare, "train_student", dies_on_second)
+    monkeypatch.setattr(runner, "train_student", dies_on_second)
     assert main(compare_argv(out, fake_fmnist, "--methods", "ce,ls", "--seeds", "0")) == 130
     assert (out / "runs" / "ce" / "seed0" / "summary.json").is_file()
     assert not (out / "runs" / "ls" / "seed0").exists()
-    monkeypatch.setattr(compare, "train_student", real)
+    monkeypatch.setattr(runner, "train_student", real)
     assert main(compare_argv(out, fake_fmnist, "--methods", "ce,ls", "--seeds", "0")) == 0
     assert (out / "runs" / "ls" / "seed0" / "summary.json").is_file()
     assert not (out / "runs" / "ls" / "seed0.partial").exists()
@@ -224,7 +224,7 @@ def test_every_preset_builds_and_validates(name: str) -> None:
     if name in PAPER_SETTINGS:
         dataset, student, teacher = PAPER_SETTINGS[name]
         assert (spec.data["dataset"], spec.student["model"], spec.teacher["model"]) == (dataset, student, teacher)
-        for section in (spec.student, spec.teacher, spec.soft_labels["autoencoder"]):
+        for section in (spec.student, spec.teacher, spec.soft_labels.autoencoder):
             opt = RunSpec.optim(section, "x")
             assert (opt.epochs, opt.batch_size, opt.lr, opt.momentum, opt.weight_decay, opt.gamma) == (
                 200,
@@ -235,8 +235,8 @@ def test_every_preset_builds_and_validates(name: str) -> None:
                 0.2,
             )
             assert opt.resolved_milestones() == [60, 120, 160]
-        assert spec.soft_labels["preset"] == "paper"
-        assert spec.grid == {
+        assert spec.soft_labels.preset == "paper"
+        assert spec.to_dict()["grid"] == {
             "methods": ["reffakd"],
             "params": {
                 "alpha": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
@@ -429,7 +429,7 @@ def test_spec_file_sections_update_the_preset(tmp_path: Path) -> None:
     )
     assert spec.teacher["model"] == "resnet20" and spec.teacher["epochs"] == 200
     assert list(spec.teacher["milestones"]) == [60, 120, 160]
-    assert spec.soft_labels["seed"] == 3 and spec.soft_labels["autoencoder"]["epochs"] == 200
+    assert spec.soft_labels.seed == 3 and spec.soft_labels.autoencoder["epochs"] == 200
     spec_file.write_text(json.dumps({"teacher": {"checkpoint": "t.safetensors"}}))
     spec = compare_spec(parse_command(["compare", "--out", str(tmp_path / "o"), "--spec", str(spec_file)]))
     assert spec.teacher == {"checkpoint": "t.safetensors"}
@@ -463,20 +463,21 @@ def test_jobs_make_the_teacher_and_soft_labels_at_once_and_the_same(
     here with CPU workers (on a CPU itself they are made one after the other: the threads are not worth splitting)."""
     from safetensors.torch import load_file
 
-    import reffakd.compare as compare
-    from reffakd.compare import shared_inputs
+    import reffakd.shared_inputs as inputs
     from reffakd.data import load_splits
+    from reffakd.runner import Comparison
+    from reffakd.shared_inputs import shared_inputs
 
-    assert not compare._concurrent_prerequisites(torch.device("cpu"))
-    assert compare._concurrent_prerequisites(torch.device("cuda"))
-    monkeypatch.setattr(compare, "_concurrent_prerequisites", lambda device: True)
+    assert not inputs._concurrent_prerequisites(torch.device("cpu"))
+    assert inputs._concurrent_prerequisites(torch.device("cuda"))
+    monkeypatch.setattr(inputs, "_concurrent_prerequisites", lambda device: True)
 
     out = tmp_path / "out"
     spec = compare_spec(parse_command(compare_argv(out, fake_fmnist, "--methods", "reffakd,kd", "--seeds", "0")))
     splits = load_splits(spec.data_config(), log=lambda s: None)
     lines: list[str] = []
     cpu = torch.device("cpu")
-    shared = shared_inputs(spec, out, splits, cpu, False, lines.append, 2)
+    shared = shared_inputs(Comparison(spec, out, splits, cpu, False, lines.append), 2)
     assert lines == ["jobs: soft labels, teacher made at once in 2 worker processes, 1 CPU thread(s) each"]
     printed = capfd.readouterr().out
     assert "[soft labels] autoencoder epoch   1/1" in printed and "[teacher] epoch   1/1" in printed
@@ -485,7 +486,7 @@ def test_jobs_make_the_teacher_and_soft_labels_at_once_and_the_same(
         mine, theirs = load_file(out / rel), load_file(finished / rel)
         assert mine.keys() == theirs.keys() and all(mine[k].equal(theirs[k]) for k in mine), rel
     again: list[str] = []
-    shared_inputs(spec, out, splits, cpu, False, again.append, 2)  # made: loaded, no workers
+    shared_inputs(Comparison(spec, out, splits, cpu, False, again.append), 2)  # made: loaded, no workers
     assert not any(line.startswith("jobs:") for line in again)
 
 

@@ -122,7 +122,7 @@ def test_every_option_is_a_key_and_a_new_field_is_one_too(
     monkeypatch.setitem(COMMANDS, "train", (COMMANDS["train"][0], [*COMMANDS["train"][1], Group("extra", "x", Extra)]))
     assert parse_command(["train", "--brand-new", "2"], require=False).values["brand_new"] == 2
     cfg = write_yaml(tmp_path / "c.yaml", {"brand_new": 2})
-    assert parse_command(["train", "--config", str(cfg)], require=False).extra.brand_new == 2
+    assert parse_command(["train", "--config", str(cfg)], require=False).group("extra").brand_new == 2
     write_yaml(cfg, {"brand_new": 3})
     with pytest.raises(Exception, match="key 'brand_new': invalid choice 3"):
         parse_command(["train", "--config", str(cfg)], require=False)
@@ -290,7 +290,8 @@ def test_compare_config_holds_flags_and_spec_sections(tmp_path: Path, capsys: py
         ),
         ({"data": {"val_size": "x"}}, "data val_size 'x' has the wrong type: expected int"),
         ({"student": {"epoch": 3}}, "student: unknown key 'epoch' (did you mean 'epochs'?)"),
-        ({"soft_labels": {"boost": 0.5}}, "soft_labels: unknown key 'boost'"),
+        ({"soft_labels": {"bost": 0.5}}, "soft_labels: unknown key 'bost' (did you mean 'boost'?)"),
+        ({"soft_labels": {"boost": 0.5, "diagonal_boost": 0.5}}, "'diagonal_boost' is the old name of 'boost'"),
         ({"soft_labels": {"autoencoder": {"lrr": 0.1}}}, "soft_labels.autoencoder: unknown key 'lrr'"),
         ({"method_params": {"ls": {"epsilon": "0.1"}}}, "method_params ls epsilon '0.1' must be a number"),
     ],
@@ -302,6 +303,36 @@ def test_bad_compare_config_is_one_line(
     assert main(["compare", "--config", str(cfg)]) == 1
     one_error_line(capsys.readouterr().err, fragment)
     assert not (tmp_path / "cmp").exists()
+
+
+def test_soft_label_keys_are_the_flags_and_the_old_keys_are_still_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spec's soft_labels keys are the flags of `reffakd softlabels`; a section written with the old names (a
+    config.yaml or spec.json of before) reads the same, with one note per old key, and its folder resumes."""
+    from reffakd import settings
+    from reffakd.compare import SPEC_FILE, check_resumable
+    from reffakd.runconfig import check_command, compare_spec
+
+    settings._NOTED.clear()  # each note is written once per process
+
+    old = {"diagonal_boost": 0.2, "temperature": 0.5, "equalize_own": False, "samples_per_class": 4}
+    new = {"boost": 0.2, "soft_temperature": 0.5, "equalize_own_prob": False, "samples_per_class": 4}
+    specs = []
+    for section in (old, new):
+        cfg = write_yaml(tmp_path / "c.yaml", {"methods": ["reffakd"], "soft_labels": {"preset": "paper", **section}})
+        specs.append(compare_spec(parse_command(["compare", "--out", "x", "--config", str(cfg)])))
+    assert specs[0].to_dict() == specs[1].to_dict() and specs[0].soft_labels.to_dict()["boost"] == 0.2
+    assert specs[0].soft_label_config() == specs[1].soft_label_config()
+    flags = ["softlabels", "--out", "x", "--boost", "0.2", "--soft-temperature", "0.5", "--samples-per-class", "4"]
+    assert check_command(parse_command(flags)).calibration == specs[1].soft_label_config().calibration
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) == 3 and "key 'diagonal_boost' is now 'boost' (the old name is still read)" in notes[0]
+    autoencoder = specs[1].soft_labels.autoencoder
+    started = {**specs[1].to_dict(), "soft_labels": {"preset": "paper", "seed": 0, "autoencoder": autoencoder, **old}}
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / SPEC_FILE).write_text(json.dumps(started))
+    check_resumable(tmp_path / "cmp", specs[1])  # a folder started with the old keys continues
 
 
 def test_yaml_spec_file_and_json_spec_file_are_the_same(tmp_path: Path) -> None:

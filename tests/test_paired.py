@@ -89,7 +89,8 @@ def test_the_soft_target_cost_table_shows_what_the_registry_names() -> None:
     """The report names no method: the registry says which method is the cost reference (ReffAKD) and which take
     their soft targets from a network (teachers trained apart, then the same-seed student), in the table's order."""
     assert cost_reference_method() == "reffakd"
-    assert network_sourced_methods() == ["kd", "dkd", "tfkd-self"]
+    tables = ["teacher-table-similarity", "teacher-table-shuffled", "teacher-table-uniform"]  # a teacher's cost too
+    assert network_sourced_methods() == ["kd", "dkd", *tables, "tfkd-self"]
     rows = []
     for method, flops in (("tfkd-self", 8e11), ("dkd", 4e12), ("kd", 2e12), ("reffakd", 1e11), ("ls", 0)):
         row = _row(method, 0, 70.0, 70.0)

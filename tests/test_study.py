@@ -107,7 +107,7 @@ def test_a_budget_may_bring_its_own_epochs() -> None:
         "spec",
     )
     ten = budget_spec(spec, spec.budgets[0])
-    assert ten.student["epochs"] == 7 and ten.tune["epochs"] == 2 and ten.data["labels_per_class"] == 10
+    assert ten.student["epochs"] == 7 and ten.tune.epochs == 2 and ten.data["labels_per_class"] == 10
     assert ten.seeds == spec.seeds == [0, 1, 2]
     assert ten.teacher["epochs"] == 9 and ten.teacher["model"] == spec.teacher["model"]
     assert budget_folder(spec.budgets[0]) == "labels-10" and budget_folder(spec.budgets[1]) == "labels-all"

@@ -89,10 +89,10 @@ def test_sweep_runs_every_point_and_writes_the_sorted_table(swept: Path) -> None
 def test_killed_sweep_resumes_without_repeating_finished_trials(
     tmp_path: Path, fake_fmnist: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import reffakd.compare as compare
+    import reffakd.runner as runner
 
     out, cfg = tmp_path / "out", sweep_config(tmp_path, fake_fmnist)
-    real, calls = compare.train_student, []
+    real, calls = runner.train_student, []
 
     def dies_on_third(*args, **kwargs):
         calls.append(kwargs["summary"]["name"])
@@ -100,13 +100,13 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(compare, "train_student", dies_on_third)
+    monkeypatch.setattr(runner, "train_student", dies_on_third)
     assert main(["sweep", "--out", str(out), "--config", str(cfg)]) == 130
     finished = sorted(p.parent.parent.name for p in (out / "runs").glob("*/seed0/summary.json"))
     assert finished == FOLDERS[:2] and (out / "runs" / FOLDERS[2] / "seed0.partial").is_dir()
     assert len(table(out)) == 2  # the table so far
     before = tree_digest(out / "runs")
-    monkeypatch.setattr(compare, "train_student", real)
+    monkeypatch.setattr(runner, "train_student", real)
     capsys.readouterr()
     assert main(["sweep", "--out", str(out), "--config", str(cfg)]) == 0
     log = capsys.readouterr().out
@@ -197,7 +197,7 @@ def test_variant_names_and_one_grid_syntax() -> None:
 
 
 def test_worker_devices_one_gpu_each_when_several(monkeypatch: pytest.MonkeyPatch) -> None:
-    from reffakd.compare import worker_devices
+    from reffakd.pool import worker_devices
 
     assert worker_devices(torch.device("cpu"), 2) == ["cpu", "cpu"]
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)

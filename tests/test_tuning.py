@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from reffakd.compare import Shared, run_compare, run_one
+from reffakd.compare import run_compare
 from reffakd.data import DataConfig, load_splits
 from reffakd.errors import ReffAKDError
+from reffakd.runner import Shared, run_one
 from reffakd.spec import RunSpec
 from reffakd.tuning import choose, item_path
 

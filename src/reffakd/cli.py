@@ -139,7 +139,7 @@ def run(cfg: Resolved) -> int:
     checked = check_command(cfg)  # the command's spec (softlabels: its soft-label config), validated
     text = config_text(cfg, checked if cfg.command in ("compare", "sweep") else None)
     with plots_off(bool(cfg.values.get("no_plots"))):  # commands that draw nothing have no --no-plots
-        return getattr(commands, f"cmd_{cfg.command}")(cfg, text, checked) or 0
+        return commands.HANDLERS[cfg.command](cfg, text, checked) or 0
 
 
 def show_config(args: argparse.Namespace) -> None:

@@ -3,7 +3,7 @@
 Every command checks what it can before anything is written (input sizes on the meta device,
 method inputs, output folders), then writes one run folder as ``OUT.partial`` and renames it when
 it succeeds. ``train`` and ``run`` are one-seed specs (``RunSpec``) in a folder of their own, run by
-the same runner as ``compare`` and ``sweep`` (``compare.run_one``).
+the same runner as ``compare`` and ``sweep`` (``runner.run_one``).
 """
 
 from __future__ import annotations
@@ -11,12 +11,30 @@ from __future__ import annotations
 import inspect
 import json
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from .data import DataSplits, load_splits, make_batches
+from .distillers import DISTILLERS, get_method, method_names, restructures_soft_labels
+from .engine import RESUME_FILE, TrainOptions, distributed
+from .engine.distributed import pick_device
+from .engine.logsinks import require_tensorboard
+from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
+from .io import strict_json, write_json
+from .pipeline_run import run_pipeline
 from .runconfig import Resolved
+from .rundir import LOCK, check_free, check_new_run_dir, check_partial, check_writable, partial_path, staged_run_dir
+from .runner import Shared, run_one
+from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
+from .softlabels.builder import check_fits_data
+from .sources import load_teacher
+from .spec import RunItem, RunSpec
 
 
 class RunLog:
@@ -50,8 +68,6 @@ def check_input_size(models: Sequence[str], autoencoder: bool, data: Any, splits
     (unknown for imagefolder: checked after loading); with ``splits``, the data's own. The networks
     are built on the meta device: no memory, no weights, only their constructors' checks.
     """
-    import torch
-
     from .data import DATASETS
     from .models import ConvAutoencoder, create_model
     from .models.timm_models import UnknownModelError
@@ -108,36 +124,14 @@ def check_out_outside_data(out: str | Path, data: Any) -> None:
             )
 
 
-def check_engine(engine: Any, device: Any) -> None:
-    """The speed and logging options this device and this installation can honour, refused before any data is
-    loaded or folder made (the training loop checks them again for library callers)."""
-    from .engine.logsinks import require_tensorboard
-    from .engine.speed import SpeedOptions
-
-    names = ("amp", "channels_last", "compile", "compile_mode", "cuda_graph")  # those this command takes
-    SpeedOptions(**{k: getattr(engine, k) for k in names if hasattr(engine, k)}).validate(device)
-    if getattr(engine, "tensorboard", False):
-        require_tensorboard()
-
-
-def check_inputs(spec: Any, splits: Any, device: Any, soft_cfg: Any = None) -> None:
-    """What needs the loaded data, checked before a folder exists or the autoencoder trains: the soft-label settings
-    against these classes, and a comparison's given teacher and soft labels (``spec``)."""
-    from .softlabels.builder import check_fits_data
-
-    if soft_cfg is not None:
-        check_fits_data(soft_cfg, splits)
-    if spec is None:
-        return
+def check_inputs(spec: Any, splits: Any, device: Any) -> None:
+    """What a comparison needs the loaded data for, checked before a folder exists or the autoencoder trains: its
+    given teacher and soft labels, or the soft-label settings against these classes."""
     if spec.teacher_methods() and "checkpoint" in spec.teacher:
-        from .sources import load_teacher
-
         load_teacher(spec.teacher["checkpoint"], splits, device)
     if spec.soft_label_methods():
-        if "path" in spec.soft_labels:
-            from .softlabels import SoftLabels
-
-            SoftLabels.load(spec.soft_labels["path"]).check_matches(splits.class_names, f"dataset {splits.dataset}")
+        if spec.soft_labels.path is not None:
+            SoftLabels.load(spec.soft_labels.path).check_matches(splits.class_names, f"dataset {splits.dataset}")
         else:
             check_fits_data(spec.soft_label_config(), splits)
 
@@ -146,9 +140,6 @@ def start_output(out: str, resume: bool, data: Any = None, argv: Sequence[str] |
     """A finished run is never overwritten, nor written into the data; an unfinished one (``OUT.partial``) is
     continued only with ``resume``, which needs one to continue (the refusal gives the command line ``argv`` with
     ``--resume``); one in use by another run is refused."""
-    from .engine import RESUME_FILE
-    from .rundir import check_new_run_dir, check_partial, partial_path
-
     if data is not None:
         check_out_outside_data(out, data)
     check_new_run_dir(out)
@@ -167,6 +158,52 @@ def start_output(out: str, resume: bool, data: Any = None, argv: Sequence[str] |
         )
 
 
+@dataclass
+class Prepared:
+    """A one-folder command (``run``, ``softlabels``, ``train``) checked and its data loaded (``prepare_run``); under
+    torchrun, this rank's device, and ``main``: rank 0, the one that writes."""
+
+    cfg: Resolved
+    device: torch.device
+    splits: DataSplits
+    log: Callable[[str], None]
+    main: bool
+
+    @contextmanager
+    def staged(self, config_yaml: str) -> Iterator[Path]:
+        """The run folder ``OUT.partial`` (made by rank 0 once every rank has checked its inputs, started with the log
+        so far and ``config.yaml``), renamed to ``OUT`` when the block succeeds."""
+        distributed.barrier()
+        with staged_run_dir(self.cfg.output.out, resume=self.cfg.engine.resume, main=self.main) as run_dir:
+            if isinstance(self.log, RunLog):
+                self.log.attach(run_dir, config_yaml)
+            distributed.barrier()
+            yield run_dir
+            distributed.barrier()
+
+
+def prepare_run(cfg: Resolved, models: list[str], autoencoder: bool, batch_size: int) -> Prepared:
+    """What a one-folder command checks and loads before its folder exists: the device (under torchrun this rank's,
+    the global ``batch_size`` split evenly), the output folder (rank 0), the speed options on this device, and the
+    ``models`` (and the ``autoencoder``) against the input size on the meta device, before and after loading."""
+    device = pick_device(cfg.console.device)
+    if distributed.is_distributed():  # under torchrun: this rank's device; only rank 0 writes
+        distributed.check_batch_size(batch_size)
+        device = distributed.setup(device)
+    main = distributed.is_main_process()
+    if main:
+        start_output(cfg.output.out, cfg.engine.resume, cfg.data, cfg.argv)
+    # The speed and logging options this device and installation can honour (the loop checks them again for callers).
+    SpeedOptions(**{k: getattr(cfg.engine, k) for k in SPEED_KEYS}).validate(device)
+    if cfg.engine.tensorboard:
+        require_tensorboard()
+    check_input_size(models, autoencoder, cfg.data)
+    log: Callable[[str], None] = RunLog() if main else (lambda line: None)
+    splits = load_splits(cfg.data, log)
+    check_input_size(models, autoencoder, cfg.data, splits)
+    return Prepared(cfg, device, splits, log, main)
+
+
 def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     """A one-seed spec of ce and reffakd, its soft labels built in the folder, run by the runner."""
     refuse_torchrun(
@@ -174,78 +211,38 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
         "run its stages under torchrun one by one: `reffakd softlabels --out S ...`, then `reffakd train --method ce` "
         "and `reffakd train --method reffakd --soft-labels S/soft_labels.safetensors` (docs/SCALING.md)",
     )
-    from .compare import run_pipeline
-    from .data import load_splits
-    from .engine.distributed import pick_device
-    from .rundir import staged_run_dir
-
-    device = pick_device(cfg.console.device)
-    out, resume = cfg.output.out, cfg.engine.resume
-    model, data = cfg.student.model, cfg.data
-    start_output(out, resume, data, cfg.argv)
-    check_engine(cfg.engine, device)
-    check_input_size([model], True, data)
-    log = RunLog()
-    splits = load_splits(data, log)
-    check_input_size([model], True, data, splits)
-    check_inputs(None, splits, device, spec.soft_label_config())
+    run = prepare_run(cfg, [cfg.student.model], True, cfg.optim.batch_size)
+    check_fits_data(spec.soft_label_config(), run.splits)
     folders = {"ce": "ce", "reffakd": f"reffakd-{cfg.soft.preset}"}
     engine = {k: v for k, v in cfg.engine.fit_options().items() if k != "resume"}  # the speed options: in the spec
-    with staged_run_dir(out, resume=resume) as run_dir:
-        log.attach(run_dir, config_yaml)
-        run_pipeline(spec, folders, splits, run_dir, device=device, progress=cfg.console.progress, log=log,
-                     resume=resume, **engine)  # fmt: skip
-    print(f"run folder: {out}")
+    with run.staged(config_yaml) as run_dir:
+        run_pipeline(spec, folders, run.splits, run_dir, device=run.device, progress=cfg.console.progress,
+                     log=run.log, resume=cfg.engine.resume, **engine)  # fmt: skip
+    print(f"run folder: {cfg.output.out}")
 
 
 def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
     """Train the autoencoder and write the soft labels; under torchrun every rank trains and embeds its shard
     and rank 0 alone writes the folder (``softlabels.build_soft_labels``)."""
-    from .data import load_splits
-    from .engine import SpeedOptions, TrainOptions, distributed
-    from .engine.distributed import pick_device
-    from .rundir import staged_run_dir
-    from .softlabels import SOFT_LABELS_FILE, build_soft_labels
-
-    device = pick_device(cfg.console.device)
-    if distributed.is_distributed():  # under torchrun: this rank's device; only rank 0 writes
-        distributed.check_batch_size(soft_cfg.autoencoder.batch_size)
-        device = distributed.setup(device)
-    main_process = distributed.is_main_process()
-    out, resume = cfg.output.out, cfg.engine.resume
-    check_engine(cfg.engine, device)
-    if main_process:
-        start_output(out, resume, cfg.data, cfg.argv)
-    check_input_size([], True, cfg.data)
-    log: Callable[[str], None] = RunLog() if main_process else (lambda line: None)
-    splits = load_splits(cfg.data, log)
-    check_input_size([], True, cfg.data, splits)
-    check_inputs(None, splits, device, soft_cfg)
-    distributed.barrier()  # every rank has checked its inputs before rank 0 creates the folder
-    with staged_run_dir(out, resume=resume, main=main_process) as run_dir:
-        if isinstance(log, RunLog):
-            log.attach(run_dir, config_yaml)
-        distributed.barrier()
+    run = prepare_run(cfg, [], True, soft_cfg.autoencoder.batch_size)
+    check_fits_data(soft_cfg, run.splits)
+    with run.staged(config_yaml) as run_dir:
         speed = SpeedOptions(cuda_graph=cfg.engine.cuda_graph)
-        build_soft_labels(splits, soft_cfg, run_dir, TrainOptions(device, speed, cfg.console.progress, log, resume))
-        distributed.barrier()
-    if main_process:
-        print(f"soft labels: {Path(out) / SOFT_LABELS_FILE}")
+        options = TrainOptions(run.device, speed, cfg.console.progress, run.log, cfg.engine.resume)
+        build_soft_labels(run.splits, soft_cfg, run_dir, options)
+    if run.main:
+        print(f"soft labels: {Path(cfg.output.out) / SOFT_LABELS_FILE}")
 
 
 def refuse_torchrun(command: str, instead: str) -> None:
     """A command that does not run under torchrun says so in one line, naming what to run instead, before any
     rank writes anything."""
-    from .engine import distributed
-
     if distributed.is_distributed():
         raise ReffAKDError(f"reffakd {command} does not run under torchrun; {instead}")
 
 
 def method_inputs(method: str, soft_labels: str | None, teacher: str | None) -> None:
     """A method gets exactly the inputs its source kind takes: one line for a missing or a stray one."""
-    from .distillers import DISTILLERS, get_method
-
     needs = get_method(method).needs
     for param, value in (("soft_labels", soft_labels), ("teacher", teacher)):
         if value and needs != param:
@@ -258,61 +255,31 @@ def method_inputs(method: str, soft_labels: str | None, teacher: str | None) -> 
 def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     """A one-method, one-seed spec, its soft labels or teacher as given, its run trained in ``out`` by the runner;
     under torchrun every rank trains its shard and rank 0 alone writes."""
-    from .compare import Shared, run_one
-    from .data import load_splits
-    from .distillers import get_method, restructures_soft_labels
-    from .engine import distributed
-    from .engine.distributed import pick_device
-    from .rundir import staged_run_dir
-    from .softlabels import SoftLabels
-    from .sources import load_teacher
-    from .spec import RunItem
-
     inputs, engine = cfg.inputs, cfg.engine
     method, seed = inputs.method, cfg.seed.seed
     method_inputs(method, inputs.soft_labels, inputs.teacher)
     student = spec.student_config(method, seed)
     soft = SoftLabels.load(inputs.soft_labels) if inputs.soft_labels else None
-    device = pick_device(cfg.console.device)
-    if distributed.is_distributed():  # under torchrun: this rank's device; only rank 0 writes
-        distributed.check_batch_size(student.optim.batch_size)
-        device = distributed.setup(device)
-    main_process = distributed.is_main_process()
-    out = cfg.output.out
-    if main_process:
-        start_output(out, engine.resume, cfg.data, cfg.argv)
-    check_engine(engine, device)
-    check_input_size([student.model], False, cfg.data)
-    log: Callable[[str], None] = RunLog() if main_process else (lambda line: None)
-    splits = load_splits(cfg.data, log)
-    check_input_size([student.model], False, cfg.data, splits)
+    run = prepare_run(cfg, [student.model], False, student.optim.batch_size)
     if soft is not None:
-        soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
-        soft.check_labelled(splits.budget)
+        soft.check_matches(run.splits.class_names, f"dataset {run.splits.dataset}")
+        soft.check_labelled(run.splits.budget)
         soft.check_semi(get_method(method).source.semi, method)
         soft.check_structure(method, restructures_soft_labels(method))
-    teacher = load_teacher(inputs.teacher, splits, device) if inputs.teacher else None
+    teacher = load_teacher(inputs.teacher, run.splits, run.device) if inputs.teacher else None
     if engine.cuda_graph:
         from .pipeline import check_cuda_graph
 
-        check_cuda_graph(student, splits, soft, teacher)
-    distributed.barrier()  # every rank has checked its inputs before rank 0 creates the folder
-    with staged_run_dir(out, resume=engine.resume, main=main_process) as run_dir:
-        if isinstance(log, RunLog):
-            log.attach(run_dir, config_yaml)
-        distributed.barrier()
-        run_one(spec, RunItem(method, method, seed), run_dir, splits, Shared(soft, teacher), device=device,
-                progress=cfg.console.progress, log=log, **engine.fit_options())  # fmt: skip
-        distributed.barrier()
-    if main_process:
-        print(f"run folder: {out}")
+        check_cuda_graph(student, run.splits, soft, teacher)
+    with run.staged(config_yaml) as run_dir:
+        run_one(spec, RunItem(method, method, seed), run_dir, run.splits, Shared(soft, teacher), device=run.device,
+                progress=cfg.console.progress, log=run.log, **engine.fit_options())  # fmt: skip
+    if run.main:
+        print(f"run folder: {cfg.output.out}")
 
 
 def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
-    from .data import load_splits, make_batches
     from .engine import evaluate
-    from .engine.distributed import pick_device
-    from .io import strict_json
     from .models import load_model
     from .models.checkpoint import check_fits, check_split
     from .pipeline import EVAL_BATCH_SIZE
@@ -339,14 +306,10 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
         "or each run under torchrun with `reffakd train` (docs/SCALING.md)",
     )
     from .compare import check_resumable, compare_report, run_compare
-    from .data import load_splits
-    from .distillers import method_names
-    from .engine.distributed import pick_device
     from .reports.sweep_report import write_sweep_report
 
     device = pick_device(cfg.console.device)
     spec.speed_options().validate(device)  # the device's refusals before any data is loaded
-    from .rundir import LOCK, check_free, check_writable
 
     out = Path(cfg.output.out)
     data = spec.data_config()
@@ -365,7 +328,7 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     models = [spec.student.get("model", "lenet5")]
     if spec.teacher_methods() and "checkpoint" not in spec.teacher:
         models.append(spec.teacher["model"])
-    building_soft_labels = bool(spec.soft_label_methods()) and "path" not in spec.soft_labels
+    building_soft_labels = bool(spec.soft_label_methods()) and spec.soft_labels.path is None
     check_input_size(models, building_soft_labels, data)
     splits = load_splits(data, print)
     check_input_size(models, building_soft_labels, data, splits)
@@ -378,9 +341,6 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
         "(sweep.md, sweep.csv)" if sweep else f"(results.md, results.csv{', accuracy_vs_cost.png' * cfg.console.plots})"
     )
     print(f"{'sweep' if sweep else 'comparison'} folder: {out} {files}")
-
-
-cmd_sweep = cmd_compare  # one code path: sweep is compare with a required grid and its own table
 
 
 # --------------------------------------------------------------------------- a trained model leaves the lab
@@ -411,7 +371,6 @@ def cmd_predict(cfg: Resolved, config_yaml: str, checked: Any = None) -> int:
     import sys
 
     from .deploy import format_prediction, open_classifier, predict_images, write_csv
-    from .engine.distributed import pick_device
 
     opts = cfg.predict
     _new_file(opts.csv, "csv")
@@ -431,11 +390,7 @@ def cmd_predict(cfg: Resolved, config_yaml: str, checked: Any = None) -> int:
 
 
 def cmd_bench(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
-    import torch
-
     from .deploy import bench_table, measure_subject, subjects
-    from .engine.distributed import pick_device
-    from .io import write_json
 
     opts = cfg.bench
     _new_file(opts.json, "json")
@@ -462,9 +417,24 @@ def cmd_cost(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     """Print the cost table of a recipe (``cost.recipe_cost``): FLOP counts x images x epochs, nothing trained."""
     from .cost import cost_json, cost_table, recipe_cost
     from .recipes import load_recipe
-    from .spec import RunSpec
 
     preset = cfg.cost.preset
     where = f"preset {preset}"
     cost = recipe_cost(RunSpec.from_dict(load_recipe(preset), where), where)
     print(json.dumps(cost_json(preset, cost), indent=2) if cfg.cost.json else cost_table(preset, cost))
+
+
+# Each command's handler: (its typed configuration, its config.yaml, what ``runconfig.check_command`` returned) ->
+# its exit status, or None for 0. compare and sweep are one code path: sweep requires a grid and has its own table.
+HANDLERS: dict[str, Callable[[Resolved, str, Any], int | None]] = {
+    "run": cmd_run,
+    "softlabels": cmd_softlabels,
+    "train": cmd_train,
+    "compare": cmd_compare,
+    "sweep": cmd_compare,
+    "evaluate": cmd_evaluate,
+    "export": cmd_export,
+    "predict": cmd_predict,
+    "bench": cmd_bench,
+    "cost": cmd_cost,
+}

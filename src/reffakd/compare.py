@@ -20,9 +20,8 @@ reports.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +29,15 @@ import torch
 
 from .data import DataSplits
 from .distillers import baseline_method, cost_reference_method, get_method, method_names, network_sourced_methods
-from .engine import TrainOptions
 from .errors import ReffAKDError
-from .io import read_json, read_jsonl, write_json, write_text_atomic
-from .pipeline import StudentConfig, check_cuda_graph, stand_in_inputs, train_student, trains_per_image
-from .reports import plot_training_curves, summary_table
+from .io import read_json, write_json, write_text_atomic
+from .pipeline import check_cuda_graph, stand_in_inputs, trains_per_image
+from .pool import WORKER, finish, quiet_worker, spawn_pool, until_stopped, worker_devices, worker_threads
 from .reports.compare_report import write_compare_report
-from .reports.plots import plots_enabled, set_plots_enabled
-from .rundir import LOCK, locked, staged_run_dir
-from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
-from .sources import TeacherNetwork, load_teacher
-from .spec import RunItem, RunSpec
+from .rundir import LOCK, locked
+from .runner import Comparison, Shared, train_item
+from .shared_inputs import shared_inputs
+from .spec import RunItem, RunSpec, SoftLabelSpec
 from .tuning import choose, item_path, write_tuning_report
 
 SPEC_FILE = "spec.json"
@@ -66,6 +63,8 @@ def check_resumable(out: Path, spec: RunSpec) -> None:
             )
         return
     saved = read_json(saved_path, "comparison spec", "`reffakd compare`")
+    if isinstance(saved.get("soft_labels"), dict):  # a folder started when the section's keys had other names
+        saved["soft_labels"] = SoftLabelSpec.read(saved["soft_labels"], str(saved_path), note=False).to_dict()
     now = json.loads(json.dumps(spec.to_dict()))
     for key in now:
         if key not in GROWABLE and _without_unset(saved.get(key)) != _without_unset(now[key]):
@@ -126,20 +125,11 @@ def run_compare(
     check_resumable(out, spec)
     out.mkdir(parents=True, exist_ok=True)
     with locked(out / LOCK, f"comparison folder {out}"):  # the parent alone: --jobs workers are its children
-        return _run_compare(spec, out, splits, device, progress, log, jobs, report, config_yaml)
+        return _run_compare(Comparison(spec, out, splits, device, progress, log), jobs, report, config_yaml)
 
 
-def _run_compare(
-    spec: RunSpec,
-    out: Path,
-    splits: DataSplits,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-    jobs: int,
-    report: Callable[[Path, bool], str],
-    config_yaml: str | None,
-) -> str:
+def _run_compare(cmp: Comparison, jobs: int, report: Callable[[Path, bool], str], config_yaml: str | None) -> str:
+    spec, out = cmp.spec, cmp.out
     check_resumable(out, spec)  # again, under the lock
     saved = read_json(out / SPEC_FILE, "comparison spec", "`reffakd compare`") if (out / SPEC_FILE).is_file() else {}
     merged = spec.to_dict()
@@ -149,475 +139,77 @@ def _run_compare(
     if config_yaml is not None:
         write_text_atomic(out / CONFIG_FILE, config_yaml)
 
-    shared = shared_inputs(spec, out, splits, device, progress, log, jobs)
+    shared = shared_inputs(cmp, jobs)
     tuned = None
     if spec.tune is not None:  # equal tuning first: each method's trials, then its choice (``tuning.py``)
         progress_report = lambda folder, final: write_tuning_report(folder, spec)  # noqa: E731
-        _run_items(spec, spec.tuning_items(), out, splits, shared, device, progress, log, jobs, progress_report)
+        _run_items(cmp, spec.tuning_items(), shared, jobs, progress_report)
         tuned = choose(out, spec)
-        log(write_tuning_report(out, spec))
-    _run_items(spec, spec.run_items(tuned), out, splits, shared, device, progress, log, jobs, report)
+        cmp.log(write_tuning_report(out, spec))
+    _run_items(cmp, spec.run_items(tuned), shared, jobs, report)
     md = report(out, True)
-    log(md)
+    cmp.log(md)
     return md
 
 
 def _run_items(
-    spec: RunSpec,
-    items: list[RunItem],
-    out: Path,
-    splits: DataSplits,
-    shared: Shared,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-    jobs: int,
-    report: Callable[[Path, bool], str],
+    cmp: Comparison, items: list[RunItem], shared: Shared, jobs: int, report: Callable[[Path, bool], str]
 ) -> None:
     """Train the ``items`` not finished yet (one after another, or in ``jobs`` workers), rewriting the report."""
     todo = []
     for item in items:
-        run_dir = item_path(out, item)
+        run_dir = item_path(cmp.out, item)
         if (run_dir / "summary.json").is_file():
-            log(f"skip {item.variant} seed {item.seed}: finished ({run_dir})")
+            cmp.log(f"skip {item.variant} seed {item.seed}: finished ({run_dir})")
         else:
             todo.append(item)
     if jobs == 1 or len(todo) < 2:
         for item in todo:
-            train_item(spec, item, out, splits, shared, device=device, progress=progress, log=log)
-            report(out, False)
+            train_item(cmp, item, shared)
+            report(cmp.out, False)
     else:
-        _run_parallel(spec, todo, out, device, jobs, log, report)
+        _run_parallel(cmp, todo, jobs, report)
 
 
-@dataclass
-class Shared:
-    """What the runs of a spec share: one soft-label artifact (carrying its cost), one teacher network, and the
-    semi-supervised methods' artifact (its autoencoder also trained on unlabelled images)."""
-
-    soft: SoftLabels | None
-    teacher: TeacherNetwork | None
-    soft_semi: SoftLabels | None = None
-
-    def soft_for(self, method: str) -> SoftLabels | None:
-        """The artifact ``method`` trains against (``None`` for a method without soft labels)."""
-        kind = get_method(method).source
-        if kind.input != "soft_labels":
-            return None
-        return self.soft_semi if kind.semi else self.soft
-
-
-def run_one(
-    spec: RunSpec,
-    item: RunItem,
-    run_dir: Path,
-    splits: DataSplits,
-    shared: Shared,
-    *,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-    name: str | None = None,
-    **engine: Any,
-) -> dict[str, Any]:
-    """Train one run of a spec into ``run_dir`` (staged by the caller): the one place where a spec's run becomes a
-    student, for ``train``, ``run``, ``compare`` and ``sweep`` alike. Its method takes the shared soft labels or
-    teacher as its source kind says, with the spec's speed options; ``engine``: resume, logging and torchrun options
-    (``pipeline.train_student``)."""
-    method = get_method(item.method)
-    teacher = shared.teacher if method.needs == "teacher" else None
-    if teacher is not None:
-        teacher.seconds = 0.0  # each run counts its own teacher forward passes
-    # The report groups runs by variant and selects among a method's variants; a tuned run records its setting.
-    variant = {"variant": item.variant, "grid": item.params} if item.is_grid else None
-    if not item.is_grid and item.point:
-        variant = {"tuned": item.params}
-    if item.is_trial:  # a tuning trial never sees the test split (``tuning.py``)
-        splits = replace(splits, test=None)
-        variant = {**(variant or {}), "trial": True}
-    return train_student(
-        splits,
-        spec.student_config(item.method, item.seed, point=item.params),
-        run_dir,
-        TrainOptions(device, spec.speed_options(), progress, log, **engine),
-        soft_labels=shared.soft_for(item.method),
-        teacher=teacher,
-        summary={"name": name or item.method, **(variant or {})},
-    )
-
-
-def train_item(
-    spec: RunSpec,
-    item: RunItem,
-    out: Path,
-    splits: DataSplits,
-    shared: Shared,
-    *,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-) -> None:
-    """Train one run of a comparison into its folder, which appears whole or not at all; a method whose teacher
-    is another run of its seed (tfkd-self) gets that run's student."""
-    run = get_method(item.method).source.same_seed_run
-    if run is not None:
-        teacher = load_teacher(run_path(out, run, item.seed) / "best.safetensors", splits, device)
-        shared = Shared(shared.soft, teacher, shared.soft_semi)
-    folder = item_path(out, item)
-    resume = interrupted(folder)
-    with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-        run_one(spec, item, tmp, splits, shared, device=device, progress=progress, log=log,
-                name=f"{item.variant}-s{item.seed}", resume=resume)  # fmt: skip
-
-
-def interrupted(folder: Path) -> bool:
-    """Whether ``folder``'s ``.partial`` is an interrupted run of reffakd's with a resume checkpoint to continue
-    from: running a comparison again continues it (the spec is the same: ``check_resumable``), and the run's own
-    identity check refuses a checkpoint of anything else."""
-    from .engine import RESUME_FILE
-    from .rundir import MARKER, partial_path
-
-    staging = partial_path(folder)
-    return (staging / MARKER).is_file() and any(staging.rglob(RESUME_FILE))
-
-
-def run_pipeline(
-    spec: RunSpec,
-    folders: dict[str, str],
-    splits: DataSplits,
-    run_dir: Path,
-    *,
-    device: torch.device,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    resume: bool = False,
-    **engine: Any,
-) -> list[dict[str, Any]]:
-    """``reffakd run``: a one-seed spec whose soft labels are built into ``run_dir/softlabels``, then each method's
-    run into ``run_dir/<folders[method]>``; ``summary.md`` and ``curves.png`` compare them.
-
-    ``resume``: continue a stopped run in ``run_dir``: the autoencoder and each student from its resume
-    checkpoint (a finished one trains no further; one not started starts), to the results, bit for bit,
-    of a run never stopped. The spec's speed options apply to every student (and cuda_graph to the autoencoder);
-    ``engine``: logging options.
-    """
-    soft, soft_cost = build_soft_labels(
-        splits, spec.soft_label_config(), run_dir / "softlabels",
-        TrainOptions(device, spec.speed_options(), progress, log, resume),
-    )  # fmt: skip
-    shared = Shared(soft, None)
-    summaries = [
-        run_one(
-            spec,
-            item,
-            run_dir / folders[item.method],
-            splits,
-            shared,
-            device=device,
-            progress=progress,
-            log=log,
-            name=folders[item.method],
-            resume=resume,
-            **engine,
-        )  # fmt: skip
-        for item in spec.run_items()
-    ]
-    table = summary_table(summaries)
-    write_text_atomic(run_dir / "summary.md", table + "\n")
-    write_json(
-        run_dir / "summary.json",
-        {
-            "runs": summaries,
-            "soft_labels_cost": soft_cost,
-            "dataset": splits.dataset,
-            "train_images": len(splits.train),
-            "val_images": len(splits.val),
-            "test_images": len(splits.test),
-        },
-    )
-    plot_training_curves(
-        {s["name"]: read_jsonl(run_dir / s["name"] / "metrics.jsonl") for s in summaries}, run_dir / "curves.png"
-    )
-    log("\n" + table)
-    return summaries
-
-
-# --------------------------------------------------------------------------- several runs at once
-
-
-def worker_devices(device: torch.device, jobs: int) -> list[str]:
-    """One device per worker: each its own GPU, round robin, when several are visible and none was named."""
-    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
-        return [f"cuda:{k % torch.cuda.device_count()}" for k in range(jobs)]
-    return [str(device)] * jobs
-
-
-def _run_parallel(
-    spec: RunSpec,
-    items: list[RunItem],
-    out: Path,
-    device: torch.device,
-    jobs: int,
-    log: Callable[[str], None],
-    report: Callable[[Path, bool], str],
-) -> None:
-    """``jobs`` spawned workers (fork is unsafe once torch has started threads); a method that distils another run
-    of its seed (tfkd-self) after the runs it distils.
-
-    On Ctrl-C, SIGTERM or any error the parent stops the workers (``_stop``): their unfinished runs stay
+def _run_parallel(cmp: Comparison, items: list[RunItem], jobs: int, report: Callable[[Path, bool], str]) -> None:
+    """``jobs`` spawned workers (``pool``); a method that distils another run of its seed (tfkd-self) after the runs
+    it distils. On Ctrl-C, SIGTERM or any error the parent stops the workers: their unfinished runs stay
     ``.partial`` folders with resume checkpoints, which the next invocation continues.
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     jobs = min(jobs, len(items))
-    threads = max(1, torch.get_num_threads() // jobs)
-    ctx = multiprocessing.get_context("spawn")
-    devices = ctx.Queue()
-    for k, name in enumerate(worker_devices(device, jobs), 1):
+    threads = worker_threads(jobs)
+    devices = multiprocessing.get_context("spawn").Queue()
+    for k, name in enumerate(worker_devices(cmp.device, jobs), 1):
         devices.put((k, name))
-    log(
+    cmp.log(
         f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, "
-        f"on {', '.join(dict.fromkeys(worker_devices(device, jobs)))}"
+        f"on {', '.join(dict.fromkeys(worker_devices(cmp.device, jobs)))}"
     )
-    stopping = ctx.Event()
-    pool = ProcessPoolExecutor(
-        jobs, mp_context=ctx, initializer=_worker_init,
-        initargs=(spec, str(out), devices, threads, stopping, plots_enabled()),
-    )  # fmt: skip
+    pool, stopping = spawn_pool(jobs, _worker_init, (cmp.spec, str(cmp.out), devices, threads))
     try:
         later = {i for i in items if get_method(i.method).source.same_seed_run is not None}
         for phase in ([i for i in items if i not in later], [i for i in items if i in later]):
-            _finish(pool, stopping, [(_worker_run, (item,)) for item in phase], lambda: report(out, False))
+            finish(pool, stopping, [(_worker_run, (item,)) for item in phase], lambda: report(cmp.out, False))
     finally:
         devices.close()
         devices.join_thread()
     pool.shutdown()
 
 
-def _finish(
-    pool: Any, stopping: Any, tasks: list[tuple[Callable[..., None], tuple[Any, ...]]], after_each: Callable[[], object]
-) -> None:
-    """Submit ``tasks`` to ``pool`` and wait for them all, calling ``after_each`` as each ends; a worker's error is
-    raised here, and any error or signal stops the workers first (``_stop``; ``stopping``: the workers' event)."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    pending: set[Any] = set()
-    try:
-        pending = {pool.submit(fn, *args) for fn, args in tasks}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                future.result()  # re-raises a worker's error here
-                after_each()
-    except BaseException:
-        _stop(pool, stopping, pending)
-        raise
-
-
-def _make_parallel(
-    spec: RunSpec, out: Path, device: torch.device, kinds: list[str], jobs: int, log: Callable[[str], None]
-) -> None:
-    """Each of ``kinds`` made in its own spawned worker, ``jobs`` at a time, with its share of the CPU threads (its
-    own GPU when several are visible); an error in one stops the others, whose folders stay ``.partial``."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    jobs = min(jobs, len(kinds))
-    threads = max(1, torch.get_num_threads() // jobs)
-    devices = worker_devices(device, len(kinds))
-    log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
-    ctx = multiprocessing.get_context("spawn")
-    stopping = ctx.Event()
-    pool = ProcessPoolExecutor(
-        jobs, mp_context=ctx, initializer=_quiet_worker, initargs=(threads, stopping, plots_enabled())
-    )
-    _finish(pool, stopping, [(_make_in_worker, (kind, spec, str(out), devices[k])) for k, kind in enumerate(kinds)],
-            lambda: None)  # fmt: skip
-    pool.shutdown()
-
-
-def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str) -> None:
-    from .data import load_splits
-
-    log = lambda line: print(f"[{kind}] {line}", flush=True)  # noqa: E731
-    splits = load_splits(spec.data_config(), lambda line: None)
-    if kind == "teacher":
-        _until_stopped(lambda: _teacher(spec, Path(out), splits, torch.device(device), False, log))
-    else:
-        semi = kind != "soft labels"
-        _until_stopped(lambda: _soft_labels(spec, Path(out), splits, torch.device(device), False, log, semi=semi))
-
-
-def _stop(pool: Any, stopping: Any, running: set[Any], grace: float = 60.0) -> None:
-    """Stop the workers so that they end normally: ``stopping`` keeps them from starting another task
-    (``_until_stopped``), SIGTERM makes one inside a run write its resume checkpoint and stop (outside a run they
-    ignore it: ``_quiet_worker``), and the pool shuts down; a worker still there after ``grace`` seconds is killed."""
-    from concurrent.futures import wait
-
-    stopping.set()
-    processes = [p for p in (getattr(pool, "_processes", None) or {}).values() if p.is_alive()]
-    for process in processes:
-        process.terminate()
-    deadline = time.monotonic() + grace
-    wait(running, timeout=grace)
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-    pool.shutdown(wait=True)
-
-
-def _quiet_worker(threads: int, stopping: Any = None, plots: bool = True) -> None:
-    """A worker's signals, threads, stop event and the parent's ``--no-plots``: the parent stops it (``_stop``), so
-    SIGINT and SIGTERM are ignored except inside a run, where training turns them into a resume checkpoint and a
-    stop."""
-    import signal
-
-    set_plots_enabled(plots)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    _WORKER["stopping"] = stopping
-
-
-def _until_stopped(work: Callable[[], object]) -> None:
-    """Run a worker's task, unless the comparison is stopping (a task queued behind a stopped one, or picked up by a
-    worker that was still starting when the parent's SIGTERM came). The stop reaches the parent as a plain
-    ``KeyboardInterrupt`` carrying the run's message (a ``TrainingInterrupted`` does not unpickle)."""
-    stopping = _WORKER.get("stopping")
-    if _WORKER.get("stopped") or (stopping is not None and stopping.is_set()):
-        raise KeyboardInterrupt("not started: the comparison is stopping")
-    try:
-        work()
-    except KeyboardInterrupt as exc:
-        _WORKER["stopped"] = True
-        raise KeyboardInterrupt(str(exc)) from None
-
-
-_WORKER: dict[str, Any] = {}
-
-
 def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int, stopping: Any = None, plots: bool = True) -> None:
     """Once per worker: its device and threads, the data, the shared soft labels and teacher (made by the parent)."""
     from .data import load_splits
 
-    _quiet_worker(threads, stopping, plots)
+    quiet_worker(threads, stopping, plots)
     k, name = devices.get()
-    device = torch.device(name)
     quiet = lambda line: None  # noqa: E731
     splits = load_splits(spec.data_config(), quiet)
-    shared = shared_inputs(spec, Path(out), splits, device, False, quiet)
-    _WORKER.update(spec=spec, out=Path(out), splits=splits, shared=shared, device=device, prefix=f"[job {k}] ")
+    cmp = Comparison(spec, Path(out), splits, torch.device(name), False, quiet)
+    WORKER.update(cmp=cmp, shared=shared_inputs(cmp), prefix=f"[job {k}] ")
 
 
 def _worker_run(item: RunItem) -> None:
-    w = _WORKER
-    log = lambda line: print(w["prefix"] + line, flush=True)  # noqa: E731
-    _until_stopped(
-        lambda: train_item(
-            w["spec"], item, w["out"], w["splits"], w["shared"], device=w["device"], progress=False, log=log
-        )
-    )
-
-
-def run_path(out: Path, variant: str, seed: int) -> Path:
-    """``out/runs/<method or variant folder>/seed<k>``: a final run's folder (``tuning.item_path``)."""
-    return item_path(out, RunItem(variant, variant, seed))
-
-
-# What the runs of a comparison share, each made once into its own folder: independent of one another.
-PREREQUISITES = ("soft labels", "teacher", "semi-supervised soft labels")
-
-
-def shared_inputs(
-    spec: RunSpec,
-    out: Path,
-    splits: DataSplits,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-    jobs: int = 1,
-) -> Shared:
-    """The soft labels, the teacher and the semi-supervised soft labels of a comparison, each made if missing.
-
-    With ``jobs > 1`` on an accelerator and more than one of them still to make, they are made at once in worker
-    processes (the autoencoder and the teacher otherwise queue up on the GPU before the students: GPU.md), then
-    loaded here."""
-    todo = [kind for kind in PREREQUISITES if _to_make(spec, out, kind)]
-    if jobs > 1 and len(todo) > 1 and _concurrent_prerequisites(device):
-        _make_parallel(spec, out, device, todo, jobs, log)
-    return Shared(
-        _soft_labels(spec, out, splits, device, progress, log),
-        _teacher(spec, out, splits, device, progress, log),
-        _soft_labels(spec, out, splits, device, progress, log, semi=True),
-    )
-
-
-def _concurrent_prerequisites(device: torch.device) -> bool:
-    """Whether to make the prerequisites at once: not on a CPU, where the workers would split its threads and the
-    longest one (a teacher on every labelled image, for one) would run on fewer threads for all of its time."""
-    return device.type != "cpu"
-
-
-def _to_make(spec: RunSpec, out: Path, kind: str) -> bool:
-    """Whether the comparison needs ``kind`` (one of ``PREREQUISITES``) and its folder does not hold it yet."""
-    if kind == "teacher":
-        return bool(spec.teacher_methods()) and "checkpoint" not in spec.teacher and not (
-            out / "teacher" / "summary.json"
-        ).is_file()  # fmt: skip
-    semi = kind != "soft labels"
-    return (
-        bool(spec.soft_label_methods(semi=semi))
-        and "path" not in spec.soft_labels
-        and not (_soft_labels_folder(out, semi) / SOFT_LABELS_FILE).is_file()
-    )
-
-
-def _soft_labels_folder(out: Path, semi: bool) -> Path:
-    return out / ("softlabels-semi" if semi else "softlabels")
-
-
-def _soft_labels(
-    spec: RunSpec,
-    out: Path,
-    splits: DataSplits,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
-    semi: bool = False,
-) -> SoftLabels | None:
-    """The comparison's soft labels, built once into ``softlabels/`` (``semi``: for the semi-supervised methods,
-    into ``softlabels-semi/``, the autoencoder also trained on the images a labelled budget withholds)."""
-    if not spec.soft_label_methods(semi=semi):
-        return None
-    folder = _soft_labels_folder(out, semi)
-    if _to_make(spec, out, PREREQUISITES[2] if semi else PREREQUISITES[0]):
-        cfg = replace(spec.soft_label_config(), budget_unlabelled=True) if semi else spec.soft_label_config()
-        resume = interrupted(folder)
-        with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            build_soft_labels(splits, cfg, tmp, TrainOptions(device, spec.speed_options(), progress, log, resume))
-    soft = SoftLabels.load(Path(spec.soft_labels["path"]) if "path" in spec.soft_labels else folder / SOFT_LABELS_FILE)
-    soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
-    soft.check_labelled(splits.budget)
-    return soft
-
-
-def _teacher(
-    spec: RunSpec, out: Path, splits: DataSplits, device: torch.device, progress: bool, log: Callable[[str], None]
-) -> TeacherNetwork | None:
-    if not spec.teacher_methods():
-        return None
-    if "checkpoint" in spec.teacher:
-        return load_teacher(spec.teacher["checkpoint"], splits, device)
-    folder = out / "teacher"
-    if _to_make(spec, out, "teacher"):
-        optim = spec.optim(spec.teacher, "teacher")
-        cfg = StudentConfig("ce", spec.teacher["model"], optim, seed=int(spec.teacher.get("seed", 0)))
-        resume = interrupted(folder)
-        with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            train_student(splits, cfg, tmp, TrainOptions(device, spec.speed_options(), progress, log, resume),
-                          summary={"name": "teacher"})  # fmt: skip
-    return load_teacher(folder / "best.safetensors", splits, device)
+    log = lambda line: print(WORKER["prefix"] + line, flush=True)  # noqa: E731
+    until_stopped(lambda: train_item(replace(WORKER["cmp"], log=log), item, WORKER["shared"]))

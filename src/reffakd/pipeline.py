@@ -1,6 +1,6 @@
 """One student: its config, its model, distiller and batches, the training loop, its summary and cost ledger.
 
-``train_student`` is what every run of every command ends in (``compare.run_one`` calls it for ``train``,
+``train_student`` is what every run of every command ends in (``runner.run_one`` calls it for ``train``,
 ``run``, ``compare`` and ``sweep``); under torchrun every rank calls it and rank 0 alone writes. It is three steps:
 ``build_student`` (model, distiller, batches), ``engine.fit``, and ``student_ledger`` / ``student_summary``.
 """

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Generic, TypeVar
 
 from .data import DataConfig
 from .deploy.network import INPUT_KINDS, OUTPUT_KINDS
@@ -23,9 +23,10 @@ from .engine.speed import AMP_MODES, COMPILE_MODES, SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .recipes import recipe_names
 from .settings import Option, opt, options
-from .softlabels.calibration import PRESETS as SOFT_LABEL_PRESETS
-from .softlabels.structure import STRUCTURES
+from .softlabels import SoftLabelConfig
+from .spec import RunSpec, SoftLabelSpec, soft_label_config
 
+T = TypeVar("T")
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
 
 
@@ -79,61 +80,6 @@ class EngineOptions:
         """The ``engine.TrainOptions`` fields beside the spec's speed options (resume, tensorboard, sync_batchnorm), as
         keyword arguments of the runner's ``run_one``."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SPEED_KEYS}
-
-
-@dataclass
-class SoftLabelOptions:
-    preset: str = opt(
-        "paper", "paper: the notebooks' boost and tau = 1 (best on validation, docs/RESULTS.md); "
-        "calibrated: tau solved for a mean own-class probability of 0.3", choices=SOFT_LABEL_PRESETS,
-    )  # fmt: skip
-    boost: float | None = opt(None, "diagonal boost b (default: the notebook value for the dataset)")
-    soft_temperature: float | None = opt(None, "fixed softmax temperature tau of the soft labels")
-    target_own_prob: float | None = opt(None, "solve tau so the mean own-class probability is this")
-    equalize_own_prob: bool | None = opt(
-        None, "give every class exactly the target own-class probability, the rest in the softmax's proportions "
-        "(default: the preset's)",
-    )  # fmt: skip
-    structure: str = opt(
-        "similarity", "placebo controls of the rows' structure: shuffled permutes each row's off-diagonal entries "
-        "(seeded by --structure-seed), uniform spreads them evenly; the own-class mass is kept", choices=STRUCTURES,
-    )  # fmt: skip
-    structure_seed: int = opt(0, "seed of the shuffled structure's permutations")
-    samples_per_class: int | None = opt(
-        None, "similarity from k sampled images per class (notebooks: 40; default: all)"
-    )
-    augment_embeddings: bool = opt(False, "embed augmented images, as the notebooks do")
-    unlabelled_dir: str | None = opt(
-        None, "semi-supervised: a folder of unlabelled images (any depth) the autoencoder also trains on; "
-        "the class similarity uses only the labelled training images (with --samples-per-class, k of them per class)",
-    )  # fmt: skip
-
-    budget_unlabelled: bool = opt(
-        False, "semi-supervised: the autoencoder also trains on the training images whose labels a labelled budget "
-        "withholds (--labels-per-class); the class similarity uses only the labelled ones",
-    )  # fmt: skip
-
-    def section(self, seed: int, autoencoder: OptimConfig) -> dict[str, Any]:
-        """These flags as a spec's ``soft_labels`` section, read by the one conversion (``spec.soft_label_config``)."""
-        section: dict[str, Any] = {"preset": self.preset, "seed": seed, "autoencoder": asdict(autoencoder)}
-        if self.boost is not None:
-            section["diagonal_boost"] = self.boost
-        if self.soft_temperature is not None:
-            section.update(temperature=self.soft_temperature, equalize_own=False)
-        if self.target_own_prob is not None:
-            section["target_own_probability"] = self.target_own_prob
-        if self.equalize_own_prob is not None:
-            section["equalize_own"] = self.equalize_own_prob
-        if self.structure != "similarity":
-            section.update(structure=self.structure, structure_seed=self.structure_seed)
-        if self.samples_per_class is not None:
-            section["samples_per_class"] = self.samples_per_class
-        section["augment_embeddings"] = self.augment_embeddings
-        if self.unlabelled_dir is not None:
-            section["unlabelled_dir"] = self.unlabelled_dir
-        if self.budget_unlabelled:
-            section["budget_unlabelled"] = True
-        return section
 
 
 @dataclass
@@ -251,7 +197,7 @@ METHOD = Group("method_params", "method parameters (default: the method's own, d
 
 def _soft_groups(ae_epochs: int) -> list[Group]:
     return [
-        Group("soft", "soft labels", SoftLabelOptions),
+        Group("soft", "soft labels", SoftLabelSpec),
         Group("ae_optim", "autoencoder optimisation", OptimConfig, "ae_", {"epochs": ae_epochs}),
     ]
 
@@ -424,6 +370,17 @@ class ConfigSpec:
     after_spec: bool
 
 
+class GroupView(Generic[T]):
+    """One group of a command's options as its typed object (``Resolved.data``: a ``DataConfig``), built when read;
+    a group whose values default to unset (compare's) is the mapping of the keys given."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, cfg: Resolved, owner: type | None = None) -> T:
+        return cfg.group(self.name)
+
+
 @dataclass
 class Resolved:
     """A command's configuration, typed: one attribute per group, built from the flat key -> value mapping."""
@@ -433,11 +390,31 @@ class Resolved:
     argv: list[str] = field(default_factory=list)  # the command line, for the header of config.yaml
     config_spec: ConfigSpec | None = None  # compare, sweep: spec sections given in --config
 
-    def __getattr__(self, name: str) -> Any:
-        for g in COMMANDS[self.__dict__["command"]][1]:
+    # The groups (``Group.name``) of the commands that have them.
+    output = GroupView[Output]()
+    console = GroupView[Console]()
+    data = GroupView[DataConfig]()
+    engine = GroupView[EngineOptions]()
+    soft = GroupView[SoftLabelSpec]()
+    ae_optim = GroupView[OptimConfig]()
+    student = GroupView[Student]()
+    seed = GroupView[Seed]()
+    optim = GroupView[OptimConfig]()
+    method_params = GroupView[dict[str, Any]]()
+    inputs = GroupView[TrainInputs]()
+    compare = GroupView[CompareOptions]()
+    cost = GroupView[CostOptions]()
+    evaluate = GroupView[EvaluateOptions]()
+    export = GroupView[ExportOptions]()
+    predict = GroupView[PredictOptions]()
+    bench = GroupView[BenchOptions]()
+
+    def group(self, name: str) -> Any:
+        """The group ``name`` of this command, built and validated."""
+        for g in COMMANDS[self.command][1]:
             if g.name == name:
                 return self._build(g)
-        raise AttributeError(name)
+        raise AttributeError(f"reffakd {self.command} has no {name} options")
 
     def _build(self, g: Group) -> Any:
         opts = g.options()
@@ -454,35 +431,38 @@ class Resolved:
                 raise prefixed(exc, g.prefix) from None
         return obj
 
-    def soft_label_config(self) -> Any:
-        from .spec import soft_label_config
+    def soft_labels(self) -> SoftLabelSpec:
+        """The soft-label flags as a spec's section, with ``--seed`` and the autoencoder's optimiser (``--ae-*``); a
+        fixed temperature without ``--equalize-own-prob`` does not equalise."""
+        soft, equalize = self.soft, self.soft.equalize_own_prob
+        if equalize is None and soft.soft_temperature is not None:
+            equalize = False
+        return replace(soft, seed=self.seed.seed, autoencoder=asdict(self.ae_optim), equalize_own_prob=equalize)
 
-        return soft_label_config(self.soft.section(self.seed.seed, self.ae_optim), self.data.dataset)
+    def soft_label_config(self) -> SoftLabelConfig:
+        return soft_label_config(self.soft_labels(), self.data.dataset)
 
-    def one_seed_spec(self, methods: list[str], method_params: dict[str, dict[str, Any]], **sections: Any) -> Any:
+    def one_seed_spec(self, methods: list[str], method_params: dict[str, dict[str, Any]], **sections: Any) -> RunSpec:
         """``train`` and ``run`` as what they are: a spec of one seed, run by the same runner as ``compare``."""
-        from .spec import RunSpec
-
         student = {"model": self.student.model, **asdict(self.optim)}
         spec = RunSpec(methods=methods, seeds=[self.seed.seed], data=asdict(self.data), student=student,
                        method_params=method_params, grid=None, speed=self.engine.speed(), **sections)  # fmt: skip
         spec.validate("the command line")
         return spec
 
-    def train_spec(self) -> Any:
+    def train_spec(self) -> RunSpec:
         """``train``: its method with the parameters given, its soft labels or teacher as given."""
         inputs, method = self.inputs, self.inputs.method
         sections: dict[str, Any] = {}
         if inputs.soft_labels:
-            sections["soft_labels"] = {"path": inputs.soft_labels}
+            sections["soft_labels"] = SoftLabelSpec(path=inputs.soft_labels)
         if inputs.teacher:
             sections["teacher"] = {"checkpoint": inputs.teacher}
         return self.one_seed_spec([method], {method: self.method_params}, **sections)
 
-    def run_spec(self) -> Any:
+    def run_spec(self) -> RunSpec:
         """``run``: plain cross-entropy and ReffAKD (the parameters given are ReffAKD's), soft labels built here."""
-        soft = self.soft.section(self.seed.seed, self.ae_optim)
-        return self.one_seed_spec(["ce", "reffakd"], {"reffakd": self.method_params}, soft_labels=soft)
+        return self.one_seed_spec(["ce", "reffakd"], {"reffakd": self.method_params}, soft_labels=self.soft_labels())
 
 
 def prefixed(exc: ReffAKDError, prefix: str) -> ReffAKDError:
@@ -553,7 +533,7 @@ def _methods_taking(methods: Any, keys: list[str]) -> list[str]:
     return takers
 
 
-def compare_spec(cfg: Resolved) -> Any:
+def compare_spec(cfg: Resolved) -> RunSpec:
     """The preset's recipe, then the spec file and the config file's spec sections, then the flags: each later one wins.
 
     A ``--spec`` typed on the command line is applied after the config file's sections; one named in
@@ -561,7 +541,6 @@ def compare_spec(cfg: Resolved) -> Any:
     """
     from .recipes import load_recipe
     from .settings import read_mapping, unknown_key
-    from .spec import RunSpec, grid_axes
 
     v = cfg.values
     preset = v["preset"]
@@ -620,7 +599,7 @@ def compare_spec(cfg: Resolved) -> Any:
         valid = (
             isinstance(grid, dict) and isinstance(grid.get("methods"), list) and isinstance(grid.get("params"), dict)
         )
-        methods, axes = grid_axes(grid) if valid else (_methods_taking(spec["methods"], keys), {})
+        methods, axes = (grid["methods"], grid["params"]) if valid else (_methods_taking(spec["methods"], keys), {})
         spec["grid"] = {"methods": methods, "params": {**axes, **dict(vary)}}
     try:
         compare = RunSpec.from_dict(spec, where)
@@ -632,8 +611,6 @@ def compare_spec(cfg: Resolved) -> Any:
 
 def _check_comparison(cfg: Resolved, spec: Any) -> None:
     """What compare and sweep refuse before anything is written, beyond the spec's own checks."""
-    from .spec import grid_axes
-
     jobs = cfg.values["jobs"]
     if jobs < 1:
         raise ReffAKDError(f"jobs {jobs} is out of range: it must be at least 1", params=("jobs",))
@@ -643,7 +620,7 @@ def _check_comparison(cfg: Resolved, spec: Any) -> None:
                 "sweep needs a grid: give grid: {methods: [...], params: {KEY: [values]}} in --config or --spec, "
                 "or --vary KEY=V1,V2 (docs/CONFIG.md)"
             )
-        methods = grid_axes(spec.grid)[0]
+        methods = spec.grid.methods
         if not set(methods) & set(spec.methods):
             raise ReffAKDError(
                 f"sweep: none of the grid's methods ({', '.join(methods)}) is among the methods that run "

@@ -16,6 +16,7 @@ import difflib
 import json
 import math
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -326,6 +327,17 @@ def _yaml_problem(exc: Exception) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+_NOTED: set[str] = set()
+
+
+def deprecated(where: str, old: str, new: str) -> None:
+    """One line, once per process, for a key read under its old name."""
+    line = f"reffakd: note: {where}: key {old!r} is now {new!r} (the old name is still read)"
+    if line not in _NOTED:
+        _NOTED.add(line)
+        print(line, file=sys.stderr)
 
 
 def unknown_key(where: str, key: str, allowed: Iterable[str]) -> ReffAKDError:

@@ -14,7 +14,7 @@ import itertools
 import math
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,12 @@ from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .pipeline import StudentConfig
 from .seed import check_seed
-from .settings import check_types, is_number, yaml_hint
+from .settings import check_types, deprecated, is_number, opt, yaml_hint
 from .softlabels import Calibration, SoftLabelConfig
+from .softlabels.calibration import PRESETS as SOFT_LABEL_PRESETS
+from .softlabels.structure import STRUCTURES
 
 GRID_KEYS = ("methods", "params")
-# Equal tuning (``tuning.py``): ``trials`` per method at ``epochs`` over ``seeds``, chosen on validation; ``params``:
-# optimiser axes every method's grid is crossed with (so a method without parameters, like ce, is tuned too);
-# ``seed``: which trials a grid larger than ``trials`` samples.
-TUNE_KEYS = ("trials", "epochs", "seeds", "params", "seed")
 # What a grid may vary: any method parameter (the registry's, ``parameter_types``), and the student's
 # optimiser (not its milestones: a grid point that sets epochs gets the default milestones, 30/60/80 %
 # of its epochs).
@@ -74,17 +72,6 @@ def folder_name(variant: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", name)  # "+": a FORM+SOURCE method keeps its name
 
 
-def grid_axes(grid: Mapping[str, Any]) -> tuple[list[str], dict[str, list[Any]]]:
-    """(methods, key -> values) of a validated grid."""
-    return list(grid["methods"]), {k: list(v) for k, v in grid["params"].items()}
-
-
-def grid_points(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every combination, the last key varying fastest (as written)."""
-    _, axes = grid_axes(grid)
-    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
-
-
 @dataclass(frozen=True)
 class RunItem:
     """One student run of a comparison: a method (or one grid variant of it) and a seed."""
@@ -109,32 +96,187 @@ class RunItem:
         return self.stage == "tuning"
 
 
-def _number_list(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-        and len(set(value)) == len(value)
-    )
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _name(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _distinct(value: Any, fits: Callable[[Any], bool]) -> bool:
+    """A non-empty list of distinct items, each of which ``fits``: the one check of a spec's lists of values."""
+    return isinstance(value, list) and bool(value) and all(map(fits, value)) and len(set(value)) == len(value)
+
+
+# Keys of the ``soft_labels`` section written before its keys were its flags' names: still read, with a note.
+OLD_SOFT_LABEL_KEYS = {"diagonal_boost": "boost", "temperature": "soft_temperature",
+                       "target_own_probability": "target_own_prob", "equalize_own": "equalize_own_prob"}  # fmt: skip
 
 
 @dataclass
-class SoftLabelFields:
-    """The types of the ``soft_labels`` section's keys (``check_types``)."""
+class SoftLabelSpec:
+    """How the soft labels are made, or which are given: a spec's ``soft_labels`` section and, its ``opt`` fields, the
+    flags of ``softlabels`` and ``run`` (``--seed`` and ``--ae-*`` fill the rest). Unset (None): the preset's."""
 
-    preset: str
-    seed: int
-    diagonal_boost: float
-    temperature: float | None
-    target_own_probability: float | None
-    equalize_own: bool
-    structure: str
-    structure_seed: int
-    samples_per_class: int | None
-    augment_embeddings: bool
-    unlabelled_dir: str | None
-    budget_unlabelled: bool
-    path: str
+    preset: str = opt(
+        "paper", "paper: the notebooks' boost and tau = 1 (best on validation, docs/RESULTS.md); "
+        "calibrated: tau solved for a mean own-class probability of 0.3", choices=SOFT_LABEL_PRESETS,
+    )  # fmt: skip
+    boost: float | None = opt(None, "diagonal boost b (default: the notebook value for the dataset)")
+    soft_temperature: float | None = opt(None, "fixed softmax temperature tau of the soft labels")
+    target_own_prob: float | None = opt(None, "solve tau so the mean own-class probability is this")
+    equalize_own_prob: bool | None = opt(
+        None, "give every class exactly the target own-class probability, the rest in the softmax's proportions "
+        "(default: the preset's)",
+    )  # fmt: skip
+    structure: str = opt(
+        "similarity", "placebo controls of the rows' structure: shuffled permutes each row's off-diagonal entries "
+        "(seeded by --structure-seed), uniform spreads them evenly; the own-class mass is kept", choices=STRUCTURES,
+    )  # fmt: skip
+    structure_seed: int = opt(0, "seed of the shuffled structure's permutations")
+    samples_per_class: int | None = opt(
+        None, "similarity from k sampled images per class (notebooks: 40; default: all)"
+    )
+    augment_embeddings: bool = opt(False, "embed augmented images, as the notebooks do")
+    unlabelled_dir: str | None = opt(
+        None, "semi-supervised: a folder of unlabelled images (any depth) the autoencoder also trains on; "
+        "the class similarity uses only the labelled training images (with --samples-per-class, k of them per class)",
+    )  # fmt: skip
+    budget_unlabelled: bool = opt(
+        False, "semi-supervised: the autoencoder also trains on the training images whose labels a labelled budget "
+        "withholds (--labels-per-class); the class similarity uses only the labelled ones",
+    )  # fmt: skip
+    seed: int = 0
+    autoencoder: dict[str, Any] = field(default_factory=dict)  # its optimiser's keys (OptimConfig)
+    path: str | None = None  # a soft_labels.safetensors given instead: the other keys then do nothing
+
+    @classmethod
+    def read(cls, section: Any, where: str, note: bool = True) -> SoftLabelSpec:
+        """A spec's section, its keys and their types checked; an old key is read as its flag's (``note``: say so)."""
+        section = dict(section) if isinstance(section, dict) else section
+        for old, new in OLD_SOFT_LABEL_KEYS.items():
+            if isinstance(section, dict) and old in section:
+                if new in section:
+                    raise ReffAKDError(f"{where}: soft_labels {old!r} is the old name of {new!r}; give {new} alone")
+                if note:
+                    deprecated(f"{where}: soft_labels", old, new)
+                section[new] = section.pop(old)
+        check_section_keys("soft_labels", section, where)
+        check_types(cls, section, "soft_labels")
+        check_section_keys("soft_labels.autoencoder", section.get("autoencoder", {}), where)
+        return cls(**section)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys set, as ``spec.json`` and ``config.yaml`` write them: a given artifact's path alone; a switch left
+        off is not written (a folder's spec stays as it was)."""
+        if self.path is not None:
+            return {"path": self.path}
+        off = {"augment_embeddings": False, "budget_unlabelled": False, "structure": "similarity", "structure_seed": 0}
+        return {k: v for k, v in asdict(self).items() if v is not None and not (k in off and v == off[k])}
+
+
+@dataclass
+class GridSpec:
+    """A spec's ``grid`` section: each listed method that runs, runs once per combination of the ``params`` values
+    (any method parameter or student optimiser key: ``grid_key_types``) and seed, as a variant (``variant_name``)."""
+
+    methods: list[str]
+    params: dict[str, list[Any]]
+
+    @classmethod
+    def read(cls, g: Any, where: str) -> GridSpec:
+        """The section, its keys and values checked once, here (what needs the whole spec: ``RunSpec._check_grid``)."""
+        if not isinstance(g, dict) or set(g) != set(GRID_KEYS):
+            got = sorted(g) if isinstance(g, dict) else type(g).__name__
+            raise ReffAKDError(
+                f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)}, or null; got {got}"
+            )
+        if not _distinct(g["methods"], _name):
+            raise ReffAKDError(
+                f"{where}: grid methods must be a non-empty list of distinct method names, got {g['methods']!r}"
+            )
+        for m in g["methods"]:
+            get_method(m)
+        if not isinstance(g["params"], dict) or not g["params"]:
+            raise ReffAKDError(
+                f"{where}: grid params must map keys to lists of values, e.g. "
+                f"{{alpha: [0.1, 0.5], lr: [0.05, 0.1]}}; got {g['params']!r}"
+            )
+        types = grid_key_types()
+        for key, values in g["params"].items():
+            if key not in types:
+                close = difflib.get_close_matches(key, list(types), n=1)
+                raise ReffAKDError(
+                    f"{where}: grid key {key!r} cannot vary{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                    f"allowed: {', '.join(types)}"
+                )
+            kind = types[key]
+            if not _distinct(values, {str: _name, int: _whole}.get(kind, _finite)):
+                kind_text = {str: "names", int: "integers"}.get(kind, "finite numbers")
+                text = next((v for v in values if isinstance(v, str)), None) if isinstance(values, list) else None
+                raise ReffAKDError(
+                    f"{where}: grid {key} must be a non-empty list of distinct {kind_text}, "
+                    f"got {values!r}{yaml_hint(text)}"
+                )
+        return cls(list(g["methods"]), {k: list(v) for k, v in g["params"].items()})
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every combination, the last key varying fastest (as written)."""
+        return [dict(zip(self.params, values)) for values in itertools.product(*self.params.values())]
+
+
+@dataclass
+class TuneSpec:
+    """Equal tuning (``tuning.py``), a spec's ``tune`` section: ``trials`` per method at ``epochs`` over ``seeds``
+    (unset: [0]), chosen on validation; ``params``: optimiser axes every method's grid is crossed with (so a method
+    without parameters, like ce, is tuned too); ``seed``: which trials a grid larger than ``trials`` samples."""
+
+    trials: int
+    epochs: int
+    seeds: list[int] | None = None
+    params: dict[str, list[float]] | None = None
+    seed: int | None = None
+
+    @classmethod
+    def read(cls, t: Any, where: str) -> TuneSpec:
+        """The section, every key and value checked once, here."""
+        keys = tuple(cls.__dataclass_fields__)
+        if not isinstance(t, dict) or not set(t) <= set(keys) or not {"trials", "epochs"} <= set(t):
+            got = sorted(t) if isinstance(t, dict) else type(t).__name__
+            raise ReffAKDError(
+                f"{where}: tune must be an object with trials and epochs (and optionally seeds, params, seed), "
+                f"or null; got {got}"
+            )
+        for key in ("trials", "epochs"):
+            if not _whole(t[key]) or t[key] < 1:
+                raise ReffAKDError(f"{where}: tune {key} {t[key]!r} is out of range: a whole number, at least 1")
+        if not _distinct(t.get("seeds", [0]), _whole):
+            raise ReffAKDError(f"{where}: tune seeds must be a non-empty list of distinct integers, got {t['seeds']!r}")
+        if not isinstance(t.get("seed", 0), int):
+            raise ReffAKDError(f"{where}: tune seed {t.get('seed')!r} must be an integer")
+        axes = t.get("params", {})
+        if not isinstance(axes, dict):
+            raise ReffAKDError(f"{where}: tune params must map optimiser keys to lists of values, got {axes!r}")
+        for key, values in axes.items():
+            if key not in OPTIM_GRID_TYPES or key == "epochs" or OPTIM_GRID_TYPES[key] is str:
+                allowed = ", ".join(k for k, v in OPTIM_GRID_TYPES.items() if k != "epochs" and v is not str)
+                raise ReffAKDError(f"{where}: tune params key {key!r} cannot vary; allowed: {allowed}")
+            if not _distinct(values, _finite):
+                raise ReffAKDError(f"{where}: tune params {key} must be a non-empty list of distinct numbers")
+        return cls(**t)
+
+    @property
+    def trial_seeds(self) -> list[int]:
+        return self.seeds or [0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys given (``spec.json``, ``config.yaml``)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)
@@ -143,7 +285,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "data": tuple(DataConfig.__dataclass_fields__),
     "student": ("model", *OPTIM_KEYS, "lr_rule"),
     "teacher": ("checkpoint", "model", "seed", *OPTIM_KEYS, "lr_rule"),
-    "soft_labels": (*SoftLabelFields.__dataclass_fields__, "autoencoder"),
+    "soft_labels": tuple(SoftLabelSpec.__dataclass_fields__),
     "soft_labels.autoencoder": OPTIM_KEYS,
     "speed": SPEED_KEYS,
 }
@@ -167,8 +309,6 @@ def check_section_keys(name: str, section: Any, where: str) -> None:
     for key in section:
         if key not in SECTION_KEYS[name]:
             raise unknown_key(f"{where}: {name}", str(key), SECTION_KEYS[name])
-    if name == "soft_labels" and "autoencoder" in section:
-        check_section_keys("soft_labels.autoencoder", section["autoencoder"], where)
 
 
 def _resolve_lr(section: dict[str, Any], what: str) -> float:
@@ -202,16 +342,13 @@ class RunSpec:
     teacher: dict[str, Any] = field(
         default_factory=lambda: {"model": "resnet8", "seed": 0, **asdict(OptimConfig(epochs=10))}
     )
-    # {"path": PATH} or {"preset": NAME, "seed": S, "autoencoder": {**optimiser}}: built once into <out>/softlabels
-    soft_labels: dict[str, Any] = field(
-        default_factory=lambda: {"preset": "paper", "seed": 0, "autoencoder": asdict(OptimConfig(epochs=5))}
-    )
-    # {"methods": [...], "params": {KEY: [values], ...}}:
-    # each listed method that runs, runs once per combination and seed as a variant (``variant_name``); null: no grid
-    grid: dict[str, Any] | None = None
-    # {"trials": N, "epochs": E, "seeds": [...], "params": {OPTIM_KEY: [values]}, "seed": S}: equal tuning of every
-    # method on validation before its final runs (``tuning.py``); null: each method runs with its parameters as given
-    tune: dict[str, Any] | None = None
+    # built once into <out>/softlabels, or given (``path``)
+    soft_labels: SoftLabelSpec = field(default_factory=lambda: SoftLabelSpec(autoencoder=asdict(OptimConfig(epochs=5))))
+    # {"methods": [...], "params": {KEY: [values], ...}} (``GridSpec``); null: no grid
+    grid: GridSpec | None = None
+    # equal tuning of every method on validation before its final runs (``TuneSpec``, ``tuning.py``); null: each
+    # method runs with its parameters as given
+    tune: TuneSpec | None = None
     # [100, 500, "all"]: a label-budget study (``study.py``): the whole comparison once per labelled budget (labels
     # per class, or "all"), each in OUT/labels-<budget>/, and one report across them; null: one comparison
     budgets: list[Any] | None = None
@@ -235,12 +372,15 @@ class RunSpec:
                 and key not in ("teacher", "soft_labels", "method_params")
             ):
                 value = {**default, **value}
+            if key == "soft_labels" or (key in ("grid", "tune") and value is not None):  # the typed sections, read here
+                value = {"soft_labels": SoftLabelSpec, "grid": GridSpec, "tune": TuneSpec}[key].read(value, where)
             setattr(spec, key, value)
         spec.validate(where)
         return spec
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        tune = self.tune.to_dict() if self.tune is not None else None
+        return {**asdict(self), "soft_labels": self.soft_labels.to_dict(), "tune": tune}
 
     # ------------------------------------------------------------------ checks, before anything is written
     def validate(self, where: str = "spec") -> None:
@@ -260,7 +400,13 @@ class RunSpec:
             check_seed(s)
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.methods)) != len(self.methods):
             raise ReffAKDError(f"{where}: methods and seeds must not repeat")
-        for name in ("data", "student", "teacher", "soft_labels"):
+        if isinstance(self.soft_labels, dict):  # a library caller's sections
+            self.soft_labels = SoftLabelSpec.read(self.soft_labels, where)
+        if self.tune is not None and not isinstance(self.tune, TuneSpec):
+            self.tune = TuneSpec.read(self.tune, where)
+        if self.grid is not None and not isinstance(self.grid, GridSpec):
+            self.grid = GridSpec.read(self.grid, where)
+        for name in ("data", "student", "teacher"):
             check_section_keys(name, getattr(self, name), where)
         for m, params in self.method_params.items():
             if not _is_method(m) or not isinstance(params, dict):
@@ -303,71 +449,27 @@ class RunSpec:
                         f"{where}: teacher model {self.teacher.get('model')!r} is unknown; "
                         f"available: {', '.join(available_models())}, or timm/NAME"
                     )
-        if "path" in self.soft_labels and self.soft_label_methods(semi=True) and self.soft_label_methods(semi=False):
+        given = self.soft_labels.path is not None
+        if given and self.soft_label_methods(semi=True) and self.soft_label_methods(semi=False):
             raise ReffAKDError(
                 f"{where}: a given soft_labels path serves either the semi-supervised methods "
                 f"({', '.join(sorted(self.soft_label_methods(semi=True)))}) or the others, not both; run them apart"
             )
         restructuring = sorted(m for m in self.soft_label_methods() if restructures_soft_labels(m))
-        if restructuring and self.soft_labels.get("structure", "similarity") != "similarity":
+        if restructuring and self.soft_labels.structure != "similarity":
             raise ReffAKDError(
                 f"{where}: methods {', '.join(restructuring)} apply their own structure to the soft labels; leave "
-                f"soft_labels structure at similarity (it is {self.soft_labels['structure']!r})"
+                f"soft_labels structure at similarity (it is {self.soft_labels.structure!r})"
             )
-        if self.soft_label_methods() and "path" not in self.soft_labels:
+        if self.soft_label_methods() and not given:
             self.soft_label_config()
 
     def _check_grid(self, where: str) -> None:
+        """The grid's runs against the spec: each a valid run, each in its own folder (the section itself was checked
+        when read: ``GridSpec.read``)."""
         if self.grid is None:
             return
-        g = self.grid
-        if not isinstance(g, dict) or set(g) != set(GRID_KEYS):
-            got = sorted(g) if isinstance(g, dict) else type(g).__name__
-            raise ReffAKDError(
-                f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)}, or null; got {got}"
-            )
-        if (
-            not isinstance(g["methods"], list)
-            or not g["methods"]
-            or not all(isinstance(m, str) for m in g["methods"])
-            or len(set(g["methods"])) != len(g["methods"])
-        ):
-            raise ReffAKDError(
-                f"{where}: grid methods must be a non-empty list of distinct method names, got {g['methods']!r}"
-            )
-        for m in g["methods"]:
-            get_method(m)
-        if "params" in g and (not isinstance(g["params"], dict) or not g["params"]):
-            raise ReffAKDError(
-                f"{where}: grid params must map keys to lists of values, e.g. "
-                f"{{alpha: [0.1, 0.5], lr: [0.05, 0.1]}}; got {g['params']!r}"
-            )
-        methods, axes = grid_axes(g)
-        types = grid_key_types()
-        for key, values in axes.items():
-            if key not in types:
-                close = difflib.get_close_matches(key, list(types), n=1)
-                raise ReffAKDError(
-                    f"{where}: grid key {key!r} cannot vary{f' (did you mean {close[0]!r}?)' if close else ''}; "
-                    f"allowed: {', '.join(types)}"
-                )
-            kind = types[key]
-            if kind is str:
-                ok = (
-                    isinstance(values, list)
-                    and bool(values)
-                    and all(isinstance(v, str) for v in values)
-                    and len(set(values)) == len(values)
-                )
-            else:
-                ok = _number_list(values) and (kind is not int or all(isinstance(v, int) for v in values))
-            if not ok:
-                kind_text = {str: "names", int: "integers"}.get(kind, "finite numbers")
-                text = next((v for v in values if isinstance(v, str)), None) if isinstance(values, list) else None
-                raise ReffAKDError(
-                    f"{where}: grid {key} must be a non-empty list of distinct {kind_text}, "
-                    f"got {values!r}{yaml_hint(text)}"
-                )
+        methods, axes, points = self.grid.methods, self.grid.params, self.grid.points()
         for m in self.methods:
             run = get_method(m).source.same_seed_run
             if run is not None and run in methods:
@@ -375,12 +477,12 @@ class RunSpec:
                     f"{where}: {m} distils the plain {run} run of its seed; leave {run} out of the grid methods"
                 )
         for m in methods:
-            for point in grid_points(g):
+            for point in points:
                 try:  # a method without a varied parameter, or a value out of range, is refused here
                     self.student_config(m, self.seeds[0], point=point).validate()
                 except ReffAKDError as exc:
                     raise ReffAKDError(f"{where}: grid point {variant_name(m, point)}: {exc}") from None
-        names = [folder_name(variant_name(m, p)) for m in methods for p in grid_points(g)]
+        names = [folder_name(variant_name(m, p)) for m in methods for p in points]
         if len(set(names)) != len(names):
             raise ReffAKDError(
                 f"{where}: grid values too close to tell apart in run names (6 significant digits): "
@@ -388,43 +490,15 @@ class RunSpec:
             )
 
     def _check_tune(self, where: str) -> None:
+        """Every trial is a valid run (the section itself was checked when read: ``TuneSpec.read``)."""
         if self.tune is None:
             return
-        t = self.tune
-        if not isinstance(t, dict) or not set(t) <= set(TUNE_KEYS) or not {"trials", "epochs"} <= set(t):
-            got = sorted(t) if isinstance(t, dict) else type(t).__name__
-            raise ReffAKDError(
-                f"{where}: tune must be an object with trials and epochs (and optionally seeds, params, seed), "
-                f"or null; got {got}"
-            )
         if self.grid is not None:
             raise ReffAKDError(f"{where}: tune and grid exclude each other: tuning makes each method's grid itself")
-        for key in ("trials", "epochs"):
-            if not isinstance(t[key], int) or isinstance(t[key], bool) or t[key] < 1:
-                raise ReffAKDError(f"{where}: tune {key} {t[key]!r} is out of range: a whole number, at least 1")
-        seeds = t.get("seeds", [0])
-        if (
-            not isinstance(seeds, list)
-            or not seeds
-            or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
-            or len(set(seeds)) != len(seeds)
-        ):
-            raise ReffAKDError(f"{where}: tune seeds must be a non-empty list of distinct integers, got {seeds!r}")
-        if not isinstance(t.get("seed", 0), int):
-            raise ReffAKDError(f"{where}: tune seed {t.get('seed')!r} must be an integer")
-        axes = t.get("params", {})
-        if not isinstance(axes, dict):
-            raise ReffAKDError(f"{where}: tune params must map optimiser keys to lists of values, got {axes!r}")
-        for key, values in axes.items():
-            if key not in OPTIM_GRID_TYPES or key == "epochs" or OPTIM_GRID_TYPES[key] is str:
-                allowed = ", ".join(k for k, v in OPTIM_GRID_TYPES.items() if k != "epochs" and v is not str)
-                raise ReffAKDError(f"{where}: tune params key {key!r} cannot vary; allowed: {allowed}")
-            if not _number_list(values) or len(set(values)) != len(values):
-                raise ReffAKDError(f"{where}: tune params {key} must be a non-empty list of distinct numbers")
         for m in self.methods:
             for point in self.tuning_points(m):
                 try:
-                    self.student_config(m, self.seeds[0], point={**point, "epochs": t["epochs"]}).validate()
+                    self.student_config(m, self.seeds[0], point={**point, "epochs": self.tune.epochs}).validate()
                 except ReffAKDError as exc:
                     raise ReffAKDError(f"{where}: tuning trial {variant_name(m, point)}: {exc}") from None
 
@@ -460,13 +534,13 @@ class RunSpec:
         """
         if self.tune is None or get_method(method).source.same_seed_run is not None:
             return []
-        axes = {**tuning_grid(method), **self.tune.get("params", {})}
+        axes = {**tuning_grid(method), **(self.tune.params or {})}
         if not axes:
             return []
         points = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
-        trials = self.tune["trials"]
+        trials = self.tune.trials
         if len(points) > trials:
-            rng = random.Random(f"reffakd-tune/{self.tune.get('seed', 0)}/{method}")
+            rng = random.Random(f"reffakd-tune/{self.tune.seed or 0}/{method}")
             points = [points[i] for i in sorted(rng.sample(range(len(points)), trials))]
         return points
 
@@ -474,7 +548,7 @@ class RunSpec:
         """Every trial of every method, over the tune seeds, at the tune epochs, in the ``tuning`` stage."""
         if self.tune is None:
             return []
-        epochs, seeds = self.tune["epochs"], self.tune.get("seeds", [0])
+        epochs, seeds = self.tune.epochs, self.tune.trial_seeds
         return [
             RunItem(variant_name(m, p), m, s, tuple({**p, "epochs": epochs}.items()), stage="tuning")
             for m in self.method_order()
@@ -561,8 +635,7 @@ class RunSpec:
 
         ``tuned``: per method, the setting equal tuning chose (``tuning.choose``), which its runs carry.
         """
-        methods, _ = grid_axes(self.grid) if self.grid else ([], {})
-        points = grid_points(self.grid) if self.grid else []
+        methods, points = (self.grid.methods, self.grid.points()) if self.grid else ([], [])
         items: list[RunItem] = []
         for method in self.method_order():
             if method in methods:
@@ -599,46 +672,40 @@ def budget_item(value: Any) -> dict[str, Any] | None:
     if any(item[k] is not None and not count(item[k]) for k in ("epochs", "tune_epochs", "teacher_epochs")):
         return None
     seeds = item["seeds"]
-    if seeds is not None and not (
-        isinstance(seeds, list)
-        and seeds
-        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-        and len(set(seeds)) == len(seeds)
-    ):
+    if seeds is not None and not _distinct(seeds, lambda s: _whole(s) and s >= 0):
         return None
     return item
 
 
-def soft_label_config(section: Mapping[str, Any], dataset: str) -> SoftLabelConfig:
-    """A ``soft_labels`` section (``preset``, ``seed``, calibration keys, ``autoencoder`` optimiser...) as the
-    soft-label builder's config: the one conversion, for a spec's section and for the command line's flags."""
-    check_types(SoftLabelFields, section, "soft_labels")
-    preset = section.get("preset", "paper")
-    cal = Calibration.preset(preset, dataset)
-    keys = ("diagonal_boost", "temperature", "target_own_probability", "equalize_own", "structure", "structure_seed")
-    for key in keys:
-        if key in section:
-            setattr(cal, key, section[key])
-            if key == "temperature":
-                cal.target_own_probability = None
-            if key == "target_own_probability":
-                cal.temperature = None
+def soft_label_config(section: SoftLabelSpec | Mapping[str, Any], dataset: str) -> SoftLabelConfig:
+    """A ``soft_labels`` section (or a library caller's mapping of its keys) as the soft-label builder's config: the
+    one conversion, for a spec's section and for the command line's flags. A fixed temperature replaces the preset's
+    target own-class probability and back."""
+    if not isinstance(section, SoftLabelSpec):
+        section = SoftLabelSpec.read(dict(section), "soft_label_config")
+    cal = Calibration.preset(section.preset, dataset)
+    if section.boost is not None:
+        cal.diagonal_boost = section.boost
+    if section.soft_temperature is not None:
+        cal.temperature, cal.target_own_probability = section.soft_temperature, None
+    if section.target_own_prob is not None:
+        cal.temperature, cal.target_own_probability = None, section.target_own_prob
+    if section.equalize_own_prob is not None:
+        cal.equalize_own = section.equalize_own_prob
+    check_seed(section.structure_seed, "structure_seed")
+    cal.structure, cal.structure_seed = section.structure, section.structure_seed
     cal.validate()
-    samples = section.get("samples_per_class")
+    samples = section.samples_per_class
     if samples is not None and samples < 2:
         raise ReffAKDError(
             f"samples_per_class {samples} is out of range: it must be at least 2", params=("samples_per_class",)
         )
-    check_seed(section.get("seed", 0), "seed")
-    check_seed(section.get("structure_seed", 0), "structure_seed")
-    autoencoder = RunSpec.optim(section.get("autoencoder", {}), "autoencoder")
-    augment = bool(section.get("augment_embeddings", False))
-    unlabelled = section.get("unlabelled_dir")
+    check_seed(section.seed, "seed")
+    autoencoder = RunSpec.optim(section.autoencoder, "autoencoder")
+    unlabelled = section.unlabelled_dir
     if unlabelled is not None and not Path(unlabelled).is_dir():
         raise ReffAKDError(
             f"unlabelled image folder {unlabelled} does not exist or is not a folder", params=("unlabelled_dir",)
         )
-    return SoftLabelConfig(
-        cal, preset, autoencoder, samples, augment, int(section.get("seed", 0)), unlabelled,
-        bool(section.get("budget_unlabelled", False)),
-    )  # fmt: skip
+    return SoftLabelConfig(cal, section.preset, autoencoder, samples, section.augment_embeddings, section.seed,
+                           unlabelled, section.budget_unlabelled)  # fmt: skip

@@ -48,7 +48,7 @@ def trial_results(out: Path, spec: RunSpec) -> list[dict[str, Any]]:
 def choose(out: Path, spec: RunSpec) -> dict[str, dict[str, Any]]:
     """Per tuned method, the point with the best mean validation top-1 over the tune seeds (ties: the first
     trial). Only validation numbers are read; every trial must have finished."""
-    seeds = len(spec.tune.get("seeds", [0])) if spec.tune else 0
+    seeds = len(spec.tune.trial_seeds) if spec.tune else 0
     chosen: dict[str, dict[str, Any]] = {}
     best: dict[str, float] = {}
     for row in trial_results(out, spec):
@@ -66,7 +66,7 @@ def write_tuning_report(out: Path, spec: RunSpec) -> str:
     if spec.tune is None or not rows:
         return ""
     done = [r for r in rows if r["val_best"]]
-    chosen = choose(out, spec) if all(len(r["val_best"]) == len(spec.tune.get("seeds", [0])) for r in rows) else {}
+    chosen = choose(out, spec) if all(len(r["val_best"]) == len(spec.tune.trial_seeds) for r in rows) else {}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["method", "variant", "seed_index", "val_top1_best", "val_top1_last", "chosen"])
@@ -88,9 +88,9 @@ def write_tuning_report(out: Path, spec: RunSpec) -> str:
     md = [
         "# Equal tuning",
         "",
-        f"Every method: at most {t['trials']} trials (its registry tuning grid"
-        + (f" crossed with {', '.join(t.get('params', {}))}" if t.get("params") else "")
-        + f", sampled when larger) of {t['epochs']} epochs over seed(s) {', '.join(map(str, t.get('seeds', [0])))}; "
+        f"Every method: at most {t.trials} trials (its registry tuning grid"
+        + (f" crossed with {', '.join(t.params)}" if t.params else "")
+        + f", sampled when larger) of {t.epochs} epochs over seed(s) {', '.join(map(str, t.trial_seeds))}; "
         "the trial with the best mean validation top-1 is chosen. The trials never see the test split.",
         "",
         markdown_table(["trial", "seeds", "val top-1 (best epoch)", "val top-1 (last epoch)"], table),

@@ -17,7 +17,7 @@ from ..data import BatchAugment, DataConfig, DataSplits, ImageDataset, channel_s
 from ..engine import OptimConfig, TrainOptions
 from ..engine.distributed import pick_device
 from ..errors import ReffAKDError
-from ..rundir import check_writable, staged_run_dir
+from ..rundir import check_new_run_dir, staged_run_dir
 from .artifact import SoftLabels
 from .builder import SoftLabelConfig, build_soft_labels
 from .calibration import Calibration
@@ -92,6 +92,8 @@ def make_soft_labels(
     the artifact, the autoencoder, diagnostics and plots in (written as ``OUT.partial`` and renamed at the end; a
     folder that exists is refused, never overwritten); ``None`` builds in a temporary folder that is removed.
     """
+    if out is not None:
+        check_new_run_dir(out)
     if isinstance(data, str):
         splits = load_splits(DataConfig(dataset=data, data_dir=data_dir), log)
     elif isinstance(data, DataSplits):
@@ -105,8 +107,6 @@ def make_soft_labels(
         with tempfile.TemporaryDirectory(prefix="reffakd-soft-labels-") as tmp:
             soft, _ = build_soft_labels(splits, cfg, Path(tmp) / "soft", options)
         return soft
-    out = Path(out)
-    check_writable(out)
     with staged_run_dir(out) as staging:
         soft, _ = build_soft_labels(splits, cfg, staging, options)
     return soft

@@ -1,0 +1,82 @@
+"""``reffakd run``: the whole pipeline in one folder, a one-seed spec whose soft labels are built first.
+
+The soft labels go to ``OUT/softlabels``, then each method's run (``runner.run_one``) to its own folder, and
+``summary.md``/``curves.png`` compare them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import DataSplits
+from .engine import TrainOptions
+from .io import read_jsonl, write_json, write_text_atomic
+from .reports import plot_training_curves, summary_table
+from .runner import Shared, run_one
+from .softlabels import build_soft_labels
+from .spec import RunSpec
+
+
+def run_pipeline(
+    spec: RunSpec,
+    folders: dict[str, str],
+    splits: DataSplits,
+    run_dir: Path,
+    *,
+    device: torch.device,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    resume: bool = False,
+    **engine: Any,
+) -> list[dict[str, Any]]:
+    """``reffakd run``: a one-seed spec whose soft labels are built into ``run_dir/softlabels``, then each method's
+    run into ``run_dir/<folders[method]>``; ``summary.md`` and ``curves.png`` compare them.
+
+    ``resume``: continue a stopped run in ``run_dir``: the autoencoder and each student from its resume
+    checkpoint (a finished one trains no further; one not started starts), to the results, bit for bit,
+    of a run never stopped. The spec's speed options apply to every student (and cuda_graph to the autoencoder);
+    ``engine``: logging options.
+    """
+    soft, soft_cost = build_soft_labels(
+        splits, spec.soft_label_config(), run_dir / "softlabels",
+        TrainOptions(device, spec.speed_options(), progress, log, resume),
+    )  # fmt: skip
+    shared = Shared(soft, None)
+    summaries = [
+        run_one(
+            spec,
+            item,
+            run_dir / folders[item.method],
+            splits,
+            shared,
+            device=device,
+            progress=progress,
+            log=log,
+            name=folders[item.method],
+            resume=resume,
+            **engine,
+        )  # fmt: skip
+        for item in spec.run_items()
+    ]
+    table = summary_table(summaries)
+    write_text_atomic(run_dir / "summary.md", table + "\n")
+    write_json(
+        run_dir / "summary.json",
+        {
+            "runs": summaries,
+            "soft_labels_cost": soft_cost,
+            "dataset": splits.dataset,
+            "train_images": len(splits.train),
+            "val_images": len(splits.val),
+            "test_images": len(splits.test),
+        },
+    )
+    plot_training_curves(
+        {s["name"]: read_jsonl(run_dir / s["name"] / "metrics.jsonl") for s in summaries}, run_dir / "curves.png"
+    )
+    log("\n" + table)
+    return summaries

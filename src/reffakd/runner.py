@@ -1,0 +1,123 @@
+"""The runner: one run of a spec becomes a trained student, for ``train``, ``run``, ``compare`` and ``sweep``.
+
+``run_one`` is the one place a spec's run reaches ``pipeline.train_student``, with what the runs share (``Shared``:
+the soft labels, the teacher) as the method's source kind says. ``train_item`` is one run of a comparison, staged
+in its own folder so it appears whole or not at all, and continued from its resume checkpoint when interrupted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import DataSplits
+from .distillers import get_method
+from .engine import TrainOptions
+from .pipeline import train_student
+from .rundir import staged_run_dir
+from .softlabels import SoftLabels
+from .sources import TeacherNetwork, load_teacher
+from .spec import RunItem, RunSpec
+from .tuning import item_path
+
+
+@dataclass
+class Shared:
+    """What the runs of a spec share: one soft-label artifact (carrying its cost), one teacher network, and the
+    semi-supervised methods' artifact (its autoencoder also trained on unlabelled images)."""
+
+    soft: SoftLabels | None
+    teacher: TeacherNetwork | None
+    soft_semi: SoftLabels | None = None
+
+    def soft_for(self, method: str) -> SoftLabels | None:
+        """The artifact ``method`` trains against (``None`` for a method without soft labels)."""
+        kind = get_method(method).source
+        if kind.input != "soft_labels":
+            return None
+        return self.soft_semi if kind.semi else self.soft
+
+
+@dataclass
+class Comparison:
+    """A comparison being run: its spec, its folder, its data, the device, and how it reports."""
+
+    spec: RunSpec
+    out: Path
+    splits: DataSplits
+    device: torch.device
+    progress: bool
+    log: Callable[[str], None]
+
+
+def run_one(
+    spec: RunSpec,
+    item: RunItem,
+    run_dir: Path,
+    splits: DataSplits,
+    shared: Shared,
+    *,
+    device: torch.device,
+    progress: bool,
+    log: Callable[[str], None],
+    name: str | None = None,
+    **engine: Any,
+) -> dict[str, Any]:
+    """Train one run of a spec into ``run_dir`` (staged by the caller): the one place where a spec's run becomes a
+    student, for ``train``, ``run``, ``compare`` and ``sweep`` alike. Its method takes the shared soft labels or
+    teacher as its source kind says, with the spec's speed options; ``engine``: resume, logging and torchrun options
+    (``pipeline.train_student``)."""
+    method = get_method(item.method)
+    teacher = shared.teacher if method.needs == "teacher" else None
+    if teacher is not None:
+        teacher.seconds = 0.0  # each run counts its own teacher forward passes
+    # The report groups runs by variant and selects among a method's variants; a tuned run records its setting.
+    variant = {"variant": item.variant, "grid": item.params} if item.is_grid else None
+    if not item.is_grid and item.point:
+        variant = {"tuned": item.params}
+    if item.is_trial:  # a tuning trial never sees the test split (``tuning.py``)
+        splits = replace(splits, test=None)
+        variant = {**(variant or {}), "trial": True}
+    return train_student(
+        splits,
+        spec.student_config(item.method, item.seed, point=item.params),
+        run_dir,
+        TrainOptions(device, spec.speed_options(), progress, log, **engine),
+        soft_labels=shared.soft_for(item.method),
+        teacher=teacher,
+        summary={"name": name or item.method, **(variant or {})},
+    )
+
+
+def train_item(cmp: Comparison, item: RunItem, shared: Shared) -> None:
+    """Train one run of a comparison into its folder, which appears whole or not at all; a method whose teacher
+    is another run of its seed (tfkd-self) gets that run's student."""
+    run = get_method(item.method).source.same_seed_run
+    if run is not None:
+        teacher = load_teacher(run_path(cmp.out, run, item.seed) / "best.safetensors", cmp.splits, cmp.device)
+        shared = Shared(shared.soft, teacher, shared.soft_semi)
+    folder = item_path(cmp.out, item)
+    resume = interrupted(folder)
+    with staged_run_dir(folder, redo=True, resume=resume) as tmp:
+        run_one(cmp.spec, item, tmp, cmp.splits, shared, device=cmp.device, progress=cmp.progress, log=cmp.log,
+                name=f"{item.variant}-s{item.seed}", resume=resume)  # fmt: skip
+
+
+def interrupted(folder: Path) -> bool:
+    """Whether ``folder``'s ``.partial`` is an interrupted run of reffakd's with a resume checkpoint to continue
+    from: running a comparison again continues it (the spec is the same: ``compare.check_resumable``), and the run's
+    own identity check refuses a checkpoint of anything else."""
+    from .engine import RESUME_FILE
+    from .rundir import MARKER, partial_path
+
+    staging = partial_path(folder)
+    return (staging / MARKER).is_file() and any(staging.rglob(RESUME_FILE))
+
+
+def run_path(out: Path, variant: str, seed: int) -> Path:
+    """``out/runs/<method or variant folder>/seed<k>``: a final run's folder (``tuning.item_path``)."""
+    return item_path(out, RunItem(variant, variant, seed))

@@ -1,0 +1,120 @@
+"""What the runs of a comparison share, each made once into its own folder: the soft labels, the teacher, and the
+semi-supervised methods' soft labels (their autoencoder also trained on the images a labelled budget withholds).
+
+A given ``soft_labels: {path}`` or ``teacher: {checkpoint}`` is loaded instead of made. With ``--jobs`` on an
+accelerator, the ones still to make are made at once in worker processes (``pool``), then loaded in the parent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .engine import TrainOptions
+from .pipeline import StudentConfig, train_student
+from .pool import finish, quiet_worker, spawn_pool, until_stopped, worker_devices, worker_threads
+from .rundir import staged_run_dir
+from .runner import Comparison, Shared, interrupted
+from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
+from .sources import TeacherNetwork, load_teacher
+from .spec import RunSpec
+
+# Independent of one another: with --jobs they may be made at once.
+PREREQUISITES = ("soft labels", "teacher", "semi-supervised soft labels")
+
+
+def shared_inputs(cmp: Comparison, jobs: int = 1) -> Shared:
+    """The soft labels, the teacher and the semi-supervised soft labels of a comparison, each made if missing.
+
+    With ``jobs > 1`` on an accelerator and more than one of them still to make, they are made at once in worker
+    processes (the autoencoder and the teacher otherwise queue up on the GPU before the students: GPU.md), then
+    loaded here."""
+    todo = [kind for kind in PREREQUISITES if _to_make(cmp.spec, cmp.out, kind)]
+    if jobs > 1 and len(todo) > 1 and _concurrent_prerequisites(cmp.device):
+        _make_parallel(cmp, todo, jobs)
+    return Shared(_soft_labels(cmp), _teacher(cmp), _soft_labels(cmp, semi=True))
+
+
+def _concurrent_prerequisites(device: torch.device) -> bool:
+    """Whether to make the prerequisites at once: not on a CPU, where the workers would split its threads and the
+    longest one (a teacher on every labelled image, for one) would run on fewer threads for all of its time."""
+    return device.type != "cpu"
+
+
+def _to_make(spec: RunSpec, out: Path, kind: str) -> bool:
+    """Whether the comparison needs ``kind`` (one of ``PREREQUISITES``) and its folder does not hold it yet."""
+    if kind == "teacher":
+        return bool(spec.teacher_methods()) and "checkpoint" not in spec.teacher and not (
+            out / "teacher" / "summary.json"
+        ).is_file()  # fmt: skip
+    semi = kind != "soft labels"
+    return (
+        bool(spec.soft_label_methods(semi=semi))
+        and spec.soft_labels.path is None
+        and not (_soft_labels_folder(out, semi) / SOFT_LABELS_FILE).is_file()
+    )
+
+
+def _soft_labels_folder(out: Path, semi: bool) -> Path:
+    return out / ("softlabels-semi" if semi else "softlabels")
+
+
+def _soft_labels(cmp: Comparison, semi: bool = False) -> SoftLabels | None:
+    """The comparison's soft labels, built once into ``softlabels/`` (``semi``: for the semi-supervised methods,
+    into ``softlabels-semi/``, the autoencoder also trained on the images a labelled budget withholds)."""
+    spec, splits = cmp.spec, cmp.splits
+    if not spec.soft_label_methods(semi=semi):
+        return None
+    folder = _soft_labels_folder(cmp.out, semi)
+    if _to_make(spec, cmp.out, PREREQUISITES[2] if semi else PREREQUISITES[0]):
+        cfg = replace(spec.soft_label_config(), budget_unlabelled=True) if semi else spec.soft_label_config()
+        resume = interrupted(folder)
+        with staged_run_dir(folder, redo=True, resume=resume) as tmp:
+            options = TrainOptions(cmp.device, spec.speed_options(), cmp.progress, cmp.log, resume)
+            build_soft_labels(splits, cfg, tmp, options)
+    given = spec.soft_labels.path
+    soft = SoftLabels.load(Path(given) if given is not None else folder / SOFT_LABELS_FILE)
+    soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
+    soft.check_labelled(splits.budget)
+    return soft
+
+
+def _teacher(cmp: Comparison) -> TeacherNetwork | None:
+    spec, splits, device = cmp.spec, cmp.splits, cmp.device
+    if not spec.teacher_methods():
+        return None
+    if "checkpoint" in spec.teacher:
+        return load_teacher(spec.teacher["checkpoint"], splits, device)
+    folder = cmp.out / "teacher"
+    if _to_make(spec, cmp.out, "teacher"):
+        optim = spec.optim(spec.teacher, "teacher")
+        cfg = StudentConfig("ce", spec.teacher["model"], optim, seed=int(spec.teacher.get("seed", 0)))
+        resume = interrupted(folder)
+        with staged_run_dir(folder, redo=True, resume=resume) as tmp:
+            options = TrainOptions(device, spec.speed_options(), cmp.progress, cmp.log, resume)
+            train_student(splits, cfg, tmp, options, summary={"name": "teacher"})
+    return load_teacher(folder / "best.safetensors", splits, device)
+
+
+def _make_parallel(cmp: Comparison, kinds: list[str], jobs: int) -> None:
+    """Each of ``kinds`` made in its own spawned worker, ``jobs`` at a time, with its share of the CPU threads (its
+    own GPU when several are visible); an error in one stops the others, whose folders stay ``.partial``."""
+    jobs = min(jobs, len(kinds))
+    threads = worker_threads(jobs)
+    devices = worker_devices(cmp.device, len(kinds))
+    cmp.log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
+    pool, stopping = spawn_pool(jobs, quiet_worker, (threads,))
+    tasks = [(_make_in_worker, (kind, cmp.spec, str(cmp.out), devices[k])) for k, kind in enumerate(kinds)]
+    finish(pool, stopping, tasks, lambda: None)
+    pool.shutdown()
+
+
+def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str) -> None:
+    from .data import load_splits
+
+    log = lambda line: print(f"[{kind}] {line}", flush=True)  # noqa: E731
+    splits = load_splits(spec.data_config(), lambda line: None)
+    cmp = Comparison(spec, Path(out), splits, torch.device(device), False, log)
+    until_stopped(lambda: _teacher(cmp) if kind == "teacher" else _soft_labels(cmp, semi=kind != "soft labels"))
