@@ -268,7 +268,7 @@ def test_sigint_to_the_cli_saves_and_exits_130_then_resumes_exactly(splits, fake
     # and summary of the same run never stopped.
     assert main([*cmd[3:], "--resume"]) == 0
     assert not staging.exists()
-    cfg = StudentConfig("ce", optim=OptimConfig(epochs=4, batch_size=32, lr=0.05), seed=3)
+    cfg = StudentConfig("ce", optim=OptimConfig(epochs=4, batch_size=32, lr=0.05, schedule="cosine"), seed=3)
     full = train_student(splits, cfg, tmp_path / "full", quiet(log=lambda _: None))
     _assert_same_run(tmp_path / "full", out, full, json.loads((out / "summary.json").read_text()))
 

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 from .data import DataConfig
 from .deploy.network import INPUT_KINDS, OUTPUT_KINDS
 from .distillers import method_choices, parameter_fields, parameter_help
-from .engine.optim import OptimConfig
+from .engine.optim import STUDENT_SCHEDULE, OptimConfig
 from .engine.speed import AMP_MODES, COMPILE_MODES, SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .recipes import recipe_names
@@ -207,7 +207,7 @@ def _student_groups(epochs: int) -> list[Group]:
         Group("student", "student", Student),
         Group("seed", "seed", Seed),
         METHOD,
-        Group("optim", "student optimisation", OptimConfig, "", {"epochs": epochs}),
+        Group("optim", "student optimisation", OptimConfig, "", {"epochs": epochs, "schedule": STUDENT_SCHEDULE}),
     ]
 
 

@@ -30,6 +30,7 @@ from .distillers import (
     tuning_grid,
 )
 from .engine import OptimConfig
+from .engine.optim import STUDENT_SCHEDULE
 from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .pipeline import StudentConfig
@@ -336,7 +337,9 @@ class RunSpec:
     methods: list[str] = field(default_factory=default_methods)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     data: dict[str, Any] = field(default_factory=lambda: asdict(DataConfig()))
-    student: dict[str, Any] = field(default_factory=lambda: {"model": "lenet5", **asdict(OptimConfig(epochs=10))})
+    student: dict[str, Any] = field(
+        default_factory=lambda: {"model": "lenet5", **asdict(OptimConfig(epochs=10, schedule=STUDENT_SCHEDULE))}
+    )
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     # {"checkpoint": PATH} or {"model": NAME, "seed": S, **optimiser}: trained once into <out>/teacher
     teacher: dict[str, Any] = field(
