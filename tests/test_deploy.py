@@ -379,3 +379,17 @@ def test_predict_on_a_folder_says_what_it_skipped(
     assert "a.png:" in captured.out
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert len(rows) == 4 and sum(bool(r["error"]) for r in rows) == 3
+
+
+def test_help_texts_say_what_the_commands_take(capsys: pytest.CaptureFixture[str]) -> None:
+    """`export` takes no --config, so its help never sends a user to one; --labels-per-class says where the
+    unlabelled images go."""
+    from reffakd.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = capsys.readouterr().out
+    assert "--config" not in text and "--out OUT" in text
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "no student sees them" in " ".join(capsys.readouterr().out.split())

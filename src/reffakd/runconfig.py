@@ -36,6 +36,13 @@ class Output:
 
 
 @dataclass
+class ExportOutput:
+    """``export`` takes no ``--config`` file, so its folder comes from the flag alone."""
+
+    out: str | None = opt(None, "new folder for model.pt2, model.onnx and model.json (required)")
+
+
+@dataclass
 class Console:
     device: str = opt("auto", "auto (CUDA if available), cpu, cuda or cuda:N")
     progress: bool = opt(True, "no progress bars", flag="no-progress", negate=True)
@@ -331,7 +338,7 @@ COMMANDS.update(
     {
         "export": (
             "a checkpoint to ONNX and torch.export, normalisation inside, preprocessing in JSON beside it",
-            [OUT, Group("export", "export", ExportOptions)],  # on the CPU: the exported graph is device-free
+            [Group("output", "output", ExportOutput), Group("export", "export", ExportOptions)],  # device-free
         ),
         "predict": (
             "top-k classes of image files or folders, from a checkpoint or an exported ONNX model",
