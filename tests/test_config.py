@@ -414,3 +414,15 @@ def test_field_types_are_the_schema_of_flags_and_keys() -> None:
     assert values == {"vary": ["alpha=0.1,0.2"], "methods": ["ce", "kd"], "streaming": None, "no_download": True}
     flags = ["sweep", "--vary", "alpha=0.1,0.2", "--methods", "ce,kd", "--no-download"]
     assert {k: parse_command(flags, require=False).values[k] for k in file} == values
+
+
+def test_one_method_under_two_names_is_refused_by_what_runs() -> None:
+    from reffakd.errors import ReffAKDError
+    from reffakd.spec import RunSpec
+
+    with pytest.raises(ReffAKDError, match="methods reffakd and kd\\+aesl run the same"):
+        RunSpec(methods=["ce", "reffakd", "kd+aesl"]).validate()
+    with pytest.raises(ReffAKDError, match="methods dkd-aesl and dkd\\+aesl run the same"):
+        RunSpec(methods=["dkd-aesl", "dkd+aesl"]).validate()
+    # set apart by their parameters, they are two methods
+    RunSpec(methods=["reffakd", "kd+aesl"], method_params={"kd+aesl": {"alpha": 0.9}}).validate()

@@ -427,6 +427,7 @@ class RunSpec:
                 self.speed_options().check()
             except ReffAKDError as exc:
                 raise ReffAKDError(f"{where}: speed {exc}") from None
+        self._check_same_runs(where)
         self._check_grid(where)
         self._check_tune(where)
         self._check_budgets(where)
@@ -466,6 +467,24 @@ class RunSpec:
             )
         if self.soft_label_methods() and not given:
             self.soft_label_config()
+
+    def _check_same_runs(self, where: str) -> None:
+        """Two names for one method (a preset and its ``FORM+SOURCE``, ``reffakd`` and ``kd+aesl``) with the same
+        parameters train the same runs twice and pair them as if they were two methods: refused by what runs."""
+        seen: dict[tuple[Any, ...], str] = {}
+        for m in self.methods:
+            method = get_method(m)
+            if method.form is None:  # a method of its own (ce, ls): its name is what runs
+                continue
+            params = asdict(method.parameters(self.method_params.get(m, {})))
+            key = (method.form, method.target_source, tuple(sorted(params.items())))
+            if key in seen:
+                raise ReffAKDError(
+                    f"{where}: methods {seen[key]} and {m} run the same (loss form {method.form}, source "
+                    f"{method.target_source}, the same parameters); keep one, or set their parameters apart in "
+                    "method_params"
+                )
+            seen[key] = m
 
     def _check_grid(self, where: str) -> None:
         """The grid's runs against the spec: each a valid run, each in its own folder (the section itself was checked
