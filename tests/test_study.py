@@ -152,9 +152,7 @@ def test_the_shipped_study_config_is_a_valid_spec(tmp_path: Path) -> None:
     assert "reffakd-semi" not in budget_spec(spec, spec.budgets[-1]).methods
 
 
-def test_a_study_refuses_speed_options_before_its_folder_and_loads_no_split_to_check_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_study_refuses_speed_options_before_its_folder(tmp_path: Path) -> None:
     import reffakd.study as study
 
     spec = RunSpec.from_dict({"methods": ["ce"], "budgets": [3], "speed": {"amp": "fp16"}}, "spec")
@@ -163,14 +161,21 @@ def test_a_study_refuses_speed_options_before_its_folder_and_loads_no_split_to_c
         study.run_study(spec, out, device=torch.device("cpu"), log=lambda line: None)
     assert not out.exists()
 
-    class Loaded(Exception):
-        pass
 
-    def load_splits(*args: object) -> None:
-        assert out.is_dir(), "a split was loaded before the study folder, only to check speed options"
-        raise Loaded
+def test_every_budget_is_checked_before_anything_trains(tmp_path: Path, fake_fmnist: Path) -> None:
+    """A budget the training split cannot hold is refused before the study folder exists, so the first budget does
+    not train in vain and the corrected spec is accepted in the same folder."""
+    import reffakd.study as study
 
-    monkeypatch.setattr(study, "load_splits", load_splits)
-    spec = RunSpec.from_dict({"methods": ["ce"], "budgets": [3], "speed": {"amp": "bf16"}}, "spec")
-    with pytest.raises(Loaded):
-        study.run_study(spec, out, device=torch.device("cpu"), log=lambda line: None)
+    def spec(budgets: list) -> RunSpec:
+        data = {"data_dir": str(fake_fmnist), "val_size": 100, "download": False}
+        return RunSpec.from_dict(
+            {"methods": ["ce"], "seeds": [0], "budgets": budgets, "data": data, "student": {"epochs": 1}}, "spec"
+        )
+
+    out = tmp_path / "study"
+    with pytest.raises(ReffAKDError, match=r"budget 1000: labels_per_class 1000 is out of range: class .* has"):
+        study.run_study(spec([3, 1000]), out, device=torch.device("cpu"), progress=False, log=lambda line: None)
+    assert not out.exists()
+    study.run_study(spec([3, 20]), out, device=torch.device("cpu"), progress=False, log=lambda line: None)
+    assert (out / "labels-20" / "runs" / "ce" / "seed0" / "summary.json").is_file()

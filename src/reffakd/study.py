@@ -10,14 +10,16 @@ labels per class (``data.budget``), and writes ``study.md`` and ``study.png`` ac
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .compare import SPEC_FILE, check_resumable, check_speed, run_compare
-from .data import load_splits
+from .data import DataSplits, load_splits
 from .distillers import baseline_method, get_method, method_names
+from .errors import ReffAKDError
 from .io import write_json
 from .reports.study_report import write_study_report
 from .rundir import LOCK, locked
@@ -71,11 +73,12 @@ def run_study(
     assert spec.budgets is not None
     out = Path(out)
     check_resumable(out, spec)
-    # Before the study folder exists; each budget's comparison checks its own split again. Only cuda_graph's check
-    # (which methods can record their step) needs a split.
+    # Before the study folder exists, so that a spec that cannot run is refused before any budget trains and can be
+    # corrected; each budget's comparison checks its own split again.
     spec.speed_options().validate(device)
-    if spec.speed_options().cuda_graph:
-        check_speed(spec, load_splits(budget_spec(spec, spec.budgets[0]).data_config(), lambda line: None), device)
+    first = check_budgets_fit(spec)
+    if spec.speed_options().cuda_graph:  # which methods can record their step
+        check_speed(spec, first, device)
     out.mkdir(parents=True, exist_ok=True)
     with locked(out / LOCK, f"study folder {out}"):
         check_resumable(out, spec)
@@ -89,6 +92,23 @@ def run_study(
         md = study_report(spec, out)
     log(md)
     return md
+
+
+def check_budgets_fit(spec: RunSpec) -> DataSplits:
+    """Every budget's labelled subset drawn from the training split, or one line naming the budget and the class
+    too small for it; returns the first budget's splits. One load of the data, whatever the number of budgets."""
+    assert spec.budgets is not None
+    first = budget_spec(spec, spec.budgets[0]).data_config()
+    whole = load_splits(replace(first, labels_per_class=None, label_fraction=None), lambda line: None)
+    sizes = torch.bincount(whole.train.labels, minlength=whole.num_classes).tolist()
+    for budget in spec.budgets:
+        wanted = budget_spec(spec, budget).data_config().label_budget()
+        if wanted is not None:
+            try:
+                wanted.counts(sizes, whole.class_names)
+            except ReffAKDError as exc:
+                raise ReffAKDError(f"budget {budget_labels(budget)}: {exc}") from None
+    return load_splits(first, lambda line: None) if first.label_budget() is not None else whole
 
 
 def study_report(spec: RunSpec, out: Path, dst: Path | None = None) -> str:
