@@ -331,6 +331,56 @@ def test_sigterm_to_compare_with_jobs_stops_its_workers_with_checkpoints(fake_fm
     assert "leaked" not in err, err  # the workers ended normally, cleaning up after themselves
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc: Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting to be reaped has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_compare_workers_end_with_a_parent_killed_outright(fake_fmnist, tmp_path) -> None:
+    """SIGKILL leaves the parent no chance to stop its --jobs workers: each stops its run with a resume checkpoint
+    and exits by itself, so the same command continues (their run locks released) instead of being refused."""
+    out = tmp_path / "cmp"
+    argv = _cli_argv(
+        "compare", out, fake_fmnist, "--epochs", "5000", "--methods", "ce,ls", "--seeds", "0", "--jobs", "2"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reffakd", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for method in ("ce", "ls"):  # both workers are training
+        _wait_for(out / "runs" / method / "seed0.partial" / "metrics.jsonl", proc)
+    workers = [pid for pid in _children(proc.pid) if "spawn" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) >= 2
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 90
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    alive = [pid for pid in workers if _running(pid)]
+    for pid in alive:  # leave nothing behind, whatever the outcome
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the workers outlived their parent"
+    for method in ("ce", "ls"):
+        assert 1 <= load_state(out / "runs" / method / "seed0.partial").epoch < 5000
+
+
 # --------------------------------------------------------------------------- options of fit
 
 

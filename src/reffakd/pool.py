@@ -3,11 +3,14 @@
 Workers are spawned (fork is unsafe once torch has started threads), each with its share of the CPU threads or
 its own GPU when several are visible. The parent alone stops them (``finish``): on Ctrl-C, SIGTERM or any error
 their unfinished runs stay ``.partial`` folders with resume checkpoints, which the next invocation continues.
-What a worker does is the caller's (``compare``: runs; ``shared_inputs``: the teacher and the soft labels).
+A parent killed outright cannot stop them: each worker then stops itself (``_end_with_parent``). What a worker
+does is the caller's (``compare``: runs; ``shared_inputs``: the teacher and the soft labels).
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -97,6 +100,22 @@ def quiet_worker(threads: int, stopping: Any = None, plots: bool = True) -> None
         signal.signal(signum, signal.SIG_IGN)
     torch.set_num_threads(threads)
     WORKER["stopping"] = stopping
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _end_with_parent(parent: int, poll: float = 1.0, grace: float = 120.0) -> None:
+    """A worker's watch on its parent: a parent killed outright (SIGKILL) cannot stop its workers, so each worker
+    stops itself when it is gone: SIGTERM to itself (inside a run: the resume checkpoint, then the run stops), then
+    it exits once no run is under way (at the latest after ``grace`` seconds), releasing its run folder's lock."""
+    import signal
+
+    while os.getppid() == parent:
+        time.sleep(poll)
+    os.kill(os.getpid(), signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while WORKER.get("busy") and time.monotonic() < deadline:
+        time.sleep(poll / 10)
+    os._exit(1)
 
 
 def until_stopped(work: Callable[[], object]) -> None:
@@ -106,8 +125,11 @@ def until_stopped(work: Callable[[], object]) -> None:
     stopping = WORKER.get("stopping")
     if WORKER.get("stopped") or (stopping is not None and stopping.is_set()):
         raise KeyboardInterrupt("not started: the comparison is stopping")
+    WORKER["busy"] = True
     try:
         work()
     except KeyboardInterrupt as exc:
         WORKER["stopped"] = True
         raise KeyboardInterrupt(str(exc)) from None
+    finally:
+        WORKER["busy"] = False
