@@ -363,3 +363,25 @@ def test_resume_without_an_interrupted_run_is_one_error_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no interrupted run to continue" in err[0]
     assert not (tmp_path / "none").exists() and not (tmp_path / "none.partial").exists()
+
+
+def test_a_run_stopped_before_its_first_checkpoint_continues_with_the_advised_command(
+    tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk, a closed pipe or SIGKILL in the first epoch leaves OUT.partial without a resume checkpoint. The
+    refusal of the plain command advises --resume, and that command works: it starts the run afresh in the folder
+    (it used to answer "no interrupted run to continue", sending the user back and forth)."""
+    from reffakd.rundir import staged_run_dir
+
+    out = tmp_path / "cut"
+    with pytest.raises(RuntimeError), staged_run_dir(out) as staging:
+        (staging / "metrics.jsonl").write_text('{"epoch": 1, "train_lo')  # a first epoch cut short
+        raise RuntimeError("stopped")
+    argv = _train_argv(out, fake_fmnist)[3:]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--resume" in err and len(err.splitlines()) == 1
+    advised = err.split("continue with: reffakd ", 1)[1].split()
+    assert advised[-1] == "--resume" and main(advised) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(1, 7)) and (out / "summary.json").is_file()

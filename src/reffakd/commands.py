@@ -21,7 +21,7 @@ import torch
 
 from .data import DataSplits, load_splits, make_batches
 from .distillers import DISTILLERS, get_method, method_names, restructures_soft_labels
-from .engine import RESUME_FILE, TrainOptions, distributed
+from .engine import TrainOptions, distributed
 from .engine.distributed import pick_device
 from .engine.logsinks import require_tensorboard
 from .engine.speed import SPEED_KEYS, SpeedOptions
@@ -149,11 +149,12 @@ def start_output(out: str, resume: bool, data: Any = None, argv: Sequence[str] |
         if argv is None or exc.params != ("resume",):
             raise
         raise ReffAKDError(f"{exc}; continue with: reffakd {shlex.join(argv)} --resume", params=exc.params) from None
-    # run: the checkpoint is in softlabels/ or a student's folder inside OUT.partial.
-    if resume and not any(partial_path(Path(out)).rglob(RESUME_FILE)):
+    # A run stopped before its first checkpoint (a full disk, a closed pipe, SIGKILL in the first epoch) left an
+    # OUT.partial of ours with nothing to continue from: resume starts it afresh there, so that the advice given when
+    # it stopped, and the refusal above, name a command that works.
+    if resume and not partial_path(Path(out)).is_dir():
         raise ReffAKDError(
-            f"resume: no interrupted run to continue at {partial_path(Path(out))} (no {RESUME_FILE}); "
-            "run without resume to start it",
+            f"resume: no interrupted run to continue at {partial_path(Path(out))}; run without resume to start it",
             params=("resume",),
         )
 
