@@ -499,3 +499,52 @@ def test_mnist_and_fashion_mnist_files_are_told_apart() -> None:
     check_which(FASHION_MNIST, fashion, "--data-dir X")
     check_which(MNIST_SPEC, digits, "--data-dir X")
     check_which(MNIST_SPEC, fashion[:400], "--data-dir X")  # a subset is not judged
+
+
+def test_a_runs_every_input_is_part_of_its_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resuming with other soft labels, other method parameters, or a folder another command started is refused in
+    one line (each was accepted: the run went on against other inputs, or `run` took a `softlabels` folder)."""
+    from conftest import make_fake_fashion_mnist
+
+    data = make_fake_fashion_mnist(tmp_path / "data", n_train=300, n_test=50)
+    soft = {}
+    for seed in (0, 1):
+        soft[seed] = tmp_path / f"soft{seed}"
+        argv = [
+            "softlabels",
+            "--out",
+            str(soft[seed]),
+            "--data-dir",
+            str(data),
+            "--ae-epochs",
+            "1",
+            "--seed",
+            str(seed),
+        ]
+        assert main([*argv, *FAST]) == 0
+    capsys.readouterr()
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--data-dir", str(data), "--epochs", "2", "--method", "reffakd", *FAST]
+    given = ["--soft-labels", str(soft[0] / "soft_labels.safetensors")]
+    with monkeypatch.context() as m:
+        stop_after_epoch(m)
+        assert main([*argv, *given]) == 130
+    capsys.readouterr()
+    other = ["--soft-labels", str(soft[1] / "soft_labels.safetensors")]
+    assert main([*argv, *other, "--resume"]) == 1
+    one_error_line(capsys, "is from a different run", "inputs.soft_labels")
+    assert main([*argv, *given, "--alpha", "0.9", "--resume"]) == 1
+    one_error_line(capsys, "is from a different run", "method_params.alpha 0.5 -> 0.9")
+    assert main([*argv, *given, "--resume"]) == 0  # the same inputs continue
+    capsys.readouterr()
+
+    folder = tmp_path / "soft-cut"  # a `softlabels` folder stopped after its autoencoder's first epoch
+    with monkeypatch.context() as m:
+        stop_after_epoch(m)
+        assert main(["softlabels", "--out", str(folder), "--data-dir", str(data), "--ae-epochs", "2", *FAST]) == 130
+    capsys.readouterr()
+    run = ["run", "--out", str(folder), "--data-dir", str(data), "--ae-epochs", "1", "--epochs", "1", *FAST]
+    assert main([*run, "--resume"]) == 1
+    one_error_line(capsys, "holds an unfinished `reffakd softlabels`, which `reffakd run` cannot continue")

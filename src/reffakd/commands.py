@@ -136,15 +136,17 @@ def check_inputs(spec: Any, splits: Any, device: Any) -> None:
             check_fits_data(spec.soft_label_config(), splits)
 
 
-def start_output(out: str, resume: bool, data: Any = None, argv: Sequence[str] | None = None) -> None:
+def start_output(
+    out: str, resume: bool, data: Any = None, argv: Sequence[str] | None = None, kind: str | None = None
+) -> None:
     """A finished run is never overwritten, nor written into the data; an unfinished one (``OUT.partial``) is
     continued only with ``resume``, which needs one to continue (the refusal gives the command line ``argv`` with
-    ``--resume``); one in use by another run is refused."""
+    ``--resume``), and only by the command that started it (``kind``); one in use by another run is refused."""
     if data is not None:
         check_out_outside_data(out, data)
     check_new_run_dir(out)
     try:
-        check_partial(partial_path(Path(out)), resume=resume)
+        check_partial(partial_path(Path(out)), resume=resume, kind=kind)
     except ReffAKDError as exc:
         if argv is None or exc.params != ("resume",):
             raise
@@ -175,7 +177,8 @@ class Prepared:
         """The run folder ``OUT.partial`` (made by rank 0 once every rank has checked its inputs, started with the log
         so far and ``config.yaml``), renamed to ``OUT`` when the block succeeds."""
         distributed.barrier()
-        with staged_run_dir(self.cfg.output.out, resume=self.cfg.engine.resume, main=self.main) as run_dir:
+        out, resume, kind = self.cfg.output.out, self.cfg.engine.resume, self.cfg.command
+        with staged_run_dir(out, resume=resume, main=self.main, kind=kind) as run_dir:
             if isinstance(self.log, RunLog):
                 self.log.attach(run_dir, config_yaml)
             distributed.barrier()
@@ -193,7 +196,7 @@ def prepare_run(cfg: Resolved, models: list[str], autoencoder: bool, batch_size:
         device = distributed.setup(device)
     main = distributed.is_main_process()
     if main:
-        start_output(cfg.output.out, cfg.engine.resume, cfg.data, cfg.argv)
+        start_output(cfg.output.out, cfg.engine.resume, cfg.data, cfg.argv, cfg.command)
     # The speed and logging options this device and installation can honour (the loop checks them again for callers).
     SpeedOptions(**{k: getattr(cfg.engine, k) for k in SPEED_KEYS}).validate(device)
     if cfg.engine.tensorboard:

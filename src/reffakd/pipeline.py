@@ -30,7 +30,7 @@ from .reports import plot_training_curves
 from .resources import StageCost, combine_stages, count_flops, forward_flops, measure, parameter_count
 from .seed import seed_everything
 from .softlabels import SoftLabels
-from .sources import SoftTargetSource
+from .sources import SoftTargetSource, TeacherNetwork
 from .version import __version__
 
 EVAL_BATCH_SIZE = 1024
@@ -162,6 +162,17 @@ class BuiltStudent:
     forward_flops: int
 
 
+def run_inputs(method: str, soft_labels: SoftLabels | None, teacher: SoftTargetSource | None) -> dict[str, str]:
+    """The content hashes of the artifacts a run of ``method`` trains against (its soft labels, its teacher)."""
+    needs = get_method(method).needs
+    inputs = {}
+    if needs == "soft_labels" and soft_labels is not None:
+        inputs["soft_labels"] = soft_labels.fingerprint()
+    if needs == "teacher" and isinstance(teacher, TeacherNetwork):
+        inputs["teacher"] = teacher.fingerprint()
+    return inputs
+
+
 def build_student(
     splits: DataSplits,
     cfg: StudentConfig,
@@ -219,6 +230,10 @@ def build_student(
         "augment": asdict(splits.augment),
         **({"labelled": splits.budget} if splits.budget is not None else {}),  # resuming on another subset: refused
         "data": splits.identity,  # resume and `evaluate --split val` refuse other data or another split
+        # A run's every input is part of its identity: resuming with other parameters, other soft labels or another
+        # teacher is refused.
+        "method_params": cfg.method_params(),
+        **({"inputs": inputs} if (inputs := run_inputs(cfg.method, soft_labels, teacher)) else {}),
     }
     return BuiltStudent(
         model_name,

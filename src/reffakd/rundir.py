@@ -128,15 +128,25 @@ def locked(lock: Path, what: str) -> Iterator[None]:
         release_lock(fd)
 
 
-def check_partial(staging: Path, *, resume: bool = False, redo: bool = False, held: bool = False) -> None:
+def check_partial(
+    staging: Path, *, resume: bool = False, redo: bool = False, held: bool = False, kind: str | None = None
+) -> None:
     """Refuse, in one line, an existing ``staging`` folder that this run may not take: one in use by another
-    run, one reffakd did not make (no ``MARKER``; never deleted), or an unfinished run that neither ``resume``
-    (continue it) nor ``redo`` (the caller's own attempt, done again: a comparison's runs) lets it take.
+    run, one reffakd did not make (no ``MARKER``; never deleted), an unfinished run that neither ``resume``
+    (continue it) nor ``redo`` (the caller's own attempt, done again: a comparison's runs) lets it take, or one that
+    another kind of command started (``kind``: this one's, e.g. ``run``; a ``softlabels`` folder is no ``run``).
     ``held``: this process holds the lock already."""
     if not staging.exists():
         return
     if not held:
         check_free(staging / LOCK, str(staging))
+    made = _marker_kind(staging)
+    if kind is not None and made is not None and made != kind:
+        raise ReffAKDError(
+            f"{staging} holds an unfinished `reffakd {made}`, which `reffakd {kind}` cannot continue; continue it with "
+            f"`reffakd {made} ... --resume`, or choose another out",
+            params=("out",),
+        )
     if resume:
         return
     if not (staging / MARKER).is_file():
@@ -152,10 +162,21 @@ def check_partial(staging: Path, *, resume: bool = False, redo: bool = False, he
         )
 
 
-def _write_marker(staging: Path) -> None:
+def _write_marker(staging: Path, kind: str | None = None) -> None:
     command = Path(sys.argv[0]).name + (f" {sys.argv[1]}" if len(sys.argv) > 1 else "")
     marker = {"made_by": "reffakd", "command": command, "pid": os.getpid(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if kind is not None:  # which command's run this is: only that command continues it
+        marker["kind"] = kind
     (staging / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
+
+
+def _marker_kind(staging: Path) -> str | None:
+    """The kind of run ``staging``'s marker records (None: none recorded, or no readable marker)."""
+    try:
+        kind = json.loads((staging / MARKER).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
 
 
 def _clear(staging: Path) -> None:
@@ -169,7 +190,7 @@ def _clear(staging: Path) -> None:
             entry.unlink()
 
 
-def _take(staging: Path, resume: bool, redo: bool) -> int | None:
+def _take(staging: Path, resume: bool, redo: bool, kind: str | None = None) -> int | None:
     """Create or take ``staging`` for this run: lock it, then check it under the lock; returns the lock."""
     staging.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -177,14 +198,14 @@ def _take(staging: Path, resume: bool, redo: bool) -> int | None:
         fresh = True
     except FileExistsError:
         fresh = False
-        check_partial(staging, resume=resume, redo=redo)  # a folder not ours gets no lock file either
+        check_partial(staging, resume=resume, redo=redo, kind=kind)  # a folder not ours gets no lock file either
     fd = acquire_lock(staging / LOCK, str(staging))
     try:
         if not fresh:
-            check_partial(staging, resume=resume, redo=redo, held=True)  # again, now that no other run can change it
+            check_partial(staging, resume=resume, redo=redo, held=True, kind=kind)  # again, under the lock
             if not resume:
                 _clear(staging)
-        _write_marker(staging)
+        _write_marker(staging, kind)
     except BaseException:
         release_lock(fd)
         raise
@@ -233,21 +254,27 @@ def rename_no_replace(staging: Path, final: Path) -> None:
 
 @contextlib.contextmanager
 def staged_run_dir(
-    path: str | os.PathLike[str], *, resume: bool = False, main: bool = True, redo: bool = False
+    path: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    main: bool = True,
+    redo: bool = False,
+    kind: str | None = None,
 ) -> Iterator[Path]:
     """Yield ``<path>.partial`` to write into, locked for this run; rename it to ``path`` only if the block succeeds.
 
     A failed run leaves its ``.partial`` folder for inspection and for ``resume``, which continues from the
     resume checkpoint inside it; without ``resume`` an existing one is refused (see ``check_partial``), unless
     ``redo``: a comparison redoes its own interrupted runs. Under torchrun only the main process (``main``)
-    creates, locks and renames the folder; the others write nothing, so they are handed the same path.
+    creates, locks and renames the folder; the others write nothing, so they are handed the same path. ``kind``: the
+    command whose run this is (recorded; another command's unfinished run is refused).
     """
     final = check_new_run_dir(path)
     staging = partial_path(final)
     if not main:
         yield staging
         return
-    fd = _take(staging, resume, redo)
+    fd = _take(staging, resume, redo, kind)
     try:
         yield staging
         rename_no_replace(staging, final)

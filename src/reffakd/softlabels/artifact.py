@@ -6,6 +6,7 @@ everything a loss relies on, so a bad file fails at load time with one clear lin
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -121,6 +122,14 @@ class SoftLabels:
                 f"method {method} {'needs' if semi else 'cannot use'} semi-supervised soft labels, and these were made "
                 f"{made} unlabelled images; rebuild them with `reffakd softlabels` and {fix}"
             )
+
+    def fingerprint(self) -> str:
+        """A hash of the tables a run trains against (the class table and the per-image one): part of a run's
+        identity, so that a run is never resumed against other soft labels."""
+        digest = hashlib.sha256(self.matrix.to(torch.float32).contiguous().numpy().tobytes())
+        if self.instance is not None:
+            digest.update(self.instance.to(torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def check_structure(self, method: str, restructures: bool) -> None:
         """A method that sets the mass and structure of the soft labels itself (``aesl-shuffled``, ...) takes them

@@ -8,6 +8,7 @@ virtual teacher, uniform) are one row lookup per image.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -236,6 +237,15 @@ class TeacherNetwork(SoftTargetSource):
             shift = (view(input_stats[0]) - view(teacher_stats[0])) / view(teacher_stats[1])
             self.register_buffer("scale", scale)
             self.register_buffer("shift", shift)
+
+    def fingerprint(self) -> str:
+        """A hash of the network's weights and buffers: part of a student run's identity, so that a run is never
+        resumed with another teacher."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def train(self, mode: bool = True) -> TeacherNetwork:
         super().train(mode)
