@@ -88,3 +88,10 @@ def test_the_example_runs(fake_fmnist: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "epoch 1: loss" in done.stdout and "validation top-1" in done.stdout
     assert list(tmp_path.iterdir()) == []  # no folder left behind
+
+
+def test_a_hand_made_calibration_is_recorded_as_custom_not_as_a_preset() -> None:
+    """An artifact built with the paper's numbers was recorded as "calibrated", SoftLabelConfig's old default."""
+    from reffakd.softlabels import Calibration, SoftLabelConfig
+
+    assert SoftLabelConfig(Calibration.preset("paper", "fashion-mnist")).to_dict()["preset"] == "custom"

@@ -41,8 +41,12 @@ EMBED_BATCH_SIZE = 512  # images per batch of the embedding pass (and of validat
 
 @dataclass
 class SoftLabelConfig:
+    """How soft labels are made. ``preset`` only records the name of the preset ``calibration`` came from
+    (``Calibration.preset``); a calibration built by hand is ``custom``. ``softlabels.default_config`` gives the
+    command line's defaults."""
+
     calibration: Calibration
-    preset: str = "calibrated"
+    preset: str = "custom"
     autoencoder: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=10))
     samples_per_class: int | None = None
     augment_embeddings: bool = False
