@@ -20,13 +20,14 @@ from typing import Any
 import torch
 
 from .data import DataSplits, load_splits, make_batches
-from .distillers import DISTILLERS, get_method, method_names, restructures_soft_labels
+from .distillers import DISTILLERS, get_method, method_names
 from .engine import TrainOptions, distributed
 from .engine.distributed import pick_device
 from .engine.logsinks import require_tensorboard
 from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .io import strict_json, write_json
+from .pipeline import check_soft_labels_fit
 from .pipeline_run import run_pipeline
 from .runconfig import Resolved
 from .rundir import LOCK, check_free, check_new_run_dir, check_partial, check_writable, partial_path, staged_run_dir
@@ -266,10 +267,7 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     soft = SoftLabels.load(inputs.soft_labels) if inputs.soft_labels else None
     run = prepare_run(cfg, [student.model], False, student.optim.batch_size)
     if soft is not None:
-        soft.check_matches(run.splits.class_names, f"dataset {run.splits.dataset}")
-        soft.check_labelled(run.splits.budget)
-        soft.check_semi(get_method(method).source.semi, method)
-        soft.check_structure(method, restructures_soft_labels(method))
+        check_soft_labels_fit(soft, run.splits, method)
     teacher = load_teacher(inputs.teacher, run.splits, run.device) if inputs.teacher else None
     if engine.cuda_graph:
         from .pipeline import check_cuda_graph

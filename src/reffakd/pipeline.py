@@ -162,6 +162,19 @@ class BuiltStudent:
     forward_flops: int
 
 
+def check_soft_labels_fit(soft_labels: SoftLabels, splits: DataSplits, method: str | None = None) -> None:
+    """The one check that soft labels fit a run: made for these classes and on this labelled subset; and, for a
+    ``method`` that trains against them, of the kind its name says (semi-supervised or not) and with the structure
+    it may take (``SoftLabels.check_*``: one line each). A comparison checks its artifact without a method; each of
+    its runs checks it again with its own."""
+    soft_labels.check_matches(splits.class_names, f"dataset {splits.dataset}")
+    soft_labels.check_labelled(splits.budget)
+    if method is None:
+        return
+    soft_labels.check_semi(get_method(method).source.semi, method)
+    soft_labels.check_structure(method, restructures_soft_labels(method))
+
+
 def run_inputs(method: str, soft_labels: SoftLabels | None, teacher: SoftTargetSource | None) -> dict[str, str]:
     """The content hashes of the artifacts a run of ``method`` trains against (its soft labels, its teacher)."""
     needs = get_method(method).needs
@@ -346,12 +359,8 @@ def train_student(
     """
     cfg.validate()
     method = get_method(cfg.method)
-    if soft_labels is not None:
-        soft_labels.check_matches(splits.class_names, f"dataset {splits.dataset}")
-        if method.needs == "soft_labels":
-            soft_labels.check_labelled(splits.budget)
-            soft_labels.check_semi(method.source.semi, cfg.method)
-            soft_labels.check_structure(cfg.method, restructures_soft_labels(cfg.method))
+    if soft_labels is not None and method.needs == "soft_labels":
+        check_soft_labels_fit(soft_labels, splits, cfg.method)
     run_dir = Path(run_dir)
     distributed.check_batch_size(cfg.optim.batch_size)
     options = (options or TrainOptions()).on_this_rank()

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .engine import TrainOptions
-from .pipeline import StudentConfig, train_student
+from .pipeline import StudentConfig, check_soft_labels_fit, train_student
 from .pool import finish, quiet_worker, spawn_pool, until_stopped, worker_devices, worker_threads
 from .rundir import staged_run_dir
 from .runner import Comparison, Shared, interrupted
@@ -76,8 +76,7 @@ def _soft_labels(cmp: Comparison, semi: bool = False) -> SoftLabels | None:
             build_soft_labels(splits, cfg, tmp, options)
     given = spec.soft_labels.path
     soft = SoftLabels.load(Path(given) if given is not None else folder / SOFT_LABELS_FILE)
-    soft.check_matches(splits.class_names, f"dataset {splits.dataset}")
-    soft.check_labelled(splits.budget)
+    check_soft_labels_fit(soft, splits)
     return soft
 
 
