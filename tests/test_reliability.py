@@ -548,3 +548,27 @@ def test_a_runs_every_input_is_part_of_its_identity(
     run = ["run", "--out", str(folder), "--data-dir", str(data), "--ae-epochs", "1", "--epochs", "1", *FAST]
     assert main([*run, "--resume"]) == 1
     one_error_line(capsys, "holds an unfinished `reffakd softlabels`, which `reffakd run` cannot continue")
+
+
+def test_an_unlabelled_folder_must_hold_images_and_lie_apart_from_the_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`softlabels --unlabelled-dir D --data-dir D` trained the autoencoder on the validation and test images too, and
+    an empty folder was found only after the run folder existed: both are one line before anything is written."""
+    from PIL import Image
+
+    from conftest import make_fake_fashion_mnist
+
+    data = make_fake_fashion_mnist(tmp_path / "data", n_train=300, n_test=50)
+    Image.new("L", (28, 28), 128).save(data / "extra.png")  # the data folder holds an image too
+    (tmp_path / "empty").mkdir()
+    base = ["softlabels", "--data-dir", str(data), "--ae-epochs", "1", *FAST]
+    for unlabelled, fragment in (
+        (data, f"--unlabelled-dir {data} overlaps --data-dir"),
+        (data.parent, f"--unlabelled-dir {data.parent} overlaps --data-dir"),
+        (tmp_path / "empty", "holds no images"),
+    ):
+        out = tmp_path / f"out-{len(fragment)}"
+        assert main([*base, "--out", str(out), "--unlabelled-dir", str(unlabelled)]) == 1
+        one_error_line(capsys, fragment)
+        assert not out.exists() and not partial_path(out).exists()

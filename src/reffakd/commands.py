@@ -125,6 +125,27 @@ def check_out_outside_data(out: str | Path, data: Any) -> None:
             )
 
 
+def check_soft_label_inputs(soft_cfg: Any, splits: Any, data: Any) -> None:
+    """The soft-label settings against the loaded data, before a folder exists or the autoencoder trains
+    (``check_fits_data``), and an unlabelled image folder: it must hold images and lie apart from the labelled data
+    and the test images (inside, or holding, either would give the autoencoder validation or test images)."""
+    check_fits_data(soft_cfg, splits)
+    if soft_cfg.unlabelled_dir is None:
+        return
+    from .data.image_folder import unlabelled_images
+
+    unlabelled_images(soft_cfg.unlabelled_dir, splits.in_channels, splits.image_size)  # one line if none
+    real = Path(soft_cfg.unlabelled_dir).resolve()
+    for param, folder in (("data_dir", data.data_dir), ("test_dir", getattr(data, "test_dir", None))):
+        other = Path(folder).resolve() if folder is not None else None
+        if other is not None and (real == other or other in real.parents or real in other.parents):
+            raise ReffAKDError(
+                f"unlabelled_dir {soft_cfg.unlabelled_dir} overlaps {param} {folder}: the autoencoder would also "
+                "train on labelled, validation or test images; give a folder of other images",
+                params=("unlabelled_dir", param),
+            )
+
+
 def check_inputs(spec: Any, splits: Any, device: Any) -> None:
     """What a comparison needs the loaded data for, checked before a folder exists or the autoencoder trains: its
     given teacher and soft labels, or the soft-label settings against these classes."""
@@ -134,7 +155,7 @@ def check_inputs(spec: Any, splits: Any, device: Any) -> None:
         if spec.soft_labels.path is not None:
             SoftLabels.load(spec.soft_labels.path).check_matches(splits.class_names, f"dataset {splits.dataset}")
         else:
-            check_fits_data(spec.soft_label_config(), splits)
+            check_soft_label_inputs(spec.soft_label_config(), splits, spec.data_config())
 
 
 def start_output(
@@ -217,7 +238,7 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
         "and `reffakd train --method reffakd --soft-labels S/soft_labels.safetensors` (docs/SCALING.md)",
     )
     run = prepare_run(cfg, [cfg.student.model], True, cfg.optim.batch_size)
-    check_fits_data(spec.soft_label_config(), run.splits)
+    check_soft_label_inputs(spec.soft_label_config(), run.splits, cfg.data)
     folders = {"ce": "ce", "reffakd": f"reffakd-{cfg.soft.preset}"}
     engine = {k: v for k, v in cfg.engine.fit_options().items() if k != "resume"}  # the speed options: in the spec
     with run.staged(config_yaml) as run_dir:
@@ -230,7 +251,7 @@ def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
     """Train the autoencoder and write the soft labels; under torchrun every rank trains and embeds its shard
     and rank 0 alone writes the folder (``softlabels.build_soft_labels``)."""
     run = prepare_run(cfg, [], True, soft_cfg.autoencoder.batch_size)
-    check_fits_data(soft_cfg, run.splits)
+    check_soft_label_inputs(soft_cfg, run.splits, cfg.data)
     with run.staged(config_yaml) as run_dir:
         speed = SpeedOptions(cuda_graph=cfg.engine.cuda_graph)
         options = TrainOptions(run.device, speed, cfg.console.progress, run.log, cfg.engine.resume)
