@@ -307,20 +307,25 @@ def test_sigterm_saves_and_exits_143(fake_fmnist, tmp_path) -> None:
     assert state.epoch >= 1 and len(read_jsonl(out / "metrics.jsonl")) == state.epoch
 
 
+def _compare_with_two_workers_training(out: Path, data: Path) -> subprocess.Popen:
+    """``reffakd compare --jobs 2`` of ce and ls (5,000 epochs) in a child process, once both workers are training
+    (their first epoch is logged)."""
+    argv = _cli_argv("compare", out, data, "--epochs", "5000", "--methods", "ce,ls", "--seeds", "0", "--jobs", "2")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reffakd", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for method in ("ce", "ls"):
+        _wait_for(out / "runs" / method / "seed0.partial" / "metrics.jsonl", proc)
+    return proc
+
+
 def test_sigterm_to_compare_with_jobs_stops_its_workers_with_checkpoints(fake_fmnist, tmp_path) -> None:
     """The parent stops its --jobs workers (each writes its run's resume checkpoint, then ends with the pool), then
     exits 143 with the command that continues; it used to wait forever for a worker that had stopped its run but
     not itself."""
     out = tmp_path / "cmp"
-    argv = _cli_argv(
-        "compare", out, fake_fmnist, "--epochs", "5000", "--methods", "ce,ls", "--seeds", "0", "--jobs", "2"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reffakd", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    for method in ("ce", "ls"):  # both workers are training (their first epoch is logged)
-        _wait_for(out / "runs" / method / "seed0.partial" / "metrics.jsonl", proc)
+    proc = _compare_with_two_workers_training(out, fake_fmnist)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 143, err
@@ -357,15 +362,7 @@ def test_compare_workers_end_with_a_parent_killed_outright(fake_fmnist, tmp_path
     """SIGKILL leaves the parent no chance to stop its --jobs workers: each stops its run with a resume checkpoint
     and exits by itself, so the same command continues (their run locks released) instead of being refused."""
     out = tmp_path / "cmp"
-    argv = _cli_argv(
-        "compare", out, fake_fmnist, "--epochs", "5000", "--methods", "ce,ls", "--seeds", "0", "--jobs", "2"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reffakd", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    for method in ("ce", "ls"):  # both workers are training
-        _wait_for(out / "runs" / method / "seed0.partial" / "metrics.jsonl", proc)
+    proc = _compare_with_two_workers_training(out, fake_fmnist)
     workers = [pid for pid in _children(proc.pid) if "spawn" in Path(f"/proc/{pid}/cmdline").read_text()]
     assert len(workers) >= 2
     proc.kill()
