@@ -104,6 +104,11 @@ def check_input_size(models: Sequence[str], autoencoder: bool, data: Any, splits
                 ) from None
 
 
+def _within(path: Path, folder: Path) -> bool:
+    """Whether the real path ``path`` is ``folder`` or lies inside it."""
+    return path == folder or folder in path.parents
+
+
 def check_out_outside_data(out: str | Path, data: Any) -> None:
     """Refuse an output folder inside the data folder, the test folder or the cache folder (real paths compared):
     a run written into an ImageFolder would be an extra class of the next run on it."""
@@ -117,8 +122,7 @@ def check_out_outside_data(out: str | Path, data: Any) -> None:
     ):
         if folder is None:
             continue
-        inside = Path(folder).resolve()
-        if real == inside or inside in real.parents:
+        if _within(real, Path(folder).resolve()):
             raise ReffAKDError(
                 f"out {out} is inside {what} {folder}; reffakd never writes into the data: choose an out outside it",
                 params=("out", param) if param else ("out",),
@@ -138,7 +142,7 @@ def check_soft_label_inputs(soft_cfg: Any, splits: Any, data: Any) -> None:
     real = Path(soft_cfg.unlabelled_dir).resolve()
     for param, folder in (("data_dir", data.data_dir), ("test_dir", getattr(data, "test_dir", None))):
         other = Path(folder).resolve() if folder is not None else None
-        if other is not None and (real == other or other in real.parents or real in other.parents):
+        if other is not None and (_within(real, other) or _within(other, real)):
             raise ReffAKDError(
                 f"unlabelled_dir {soft_cfg.unlabelled_dir} overlaps {param} {folder}: the autoencoder would also "
                 "train on labelled, validation or test images; give a folder of other images",
