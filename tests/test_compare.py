@@ -173,6 +173,24 @@ def test_bad_spec_is_one_line_and_writes_nothing(
     assert not out.exists()
 
 
+def test_resuming_a_finished_comparison_makes_no_shared_input_and_a_pending_run_makes_only_its_own(
+    finished: Path, tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The teacher and the soft labels are made only for methods with a run still to train: a finished comparison
+    whose artifacts were deleted (as a committed results folder keeps none) resumes without training anything."""
+    out = tmp_path / "all"
+    shutil.copytree(finished, out)
+    for folder in ("teacher", "softlabels"):
+        shutil.rmtree(out / folder)
+    assert main(compare_argv(out, fake_fmnist, "--seeds", "0,1")) == 0
+    assert not (out / "teacher").exists() and not (out / "softlabels").exists()
+    assert "autoencoder epoch" not in capsys.readouterr().out
+    shutil.rmtree(out / "runs" / "kd" / "seed1")  # a teacher run still to train: the teacher, not the soft labels
+    assert main(compare_argv(out, fake_fmnist, "--seeds", "0,1")) == 0
+    assert (out / "teacher" / "best.safetensors").is_file() and not (out / "softlabels").exists()
+    assert (out / "runs" / "kd" / "seed1" / "summary.json").is_file()
+
+
 def test_spec_file_and_a_changed_spec_refused_on_resume(
     tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

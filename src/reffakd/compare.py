@@ -139,7 +139,7 @@ def _run_compare(cmp: Comparison, jobs: int, report: Callable[[Path, bool], str]
     if config_yaml is not None:
         write_text_atomic(out / CONFIG_FILE, config_yaml)
 
-    shared = shared_inputs(cmp, jobs)
+    shared = shared_inputs(cmp, jobs, _pending_methods(out, spec))
     tuned = None
     if spec.tune is not None:  # equal tuning first: each method's trials, then its choice (``tuning.py``)
         progress_report = lambda folder, final: write_tuning_report(folder, spec)  # noqa: E731
@@ -150,6 +150,13 @@ def _run_compare(cmp: Comparison, jobs: int, report: Callable[[Path, bool], str]
     md = report(out, True)
     cmp.log(md)
     return md
+
+
+def _pending_methods(out: Path, spec: RunSpec) -> set[str]:
+    """The methods with a tuning trial or a final run not finished yet (a final run's folder does not depend on the
+    setting tuning chooses)."""
+    items = [*spec.tuning_items(), *spec.run_items()]
+    return {item.method for item in items if not (item_path(out, item) / "summary.json").is_file()}
 
 
 def _run_items(
@@ -187,7 +194,8 @@ def _run_parallel(cmp: Comparison, items: list[RunItem], jobs: int, report: Call
         f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, "
         f"on {', '.join(dict.fromkeys(worker_devices(cmp.device, jobs)))}"
     )
-    pool, stopping = spawn_pool(jobs, _worker_init, (cmp.spec, str(cmp.out), devices, threads))
+    methods = sorted({item.method for item in items})
+    pool, stopping = spawn_pool(jobs, _worker_init, (cmp.spec, str(cmp.out), methods, devices, threads))
     try:
         later = {i for i in items if get_method(i.method).source.same_seed_run is not None}
         for phase in ([i for i in items if i not in later], [i for i in items if i in later]):
@@ -198,8 +206,11 @@ def _run_parallel(cmp: Comparison, items: list[RunItem], jobs: int, report: Call
     pool.shutdown()
 
 
-def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int, stopping: Any = None, plots: bool = True) -> None:
-    """Once per worker: its device and threads, the data, the shared soft labels and teacher (made by the parent)."""
+def _worker_init(
+    spec: RunSpec, out: str, methods: list[str], devices: Any, threads: int, stopping: Any = None, plots: bool = True
+) -> None:
+    """Once per worker: its device and threads, the data, and the shared soft labels and teacher that ``methods`` (those
+    of the items it may run) need, made by the parent."""
     from .data import load_splits
 
     quiet_worker(threads, stopping, plots)
@@ -207,7 +218,7 @@ def _worker_init(spec: RunSpec, out: str, devices: Any, threads: int, stopping: 
     quiet = lambda line: None  # noqa: E731
     splits = load_splits(spec.data_config(), quiet)
     cmp = Comparison(spec, Path(out), splits, torch.device(name), False, quiet)
-    WORKER.update(cmp=cmp, shared=shared_inputs(cmp), prefix=f"[job {k}] ")
+    WORKER.update(cmp=cmp, shared=shared_inputs(cmp, pending=methods), prefix=f"[job {k}] ")
 
 
 def _worker_run(item: RunItem) -> None:

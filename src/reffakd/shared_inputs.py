@@ -7,6 +7,7 @@ accelerator, the ones still to make are made at once in worker processes (``pool
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,12 +26,16 @@ from .spec import RunSpec
 PREREQUISITES = ("soft labels", "teacher", "semi-supervised soft labels")
 
 
-def shared_inputs(cmp: Comparison, jobs: int = 1) -> Shared:
+def shared_inputs(cmp: Comparison, jobs: int = 1, pending: Collection[str] | None = None) -> Shared:
     """The soft labels, the teacher and the semi-supervised soft labels of a comparison, each made if missing.
 
-    With ``jobs > 1`` on an accelerator and more than one of them still to make, they are made at once in worker
-    processes (the autoencoder and the teacher otherwise queue up on the GPU before the students: GPU.md), then
-    loaded here."""
+    ``pending``: the methods with a trial or run still to train (``None``: every method); an input none of them
+    needs is neither made nor loaded, so that resuming a finished comparison (or a study's finished budget) does not
+    train its teacher again. With ``jobs > 1`` on an accelerator and more than one of them still to make, they are
+    made at once in worker processes (the autoencoder and the teacher otherwise queue up on the GPU before the
+    students: GPU.md), then loaded here."""
+    if pending is not None:
+        cmp = replace(cmp, spec=replace(cmp.spec, methods=[m for m in cmp.spec.methods if m in pending]))
     todo = [kind for kind in PREREQUISITES if _to_make(cmp.spec, cmp.out, kind)]
     if jobs > 1 and len(todo) > 1 and _concurrent_prerequisites(cmp.device):
         _make_parallel(cmp, todo, jobs)
