@@ -78,7 +78,7 @@ def test_onnx_and_torch_export_equal_pytorch_on_real_uint8_images(
 ) -> None:
     import onnxruntime as ort
 
-    pixels = resize_uint8(test_images, (32, 32))  # the loader's 28 -> 32
+    pixels = test_images  # raw 28x28, as the IDX file holds them: the loader's 28 -> 32 is inside the graph
     for name, (_, out, model) in exported.items():
         assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.onnx", "model.pt2"]
         info = json.loads((out / "model.json").read_text())
@@ -88,7 +88,8 @@ def test_onnx_and_torch_export_equal_pytorch_on_real_uint8_images(
             "mean": MEAN,
             "std": STD,
         }
-        expected = reference(model, pixels)
+        assert info["input"]["shape"] == ["batch", 1, 28, 28] and info["network_input"]["resized_inside"]
+        expected = reference(model, resize_uint8(pixels, (32, 32)))
         session = ort.InferenceSession(str(out / "model.onnx"))
         program = torch.export.load(str(out / "model.pt2")).module()
         for batch in (pixels[:1], pixels):  # the batch size is dynamic
@@ -102,14 +103,17 @@ def test_float_input_and_probabilities_output(tmp_path: Path) -> None:
     """The other input and output choices, on the module that is exported (the export path is the same)."""
     path, model = checkpoint(tmp_path, "lenet5", seed=1)
     module = load_network(path).deployable(input_kind="float", output="probabilities")
-    x = torch.rand(5, 1, 32, 32)
-    want = torch.softmax(torch.from_numpy(reference(model, x * 255.0)), dim=1)
+    u8 = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)  # raw images; the graph resizes as the loader
+    x = u8.float() / 255.0
+    want = torch.softmax(torch.from_numpy(reference(model, resize_uint8(u8, (32, 32)))), dim=1)
     with torch.no_grad():
         got = module(x)
     assert (got - want).abs().max() < 1e-5 and torch.allclose(got.sum(dim=1), torch.ones(5))
     info = preprocessing(load_network(path).meta, "float", "probabilities")
     assert info["input"]["dtype"] == "float32" and info["input"]["range"] == [0.0, 1.0]
     assert info["output"]["softmax_applied"] and "no antialiasing" in info["input"]["resize"]
+    assert info["input"]["shape"] == ["batch", 1, 28, 28]
+    assert "inside the graph, 28x28 -> 32x32" in info["input"]["resize"]
 
 
 @pytest.mark.parametrize("case", ["no sidecar", "not safetensors", "missing"])
@@ -164,7 +168,7 @@ def test_predict_reads_files_as_at_training_and_reports_a_corrupt_one(
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "broken.png" in captured.err  # one line for the corrupt file
     lines = [line for line in captured.out.splitlines() if ".png:" in line or ".jpg:" in line]
-    assert len(lines) == 4 and "RGB -> grayscale, resized 45x60 -> 32x32" in captured.out
+    assert len(lines) == 4 and "RGB -> grayscale, resized 45x60 -> 28x28" in captured.out
     rows = {Path(r["file"]).name: r for r in csv.DictReader(table.open())}
     assert set(rows) == {"t0.png", "t1.png", "t2.png", "big.jpg", "broken.png"} and rows["broken.png"]["error"]
     # The PNGs' probabilities are the model's on the loader's own resized test tensor.
@@ -285,7 +289,8 @@ def test_onnx_metadata_contradicting_its_graph_and_non_probabilities_are_one_lin
     exported: dict[str, tuple[Path, Path, torch.nn.Module]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """softmax_applied true beside a graph that outputs logits printed the logits, negative ones included."""
-    from reffakd.deploy.predict import Classifier, check_probabilities
+    from reffakd.deploy import DeployedModel
+    from reffakd.deploy.predict import check_probabilities
 
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(image)
@@ -297,8 +302,9 @@ def test_onnx_metadata_contradicting_its_graph_and_non_probabilities_are_one_lin
         (folder / "model.json").write_text(json.dumps(info))
         assert main(["predict", "--checkpoint", str(folder / "model.onnx"), str(image)]) == 1
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and f"softmax_applied {value!r}" in err and "outputs 'logits'" in err
-    model = Classifier()
+        assert err.count("\n") == 1 and f"softmax_applied {value!r}" in err
+        assert ("(graph: 'logits')" if value is True else "softmax_applied true or false") in err
+    model = DeployedModel()
     model.source = "model m"
     for rows in ([[0.5, float("nan")]], [[1.5, -0.5]], [[0.2, 0.2]]):
         with pytest.raises(ReffAKDError, match="model m gave outputs that are not probabilities"):
@@ -393,3 +399,278 @@ def test_help_texts_say_what_the_commands_take(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "no student sees them" in " ".join(capsys.readouterr().out.split())
+
+
+# --------------------------------------------------------------------------- issues 26 and 27: one loader, raw input
+
+
+def _raw_test_images(fake_fmnist: Path, n: int = 40) -> torch.Tensor:
+    """The fake dataset's first test images, 28x28 uint8 as its IDX file holds them."""
+    return torch.from_numpy(
+        np.frombuffer(gzip.decompress((fake_fmnist / "t10k-images-idx3-ubyte.gz").read_bytes())[16:], np.uint8)
+        .reshape(-1, 1, 28, 28)[:n]
+        .copy()
+    )
+
+
+def test_every_command_takes_a_checkpoint_an_onnx_and_a_pt2_alike(
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]],
+    fake_fmnist: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """evaluate and bench refused model.onnx ("header too large") and predict did not read model.pt2: one loader now
+    reads all three, and they score alike (top-1 identical, logits within 1e-4)."""
+    from reffakd.deploy import open_model
+
+    path, folder, model = exported["lenet5"]
+    files = {"checkpoint": path, "onnx": folder / "model.onnx", "pt2": folder / "model.pt2"}
+    raw = _raw_test_images(fake_fmnist)
+    want = reference(model, resize_uint8(raw, (32, 32)))  # what training's loader and evaluation compute
+    for kind, file in files.items():
+        loaded = open_model(file, torch.device("cpu"))
+        assert loaded.kind == kind and loaded.size == (28, 28) and loaded.class_names == list(FASHION_MNIST_CLASSES)
+        got = loaded.scores(raw).numpy()
+        assert np.abs(got - want).max() < 1e-4 and (got.argmax(1) == want.argmax(1)).all()
+    data = ["--data-dir", str(fake_fmnist), "--no-download", "--device", "cpu"]
+    results = {}
+    for kind, file in files.items():
+        assert main(["evaluate", "--checkpoint", str(file), *data]) == 0
+        results[kind] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert results["checkpoint"]["images"] == 100 and results["checkpoint"]["model_file"] == "checkpoint"
+    for kind in ("onnx", "pt2"):
+        assert results[kind]["top1"] == results["checkpoint"]["top1"]
+        assert results[kind]["top5"] == results["checkpoint"]["top5"]
+        assert results[kind]["loss"] == pytest.approx(results["checkpoint"]["loss"], abs=1e-4)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        Image.fromarray(raw[i, 0].numpy()).save(images / f"t{i}.png")
+    rows = {}
+    for kind, file in files.items():
+        table = tmp_path / f"{kind}.csv"
+        assert main(["predict", "--checkpoint", str(file), str(images), "--csv", str(table), "--device", "cpu"]) == 0
+        rows[kind] = list(csv.DictReader(table.open()))
+    for kind in ("onnx", "pt2"):
+        for a, b in zip(rows[kind], rows["checkpoint"]):
+            assert a["class_1"] == b["class_1"] and a["preprocessing"] == "as is"
+            assert float(a["probability_1"]) == pytest.approx(float(b["probability_1"]), abs=1e-5)
+    argv = ["bench", "--latency-runs", "2", "--throughput-runs", "1", "--batch-size", "4", "--threads", "1"]
+    assert main([*argv, "--checkpoint", str(files["onnx"]), "--checkpoint", str(files["pt2"])]) == 0
+    out = capsys.readouterr().out
+    assert "| onnxruntime |" in out and "| pytorch (torch.export) |" in out and out.count("| 1x28x28 uint8 |") == 2
+    other = tmp_path / "model.bin"
+    other.write_bytes(b"\0" * 16)
+    for command in (["evaluate", *data], ["predict", str(images)], argv):
+        assert main([*command, "--checkpoint", str(other)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "model.bin is not one reffakd reads" in err and "model.pt2" in err
+
+
+def test_a_client_with_onnxruntime_and_numpy_feeds_raw_images(
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]], fake_fmnist: Path
+) -> None:
+    """The graph takes the dataset's own 28x28 uint8 images and resizes inside as the loader did (bilinear, no
+    antialiasing, rounded to uint8): the client gets the checkpoint's predictions exactly (it got 32x32 before)."""
+    import onnxruntime
+
+    path, folder, model = exported["lenet5"]
+    info = json.loads((folder / "model.json").read_text())
+    assert info["input"]["shape"] == ["batch", 1, 28, 28] and info["input"]["dtype"] == "uint8"
+    assert info["input"]["range"] == [0, 255]
+    raw = _raw_test_images(fake_fmnist).numpy()  # numpy only from here: what a client holds
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
+    got = session.run(None, {info["input"]["name"]: raw})[0]
+    want = reference(model, resize_uint8(torch.from_numpy(raw), (32, 32)))
+    assert (got.argmax(1) == want.argmax(1)).all() and np.abs(got - want).max() < 1e-4
+    # the resize inside is the loader's, pixel for pixel (weights k/16: exact sums, then the same rounding)
+    module = load_network(path).deployable()
+    inside = torch.clamp(torch.round(module.rows @ (torch.from_numpy(raw).float() @ module.cols)), 0, 255)
+    assert torch.equal(inside.to(torch.uint8), resize_uint8(torch.from_numpy(raw), (32, 32)))
+
+
+def test_evaluate_scores_a_labelled_folder(
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]],
+    fake_fmnist: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Class sub-folders named as the classes ('T-shirt/top' -> 'T-shirt_top'), or mapped by a JSON file; a folder
+    without a class and a class without a folder are named in one line."""
+    from reffakd.deploy.score import folder_name
+
+    assert folder_name("T-shirt/top") == "T-shirt_top" and folder_name('a:b*c?"<>|\\') == "a_b_c______"
+    assert folder_name("..") == "__" and folder_name("Bag") == "Bag"
+    path, onnx_folder, model = exported["lenet5"]
+    raw = _raw_test_images(fake_fmnist, 20)
+    root = tmp_path / "labelled"
+    labels = []
+    for i in range(20):
+        label = i % 10
+        sub = root / folder_name(FASHION_MNIST_CLASSES[label])
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(raw[i, 0].numpy()).save(sub / f"{i}.png")
+        labels.append(label)
+    logits = torch.from_numpy(reference(model, resize_uint8(raw, (32, 32))))
+    top1 = 100.0 * float((logits.argmax(1) == torch.tensor(labels)).float().mean())
+    for file in (path, onnx_folder / "model.pt2"):
+        assert main(["evaluate", "--checkpoint", str(file), "--folder", str(root), "--device", "cpu"]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert result["images"] == 20 and result["top1"] == pytest.approx(top1)
+    # the same images under other names, with a class map
+    mapped = tmp_path / "mapped"
+    shutil.copytree(root, mapped)
+    names = {}
+    for i, cls in enumerate(FASHION_MNIST_CLASSES):
+        (mapped / folder_name(cls)).rename(mapped / f"c{i}")
+        names[f"c{i}"] = cls
+    (tmp_path / "map.json").write_text(json.dumps(names))
+    argv = ["evaluate", "--checkpoint", str(path), "--folder", str(mapped), "--device", "cpu"]
+    assert main([*argv, "--class-map", str(tmp_path / "map.json")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["top1"] == pytest.approx(top1)
+    # mismatches, both ways, in one line
+    (root / "Socks").mkdir()
+    shutil.rmtree(root / "Bag")
+    assert main(["evaluate", "--checkpoint", str(path), "--folder", str(root), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sub-folders with no class: ['Socks']" in err
+    assert "classes with no sub-folder: ['Bag']" in err
+
+
+@pytest.mark.parametrize(
+    "edit",
+    ["classes", "channels", "size", "dtype", "value type", "another export", "output"],
+)
+def test_a_model_json_that_does_not_match_its_graph_is_one_line(
+    edit: str,
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """model.json was trusted: another class count, channels, size or dtype gave wrong predictions or a runtime
+    traceback; now it is checked against the graph's own signature and the file's SHA-256."""
+    folder = tmp_path / "export"
+    shutil.copytree(exported["lenet5"][1], folder)
+    info = json.loads((folder / "model.json").read_text())
+    if edit == "classes":
+        info["class_names"] = info["class_names"][:9]
+    elif edit == "channels":
+        info["input"]["channels"] = 3
+    elif edit == "size":
+        info["input"]["height"] = info["input"]["width"] = 32
+    elif edit == "dtype":
+        info["input"]["dtype"] = "float32"
+    elif edit == "value type":
+        info["input"]["height"] = "28"
+    elif edit == "another export":  # the same signature: only the recorded hashes tell them apart
+        other = json.loads((exported["resnet8"][1] / "model.json").read_text())
+        info["files"] = other["files"]
+    elif edit == "output":
+        info["output"]["name"] = info["output"]["kind"] = "probabilities"
+        info["output"]["softmax_applied"] = True
+    (folder / "model.json").write_text(json.dumps(info))
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+    for model in ("model.onnx", "model.pt2"):
+        assert main(["predict", "--checkpoint", str(folder / model), str(image)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("reffakd: error: export metadata") and "model.json" in err
+
+
+def test_export_never_removes_or_reuses_another_commands_partial_folder(
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An interrupted `train` in OUT.partial (with its resume checkpoint) was deleted by `export --out OUT`."""
+    from reffakd.rundir import MARKER
+
+    path = exported["lenet5"][0]
+    for kind in ("train", "export"):
+        out = tmp_path / f"out-{kind}"
+        staged = tmp_path / f"out-{kind}.partial"
+        staged.mkdir()
+        (staged / MARKER).write_text(json.dumps({"made_by": "reffakd", "pid": 1, "kind": kind}))
+        (staged / "resume.safetensors").write_bytes(b"a resume checkpoint")
+        assert main(["export", "--checkpoint", str(path), "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"unfinished `reffakd {kind}`" in err and "never removed or reused" in err
+        assert (staged / "resume.safetensors").read_bytes() == b"a resume checkpoint" and not out.exists()
+
+
+def test_a_full_disk_during_export_leaves_nothing_half_written(
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import errno
+
+    def full(program: Any, file: str, *args: Any, **kwargs: Any) -> None:
+        Path(file).write_bytes(b"PK\x03\x04 half a program")  # a truncated model.pt2
+        raise OSError(errno.ENOSPC, "No space left on device", file)
+
+    monkeypatch.setattr(torch.export, "save", full)
+    out = tmp_path / "out"
+    assert main(["export", "--checkpoint", str(exported["lenet5"][0]), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "free some space" in err
+    assert sorted(tmp_path.iterdir()) == []  # no OUT, no OUT.partial, no truncated model.pt2
+
+
+@pytest.mark.parametrize("command", ["predict", "bench"])
+def test_a_file_created_between_the_check_and_the_write_is_never_replaced(
+    command: str,
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The check passed, another process then created the file, and the final rename replaced it."""
+    import reffakd.commands as commands
+
+    target = tmp_path / "result.out"
+    check = commands._new_file
+
+    def then_created(path: str | None, what: str) -> None:
+        check(path, what)
+        target.write_text("another process's file")
+
+    monkeypatch.setattr(commands, "_new_file", then_created)
+    path = exported["lenet5"][0]
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+    argv = {
+        "predict": ["predict", "--checkpoint", str(path), str(image), "--csv", str(target)],
+        "bench": ["bench", "--checkpoint", str(path), "--latency-runs", "1", "--throughput-runs", "1",
+                  "--batch-size", "2", "--no-onnx", "--json", str(target)],
+    }[command]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists" in err
+    assert target.read_text() == "another process's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.out", "x.png"]  # no temporary file left
+
+
+def test_bench_rows_say_the_input_and_the_median_and_spread(
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reffakd.deploy import bench, bench_table, measure_subject, subjects
+
+    (subject,) = subjects([str(exported["lenet5"][0])], [], None, None)
+    ticks = iter(float(t) for t in range(10_000))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(ticks))  # 1 s per call: a known spread
+    calls = []
+    real = bench._times
+    monkeypatch.setattr(bench, "_times", lambda fn, runs, warmup, sync: calls.append(warmup) or real(fn, runs, warmup,
+                        sync))  # fmt: skip
+    record = measure_subject(subject, torch.device("cpu"), latency_runs=4, throughput_runs=2, batch_size=2,
+                             onnx=False)  # fmt: skip
+    assert calls == [10, 2] and record["input"] == {"shape": [1, 1, 28, 28], "batch_shape": [2, 1, 28, 28],
+                                                    "dtype": "uint8"}  # fmt: skip
+    t = record["runtimes"]["pytorch"]
+    assert t["latency_ms_median"] == 1000 and t["latency_ms_p25"] == t["latency_ms_p75"] == 1000
+    head, rule, row = bench_table([record], 2).splitlines()
+    cells = [c.strip() for c in head.strip("|").split("|")]
+    assert cells[:2] == ["model", "input"] and "latency IQR (ms)" in cells and "throughput IQR (images/s)" in cells
+    values = [c.strip() for c in row.strip("|").split("|")]
+    assert len(values) == len(cells) and values[1] == "1x28x28 uint8"
+    assert values[cells.index("latency IQR (ms)")] == "1000.000-1000.000"

@@ -19,14 +19,14 @@ from typing import Any
 
 import torch
 
-from .data import DataSplits, load_splits, make_batches
+from .data import DataSplits, load_splits
 from .distillers import DISTILLERS, get_method, method_names
 from .engine import TrainOptions, distributed
 from .engine.distributed import pick_device
 from .engine.logsinks import require_tensorboard
 from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
-from .io import strict_json, write_json
+from .io import strict_json, write_json_new
 from .pipeline import check_soft_labels_fit
 from .pipeline_run import run_pipeline
 from .runconfig import Resolved
@@ -306,23 +306,48 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
 
 
 def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
-    from .engine import evaluate
-    from .models import load_model
-    from .models.checkpoint import check_fits, check_split
-    from .pipeline import EVAL_BATCH_SIZE
+    """Any model ``deploy.open_model`` reads, fed uint8 images at its input size: a dataset's split loaded at that
+    size (the exported graph, and the checkpoint behind ``Deployable``, resize inside as the loader did) or a
+    labelled folder's files."""
+    from dataclasses import replace
 
-    path, split_name = cfg.evaluate.checkpoint, cfg.evaluate.split
-    device = pick_device(cfg.console.device)
-    model, meta = load_model(path)
-    splits = load_splits(cfg.data, log=lambda line: None)
+    from .deploy.model import open_model
+    from .deploy.score import folder_batches, labelled_folder, score, tensor_batches
+    from .models.checkpoint import check_fits, check_split
+
+    opts = cfg.evaluate
+    path, split_name = opts.checkpoint, opts.split
+    if opts.class_map is not None and opts.folder is None:
+        raise ReffAKDError("class_map applies to folder only: give folder DIR too", params=("class_map",))
+    model = open_model(path, pick_device(cfg.console.device))
+    model.require_classes()
+    head = {"checkpoint": str(path), "model_file": model.kind}
+    if opts.folder is not None:
+        files = labelled_folder(opts.folder, model.class_names, opts.class_map)
+        result = score(model, folder_batches(model, files))
+        print(strict_json({**head, "folder": str(opts.folder), "epoch": _epoch(model.meta), **result}))
+        return
+    h, w = model.size
+    data = replace(cfg.data, image_size=h) if h == w else cfg.data
+    splits = load_splits(data, log=lambda line: None)
     shape = [splits.in_channels, *splits.image_size]
-    check_fits(meta, splits.class_names, shape, f"checkpoint {path}", cfg.data.dataset)
-    if split_name == "val":
-        check_split(meta, splits.identity, f"checkpoint {path}")
+    fits = {"class_names": model.class_names, "num_classes": len(model.class_names), "in_channels": model.channels,
+            "image_size": list(model.size)}  # fmt: skip
+    check_fits(fits, splits.class_names, shape, model.source, cfg.data.dataset)
+    if split_name == "val":  # the split it was selected on, whose fingerprint is of the images at the network's size
+        net = model.meta.get("image_size") or [
+            (model.meta.get("network_input") or {}).get(k) for k in ("height", "width")
+        ]
+        same = list(net) == [h, w] or not (isinstance(net[0], int) and net[0] == net[1])
+        ident = splits if same else load_splits(replace(cfg.data, image_size=int(net[0])), log=lambda line: None)
+        check_split(model.meta, ident.identity, model.source)
     split = splits.test if split_name == "test" else splits.val
-    batches = make_batches(split, EVAL_BATCH_SIZE, normalize=(meta["mean"], meta["std"]), device=device)
-    result = evaluate(model.to(device), batches)
-    print(strict_json({"checkpoint": str(path), "split": split_name, "epoch": meta.get("epoch"), **result}))
+    result = score(model, tensor_batches(split.images, split.labels))
+    print(strict_json({**head, "split": split_name, "epoch": _epoch(model.meta), **result}))
+
+
+def _epoch(meta: dict[str, Any]) -> Any:
+    return meta.get("epoch", meta.get("checkpoint_epoch"))
 
 
 def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
@@ -397,11 +422,12 @@ def cmd_predict(cfg: Resolved, config_yaml: str, checked: Any = None) -> int:
     """Every readable image's top-k; each unreadable one is one error line, and the exit status says so."""
     import sys
 
-    from .deploy import format_prediction, open_classifier, predict_images, write_csv
+    from .deploy import format_prediction, open_model, predict_images, write_csv
 
     opts = cfg.predict
-    _new_file(opts.csv, "csv")
-    model = open_classifier(opts.checkpoint, pick_device(cfg.console.device))
+    _new_file(opts.csv, "csv")  # early, before any work; the write itself refuses a file created meanwhile
+    model = open_model(opts.checkpoint, pick_device(cfg.console.device))
+    model.require_classes()
     c, (h, w) = model.channels, model.size
     print(f"{model.source}: {len(model.class_names)} classes; images read as {'grayscale' if c == 1 else 'RGB'} "
           f"{h}x{w} (converted and bilinear-resized as at training where they differ)")  # fmt: skip
@@ -437,7 +463,7 @@ def cmd_bench(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     print(f"device {device}, {torch.get_num_threads()} threads")
     print(bench_table(records, opts.batch_size))
     if opts.json:
-        write_json(opts.json, {"device": str(device), "batch_size": opts.batch_size, "models": records})
+        write_json_new(opts.json, {"device": str(device), "batch_size": opts.batch_size, "models": records}, "json")
 
 
 def cmd_cost(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:

@@ -37,6 +37,49 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def write_new(path: str | os.PathLike[str], writer: Callable[[Path], None], what: str) -> None:
+    """Write a file that must be new: ``writer(tmp)``, then ``tmp`` hard-linked to ``path``, which fails if anything
+    is there at that moment (a check before writing would let a file created meanwhile be replaced). Where the file
+    system has no hard links, ``path`` is reserved with ``O_EXCL`` and the finished file renamed over the reservation.
+    ``what``: the option that named it (``csv``), for the one-line refusal."""
+    import errno
+
+    path = Path(path)
+    taken = ReffAKDError(f"{what} {path} already exists; choose a new path (reffakd never overwrites it)",
+                         params=(what,))  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        writer(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~current_umask())
+        try:
+            os.link(tmp_path, path)
+        except FileExistsError:
+            raise taken from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            try:  # no hard links here: reserve the name, then move the finished file onto our own reservation
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                raise taken from None
+            os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_new(path: str | os.PathLike[str], text: str, what: str) -> None:
+    """``text`` to the new file ``path`` (``write_new``)."""
+    write_new(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), what)
+
+
+def write_json_new(path: str | os.PathLike[str], obj: Any, what: str) -> None:
+    write_text_new(path, strict_json(obj, indent=2) + "\n", what)
+
+
 def current_umask() -> int:
     """The process's umask (read by setting it, so set back at once): the mode a plainly created file gets."""
     mask = os.umask(0o022)

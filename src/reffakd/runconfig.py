@@ -157,8 +157,18 @@ class CostOptions:
 
 @dataclass
 class EvaluateOptions:
-    checkpoint: str | None = opt(None, "a .safetensors checkpoint written by `reffakd train` (required)")
+    checkpoint: str | None = opt(
+        None, "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)",
+        metavar="PATH",
+    )  # fmt: skip
     split: str = opt("test", "the split to evaluate", choices=("test", "val"))
+    folder: str | None = opt(
+        None, "score a labelled image folder instead (one sub-folder per class, named as the class, with / \\ : * ? "
+        '" < > | and control characters as _)', metavar="DIR",
+    )  # fmt: skip
+    class_map: str | None = opt(
+        None, "with --folder: a JSON file mapping each sub-folder's name to its class name", metavar="PATH"
+    )
 
 
 # --------------------------------------------------------------------------- commands as groups of options
@@ -282,7 +292,7 @@ COMMANDS: dict[str, tuple[str, list[Group]]] = {
         [Group("cost", "cost", CostOptions)],
     ),
     "evaluate": (
-        "top-1/top-5 of a checkpoint",
+        "top-1/top-5 of a checkpoint or an exported model, on a dataset split or a labelled image folder",
         [
             Group("evaluate", "checkpoint", EvaluateOptions),
             DATA,
@@ -308,8 +318,9 @@ class ExportOptions:
 @dataclass
 class PredictOptions:
     checkpoint: str | None = opt(
-        None, "a .safetensors checkpoint (reffakd train) or a model.onnx (reffakd export) (required)", metavar="PATH"
-    )
+        None, "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)",
+        metavar="PATH",
+    )  # fmt: skip
     images: list[str] = opt(None, "image files or folders (searched at any depth)", factory=list, positional=True,
                             metavar="IMAGE")  # fmt: skip
     top_k: int = opt(3, "classes listed per image")
@@ -318,7 +329,10 @@ class PredictOptions:
 
 @dataclass
 class BenchOptions:
-    checkpoint: list[str] | None = opt(None, "a checkpoint to measure (repeat for more)", metavar="PATH", append=True)
+    checkpoint: list[str] | None = opt(
+        None, "a model to measure (repeat for more): a .safetensors checkpoint, a model.onnx or a model.pt2",
+        metavar="PATH", append=True,
+    )  # fmt: skip
     model: list[str] | None = opt(
         None, "an architecture to measure at its initial weights (repeat): a registry name or timm/NAME",
         metavar="NAME", append=True,
@@ -326,8 +340,8 @@ class BenchOptions:
     shape: list[int] | None = opt(None, "input C,H,W of --model (default: the first checkpoint's)")
     num_classes: int | None = opt(None, "classes of --model (default: the first checkpoint's)")
     batch_size: int = opt(256, "batch of the throughput measurement")
-    latency_runs: int = opt(100, "timed batch-1 calls (after 10 untimed)")
-    throughput_runs: int = opt(10, "timed large-batch calls (after 2 untimed)")
+    latency_runs: int = opt(100, "timed batch-1 calls (after 10 untimed warm-up calls)")
+    throughput_runs: int = opt(10, "timed large-batch calls (after 2 untimed warm-up calls)")
     threads: int | None = opt(None, "CPU threads of PyTorch and onnxruntime (default: PyTorch's)")
     onnx: bool = opt(True, "PyTorch only, not onnxruntime", flag="no-onnx", negate=True)
     json: str | None = opt(None, "also write the measurements to this new JSON file", metavar="PATH")

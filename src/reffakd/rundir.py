@@ -129,18 +129,28 @@ def locked(lock: Path, what: str) -> Iterator[None]:
 
 
 def check_partial(
-    staging: Path, *, resume: bool = False, redo: bool = False, held: bool = False, kind: str | None = None
-) -> None:
+    staging: Path, *, resume: bool = False, redo: bool = False, held: bool = False, kind: str | None = None,
+    resumable: bool = True,
+) -> None:  # fmt: skip
     """Refuse, in one line, an existing ``staging`` folder that this run may not take: one in use by another
     run, one reffakd did not make (no ``MARKER``; never deleted), an unfinished run that neither ``resume``
     (continue it) nor ``redo`` (the caller's own attempt, done again: a comparison's runs) lets it take, or one that
     another kind of command started (``kind``: this one's, e.g. ``run``; a ``softlabels`` folder is no ``run``).
-    ``held``: this process holds the lock already."""
+    ``held``: this process holds the lock already; ``resumable``: the command has no resume (``export``), so any
+    existing folder, another command's (an interrupted ``train`` with its resume checkpoint) or another run's, is
+    refused whatever its marker says."""
     if not staging.exists():
         return
     if not held:
         check_free(staging / LOCK, str(staging))
     made = _marker_kind(staging)
+    if not resumable:
+        what = f"an unfinished `reffakd {made}`" if made else "a folder of another run"
+        raise ReffAKDError(
+            f"{staging} holds {what}, which is never removed or reused; continue or remove it yourself, or choose "
+            "another out",
+            params=("out",),
+        )
     if kind is not None and made is not None and made != kind:
         raise ReffAKDError(
             f"{staging} holds an unfinished `reffakd {made}`, which `reffakd {kind}` cannot continue; continue it with "
@@ -190,7 +200,7 @@ def _clear(staging: Path) -> None:
             entry.unlink()
 
 
-def _take(staging: Path, resume: bool, redo: bool, kind: str | None = None) -> int | None:
+def _take(staging: Path, resume: bool, redo: bool, kind: str | None = None, resumable: bool = True) -> int | None:
     """Create or take ``staging`` for this run: lock it, then check it under the lock; returns the lock."""
     staging.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -198,11 +208,13 @@ def _take(staging: Path, resume: bool, redo: bool, kind: str | None = None) -> i
         fresh = True
     except FileExistsError:
         fresh = False
-        check_partial(staging, resume=resume, redo=redo, kind=kind)  # a folder not ours gets no lock file either
+        # a folder not ours gets no lock file either
+        check_partial(staging, resume=resume, redo=redo, kind=kind, resumable=resumable)
     fd = acquire_lock(staging / LOCK, str(staging))
     try:
         if not fresh:
-            check_partial(staging, resume=resume, redo=redo, held=True, kind=kind)  # again, under the lock
+            # again, under the lock
+            check_partial(staging, resume=resume, redo=redo, held=True, kind=kind, resumable=resumable)
             if not resume:
                 _clear(staging)
         _write_marker(staging, kind)
@@ -260,6 +272,8 @@ def staged_run_dir(
     main: bool = True,
     redo: bool = False,
     kind: str | None = None,
+    resumable: bool = True,
+    discard: bool = False,
 ) -> Iterator[Path]:
     """Yield ``<path>.partial`` to write into, locked for this run; rename it to ``path`` only if the block succeeds.
 
@@ -267,16 +281,23 @@ def staged_run_dir(
     resume checkpoint inside it; without ``resume`` an existing one is refused (see ``check_partial``), unless
     ``redo``: a comparison redoes its own interrupted runs. Under torchrun only the main process (``main``)
     creates, locks and renames the folder; the others write nothing, so they are handed the same path. ``kind``: the
-    command whose run this is (recorded; another command's unfinished run is refused).
+    command whose run this is (recorded; another command's unfinished run is refused). ``resumable=False``: any
+    existing ``.partial`` is refused (``check_partial``); ``discard``: a failed block removes the folder it made (a
+    command with nothing to resume, ``export``, leaves nothing half-written).
     """
     final = check_new_run_dir(path)
     staging = partial_path(final)
     if not main:
         yield staging
         return
-    fd = _take(staging, resume, redo, kind)
+    fd = _take(staging, resume, redo, kind, resumable)
     try:
-        yield staging
+        try:
+            yield staging
+        except BaseException:
+            if discard:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
         rename_no_replace(staging, final)
         for name in (MARKER, LOCK):  # still locked: a run starting now finds the folder finished
             (final / name).unlink(missing_ok=True)

@@ -181,6 +181,31 @@ def resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 TENSOR_RESIZED = frozenset({"fashion-mnist", "mnist", "cifar10", "cifar100"})
 
 
+# The size a tensor-resized dataset's images have in its files (what a client of an exported model holds): the
+# exported graph takes this size and repeats the loader's resize inside (``interpolation_matrix``).
+NATIVE_SIZES: dict[str, tuple[int, int]] = {
+    "fashion-mnist": (28, 28),
+    "mnist": (28, 28),
+    "cifar10": (32, 32),
+    "cifar100": (32, 32),
+}
+
+
+def native_size(dataset: str | None, image_size: tuple[int, int]) -> tuple[int, int]:
+    """The images' size before the loader resized them to ``image_size``: the dataset's files' own size where the
+    loader resizes whole tensors; ``image_size`` itself for file datasets (each file is resized by PIL)."""
+    return NATIVE_SIZES.get(dataset or "", tuple(image_size)) if dataset in TENSOR_RESIZED else tuple(image_size)
+
+
+def interpolation_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) float32 weights of ``resize_uint8``'s bilinear interpolation along one axis, taken from
+    ``F.interpolate`` itself (applied to the unit vectors), so ``rows @ x @ cols.T`` repeats the loader's resize: the
+    same weights, and for sizes such as 28 -> 32 (weights k/16) the same sums bit for bit, before the rounding."""
+    eye = torch.eye(n_in, dtype=torch.float32).view(n_in, 1, n_in, 1)
+    out = F.interpolate(eye, size=(n_out, 1), mode="bilinear", align_corners=False)
+    return out.view(n_in, n_out).t().contiguous()
+
+
 def resize_method(dataset: str | None) -> str:
     """How a dataset's images were resized at training, in words (what ``read_image_as_trained`` repeats)."""
     if dataset in TENSOR_RESIZED:

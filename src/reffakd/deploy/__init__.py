@@ -5,14 +5,16 @@ never trains.
 """
 
 from .bench import bench_table, measure_subject, subjects
-from .export import export_checkpoint, read_info
+from .export import export_checkpoint
+from .model import DeployedModel, open_model, read_info
 from .network import INPUT_KINDS, OUTPUT_KINDS, Deployable, TrainedNetwork, load_network, preprocessing
-from .predict import Prediction, format_prediction, open_classifier, predict_images, write_csv
+from .predict import Prediction, format_prediction, predict_images, write_csv
 
 __all__ = [
     "INPUT_KINDS",
     "OUTPUT_KINDS",
     "Deployable",
+    "DeployedModel",
     "Prediction",
     "TrainedNetwork",
     "bench_table",
@@ -20,7 +22,7 @@ __all__ = [
     "format_prediction",
     "load_network",
     "measure_subject",
-    "open_classifier",
+    "open_model",
     "predict_images",
     "preprocessing",
     "read_info",

@@ -1,14 +1,14 @@
 """``reffakd bench``: what a model costs at inference, in PyTorch and in onnxruntime, beside the teacher it replaces.
 
-Parameters, file size, forward FLOPs (``resources.forward_flops``), latency at batch 1 (median and 95th
-percentile of single calls) and throughput at a large batch (images per second of the median batch).
-The model measured is the deployed one, ``Deployable``: uint8 pixels in, normalisation inside.
+Parameters, file size, forward FLOPs (``resources.forward_flops``), latency at batch 1 and throughput at a large
+batch, each the median and interquartile range of repeated calls after untimed warm-up calls, with the input shape
+each row was fed. The model measured is the deployed one (``model.open_model``): pixels at its input size in, the
+resize and normalisation inside.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -18,37 +18,63 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from ..errors import ReffAKDError, require_extra
 from ..io import read_json
 from ..models.checkpoint import MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIDE
 from ..resources import forward_flops, parameter_count
 from .export import capture, example_input, to_onnx
-from .network import Deployable, import_onnxruntime, load_network
+from .network import Deployable, import_onnxruntime
 
 
 @dataclass
 class Subject:
-    """One model to measure: from a checkpoint, or an architecture at its initial weights (same cost)."""
+    """One model to measure: a checkpoint, an exported ``model.onnx`` or ``model.pt2`` (``model.open_model``), or an
+    architecture at its initial weights (same cost). ``shape`` is the input it takes (C, H, W), ``net_shape`` the
+    network's own (FLOPs are the network's); ``module`` a PyTorch module to time, ``onnx_path`` an ONNX file to time
+    (else a checkpoint's module is exported in memory)."""
 
     label: str
-    module: Deployable
+    module: nn.Module | None
     shape: tuple[int, int, int]
     num_classes: int
     file_bytes: int
     test_top1: float | None = None
+    net_shape: tuple[int, int, int] | None = None
+    input_dtype: str = "uint8"
+    onnx_path: Path | None = None
+    parameters: int | None = None
+    runtime: str = "pytorch"
 
 
 def from_checkpoint(path: str | os.PathLike[str]) -> Subject:
-    network = load_network(path)
+    """Any file ``open_model`` reads; a checkpoint is timed in PyTorch and, exported in memory, in onnxruntime, an
+    exported file in its own runtime only."""
+    from .model import CheckpointModel, OnnxModel, ProgramModel, open_model
+
+    model = open_model(path, torch.device("cpu"))
     summary = Path(path).parent / "summary.json"
     top1 = None
     if summary.is_file():
         data = read_json(summary, "run summary", "`reffakd train`")
         top1 = (data.get("test_best") or {}).get("top1") if isinstance(data, dict) else None
-    label = f"{network.meta['model']} ({Path(path).parent.name}/{Path(path).name})"
-    classes = len(network.meta["class_names"])
-    return Subject(label, network.deployable(), network.shape, classes, Path(path).stat().st_size, top1)
+    label = f"{model.meta['model']} ({Path(path).parent.name}/{Path(path).name})"
+    shape = (model.channels, *model.size)
+    size = Path(path).stat().st_size
+    common = {"label": label, "shape": shape, "num_classes": len(model.class_names), "file_bytes": size,
+              "test_top1": top1, "input_dtype": model.input_dtype}  # fmt: skip
+    if isinstance(model, CheckpointModel):
+        module = model.module
+        return Subject(module=module, net_shape=model.network.shape, parameters=parameter_count(module.net), **common)
+    if isinstance(model, ProgramModel):
+        params = sum(t.numel() for t in model.program.state_dict.values())
+        return Subject(module=model.module, parameters=params, runtime="pytorch (torch.export)", **common)
+    assert isinstance(model, OnnxModel)
+    import onnx
+
+    params = sum(int(np.prod(t.dims)) for t in onnx.load(str(path), load_external_data=False).graph.initializer)
+    return Subject(module=None, onnx_path=Path(path), parameters=params, runtime="onnxruntime", **common)
 
 
 def from_architecture(name: str, shape: tuple[int, int, int], num_classes: int) -> Subject:
@@ -63,7 +89,8 @@ def from_architecture(name: str, shape: tuple[int, int, int], num_classes: int) 
         save_file(state, str(Path(tmp) / "w.safetensors"))
         size = (Path(tmp) / "w.safetensors").stat().st_size
     module = Deployable(net, [0.0] * shape[0], [1.0] * shape[0]).eval()
-    return Subject(f"{name} (architecture)", module, shape, num_classes, size)
+    return Subject(f"{name} (architecture)", module, shape, num_classes, size, net_shape=shape,
+                   parameters=parameter_count(net))  # fmt: skip
 
 
 def _times(fn: Callable[[], object], runs: int, warmup: int, sync: Callable[[], None]) -> list[float]:
@@ -79,43 +106,67 @@ def _times(fn: Callable[[], object], runs: int, warmup: int, sync: Callable[[], 
     return out
 
 
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    """Median and interquartile range (25th, 75th percentile) of repeated measurements."""
+    p25, p50, p75 = np.percentile(values, [25, 50, 75])
+    return float(p50), float(p25), float(p75)
+
+
 def _summary(single: list[float], batched: list[float], batch: int) -> dict[str, float]:
+    med, q1, q3 = _spread([1000 * t for t in single])
+    rates = [batch / t for t in batched]
+    r_med, r_q1, r_q3 = _spread(rates)
     return {
-        "latency_ms_median": 1000 * statistics.median(single),
+        "latency_ms_median": med,
+        "latency_ms_p25": q1,
+        "latency_ms_p75": q3,
         "latency_ms_p95": 1000 * float(np.percentile(single, 95)),
-        "throughput_images_per_s": batch / statistics.median(batched),
+        "latency_runs": len(single),
+        "throughput_images_per_s": r_med,
+        "throughput_p25": r_q1,
+        "throughput_p75": r_q3,
+        "throughput_runs": len(batched),
     }
 
 
 def measure_subject(
     subject: Subject, device: torch.device, *, latency_runs: int = 100, throughput_runs: int = 10,
-    batch_size: int = 256, onnx: bool = True, onnx_model: bytes | None = None,
+    batch_size: int = 256, onnx: bool = True, onnx_model: bytes | None = None, warmup: int = 10,
 ) -> dict[str, Any]:  # fmt: skip
-    """One subject's static costs and its timings per runtime; ``onnx_model``: an export of it already made (uint8
-    input, as ``reffakd export`` writes by default), else it is exported here."""
-    module = subject.module.to(device)
-    one = example_input(subject.shape, "uint8", 1).to(device)
-    many = example_input(subject.shape, "uint8", batch_size).to(device)
+    """One subject's static costs and its timings per runtime, each after ``warmup`` untimed calls (2 at the large
+    batch); ``onnx_model``: an export of a checkpoint already made (as ``reffakd export`` writes it), else it is
+    exported here."""
+    dtype = subject.input_dtype
+    one = example_input(subject.shape, "uint8" if dtype == "uint8" else "float", 1)
+    many = example_input(subject.shape, "uint8" if dtype == "uint8" else "float", batch_size)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    net = subject.module.net if isinstance(subject.module, Deployable) else None  # an exported program: not counted
     record: dict[str, Any] = {
         "model": subject.label,
-        "parameters": parameter_count(module.net),
+        "input": {"shape": [1, *subject.shape], "batch_shape": [batch_size, *subject.shape], "dtype": dtype},
+        "parameters": subject.parameters,
         "file_bytes": subject.file_bytes,
-        "forward_flops_per_image": forward_flops(module.net, subject.shape),
+        "forward_flops_per_image": forward_flops(net, subject.net_shape or subject.shape) if net is not None else None,
         "test_top1": subject.test_top1,
         "threads": torch.get_num_threads(),
+        "warmup_calls": {"latency": warmup, "throughput": 2},
         "runtimes": {},
     }
-    with torch.inference_mode():
-        single = _times(lambda: module(one), latency_runs, 10, sync)
-        batched = _times(lambda: module(many), throughput_runs, 2, sync)
-    record["runtimes"]["pytorch"] = _summary(single, batched, batch_size)
-    if onnx:
+    if subject.module is not None:
+        module = subject.module.to(device)
+        x1, xn = one.to(device), many.to(device)
+        with torch.inference_mode():
+            single = _times(lambda: module(x1), latency_runs, warmup, sync)
+            batched = _times(lambda: module(xn), throughput_runs, 2, sync)
+        record["runtimes"][subject.runtime] = _summary(single, batched, batch_size)
+        subject.module.to("cpu")
+    if subject.onnx_path is not None or (onnx and isinstance(subject.module, Deployable)):
         require_extra("export", ("onnx", "onnxscript", "onnxruntime"), "bench in onnxruntime (or give no_onnx)")
         ort = import_onnxruntime()
 
-        data = onnx_model
+        data = subject.onnx_path.read_bytes() if subject.onnx_path is not None else onnx_model
         if data is None:
+            assert isinstance(subject.module, Deployable)
             program = capture(subject.module.to("cpu"), example_input(subject.shape, "uint8"))
             data = to_onnx(program, example_input(subject.shape, "uint8"), "logits").model_proto.SerializeToString()
         record["onnx_bytes"] = len(data)
@@ -126,11 +177,10 @@ def measure_subject(
             providers.insert(0, "CUDAExecutionProvider")
         session = ort.InferenceSession(data, options, providers=providers)
         name = session.get_inputs()[0].name
-        x1, xn = one.cpu().numpy(), many.cpu().numpy()
-        single = _times(lambda: session.run(None, {name: x1}), latency_runs, 10, lambda: None)
-        batched = _times(lambda: session.run(None, {name: xn}), throughput_runs, 2, lambda: None)
+        x1n, xnn = one.numpy(), many.numpy()
+        single = _times(lambda: session.run(None, {name: x1n}), latency_runs, warmup, lambda: None)
+        batched = _times(lambda: session.run(None, {name: xnn}), throughput_runs, 2, lambda: None)
         record["runtimes"]["onnxruntime"] = {**_summary(single, batched, batch_size), "providers": providers[0]}
-    subject.module.to("cpu")
     return record
 
 
@@ -139,18 +189,24 @@ def _size(n: int) -> str:
 
 
 def bench_table(records: Sequence[dict[str, Any]], batch_size: int) -> str:
-    """Markdown: one row per model and runtime."""
-    head = ["model", "test top-1", "parameters", "file (safetensors / ONNX)", "forward MFLOPs/image", "runtime",
-            "latency b=1 median (ms)", "p95 (ms)", f"throughput b={batch_size} (images/s)"]  # fmt: skip
+    """Markdown: one row per model and runtime, with the input it was fed, and each timing's median and
+    interquartile range over the repeated calls (after the warm-up calls)."""
+    head = ["model", "input", "test top-1", "parameters", "file (model / ONNX)", "forward MFLOPs/image", "runtime",
+            "latency b=1 median (ms)", "latency IQR (ms)", f"throughput b={batch_size} median (images/s)",
+            "throughput IQR (images/s)"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         files = _size(r["file_bytes"]) + (f" / {_size(r['onnx_bytes'])}" if "onnx_bytes" in r else "")
         top1 = f"{r['test_top1']:.2f}%" if r["test_top1"] is not None else "-"
+        params = f"{r['parameters']:,}" if r["parameters"] is not None else "-"
+        flops = r["forward_flops_per_image"]
+        mflops = f"{flops / 1e6:,.2f}" if flops is not None else "-"
+        shape = "x".join(map(str, r["input"]["shape"][1:])) + f" {r['input']['dtype']}"
         for runtime, t in r["runtimes"].items():
             lines.append(
-                f"| {r['model']} | {top1} | {r['parameters']:,} | {files} | {r['forward_flops_per_image'] / 1e6:,.2f} "
-                f"| {runtime} | {t['latency_ms_median']:.3f} | {t['latency_ms_p95']:.3f} "
-                f"| {t['throughput_images_per_s']:,.0f} |"
+                f"| {r['model']} | {shape} | {top1} | {params} | {files} | {mflops} | {runtime} "
+                f"| {t['latency_ms_median']:.3f} | {t['latency_ms_p25']:.3f}-{t['latency_ms_p75']:.3f} "
+                f"| {t['throughput_images_per_s']:,.0f} | {t['throughput_p25']:,.0f}-{t['throughput_p75']:,.0f} |"
             )
     return "\n".join(lines)
 
@@ -162,7 +218,7 @@ def subjects(
     found = [from_checkpoint(p) for p in checkpoints]
     if models:
         if shape is None and found:
-            shape = found[0].shape
+            shape = found[0].net_shape or found[0].shape
         if num_classes is None and found:
             num_classes = found[0].num_classes
         if shape is None or num_classes is None:

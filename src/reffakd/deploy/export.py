@@ -24,6 +24,7 @@ from .network import Deployable, load_network, preprocessing
 ONNX_FILE, PROGRAM_FILE, INFO_FILE = "model.onnx", "model.pt2", "model.json"
 INPUT_NAME = "pixels"
 EXPORT_MODULES = ("onnx", "onnxscript")
+EXPORT_KIND = "export"  # the staged folder's marker kind: no other command's OUT.partial is taken
 
 
 def example_input(shape: tuple[int, int, int], input_kind: str, batch: int = 2) -> torch.Tensor:
@@ -59,14 +60,22 @@ def export_checkpoint(
     checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, input_kind: str = "uint8",
     output: str = "logits",
 ) -> dict[str, Any]:  # fmt: skip
-    """Write ``out/`` with ``model.onnx``, ``model.pt2`` and ``model.json``; the folder appears whole or not at all."""
-    from ..rundir import check_new_run_dir, staged_run_dir
+    """Write ``out/`` with ``model.onnx``, ``model.pt2`` and ``model.json``; the folder appears whole or not at all.
+
+    The graph takes the dataset's own image size (``TrainedNetwork.input_shape``) and resizes inside. ``model.json``
+    records each file's SHA-256, so a JSON beside another export's model is refused when read. ``OUT.partial`` is
+    this export's alone: one left by another command or another run is refused, never removed or reused, and a
+    failed export (a full disk) removes its own, so nothing half-written is left.
+    """
+    from ..rundir import check_new_run_dir, check_partial, partial_path, staged_run_dir
+    from .model import file_sha256
 
     require_extra("export", EXPORT_MODULES, "reffakd export")
     check_new_run_dir(out)
+    check_partial(partial_path(Path(out)), kind=EXPORT_KIND, resumable=False)
     network = load_network(checkpoint)
     module: Deployable = network.deployable(input_kind, output)
-    example = example_input(network.shape, input_kind)
+    example = example_input(network.input_shape, input_kind)
     program = capture(module, example)
     info = preprocessing(network.meta, input_kind, output, encoder=network.is_encoder)
     output_name = info["output"]["name"]
@@ -77,22 +86,10 @@ def export_checkpoint(
         "torch_export": {"file": PROGRAM_FILE, "load": "torch.export.load(path).module()", "torch": torch.__version__},
     }
     info["source_checkpoint"] = str(Path(checkpoint))
-    with staged_run_dir(out, redo=True) as folder:
+    with staged_run_dir(out, kind=EXPORT_KIND, resumable=False, discard=True) as folder:
         onnx_program.save(str(folder / ONNX_FILE))
         torch.export.save(program, str(folder / PROGRAM_FILE))
+        info["files"]["onnx"]["sha256"] = file_sha256(folder / ONNX_FILE)
+        info["files"]["torch_export"]["sha256"] = file_sha256(folder / PROGRAM_FILE)
         write_json(folder / INFO_FILE, info)
-    return info
-
-
-def read_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON written beside an exported ONNX file (``model.onnx`` -> ``model.json``), checked."""
-    from ..io import read_json, sidecar_json
-
-    info = read_json(sidecar_json(Path(path)), "export metadata", "`reffakd export` beside the ONNX file")
-    keys = ("input", "normalization", "output", "class_names")
-    if not isinstance(info, dict) or any(k not in info for k in keys) or not isinstance(info["input"], dict):
-        raise ReffAKDError(
-            f"export metadata {sidecar_json(Path(path))} is malformed: expected the keys {', '.join(keys)} "
-            "written by `reffakd export`"
-        )
     return info

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..data.dataset import resize_method
+from ..data.dataset import interpolation_matrix, native_size, resize_method
 from ..errors import ReffAKDError
 from ..models import ConvAutoencoder, load_checkpoint
 from ..models.checkpoint import build_model, check_state
@@ -35,7 +35,7 @@ def import_onnxruntime() -> Any:
 
 INPUT_KINDS = ("uint8", "float")  # uint8 pixels 0..255, or float pixels in [0, 1]
 OUTPUT_KINDS = ("logits", "probabilities")
-PREPROCESSING_VERSION = 1
+PREPROCESSING_VERSION = 2
 
 
 class Encoder(nn.Module):
@@ -52,7 +52,10 @@ class Encoder(nn.Module):
 class Deployable(nn.Module):
     """``net`` behind its own preprocessing: (N, C, H, W) pixels as ``input_kind`` -> ``output``.
 
-    The scale and the mean/std are buffers, so they travel in every exported format as constants.
+    ``input_size``: the size a client's images have (the dataset's files', 28 x 28 for Fashion-MNIST); when it is not
+    the network's, the loader's resize runs inside (``data.dataset.interpolation_matrix``: its bilinear weights,
+    then rounded to uint8 levels as the loader stores them), so a client feeds raw images. The scale, the resize
+    weights and the mean/std are buffers, so they travel in every exported format as constants.
     """
 
     def __init__(
@@ -62,6 +65,8 @@ class Deployable(nn.Module):
         std: list[float],
         input_kind: str = "uint8",
         output: str = "logits",
+        input_size: tuple[int, int] | None = None,
+        net_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if input_kind not in INPUT_KINDS:
@@ -70,14 +75,25 @@ class Deployable(nn.Module):
             raise ReffAKDError(f"output {output!r} is not one of {', '.join(OUTPUT_KINDS)}", params=("output",))
         self.net = net
         self.input_kind, self.output = input_kind, output
-        scale = 1.0 / 255.0 if input_kind == "uint8" else 1.0
+        self.resizes = input_size is not None and net_size is not None and tuple(input_size) != tuple(net_size)
+        if self.resizes:
+            assert input_size is not None and net_size is not None
+            self.register_buffer("rows", interpolation_matrix(int(input_size[0]), int(net_size[0])))
+            self.register_buffer("cols", interpolation_matrix(int(input_size[1]), int(net_size[1])).t().contiguous())
+        # float input is brought to the 0..255 levels the loader resized and rounded; uint8 input already is
+        self.pre = 255.0 if self.resizes and input_kind == "float" else 1.0
+        scale = 1.0 / 255.0 if input_kind == "uint8" or self.resizes else 1.0
         std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         # (x * scale - mean) / std as one multiply-add: x * (scale / std) + (-mean / std)
         self.register_buffer("gain", scale / std_t)
         self.register_buffer("offset", -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        out = self.net(pixels.to(torch.float32) * self.gain + self.offset)
+        x = pixels.to(torch.float32)
+        if self.resizes:  # rows @ (x @ cols): the loader's order (width, then height), rounded as it stores uint8
+            x = torch.matmul(self.rows, torch.matmul(x * self.pre if self.pre != 1.0 else x, self.cols))
+            x = torch.clamp(torch.round(x), 0.0, 255.0)
+        out = self.net(x * self.gain + self.offset)
         return torch.softmax(out, dim=1) if self.output == "probabilities" else out
 
 
@@ -95,7 +111,14 @@ class TrainedNetwork:
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """The network's own input (C, H, W): the training images' size."""
         return (int(self.meta["in_channels"]), *(int(s) for s in self.meta["image_size"]))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """What the deployed model takes (C, H, W): the dataset's own image size (``data.dataset.native_size``)."""
+        c, h, w = self.shape
+        return (c, *native_size(self.meta.get("dataset"), (h, w)))
 
     def deployable(self, input_kind: str = "uint8", output: str = "logits") -> Deployable:
         if self.is_encoder and output != "logits":
@@ -104,7 +127,9 @@ class TrainedNetwork:
                 "give output logits (the embedding) or export a student or teacher checkpoint",
                 params=("output",),
             )
-        return Deployable(self.net, self.meta["mean"], self.meta["std"], input_kind, output).eval()
+        return Deployable(
+            self.net, self.meta["mean"], self.meta["std"], input_kind, output, self.input_shape[1:], self.shape[1:]
+        ).eval()
 
 
 def load_network(path: str | os.PathLike[str]) -> TrainedNetwork:
@@ -129,8 +154,11 @@ def load_network(path: str | os.PathLike[str]) -> TrainedNetwork:
 
 
 def preprocessing(meta: dict[str, Any], input_kind: str, output: str, encoder: bool = False) -> dict[str, Any]:
-    """What a user of the exported model must know, written beside it as JSON (and read back by ``predict``)."""
+    """What a user of the exported model must know, written beside it as JSON (and read back by ``open_model``)."""
     c, (h, w) = int(meta["in_channels"]), meta["image_size"]
+    ih, iw = native_size(meta.get("dataset"), (int(h), int(w)))
+    resized = (ih, iw) != (int(h), int(w))
+    method = resize_method(meta.get("dataset"))
     return {
         "format_version": PREPROCESSING_VERSION,
         "made_by": f"reffakd {__version__} export",
@@ -139,15 +167,21 @@ def preprocessing(meta: dict[str, Any], input_kind: str, output: str, encoder: b
         "input": {
             "name": "pixels",
             "layout": "NCHW",
+            "shape": ["batch", c, ih, iw],
             "dtype": "uint8" if input_kind == "uint8" else "float32",
             "range": [0, 255] if input_kind == "uint8" else [0.0, 1.0],
             "channels": c,
             "color": "grayscale (PIL mode L)" if c == 1 else "RGB",
-            "height": int(h),
-            "width": int(w),
+            "height": ih,
+            "width": iw,
             "batch": "dynamic",
-            "resize": f"to height x width as at training: {resize_method(meta.get('dataset'))}",
+            "resize": (
+                f"inside the graph, {ih}x{iw} -> {int(h)}x{int(w)} as at training: {method}"
+                if resized
+                else f"none inside; images of another size: to height x width as at training: {method}"
+            ),
         },
+        "network_input": {"height": int(h), "width": int(w), "resized_inside": resized},
         "normalization": {"baked_in": True, "mean": list(meta["mean"]), "std": list(meta["std"])},
         "output": {
             "name": "embedding" if encoder else output,
@@ -156,4 +190,5 @@ def preprocessing(meta: dict[str, Any], input_kind: str, output: str, encoder: b
         },
         "class_names": list(meta["class_names"]),
         "checkpoint_epoch": meta.get("epoch"),
+        "data": meta.get("data"),  # the split it was selected on: ``evaluate --split val`` checks it
     }

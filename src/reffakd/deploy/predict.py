@@ -1,7 +1,8 @@
-"""``reffakd predict``: top-k classes of image files from a checkpoint or an exported ONNX model.
+"""``reffakd predict``: top-k classes of image files from any model ``model.open_model`` reads (a checkpoint, an
+exported ``model.onnx`` or ``model.pt2``).
 
-Images are read as at training (``data.images.decode_image``: converted to the model's channels,
-bilinear-resized with antialiasing to its size), and what was done to each is said in the output. One
+Images are read as at training (``data.dataset.read_image_as_trained``: converted to the model's channels, resized
+to its input size as the dataset's loader resized), and what was done to each is said in the output. One
 unreadable image is one error line naming it; the others still get their predictions.
 """
 
@@ -20,10 +21,10 @@ import torch
 
 from ..data.dataset import read_image_as_trained
 from ..data.images import IMAGE_EXTENSIONS, probe_image
-from ..errors import ReffAKDError, require_extra
-from ..io import write_text_atomic
+from ..errors import ReffAKDError
+from ..io import write_text_new
 from ..models.checkpoint import MAX_CLASSES
-from .network import import_onnxruntime, load_network
+from .model import DeployedModel
 
 
 @dataclass
@@ -35,103 +36,6 @@ class Prediction:
     preprocessing: str = ""
     top: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
-
-
-class Classifier:
-    """What ``predict`` needs of a model: its input, its classes, probabilities for a uint8 batch."""
-
-    source: str
-    channels: int
-    size: tuple[int, int]
-    class_names: list[str]
-    dataset: str | None  # the training data: which resize ``read_image`` repeats
-
-    def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
-        raise NotImplementedError
-
-
-class TorchClassifier(Classifier):
-    """A reffakd checkpoint, its normalisation applied by ``Deployable``."""
-
-    def __init__(self, path: str | os.PathLike[str], device: torch.device) -> None:
-        network = load_network(path)
-        if network.is_encoder:
-            raise ReffAKDError(
-                f"checkpoint {path} is the autoencoder, which gives embeddings, not classes; "
-                "give a student or teacher checkpoint (reffakd train)",
-                params=("checkpoint",),
-            )
-        self.source = f"checkpoint {path} ({network.meta['model']})"
-        self.channels, self.size = network.shape[0], network.shape[1:]
-        self.class_names = list(network.meta["class_names"])
-        self.dataset = network.meta.get("dataset")
-        self.device = device
-        self.module = network.deployable("uint8", "probabilities").to(device)
-
-    def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            return self.module(pixels.to(self.device)).float().cpu().numpy()
-
-
-class OnnxClassifier(Classifier):
-    """An ONNX file written by ``reffakd export``, run by onnxruntime, with the JSON beside it."""
-
-    def __init__(self, path: str | os.PathLike[str], device: torch.device) -> None:
-        require_extra("export", ("onnxruntime",), "predict with an ONNX model")
-        ort = import_onnxruntime()
-
-        from .export import read_info
-
-        path = Path(path)
-        if not path.is_file():
-            raise ReffAKDError(f"ONNX model {path} does not exist; expected a model.onnx written by `reffakd export`")
-        info = read_info(path)
-        if info["output"].get("kind") == "embedding":
-            raise ReffAKDError(f"ONNX model {path} is the autoencoder's encoder: it gives embeddings, not classes")
-        inp = info["input"]
-        self.source = f"ONNX model {path} ({info.get('model')})"
-        self.channels, self.size = int(inp["channels"]), (int(inp["height"]), int(inp["width"]))
-        self.class_names = [str(n) for n in info["class_names"]]
-        self.dataset = info.get("dataset")
-        self.uint8 = inp.get("dtype") == "uint8"
-        self.softmax = not info["output"].get("softmax_applied", False)
-        providers = ["CPUExecutionProvider"]
-        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf types
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise ReffAKDError(f"ONNX model {path} is unreadable ({first}); expected a file written by "
-                               "`reffakd export`") from None  # fmt: skip
-        self.input_name = self.session.get_inputs()[0].name
-        self._check_output(path, info["output"].get("softmax_applied", False))
-
-    def _check_output(self, path: Path, applied: Any) -> None:
-        """``softmax_applied`` must be a boolean and agree with the graph's own output (``reffakd export`` names it
-        logits or probabilities): a contradiction gave softmax of probabilities, or logits printed as
-        probabilities (negative ones included)."""
-        output = self.session.get_outputs()[0].name
-        if not isinstance(applied, bool) or (
-            output in ("logits", "probabilities") and applied != (output == "probabilities")
-        ):
-            raise ReffAKDError(
-                f"export metadata beside {path} says softmax_applied {applied!r}, but the ONNX graph outputs "
-                f"{output!r}: the two files do not belong together; export the checkpoint again"
-            )
-
-    def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
-        x = pixels.numpy() if self.uint8 else pixels.numpy().astype(np.float32) / 255.0
-        out = self.session.run(None, {self.input_name: x})[0].astype(np.float64)
-        if self.softmax:
-            out = np.exp(out - out.max(axis=1, keepdims=True))
-            out /= out.sum(axis=1, keepdims=True)
-        return out
-
-
-def open_classifier(path: str | os.PathLike[str], device: torch.device) -> Classifier:
-    """An ``.onnx`` file is an exported model; anything else is read as a reffakd checkpoint."""
-    return OnnxClassifier(path, device) if str(path).lower().endswith(".onnx") else TorchClassifier(path, device)
 
 
 def image_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -194,7 +98,7 @@ def read_image(
 
 
 def predict_images(
-    model: Classifier, inputs: Sequence[str | os.PathLike[str]], top_k: int = 3, batch_size: int = 256,
+    model: DeployedModel, inputs: Sequence[str | os.PathLike[str]], top_k: int = 3, batch_size: int = 256,
     on_error: Callable[[str], None] | None = None,
 ) -> list[Prediction]:  # fmt: skip
     """Every image's top-k; an unreadable one gets its error (also passed to ``on_error``) and the rest go on."""
@@ -231,7 +135,7 @@ def predict_images(
     return results
 
 
-def check_probabilities(model: Classifier, probs: np.ndarray, first: str) -> np.ndarray:
+def check_probabilities(model: DeployedModel, probs: np.ndarray, first: str) -> np.ndarray:
     """Every row a distribution (finite, >= 0, summing to 1), or one line: whatever a model file holds, predict never
     prints NaN or negative "probabilities" and exits 0."""
     rows = np.asarray(probs, dtype=np.float64)
@@ -249,7 +153,8 @@ def format_prediction(pred: Prediction) -> str:
 
 
 def write_csv(path: str | os.PathLike[str], predictions: Sequence[Prediction], top_k: int) -> None:
-    """One row per image (an unreadable one with its error), written atomically."""
+    """One row per image (an unreadable one with its error), written atomically to a new file (never replacing one
+    that appeared meanwhile)."""
     k = max([len(p.top) for p in predictions] + [0]) or top_k
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -260,4 +165,4 @@ def write_csv(path: str | os.PathLike[str], predictions: Sequence[Prediction], t
         cells += [""] * (2 * k - len(cells))
         h, w = p.size if p.size else ("", "")
         writer.writerow([p.file, h, w, p.preprocessing, *cells, p.error or ""])
-    write_text_atomic(path, buffer.getvalue())
+    write_text_new(path, buffer.getvalue(), "csv")
