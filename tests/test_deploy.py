@@ -11,6 +11,7 @@ import csv
 import gzip
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -674,3 +675,66 @@ def test_bench_rows_say_the_input_and_the_median_and_spread(
     values = [c.strip() for c in row.strip("|").split("|")]
     assert len(values) == len(cells) and values[1] == "1x28x28 uint8"
     assert values[cells.index("latency IQR (ms)")] == "1000.000-1000.000"
+
+
+class _Touch:
+    """A pickle that would create a file if it were ever unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (Path.touch, (str(self.marker),))
+
+
+def test_a_model_pt2_that_could_unpickle_more_than_tensors_is_refused_before_loading(
+    exported: dict[str, tuple[Path, Path, torch.nn.Module]], tmp_path: Path
+) -> None:
+    """torch.export.load unpickles weights marked use_pickle, custom and opaque objects, and example inputs that fail a
+    tensor-only load (retrying them with weights_only=False): such an archive is refused before it is loaded."""
+    import pickle
+    import zipfile
+
+    from reffakd.deploy.model import check_program_archive
+
+    source = exported["lenet5"][1] / "model.pt2"
+    check_program_archive(source)  # what `reffakd export` writes passes
+    marker = tmp_path / "ran"
+
+    def variant(
+        name: str, change: Callable[[str, bytes], bytes | None], extra: tuple[str, bytes] | None = None
+    ) -> Path:
+        out = tmp_path / f"{name}.pt2"
+        with zipfile.ZipFile(source) as src, zipfile.ZipFile(out, "w") as dst:
+            for entry in src.namelist():
+                data = change(entry, src.read(entry))
+                if data is not None:
+                    dst.writestr(entry, data)
+            if extra is not None:
+                root = src.namelist()[0].split("/")[0]
+                dst.writestr(f"{root}/{extra[0]}", extra[1])
+        return out
+
+    hostile = pickle.dumps(_Touch(marker))
+
+    def pickled_weight(entry: str, data: bytes) -> bytes:
+        if entry.endswith("model_weights_config.json"):
+            config = json.loads(data)
+            next(iter(config["config"].values()))["use_pickle"] = True
+            return json.dumps(config).encode()
+        return data
+
+    cases = {
+        "opaque": variant("opaque", lambda e, d: d, ("data/constants/opaque_obj_0", hostile)),
+        "legacy": variant("legacy", lambda e, d: d, ("data/weights/model.pt", hostile)),
+        "use_pickle": variant("use_pickle", pickled_weight),
+        "inputs": variant("inputs", lambda e, d: hostile if "sample_inputs" in e else d),
+    }
+    for case, path in cases.items():
+        with pytest.raises(ReffAKDError, match=r"reffakd reads only a model.pt2 of tensors and JSON") as err:
+            check_program_archive(path)
+        assert "\n" not in str(err.value), case
+    (tmp_path / "notzip.pt2").write_bytes(b"not a zip")
+    with pytest.raises(ReffAKDError, match="unreadable or unsafe"):
+        check_program_archive(tmp_path / "notzip.pt2")
+    assert not marker.exists()

@@ -11,7 +11,11 @@ belongs to another export is one line instead of wrong predictions.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -175,12 +179,54 @@ class OnnxModel(ExportedModel):
         return torch.from_numpy(self.session.run(None, {self.input_name: pixels.numpy()})[0])
 
 
+# What a ``torch.export.save`` archive of a plain network holds (under its one top folder): JSON, raw tensor bytes,
+# and the example inputs, a tensor-only pickle. ``torch.export.load`` would also unpickle weights marked
+# ``use_pickle``, custom and opaque objects, legacy ``.pt`` weights, and example inputs that fail a tensor-only load
+# (it retries them with ``weights_only=False``): a hostile file could run code, so anything else is refused first.
+_PROGRAM_ENTRIES = re.compile(
+    r"[^/]+/(archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id|models/[\w.-]+\.json"
+    r"|data/(weights|constants)/[\w.-]+_config\.json|data/weights/weight_\d+|data/constants/tensor_\d+"
+    r"|data/sample_inputs/[\w.-]+\.pt)"
+)
+
+
+def check_program_archive(path: Path) -> None:
+    """Refuse a ``model.pt2`` whose loading could unpickle anything but tensors, before ``torch.export.load``."""
+
+    def refuse(why: str) -> ReffAKDError:
+        return ReffAKDError(f"torch.export program {path} {why}; reffakd reads only a model.pt2 of tensors and JSON, "
+                            "as `reffakd export` writes it")  # fmt: skip
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                if not _PROGRAM_ENTRIES.fullmatch(name):
+                    raise refuse(f"holds {name[:100]!r}")
+                if name.endswith("_config.json"):
+                    config = json.loads(archive.read(name)).get("config", {})
+                    for key, entry in config.items() if isinstance(config, dict) else []:
+                        if (
+                            not isinstance(entry, dict)
+                            or entry.get("use_pickle")
+                            or not re.fullmatch(r"(weight|tensor)_\d+", str(entry.get("path_name", "")))
+                        ):
+                            raise refuse(f"stores {str(key)[:100]!r} as a pickled object")
+                elif name.endswith(".pt"):
+                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+    except ReffAKDError:
+        raise
+    except Exception as exc:  # not a zip, bad JSON, a pickle of more than tensors: many error types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise refuse(f"is unreadable or unsafe ({first})") from None
+
+
 class ProgramModel(ExportedModel):
     """A ``torch.export`` program written by ``reffakd export`` (``torch.export.load``: its weights are read as
     tensors only), run in PyTorch."""
 
     def __init__(self, path: Path, device: torch.device) -> None:
         self._describe(path, "pt2", read_info(path, "torch_export"))
+        check_program_archive(path)
         try:
             self.program = torch.export.load(str(path))
         except Exception as exc:  # a zip, JSON and tensor reader: many error types
