@@ -55,11 +55,45 @@ def test_make_soft_labels_from_tensors_and_its_folder(tmp_path: Path) -> None:
     assert torch.equal(again.matrix, soft.matrix)  # seeded: the same soft labels, with or without a folder
     assert (out / "soft_labels.safetensors").is_file() and not (tmp_path / "soft.partial").exists()
     before = sorted(p.name for p in out.iterdir())
-    with pytest.raises(ReffAKDError, match="already exists"):
+    with pytest.raises(ReffAKDError, match="already exists and is not empty"):
         reffakd.make_soft_labels((images, labels), out=out, config=config, log=lambda m: None)
     assert sorted(p.name for p in out.iterdir()) == before  # nothing overwritten
     with pytest.raises(ReffAKDError, match="uint8 or floats in"):
         reffakd.splits_from_tensors(images.float(), labels)  # 0..255 floats are not [0, 1] pixels
+
+
+def test_build_soft_labels_never_writes_over_a_folder(tmp_path: Path) -> None:
+    """``reffakd.softlabels.build_soft_labels`` given a folder that holds anything refuses it in one line before
+    anything trains (it wrote its files among the folder's, replacing an earlier artifact); a new or an empty folder
+    is written as ``.partial`` and renamed at the end, and a folder inside another run's unfinished ``.partial`` is
+    refused."""
+    from reffakd.engine import TrainOptions
+    from reffakd.rundir import staged_run_dir
+    from reffakd.softlabels import build_soft_labels
+
+    images, labels = _blocks(48)
+    splits = reffakd.splits_from_tensors(images, labels, "abcd", val_size=8)
+    config = reffakd.default_config("tensors", autoencoder_epochs=1)
+    quiet = TrainOptions(torch.device("cpu"), progress=False, log=lambda line: None)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "soft_labels.safetensors").write_bytes(b"an earlier artifact")
+    with pytest.raises(ReffAKDError, match=r"^out_dir .*full already exists and is not empty \(it holds soft_lab"):
+        build_soft_labels(splits, config, full, quiet)
+    assert [p.name for p in full.iterdir()] == ["soft_labels.safetensors"] and not (tmp_path / "full.partial").exists()
+    assert (full / "soft_labels.safetensors").read_bytes() == b"an earlier artifact"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    seen: list[set[str]] = []
+    watch = TrainOptions(torch.device("cpu"), progress=False, log=lambda line: seen.append(set(os.listdir(tmp_path))))
+    build_soft_labels(splits, config, empty, watch)
+    assert "empty.partial" in seen[-1]  # written in the staged folder
+    assert (empty / "soft_labels.safetensors").is_file() and not (tmp_path / "empty.partial").exists()
+    with pytest.raises(RuntimeError), staged_run_dir(tmp_path / "other") as staging:
+        (staging / "resume.safetensors").write_bytes(b"its checkpoint")  # kept for --resume
+        raise RuntimeError("an interrupted run")
+    with pytest.raises(ReffAKDError, match="lies in the unfinished run folder"):
+        build_soft_labels(splits, config, staging / "soft", quiet)
 
 
 def test_the_losses_look_up_a_class_row_or_an_images_row() -> None:

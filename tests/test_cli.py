@@ -368,15 +368,15 @@ def test_resume_without_an_interrupted_run_is_one_error_line(
 def test_a_run_stopped_before_its_first_checkpoint_continues_with_the_advised_command(
     tmp_path: Path, fake_fmnist: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A full disk, a closed pipe or SIGKILL in the first epoch leaves OUT.partial without a resume checkpoint. The
-    refusal of the plain command advises --resume, and that command works: it starts the run afresh in the folder
-    (it used to answer "no interrupted run to continue", sending the user back and forth)."""
-    from reffakd.rundir import staged_run_dir
+    """SIGKILL in the first epoch leaves OUT.partial without a resume checkpoint (a full disk or an error there no
+    longer do: the folder is removed, test_reliability). The refusal of the plain command advises --resume, and that
+    command works: it starts the run afresh in the folder (it used to answer "no interrupted run to continue", sending
+    the user back and forth)."""
+    from reffakd.rundir import _take, partial_path, release_lock
 
     out = tmp_path / "cut"
-    with pytest.raises(RuntimeError), staged_run_dir(out) as staging:
-        (staging / "metrics.jsonl").write_text('{"epoch": 1, "train_lo')  # a first epoch cut short
-        raise RuntimeError("stopped")
+    release_lock(_take(partial_path(out), resume=False, redo=False))  # what a killed run leaves: no cleanup ran
+    (partial_path(out) / "metrics.jsonl").write_text('{"epoch": 1, "train_lo')  # a first epoch cut short
     argv = _train_argv(out, fake_fmnist)[3:]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()

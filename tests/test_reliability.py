@@ -11,6 +11,8 @@ import os
 import shlex
 import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -240,6 +242,41 @@ def test_a_full_disk_is_one_line_and_the_run_resumes(
     line = one_error_line(capsys, "No space left on device: ", "summary.json; free some space; then continue with: ")
     assert line.endswith(f"reffakd {shlex.join(argv)} --resume")
     assert main([*argv, "--resume"]) == 0 and (out / "summary.json").is_file()
+
+
+def test_a_full_disk_during_softlabels_advises_a_command_that_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`softlabels` on a full disk: one line, exit 1, and advice that works. Before the autoencoder's first resume
+    checkpoint nothing is kept (it left OUT.partial, and advised --resume with nothing to resume) and the advice is
+    the same command; after it, OUT.partial keeps the checkpoint and the advice is --resume, which finishes the run."""
+    import errno
+
+    from conftest import make_fake_fashion_mnist
+    from reffakd.engine import resume
+    from reffakd.softlabels import builder
+
+    data = make_fake_fashion_mnist(tmp_path / "data", n_train=120, n_test=20)
+    out = tmp_path / "soft"
+    argv = ["softlabels", "--out", str(out), "--data-dir", str(data), "--ae-epochs", "1", "--ae-batch-size", "32",
+            "--no-plots", "--val-size", "20", "--no-progress", "--no-download", "--device", "cpu"]  # fmt: skip
+
+    def full(path: Path, *args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(resume, "write_with", full)  # the first resume checkpoint
+        assert main(argv) == 1
+    line = one_error_line(capsys, "No space left on device: ", "resume.safetensors; free some space; then run the same")
+    assert "--resume" not in line and not out.exists() and not partial_path(out).exists()
+    advised = shlex.split(line.split("run the same command again: reffakd ", 1)[1])
+    with monkeypatch.context() as m:
+        m.setattr(builder, "write_json", full)  # soft_labels_cost.json, after the autoencoder's checkpoint
+        assert main(advised) == 1
+    line = one_error_line(capsys, "No space left on device: ", "soft_labels_cost.json; free some space; then continue")
+    assert line.endswith(" --resume") and (partial_path(out) / "resume.safetensors").is_file() and not out.exists()
+    assert main(shlex.split(line.split("continue with: reffakd ", 1)[1])) == 0
+    assert (out / "soft_labels_cost.json").is_file() and not partial_path(out).exists()
 
 
 def test_a_folder_that_appears_at_the_end_is_never_replaced(tmp_path: Path) -> None:
@@ -572,3 +609,85 @@ def test_an_unlabelled_folder_must_hold_images_and_lie_apart_from_the_data(
         assert main([*base, "--out", str(out), "--unlabelled-dir", str(unlabelled)]) == 1
         one_error_line(capsys, fragment)
         assert not out.exists() and not partial_path(out).exists()
+
+
+def test_an_unlabelled_folder_holds_no_copy_of_the_data_and_no_unreadable_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A test, validation or training image copied into the unlabelled folder (another name, another lossless format,
+    its own 28x28 size) was trained on by the autoencoder; an unreadable image there was found after the run folder
+    existed; a class with one labelled training image failed after the autoencoder trained. Each is one line, naming
+    the file or the class, before any folder exists. Decoded pixels are compared: the dataset's own images (IDX here,
+    as MNIST's and CIFAR's) have no files whose bytes could be."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import make_fake_fashion_mnist
+    from reffakd.data import load_fashion_mnist
+
+    data = make_fake_fashion_mnist(tmp_path / "data", n_train=120, n_test=20)
+    raw = load_fashion_mnist(data, download=False, image_size=28)  # the images as in the files, before the resize
+    rng = np.random.default_rng(1)
+    base = ["softlabels", "--data-dir", str(data), "--ae-epochs", "1", "--val-size", "20", "--no-progress",
+            "--no-download", "--device", "cpu"]  # fmt: skip
+    for case, fragment in (
+        ("test", "is test image 7 of the dataset"),
+        ("train", "is training image"),
+        ("corrupt", "unreadable image"),
+    ):
+        folder = tmp_path / f"unlabelled-{case}"
+        folder.mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(folder / f"other-{i}.png")
+        if case == "test":
+            Image.fromarray(raw.test_images[7, 0].numpy()).save(folder / "copy.bmp")
+        elif case == "train":
+            Image.fromarray(raw.train_images[0, 0].numpy()).save(folder / "copy.png")
+        else:
+            (folder / "copy.png").write_bytes((folder / "other-0.png").read_bytes()[:60])  # cut short
+        out = tmp_path / f"out-{case}"
+        assert main([*base, "--out", str(out), "--unlabelled-dir", str(folder)]) == 1
+        assert f"{folder / 'copy.'}" in one_error_line(capsys, fragment)
+        assert not out.exists() and not partial_path(out).exists()
+    # a validation split leaving one training image: nine classes have none
+    out = tmp_path / "out-small"
+    assert main([*base, "--out", str(out), "--val-size", "119"]) == 1
+    one_error_line(capsys, "labelled training image(s); the class similarity needs at least 2 per class")
+    assert not out.exists() and not partial_path(out).exists()
+
+
+def test_an_ascii_locale_a_closed_stderr_and_a_closed_pipe_are_no_traceback(tmp_path: Path) -> None:
+    """Three `softlabels` runs in subprocesses, at once. An ASCII locale (`LC_ALL=C PYTHONUTF8=0`: with `LC_ALL=C`
+    alone Python 3.11 turns on its UTF-8 mode, and the file system encoding stays utf-8) with `--out` holding an é:
+    config.yaml could not be written (a traceback). Stderr closed (`2>&-`): the first progress bar raised (exit 1, a
+    traceback nobody saw). Both pipes closed by their reader (`| head -1`): the run stopped at its first line. Each now
+    finishes its run, exit 0, no traceback; the folder's log keeps every line."""
+    from conftest import make_fake_fashion_mnist
+
+    data = make_fake_fashion_mnist(tmp_path / "data", n_train=120, n_test=20)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "reffakd", "softlabels", "--data-dir", str(data), "--ae-epochs", "1",
+               "--ae-batch-size", "32", "--no-plots", "--val-size", "20", "--no-download"]  # fmt: skip
+    ascii_out = os.fsencode(tmp_path / "caf\u00e9")  # the bytes a UTF-8 shell passes
+    runs = {
+        "ascii": subprocess.Popen([*map(os.fsencode, command), b"--out", ascii_out], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env={**env, "LC_ALL": "C", "PYTHONUTF8": "0"}),
+        "no stderr": subprocess.Popen(["sh", "-c", 'exec "$@" 2>&-', "sh", *command, "--out", str(tmp_path / "quiet")],
+                                      stdout=subprocess.DEVNULL, env=env),
+        "closed pipe": subprocess.Popen([*command, "--out", str(tmp_path / "head")], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=env),
+    }  # fmt: skip
+    head = runs["closed pipe"]
+    assert head.stdout is not None and head.stderr is not None
+    head.stdout.readline()  # | head -1: one line read, then both ends closed
+    head.stdout.close()
+    head.stderr.close()
+    ascii_out_, ascii_err = runs["ascii"].communicate(timeout=120)
+    assert runs["ascii"].returncode == 0 and b"Traceback" not in ascii_err, ascii_err[-2000:]
+    assert os.path.isfile(os.path.join(ascii_out, b"soft_labels.safetensors"))
+    assert ascii_out_.splitlines()[-1] == b"soft labels: " + ascii_out + b"/soft_labels.safetensors"
+    for name, folder in (("no stderr", "quiet"), ("closed pipe", "head")):
+        assert runs[name].wait(timeout=120) == 0, name
+        assert (tmp_path / folder / "soft_labels.safetensors").is_file(), name
+        assert "mean own-class probability" in (tmp_path / folder / "log.txt").read_text(), name

@@ -455,7 +455,8 @@ def test_learning_sources_resume_mid_epoch_bit_identical(
 
 def test_semi_supervised_autoencoder_trains_on_unlabelled_images_too(tmp_path: Path) -> None:
     root = make_fake_folder(tmp_path / "data", per_class=8)
-    extra = make_fake_folder(tmp_path / "extra", per_class=3)  # its images, at any depth, have no labels here
+    # other images (a copy of a dataset image is refused); at any depth, without labels here
+    extra = make_fake_folder(tmp_path / "extra", per_class=3, seed=1)
     n_extra = sum(1 for p in extra.rglob("*") if p.name.lower().endswith(IMAGE_EXTENSIONS) and p.name[0] != ".")
     splits = split_train_val(load_imagefolder(data_dir=root), 4, seed=3)
     section = {"preset": "paper", "unlabelled_dir": str(extra), "autoencoder": {"epochs": 1, "batch_size": 8}}

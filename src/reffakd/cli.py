@@ -22,6 +22,7 @@ from typing import Any
 
 from .engine.signals import TrainingInterrupted
 from .errors import ReffAKDError
+from .io import usable_streams
 from .runconfig import COMMANDS, CONFIG_COMMANDS, EXCLUSIVE, ConfigSpec, Resolved, command_options, defaults
 from .settings import add_flags, normalise_keys, read_mapping, read_value, to_yaml, unknown_key
 from .version import __version__
@@ -202,6 +203,8 @@ def os_error_line(exc: OSError, cfg: Resolved | argparse.Namespace | None) -> st
         advice = continue_advice(cfg)
         if not advice.startswith("nothing"):
             line += f"; then {advice}" if exc.errno == errno.ENOSPC else f"; the run so far is kept: {advice}"
+        elif exc.errno == errno.ENOSPC and cfg.command != "evaluate":  # nothing kept: the same command starts afresh
+            line += f"; then run the same command again: reffakd {shlex.join(cfg.argv)}"
     return line
 
 
@@ -216,6 +219,7 @@ def _terminated(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    usable_streams()  # 2>&-, | head -1, LC_ALL=C: every message and progress bar can be written (io.usable_streams)
     argv = list(sys.argv[1:] if argv is None else argv)
     parsed: Resolved | argparse.Namespace | None = None
     previous = (

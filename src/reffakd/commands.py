@@ -33,7 +33,7 @@ from .runconfig import Resolved
 from .rundir import LOCK, check_free, check_new_run_dir, check_partial, check_writable, partial_path, staged_run_dir
 from .runner import Shared, run_one
 from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
-from .softlabels.builder import check_fits_data
+from .softlabels.builder import check_soft_label_data
 from .sources import load_teacher
 from .spec import RunItem, RunSpec
 
@@ -50,7 +50,7 @@ class RunLog:
         if self.path is None:
             self.lines.append(line)
         else:
-            with open(self.path, "a", encoding="utf-8") as f:
+            with open(self.path, "a", encoding="utf-8", errors="surrogateescape") as f:
                 f.write(line + "\n")
 
     def attach(self, run_dir: Path, config_yaml: str) -> None:
@@ -59,7 +59,7 @@ class RunLog:
 
         write_text_atomic(run_dir / "config.yaml", config_yaml)
         self.path = run_dir / "log.txt"
-        self.path.write_text("".join(line + "\n" for line in self.lines), encoding="utf-8")
+        self.path.write_text("".join(line + "\n" for line in self.lines), encoding="utf-8", errors="surrogateescape")
 
 
 def check_input_size(models: Sequence[str], autoencoder: bool, data: Any, splits: Any = None) -> None:
@@ -131,20 +131,24 @@ def check_out_outside_data(out: str | Path, data: Any) -> None:
 
 def check_soft_label_inputs(soft_cfg: Any, splits: Any, data: Any) -> None:
     """The soft-label settings against the loaded data, before a folder exists or the autoencoder trains
-    (``check_fits_data``), and an unlabelled image folder: it must hold images and lie apart from the labelled data
-    and the test images (inside, or holding, either would give the autoencoder validation or test images)."""
-    check_fits_data(soft_cfg, splits)
-    if soft_cfg.unlabelled_dir is None:
-        return
+    (``check_soft_label_data``), and an unlabelled image folder: it must hold images, each one readable, lie apart from
+    the labelled data and the test images (inside, or holding, either would give the autoencoder validation or test
+    images), and hold no copy of one of them."""
+    if soft_cfg.unlabelled_dir is not None:
+        _check_unlabelled_paths(soft_cfg.unlabelled_dir, data)
+    check_soft_label_data(soft_cfg, splits)  # decodes the unlabelled images: each one, then their pixels compared
+
+
+def _check_unlabelled_paths(unlabelled_dir: str, data: Any) -> None:
     from .data.image_folder import unlabelled_images
 
-    unlabelled_images(soft_cfg.unlabelled_dir, splits.in_channels, splits.image_size)  # one line if none
-    real = Path(soft_cfg.unlabelled_dir).resolve()
+    unlabelled_images(unlabelled_dir, 1, (8, 8))  # one line if it is no folder or holds no images (nothing decoded)
+    real = Path(unlabelled_dir).resolve()
     for param, folder in (("data_dir", data.data_dir), ("test_dir", getattr(data, "test_dir", None))):
         other = Path(folder).resolve() if folder is not None else None
         if other is not None and (_within(real, other) or _within(other, real)):
             raise ReffAKDError(
-                f"unlabelled_dir {soft_cfg.unlabelled_dir} overlaps {param} {folder}: the autoencoder would also "
+                f"unlabelled_dir {unlabelled_dir} overlaps {param} {folder}: the autoencoder would also "
                 "train on labelled, validation or test images; give a folder of other images",
                 params=("unlabelled_dir", param),
             )

@@ -6,10 +6,13 @@ so an interrupted run never leaves a half-written artifact where a good one is e
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import errno
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,8 +91,86 @@ def current_umask() -> int:
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """UTF-8; a name the locale could not decode (``LC_ALL=C``: ``--out`` with an é) is written as its own bytes."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+
+
+ESCAPE = "reffakd.escape"  # the error handler of the standard streams (``usable_streams``)
+
+
+def _escape(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """Text the stream's encoding cannot hold: a file name's undecodable bytes as those bytes (what ``ls`` shows),
+    anything else as a backslash escape; never an error."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    chunk = exc.object[exc.start : exc.end]
+    if all(0xDC80 <= ord(ch) <= 0xDCFF for ch in chunk):
+        return bytes(ord(ch) - 0xDC00 for ch in chunk), exc.end
+    return codecs.backslashreplace_errors(exc)
+
+
+codecs.register_error(ESCAPE, _escape)
+
+
+class SafeStream:
+    """A standard stream whose reader may be gone (``| head -1``, a closed terminal): the first write or flush that
+    finds the pipe broken makes it a sink, its descriptor moved onto ``os.devnull`` (so the interpreter's last flush
+    is quiet too). Logging and progress bars never stop a run; ``log.txt`` keeps every line."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _gone(self) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+        self._stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - the process's stream from now on
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.EBADF, errno.EIO):
+                raise
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.EBADF, errno.EIO):
+                raise
+            self._gone()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def usable_streams() -> None:
+    """Standard streams that a command can always write to, called first by the command line: a descriptor closed
+    at the start (``2>&-``) is opened on ``os.devnull`` (so no file the run opens takes descriptor 2, where a library
+    writing to stderr would write into it) and gets a stream; text the locale cannot encode (``LC_ALL=C``) is escaped
+    (``ESCAPE``), never an error; a broken pipe makes the stream a sink (``SafeStream``)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        stream = getattr(sys, name)
+        if isinstance(stream, SafeStream):
+            continue
+        if stream is None:
+            stream = open(fd, "w", encoding="utf-8", errors=ESCAPE, closefd=False)  # noqa: SIM115
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors=ESCAPE)
+        setattr(sys, name, SafeStream(stream))
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:

@@ -27,18 +27,65 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: no locking
     fcntl = None  # type: ignore[assignment]
 
+RESUME_FILE = "resume.safetensors"  # a training loop's resume checkpoint (engine.resume), in a run folder or below
 MARKER = ".reffakd-partial"  # JSON: command, pid, time; written into every .partial reffakd creates
 LOCK = ".lock"  # flock'ed for the life of a run; holds the holder's pid
 
 
-def check_new_run_dir(path: str | os.PathLike[str]) -> Path:
+def check_new_run_dir(path: str | os.PathLike[str], *, empty_ok: bool = False, param: str = "out") -> Path:
+    """Refuse a run folder that exists (``empty_ok``: unless it is an empty folder, which the finished run replaces) or
+    that could not be created (``check_writable``); ``param``: the parameter that named it, for the message."""
     path = Path(path)
     if path.exists():
+        if empty_ok and is_empty_folder(path):
+            check_writable(path)
+            return path
+        if empty_ok:
+            held = ", ".join(sorted(e.name for e in path.iterdir())[:3]) if path.is_dir() else ""
+            raise ReffAKDError(
+                f"{param} {path} already exists and is not {'empty' if path.is_dir() else 'a folder'}"
+                + (f" (it holds {held}{', ...' if len(list(path.iterdir())) > 3 else ''})" if held else "")
+                + f"; reffakd never writes over it: give a new or an empty folder as {param}",
+                params=(param,),
+            )
         raise ReffAKDError(
-            f"run folder {path} already exists; choose a new out (reffakd never overwrites a run)", params=("out",)
+            f"run folder {path} already exists; choose a new {param} (reffakd never overwrites a run)", params=(param,)
         )
     check_writable(path)
     return path
+
+
+def is_empty_folder(path: Path) -> bool:
+    """A real folder (not a link to one) with nothing in it."""
+    try:
+        return path.is_dir() and not path.is_symlink() and next(os.scandir(path), None) is None
+    except OSError:
+        return False
+
+
+def staged_folder(path: Path) -> Path | None:
+    """The run folder reffakd staged (``OUT.partial``, with its ``MARKER``) that ``path`` is or lies inside, if any."""
+    for folder in (path, *path.parents):
+        if (folder / MARKER).is_file():
+            return folder
+    return None
+
+
+def held_here(staging: Path) -> bool:
+    """Whether this process holds the lock of the staged folder ``staging`` (a ``staged_run_dir`` it is inside)."""
+    if fcntl is None:  # pragma: no cover - not POSIX: no locks to tell by
+        return True
+    try:
+        fd = os.open(staging / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # granted: no run holds it (an interrupted run's folder)
+        return False
+    except BlockingIOError:
+        return _holder(fd) == f"pid {os.getpid()}"
+    finally:
+        os.close(fd)
 
 
 def check_writable(path: Path, suffix: str = ".partial") -> None:
@@ -264,6 +311,20 @@ def rename_no_replace(staging: Path, final: Path) -> None:
     os.rename(staging, final)
 
 
+def resumable(staging: Path) -> bool:
+    """Whether a staged folder holds a resume checkpoint (its own, or a stage's below it) to continue from."""
+    return any(p.name == RESUME_FILE for p in staging.rglob(RESUME_FILE))
+
+
+def _discard_unresumable(staging: Path) -> None:
+    """A run that failed before any resume checkpoint (a full disk, a closed pipe, an error in its first epoch) leaves
+    nothing half-written: its folder held only its config and log, and ``--resume`` would have nothing to continue
+    from, so the same command is what runs it again. One with a checkpoint is kept, for ``--resume``."""
+    with contextlib.suppress(OSError):
+        if not resumable(staging):
+            shutil.rmtree(staging)
+
+
 @contextlib.contextmanager
 def staged_run_dir(
     path: str | os.PathLike[str],
@@ -274,18 +335,22 @@ def staged_run_dir(
     kind: str | None = None,
     resumable: bool = True,
     discard: bool = False,
+    empty_ok: bool = False,
+    param: str = "out",
 ) -> Iterator[Path]:
     """Yield ``<path>.partial`` to write into, locked for this run; rename it to ``path`` only if the block succeeds.
 
-    A failed run leaves its ``.partial`` folder for inspection and for ``resume``, which continues from the
-    resume checkpoint inside it; without ``resume`` an existing one is refused (see ``check_partial``), unless
-    ``redo``: a comparison redoes its own interrupted runs. Under torchrun only the main process (``main``)
-    creates, locks and renames the folder; the others write nothing, so they are handed the same path. ``kind``: the
-    command whose run this is (recorded; another command's unfinished run is refused). ``resumable=False``: any
-    existing ``.partial`` is refused (``check_partial``); ``discard``: a failed block removes the folder it made (a
-    command with nothing to resume, ``export``, leaves nothing half-written).
+    A failed run leaves its ``.partial`` folder for ``resume``, which continues from the resume checkpoint inside it
+    (one that failed before its first checkpoint is removed: ``_discard_unresumable``); without ``resume`` an
+    existing one is refused (see ``check_partial``), unless ``redo``: a comparison redoes its own interrupted runs.
+    Under torchrun only the main process (``main``) creates, locks and renames the folder; the others write nothing,
+    so they are handed the same path. ``kind``: the command whose run this is (recorded; another command's unfinished
+    run is refused). ``resumable=False``: any existing ``.partial`` is refused (``check_partial``); ``discard``: a
+    failed block removes the folder it made (a command with nothing to resume, ``export``, leaves nothing
+    half-written). ``empty_ok``: ``path`` may be an empty folder, replaced by the finished run (``param`` names
+    ``path`` in the messages).
     """
-    final = check_new_run_dir(path)
+    final = check_new_run_dir(path, empty_ok=empty_ok, param=param)
     staging = partial_path(final)
     if not main:
         yield staging
@@ -297,7 +362,12 @@ def staged_run_dir(
         except BaseException:
             if discard:
                 shutil.rmtree(staging, ignore_errors=True)
+            else:
+                _discard_unresumable(staging)
             raise
+        if empty_ok and is_empty_folder(final):
+            with contextlib.suppress(OSError):  # not empty any more: rename_no_replace refuses to replace it
+                final.rmdir()
         rename_no_replace(staging, final)
         for name in (MARKER, LOCK):  # still locked: a run starting now finds the folder finished
             (final / name).unlink(missing_ok=True)

@@ -18,7 +18,7 @@ import torch
 from ..errors import ReffAKDError
 from .augment import BatchAugment
 from .cache import default_cache_dir, given_folder
-from .dataset import ImageDataset
+from .dataset import TENSOR_RESIZED, ImageDataset, read_image_as_trained
 from .files import dataset_from_files
 from .images import IMAGE_EXTENSIONS, ImageFiles, probe_images
 
@@ -130,6 +130,61 @@ def unlabelled_images(folder: str | os.PathLike[str], channels: int, size: tuple
             ) from None
         raise
     return ImageFiles(root.parent, names, channels, size)
+
+
+_DECODED: dict[tuple[object, ...], torch.Tensor] = {}  # the last unlabelled folder decoded (checked, then trained on)
+
+
+def decoded_unlabelled(
+    folder: str | os.PathLike[str], channels: int, size: tuple[int, int], dataset: str | None = None
+) -> tuple[ImageFiles, torch.Tensor]:
+    """``unlabelled_images`` and their pixels: every file decoded, so a file PIL cannot decode is one line naming it,
+    and resized as ``dataset``'s own images were (``read_image_as_trained``: MNIST's and CIFAR's by tensor
+    interpolation), so that the autoencoder sees both alike and a copy of a dataset image has its pixels.
+
+    The check before a run folder exists decodes the folder, and the autoencoder then trains on it: the last folder
+    decoded is kept (one entry, dropped when taken), as long as no file's name, size or modification time changed."""
+    files = unlabelled_images(folder, channels, size)
+    stats = []
+    for i in range(len(files)):
+        st = files.path(i).stat()
+        stats.append((files.names[i], st.st_size, st.st_mtime_ns))
+    key = (str(files.root.resolve()), channels, tuple(size), dataset, tuple(stats))
+    images = _DECODED.pop(key, None)
+    if images is None and dataset in TENSOR_RESIZED:
+        images = torch.stack([read_image_as_trained(files.path(i), channels, size, dataset) for i in range(len(files))])
+    if images is None:
+        images = files.to_tensor()
+        _DECODED.clear()
+        _DECODED[key] = images
+    return files, images
+
+
+def image_digests(images: torch.Tensor) -> list[bytes]:
+    """A 128-bit BLAKE2b digest of each uint8 (C, H, W) image's decoded pixels."""
+    import hashlib
+
+    rows = images.reshape(images.shape[0], -1).contiguous().numpy()
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
+
+
+def check_unlabelled_apart(files: ImageFiles, images: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+    """Refuse an unlabelled image whose decoded pixels are those of an image of ``parts`` (name -> uint8 images at the
+    same channels and size): a copy of a labelled, validation or test image in another folder, under another name or
+    in another lossless format, would give the autoencoder the images it must not see."""
+    seen = {d: i for i, d in enumerate(image_digests(images))}
+    for name, part in parts.items():
+        if part.shape[1:] != images.shape[1:]:
+            continue
+        for j, digest in enumerate(image_digests(part)):
+            i = seen.get(digest)
+            if i is not None and torch.equal(images[i], part[j]):
+                raise ReffAKDError(
+                    f"unlabelled image {files.path(i)} is {name} image {j} of the dataset (the same decoded pixels): "
+                    "the autoencoder must not train on labelled, validation or test images; remove the copy from "
+                    "unlabelled_dir",
+                    params=("unlabelled_dir",),
+                )
 
 
 def default_image_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:

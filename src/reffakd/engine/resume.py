@@ -30,8 +30,8 @@ from safetensors.torch import save_file
 
 from ..errors import ReffAKDError
 from ..io import read_safetensors, write_with
+from ..rundir import RESUME_FILE
 
-RESUME_FILE = "resume.safetensors"
 FORMAT = "reffakd-resume"
 VERSION = 2
 

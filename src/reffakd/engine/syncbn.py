@@ -33,7 +33,8 @@ class _SyncBatchNormFn(torch.autograd.Function):
         momentum: float,
     ) -> torch.Tensor:
         c = x.shape[1]
-        xf = x.float()
+        compute = torch.float64 if x.dtype == torch.float64 else torch.float32  # a float64 run stays float64
+        xf = x.to(compute)
         dims = _dims(x)
         stats = torch.cat(
             [
@@ -52,13 +53,13 @@ class _SyncBatchNormFn(torch.autograd.Function):
                 unbiased = var * (n / max(n - 1.0, 1.0))
                 running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
         shape = [1, c] + [1] * (x.dim() - 2)
-        invstd = (var + eps).rsqrt().float().view(shape)
-        xhat = (xf - mean.float().view(shape)) * invstd
+        invstd = (var + eps).rsqrt().to(compute).view(shape)
+        xhat = (xf - mean.to(compute).view(shape)) * invstd
         y = xhat
         if weight is not None:
-            y = y * weight.float().view(shape)
+            y = y * weight.to(compute).view(shape)
         if bias is not None:
-            y = y + bias.float().view(shape)
+            y = y + bias.to(compute).view(shape)
         ctx.save_for_backward(xhat, weight, invstd)
         ctx.n = n
         ctx.has_bias = bias is not None
@@ -68,7 +69,7 @@ class _SyncBatchNormFn(torch.autograd.Function):
     def backward(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
         xhat, weight, invstd = ctx.saved_tensors
         c = xhat.shape[1]
-        g = gy.float()
+        g = gy.to(xhat.dtype)
         dims = _dims(g)
         sum_dy = g.sum(dims)
         sum_dy_xhat = (g * xhat).sum(dims)
@@ -79,9 +80,9 @@ class _SyncBatchNormFn(torch.autograd.Function):
             red = torch.cat([sum_dy, sum_dy_xhat]).double()
             dist.all_reduce(red)
             shape = [1, c] + [1] * (g.dim() - 2)
-            mean_dy = (red[:c] / ctx.n).float().view(shape)
-            mean_dy_xhat = (red[c:] / ctx.n).float().view(shape)
-            scale = invstd if weight is None else invstd * weight.float().view(shape)
+            mean_dy = (red[:c] / ctx.n).to(g.dtype).view(shape)
+            mean_dy_xhat = (red[c:] / ctx.n).to(g.dtype).view(shape)
+            scale = invstd if weight is None else invstd * weight.to(g.dtype).view(shape)
             grad_x = (scale * (g - mean_dy - xhat * mean_dy_xhat)).to(gy.dtype)
         return grad_x, grad_w, grad_b, None, None, None, None
 

@@ -16,12 +16,13 @@ from typing import Any
 import torch
 
 from ..data import DataSplits, Split, make_batches, materialize, split_fingerprint
-from ..data.image_folder import unlabelled_images
+from ..data.image_folder import check_unlabelled_apart, decoded_unlabelled
 from ..engine import FitBatches, OptimConfig, RunFiles, SpeedOptions, TrainOptions, distributed, fit
 from ..errors import ReffAKDError
 from ..io import write_json, write_text_atomic
 from ..models.autoencoder import ConvAutoencoder
 from ..resources import combine_stages, count_flops, forward_flops, measure, parameter_count
+from ..rundir import check_new_run_dir, held_here, staged_folder, staged_run_dir
 from ..seed import seed_everything
 from ..version import __version__
 from .artifact import SoftLabels
@@ -36,6 +37,7 @@ SOFT_LABELS_FILE = "soft_labels.safetensors"
 # The autoencoder's files in the soft-label folder: its log, its last epoch (the one the soft labels
 # come from; no separate best), and its resume checkpoint.
 AUTOENCODER_FILES = RunFiles(metrics="autoencoder_metrics.jsonl", last="autoencoder.safetensors", best=None)
+MIN_CLASS_IMAGES = 2  # a within-class similarity averages over pairs of a class's images
 EMBED_BATCH_SIZE = 512  # images per batch of the embedding pass (and of validation): its memory, not N, is held
 
 
@@ -83,14 +85,11 @@ def autoencoder_split(splits: DataSplits, unlabelled_dir: str | None, budget_unl
     labels, and the class similarity never sees these images)."""
     parts = [splits.unlabelled] if budget_unlabelled and splits.unlabelled is not None else []
     if unlabelled_dir is not None:
-        parts.append(Split(unlabelled_images(unlabelled_dir, splits.in_channels, splits.image_size), torch.empty(0)))
+        _, images = decoded_unlabelled(unlabelled_dir, splits.in_channels, splits.image_size, splits.dataset)
+        parts.append(Split(images, torch.empty(0)))
     if not parts:
         return splits.train
-    if not isinstance(splits.train.images, torch.Tensor):
-        raise ReffAKDError(
-            "semi-supervised soft labels need the training images in memory; this dataset is streamed from disk "
-            "(try --no-streaming)", params=("unlabelled_dir", "budget_unlabelled"),
-        )  # fmt: skip
+    _check_in_memory(splits)
     device = splits.train.images.device
     extra = [materialize(part.images).to(device) for part in parts]
     n = sum(int(e.shape[0]) for e in extra)
@@ -101,7 +100,9 @@ def autoencoder_split(splits: DataSplits, unlabelled_dir: str | None, budget_unl
 
 def check_fits_data(cfg: SoftLabelConfig, splits: DataSplits) -> None:
     """Refuse, before the autoencoder trains (and before any folder exists), settings these data cannot meet: an
-    own-class probability a softmax over C classes cannot be solved for, more samples per class than a class has."""
+    own-class probability a softmax over C classes cannot be solved for, a class with fewer than two labelled training
+    images (found after the autoencoder trained, when the similarity needed its pairs), fewer than two or more samples
+    per class than a class has."""
     p, c = cfg.calibration.target_own_probability, splits.num_classes
     if p is not None and not 1 / c < p < 1:
         raise ReffAKDError(
@@ -109,9 +110,22 @@ def check_fits_data(cfg: SoftLabelConfig, splits: DataSplits) -> None:
             "and 1",
             params=("target_own_prob",),
         )
+    counts = torch.bincount(splits.train.labels.long(), minlength=c)
+    if int(counts.min()) < MIN_CLASS_IMAGES:
+        low = int(counts.argmin())
+        raise ReffAKDError(
+            f"class {splits.class_names[low]!r} has {int(counts[low])} labelled training image(s); the class "
+            f"similarity needs at least {MIN_CLASS_IMAGES} per class (pairs within the class): add images to it, or "
+            "give fewer to validation (val_size)",
+            params=("val_size",),
+        )
     k = cfg.samples_per_class
+    if k is not None and k < MIN_CLASS_IMAGES:
+        raise ReffAKDError(
+            f"samples_per_class {k} is out of range: the class similarity needs at least {MIN_CLASS_IMAGES} per class",
+            params=("samples_per_class",),
+        )
     if k is not None:
-        counts = torch.bincount(splits.train.labels.long(), minlength=c)
         if int(counts.min()) < k:
             low = int(counts.argmin())
             raise ReffAKDError(
@@ -119,6 +133,31 @@ def check_fits_data(cfg: SoftLabelConfig, splits: DataSplits) -> None:
                 f"({int(counts[low])} images); use at most {int(counts[low])}",
                 params=("samples_per_class",),
             )
+
+
+def _check_in_memory(splits: DataSplits) -> None:
+    if not isinstance(splits.train.images, torch.Tensor):
+        raise ReffAKDError(
+            "semi-supervised soft labels need the training images in memory; this dataset is streamed from disk "
+            "(try --no-streaming)", params=("unlabelled_dir", "budget_unlabelled"),
+        )  # fmt: skip
+
+
+def check_soft_label_data(cfg: SoftLabelConfig, splits: DataSplits) -> None:
+    """Everything about these data that would stop the build or spoil it, found before any folder exists or anything
+    trains: the settings (``check_fits_data``), and an unlabelled folder's images: every one decodes (a corrupt file is
+    named), and none is a labelled, validation or test image copied there (``check_unlabelled_apart``: decoded
+    pixels compared, so MNIST's or CIFAR's images, which have no files, are compared too)."""
+    check_fits_data(cfg, splits)
+    if cfg.semi_supervised:
+        _check_in_memory(splits)
+    if cfg.unlabelled_dir is None:
+        return
+    files, images = decoded_unlabelled(cfg.unlabelled_dir, splits.in_channels, splits.image_size, splits.dataset)
+    named = {"training": splits.train, "validation": splits.val, "test": splits.test, "unlabelled": splits.unlabelled}
+    parts = {k: materialize(v.images) for k, v in named.items() if v is not None and len(v)}
+    check_unlabelled_apart(files, images, {("training (label withheld)" if k == "unlabelled" else k): v
+                                           for k, v in parts.items()})  # fmt: skip
 
 
 def similarity_flops(num_images: int, dim: int, num_classes: int) -> int:
@@ -150,15 +189,41 @@ def build_soft_labels(
     """Write ``soft_labels.safetensors`` (+ .json), the autoencoder and its log into ``out_dir``.
 
     Returns the soft labels and a cost record with one entry per stage. ``options`` (``engine.TrainOptions``) go to
-    ``engine.fit`` (resume True: continue from the resume checkpoint in ``out_dir`` when there is one); a signal
-    raises ``TrainingInterrupted`` after the checkpoint is written. Of the speed options the autoencoder takes
+    ``engine.fit`` (resume True: continue from the resume checkpoint when there is one); a signal raises
+    ``TrainingInterrupted`` after the checkpoint is written. Of the speed options the autoencoder takes
     ``cuda_graph`` alone (its step and batches as CUDA graphs).
+
+    ``out_dir`` is a new folder or an empty one; one that holds anything is refused, never written over. The folder
+    is written as ``out_dir.partial`` and renamed onto ``out_dir`` at the end (``rundir.staged_run_dir``; resume takes
+    an interrupted ``out_dir.partial``); the settings and the unlabelled images are checked against the data before it
+    exists. Inside a run folder that a command staged and this process holds (its ``.partial``), it writes in place.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls it: the autoencoder trains with DDP on its shard
     of each global batch (``cfg.autoencoder.batch_size``), each rank embeds its shard of the training
     images, the class sums are all-reduced, and rank 0 alone writes and logs; every rank returns the
     same soft labels.
     """
+    out_dir = Path(out_dir)
+    resume, main = (options or TrainOptions()).resume, distributed.is_main_process()
+    staged = staged_folder(out_dir)
+    if staged is not None:  # a command's run folder: its checks ran before it was made
+        if main and not held_here(staged):
+            raise ReffAKDError(
+                f"out_dir {out_dir} lies in the unfinished run folder {staged}, which no running command holds; "
+                "soft labels are never written into another run: give a new folder",
+                params=("out_dir",),
+            )
+        return _build(splits, cfg, out_dir, options)
+    check_new_run_dir(out_dir, empty_ok=True, param="out_dir")
+    check_soft_label_data(cfg, splits)  # before any folder exists
+    with staged_run_dir(out_dir, resume=resume, main=main, kind="softlabels", empty_ok=True, param="out_dir") as tmp:
+        return _build(splits, cfg, tmp, options)
+
+
+def _build(
+    splits: DataSplits, cfg: SoftLabelConfig, out_dir: Path, options: TrainOptions | None
+) -> tuple[SoftLabels, dict[str, Any]]:
+    """``build_soft_labels`` into ``out_dir``, a staged run folder this run holds."""
     cfg.calibration.validate()
     ae_cfg = cfg.autoencoder
     distributed.check_batch_size(ae_cfg.batch_size)
@@ -167,7 +232,6 @@ def build_soft_labels(
     device, log, main = options.device, options.log, distributed.is_main_process()
     shard = {"shard": distributed.shard()} if distributed.active() else {}
     log(f"soft labels: autoencoder {ae_cfg.epochs} epochs, preset {cfg.preset}, seed {cfg.seed}")
-    out_dir = Path(out_dir)
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
     generator = seed_everything(cfg.seed)

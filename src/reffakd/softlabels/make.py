@@ -2,7 +2,7 @@
 
 ``build_soft_labels`` is the stage the commands run (splits in, an output folder, the engine's options);
 ``make_soft_labels`` is what a user's own script calls: the command line's defaults (the paper preset, a 10-epoch
-autoencoder, seed 0), an output folder only when one is asked for, and never one that exists already.
+autoencoder, seed 0), an output folder only when one is asked for, and never one that holds anything already.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..data import BatchAugment, DataConfig, DataSplits, ImageDataset, channel_s
 from ..engine import OptimConfig, TrainOptions
 from ..engine.distributed import pick_device
 from ..errors import ReffAKDError
-from ..rundir import check_new_run_dir, staged_run_dir
+from ..rundir import check_new_run_dir
 from .artifact import SoftLabels
 from .builder import SoftLabelConfig, build_soft_labels
 from .calibration import Calibration
@@ -90,10 +90,11 @@ def make_soft_labels(
     (``reffakd.data.load_splits``), or ``(images, labels)`` tensors (``splits_from_tensors``, with ``class_names``).
     ``config``: ``default_config(...)``, the command line's defaults, unless given. ``out``: a new folder to keep
     the artifact, the autoencoder, diagnostics and plots in (written as ``OUT.partial`` and renamed at the end; a
-    folder that exists is refused, never overwritten); ``None`` builds in a temporary folder that is removed.
+    folder that holds anything is refused, never written over; an empty one is replaced); ``None`` builds in a
+    temporary folder that is removed.
     """
-    if out is not None:
-        check_new_run_dir(out)
+    if out is not None:  # before the data are loaded (build_soft_labels checks it again)
+        check_new_run_dir(out, empty_ok=True)
     if isinstance(data, str):
         splits = load_splits(DataConfig(dataset=data, data_dir=data_dir), log)
     elif isinstance(data, DataSplits):
@@ -107,6 +108,5 @@ def make_soft_labels(
         with tempfile.TemporaryDirectory(prefix="reffakd-soft-labels-") as tmp:
             soft, _ = build_soft_labels(splits, cfg, Path(tmp) / "soft", options)
         return soft
-    with staged_run_dir(out) as staging:
-        soft, _ = build_soft_labels(splits, cfg, staging, options)
+    soft, _ = build_soft_labels(splits, cfg, out, options)  # written as OUT.partial, renamed at the end
     return soft
