@@ -20,6 +20,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
+from .distillers.registry import cli_catalog
 from .engine.signals import TrainingInterrupted
 from .errors import ReffAKDError
 from .runconfig import COMMANDS, CONFIG_COMMANDS, EXCLUSIVE, ConfigSpec, Resolved, command_options, defaults
@@ -228,9 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif parsed.command == "config":
             show_config(parsed)
         else:
-            from .distillers import methods_table
-
-            print(methods_table())
+            print(cli_catalog()["table"])
     except ReffAKDError as exc:
         print(f"reffakd: error: {as_flags(exc)}", file=sys.stderr)
         return 1

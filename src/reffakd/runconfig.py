@@ -13,18 +13,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .data import DataConfig
-from .deploy.network import INPUT_KINDS, OUTPUT_KINDS
-from .distillers import method_choices, parameter_fields, parameter_help
+from .deploy.kinds import INPUT_KINDS, OUTPUT_KINDS
+from .distillers.registry import cli_catalog
 from .engine.optim import STUDENT_SCHEDULE, OptimConfig
 from .engine.speed import AMP_MODES, COMPILE_MODES, SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .recipes import recipe_names
 from .settings import Option, opt, options
-from .softlabels import SoftLabelConfig
 from .spec import RunSpec, SoftLabelSpec, soft_label_config
+
+if TYPE_CHECKING:
+    from .softlabels import SoftLabelConfig
 
 T = TypeVar("T")
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
@@ -103,7 +105,7 @@ class Student:
 class TrainInputs:
     method: str = opt(
         "ce", "training method: a named one or a loss form with a source, FORM+SOURCE (`reffakd methods`, "
-        "docs/METHODS.md)", choices=method_choices, metavar="METHOD",
+        "docs/METHODS.md)", choices=lambda: cli_catalog()["choices"], metavar="METHOD",
     )  # fmt: skip
     soft_labels: str | None = opt(
         None, "soft_labels.safetensors made by `reffakd softlabels` (methods whose soft targets are autoencoder "
@@ -189,11 +191,9 @@ class Group:
 
 def method_options() -> list[Option]:
     """One flag per parameter name of any registered method, typed and explained from the registry."""
-    out = []
-    for key, uses in parameter_fields().items():
-        p = uses[0][1]
-        out.append(Option(key, key, p.type, p.type, True, None, parameter_help(key), p.short, None, False, None))
-    return out
+    types = {"int": int, "float": float}
+    return [Option(key, key, types[p["type"]], types[p["type"]], True, None, p["help"], p["short"], None, False, None)
+            for key, p in cli_catalog()["params"].items()]  # fmt: skip
 
 
 OUT = Group("output", "output", Output)
@@ -525,7 +525,7 @@ def _axis(text: str) -> tuple[str, list[Any]]:
 
 def _methods_taking(methods: Any, keys: list[str]) -> list[str]:
     """The running methods that take every varied method parameter (optimiser keys apply to every method)."""
-    from .distillers import get_method
+    from .distillers import get_method, parameter_fields
 
     if not isinstance(methods, list):
         return methods

@@ -4,26 +4,15 @@ Above the data, models and measurement floor, beside the engine: it reads checkp
 never trains.
 """
 
-from .bench import bench_table, measure_subject, subjects
-from .export import export_checkpoint, read_info
-from .network import INPUT_KINDS, OUTPUT_KINDS, Deployable, TrainedNetwork, load_network, preprocessing
-from .predict import Prediction, format_prediction, open_classifier, predict_images, write_csv
+from ..lazy import exports
 
-__all__ = [
-    "INPUT_KINDS",
-    "OUTPUT_KINDS",
-    "Deployable",
-    "Prediction",
-    "TrainedNetwork",
-    "bench_table",
-    "export_checkpoint",
-    "format_prediction",
-    "load_network",
-    "measure_subject",
-    "open_classifier",
-    "predict_images",
-    "preprocessing",
-    "read_info",
-    "subjects",
-    "write_csv",
-]
+__all__, __getattr__ = exports(
+    __name__,
+    {
+        "bench": "bench_table measure_subject subjects",
+        "export": "export_checkpoint read_info",
+        "kinds": "INPUT_KINDS OUTPUT_KINDS",
+        "network": "Deployable TrainedNetwork load_network preprocessing",
+        "predict": "Prediction format_prediction open_classifier predict_images write_csv",
+    },
+)
