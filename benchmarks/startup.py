@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--label", default="")
     args = ap.parse_args()
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for name, argv in COMMANDS.items():
+    for argv in COMMANDS.values():
         seconds(argv)  # one untimed run: the files are in the page cache for every timed one
     for _ in range(args.runs):
         for name, argv in COMMANDS.items():
