@@ -355,7 +355,7 @@ print(json.dumps({"codes": codes, "torch": sorted(m for m in sys.modules if m.sp
 def test_the_cli_catalog_is_the_registry() -> None:
     """catalog.json (the registry's names and flags for help without torch) is the registry's own; rewrite it with
     ``REFFAKD_WRITE_CATALOG=1 pytest tests/test_cli.py -k catalog`` after a method, a source or a form changes."""
-    from reffakd.distillers import registry
+    from reffakd.distillers import methods, registry  # noqa: F401  (methods: registers them)
 
     live = registry.catalog()
     if os.environ.get("REFFAKD_WRITE_CATALOG"):
