@@ -7,7 +7,8 @@ the cycle, it does not remove the dependency.
 
 The graph: one node per module, a package's ``__init__`` being the package's own node. ``import a.b``
 and ``from a.b import c`` are edges to ``a.b``, and to ``a.b.c`` instead when ``c`` is a module
-(``from . import dataset``). The parent packages Python imports on the way are not edges: else a
+(``from . import dataset``); a lazy package's ``exports(__name__, {"config": ...})`` is an edge to each module
+it names. The parent packages Python imports on the way are not edges: else a
 package's ``__init__`` importing its submodules would always close a cycle. A submodule that imports
 a name from its own package (``from . import DataSplits``, ``from reffakd.data import ...``) does
 close one, and that is reported.
@@ -48,6 +49,8 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> Iterator[tupl
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "exports":  # a lazy package's names
+            targets = [f"{package}.{key.value}" for key in node.args[1].keys if isinstance(key, ast.Constant)]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 parts = package.split(".")

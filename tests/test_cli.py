@@ -328,6 +328,44 @@ def test_console_entry_point_in_a_subprocess(tmp_path: Path, capsys: pytest.Capt
     assert flag.stderr.startswith("reffakd: error: reffakd train: argument --method: invalid choice: 'dkd-typo'")
 
 
+def test_help_methods_and_argument_errors_import_no_torch() -> None:
+    """``--help`` of every command, ``reffakd methods`` and argument errors import no torch (its import is seconds;
+    ``benchmarks/startup.py`` times them): one subprocess runs them all and lists what of torch it imported."""
+    driver = """
+import contextlib, io, json, sys
+from reffakd.cli import main
+from reffakd.runconfig import COMMANDS
+runs = [["--help"], ["methods"], ["config", "--help"], ["train", "--bogus"], ["train", "--method", "nope"],
+        ["export", "--input", "int8"], *([c, "--help"] for c in COMMANDS)]
+codes = []
+for argv in runs:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            codes.append(main(argv))
+        except SystemExit as exc:
+            codes.append(exc.code)
+print(json.dumps({"codes": codes, "torch": sorted(m for m in sys.modules if m.split(".")[0] == "torch")}))
+"""
+    done = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout)
+    assert result["torch"] == []
+    assert result["codes"][:6] == [0, 0, 0, 1, 1, 1] and set(result["codes"][6:]) == {0}
+
+
+def test_the_cli_catalog_is_the_registry() -> None:
+    """catalog.json (the registry's names and flags for help without torch) is the registry's own; rewrite it with
+    ``REFFAKD_WRITE_CATALOG=1 pytest tests/test_cli.py -k catalog`` after a method, a source or a form changes."""
+    from reffakd.distillers import methods, registry  # noqa: F401  (methods: registers them)
+
+    live = registry.catalog()
+    if os.environ.get("REFFAKD_WRITE_CATALOG"):
+        registry.CATALOG.write_text(json.dumps(live, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    stored = json.loads(registry.CATALOG.read_text(encoding="utf-8"))
+    assert stored == live, "src/reffakd/distillers/catalog.json is stale: " + (
+        test_the_cli_catalog_is_the_registry.__doc__ or ""
+    )
+
+
 # --------------------------------------------------------------------------- interrupt, resume, torchrun
 
 

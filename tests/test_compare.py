@@ -552,9 +552,9 @@ def test_cuda_graph_refuses_an_unrecordable_method_before_anything_is_made(
 ) -> None:
     """Past the device check (emulated: no CUDA here), a method whose step does host work is refused in one line
     before the soft labels or the teacher are made; one whose DKD warm-up is only a tuning point is found too."""
-    from reffakd.engine import speed
+    from reffakd.engine import cudagraph
 
-    monkeypatch.setattr(speed, "check_device", lambda device: None)
+    monkeypatch.setattr(cudagraph, "check_device", lambda device: None)
     out = tmp_path / "cmp"
     assert main(compare_argv(out, fake_fmnist, "--methods", "ce,reffakd,kd", "--cuda-graph")) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -574,9 +574,9 @@ def test_cuda_graph_check_builds_every_recordable_method_around_stand_ins(fake_f
     for every method whose step is device work alone, and nothing is made."""
     from reffakd.compare import check_speed
     from reffakd.data import DataConfig, load_splits
-    from reffakd.engine import speed
+    from reffakd.engine import cudagraph
 
-    monkeypatch.setattr(speed, "check_device", lambda device: None)
+    monkeypatch.setattr(cudagraph, "check_device", lambda device: None)
     splits = load_splits(DataConfig(data_dir=str(fake_fmnist), download=False, val_size=100), lambda line: None)
     methods = ["ce", "ls", "tfkd-reg", "reffakd", "reffakd-instance", "dkd-aesl"]
     spec = RunSpec.from_dict(

@@ -20,7 +20,7 @@ from reffakd.data import BatchAugment
 from reffakd.data.dataset import Split
 from reffakd.data.loader import TensorBatches
 from reffakd.distillers import build_distiller
-from reffakd.engine import FitBatches, OptimConfig, TrainOptions, cudagraph, fit, speed
+from reffakd.engine import FitBatches, OptimConfig, TrainOptions, cudagraph, fit
 from reffakd.engine.speed import SpeedOptions
 from reffakd.engine.task import Step
 from reffakd.softlabels import SoftLabels
@@ -87,7 +87,7 @@ def _fit(tmp_path, name, cuda_graph, monkeypatch, method="ce", loader=False, mil
     distiller = build_distiller(method, _student(), num_classes=3, **build)
     emulated = None
     if cuda_graph:
-        monkeypatch.setattr(speed, "check_device", lambda device: None)
+        monkeypatch.setattr(cudagraph, "check_device", lambda device: None)
         original = torch.optim.SGD.__init__
 
         def sgd_init(opt, *a, **k):  # the emulation must see the optimiser the loop builds
@@ -229,7 +229,7 @@ def test_each_method_says_whether_its_step_can_be_recorded() -> None:
 
 
 def test_fit_refuses_a_step_it_cannot_record_in_one_line(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(speed, "check_device", lambda device: None)
+    monkeypatch.setattr(cudagraph, "check_device", lambda device: None)
     distiller = build_distiller("ols", _student(), num_classes=3, num_samples=16)
     batch = (torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,)))
     with pytest.raises(ReffAKDError, match="^cuda_graph cannot record this training step: ols keeps host-side"):
@@ -255,7 +255,7 @@ def test_train_refuses_a_method_it_cannot_record_before_writing(tmp_path, capsys
     """Past the device check (emulated here), a method whose step does host work is refused, named, with no folder."""
     from reffakd.cli import main
 
-    monkeypatch.setattr(speed, "check_device", lambda device: None)
+    monkeypatch.setattr(cudagraph, "check_device", lambda device: None)
     out = tmp_path / "out"
     code = main(["train", "--out", str(out), "--method", "ols", "--cuda-graph", "--device", "cpu",
                  "--data-dir", str(fake_fmnist), "--no-download", "--epochs", "1", "--no-progress"])  # fmt: skip
@@ -296,7 +296,7 @@ def test_compare_with_cuda_graph_trains_the_weights_of_an_eager_compare(tmp_path
         emulated.optimizers.append(self.optimizer)
         return original(self)
 
-    monkeypatch.setattr(speed, "check_device", lambda device: None)
+    monkeypatch.setattr(cudagraph, "check_device", lambda device: None)
     monkeypatch.setattr(_Fit, "_step_graph", step_graph)
     monkeypatch.setattr(cudagraph, "side_stream_call", emulated.side_stream_call)
     monkeypatch.setattr(cudagraph, "record", emulated.record)

@@ -20,6 +20,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
+from .distillers.registry import cli_catalog
 from .engine.signals import TrainingInterrupted
 from .errors import ReffAKDError
 from .io import usable_streams
@@ -115,20 +116,18 @@ def parse_command(argv: Sequence[str], require: bool = True) -> Resolved | argpa
     return resolved
 
 
-def config_text(cfg: Resolved, spec: Any = None) -> str:
-    """The resolved config as YAML, headed by the command that produced it (comments: ignored when read back)."""
+def config_text(cfg: Resolved, checked: Any = None) -> str:
+    """The resolved config as YAML (``checked``: what ``check_command`` returned, compare's and sweep's spec), headed
+    by the command that produced it (comments: ignored when read back)."""
     from .runconfig import resolved_config
 
-    again = (
-        "the same out: resumes"
-        if cfg.command in ("compare", "sweep")
-        else "give --out NEW: a run folder is never reused"
-    )
+    spec = cfg.command in ("compare", "sweep")
+    again = "the same out: resumes" if spec else "give --out NEW: a run folder is never reused"
     header = [
         f"reffakd {__version__}: resolved config of `reffakd {shlex.join(cfg.argv)}`",
         f"run it again with: reffakd {cfg.command} --config THIS_FILE ({again})",
     ]
-    return to_yaml(resolved_config(cfg, spec), header)
+    return to_yaml(resolved_config(cfg, checked if spec else None), header)
 
 
 def run(cfg: Resolved) -> int:
@@ -138,7 +137,7 @@ def run(cfg: Resolved) -> int:
     from .runconfig import check_command
 
     checked = check_command(cfg)  # the command's spec (softlabels: its soft-label config), validated
-    text = config_text(cfg, checked if cfg.command in ("compare", "sweep") else None)
+    text = config_text(cfg, checked)
     with plots_off(bool(cfg.values.get("no_plots"))):  # commands that draw nothing have no --no-plots
         return commands.HANDLERS[cfg.command](cfg, text, checked) or 0
 
@@ -157,8 +156,7 @@ def show_config(args: argparse.Namespace) -> None:
         )
     inner = parse_command(args.rest, require=False)
     assert isinstance(inner, Resolved)
-    checked = check_command(inner)
-    print(config_text(inner, checked if inner.command in ("compare", "sweep") else None), end="")
+    print(config_text(inner, check_command(inner)), end="")
 
 
 def as_flags(exc: ReffAKDError) -> str:
@@ -232,9 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif parsed.command == "config":
             show_config(parsed)
         else:
-            from .distillers import methods_table
-
-            print(methods_table())
+            print(cli_catalog()["table"])
     except ReffAKDError as exc:
         print(f"reffakd: error: {as_flags(exc)}", file=sys.stderr)
         return 1

@@ -13,20 +13,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from .data import DataConfig
-from .deploy.network import INPUT_KINDS, OUTPUT_KINDS
-from .distillers import method_choices, parameter_fields, parameter_help
+from .deploy.kinds import INPUT_KINDS, OUTPUT_KINDS
+from .distillers.registry import cli_catalog
 from .engine.optim import STUDENT_SCHEDULE, OptimConfig
 from .engine.speed import AMP_MODES, COMPILE_MODES, SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .recipes import recipe_names
 from .settings import Option, opt, options
-from .softlabels import SoftLabelConfig
 from .spec import RunSpec, SoftLabelSpec, soft_label_config
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from .softlabels import SoftLabelConfig
+
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
 
 
@@ -103,7 +104,7 @@ class Student:
 class TrainInputs:
     method: str = opt(
         "ce", "training method: a named one or a loss form with a source, FORM+SOURCE (`reffakd methods`, "
-        "docs/METHODS.md)", choices=method_choices, metavar="METHOD",
+        "docs/METHODS.md)", choices=lambda: cli_catalog()["choices"], metavar="METHOD",
     )  # fmt: skip
     soft_labels: str | None = opt(
         None, "soft_labels.safetensors made by `reffakd softlabels` (methods whose soft targets are autoencoder "
@@ -199,11 +200,9 @@ class Group:
 
 def method_options() -> list[Option]:
     """One flag per parameter name of any registered method, typed and explained from the registry."""
-    out = []
-    for key, uses in parameter_fields().items():
-        p = uses[0][1]
-        out.append(Option(key, key, p.type, p.type, True, None, parameter_help(key), p.short, None, False, None))
-    return out
+    types = {"int": int, "float": float}
+    return [Option(key, key, types[p["type"]], types[p["type"]], True, None, p["help"], p["short"], None, False, None)
+            for key, p in cli_catalog()["params"].items()]  # fmt: skip
 
 
 OUT = Group("output", "output", Output)
@@ -391,51 +390,23 @@ class ConfigSpec:
     after_spec: bool
 
 
-class GroupView(Generic[T]):
-    """One group of a command's options as its typed object (``Resolved.data``: a ``DataConfig``), built when read;
-    a group whose values default to unset (compare's) is the mapping of the keys given."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, cfg: Resolved, owner: type | None = None) -> T:
-        return cfg.group(self.name)
-
-
 @dataclass
 class Resolved:
-    """A command's configuration, typed: one attribute per group, built from the flat key -> value mapping."""
+    """A command's configuration, typed: each group of its options (``Group.name``) is an attribute, built from the
+    flat key -> value mapping and validated when read (``cfg.data``: a ``DataConfig``; a group whose values default
+    to unset, compare's, is the mapping of the keys given)."""
 
     command: str
     values: dict[str, Any]  # every key's final value: what config.yaml records
     argv: list[str] = field(default_factory=list)  # the command line, for the header of config.yaml
     config_spec: ConfigSpec | None = None  # compare, sweep: spec sections given in --config
 
-    # The groups (``Group.name``) of the commands that have them.
-    output = GroupView[Output]()
-    console = GroupView[Console]()
-    data = GroupView[DataConfig]()
-    engine = GroupView[EngineOptions]()
-    soft = GroupView[SoftLabelSpec]()
-    ae_optim = GroupView[OptimConfig]()
-    student = GroupView[Student]()
-    seed = GroupView[Seed]()
-    optim = GroupView[OptimConfig]()
-    method_params = GroupView[dict[str, Any]]()
-    inputs = GroupView[TrainInputs]()
-    compare = GroupView[CompareOptions]()
-    cost = GroupView[CostOptions]()
-    evaluate = GroupView[EvaluateOptions]()
-    export = GroupView[ExportOptions]()
-    predict = GroupView[PredictOptions]()
-    bench = GroupView[BenchOptions]()
-
-    def group(self, name: str) -> Any:
-        """The group ``name`` of this command, built and validated."""
-        for g in COMMANDS[self.command][1]:
+    def __getattr__(self, name: str) -> Any:
+        command = self.__dict__.get("command")
+        for g in COMMANDS[command][1] if command in COMMANDS else ():
             if g.name == name:
                 return self._build(g)
-        raise AttributeError(f"reffakd {self.command} has no {name} options")
+        raise AttributeError(f"reffakd {command} has no {name} options")
 
     def _build(self, g: Group) -> Any:
         opts = g.options()
@@ -539,7 +510,7 @@ def _axis(text: str) -> tuple[str, list[Any]]:
 
 def _methods_taking(methods: Any, keys: list[str]) -> list[str]:
     """The running methods that take every varied method parameter (optimiser keys apply to every method)."""
-    from .distillers import get_method
+    from .distillers import get_method, parameter_fields
 
     if not isinstance(methods, list):
         return methods

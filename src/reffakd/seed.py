@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: configurations check seeds without it
+    import torch
 
 MAX_SEED = 2**63 - 1  # torch takes seeds as 64-bit integers; larger ones failed deep inside a run
 
@@ -20,6 +21,9 @@ def check_seed(seed: int, name: str = "seed") -> None:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a CPU generator for data order and augmentation."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

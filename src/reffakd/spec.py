@@ -17,28 +17,22 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import distillers  # its names load on first use: the command line's parser reads this module without torch
 from .data import DataConfig
-from .distillers import TEACHER as TEACHER_SOURCE
-from .distillers import (
-    default_methods,
-    get_method,
-    method_names,
-    parameter_types,
-    restructures_soft_labels,
-    tuning_grid,
-)
 from .engine import OptimConfig
 from .engine.optim import STUDENT_SCHEDULE
 from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
-from .pipeline import StudentConfig
 from .seed import check_seed
 from .settings import check_types, deprecated, is_number, opt, yaml_hint
-from .softlabels import Calibration, SoftLabelConfig
 from .softlabels.calibration import PRESETS as SOFT_LABEL_PRESETS
 from .softlabels.structure import STRUCTURES
+
+if TYPE_CHECKING:
+    from .pipeline import StudentConfig
+    from .softlabels import SoftLabelConfig
 
 GRID_KEYS = ("methods", "params")
 # What a grid may vary: any method parameter (the registry's, ``parameter_types``), and the student's
@@ -52,7 +46,7 @@ OPTIM_GRID_TYPES: dict[str, type] = {
 
 def grid_key_types() -> dict[str, type]:
     """Every key a grid may vary -> the type of its values (int, float, or str for names)."""
-    return {**parameter_types(), **OPTIM_GRID_TYPES}
+    return {**distillers.parameter_types(), **OPTIM_GRID_TYPES}
 
 
 def _value_text(value: Any) -> str:
@@ -202,7 +196,7 @@ class GridSpec:
                 f"{where}: grid methods must be a non-empty list of distinct method names, got {g['methods']!r}"
             )
         for m in g["methods"]:
-            get_method(m)
+            distillers.get_method(m)
         if not isinstance(g["params"], dict) or not g["params"]:
             raise ReffAKDError(
                 f"{where}: grid params must map keys to lists of values, e.g. "
@@ -295,7 +289,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
 def _is_method(name: Any) -> bool:
     """A registered method or a valid FORM+SOURCE combination."""
     try:
-        get_method(name)
+        distillers.get_method(name)
     except ReffAKDError:
         return False
     return True
@@ -334,7 +328,7 @@ class RunSpec:
     """Everything a comparison runs; saved as ``spec.json`` in its folder."""
 
     # every registered method in report order, but the -semi ones (``default_methods``)
-    methods: list[str] = field(default_factory=default_methods)
+    methods: list[str] = field(default_factory=lambda: distillers.default_methods())
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     data: dict[str, Any] = field(default_factory=lambda: asdict(DataConfig()))
     student: dict[str, Any] = field(
@@ -394,9 +388,10 @@ class RunSpec:
 
     def _validate(self, where: str) -> None:
         if not self.methods or not all(isinstance(m, str) for m in self.methods):
-            raise ReffAKDError(f"{where}: methods must be a non-empty list of names from: {', '.join(method_names())}")
+            names = ", ".join(distillers.method_names())
+            raise ReffAKDError(f"{where}: methods must be a non-empty list of names from: {names}")
         for m in self.methods:
-            get_method(m)
+            distillers.get_method(m)
         if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
             raise ReffAKDError(f"{where}: seeds must be a non-empty list of integers, got {self.seeds!r}")
         for s in self.seeds:
@@ -459,7 +454,7 @@ class RunSpec:
                 f"{where}: a given soft_labels path serves either the semi-supervised methods "
                 f"({', '.join(sorted(self.soft_label_methods(semi=True)))}) or the others, not both; run them apart"
             )
-        restructuring = sorted(m for m in self.soft_label_methods() if restructures_soft_labels(m))
+        restructuring = sorted(m for m in self.soft_label_methods() if distillers.restructures_soft_labels(m))
         if restructuring and self.soft_labels.structure != "similarity":
             raise ReffAKDError(
                 f"{where}: methods {', '.join(restructuring)} apply their own structure to the soft labels; leave "
@@ -473,7 +468,7 @@ class RunSpec:
         parameters train the same runs twice and pair them as if they were two methods: refused by what runs."""
         seen: dict[tuple[Any, ...], str] = {}
         for m in self.methods:
-            method = get_method(m)
+            method = distillers.get_method(m)
             if method.form is None:  # a method of its own (ce, ls): its name is what runs
                 continue
             params = asdict(method.parameters(self.method_params.get(m, {})))
@@ -493,7 +488,7 @@ class RunSpec:
             return
         methods, axes, points = self.grid.methods, self.grid.params, self.grid.points()
         for m in self.methods:
-            run = get_method(m).source.same_seed_run
+            run = distillers.get_method(m).source.same_seed_run
             if run is not None and run in methods:
                 raise ReffAKDError(
                     f"{where}: {m} distils the plain {run} run of its seed; leave {run} out of the grid methods"
@@ -554,9 +549,9 @@ class RunSpec:
         A method that distils another run of its seed (tfkd-self) is not tuned: its trials would need that
         run's trials too. A method with nothing to vary has no trials and runs with its defaults.
         """
-        if self.tune is None or get_method(method).source.same_seed_run is not None:
+        if self.tune is None or distillers.get_method(method).source.same_seed_run is not None:
             return []
-        axes = {**tuning_grid(method), **(self.tune.params or {})}
+        axes = {**distillers.tuning_grid(method), **(self.tune.params or {})}
         if not axes:
             return []
         points = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
@@ -580,16 +575,13 @@ class RunSpec:
 
     def teacher_methods(self) -> set[str]:
         """The methods that distil the comparison's one teacher network (not a run of their own seed)."""
-        return {m for m in self.methods if get_method(m).source == TEACHER_SOURCE}
+        return {m for m in self.methods if distillers.get_method(m).source == distillers.TEACHER}
 
     def soft_label_methods(self, semi: bool | None = None) -> set[str]:
         """The methods that train against the comparison's soft-label artifact (``semi``: only those that need, or
         only those that must not have, an autoencoder also trained on unlabelled images; ``None``: both)."""
-        return {
-            m
-            for m in self.methods
-            if get_method(m).needs == "soft_labels" and (semi is None or get_method(m).source.semi == semi)
-        }
+        kinds = {m: distillers.get_method(m).source for m in self.methods}
+        return {m for m, k in kinds.items() if k.input == "soft_labels" and (semi is None or k.semi == semi)}
 
     @staticmethod
     def optim(section: dict[str, Any], what: str) -> OptimConfig:
@@ -622,11 +614,13 @@ class RunSpec:
         A point that sets epochs drops the section's milestones for the default fractions.
         """
         point = dict(point or {})
-        names = parameter_types()
+        names = distillers.parameter_types()
         params = {**self.method_params.get(method, {}), **{k: v for k, v in point.items() if k in names}}
         student = {**self.student, **{k: v for k, v in point.items() if k in OPTIM_GRID_TYPES}}
         if "epochs" in point:
             student["milestones"] = None
+        from .pipeline import StudentConfig
+
         cfg = StudentConfig(method, student.get("model", "lenet5"), self.optim(student, "student"), seed, params)
         cfg.method_params()
         return cfg
@@ -644,13 +638,14 @@ class RunSpec:
         joins the comparison when it is not in it)."""
         methods = list(self.methods)
         for m in list(methods):
-            run = get_method(m).source.same_seed_run
+            run = distillers.get_method(m).source.same_seed_run
             if run is not None and run not in methods:
                 methods.insert(0, run)
-        first = {get_method(m).source.same_seed_run for m in methods} | {
-            m for m in methods if get_method(m).role == "baseline"
+        registered = {m: distillers.get_method(m) for m in methods}
+        first = {r.source.same_seed_run for r in registered.values()} | {
+            m for m, r in registered.items() if r.role == "baseline"
         }
-        return sorted(methods, key=lambda m: (get_method(m).source.same_seed_run is not None, m not in first))
+        return sorted(methods, key=lambda m: (registered[m].source.same_seed_run is not None, m not in first))
 
     def run_items(self, tuned: Mapping[str, Mapping[str, Any]] | None = None) -> list[RunItem]:
         """Every run in ``method_order``, each method over the seeds, a grid method expanded to its variants.
@@ -705,6 +700,8 @@ def soft_label_config(section: SoftLabelSpec | Mapping[str, Any], dataset: str) 
     target own-class probability and back."""
     if not isinstance(section, SoftLabelSpec):
         section = SoftLabelSpec.read(dict(section), "soft_label_config")
+    from .softlabels import Calibration, SoftLabelConfig
+
     cal = Calibration.preset(section.preset, dataset)
     if section.boost is not None:
         cal.diagonal_boost = section.boost

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..settings import opt
-from .budget import LabelBudget, describe_budget
-from .dataset import DataSplits, split_train_val
-from .registry import load_dataset
+
+if TYPE_CHECKING:
+    from .budget import LabelBudget
+    from .dataset import DataSplits
 
 MAX_IMAGE_SIZE = 1024  # the largest square side a loader resizes to (and a checkpoint may ask for)
 MAX_CROP_PAD = 64
@@ -55,6 +56,8 @@ class DataConfig:
 
     def label_budget(self) -> LabelBudget | None:
         """The labelled budget these options ask for (``None``: every training image is labelled)."""
+        from .budget import LabelBudget
+
         if self.labels_per_class is None and self.label_fraction is None:
             return None
         return LabelBudget(self.labels_per_class, self.label_fraction, self.label_seed)
@@ -95,6 +98,10 @@ class DataConfig:
 def load_splits(cfg: DataConfig, log: Callable[[str], None] = print) -> DataSplits:
     """Load the dataset and carve the seeded validation split (its seed is fixed per run, not per student),
     then the labelled subset when a budget is asked for."""
+    from .budget import describe_budget
+    from .dataset import split_train_val
+    from .registry import load_dataset
+
     budget = cfg.label_budget()  # its mistakes are found before the dataset is read
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download, **cfg.loader_options())
     log(

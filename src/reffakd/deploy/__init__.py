@@ -4,28 +4,16 @@ Above the data, models and measurement floor, beside the engine: it reads checkp
 never trains.
 """
 
-from .bench import bench_table, measure_subject, subjects
-from .export import export_checkpoint
-from .model import DeployedModel, open_model, read_info
-from .network import INPUT_KINDS, OUTPUT_KINDS, Deployable, TrainedNetwork, load_network, preprocessing
-from .predict import Prediction, format_prediction, predict_images, write_csv
+from ..lazy import exports
 
-__all__ = [
-    "INPUT_KINDS",
-    "OUTPUT_KINDS",
-    "Deployable",
-    "DeployedModel",
-    "Prediction",
-    "TrainedNetwork",
-    "bench_table",
-    "export_checkpoint",
-    "format_prediction",
-    "load_network",
-    "measure_subject",
-    "open_model",
-    "predict_images",
-    "preprocessing",
-    "read_info",
-    "subjects",
-    "write_csv",
-]
+__all__, __getattr__ = exports(
+    __name__,
+    {
+        "bench": "bench_table measure_subject subjects",
+        "export": "export_checkpoint",
+        "kinds": "INPUT_KINDS OUTPUT_KINDS",
+        "model": "DeployedModel open_model read_info",
+        "network": "Deployable TrainedNetwork load_network preprocessing",
+        "predict": "Prediction format_prediction predict_images write_csv",
+    },
+)

@@ -21,6 +21,7 @@ from ..errors import ReffAKDError
 from ..models import ConvAutoencoder, load_checkpoint
 from ..models.checkpoint import build_model, check_state
 from ..version import __version__
+from .kinds import INPUT_KINDS, OUTPUT_KINDS
 
 
 def import_onnxruntime() -> Any:
@@ -33,8 +34,6 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-INPUT_KINDS = ("uint8", "float")  # uint8 pixels 0..255, or float pixels in [0, 1]
-OUTPUT_KINDS = ("logits", "probabilities")
 PREPROCESSING_VERSION = 2
 
 

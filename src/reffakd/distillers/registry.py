@@ -12,17 +12,20 @@ reported without an edit anywhere else.
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import torch.nn as nn
 
 from ..errors import ReffAKDError
 from .params import NoParams, ParamInfo, Params
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch-free: the command line reads the registry's names (``cli_catalog``) without torch
+    import torch.nn as nn
+
     from ..data import DataSplits
     from ..softlabels.artifact import SoftLabels
     from ..sources import SoftTargetSource
@@ -94,7 +97,7 @@ class BuildContext:
     data: DataSplits | None = None  # the run's splits, for a source made from the labelled images (a network's table)
 
 
-Builder = Callable[[nn.Module, Any, "SoftTargetSource | None", BuildContext], "Distiller"]
+Builder = Callable[["nn.Module", Any, "SoftTargetSource | None", BuildContext], "Distiller"]
 
 
 @dataclass(frozen=True)
@@ -487,3 +490,23 @@ def forms_table() -> str:
             cells.append("refused" if f.refuses(src) else (", ".join(named) if named else "yes"))
         rows.append(f"| `{f.name}` | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+CATALOG = Path(__file__).with_name("catalog.json")
+
+
+def catalog() -> dict[str, Any]:
+    """What the command line shows of the registry: ``--method``'s choices, one flag per method parameter (its type,
+    help and short flag) and ``reffakd methods``' tables."""
+    params = {key: {"type": uses[0][1].type.__name__, "help": parameter_help(key), "short": uses[0][1].short}
+              for key, uses in parameter_fields().items()}  # fmt: skip
+    return {"choices": method_choices(), "params": params, "table": methods_table()}
+
+
+def cli_catalog() -> dict[str, Any]:
+    """``catalog()`` without importing torch, for help and argument errors: catalog.json, written from the registry (a
+    test fails when the two differ), until the methods are imported; then the registry itself (a method registered
+    at run time has its flag)."""
+    if f"{__package__}.methods" in sys.modules:
+        return catalog()
+    return typing.cast(dict[str, Any], json.loads(CATALOG.read_text(encoding="utf-8")))

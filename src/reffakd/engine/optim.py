@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ReffAKDError
 from ..settings import opt
+
+if TYPE_CHECKING:
+    import torch
 
 SCHEDULES = ("multistep", "cosine")
 # A student's default: cosine beat the steps for LeNet-5 on Fashion-MNIST with every label and with 100 per class
@@ -69,11 +70,15 @@ class OptimConfig:
 
 
 def build_optimizer(params: Any, cfg: OptimConfig) -> torch.optim.SGD:
+    import torch
+
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> torch.optim.lr_scheduler.LRScheduler:
     """Stepped once per epoch."""
+    import torch
+
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.resolved_milestones(), gamma=cfg.gamma)

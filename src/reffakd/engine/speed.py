@@ -11,13 +11,13 @@ import contextlib
 import functools
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ReffAKDError
-from .cudagraph import check_device
+
+if TYPE_CHECKING:  # torch is imported where it is used: the command line reads these options without it
+    import torch
+    import torch.nn as nn
 
 AMP_MODES = ("none", "bf16", "fp16")
 # torch.compile's modes: reduce-overhead replays each step's kernels as a CUDA graph, which is what small models on
@@ -41,6 +41,10 @@ class SpeedOptions:
 
     def validate(self, device: torch.device) -> None:
         """``check`` and what ``device`` (and this installation) can honour."""
+        import torch
+
+        from .cudagraph import check_device
+
         self.check()
         if self.amp == "fp16" and device.type != "cuda":
             raise ReffAKDError(f"amp fp16 needs a CUDA device, not {device}; use amp bf16 on CPU", params=("amp",))
@@ -92,6 +96,8 @@ class SpeedOptions:
     def autocast(self, device: torch.device) -> AbstractContextManager[Any]:
         if self.amp == "none":
             return contextlib.nullcontext()
+        import torch
+
         # A recorded graph keeps no autocast cache of cast weights across replays (torch.cuda.graphs' advice).
         return torch.autocast(
             device_type=device.type,
@@ -103,10 +109,14 @@ class SpeedOptions:
         """A gradient scaler for fp16 (its small range underflows gradients); None otherwise."""
         if self.amp != "fp16":
             return None
+        import torch
+
         return torch.amp.GradScaler(device.type)
 
     def prepare_model(self, model: nn.Module) -> None:
         """In place: channels-last weights, then a compiled forward (the module and its state_dict keys stay)."""
+        import torch
+
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         if self.compile:
@@ -114,6 +124,8 @@ class SpeedOptions:
 
     def prepare_input(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last and images.dim() == 4:
+            import torch
+
             return images.contiguous(memory_format=torch.channels_last)
         return images
 
@@ -128,6 +140,8 @@ def _first_line(exc: BaseException) -> str:
 
 @functools.cache
 def _compile_probe(device_type: str) -> str | None:
+    import torch
+
     try:
         fn = torch.compile(lambda x: torch.relu(x) * 2.0 + 1.0)
         fn(torch.randn(4, 4, device=device_type))

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ReffAKDError
-from .similarity import similarity_to_soft_labels, temperature_for_own_probability
-from .structure import check_structure, restructure
+from .structure import check_structure
+
+if TYPE_CHECKING:  # torch is imported where it is used: the command line reads PRESETS without it
+    import torch
 
 # Notebook diagonal boosts per dataset; other datasets use the CIFAR value.
 PAPER_DIAGONAL_BOOST = {"fashion-mnist": 0.008, "cifar100": 0.0225, "tiny-imagenet": 0.0225}
@@ -71,6 +71,8 @@ class Calibration:
         check_structure(self.structure)
 
     def resolve_temperature(self, similarity: torch.Tensor) -> float:
+        from .similarity import temperature_for_own_probability
+
         self.validate()
         if self.temperature is not None:
             return self.temperature
@@ -79,6 +81,9 @@ class Calibration:
 
     def apply(self, similarity: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Soft labels and the temperature used."""
+        from .similarity import similarity_to_soft_labels
+        from .structure import restructure
+
         tau = self.resolve_temperature(similarity)
         soft = similarity_to_soft_labels(similarity, self.diagonal_boost, tau)
         if self.equalize_own:
@@ -102,6 +107,8 @@ def with_own_probability(soft_labels: torch.Tensor, own: float) -> torch.Tensor:
 
     The non-target distribution of each row (what DKD calls NCKD's target) is unchanged.
     """
+    import torch
+
     c = soft_labels.shape[0]
     eye = torch.eye(c, dtype=torch.bool, device=soft_labels.device)
     off = soft_labels.masked_fill(eye, 0.0)

@@ -15,9 +15,12 @@ smoothing does that). These functions change one part and keep the other:
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import ReffAKDError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the command line reads STRUCTURES without it
+    import torch
 
 STRUCTURES = ("similarity", "shuffled", "uniform")
 
@@ -31,16 +34,22 @@ def check_structure(structure: str) -> None:
 
 def _other_columns(own_column: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(N, C - 1): each row's columns other than its own-class column, in column order."""
+    import torch
+
     steps = torch.arange(num_classes - 1, device=own_column.device).expand(own_column.shape[0], -1)
     return steps + (steps >= own_column.unsqueeze(1)).long()
 
 
 def _own_column(rows: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
     """Each row's own-class column: ``labels`` for per-image rows, the diagonal for a (C, C) class table."""
+    import torch
+
     return torch.arange(rows.shape[0], device=rows.device) if labels is None else labels.long().to(rows.device)
 
 
 def _assemble(own: torch.Tensor, off: torch.Tensor, columns: torch.Tensor, own_column: torch.Tensor) -> torch.Tensor:
+    import torch
+
     out = torch.empty(off.shape[0], off.shape[1] + 1, dtype=off.dtype, device=off.device)
     out.scatter_(1, columns, off)
     out.scatter_(1, own_column.unsqueeze(1), own.to(off.dtype).unsqueeze(1))
@@ -54,6 +63,8 @@ def shuffle_off_diagonal(rows: torch.Tensor, seed: int, labels: torch.Tensor | N
     The permutations are the argsort of uniform draws from a CPU generator seeded with ``seed``, one row of draws
     per table row, so the same seed gives the same table on every device.
     """
+    import torch
+
     generator = torch.Generator().manual_seed(int(seed))
     own_column = _own_column(rows, labels)
     columns = _other_columns(own_column, rows.shape[1])
@@ -86,6 +97,8 @@ def restructure(
     proportions (the class similarities for AESL, log-probabilities for a network's class table); needed only with
     ``off_temperature``. With every knob at its default the table is returned unchanged (the same tensor).
     """
+    import torch
+
     check_structure(structure)
     if own is None and off_temperature is None and structure == "similarity":
         return table
