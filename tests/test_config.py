@@ -122,7 +122,7 @@ def test_every_option_is_a_key_and_a_new_field_is_one_too(
     monkeypatch.setitem(COMMANDS, "train", (COMMANDS["train"][0], [*COMMANDS["train"][1], Group("extra", "x", Extra)]))
     assert parse_command(["train", "--brand-new", "2"], require=False).values["brand_new"] == 2
     cfg = write_yaml(tmp_path / "c.yaml", {"brand_new": 2})
-    assert parse_command(["train", "--config", str(cfg)], require=False).extra.brand_new == 2
+    assert parse_command(["train", "--config", str(cfg)], require=False).group("extra").brand_new == 2
     write_yaml(cfg, {"brand_new": 3})
     with pytest.raises(Exception, match="key 'brand_new': invalid choice 3"):
         parse_command(["train", "--config", str(cfg)], require=False)

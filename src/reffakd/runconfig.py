@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .data import DataConfig
 from .deploy.kinds import INPUT_KINDS, OUTPUT_KINDS
@@ -28,6 +28,7 @@ from .spec import RunSpec, SoftLabelSpec, soft_label_config
 if TYPE_CHECKING:
     from .softlabels import SoftLabelConfig
 
+T = TypeVar("T")
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
 
 
@@ -390,23 +391,51 @@ class ConfigSpec:
     after_spec: bool
 
 
+class GroupView(Generic[T]):
+    """One group of a command's options as its typed object (``Resolved.data``: a ``DataConfig``), built when read;
+    a group whose values default to unset (compare's) is the mapping of the keys given."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, cfg: Resolved, owner: type | None = None) -> T:
+        return cfg.group(self.name)
+
+
 @dataclass
 class Resolved:
-    """A command's configuration, typed: each group of its options (``Group.name``) is an attribute, built from the
-    flat key -> value mapping and validated when read (``cfg.data``: a ``DataConfig``; a group whose values default
-    to unset, compare's, is the mapping of the keys given)."""
+    """A command's configuration, typed: one attribute per group, built from the flat key -> value mapping."""
 
     command: str
     values: dict[str, Any]  # every key's final value: what config.yaml records
     argv: list[str] = field(default_factory=list)  # the command line, for the header of config.yaml
     config_spec: ConfigSpec | None = None  # compare, sweep: spec sections given in --config
 
-    def __getattr__(self, name: str) -> Any:
-        command = self.__dict__.get("command")
-        for g in COMMANDS[command][1] if command in COMMANDS else ():
+    # The groups (``Group.name``) of the commands that have them.
+    output = GroupView[Output]()
+    console = GroupView[Console]()
+    data = GroupView[DataConfig]()
+    engine = GroupView[EngineOptions]()
+    soft = GroupView[SoftLabelSpec]()
+    ae_optim = GroupView[OptimConfig]()
+    student = GroupView[Student]()
+    seed = GroupView[Seed]()
+    optim = GroupView[OptimConfig]()
+    method_params = GroupView[dict[str, Any]]()
+    inputs = GroupView[TrainInputs]()
+    compare = GroupView[CompareOptions]()
+    cost = GroupView[CostOptions]()
+    evaluate = GroupView[EvaluateOptions]()
+    export = GroupView[ExportOptions]()
+    predict = GroupView[PredictOptions]()
+    bench = GroupView[BenchOptions]()
+
+    def group(self, name: str) -> Any:
+        """The group ``name`` of this command, built and validated."""
+        for g in COMMANDS[self.command][1]:
             if g.name == name:
                 return self._build(g)
-        raise AttributeError(f"reffakd {command} has no {name} options")
+        raise AttributeError(f"reffakd {self.command} has no {name} options")
 
     def _build(self, g: Group) -> Any:
         opts = g.options()
