@@ -1,12 +1,5 @@
-"""``reffakd`` command line: the parser generated from the run configuration tree, resolved at the boundary.
-
-Every flag comes from a field of ``runconfig``'s dataclasses (or a registered method's parameter
-record); ``--config FILE.yaml`` gives the same keys. Options typed on the command line win over the
-file, which wins over the defaults. The argparse namespace never leaves this module: commands get
-a typed ``runconfig.Resolved``. User mistakes (``ReffAKDError``) print one line, with library
-parameter names shown as their flags, and exit 1; argparse's own errors too. Everything is
-validated before anything is written.
-"""
+"""``reffakd`` command line: the parser generated from ``runconfig``'s tree; flags win over ``--config``, which wins
+over the defaults. The argparse namespace never leaves this module; a user's mistake is one line and exit 1."""
 
 from __future__ import annotations
 
@@ -34,8 +27,7 @@ REQUIRED = {"run": ("out",), "softlabels": ("out",), "train": ("out",), "compare
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse whose mistakes are ``ReffAKDError``s: one line and exit 1, like every other user error (argparse's
-    own is a usage block and exit 2); sub-parsers are of this class too."""
+    """argparse whose mistakes are ``ReffAKDError``s (one line, exit 1), not a usage block and exit 2."""
 
     def error(self, message: str) -> typing.NoReturn:
         raise ReffAKDError(f"{self.prog}: {message} (see {self.prog} --help)")
@@ -68,9 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_config(command: str, path: str, given: dict[str, Any]) -> tuple[dict[str, Any], ConfigSpec | None]:
-    """The option values of ``--config`` (each checked as its flag would be) and, for compare and sweep, the
-    spec sections (a key naming a spec section with a mapping or list value; a plain value of a key that is
-    also an option, ``teacher: PATH``, is that option)."""
+    """The option values of ``--config``, each checked as its flag would be, and (compare, sweep) its spec sections: a
+    spec key with a mapping or list value (``teacher: PATH``, a plain value of an option, is that option)."""
     from .spec import RunSpec
 
     where = f"config {path}"
@@ -100,8 +91,8 @@ def read_config(command: str, path: str, given: dict[str, Any]) -> tuple[dict[st
 
 
 def parse_command(argv: Sequence[str], require: bool = True) -> Resolved | argparse.Namespace:
-    """The command line and ``--config`` resolved into one typed configuration; ``require``: the options that
-    may come from the file must be there now (``config show`` does not require them)."""
+    """The command line and ``--config`` as one typed configuration; ``require``: the required options must be there
+    (``config show`` does not require them)."""
     parser = build_parser()
     args = parser.parse_args(list(argv))
     if args.command in ("config", "methods"):
@@ -117,8 +108,7 @@ def parse_command(argv: Sequence[str], require: bool = True) -> Resolved | argpa
 
 
 def config_text(cfg: Resolved, checked: Any = None) -> str:
-    """The resolved config as YAML (``checked``: what ``check_command`` returned, compare's and sweep's spec), headed
-    by the command that produced it (comments: ignored when read back)."""
+    """The resolved config as YAML (``checked``: what ``check_command`` returned), headed by the command line."""
     from .runconfig import resolved_config
 
     spec = cfg.command in ("compare", "sweep")
@@ -171,9 +161,8 @@ def as_flags(exc: ReffAKDError) -> str:
 
 
 def continue_advice(cfg: Resolved) -> str:
-    """The exact command that continues an interrupted ``cfg``: compare and sweep resume when run again as they were
-    (finished runs are kept, an interrupted one continues from its checkpoint); the one-folder commands need
-    ``--resume``, once their ``OUT.partial`` exists."""
+    """The exact command that continues an interrupted ``cfg``: compare and sweep as they were; the one-folder commands
+    with ``--resume``, once their ``OUT.partial`` exists."""
     from pathlib import Path
 
     from .rundir import partial_path
@@ -188,8 +177,7 @@ def continue_advice(cfg: Resolved) -> str:
 
 
 def os_error_line(exc: OSError, cfg: Resolved | argparse.Namespace | None) -> str:
-    """An operating-system error as a user's: what failed on which file, and what was kept (every write is atomic:
-    nothing is half-written; an interrupted run folder stays ``.partial`` and resumable)."""
+    """An operating-system error as a user's: what failed on which file, and what was kept (every write is atomic)."""
     import errno
 
     what = exc.strerror or type(exc).__name__
@@ -237,13 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # disk full, permission, name too long...: the user's to fix, in one line
         print(f"reffakd: error: {os_error_line(exc, parsed)}", file=sys.stderr)
         return 1
-    except TrainingInterrupted as exc:  # a signal during training: the resume checkpoint is written
+    except KeyboardInterrupt as exc:  # in training its resume checkpoint is written; elsewhere nothing is half-written
         advice = f"; {continue_advice(parsed)}" if isinstance(parsed, Resolved) else ""
-        print(f"reffakd: {exc}{advice}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt as exc:  # outside training: nothing half-written (every write is atomic)
-        advice = f"; {continue_advice(parsed)}" if isinstance(parsed, Resolved) else ""
-        what = "terminated by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
+        what = exc if isinstance(exc, (TrainingInterrupted, Terminated)) else "interrupted"
         print(f"reffakd: {what}{advice}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
     finally:

@@ -1,10 +1,5 @@
-"""What each ``reffakd`` command does, given its typed configuration (``runconfig.Resolved``).
-
-Every command checks what it can before anything is written (input sizes on the meta device,
-method inputs, output folders), then writes one run folder as ``OUT.partial`` and renames it when
-it succeeds. ``train`` and ``run`` are one-seed specs (``RunSpec``) in a folder of their own, run by
-the same runner as ``compare`` and ``sweep`` (``runner.run_one``).
-"""
+"""What each ``reffakd`` command does with its typed configuration (``runconfig.Resolved``): every check it can make
+before anything is written, then one run folder, staged as ``OUT.partial``."""
 
 from __future__ import annotations
 
@@ -13,7 +8,7 @@ import json
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,101 +57,94 @@ class RunLog:
         self.path.write_text("".join(line + "\n" for line in self.lines), encoding="utf-8", errors="surrogateescape")
 
 
-def check_input_size(models: Sequence[str], autoencoder: bool, data: Any, splits: Any = None) -> None:
-    """Refuse a model (or the soft labels' autoencoder) that cannot take the input size, before any folder exists.
-
-    Without ``splits`` (before loading) the size is ``image_size`` or the dataset loader's default
-    (unknown for imagefolder: checked after loading); with ``splits``, the data's own. The networks
-    are built on the meta device: no memory, no weights, only their constructors' checks.
-    """
+def load_fitting(models: Sequence[str], autoencoder: bool, data: Any, log: Callable[[str], None]) -> DataSplits:
+    """The data, loaded between two checks on the meta device (no memory, no weights) that the ``models`` and the soft
+    labels' ``autoencoder`` take its input: before loading, at ``image_size`` or the loader's default (imagefolder's is
+    unknown), so that no folder exists yet; after, at the data's own."""
     from .data import DATASETS
     from .models import ConvAutoencoder, create_model
     from .models.timm_models import UnknownModelError
 
-    if splits is not None:
-        channels, size, classes = splits.in_channels, tuple(splits.image_size), splits.num_classes
-    else:
-        loader = DATASETS.get(data.dataset)
-        default = inspect.signature(loader).parameters.get("image_size") if loader is not None else None
-        side = data.image_size if data.image_size is not None else (default.default if default is not None else None)
-        if not isinstance(side, int):
-            return
-        channels, size, classes = 3, (side, side), 2
     where = f"image_size {data.image_size}" if data.image_size is not None else f"dataset {data.dataset}"
     params = ("image_size", "dataset")
-    with torch.device("meta"):
-        for name in models:
-            try:
-                create_model(name, num_classes=classes, in_channels=channels, image_size=size)
-            except UnknownModelError:
-                raise
-            except ReffAKDError as exc:
-                raise ReffAKDError(
-                    f"{exc} ({where}); choose a larger image_size or another model", params=params
-                ) from None
-        if autoencoder:
-            try:
-                ConvAutoencoder(channels, size)
-            except ReffAKDError as exc:
-                raise ReffAKDError(
-                    f"{exc} ({where}); the soft labels need it: choose an image_size that is a multiple of 8",
-                    params=params,
-                ) from None
+
+    def check(channels: int, size: tuple[int, int], classes: int) -> None:
+        with torch.device("meta"):
+            for name in models:
+                try:
+                    create_model(name, num_classes=classes, in_channels=channels, image_size=size)
+                except UnknownModelError:
+                    raise
+                except ReffAKDError as exc:
+                    raise ReffAKDError(
+                        f"{exc} ({where}); choose a larger image_size or another model", params=params
+                    ) from None
+            if autoencoder:
+                try:
+                    ConvAutoencoder(channels, size)
+                except ReffAKDError as exc:
+                    raise ReffAKDError(
+                        f"{exc} ({where}); the soft labels need it: choose an image_size that is a multiple of 8",
+                        params=params,
+                    ) from None
+
+    loader = DATASETS.get(data.dataset)
+    default = inspect.signature(loader).parameters.get("image_size") if loader is not None else None
+    side = data.image_size if data.image_size is not None else (default.default if default is not None else None)
+    if isinstance(side, int):
+        check(3, (side, side), 2)
+    splits = load_splits(data, log)
+    check(splits.in_channels, tuple(splits.image_size), splits.num_classes)
+    return splits
 
 
 def _within(path: Path, folder: Path) -> bool:
-    """Whether the real path ``path`` is ``folder`` or lies inside it."""
     return path == folder or folder in path.parents
 
 
+def _data_folders(data: Any) -> list[tuple[str, Any]]:
+    """The data's folders given, as (parameter, folder)."""
+    pairs = (("data_dir", data.data_dir), ("test_dir", getattr(data, "test_dir", None)))
+    return [(param, folder) for param, folder in pairs if folder is not None]
+
+
 def check_out_outside_data(out: str | Path, data: Any) -> None:
-    """Refuse an output folder inside the data folder, the test folder or the cache folder (real paths compared):
-    a run written into an ImageFolder would be an extra class of the next run on it."""
+    """Refuse an output folder inside the data, test or cache folder (real paths): a run written into an ImageFolder
+    would be an extra class of the next run on it."""
     from .data.cache import default_cache_dir
 
     real = Path(out).resolve()
-    for param, what, folder in (
-        ("data_dir", "data_dir", data.data_dir),
-        ("test_dir", "test_dir", getattr(data, "test_dir", None)),
-        (None, "the cache folder", default_cache_dir()),
-    ):
-        if folder is None:
-            continue
+    for param, folder in [*_data_folders(data), (None, default_cache_dir())]:
         if _within(real, Path(folder).resolve()):
             raise ReffAKDError(
-                f"out {out} is inside {what} {folder}; reffakd never writes into the data: choose an out outside it",
+                f"out {out} is inside {param or 'the cache folder'} {folder}; reffakd never writes into the data: "
+                "choose an out outside it",
                 params=("out", param) if param else ("out",),
             )
 
 
 def check_soft_label_inputs(soft_cfg: Any, splits: Any, data: Any) -> None:
-    """The soft-label settings against the loaded data, before a folder exists or the autoencoder trains
-    (``check_soft_label_data``), and an unlabelled image folder: it must hold images, each one readable, lie apart from
-    the labelled data and the test images (inside, or holding, either would give the autoencoder validation or test
-    images), and hold no copy of one of them."""
-    if soft_cfg.unlabelled_dir is not None:
-        _check_unlabelled_paths(soft_cfg.unlabelled_dir, data)
-    check_soft_label_data(soft_cfg, splits)  # decodes the unlabelled images: each one, then their pixels compared
+    """The soft-label settings against the loaded data before a folder exists (``check_soft_label_data`` decodes each
+    unlabelled image and compares it with the labelled ones), and an unlabelled folder that holds images and lies apart
+    from the data and test folders (inside or holding either, the autoencoder would see validation or test images)."""
+    unlabelled = soft_cfg.unlabelled_dir
+    if unlabelled is not None:
+        from .data.image_folder import unlabelled_images
 
-
-def _check_unlabelled_paths(unlabelled_dir: str, data: Any) -> None:
-    from .data.image_folder import unlabelled_images
-
-    unlabelled_images(unlabelled_dir, 1, (8, 8))  # one line if it is no folder or holds no images (nothing decoded)
-    real = Path(unlabelled_dir).resolve()
-    for param, folder in (("data_dir", data.data_dir), ("test_dir", getattr(data, "test_dir", None))):
-        other = Path(folder).resolve() if folder is not None else None
-        if other is not None and (_within(real, other) or _within(other, real)):
-            raise ReffAKDError(
-                f"unlabelled_dir {unlabelled_dir} overlaps {param} {folder}: the autoencoder would also "
-                "train on labelled, validation or test images; give a folder of other images",
-                params=("unlabelled_dir", param),
-            )
+        unlabelled_images(unlabelled, 1, (8, 8))  # one line if it is no folder or holds no images (nothing decoded)
+        real = Path(unlabelled).resolve()
+        for param, folder in _data_folders(data):
+            if _within(real, Path(folder).resolve()) or _within(Path(folder).resolve(), real):
+                raise ReffAKDError(
+                    f"unlabelled_dir {unlabelled} overlaps {param} {folder}: the autoencoder would also "
+                    "train on labelled, validation or test images; give a folder of other images",
+                    params=("unlabelled_dir", param),
+                )
+    check_soft_label_data(soft_cfg, splits)
 
 
 def check_inputs(spec: Any, splits: Any, device: Any) -> None:
-    """What a comparison needs the loaded data for, checked before a folder exists or the autoencoder trains: its
-    given teacher and soft labels, or the soft-label settings against these classes."""
+    """A comparison's given teacher and soft labels, or its soft-label settings, against the loaded data."""
     if spec.teacher_methods() and "checkpoint" in spec.teacher:
         load_teacher(spec.teacher["checkpoint"], splits, device)
     if spec.soft_label_methods():
@@ -166,35 +154,32 @@ def check_inputs(spec: Any, splits: Any, device: Any) -> None:
             check_soft_label_inputs(spec.soft_label_config(), splits, spec.data_config())
 
 
-def start_output(
-    out: str, resume: bool, data: Any = None, argv: Sequence[str] | None = None, kind: str | None = None
-) -> None:
-    """A finished run is never overwritten, nor written into the data; an unfinished one (``OUT.partial``) is
-    continued only with ``resume``, which needs one to continue (the refusal gives the command line ``argv`` with
-    ``--resume``), and only by the command that started it (``kind``); one in use by another run is refused."""
-    if data is not None:
-        check_out_outside_data(out, data)
+def start_output(cfg: Resolved) -> None:
+    """A finished run is never overwritten nor written into the data; an unfinished one (``OUT.partial``) continues only
+    with ``resume`` (the refusal names the command line to use), by the command that started it, and not in use."""
+    out, resume = cfg.output.out, cfg.engine.resume
+    check_out_outside_data(out, cfg.data)
     check_new_run_dir(out)
+    partial = partial_path(Path(out))
     try:
-        check_partial(partial_path(Path(out)), resume=resume, kind=kind)
+        check_partial(partial, resume=resume, kind=cfg.command)
     except ReffAKDError as exc:
-        if argv is None or exc.params != ("resume",):
+        if exc.params != ("resume",):
             raise
-        raise ReffAKDError(f"{exc}; continue with: reffakd {shlex.join(argv)} --resume", params=exc.params) from None
-    # A run stopped before its first checkpoint (a full disk, a closed pipe, SIGKILL in the first epoch) left an
-    # OUT.partial of ours with nothing to continue from: resume starts it afresh there, so that the advice given when
-    # it stopped, and the refusal above, name a command that works.
-    if resume and not partial_path(Path(out)).is_dir():
+        advice = f"continue with: reffakd {shlex.join(cfg.argv)} --resume"
+        raise ReffAKDError(f"{exc}; {advice}", params=exc.params) from None
+    # A run stopped before its first checkpoint left an OUT.partial with nothing to continue from, which resume starts
+    # afresh, so that the advice given when it stopped names a command that works.
+    if resume and not partial.is_dir():
         raise ReffAKDError(
-            f"resume: no interrupted run to continue at {partial_path(Path(out))}; run without resume to start it",
-            params=("resume",),
+            f"resume: no interrupted run to continue at {partial}; run without resume to start it", params=("resume",)
         )
 
 
 @dataclass
 class Prepared:
-    """A one-folder command (``run``, ``softlabels``, ``train``) checked and its data loaded (``prepare_run``); under
-    torchrun, this rank's device, and ``main``: rank 0, the one that writes."""
+    """A one-folder command (``run``, ``softlabels``, ``train``) checked and its data loaded; ``main``: the rank that
+    writes."""
 
     cfg: Resolved
     device: torch.device
@@ -204,8 +189,8 @@ class Prepared:
 
     @contextmanager
     def staged(self, config_yaml: str) -> Iterator[Path]:
-        """The run folder ``OUT.partial`` (made by rank 0 once every rank has checked its inputs, started with the log
-        so far and ``config.yaml``), renamed to ``OUT`` when the block succeeds."""
+        """``OUT.partial``, made once every rank has checked its inputs, with the log so far and ``config.yaml``;
+        renamed to ``OUT`` when the block succeeds."""
         distributed.barrier()
         out, resume, kind = self.cfg.output.out, self.cfg.engine.resume, self.cfg.command
         with staged_run_dir(out, resume=resume, main=self.main, kind=kind) as run_dir:
@@ -216,25 +201,25 @@ class Prepared:
             distributed.barrier()
 
 
-def prepare_run(cfg: Resolved, models: list[str], autoencoder: bool, batch_size: int) -> Prepared:
-    """What a one-folder command checks and loads before its folder exists: the device (under torchrun this rank's,
-    the global ``batch_size`` split evenly), the output folder (rank 0), the speed options on this device, and the
-    ``models`` (and the ``autoencoder``) against the input size on the meta device, before and after loading."""
+def prepare_run(cfg: Resolved, models: list[str], soft_cfg: Any, batch_size: int) -> Prepared:
+    """What a one-folder command checks and loads before its folder exists: the device (under torchrun, this rank's,
+    the global ``batch_size`` split evenly), the output folder, the speed options on this device, the data and, when
+    it builds soft labels, their settings (``soft_cfg``)."""
     device = pick_device(cfg.console.device)
-    if distributed.is_distributed():  # under torchrun: this rank's device; only rank 0 writes
+    if distributed.is_distributed():
         distributed.check_batch_size(batch_size)
         device = distributed.setup(device)
     main = distributed.is_main_process()
     if main:
-        start_output(cfg.output.out, cfg.engine.resume, cfg.data, cfg.argv, cfg.command)
+        start_output(cfg)
     # The speed and logging options this device and installation can honour (the loop checks them again for callers).
     SpeedOptions(**{k: getattr(cfg.engine, k) for k in SPEED_KEYS}).validate(device)
     if cfg.engine.tensorboard:
         require_tensorboard()
-    check_input_size(models, autoencoder, cfg.data)
     log: Callable[[str], None] = RunLog() if main else (lambda line: None)
-    splits = load_splits(cfg.data, log)
-    check_input_size(models, autoencoder, cfg.data, splits)
+    splits = load_fitting(models, soft_cfg is not None, cfg.data, log)
+    if soft_cfg is not None:
+        check_soft_label_inputs(soft_cfg, splits, cfg.data)
     return Prepared(cfg, device, splits, log, main)
 
 
@@ -245,8 +230,7 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
         "run its stages under torchrun one by one: `reffakd softlabels --out S ...`, then `reffakd train --method ce` "
         "and `reffakd train --method reffakd --soft-labels S/soft_labels.safetensors` (docs/SCALING.md)",
     )
-    run = prepare_run(cfg, [cfg.student.model], True, cfg.optim.batch_size)
-    check_soft_label_inputs(spec.soft_label_config(), run.splits, cfg.data)
+    run = prepare_run(cfg, [cfg.student.model], spec.soft_label_config(), cfg.optim.batch_size)
     folders = {"ce": "ce", "reffakd": f"reffakd-{cfg.soft.preset}"}
     engine = {k: v for k, v in cfg.engine.fit_options().items() if k != "resume"}  # the speed options: in the spec
     with run.staged(config_yaml) as run_dir:
@@ -256,10 +240,8 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
 
 
 def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
-    """Train the autoencoder and write the soft labels; under torchrun every rank trains and embeds its shard
-    and rank 0 alone writes the folder (``softlabels.build_soft_labels``)."""
-    run = prepare_run(cfg, [], True, soft_cfg.autoencoder.batch_size)
-    check_soft_label_inputs(soft_cfg, run.splits, cfg.data)
+    """Train the autoencoder and write the soft labels (under torchrun, each rank its shard; rank 0 writes)."""
+    run = prepare_run(cfg, [], soft_cfg, soft_cfg.autoencoder.batch_size)
     with run.staged(config_yaml) as run_dir:
         speed = SpeedOptions(cuda_graph=cfg.engine.cuda_graph)
         options = TrainOptions(run.device, speed, cfg.console.progress, run.log, cfg.engine.resume)
@@ -269,8 +251,7 @@ def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
 
 
 def refuse_torchrun(command: str, instead: str) -> None:
-    """A command that does not run under torchrun says so in one line, naming what to run instead, before any
-    rank writes anything."""
+    """One line, before any rank writes, for a command that does not run under torchrun, naming what to run instead."""
     if distributed.is_distributed():
         raise ReffAKDError(f"reffakd {command} does not run under torchrun; {instead}")
 
@@ -287,14 +268,13 @@ def method_inputs(method: str, soft_labels: str | None, teacher: str | None) -> 
 
 
 def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
-    """A one-method, one-seed spec, its soft labels or teacher as given, its run trained in ``out`` by the runner;
-    under torchrun every rank trains its shard and rank 0 alone writes."""
+    """A one-method, one-seed spec, its soft labels or teacher as given (under torchrun, each rank its shard)."""
     inputs, engine = cfg.inputs, cfg.engine
     method, seed = inputs.method, cfg.seed.seed
     method_inputs(method, inputs.soft_labels, inputs.teacher)
     student = spec.student_config(method, seed)
     soft = SoftLabels.load(inputs.soft_labels) if inputs.soft_labels else None
-    run = prepare_run(cfg, [student.model], False, student.optim.batch_size)
+    run = prepare_run(cfg, [student.model], None, student.optim.batch_size)
     if soft is not None:
         check_soft_labels_fit(soft, run.splits, method)
     teacher = load_teacher(inputs.teacher, run.splits, run.device) if inputs.teacher else None
@@ -313,8 +293,6 @@ def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     """Any model ``deploy.open_model`` reads, fed uint8 images at its input size: a dataset's split loaded at that
     size (the exported graph, and the checkpoint behind ``Deployable``, resize inside as the loader did) or a
     labelled folder's files."""
-    from dataclasses import replace
-
     from .deploy.model import open_model
     from .deploy.score import folder_batches, labelled_folder, score, tensor_batches
     from .models.checkpoint import check_fits, check_split
@@ -339,9 +317,8 @@ def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
             "image_size": list(model.size)}  # fmt: skip
     check_fits(fits, splits.class_names, shape, model.source, cfg.data.dataset)
     if split_name == "val":  # the split it was selected on, whose fingerprint is of the images at the network's size
-        net = model.meta.get("image_size") or [
-            (model.meta.get("network_input") or {}).get(k) for k in ("height", "width")
-        ]
+        meta = model.meta
+        net = meta.get("image_size") or [(meta.get("network_input") or {}).get(k) for k in ("height", "width")]
         same = list(net) == [h, w] or not (isinstance(net[0], int) and net[0] == net[1])
         ident = splits if same else load_splits(replace(cfg.data, image_size=int(net[0])), log=lambda line: None)
         check_split(model.meta, ident.identity, model.source)
@@ -384,19 +361,14 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     models = [spec.student.get("model", "lenet5")]
     if spec.teacher_methods() and "checkpoint" not in spec.teacher:
         models.append(spec.teacher["model"])
-    building_soft_labels = bool(spec.soft_label_methods()) and spec.soft_labels.path is None
-    check_input_size(models, building_soft_labels, data)
-    splits = load_splits(data, print)
-    check_input_size(models, building_soft_labels, data, splits)
+    splits = load_fitting(models, bool(spec.soft_label_methods()) and spec.soft_labels.path is None, data, print)
     check_inputs(spec, splits, device)  # before spec.json is written: a corrected command must not be refused
     sweep = cfg.command == "sweep"
     report = (lambda folder, final: write_sweep_report(folder, method_names())) if sweep else compare_report
     run_compare(spec, out, splits, device=device, progress=cfg.console.progress, log=print, jobs=cfg.compare.jobs,
                 report=report, config_yaml=config_yaml)  # fmt: skip
-    files = (
-        "(sweep.md, sweep.csv)" if sweep else f"(results.md, results.csv{', accuracy_vs_cost.png' * cfg.console.plots})"
-    )
-    print(f"{'sweep' if sweep else 'comparison'} folder: {out} {files}")
+    files = "sweep.md, sweep.csv" if sweep else f"results.md, results.csv{', accuracy_vs_cost.png' * cfg.console.plots}"
+    print(f"{'sweep' if sweep else 'comparison'} folder: {out} ({files})")
 
 
 # --------------------------------------------------------------------------- a trained model leaves the lab
@@ -481,8 +453,7 @@ def cmd_cost(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     print(json.dumps(cost_json(preset, cost), indent=2) if cfg.cost.json else cost_table(preset, cost))
 
 
-# Each command's handler: (its typed configuration, its config.yaml, what ``runconfig.check_command`` returned) ->
-# its exit status, or None for 0. compare and sweep are one code path: sweep requires a grid and has its own table.
+# (its typed configuration, its config.yaml, what ``runconfig.check_command`` returned) -> its exit status (None: 0)
 HANDLERS: dict[str, Callable[[Resolved, str, Any], int | None]] = {
     "run": cmd_run,
     "softlabels": cmd_softlabels,

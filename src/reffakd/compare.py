@@ -1,20 +1,7 @@
 """``reffakd compare``: methods x seeds from one spec, resumable, one table of accuracy and cost.
 
-One teacher and one soft-label artifact serve every run; a method whose source kind is "a run of
-the same seed" (tfkd-self: the CE student; Tf-KD trains the student once, then distils it into a
-fresh copy) runs after that run. Each run is written whole or not at all
-(``rundir.staged_run_dir``), so a killed comparison resumes by skipping the runs whose folders exist.
-
-An optional ``grid`` runs chosen methods once per combination of values of any method parameter
-or student optimiser key, each combination a *variant* (``reffakd[alpha=0.5,lr=0.05]``, folder
-``runs/reffakd_alpha0.5_lr0.05/seed<k>``); the report picks one variant per method by its mean
-validation top-1, never by test accuracy. ``reffakd sweep`` is this with a required grid and its
-own table.
-
-``jobs > 1`` trains that many runs at once in spawned worker processes (each with its share of the
-CPU threads, or its own GPU when several are visible); the teacher and the soft labels are made
-once beforehand (on a GPU, at once in workers when more than one is to be made), and only the parent writes
-reports.
+Each run is written whole or not at all, so a killed comparison resumes by skipping the finished runs; the report picks
+a grid method's variant by its mean validation top-1, never by test accuracy. Only the parent process writes reports.
 """
 
 from __future__ import annotations
@@ -76,9 +63,8 @@ def check_resumable(out: Path, spec: RunSpec) -> None:
 
 
 def check_speed(spec: RunSpec, splits: DataSplits, device: torch.device) -> None:
-    """The spec's speed options on ``device``, and with cuda_graph, that every method of the spec (each tuning point
-    and final setting) records its step: refused in one line before the soft labels or the teacher are made, the
-    methods built around stand-ins for them (``pipeline.stand_in_inputs``)."""
+    """The spec's speed options on ``device`` and, with cuda_graph, that every setting of every method records its step,
+    refused before the soft labels or the teacher are made (the methods are built around stand-ins for them)."""
     speed = spec.speed_options()
     speed.validate(device)
     if not speed.cuda_graph:
@@ -91,11 +77,8 @@ def check_speed(spec: RunSpec, splits: DataSplits, device: torch.device) -> None
 
 
 def compare_report(out: Path, final: bool = True) -> str:
-    """``results.md``, ``results.csv`` and, when ``final``, ``accuracy_vs_cost.png``: `reffakd compare`'s report.
-
-    The tables are rewritten after every run, so a stopped comparison shows what has finished; the plot,
-    which costs about a second, is drawn once all runs are done.
-    """
+    """``results.md``, ``results.csv`` (after every run) and, when ``final``, ``accuracy_vs_cost.png`` (about a
+    second)."""
     return write_compare_report(out, method_names(), final, baseline_method(), cost_reference_method(),
                                 network_sourced_methods())  # fmt: skip
 
@@ -112,12 +95,8 @@ def run_compare(
     report: Callable[[Path, bool], str] = compare_report,
     config_yaml: str | None = None,
 ) -> str:
-    """Run what is missing, then (re)write the ``report`` (by default compare's); returns its Markdown.
-
-    ``jobs > 1`` trains that many runs at once in worker processes, which load the data again from
-    ``spec.data`` (``splits`` serves the shared teacher and soft labels). ``config_yaml``, the
-    command line's resolved config, is saved as ``config.yaml`` beside ``spec.json``.
-    """
+    """Run what is missing, then (re)write the ``report``; returns its Markdown. ``jobs > 1``: that many runs at once
+    in worker processes, which load the data again; ``config_yaml`` is saved beside ``spec.json``."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ReffAKDError(f"jobs {jobs} is out of range: it must be at least 1", params=("jobs",))
     out = Path(out)
@@ -153,8 +132,7 @@ def _run_compare(cmp: Comparison, jobs: int, report: Callable[[Path, bool], str]
 
 
 def _pending_methods(out: Path, spec: RunSpec) -> set[str]:
-    """The methods with a tuning trial or a final run not finished yet (a final run's folder does not depend on the
-    setting tuning chooses)."""
+    """The methods with a tuning trial or a final run (whose folder is the same whatever tuning chose) to finish."""
     items = [*spec.tuning_items(), *spec.run_items()]
     return {item.method for item in items if not (item_path(out, item) / "summary.json").is_file()}
 
@@ -179,10 +157,8 @@ def _run_items(
 
 
 def _run_parallel(cmp: Comparison, items: list[RunItem], jobs: int, report: Callable[[Path, bool], str]) -> None:
-    """``jobs`` spawned workers (``pool``); a method that distils another run of its seed (tfkd-self) after the runs
-    it distils. On Ctrl-C, SIGTERM or any error the parent stops the workers: their unfinished runs stay
-    ``.partial`` folders with resume checkpoints, which the next invocation continues.
-    """
+    """``jobs`` spawned workers (``pool``), the methods that distil another run of their seed after the others. On
+    Ctrl-C, SIGTERM or an error the workers stop, their runs resumable."""
     import multiprocessing
 
     jobs = min(jobs, len(items))
@@ -209,8 +185,7 @@ def _run_parallel(cmp: Comparison, items: list[RunItem], jobs: int, report: Call
 def _worker_init(
     spec: RunSpec, out: str, methods: list[str], devices: Any, threads: int, stopping: Any = None, plots: bool = True
 ) -> None:
-    """Once per worker: its device and threads, the data, and the shared soft labels and teacher that ``methods`` (those
-    of the items it may run) need, made by the parent."""
+    """Once per worker: its device and threads, the data, and the shared inputs (made by the parent) of ``methods``."""
     from .data import load_splits
 
     quiet_worker(threads, stopping, plots)

@@ -1,11 +1,6 @@
-"""``reffakd cost``: what the soft targets cost at a recipe's scale, computed from FLOP counts, with no training.
-
-Every number is a model's own FLOP count (``resources.count_flops``, PyTorch's ``FlopCounterMode``, on the
-meta device: shapes only, nothing computed) times the recipe's images and epochs, counted as a run counts
-them (``pipeline.train_student``, ``softlabels.build_soft_labels``): a training step per training image per
-epoch, a forward pass per validation image per epoch, the encoder once per training image, and the
-similarity's normalising, summing and Gram matrix. A teacher costs its own training plus one forward pass
-per training image per epoch of every student it teaches.
+"""``reffakd cost``: what the soft targets cost at a recipe's scale, with no training: each model's FLOP count on the
+meta device times the recipe's images and epochs, counted as a run's ledger counts them. A teacher costs its own
+training plus a forward pass per training image per epoch of every student it teaches.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
-"""One student: its config, its model, distiller and batches, the training loop, its summary and cost ledger.
-
-``train_student`` is what every run of every command ends in (``runner.run_one`` calls it for ``train``,
-``run``, ``compare`` and ``sweep``); under torchrun every rank calls it and rank 0 alone writes. It is three steps:
-``build_student`` (model, distiller, batches), ``engine.fit``, and ``student_ledger`` / ``student_summary``.
-"""
+"""One student: ``train_student`` = ``build_student`` (model, distiller, batches) + ``engine.fit`` + its summary and
+cost ledger. Every run of every command ends here; under torchrun every rank calls it and rank 0 alone writes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,14 +11,7 @@ from typing import Any
 import torch
 
 from .data import DataSplits, make_batches, split_fingerprint
-from .distillers import (
-    TARGET_SOURCES,
-    Distiller,
-    build_distiller,
-    get_method,
-    method_params,
-    restructures_soft_labels,
-)
+from .distillers import TARGET_SOURCES, Distiller, Params, build_distiller, get_method, restructures_soft_labels
 from .engine import FitBatches, FitResult, OptimConfig, SpeedOptions, TrainOptions, distributed, fit
 from .engine.cudagraph import refuse_unrecordable
 from .io import write_json
@@ -38,38 +28,32 @@ EVAL_BATCH_SIZE = 1024
 
 @dataclass
 class StudentConfig:
-    """One student run: the method, its parameters (``None``: the method's default), the optimiser, the seed."""
+    """One student run: the method, its ``Params`` (a mapping of overrides, ``None`` for a default, is read into them
+    and checked when the config is made), the optimiser, the seed."""
 
     method: str = "ce"
     model: str = "lenet5"
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
-    params: dict[str, Any] = field(default_factory=dict)
+    params: Params | Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.params = get_method(self.method).parameters(self.params)
 
     def method_params(self) -> dict[str, Any]:
-        """The method's defaults with this run's overrides, checked."""
-        return method_params(self.method, self.params)
+        """The parameters as JSON (checkpoints, summaries)."""
+        assert isinstance(self.params, Params)  # read in __post_init__
+        return self.params.to_dict()
 
     def validate(self) -> None:
         self.optim.validate()
-        self.method_params()
 
 
 def student_step_flops(student: torch.nn.Module, shape: tuple[int, int, int], device: torch.device) -> int:
-    """FLOPs per image of one training step of the student alone (forward and backward).
-
-    The soft-target terms add no matmuls or convolutions; a teacher's forward pass is counted apart,
-    as a cost of the soft targets.
-    """
-    x = torch.zeros(2, *shape, device=device)
-    flops = (
-        count_flops(
-            lambda: torch.nn.functional.cross_entropy(
-                student(x), torch.zeros(2, dtype=torch.long, device=device)
-            ).backward()
-        )
-        // 2
-    )
+    """FLOPs per image of one training step of the student alone, forward and backward (the soft-target terms add no
+    matmuls or convolutions; a teacher's forward pass is a cost of the soft targets)."""
+    x, y = torch.zeros(2, *shape, device=device), torch.zeros(2, dtype=torch.long, device=device)
+    flops = count_flops(lambda: torch.nn.functional.cross_entropy(student(x), y).backward()) // 2
     student.zero_grad(set_to_none=True)
     return flops
 
@@ -106,7 +90,7 @@ def student_distiller(
         cfg.method,
         student,
         num_classes=splits.num_classes,
-        params=cfg.method_params(),
+        params=cfg.params,
         total_epochs=cfg.optim.epochs,
         soft_labels=soft_labels,
         teacher=teacher,
@@ -130,11 +114,9 @@ def check_cuda_graph(
 
 
 def stand_in_inputs(splits: DataSplits, per_image: bool) -> tuple[SoftLabels, SoftTargetSource]:
-    """Soft labels and a teacher of the right shapes whose values mean nothing: enough to build any method around
-    them and ask what its step does (``check_cuda_graph``) before a comparison makes the real ones; ``per_image``:
-    with a per-image table (uniform rows, a broadcast view whatever the split's size) tied to ``splits.train``."""
-    from .sources import TeacherNetwork
-
+    """Soft labels and a teacher of the right shapes whose values mean nothing, to ask what a method's step does
+    (``check_cuda_graph``) before a comparison makes the real ones; ``per_image``: with a per-image table (a broadcast
+    view) tied to ``splits.train``."""
     c, n = splits.num_classes, len(splits.train)
     uniform = torch.full((1, c), 1.0 / c)
     instance = {}
@@ -163,10 +145,8 @@ class BuiltStudent:
 
 
 def check_soft_labels_fit(soft_labels: SoftLabels, splits: DataSplits, method: str | None = None) -> None:
-    """The one check that soft labels fit a run: made for these classes and on this labelled subset; and, for a
-    ``method`` that trains against them, of the kind its name says (semi-supervised or not) and with the structure
-    it may take (``SoftLabels.check_*``: one line each). A comparison checks its artifact without a method; each of
-    its runs checks it again with its own."""
+    """The one check that soft labels fit a run: these classes, this labelled subset and, for a ``method``, the kind
+    (semi-supervised or not) and the structure it takes."""
     soft_labels.check_matches(splits.class_names, f"dataset {splits.dataset}")
     soft_labels.check_labelled(splits.budget)
     if method is None:
@@ -209,25 +189,18 @@ def build_student(
     if options.speed.cuda_graph:
         refuse_unrecordable(distiller, cfg.method)
     shard = {"shard": distributed.shard()} if distributed.active() else {}
-    normalize = (splits.mean, splits.std)
-    train_batches = make_batches(
-        splits.train,
-        cfg.optim.batch_size,
-        shuffle=True,
-        augment=splits.augment,
-        normalize=normalize,
-        generator=generator,
-        device=device,
-        indexed=True,  # each image's index in the split, for per-image and learning sources
-        pairs=distiller.pairs,  # a same-class partner per image (CS-KD)
-        **shard,
-    )
-    val_batches = make_batches(splits.val, EVAL_BATCH_SIZE, normalize=normalize, device=device, **shard)
-    test_batches = (  # a tuning trial is given no test split at all, so nothing it reports can come from it
-        make_batches(splits.test, EVAL_BATCH_SIZE, normalize=normalize, device=device, **shard)
-        if splits.test is not None
-        else None
-    )
+
+    def batches(split: Any, size: int = EVAL_BATCH_SIZE, **train: Any) -> Any:
+        return make_batches(split, size, normalize=(splits.mean, splits.std), device=device, **shard, **train)
+
+    # Training images carry their split index (per-image and learning sources) and a same-class partner (CS-KD); a
+    # tuning trial has no test split, so nothing it reports can come from it.
+    fit_batches = FitBatches(
+        batches(splits.train, cfg.optim.batch_size, shuffle=True, augment=splits.augment, generator=generator,
+                indexed=True, pairs=distiller.pairs),
+        batches(splits.val),
+        batches(splits.test) if splits.test is not None else None,
+    )  # fmt: skip
     checkpoint_meta = {
         "model": model_name,
         "num_classes": splits.num_classes,
@@ -252,7 +225,7 @@ def build_student(
         model_name,
         student,
         distiller,
-        FitBatches(train_batches, val_batches, test_batches),
+        fit_batches,
         checkpoint_meta,
         student_step_flops(student, (c, h, w), device),
         forward_flops(student, (c, h, w)),
@@ -341,21 +314,12 @@ def train_student(
 ) -> dict[str, Any]:
     """Train one student with one method; write checkpoints, metrics, curves and ``summary.json``; return it.
 
-    ``options`` (``engine.TrainOptions``: device, speed, logging, resume, torchrun; None: their defaults, on the CPU)
-    go to ``engine.fit``. ``summary``: entries of ``summary.json`` the caller sets: its ``name`` (also the log lines';
-    default: the method), a comparison's grid variant, a tuned setting.
-
-    ``model``: your own ``nn.Module`` as the student, built for the data's channels, size and classes, in place
-    of ``cfg.model``, with the initial weights you gave it (``cfg.seed`` still seeds the data order); its class
-    name is recorded as the model, so that ``register_model`` under that name lets ``reffakd evaluate``,
-    ``export``, ``predict`` and ``--teacher`` rebuild it from the checkpoint. Your own teacher:
-    ``teacher=reffakd.sources.teacher_from_module(module, splits, device)``.
-
-    ``soft_labels`` (carrying the cost of making them) or ``teacher`` (``reffakd.sources.load_teacher``)
-    feed the methods whose source kind takes them (the registry says which); the source reports its
-    own cost into the run's ledger.
-    Under torchrun (WORLD_SIZE > 1) ``options.device`` is this rank's (``TrainOptions``), ``cfg.optim.batch_size``
-    is the global batch, and only rank 0 writes or logs.
+    ``options``: how it trains (``engine.TrainOptions``; None: the defaults, on the CPU). ``summary``: entries the
+    caller sets (its ``name``, default the method; a grid variant, a tuned setting). ``model``: your own module in place
+    of ``cfg.model``, at the weights you gave it, recorded under its class name (``register_model`` under that name
+    lets a checkpoint of it load). ``soft_labels`` or ``teacher`` (``reffakd.sources.load_teacher`` or
+    ``teacher_from_module``) feed the methods whose source kind takes them. Under torchrun ``cfg.optim.batch_size`` is
+    the global batch and only rank 0 writes.
     """
     cfg.validate()
     method = get_method(cfg.method)

@@ -1,11 +1,7 @@
 """The run configuration: one tree of dataclasses from which every flag and every config key comes.
 
-Each command is a list of groups; a group is a dataclass of ``settings.opt`` fields (the data,
-an optimiser, the soft labels, the engine, ...) or, for the method parameters, the union of the
-registered methods' parameter records. ``cli.py`` generates the parser from these groups and
-resolves the command line and ``--config`` into one flat mapping of keys; ``Resolved`` turns that
-mapping into the typed objects the library takes (``DataConfig``, ``OptimConfig``,
-``StudentConfig``, ``SoftLabelConfig``, ``RunSpec``), validating each value once, here.
+Each command is a list of groups of ``settings.opt`` fields (or the registered methods' parameters); ``Resolved`` turns
+the flat mapping of keys that ``cli.py`` resolves into the typed objects the library takes, each value validated once.
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ from .engine.speed import AMP_MODES, COMPILE_MODES, SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .recipes import recipe_names
 from .settings import Option, opt, options
-from .spec import RunSpec, SoftLabelSpec, soft_label_config
+from .spec import RunSpec, SoftLabelSpec, soft_label_config, with_epochs
 
 if TYPE_CHECKING:
     from .softlabels import SoftLabelConfig
@@ -86,8 +82,7 @@ class EngineOptions:
         return on or None
 
     def fit_options(self) -> dict[str, Any]:
-        """The ``engine.TrainOptions`` fields beside the spec's speed options (resume, tensorboard, sync_batchnorm), as
-        keyword arguments of the runner's ``run_one``."""
+        """The ``engine.TrainOptions`` fields beside the spec's speed options, as keyword arguments of ``run_one``."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SPEED_KEYS}
 
 
@@ -192,23 +187,23 @@ class Group:
         if self.cls is None:
             return method_options()
         opts = [o for o in options(self.cls, self.prefix, self.defaults) if o.field not in self.without]
-        if self.unset:
-            # A flag (store_true) stays one: False means "not given"; everything else defaults to None.
-            opts = [o if o.kind is bool and not o.optional else Option(**{**o.__dict__, "optional": True,
-                    "default": None}) for o in opts]  # fmt: skip
+        if self.unset:  # a flag (store_true) stays one, False meaning "not given"; every other option defaults to None
+            opts = [o if o.kind is bool and not o.optional else replace(o, optional=True, default=None) for o in opts]
         return opts
 
 
 def method_options() -> list[Option]:
     """One flag per parameter name of any registered method, typed and explained from the registry."""
     types = {"int": int, "float": float}
-    return [Option(key, key, types[p["type"]], types[p["type"]], True, None, p["help"], p["short"], None, False, None)
+    return [Option(key, key, types[p["type"]], types[p["type"]], True, None, p["help"], p["short"])
             for key, p in cli_catalog()["params"].items()]  # fmt: skip
 
 
 OUT = Group("output", "output", Output)
 DATA = Group("data", "data", DataConfig)
 CONSOLE = Group("console", "console", Console)
+SEED = Group("seed", "seed", Seed)
+ENGINE = Group("engine", "engine", EngineOptions)
 METHOD = Group("method_params", "method parameters (default: the method's own, docs/METHODS.md)", None)
 
 
@@ -220,12 +215,8 @@ def _soft_groups(ae_epochs: int) -> list[Group]:
 
 
 def _student_groups(epochs: int) -> list[Group]:
-    return [
-        Group("student", "student", Student),
-        Group("seed", "seed", Seed),
-        METHOD,
-        Group("optim", "student optimisation", OptimConfig, "", {"epochs": epochs, "schedule": STUDENT_SCHEDULE}),
-    ]
+    optim = Group("optim", "student optimisation", OptimConfig, "", {"epochs": epochs, "schedule": STUDENT_SCHEDULE})
+    return [Group("student", "student", Student), SEED, METHOD, optim]
 
 
 # compare and sweep: the same options (sweep requires a grid and writes another table).
@@ -242,45 +233,21 @@ COMPARISON = [
     ),
     CONSOLE,
 ]
+# The engine options the autoencoder does not take.
+AE_ENGINE = ("amp", "channels_last", "compile", "compile_mode", "tensorboard", "sync_batchnorm")
 COMMANDS: dict[str, tuple[str, list[Group]]] = {
     "run": (
         "the whole pipeline: soft labels, a CE baseline and a ReffAKD student, one summary",
-        [
-            OUT,
-            DATA,
-            *_soft_groups(RUN_AE_EPOCHS),
-            *_student_groups(RUN_EPOCHS),
-            Group("engine", "engine", EngineOptions),
-            CONSOLE,
-        ],
-    ),  # fmt: skip
+        [OUT, DATA, *_soft_groups(RUN_AE_EPOCHS), *_student_groups(RUN_EPOCHS), ENGINE, CONSOLE],
+    ),
     "softlabels": (
         "train the autoencoder and build soft labels, diagnostics and plots",
-        [
-            OUT,
-            Group("seed", "seed", Seed),
-            DATA,
-            *_soft_groups(10),
-            Group(
-                "engine",
-                "engine",
-                EngineOptions,
-                without=("amp", "channels_last", "compile", "compile_mode", "tensorboard", "sync_batchnorm"),
-            ),
-            CONSOLE,
-        ],
+        [OUT, SEED, DATA, *_soft_groups(10), Group("engine", "engine", EngineOptions, without=AE_ENGINE), CONSOLE],
     ),
     "train": (
         "train one student",
-        [
-            OUT,
-            Group("inputs", "method and its soft targets", TrainInputs),
-            DATA,
-            *_student_groups(30),
-            Group("engine", "engine", EngineOptions),
-            CONSOLE,
-        ],
-    ),  # fmt: skip
+        [OUT, Group("inputs", "method and its soft targets", TrainInputs), DATA, *_student_groups(30), ENGINE, CONSOLE],
+    ),
     "compare": ("methods x seeds side by side: accuracy and cost in one table (resumable)", COMPARISON),
     "sweep": (
         "a grid over any method parameter or optimiser key, one table sorted by validation accuracy (resumable)",
@@ -293,11 +260,7 @@ COMMANDS: dict[str, tuple[str, list[Group]]] = {
     ),
     "evaluate": (
         "top-1/top-5 of a checkpoint or an exported model, on a dataset split or a labelled image folder",
-        [
-            Group("evaluate", "checkpoint", EvaluateOptions),
-            DATA,
-            Group("console", "console", Console, without=("plots",)),
-        ],
+        [Group("evaluate", "checkpoint", EvaluateOptions), DATA, replace(CONSOLE, without=("plots",))],
     ),
 }
 
@@ -347,7 +310,7 @@ class BenchOptions:
     json: str | None = opt(None, "also write the measurements to this new JSON file", metavar="PATH")
 
 
-DEPLOY_CONSOLE = Group("console", "console", Console, without=("progress", "plots"))
+DEPLOY_CONSOLE = replace(CONSOLE, without=("progress", "plots"))
 COMMANDS.update(
     {
         "export": (
@@ -441,7 +404,9 @@ class Resolved:
         opts = g.options()
         if g.cls is None:
             return {o.key: self.values[o.key] for o in opts if self.values.get(o.key) is not None}
-        kw = {o.field: _field_value(o, self.values[o.key]) for o in opts}
+        kw = {o.field: o.value(self.values[o.key]) for o in opts}
+        if kw.get("milestones") is not None:
+            kw["milestones"] = tuple(kw["milestones"])
         if g.unset:
             return {k: v for k, v in kw.items() if v is not None}
         obj = g.cls(**kw)
@@ -496,11 +461,6 @@ def prefixed(exc: ReffAKDError, prefix: str) -> ReffAKDError:
     return ReffAKDError(text, params=tuple(prefix + p for p in exc.params))
 
 
-def _field_value(o: Option, value: Any) -> Any:
-    value = o.value(value)
-    return tuple(value) if o.kind is list and value is not None and o.field == "milestones" else value
-
-
 # --------------------------------------------------------------------------- compare and sweep: the spec
 
 # compare/sweep options folded into the spec: the saved config holds the spec's sections instead.
@@ -519,47 +479,51 @@ def _merge_section(key: str, current: Any, value: Any) -> Any:
     return {**{k: v for k, v in current.items() if k not in ("checkpoint", "path")}, **value}
 
 
-def _number_or_name(text: str) -> int | float | str:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _axis(text: str) -> tuple[str, list[Any]]:
-    """``alpha=0.1,0.5``: one grid key and its values."""
+    """``alpha=0.1,0.5``: one grid key and its values (numbers where they read as numbers)."""
+
+    def value(item: str) -> int | float | str:
+        for kind in (int, float):
+            try:
+                return kind(item)
+            except ValueError:
+                pass
+        return item
+
     key, sep, values = text.partition("=")
-    items = [_number_or_name(v.strip()) for v in values.split(",") if v.strip()]
+    items = [value(v.strip()) for v in values.split(",") if v.strip()]
     if not sep or not key.strip() or not items:
         raise ReffAKDError(f"vary {text!r} must be KEY=V1,V2,..., e.g. alpha=0.1,0.5,0.9", params=("vary",))
     return key.strip().replace("-", "_"), items
 
 
-def _methods_taking(methods: Any, keys: list[str]) -> list[str]:
-    """The running methods that take every varied method parameter (optimiser keys apply to every method)."""
+def _vary(spec: dict[str, Any], texts: list[str]) -> dict[str, Any]:
+    """The spec's grid with the ``--vary`` axes set; a new grid's methods: those that run and take every varied method
+    parameter (optimiser keys apply to every method)."""
     from .distillers import get_method, parameter_fields
 
-    if not isinstance(methods, list):
-        return methods
-    wanted = set(keys) & set(parameter_fields())
-    takers = [m for m in methods if isinstance(m, str) and wanted <= set(get_method(m).params.info())]
-    if not takers:
-        raise ReffAKDError(
-            f"vary {', '.join(sorted(wanted))}: none of the methods that run ({', '.join(map(str, methods))}) "
-            "takes it; add a method that does",
-            params=("vary",),
-        )
-    return takers
+    vary = [_axis(text) for text in texts]
+    keys = [k for k, _ in vary]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ReffAKDError(f"vary {twice[0]} is given twice; give each key once with all its values", params=("vary",))
+    grid = spec.get("grid")
+    if grid is None:
+        wanted = set(keys) & set(parameter_fields())
+        takers = [m for m in spec["methods"] if wanted <= set(get_method(m).params.info())]
+        if not takers:
+            raise ReffAKDError(
+                f"vary {', '.join(sorted(wanted))}: none of the methods that run ({', '.join(spec['methods'])}) "
+                "takes it; add a method that does",
+                params=("vary",),
+            )
+        grid = {"methods": takers, "params": {}}
+    return {"methods": grid["methods"], "params": {**grid["params"], **dict(vary)}}
 
 
 def compare_spec(cfg: Resolved) -> RunSpec:
-    """The preset's recipe, then the spec file and the config file's spec sections, then the flags: each later one wins.
-
-    A ``--spec`` typed on the command line is applied after the config file's sections; one named in
-    the config file, before them.
-    """
+    """The preset's recipe, then the spec file and the config file's spec sections, then the flags: each later one wins
+    (a ``--spec`` typed on the command line comes after the config file's sections; one named in it, before them)."""
     from .recipes import load_recipe
     from .settings import read_mapping, unknown_key
 
@@ -585,15 +549,14 @@ def compare_spec(cfg: Resolved) -> RunSpec:
         if v[key] is not None:
             spec[key] = v[key]
     if v["epochs"] is not None:
-        spec["student"] = {**spec["student"], "epochs": v["epochs"], "milestones": None}
+        spec["student"] = with_epochs(spec["student"], v["epochs"])
     if v["teacher"]:
         spec["teacher"] = {"checkpoint": v["teacher"]}
-    elif v["teacher_model"] or v["teacher_epochs"] is not None:
-        spec["teacher"] = {
-            **spec["teacher"],
-            **({"model": v["teacher_model"]} if v["teacher_model"] else {}),
-            **({"epochs": v["teacher_epochs"], "milestones": None} if v["teacher_epochs"] is not None else {}),
-        }
+    else:
+        if v["teacher_model"]:
+            spec["teacher"] = {**spec["teacher"], "model": v["teacher_model"]}
+        if v["teacher_epochs"] is not None:
+            spec["teacher"] = with_epochs(spec["teacher"], v["teacher_epochs"])
     speed = {k: v[k] for k in SPEED_KEYS if v[k] not in (None, False)}  # a flag given (False: not given)
     if speed:
         SpeedOptions(**speed).check()  # the flags' own errors name the flags
@@ -601,27 +564,15 @@ def compare_spec(cfg: Resolved) -> RunSpec:
     if v["soft_labels"]:
         spec["soft_labels"] = {"path": v["soft_labels"]}
     elif v["ae_epochs"] is not None:
-        autoencoder = {**spec["soft_labels"].get("autoencoder", {}), "epochs": v["ae_epochs"], "milestones": None}
+        autoencoder = with_epochs(spec["soft_labels"].get("autoencoder", {}), v["ae_epochs"])
         spec["soft_labels"] = {**spec["soft_labels"], "autoencoder": autoencoder}
     where = sections.where if sections is not None else f"--spec {v['spec']}" if v["spec"] else f"preset {preset}"
     if v["no_grid"]:
         spec["grid"] = None
     if v["vary"]:
-        RunSpec.from_dict(spec, where)  # what came before the grid axes is blamed on where it came from
+        spec = RunSpec.from_dict(spec, where).to_dict()  # what came before the axes is blamed on where it came from
+        spec["grid"] = _vary(spec, v["vary"])
         where = "vary"  # the rest on the axes typed
-        vary = [_axis(text) for text in v["vary"]]
-        keys = [k for k, _ in vary]
-        twice = sorted({k for k in keys if keys.count(k) > 1})
-        if twice:
-            raise ReffAKDError(
-                f"vary {twice[0]} is given twice; give each key once with all its values", params=("vary",)
-            )
-        grid = spec.get("grid")
-        valid = (
-            isinstance(grid, dict) and isinstance(grid.get("methods"), list) and isinstance(grid.get("params"), dict)
-        )
-        methods, axes = (grid["methods"], grid["params"]) if valid else (_methods_taking(spec["methods"], keys), {})
-        spec["grid"] = {"methods": methods, "params": {**axes, **dict(vary)}}
     try:
         compare = RunSpec.from_dict(spec, where)
     except ReffAKDError as exc:
@@ -662,12 +613,7 @@ def resolved_config(cfg: Resolved, spec: Any = None) -> dict[str, Any]:
 
 def check_command(cfg: Resolved) -> Any:
     """The checks a command makes before it touches the disk; returns its spec (softlabels: its soft-label config)."""
-    if cfg.command == "run":
-        return cfg.run_spec()
-    if cfg.command == "softlabels":
-        return cfg.soft_label_config()
-    if cfg.command == "train":
-        return cfg.train_spec()
     if cfg.command in ("compare", "sweep"):
         return compare_spec(cfg)
-    return None
+    check = {"run": Resolved.run_spec, "softlabels": Resolved.soft_label_config, "train": Resolved.train_spec}
+    return check[cfg.command](cfg) if cfg.command in check else None

@@ -79,7 +79,7 @@ def run_one(
     variant = {"variant": item.variant, "grid": item.params} if item.is_grid else None
     if not item.is_grid and item.point:
         variant = {"tuned": item.params}
-    if item.is_trial:  # a tuning trial never sees the test split (``tuning.py``)
+    if item.stage == "tuning":  # a tuning trial never sees the test split (``tuning.py``)
         splits = replace(splits, test=None)
         variant = {**(variant or {}), "trial": True}
     return train_student(

@@ -1,12 +1,5 @@
-"""Typed options: one dataclass field is one command-line flag and one config-file key.
-
-A field made with ``opt(...)`` carries its help, flag spelling and choices; its type annotation
-(``int``, ``float``, ``str``, ``bool``, ``X | None``, ``tuple[int, ...]``, ``list[str]``) says how
-a flag's text and a YAML value are read. ``add_flags`` turns a dataclass into argparse options
-(with suppressed defaults, so the parsed namespace holds exactly what was typed), and
-``read_value`` checks a config-file value against the same field, so the two can never drift
-apart. Files are read with ``yaml.safe_load`` or ``json`` only.
-"""
+"""Typed options: one dataclass field (``opt``) is one command-line flag and one config-file key, its type annotation
+how both are read (``add_flags``, ``read_value``), so the two never drift apart. Files: ``yaml.safe_load`` or JSON."""
 
 from __future__ import annotations
 
@@ -40,10 +33,9 @@ def opt(
     append: bool = False,
     positional: bool = False,
 ) -> Any:
-    """A typed option; ``flag``: its long name when not the field's (``no-download``), ``negate``: a
-    boolean flag that sets the field to False (``--no-download`` -> ``download = False``); ``append``: a
-    list whose flag is repeated, one whole item each time (``--vary a=1,2 --vary b=3``); ``positional``: a list
-    given as one or more plain arguments (``predict a.png b.png``), required by the parser."""
+    """A typed option; ``flag``: its long name when not the field's; ``negate``: a flag that sets the field to False
+    (``--no-download``); ``append``: a list whose flag is repeated (``--vary a=1,2 --vary b=3``); ``positional``: a
+    list of plain arguments (``predict a.png b.png``), required."""
     meta = {"help": help, "flag": flag, "short": short, "choices": choices, "negate": negate, "metavar": metavar,
             "append": append, "positional": positional}  # fmt: skip
     if factory is not None:
@@ -62,10 +54,10 @@ class Option:
     optional: bool  # None allowed
     default: Any
     help: str
-    short: str | None
-    choices: Sequence[Any] | Callable[[], Sequence[Any]] | None
-    negate: bool
-    metavar: str | None
+    short: str | None = None
+    choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None
+    negate: bool = False
+    metavar: str | None = None
     append: bool = False
     positional: bool = False
 
@@ -103,8 +95,7 @@ def options(cls: type, prefix: str = "", defaults: Mapping[str, Any] | None = No
             default = defaults[f.name]
         key = prefix + (m["flag"] or f.name).replace("-", "_")
         shown = (not default) if m["negate"] else default
-        out.append(Option(f.name, key, kind, item, optional, shown, m["help"], m["short"], m["choices"],
-                          m["negate"], m["metavar"], m.get("append", False), m.get("positional", False)))  # fmt: skip
+        out.append(Option(f.name, key, kind, item, optional, shown, **{k: v for k, v in m.items() if k != "flag"}))
     return out
 
 
@@ -118,16 +109,12 @@ def choices_of(o: Option) -> list[Any] | None:
     return list(o.choices()) if callable(o.choices) else list(o.choices)
 
 
-def _parse_item(item: type, text: str) -> Any:
-    return item(text.strip())
-
-
 def _flag_type(o: Option) -> Callable[[str], Any]:
     if o.kind is list:
 
         def parse_list(text: str) -> list[Any]:
             try:
-                return [_parse_item(o.item, x) for x in text.split(",") if x.strip()]
+                return [o.item(x.strip()) for x in text.split(",") if x.strip()]
             except ValueError:
                 what, example = {int: ("integers", "0,1,2"), float: ("numbers", "0.1,0.5")}.get(
                     o.item, ("names", "a,b")
@@ -217,11 +204,8 @@ def is_number(value: Any) -> bool:
 
 def yaml_hint(value: Any) -> str:
     """Point at YAML 1.1's rule when a number like 1e-3 (no dot) arrived as text."""
-    return (
-        YAML_NUMBER_HINT
-        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip())
-        else ""
-    )
+    number = isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip())
+    return YAML_NUMBER_HINT if number else ""
 
 
 def _fits(value: Any, tp: Any) -> bool:
@@ -239,8 +223,8 @@ def _fits(value: Any, tp: Any) -> bool:
 
 
 def check_types(cls: type, section: Mapping[str, Any], what: str) -> None:
-    """Each known key of a spec section has its dataclass field's type, strictly (no text read as a number, unlike a
-    flag's value: a spec is data, and ``1e-3`` arriving as text is YAML 1.1's trap, named in the message)."""
+    """Each known key of a spec section has its dataclass field's type, strictly: a spec is data (no text read as a
+    number, unlike a flag's; ``1e-3`` as text is YAML 1.1's trap, named in the message)."""
     hints = typing.get_type_hints(cls)
     for key, value in section.items():
         if key in hints and not _fits(value, hints[key]):
@@ -289,8 +273,8 @@ def read_mapping(path: str | Path, where: str) -> dict[str, Any]:
 
 
 def expanded_size(value: Any, limit: int = MAX_VALUES) -> int:
-    """How many values ``value`` holds once every YAML alias is written out, counted without writing them out (each
-    shared node is sized once), and stopping past ``limit``: an alias bomb's billions are never built or printed."""
+    """How many values ``value`` holds once its YAML aliases are written out, each shared node sized once, stopping past
+    ``limit``: an alias bomb's billions are never built."""
     memo: dict[int, int] = {}
 
     def size(v: Any, depth: int) -> int:

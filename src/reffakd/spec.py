@@ -1,10 +1,7 @@
 """The run spec: methods x seeds x an optional grid, with the data, the student, the teacher and the soft labels.
 
-``RunSpec`` is what ``reffakd compare`` and ``reffakd sweep`` run, validated as a whole before anything is
-written, and saved as ``spec.json`` in the comparison folder. A *grid* runs chosen methods once per combination
-of values of any method parameter (the registry's keys and types) or student optimiser key; each combination
-is a *variant* named by its keys, ``reffakd[alpha=0.5,lr=0.05]``, in its own folder
-(``runs/reffakd_alpha0.5_lr0.05/seed<k>``). The one grid syntax is ``{methods: [...], params: {KEY: [values]}}``.
+Validated as a whole before anything is written and saved as ``spec.json``; a grid point of a method is a *variant*,
+``reffakd[alpha=0.5,lr=0.05]``, in its own folder.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ from .engine.optim import STUDENT_SCHEDULE
 from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .seed import check_seed
-from .settings import check_types, deprecated, is_number, opt, yaml_hint
+from .settings import check_types, deprecated, is_number, opt, unknown_key, yaml_hint
 from .softlabels.calibration import PRESETS as SOFT_LABEL_PRESETS
 from .softlabels.structure import STRUCTURES
 
@@ -35,34 +32,21 @@ if TYPE_CHECKING:
     from .softlabels import SoftLabelConfig
 
 GRID_KEYS = ("methods", "params")
-# What a grid may vary: any method parameter (the registry's, ``parameter_types``), and the student's
-# optimiser (not its milestones: a grid point that sets epochs gets the default milestones, 30/60/80 %
-# of its epochs).
+# The student's optimiser keys a grid may vary, beside any method parameter (not milestones: a point that sets epochs
+# gets the default ones).
 OPTIM_GRID_TYPES: dict[str, type] = {
     "lr": float, "weight_decay": float, "batch_size": int, "epochs": int, "momentum": float, "schedule": str,
     "gamma": float,
 }  # fmt: skip
 
 
-def grid_key_types() -> dict[str, type]:
-    """Every key a grid may vary -> the type of its values (int, float, or str for names)."""
-    return {**distillers.parameter_types(), **OPTIM_GRID_TYPES}
-
-
-def _value_text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
-
-
 def variant_name(method: str, point: Mapping[str, Any]) -> str:
-    """The name of one grid point of a method: its keys as the grid writes them, e.g. ``reffakd[alpha=0.5,lr=0.05]``."""
-    return f"{method}[" + ",".join(f"{k}={_value_text(v)}" for k, v in point.items()) + "]"
+    """One grid point of a method, its keys as the grid writes them: ``reffakd[alpha=0.5,lr=0.05]``."""
+    return f"{method}[" + ",".join(f"{k}={v:g}" if is_number(v) else f"{k}={v}" for k, v in point.items()) + "]"
 
 
 def folder_name(variant: str) -> str:
-    """A run folder name safe on any disk and in shell globs: ``reffakd[alpha=0.5]`` -> ``reffakd_alpha0.5``.
-
-    A plain method name is its own folder name.
-    """
+    """A run folder name safe on any disk and in shell globs: ``reffakd[alpha=0.5]`` -> ``reffakd_alpha0.5``."""
     name = variant.replace("[", "_").replace("]", "").replace("=", "").replace(",", "_")
     return re.sub(r"[^A-Za-z0-9._+-]", "_", name)  # "+": a FORM+SOURCE method keeps its name
 
@@ -86,9 +70,10 @@ class RunItem:
         """A grid variant (its own row in reports); a tuned method's final runs carry a point but are the method."""
         return bool(self.point) and self.variant != self.method
 
-    @property
-    def is_trial(self) -> bool:
-        return self.stage == "tuning"
+
+def with_epochs(section: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """An optimiser section at other ``epochs``, whose milestones are then the default fractions of them."""
+    return {**section, "epochs": epochs, "milestones": None}
 
 
 def _whole(value: Any) -> bool:
@@ -96,11 +81,7 @@ def _whole(value: Any) -> bool:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _name(value: Any) -> bool:
-    return isinstance(value, str)
+    return is_number(value) and math.isfinite(value)
 
 
 def _distinct(value: Any, fits: Callable[[Any], bool]) -> bool:
@@ -115,8 +96,8 @@ OLD_SOFT_LABEL_KEYS = {"diagonal_boost": "boost", "temperature": "soft_temperatu
 
 @dataclass
 class SoftLabelSpec:
-    """How the soft labels are made, or which are given: a spec's ``soft_labels`` section and, its ``opt`` fields, the
-    flags of ``softlabels`` and ``run`` (``--seed`` and ``--ae-*`` fill the rest). Unset (None): the preset's."""
+    """A spec's ``soft_labels`` section; its ``opt`` fields are the flags of ``softlabels`` and ``run`` (``--seed`` and
+    ``--ae-*`` fill the rest). Unset (None): the preset's."""
 
     preset: str = opt(
         "paper", "paper: the notebooks' boost and tau = 1 (best on validation, docs/RESULTS.md); "
@@ -161,14 +142,12 @@ class SoftLabelSpec:
                 if note:
                     deprecated(f"{where}: soft_labels", old, new)
                 section[new] = section.pop(old)
-        check_section_keys("soft_labels", section, where)
-        check_types(cls, section, "soft_labels")
-        check_section_keys("soft_labels.autoencoder", section.get("autoencoder", {}), where)
+        check_section("soft_labels", section, where)
+        check_section("soft_labels.autoencoder", section.get("autoencoder", {}), where)
         return cls(**section)
 
     def to_dict(self) -> dict[str, Any]:
-        """The keys set, as ``spec.json`` and ``config.yaml`` write them: a given artifact's path alone; a switch left
-        off is not written (a folder's spec stays as it was)."""
+        """The keys set (a given artifact: its path alone); a switch left off is not written (a folder's spec stays)."""
         if self.path is not None:
             return {"path": self.path}
         off = {"augment_embeddings": False, "budget_unlabelled": False, "structure": "similarity", "structure_seed": 0}
@@ -177,21 +156,19 @@ class SoftLabelSpec:
 
 @dataclass
 class GridSpec:
-    """A spec's ``grid`` section: each listed method that runs, runs once per combination of the ``params`` values
-    (any method parameter or student optimiser key: ``grid_key_types``) and seed, as a variant (``variant_name``)."""
+    """A spec's ``grid`` section: each listed method runs once per combination of ``params`` values."""
 
     methods: list[str]
     params: dict[str, list[Any]]
 
     @classmethod
     def read(cls, g: Any, where: str) -> GridSpec:
-        """The section, its keys and values checked once, here (what needs the whole spec: ``RunSpec._check_grid``)."""
         if not isinstance(g, dict) or set(g) != set(GRID_KEYS):
             got = sorted(g) if isinstance(g, dict) else type(g).__name__
             raise ReffAKDError(
                 f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)}, or null; got {got}"
             )
-        if not _distinct(g["methods"], _name):
+        if not _distinct(g["methods"], lambda m: isinstance(m, str)):
             raise ReffAKDError(
                 f"{where}: grid methods must be a non-empty list of distinct method names, got {g['methods']!r}"
             )
@@ -202,7 +179,7 @@ class GridSpec:
                 f"{where}: grid params must map keys to lists of values, e.g. "
                 f"{{alpha: [0.1, 0.5], lr: [0.05, 0.1]}}; got {g['params']!r}"
             )
-        types = grid_key_types()
+        types = {**distillers.parameter_types(), **OPTIM_GRID_TYPES}  # every key a grid may vary -> its values' type
         for key, values in g["params"].items():
             if key not in types:
                 close = difflib.get_close_matches(key, list(types), n=1)
@@ -211,7 +188,7 @@ class GridSpec:
                     f"allowed: {', '.join(types)}"
                 )
             kind = types[key]
-            if not _distinct(values, {str: _name, int: _whole}.get(kind, _finite)):
+            if not _distinct(values, {str: lambda v: isinstance(v, str), int: _whole}.get(kind, _finite)):
                 kind_text = {str: "names", int: "integers"}.get(kind, "finite numbers")
                 text = next((v for v in values if isinstance(v, str)), None) if isinstance(values, list) else None
                 raise ReffAKDError(
@@ -227,9 +204,8 @@ class GridSpec:
 
 @dataclass
 class TuneSpec:
-    """Equal tuning (``tuning.py``), a spec's ``tune`` section: ``trials`` per method at ``epochs`` over ``seeds``
-    (unset: [0]), chosen on validation; ``params``: optimiser axes every method's grid is crossed with (so a method
-    without parameters, like ce, is tuned too); ``seed``: which trials a grid larger than ``trials`` samples."""
+    """A spec's ``tune`` section (``tuning.py``): ``trials`` per method of ``epochs`` over ``seeds`` (unset: [0]);
+    ``params``: optimiser axes crossed with every method's grid (ce is tuned too); ``seed``: which trials to sample."""
 
     trials: int
     epochs: int
@@ -239,7 +215,6 @@ class TuneSpec:
 
     @classmethod
     def read(cls, t: Any, where: str) -> TuneSpec:
-        """The section, every key and value checked once, here."""
         keys = tuple(cls.__dataclass_fields__)
         if not isinstance(t, dict) or not set(t) <= set(keys) or not {"trials", "epochs"} <= set(t):
             got = sorted(t) if isinstance(t, dict) else type(t).__name__
@@ -257,10 +232,10 @@ class TuneSpec:
         axes = t.get("params", {})
         if not isinstance(axes, dict):
             raise ReffAKDError(f"{where}: tune params must map optimiser keys to lists of values, got {axes!r}")
+        tunable = [k for k, v in OPTIM_GRID_TYPES.items() if k != "epochs" and v is not str]
         for key, values in axes.items():
-            if key not in OPTIM_GRID_TYPES or key == "epochs" or OPTIM_GRID_TYPES[key] is str:
-                allowed = ", ".join(k for k, v in OPTIM_GRID_TYPES.items() if k != "epochs" and v is not str)
-                raise ReffAKDError(f"{where}: tune params key {key!r} cannot vary; allowed: {allowed}")
+            if key not in tunable:
+                raise ReffAKDError(f"{where}: tune params key {key!r} cannot vary; allowed: {', '.join(tunable)}")
             if not _distinct(values, _finite):
                 raise ReffAKDError(f"{where}: tune params {key} must be a non-empty list of distinct numbers")
         return cls(**t)
@@ -275,19 +250,19 @@ class TuneSpec:
 
 
 OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)
-# The keys each section may hold; anything else is a typo that would otherwise silently do nothing.
-SECTION_KEYS: dict[str, tuple[str, ...]] = {
-    "data": tuple(DataConfig.__dataclass_fields__),
-    "student": ("model", *OPTIM_KEYS, "lr_rule"),
-    "teacher": ("checkpoint", "model", "seed", *OPTIM_KEYS, "lr_rule"),
-    "soft_labels": tuple(SoftLabelSpec.__dataclass_fields__),
-    "soft_labels.autoencoder": OPTIM_KEYS,
-    "speed": SPEED_KEYS,
+# Each section's keys (any other is a typo that would silently do nothing) and the dataclass whose field types its
+# values have (an optimiser's are checked by ``RunSpec.optim``, once ``lr: null`` is resolved).
+SECTIONS: dict[str, tuple[tuple[str, ...], type | None]] = {
+    "data": (tuple(DataConfig.__dataclass_fields__), DataConfig),
+    "student": (("model", *OPTIM_KEYS, "lr_rule"), None),
+    "teacher": (("checkpoint", "model", "seed", *OPTIM_KEYS, "lr_rule"), None),
+    "soft_labels": (tuple(SoftLabelSpec.__dataclass_fields__), SoftLabelSpec),
+    "soft_labels.autoencoder": (OPTIM_KEYS, None),
+    "speed": (SPEED_KEYS, SpeedOptions),
 }
 
 
 def _is_method(name: Any) -> bool:
-    """A registered method or a valid FORM+SOURCE combination."""
     try:
         distillers.get_method(name)
     except ReffAKDError:
@@ -295,23 +270,21 @@ def _is_method(name: Any) -> bool:
     return True
 
 
-def check_section_keys(name: str, section: Any, where: str) -> None:
-    """Every key of a spec section is one it may hold: ``student: {epoch: 3}`` is one line, not a silent default."""
-    from .settings import unknown_key
-
+def check_section(name: str, section: Any, where: str) -> None:
+    """A section's keys and, where ``SECTIONS`` names its dataclass, their types: one line, never a silent default."""
+    keys, cls = SECTIONS[name]
     if not isinstance(section, dict):
         raise ReffAKDError(f"{where}: {name} must be an object of keys to values, got {type(section).__name__}")
     for key in section:
-        if key not in SECTION_KEYS[name]:
-            raise unknown_key(f"{where}: {name}", str(key), SECTION_KEYS[name])
+        if key not in keys:
+            raise unknown_key(f"{where}: {name}", str(key), keys)
+    if cls is not None:
+        check_types(cls, section, f"{where}: {name}")
 
 
 def _resolve_lr(section: dict[str, Any], what: str) -> float:
-    """``lr: null`` defers to the section's ``lr_rule`` {"default": LR, MODEL: LR, ...} by its ``model``.
-
-    So a preset's per-student learning rate (kd-cifar100: 0.01 for mobilenetv2 and the ShuffleNets,
-    else 0.05) follows a student swapped in by a spec; a number given as ``lr`` always wins.
-    """
+    """``lr: null`` is the section's ``lr_rule`` {"default": LR, MODEL: LR} for its ``model``: a preset's per-student
+    rate (kd-cifar100) follows a student swapped in by a spec."""
     rule = section.get("lr_rule")
     if not isinstance(rule, dict) or "default" not in rule:
         raise ReffAKDError(
@@ -343,14 +316,11 @@ class RunSpec:
     soft_labels: SoftLabelSpec = field(default_factory=lambda: SoftLabelSpec(autoencoder=asdict(OptimConfig(epochs=5))))
     # {"methods": [...], "params": {KEY: [values], ...}} (``GridSpec``); null: no grid
     grid: GridSpec | None = None
-    # equal tuning of every method on validation before its final runs (``TuneSpec``, ``tuning.py``); null: each
-    # method runs with its parameters as given
+    # equal tuning on validation before the final runs (``TuneSpec``, ``tuning.py``); null: parameters as given
     tune: TuneSpec | None = None
-    # [100, 500, "all"]: a label-budget study (``study.py``): the whole comparison once per labelled budget (labels
-    # per class, or "all"), each in OUT/labels-<budget>/, and one report across them; null: one comparison
+    # [100, 500, "all"]: a label-budget study (``study.py``), the comparison once per labels-per-class budget
     budgets: list[Any] | None = None
-    # {"amp": "bf16", "cuda_graph": true, ...} (``SpeedOptions``' keys): how every network the spec trains is trained
-    # (its students and its teacher; the autoencoder takes cuda_graph alone); null: every option off
+    # ``SpeedOptions``' keys, for every network the spec trains (the autoencoder takes cuda_graph alone); null: all off
     speed: dict[str, Any] | None = None
 
     @classmethod
@@ -361,16 +331,10 @@ class RunSpec:
         if unknown:
             raise ReffAKDError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(cls.__dataclass_fields__)}")
         spec = cls()
-        for key, value in data.items():
+        for key, value in data.items():  # a section updates the default's keys; the typed ones are read by validate
             default = getattr(spec, key)
-            if (
-                isinstance(default, dict)
-                and isinstance(value, dict)
-                and key not in ("teacher", "soft_labels", "method_params")
-            ):
+            if isinstance(default, dict) and isinstance(value, dict) and key not in ("teacher", "method_params"):
                 value = {**default, **value}
-            if key == "soft_labels" or (key in ("grid", "tune") and value is not None):  # the typed sections, read here
-                value = {"soft_labels": SoftLabelSpec, "grid": GridSpec, "tune": TuneSpec}[key].read(value, where)
             setattr(spec, key, value)
         spec.validate(where)
         return spec
@@ -398,14 +362,14 @@ class RunSpec:
             check_seed(s)
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.methods)) != len(self.methods):
             raise ReffAKDError(f"{where}: methods and seeds must not repeat")
-        if isinstance(self.soft_labels, dict):  # a library caller's sections
+        if not isinstance(self.soft_labels, SoftLabelSpec):  # the typed sections, read once
             self.soft_labels = SoftLabelSpec.read(self.soft_labels, where)
         if self.tune is not None and not isinstance(self.tune, TuneSpec):
             self.tune = TuneSpec.read(self.tune, where)
         if self.grid is not None and not isinstance(self.grid, GridSpec):
             self.grid = GridSpec.read(self.grid, where)
-        for name in ("data", "student", "teacher"):
-            check_section_keys(name, getattr(self, name), where)
+        for name in ("data", "student", "teacher", *(("speed",) if self.speed is not None else ())):
+            check_section(name, getattr(self, name), where)
         for m, params in self.method_params.items():
             if not _is_method(m) or not isinstance(params, dict):
                 raise ReffAKDError(
@@ -415,16 +379,12 @@ class RunSpec:
             for key, value in params.items():
                 if value is not None and not is_number(value):
                     raise ReffAKDError(f"{where}: method_params {m} {key} {value!r} must be a number{yaml_hint(value)}")
-        if self.speed is not None:
-            check_section_keys("speed", self.speed, where)
-            check_types(SpeedOptions, self.speed, f"{where}: speed")
-            try:
-                self.speed_options().check()
-            except ReffAKDError as exc:
-                raise ReffAKDError(f"{where}: speed {exc}") from None
+        try:
+            self.speed_options().check()
+        except ReffAKDError as exc:
+            raise ReffAKDError(f"{where}: speed {exc}") from None
         self._check_same_runs(where)
         self._check_grid(where)
-        self._check_tune(where)
         self._check_budgets(where)
         for item in self.run_items():
             if item.seed == self.seeds[0]:
@@ -439,15 +399,14 @@ class RunSpec:
                 f"unknown model {model!r}; available: {', '.join(available_models())}, or timm/NAME",
                 params=("model",),
             )
-        if self.teacher_methods():
-            if "checkpoint" not in self.teacher:
-                self.optim(self.teacher, "teacher")
-                check_seed(self.teacher.get("seed", 0), "seed")
-                if not is_model_name(self.teacher.get("model")):
-                    raise ReffAKDError(
-                        f"{where}: teacher model {self.teacher.get('model')!r} is unknown; "
-                        f"available: {', '.join(available_models())}, or timm/NAME"
-                    )
+        if self.teacher_methods() and "checkpoint" not in self.teacher:
+            self.optim(self.teacher, "teacher")
+            check_seed(self.teacher.get("seed", 0), "seed")
+            if not is_model_name(self.teacher.get("model")):
+                raise ReffAKDError(
+                    f"{where}: teacher model {self.teacher.get('model')!r} is unknown; "
+                    f"available: {', '.join(available_models())}, or timm/NAME"
+                )
         given = self.soft_labels.path is not None
         if given and self.soft_label_methods(semi=True) and self.soft_label_methods(semi=False):
             raise ReffAKDError(
@@ -464,8 +423,7 @@ class RunSpec:
             self.soft_label_config()
 
     def _check_same_runs(self, where: str) -> None:
-        """Two names for one method (a preset and its ``FORM+SOURCE``, ``reffakd`` and ``kd+aesl``) with the same
-        parameters train the same runs twice and pair them as if they were two methods: refused by what runs."""
+        """Two names for one run (``reffakd`` and ``kd+aesl``, same parameters) would be paired as two methods."""
         seen: dict[tuple[Any, ...], str] = {}
         for m in self.methods:
             method = distillers.get_method(m)
@@ -482,42 +440,31 @@ class RunSpec:
             seen[key] = m
 
     def _check_grid(self, where: str) -> None:
-        """The grid's runs against the spec: each a valid run, each in its own folder (the section itself was checked
-        when read: ``GridSpec.read``)."""
-        if self.grid is None:
-            return
-        methods, axes, points = self.grid.methods, self.grid.params, self.grid.points()
+        """The grid's points and the tuning trials against the spec (the sections themselves were checked when read):
+        each a valid run (a method without a varied parameter, a value out of range), each in its own folder."""
+        if self.grid is not None and self.tune is not None:
+            raise ReffAKDError(f"{where}: tune and grid exclude each other: tuning makes each method's grid itself")
+        methods, points, axes = (self.grid.methods, self.grid.points(), self.grid.params) if self.grid else ([], [], {})
         for m in self.methods:
             run = distillers.get_method(m).source.same_seed_run
             if run is not None and run in methods:
                 raise ReffAKDError(
                     f"{where}: {m} distils the plain {run} run of its seed; leave {run} out of the grid methods"
                 )
-        for m in methods:
-            for point in points:
-                try:  # a method without a varied parameter, or a value out of range, is refused here
-                    self.student_config(m, self.seeds[0], point=point).validate()
-                except ReffAKDError as exc:
-                    raise ReffAKDError(f"{where}: grid point {variant_name(m, point)}: {exc}") from None
         names = [folder_name(variant_name(m, p)) for m in methods for p in points]
         if len(set(names)) != len(names):
             raise ReffAKDError(
                 f"{where}: grid values too close to tell apart in run names (6 significant digits): "
                 + " x ".join(str(v) for v in axes.values())
             )
-
-    def _check_tune(self, where: str) -> None:
-        """Every trial is a valid run (the section itself was checked when read: ``TuneSpec.read``)."""
-        if self.tune is None:
-            return
-        if self.grid is not None:
-            raise ReffAKDError(f"{where}: tune and grid exclude each other: tuning makes each method's grid itself")
-        for m in self.methods:
-            for point in self.tuning_points(m):
+        epochs = {"epochs": self.tune.epochs} if self.tune else {}
+        trials = [(m, p, {**p, **epochs}) for m in self.methods for p in self.tuning_points(m)]
+        for what, runs in (("grid point", [(m, p, p) for m in methods for p in points]), ("tuning trial", trials)):
+            for m, shown, point in runs:
                 try:
-                    self.student_config(m, self.seeds[0], point={**point, "epochs": self.tune.epochs}).validate()
+                    self.student_config(m, self.seeds[0], point=point).validate()
                 except ReffAKDError as exc:
-                    raise ReffAKDError(f"{where}: tuning trial {variant_name(m, point)}: {exc}") from None
+                    raise ReffAKDError(f"{where}: {what} {variant_name(m, shown)}: {exc}") from None
 
     def _check_budgets(self, where: str) -> None:
         if self.budgets is None:
@@ -543,12 +490,9 @@ class RunSpec:
             )
 
     def tuning_points(self, method: str) -> list[dict[str, Any]]:
-        """The trials of ``method``: its registry tuning grid crossed with the tune section's optimiser axes, in
-        grid order; a grid larger than ``trials`` is sampled (seeded by the tune seed and the method's name).
-
-        A method that distils another run of its seed (tfkd-self) is not tuned: its trials would need that
-        run's trials too. A method with nothing to vary has no trials and runs with its defaults.
-        """
+        """The trials of ``method``: its registry tuning grid x the tune section's optimiser axes, sampled down to
+        ``trials`` (seeded). None for a method with nothing to vary, or that distils another run of its seed (tfkd-self:
+        its trials would need that run's)."""
         if self.tune is None or distillers.get_method(method).source.same_seed_run is not None:
             return []
         axes = {**distillers.tuning_grid(method), **(self.tune.params or {})}
@@ -578,52 +522,37 @@ class RunSpec:
         return {m for m in self.methods if distillers.get_method(m).source == distillers.TEACHER}
 
     def soft_label_methods(self, semi: bool | None = None) -> set[str]:
-        """The methods that train against the comparison's soft-label artifact (``semi``: only those that need, or
-        only those that must not have, an autoencoder also trained on unlabelled images; ``None``: both)."""
+        """The methods that train against the soft-label artifact (``semi``: only the semi-supervised ones, or none)."""
         kinds = {m: distillers.get_method(m).source for m in self.methods}
         return {m for m, k in kinds.items() if k.input == "soft_labels" and (semi is None or k.semi == semi)}
 
     @staticmethod
     def optim(section: dict[str, Any], what: str) -> OptimConfig:
         """The section's optimiser; ``lr: null`` is resolved by the section's ``lr_rule`` (``_resolve_lr``)."""
-        keys = set(OptimConfig.__dataclass_fields__)
         if "lr" in section and section["lr"] is None:
             section = {**section, "lr": _resolve_lr(section, what)}
         check_types(OptimConfig, section, what)
-        try:
-            cfg = OptimConfig(**{k: v for k, v in section.items() if k in keys})
-        except TypeError as exc:
-            raise ReffAKDError(f"{what} optimiser settings are malformed ({exc})") from None
+        cfg = OptimConfig(**{k: v for k, v in section.items() if k in OPTIM_KEYS})
         if cfg.milestones is not None:
             cfg.milestones = tuple(cfg.milestones)
         cfg.validate()
         return cfg
 
     def data_config(self) -> DataConfig:
-        check_types(DataConfig, self.data, "data")
-        try:
-            return DataConfig(**self.data)
-        except TypeError as exc:
-            raise ReffAKDError(
-                f"data settings are malformed ({exc}); allowed keys: {', '.join(DataConfig.__dataclass_fields__)}"
-            ) from None
+        check_section("data", self.data, "spec")
+        return DataConfig(**self.data)
 
     def student_config(self, method: str, seed: int, *, point: Mapping[str, Any] | None = None) -> StudentConfig:
-        """One run's config; a grid ``point`` overrides ``method_params`` and the student's optimiser.
-
-        A point that sets epochs drops the section's milestones for the default fractions.
-        """
+        """One run's config; a grid ``point`` overrides ``method_params`` and the student's optimiser (its epochs: the
+        default milestones)."""
         point = dict(point or {})
         names = distillers.parameter_types()
         params = {**self.method_params.get(method, {}), **{k: v for k, v in point.items() if k in names}}
         student = {**self.student, **{k: v for k, v in point.items() if k in OPTIM_GRID_TYPES}}
-        if "epochs" in point:
-            student["milestones"] = None
+        student = with_epochs(student, point["epochs"]) if "epochs" in point else student
         from .pipeline import StudentConfig
 
-        cfg = StudentConfig(method, student.get("model", "lenet5"), self.optim(student, "student"), seed, params)
-        cfg.method_params()
-        return cfg
+        return StudentConfig(method, student.get("model", "lenet5"), self.optim(student, "student"), seed, params)
 
     def speed_options(self) -> SpeedOptions:
         """The speed options of every network the spec trains (``speed``; all off when null)."""
@@ -633,9 +562,8 @@ class RunSpec:
         return soft_label_config(self.soft_labels, self.data.get("dataset", "fashion-mnist"))
 
     def method_order(self) -> list[str]:
-        """The methods in the order they run: the baseline and every run another method distils first, then the
-        rest as given, then the methods whose teacher is another run of their seed (tfkd-self after ce, which
-        joins the comparison when it is not in it)."""
+        """The baseline and every run another method distils first (tfkd-self's ce joins when missing), then the rest
+        as given, then the methods that distil another run of their seed."""
         methods = list(self.methods)
         for m in list(methods):
             run = distillers.get_method(m).source.same_seed_run
@@ -648,10 +576,7 @@ class RunSpec:
         return sorted(methods, key=lambda m: (registered[m].source.same_seed_run is not None, m not in first))
 
     def run_items(self, tuned: Mapping[str, Mapping[str, Any]] | None = None) -> list[RunItem]:
-        """Every run in ``method_order``, each method over the seeds, a grid method expanded to its variants.
-
-        ``tuned``: per method, the setting equal tuning chose (``tuning.choose``), which its runs carry.
-        """
+        """Every run in ``method_order`` over the seeds: a grid method's variants, a ``tuned`` one's choice."""
         methods, points = (self.grid.methods, self.grid.points()) if self.grid else ([], [])
         items: list[RunItem] = []
         for method in self.method_order():
@@ -669,35 +594,22 @@ BUDGET_KEYS = ("labels", "epochs", "tune_epochs", "teacher_epochs", "seeds")
 
 
 def budget_item(value: Any) -> dict[str, Any] | None:
-    """A study's budget as ``{"labels": N or "all", "epochs", "tune_epochs", "teacher_epochs": E or None, "seeds":
-    [...] or None}``; ``None`` if malformed. A bare count or "all" keeps the spec's epochs, teacher and seeds; a
-    budget's own epochs let each budget's baseline converge (few labels need more epochs), and so do its teacher's
-    (a teacher trained for a fixed number of epochs on a few labelled images is a weak one); its own seeds let a
-    costly budget run fewer final runs."""
-
-    def count(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-    if isinstance(value, dict):
-        if not set(value) <= set(BUDGET_KEYS) or "labels" not in value:
-            return None
-        item = {k: value.get(k) for k in BUDGET_KEYS}
-    else:
-        item = {"labels": value, **{k: None for k in BUDGET_KEYS[1:]}}
-    if not (item["labels"] == "all" or count(item["labels"])):
-        return None
-    if any(item[k] is not None and not count(item[k]) for k in ("epochs", "tune_epochs", "teacher_epochs")):
-        return None
-    seeds = item["seeds"]
-    if seeds is not None and not _distinct(seeds, lambda s: _whole(s) and s >= 0):
-        return None
-    return item
+    """A study's budget as a dict of ``BUDGET_KEYS`` (None: the spec's), or ``None`` if malformed. Its own epochs let a
+    few labels' baseline (and teacher) converge; its own seeds let a costly budget run fewer final runs."""
+    item = dict.fromkeys(BUDGET_KEYS) | (value if isinstance(value, dict) else {"labels": value})
+    count = lambda v: _whole(v) and v >= 1  # noqa: E731
+    ok = (
+        set(item) == set(BUDGET_KEYS)
+        and (item["labels"] == "all" or count(item["labels"]))
+        and all(item[k] is None or count(item[k]) for k in ("epochs", "tune_epochs", "teacher_epochs"))
+        and (item["seeds"] is None or _distinct(item["seeds"], lambda s: _whole(s) and s >= 0))
+    )
+    return item if ok else None
 
 
 def soft_label_config(section: SoftLabelSpec | Mapping[str, Any], dataset: str) -> SoftLabelConfig:
-    """A ``soft_labels`` section (or a library caller's mapping of its keys) as the soft-label builder's config: the
-    one conversion, for a spec's section and for the command line's flags. A fixed temperature replaces the preset's
-    target own-class probability and back."""
+    """A ``soft_labels`` section (or a mapping of its keys) as the builder's config (the one conversion);
+    a fixed temperature replaces the preset's target own-class probability and back."""
     if not isinstance(section, SoftLabelSpec):
         section = SoftLabelSpec.read(dict(section), "soft_label_config")
     from .softlabels import Calibration, SoftLabelConfig

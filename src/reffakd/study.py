@@ -1,10 +1,6 @@
-"""Label-budget studies: the same comparison at several labelled budgets, and one report across them.
-
-Soft targets are said to pay off where the student can overfit; few labels is the commonest such case. A spec
-with ``budgets: [100, 500, "all"]`` runs its whole comparison (tuning included, when it has a ``tune`` section)
-once per budget, each an ordinary, resumable comparison folder ``OUT/labels-<budget>/`` whose data keeps that many
-labels per class (``data.budget``), and writes ``study.md`` and ``study.png`` across them
-(``reports.study_report``). The validation and test splits are the same at every budget.
+"""Label-budget studies: the same comparison at several labelled budgets (``OUT/labels-<budget>/``, each resumable), and
+one report across them. Soft targets are said to pay off where the student can overfit, and few labels is the commonest
+such case; the validation and test splits are the same at every budget.
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ from .errors import ReffAKDError
 from .io import write_json
 from .reports.study_report import write_study_report
 from .rundir import LOCK, locked
-from .spec import RunSpec, budget_item
+from .spec import RunSpec, budget_item, with_epochs
 
 
 def budget_labels(budget: Any) -> Any:
@@ -46,9 +42,9 @@ def budget_spec(spec: RunSpec, budget: Any) -> RunSpec:
     d = spec.to_dict()
     d["budgets"] = None
     if item["epochs"] is not None:
-        d["student"] = {**d["student"], "epochs": item["epochs"], "milestones": None}
+        d["student"] = with_epochs(d["student"], item["epochs"])
     if item["teacher_epochs"] is not None:
-        d["teacher"] = {**d["teacher"], "epochs": item["teacher_epochs"], "milestones": None}
+        d["teacher"] = with_epochs(d["teacher"], item["teacher_epochs"])
     if item["seeds"] is not None:
         d["seeds"] = item["seeds"]
     if item["tune_epochs"] is not None and d.get("tune"):

@@ -1,12 +1,7 @@
 """Equal tuning: every method gets the same number of trials at the same short budget, chosen on validation.
 
-A comparison whose methods ran with hand-picked parameters measures the picking as much as the methods.
-With a spec's ``tune`` section, ``reffakd compare`` first runs each method's trials (``RunSpec.tuning_points``:
-its registry tuning grid, crossed with the section's optimiser axes, sampled down to ``trials``) for
-``epochs`` over the tune ``seeds`` into ``OUT/tuning/``, then chooses per method the trial with the best
-mean validation top-1 (``choose``), then runs that setting at the full budget over the spec's seeds. The
-trials are trained without the test split (``DataSplits.test`` is ``None`` for them), so the test set cannot
-take part in the choice. ``tuning.md`` and ``tuning.csv`` list every trial and the choice.
+A comparison of hand-picked parameters measures the picking as much as the methods. The trials (``OUT/tuning/``) are
+trained without the test split, so the test set takes no part in the choice.
 """
 
 from __future__ import annotations

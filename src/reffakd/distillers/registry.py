@@ -15,7 +15,7 @@ import dataclasses
 import json
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,8 +112,9 @@ class Method:
     form: str | None = None  # a preset or combination: its loss form (``LOSS_FORMS``)
     target_source: str | None = None  # ... and its source (``TARGET_SOURCES``)
 
-    def parameters(self, overrides: dict[str, Any] | None = None) -> Params:
-        return self.params.build(self.name, overrides)
+    def parameters(self, overrides: Params | Mapping[str, Any] | None = None) -> Params:
+        """The method's parameters: its own ``Params`` as they are, or its defaults updated with ``overrides``."""
+        return overrides if isinstance(overrides, self.params) else self.params.build(self.name, overrides)
 
     @property
     def needs(self) -> str | None:
@@ -424,7 +425,7 @@ def build_distiller(
     student: nn.Module,
     *,
     num_classes: int,
-    params: dict[str, Any] | None = None,
+    params: Params | dict[str, Any] | None = None,
     total_epochs: int = 1,
     soft_labels: SoftLabels | None = None,
     teacher: SoftTargetSource | None = None,
