@@ -17,7 +17,7 @@ from reffakd.distillers import default_methods, method_names
 from reffakd.errors import ReffAKDError
 from reffakd.recipes import load_recipe, recipe_names
 from reffakd.runconfig import compare_spec
-from reffakd.spec import RunSpec
+from reffakd.spec import RunSpec, TeacherCheckpoint
 
 
 def compare_argv(out: Path, data: Path, *extra: str) -> list[str]:
@@ -241,9 +241,8 @@ def test_every_preset_builds_and_validates(name: str) -> None:
         assert spec.grid is None
     if name in PAPER_SETTINGS:
         dataset, student, teacher = PAPER_SETTINGS[name]
-        assert (spec.data["dataset"], spec.student["model"], spec.teacher["model"]) == (dataset, student, teacher)
-        for section in (spec.student, spec.teacher, spec.soft_labels.autoencoder):
-            opt = RunSpec.optim(section, "x")
+        assert (spec.data.dataset, spec.student.model, spec.teacher.model) == (dataset, student, teacher)
+        for opt in (spec.student.optim, spec.teacher.optim, spec.soft_label_config().autoencoder):
             assert (opt.epochs, opt.batch_size, opt.lr, opt.momentum, opt.weight_decay, opt.gamma) == (
                 200,
                 128,
@@ -267,7 +266,7 @@ def test_every_preset_builds_and_validates(name: str) -> None:
 
 def test_kd_cifar100_protocol_and_its_learning_rate_rule(tmp_path: Path) -> None:
     spec = RunSpec.from_dict(load_recipe("kd-cifar100"), "kd-cifar100")
-    assert (spec.data["dataset"], spec.student["model"], spec.teacher["model"]) == (
+    assert (spec.data.dataset, spec.student.model, spec.teacher.model) == (
         "cifar100",
         "resnet8x4",
         "resnet32x4",
@@ -284,10 +283,10 @@ def test_kd_cifar100_protocol_and_its_learning_rate_rule(tmp_path: Path) -> None
     assert spec.student_config("dkd", 0).method_params()["beta"] == 8.0
     assert spec.student_config("dkd-aesl", 0).method_params()["beta"] == 8.0
     assert spec.student_config("kd", 0).method_params() == {"alpha": 0.9, "temperature": 4.0}
-    assert RunSpec.optim(spec.teacher, "teacher").lr == 0.05
+    assert spec.teacher.optim.lr == 0.05
     for light in ("mobilenetv2", "shufflenetv1", "shufflenetv2"):
-        spec.student["model"] = light
-        assert spec.student_config("kd", 0).optim.lr == 0.01
+        student = {**spec.student.written, "model": light}
+        assert RunSpec.from_dict({**spec.to_dict(), "student": student}, "x").student_config("kd", 0).optim.lr == 0.01
     # A student swapped in by a spec file follows the rule; an explicit lr wins over it.
     swap = tmp_path / "swap.json"
     swap.write_text(json.dumps({"student": {"model": "mobilenetv2"}}))
@@ -445,12 +444,12 @@ def test_spec_file_sections_update_the_preset(tmp_path: Path) -> None:
             ["compare", "--out", str(tmp_path / "o"), "--preset", "paper-fashion-mnist", "--spec", str(spec_file)]
         )
     )
-    assert spec.teacher["model"] == "resnet20" and spec.teacher["epochs"] == 200
-    assert list(spec.teacher["milestones"]) == [60, 120, 160]
+    assert spec.teacher.model == "resnet20" and spec.teacher.optim.epochs == 200
+    assert list(spec.teacher.optim.milestones) == [60, 120, 160]
     assert spec.soft_labels.seed == 3 and spec.soft_labels.autoencoder["epochs"] == 200
     spec_file.write_text(json.dumps({"teacher": {"checkpoint": "t.safetensors"}}))
     spec = compare_spec(parse_command(["compare", "--out", str(tmp_path / "o"), "--spec", str(spec_file)]))
-    assert spec.teacher == {"checkpoint": "t.safetensors"}
+    assert spec.teacher == TeacherCheckpoint("t.safetensors")
 
 
 def test_a_folder_started_before_a_new_option_resumes(tmp_path: Path) -> None:
@@ -492,7 +491,7 @@ def test_jobs_make_the_teacher_and_soft_labels_at_once_and_the_same(
 
     out = tmp_path / "out"
     spec = compare_spec(parse_command(compare_argv(out, fake_fmnist, "--methods", "reffakd,kd", "--seeds", "0")))
-    splits = load_splits(spec.data_config(), log=lambda s: None)
+    splits = load_splits(spec.data, log=lambda s: None)
     lines: list[str] = []
     cpu = torch.device("cpu")
     shared = shared_inputs(Comparison(spec, out, splits, cpu, False, lines.append), 2)

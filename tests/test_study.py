@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def test_semi_supervised_methods_get_an_autoencoder_that_saw_the_withheld_images
         },
         "spec",
     )
-    splits = load_splits(spec.data_config(), log=lambda s: None)
+    splits = load_splits(spec.data, log=lambda s: None)
     out = tmp_path / "cmp"
     run_compare(spec, out, splits, device=torch.device("cpu"), progress=False, log=lambda s: None)
     plain = SoftLabels.load(out / "softlabels" / "soft_labels.safetensors")
@@ -88,7 +89,7 @@ def test_semi_supervised_methods_get_an_autoencoder_that_saw_the_withheld_images
     with pytest.raises(ReffAKDError, match="method reffakd cannot use semi-supervised soft labels"):
         semi.check_semi(False, "reffakd")
     # A study leaves the semi-supervised methods out where nothing is unlabelled.
-    whole = {**spec.to_dict(), "data": {**spec.data, "labels_per_class": None}, "budgets": [3, "all"]}
+    whole = {**spec.to_dict(), "data": {**asdict(spec.data), "labels_per_class": None}, "budgets": [3, "all"]}
     study = RunSpec.from_dict(whole, "spec")
     assert budget_spec(study, "all").methods == ["ce", "reffakd"] and "reffakd-semi" in budget_spec(study, 3).methods
 
@@ -107,12 +108,12 @@ def test_a_budget_may_bring_its_own_epochs() -> None:
         "spec",
     )
     ten = budget_spec(spec, spec.budgets[0])
-    assert ten.student["epochs"] == 7 and ten.tune.epochs == 2 and ten.data["labels_per_class"] == 10
+    assert ten.student.optim.epochs == 7 and ten.tune.epochs == 2 and ten.data.labels_per_class == 10
     assert ten.seeds == spec.seeds == [0, 1, 2]
-    assert ten.teacher["epochs"] == 9 and ten.teacher["model"] == spec.teacher["model"]
+    assert ten.teacher.optim.epochs == 9 and ten.teacher.model == spec.teacher.model
     assert budget_folder(spec.budgets[0]) == "labels-10" and budget_folder(spec.budgets[1]) == "labels-all"
     everything = budget_spec(spec, spec.budgets[1])
-    assert everything.student["epochs"] == spec.student["epochs"] and everything.data["labels_per_class"] is None
+    assert everything.student == spec.student and everything.data.labels_per_class is None
     assert everything.seeds == [4, 2] and [i.seed for i in everything.run_items() if i.method == "ce"] == [4, 2]
     assert everything.teacher == spec.teacher
 
@@ -144,11 +145,11 @@ def test_the_shipped_study_config_is_a_valid_spec(tmp_path: Path) -> None:
 
     config = Path(__file__).resolve().parents[1] / "configs" / "study-label-budgets.yaml"
     spec = compare_spec(parse_command(["compare", "--config", str(config), "--out", str(tmp_path / "s")]))
-    assert [budget_spec(spec, b).data["labels_per_class"] for b in spec.budgets] == [100, 500, None]
+    assert [budget_spec(spec, b).data.labels_per_class for b in spec.budgets] == [100, 500, None]
     assert spec.seeds == [0, 1, 2, 3, 4] and spec.tune is not None
     assert [budget_spec(spec, b).seeds for b in spec.budgets] == [[0, 1, 2, 3, 4]] * 2 + [[0, 1, 2]]
     budgets = [budget_spec(spec, b) for b in spec.budgets]  # the teacher trains as long as the student's CE
-    assert [b.teacher["epochs"] for b in budgets] == [b.student["epochs"] for b in budgets] == [150, 75, 45]
+    assert [b.teacher.optim.epochs for b in budgets] == [b.student.optim.epochs for b in budgets] == [150, 75, 45]
     assert "reffakd-semi" not in budget_spec(spec, spec.budgets[-1]).methods
 
 

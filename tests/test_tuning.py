@@ -71,7 +71,7 @@ class PoisonSplit:
 
 def test_tuning_trials_never_read_the_test_split(tmp_path: Path, fake_fmnist: Path) -> None:
     spec = _spec(fake_fmnist)
-    splits = load_splits(spec.data_config(), log=lambda s: None)
+    splits = load_splits(spec.data, log=lambda s: None)
     poisoned = replace(splits, test=PoisonSplit())
     for item in spec.tuning_items():
         run_dir = item_path(tmp_path, item)

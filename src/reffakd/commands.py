@@ -30,7 +30,7 @@ from .runner import Shared, run_one
 from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
 from .softlabels.builder import check_soft_label_data
 from .sources import load_teacher
-from .spec import RunItem, RunSpec
+from .spec import NetworkSpec, RunItem, RunSpec, TeacherCheckpoint
 
 
 class RunLog:
@@ -145,13 +145,13 @@ def check_soft_label_inputs(soft_cfg: Any, splits: Any, data: Any) -> None:
 
 def check_inputs(spec: Any, splits: Any, device: Any) -> None:
     """A comparison's given teacher and soft labels, or its soft-label settings, against the loaded data."""
-    if spec.teacher_methods() and "checkpoint" in spec.teacher:
-        load_teacher(spec.teacher["checkpoint"], splits, device)
+    if spec.teacher_methods() and isinstance(spec.teacher, TeacherCheckpoint):
+        load_teacher(spec.teacher.checkpoint, splits, device)
     if spec.soft_label_methods():
         if spec.soft_labels.path is not None:
             SoftLabels.load(spec.soft_labels.path).check_matches(splits.class_names, f"dataset {splits.dataset}")
         else:
-            check_soft_label_inputs(spec.soft_label_config(), splits, spec.data_config())
+            check_soft_label_inputs(spec.soft_label_config(), splits, spec.data)
 
 
 def start_output(cfg: Resolved) -> None:
@@ -345,8 +345,7 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     spec.speed_options().validate(device)  # the device's refusals before any data is loaded
 
     out = Path(cfg.output.out)
-    data = spec.data_config()
-    check_out_outside_data(out, data)
+    check_out_outside_data(out, spec.data)
     if not out.exists():
         check_writable(out, suffix="")
     check_resumable(out, spec)
@@ -358,10 +357,10 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
                   config_yaml=config_yaml)  # fmt: skip
         print(f"study folder: {out} (study.md{', study.png' * cfg.console.plots}, labels-<budget>/results.md)")
         return
-    models = [spec.student.get("model", "lenet5")]
-    if spec.teacher_methods() and "checkpoint" not in spec.teacher:
-        models.append(spec.teacher["model"])
-    splits = load_fitting(models, bool(spec.soft_label_methods()) and spec.soft_labels.path is None, data, print)
+    models = [spec.student.model]
+    if spec.teacher_methods() and isinstance(spec.teacher, NetworkSpec):
+        models.append(spec.teacher.model)
+    splits = load_fitting(models, bool(spec.soft_label_methods()) and spec.soft_labels.path is None, spec.data, print)
     check_inputs(spec, splits, device)  # before spec.json is written: a corrected command must not be refused
     sweep = cfg.command == "sweep"
     report = (lambda folder, final: write_sweep_report(folder, method_names())) if sweep else compare_report

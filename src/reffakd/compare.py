@@ -191,7 +191,7 @@ def _worker_init(
     quiet_worker(threads, stopping, plots)
     k, name = devices.get()
     quiet = lambda line: None  # noqa: E731
-    splits = load_splits(spec.data_config(), quiet)
+    splits = load_splits(spec.data, quiet)
     cmp = Comparison(spec, Path(out), splits, torch.device(name), False, quiet)
     WORKER.update(cmp=cmp, shared=shared_inputs(cmp, pending=methods), prefix=f"[job {k}] ")
 

@@ -12,12 +12,13 @@ import torch
 
 from .data import DATASET_SIZES
 from .data.dataset import default_val_size
+from .engine import OptimConfig
 from .errors import ReffAKDError
 from .models import ConvAutoencoder, create_model
 from .pipeline import student_step_flops
 from .resources import forward_flops, parameter_count
 from .softlabels.builder import autoencoder_flops, similarity_flops
-from .spec import RunSpec
+from .spec import NetworkSpec, RunSpec
 
 META = torch.device("meta")
 
@@ -41,24 +42,21 @@ class Stage:
 
 def recipe_cost(spec: RunSpec, where: str) -> dict[str, Any]:
     """The stages of one student's soft targets (the recipe's autoencoder, or its teacher) and its training."""
-    data = spec.data
-    dataset = data.get("dataset", "fashion-mnist")
+    data, dataset = spec.data, spec.data.dataset
     size = DATASET_SIZES.get(dataset)
     if size is None:
         raise ReffAKDError(
             f"cost needs the size of dataset {dataset!r} ({where}); it knows {', '.join(sorted(DATASET_SIZES))}"
         )
-    side = data.get("image_size") or size.image_size
+    side = data.image_size or size.image_size
     shape = (size.channels, side, side)
-    val = data.get("val_size")
-    val = default_val_size(size.train_images) if val is None else int(val)
+    val = default_val_size(size.train_images) if data.val_size is None else int(data.val_size)
     train = size.train_images - val
-    student_optim = spec.optim(spec.student, "student")
-    teacher_optim = spec.optim(spec.teacher, "teacher")
+    trained = spec.teacher if isinstance(spec.teacher, NetworkSpec) else NetworkSpec("resnet18", OptimConfig())
+    student_optim, teacher_optim = spec.student.optim, trained.optim
     ae_epochs = spec.soft_label_config().autoencoder.epochs
     with torch.device(META):
-        student_name = spec.student.get("model", "lenet5")
-        teacher_name = spec.teacher.get("model", "resnet18")
+        student_name, teacher_name = spec.student.model, trained.model or "resnet18"
         student = create_model(student_name, num_classes=size.num_classes, in_channels=shape[0], image_size=shape[1:])
         teacher = create_model(teacher_name, num_classes=size.num_classes, in_channels=shape[0], image_size=shape[1:])
         ae = ConvAutoencoder(shape[0], shape[1:])

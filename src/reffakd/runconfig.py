@@ -431,7 +431,7 @@ class Resolved:
     def one_seed_spec(self, methods: list[str], method_params: dict[str, dict[str, Any]], **sections: Any) -> RunSpec:
         """``train`` and ``run`` as what they are: a spec of one seed, run by the same runner as ``compare``."""
         student = {"model": self.student.model, **asdict(self.optim)}
-        spec = RunSpec(methods=methods, seeds=[self.seed.seed], data=asdict(self.data), student=student,
+        spec = RunSpec(methods=methods, seeds=[self.seed.seed], data=self.data, student=student,
                        method_params=method_params, grid=None, speed=self.engine.speed(), **sections)  # fmt: skip
         spec.validate("the command line")
         return spec

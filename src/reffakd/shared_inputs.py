@@ -20,7 +20,7 @@ from .rundir import staged_run_dir
 from .runner import Comparison, Shared, interrupted
 from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
 from .sources import TeacherNetwork, load_teacher
-from .spec import RunSpec
+from .spec import NetworkSpec, RunSpec, TeacherCheckpoint
 
 # Independent of one another: with --jobs they may be made at once.
 PREREQUISITES = ("soft labels", "teacher", "semi-supervised soft labels")
@@ -51,7 +51,7 @@ def _concurrent_prerequisites(device: torch.device) -> bool:
 def _to_make(spec: RunSpec, out: Path, kind: str) -> bool:
     """Whether the comparison needs ``kind`` (one of ``PREREQUISITES``) and its folder does not hold it yet."""
     if kind == "teacher":
-        return bool(spec.teacher_methods()) and "checkpoint" not in spec.teacher and not (
+        return bool(spec.teacher_methods()) and isinstance(spec.teacher, NetworkSpec) and not (
             out / "teacher" / "summary.json"
         ).is_file()  # fmt: skip
     semi = kind != "soft labels"
@@ -89,12 +89,11 @@ def _teacher(cmp: Comparison) -> TeacherNetwork | None:
     spec, splits, device = cmp.spec, cmp.splits, cmp.device
     if not spec.teacher_methods():
         return None
-    if "checkpoint" in spec.teacher:
-        return load_teacher(spec.teacher["checkpoint"], splits, device)
+    if isinstance(spec.teacher, TeacherCheckpoint):
+        return load_teacher(spec.teacher.checkpoint, splits, device)
     folder = cmp.out / "teacher"
     if _to_make(spec, cmp.out, "teacher"):
-        optim = spec.optim(spec.teacher, "teacher")
-        cfg = StudentConfig("ce", spec.teacher["model"], optim, seed=int(spec.teacher.get("seed", 0)))
+        cfg = StudentConfig("ce", spec.teacher.model, spec.teacher.optim, seed=spec.teacher.seed)
         resume = interrupted(folder)
         with staged_run_dir(folder, redo=True, resume=resume) as tmp:
             options = TrainOptions(device, spec.speed_options(), cmp.progress, cmp.log, resume)
@@ -119,6 +118,6 @@ def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str) -> None:
     from .data import load_splits
 
     log = lambda line: print(f"[{kind}] {line}", flush=True)  # noqa: E731
-    splits = load_splits(spec.data_config(), lambda line: None)
+    splits = load_splits(spec.data, lambda line: None)
     cmp = Comparison(spec, Path(out), splits, torch.device(device), False, log)
     until_stopped(lambda: _teacher(cmp) if kind == "teacher" else _soft_labels(cmp, semi=kind != "soft labels"))

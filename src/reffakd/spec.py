@@ -12,7 +12,7 @@ import math
 import random
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -236,7 +236,7 @@ class TuneSpec:
         for key, values in axes.items():
             if key not in tunable:
                 raise ReffAKDError(f"{where}: tune params key {key!r} cannot vary; allowed: {', '.join(tunable)}")
-            if not _distinct(values, _finite):
+            if not _distinct(values, _whole if OPTIM_GRID_TYPES[key] is int else _finite):  # batch_size: whole
                 raise ReffAKDError(f"{where}: tune params {key} must be a non-empty list of distinct numbers")
         return cls(**t)
 
@@ -251,7 +251,7 @@ class TuneSpec:
 
 OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)
 # Each section's keys (any other is a typo that would silently do nothing) and the dataclass whose field types its
-# values have (an optimiser's are checked by ``RunSpec.optim``, once ``lr: null`` is resolved).
+# values have (an optimiser's are checked by ``read_optim``, once ``lr: null`` is resolved), checked when read.
 SECTIONS: dict[str, tuple[tuple[str, ...], type | None]] = {
     "data": (tuple(DataConfig.__dataclass_fields__), DataConfig),
     "student": (("model", *OPTIM_KEYS, "lr_rule"), None),
@@ -282,18 +282,70 @@ def check_section(name: str, section: Any, where: str) -> None:
         check_types(cls, section, f"{where}: {name}")
 
 
-def _resolve_lr(section: dict[str, Any], what: str) -> float:
-    """``lr: null`` is the section's ``lr_rule`` {"default": LR, MODEL: LR} for its ``model``: a preset's per-student
-    rate (kd-cifar100) follows a student swapped in by a spec."""
-    rule = section.get("lr_rule")
-    if not isinstance(rule, dict) or "default" not in rule:
-        raise ReffAKDError(
-            f'{what} lr is null and no lr_rule ({{"default": LR, MODEL: LR}}) gives one; set lr to a number'
-        )
-    lr = rule.get(section.get("model"), rule["default"])
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool):
-        raise ReffAKDError(f"{what} lr_rule gives {lr!r} for model {section.get('model')!r}; expected a number")
-    return float(lr)
+def read_optim(section: Mapping[str, Any], what: str) -> OptimConfig:
+    """A section's optimiser, checked; ``lr: null`` is its ``lr_rule`` {"default": LR, MODEL: LR} for its ``model``: a
+    preset's per-student rate (kd-cifar100) follows a student swapped in by a spec."""
+    if "lr" in section and section["lr"] is None:
+        rule, model = section.get("lr_rule"), section.get("model")
+        lr = rule.get(model, rule["default"]) if isinstance(rule, dict) and "default" in rule else None
+        if not is_number(lr):
+            rules = f'lr_rule {{"default": LR, MODEL: LR}} gives {lr!r} for model {model!r}'
+            raise ReffAKDError(f"{what} lr is null and its {rules}; set lr or the rule to a number")
+        section = {**section, "lr": float(lr)}
+    check_types(OptimConfig, section, what)
+    cfg = OptimConfig(**{k: v for k, v in section.items() if k in OPTIM_KEYS})
+    cfg.milestones = None if cfg.milestones is None else tuple(cfg.milestones)
+    cfg.validate()
+    return cfg
+
+
+@dataclass
+class NetworkSpec:
+    """A network the spec trains: the ``student``, or a ``teacher`` trained once into <out>/teacher. Its keys are the
+    flags' (``model``, a teacher's ``seed``, ``OptimConfig``'s: one left out is its default)."""
+
+    model: str
+    optim: OptimConfig
+    seed: int = 0
+    written: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # as read, for ``spec.json``
+
+    @classmethod
+    def read(cls, section: Any, where: str, what: str = "student", check: bool = True) -> NetworkSpec:
+        """Its keys and, with ``check`` (not for a teacher that no method distils), its values, each error one line."""
+        check_section(what, section, where)
+        model, seed = section.get("model", "lenet5" if what == "student" else None), section.get("seed", 0)
+        if not check:
+            return cls(model, OptimConfig(**{k: v for k, v in section.items() if k in OPTIM_KEYS}), seed, dict(section))
+        net = cls(model, read_optim(section, what), seed, dict(section))
+        check_seed(seed, "seed")
+        from .models import available_models, is_model_name
+
+        if not is_model_name(model):
+            known = f"available: {', '.join(available_models())}, or timm/NAME"
+            if what == "teacher":
+                raise ReffAKDError(f"{where}: teacher model {model!r} is unknown; {known}")
+            raise ReffAKDError(f"unknown model {model!r}; {known}", params=("model",))
+        return net
+
+
+@dataclass(frozen=True)
+class TeacherCheckpoint:
+    """A spec's ``teacher: {checkpoint: PATH}``: a trained network given instead of one the comparison trains."""
+
+    checkpoint: str
+
+
+def read_teacher(section: Any, where: str, used: bool) -> NetworkSpec | TeacherCheckpoint:
+    """``{checkpoint: PATH}`` alone, or a network to train (its values checked when a method distils it)."""
+    if isinstance(section, dict) and "checkpoint" in section:
+        if set(section) != {"checkpoint"} or not isinstance(section["checkpoint"], str):
+            raise ReffAKDError(f"{where}: teacher is {{checkpoint: PATH}} alone or a network to train, got {section!r}")
+        return TeacherCheckpoint(section["checkpoint"])
+    return NetworkSpec.read(section, where, "teacher", check=used)
+
+
+def _network(what: str, first: dict[str, Any], **optim: Any) -> Any:  # a default, its keys in spec.json's order
+    return field(default_factory=lambda: NetworkSpec.read({**first, **asdict(OptimConfig(**optim))}, "", what, False))
 
 
 @dataclass
@@ -303,15 +355,11 @@ class RunSpec:
     # every registered method in report order, but the -semi ones (``default_methods``)
     methods: list[str] = field(default_factory=lambda: distillers.default_methods())
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    data: dict[str, Any] = field(default_factory=lambda: asdict(DataConfig()))
-    student: dict[str, Any] = field(
-        default_factory=lambda: {"model": "lenet5", **asdict(OptimConfig(epochs=10, schedule=STUDENT_SCHEDULE))}
-    )
+    data: DataConfig = field(default_factory=DataConfig)
+    student: NetworkSpec = _network("student", {"model": "lenet5"}, epochs=10, schedule=STUDENT_SCHEDULE)
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     # {"checkpoint": PATH} or {"model": NAME, "seed": S, **optimiser}: trained once into <out>/teacher
-    teacher: dict[str, Any] = field(
-        default_factory=lambda: {"model": "resnet8", "seed": 0, **asdict(OptimConfig(epochs=10))}
-    )
+    teacher: NetworkSpec | TeacherCheckpoint = _network("teacher", {"model": "resnet8", "seed": 0}, epochs=10)
     # built once into <out>/softlabels, or given (``path``)
     soft_labels: SoftLabelSpec = field(default_factory=lambda: SoftLabelSpec(autoencoder=asdict(OptimConfig(epochs=5))))
     # {"methods": [...], "params": {KEY: [values], ...}} (``GridSpec``); null: no grid
@@ -331,17 +379,18 @@ class RunSpec:
         if unknown:
             raise ReffAKDError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(cls.__dataclass_fields__)}")
         spec = cls()
-        for key, value in data.items():  # a section updates the default's keys; the typed ones are read by validate
-            default = getattr(spec, key)
-            if isinstance(default, dict) and isinstance(value, dict) and key not in ("teacher", "method_params"):
-                value = {**default, **value}
+        for key, value in data.items():  # data and student update the default's keys; each section is read by validate
+            if key in ("data", "student") and isinstance(value, dict):
+                value = {**spec.to_dict()[key], **value}
             setattr(spec, key, value)
         spec.validate(where)
         return spec
 
     def to_dict(self) -> dict[str, Any]:
         tune = self.tune.to_dict() if self.tune is not None else None
-        return {**asdict(self), "soft_labels": self.soft_labels.to_dict(), "tune": tune}
+        teacher = dict(self.teacher.written) if isinstance(self.teacher, NetworkSpec) else asdict(self.teacher)
+        return {**asdict(self), "student": dict(self.student.written), "teacher": teacher,
+                "soft_labels": self.soft_labels.to_dict(), "tune": tune}  # fmt: skip
 
     # ------------------------------------------------------------------ checks, before anything is written
     def validate(self, where: str = "spec") -> None:
@@ -368,8 +417,14 @@ class RunSpec:
             self.tune = TuneSpec.read(self.tune, where)
         if self.grid is not None and not isinstance(self.grid, GridSpec):
             self.grid = GridSpec.read(self.grid, where)
-        for name in ("data", "student", "teacher", *(("speed",) if self.speed is not None else ())):
-            check_section(name, getattr(self, name), where)
+        if not isinstance(self.data, DataConfig):
+            check_section("data", self.data, where)
+            self.data = DataConfig(**self.data)
+        if not isinstance(self.student, NetworkSpec):
+            self.student = NetworkSpec.read(self.student, where)
+        if not isinstance(self.teacher, (NetworkSpec, TeacherCheckpoint)):
+            self.teacher = read_teacher(self.teacher, where, used=bool(self.teacher_methods()))
+        check_section("speed", {} if self.speed is None else self.speed, where)
         for m, params in self.method_params.items():
             if not _is_method(m) or not isinstance(params, dict):
                 raise ReffAKDError(
@@ -386,27 +441,9 @@ class RunSpec:
         self._check_same_runs(where)
         self._check_grid(where)
         self._check_budgets(where)
-        for item in self.run_items():
-            if item.seed == self.seeds[0]:
-                self.student_config(item.method, item.seed, point=item.params).validate()
-        self.data_config().label_budget()
-        self.optim(self.student, "student")
-        from .models import available_models, is_model_name
-
-        if not is_model_name(self.student.get("model", "lenet5")):
-            model = self.student.get("model")
-            raise ReffAKDError(
-                f"unknown model {model!r}; available: {', '.join(available_models())}, or timm/NAME",
-                params=("model",),
-            )
-        if self.teacher_methods() and "checkpoint" not in self.teacher:
-            self.optim(self.teacher, "teacher")
-            check_seed(self.teacher.get("seed", 0), "seed")
-            if not is_model_name(self.teacher.get("model")):
-                raise ReffAKDError(
-                    f"{where}: teacher model {self.teacher.get('model')!r} is unknown; "
-                    f"available: {', '.join(available_models())}, or timm/NAME"
-                )
+        for item in (i for i in self.run_items() if i.seed == self.seeds[0]):  # the methods' parameters, read
+            self.student_config(item.method, item.seed, point=item.params)
+        self.data.label_budget()
         given = self.soft_labels.path is not None
         if given and self.soft_label_methods(semi=True) and self.soft_label_methods(semi=False):
             raise ReffAKDError(
@@ -479,12 +516,12 @@ class RunSpec:
                 f'"all", each alone or as {{labels: N, epochs: E, tune_epochs: e, teacher_epochs: t, '
                 f"seeds: [distinct seeds >= 0]}}, got {b!r}"
             )
-        if any(i["teacher_epochs"] is not None for i in items) and "checkpoint" in self.teacher:
+        if any(i["teacher_epochs"] is not None for i in items) and isinstance(self.teacher, TeacherCheckpoint):
             raise ReffAKDError(
                 f"{where}: a budget's teacher_epochs needs a teacher trained by the study (teacher: model...), "
                 "not a teacher checkpoint"
             )
-        if self.data.get("labels_per_class") is not None or self.data.get("label_fraction") is not None:
+        if self.data.labels_per_class is not None or self.data.label_fraction is not None:
             raise ReffAKDError(
                 f"{where}: budgets and data labels_per_class/label_fraction exclude each other: the budgets set them"
             )
@@ -526,40 +563,24 @@ class RunSpec:
         kinds = {m: distillers.get_method(m).source for m in self.methods}
         return {m for m, k in kinds.items() if k.input == "soft_labels" and (semi is None or k.semi == semi)}
 
-    @staticmethod
-    def optim(section: dict[str, Any], what: str) -> OptimConfig:
-        """The section's optimiser; ``lr: null`` is resolved by the section's ``lr_rule`` (``_resolve_lr``)."""
-        if "lr" in section and section["lr"] is None:
-            section = {**section, "lr": _resolve_lr(section, what)}
-        check_types(OptimConfig, section, what)
-        cfg = OptimConfig(**{k: v for k, v in section.items() if k in OPTIM_KEYS})
-        if cfg.milestones is not None:
-            cfg.milestones = tuple(cfg.milestones)
-        cfg.validate()
-        return cfg
-
-    def data_config(self) -> DataConfig:
-        check_section("data", self.data, "spec")
-        return DataConfig(**self.data)
-
     def student_config(self, method: str, seed: int, *, point: Mapping[str, Any] | None = None) -> StudentConfig:
         """One run's config; a grid ``point`` overrides ``method_params`` and the student's optimiser (its epochs: the
         default milestones)."""
         point = dict(point or {})
         names = distillers.parameter_types()
         params = {**self.method_params.get(method, {}), **{k: v for k, v in point.items() if k in names}}
-        student = {**self.student, **{k: v for k, v in point.items() if k in OPTIM_GRID_TYPES}}
-        student = with_epochs(student, point["epochs"]) if "epochs" in point else student
+        optim = replace(self.student.optim, **{k: v for k, v in point.items() if k in OPTIM_GRID_TYPES})
+        optim.milestones = None if "epochs" in point else optim.milestones
         from .pipeline import StudentConfig
 
-        return StudentConfig(method, student.get("model", "lenet5"), self.optim(student, "student"), seed, params)
+        return StudentConfig(method, self.student.model, optim, seed, params)
 
     def speed_options(self) -> SpeedOptions:
         """The speed options of every network the spec trains (``speed``; all off when null)."""
         return SpeedOptions(**(self.speed or {}))
 
     def soft_label_config(self) -> SoftLabelConfig:
-        return soft_label_config(self.soft_labels, self.data.get("dataset", "fashion-mnist"))
+        return soft_label_config(self.soft_labels, self.data.dataset)
 
     def method_order(self) -> list[str]:
         """The baseline and every run another method distils first (tfkd-self's ce joins when missing), then the rest
@@ -632,7 +653,7 @@ def soft_label_config(section: SoftLabelSpec | Mapping[str, Any], dataset: str) 
             f"samples_per_class {samples} is out of range: it must be at least 2", params=("samples_per_class",)
         )
     check_seed(section.seed, "seed")
-    autoencoder = RunSpec.optim(section.autoencoder, "autoencoder")
+    autoencoder = read_optim(section.autoencoder, "autoencoder")
     unlabelled = section.unlabelled_dir
     if unlabelled is not None and not Path(unlabelled).is_dir():
         raise ReffAKDError(

@@ -82,7 +82,7 @@ def run_study(
         for budget in spec.budgets:
             sub = budget_spec(spec, budget)
             log(f"study: budget {budget_labels(budget)} labels per class -> {out / budget_folder(budget)}")
-            splits = load_splits(sub.data_config(), log)
+            splits = load_splits(sub.data, log)
             run_compare(sub, out / budget_folder(budget), splits, device=device, progress=progress, log=log,
                         jobs=jobs, config_yaml=config_yaml)  # fmt: skip
         md = study_report(spec, out)
@@ -94,11 +94,11 @@ def check_budgets_fit(spec: RunSpec) -> DataSplits:
     """Every budget's labelled subset drawn from the training split, or one line naming the budget and the class
     too small for it; returns the first budget's splits. One load of the data, whatever the number of budgets."""
     assert spec.budgets is not None
-    first = budget_spec(spec, spec.budgets[0]).data_config()
+    first = budget_spec(spec, spec.budgets[0]).data
     whole = load_splits(replace(first, labels_per_class=None, label_fraction=None), lambda line: None)
     sizes = torch.bincount(whole.train.labels, minlength=whole.num_classes).tolist()
     for budget in spec.budgets:
-        wanted = budget_spec(spec, budget).data_config().label_budget()
+        wanted = budget_spec(spec, budget).data.label_budget()
         if wanted is not None:
             try:
                 wanted.counts(sizes, whole.class_names)
