@@ -213,7 +213,7 @@ def test_a_damaged_checkpoint_is_one_clear_error(splits, tmp_path) -> None:
 # --------------------------------------------------------------------------- (c) signals to a real process
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
