@@ -45,8 +45,6 @@ def write_new(path: str | os.PathLike[str], writer: Callable[[Path], None], what
     is there at that moment (a check before writing would let a file created meanwhile be replaced). Where the file
     system has no hard links, ``path`` is reserved with ``O_EXCL`` and the finished file renamed over the reservation.
     ``what``: the option that named it (``csv``), for the one-line refusal."""
-    import errno
-
     path = Path(path)
     taken = ReffAKDError(f"{what} {path} already exists; choose a new path (reffakd never overwrites it)",
                          params=(what,))  # fmt: skip
