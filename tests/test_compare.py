@@ -14,6 +14,7 @@ import torch
 from conftest import drawing, tree_digest
 from reffakd.cli import main, parse_command
 from reffakd.distillers import default_methods, method_names
+from reffakd.engine.speed import SpeedOptions
 from reffakd.errors import ReffAKDError
 from reffakd.recipes import load_recipe, recipe_names
 from reffakd.runconfig import compare_spec
@@ -529,7 +530,7 @@ def test_speed_options_reach_every_run_and_the_teacher_and_a_change_is_refused(
 def test_a_comparison_without_speed_options_keeps_its_spec() -> None:
     """A folder started before ``speed`` existed resumes: the key is null when no option is on."""
     spec = compare_spec(parse_command(["compare", "--out", "unused"]))
-    assert spec.speed is None and spec.speed_options() == RunSpec().speed_options()
+    assert spec.to_dict()["speed"] is None and spec.speed == RunSpec().speed == SpeedOptions()
 
 
 @pytest.mark.parametrize(
@@ -582,3 +583,19 @@ def test_cuda_graph_check_builds_every_recordable_method_around_stand_ins(fake_f
         {"methods": methods, "method_params": {"dkd-aesl": {"warmup_epochs": 0}}, "speed": {"cuda_graph": True}}, "t"
     )
     check_speed(spec, splits, torch.device("cpu"))
+
+
+def test_a_folder_whose_spec_wrote_a_speed_option_at_its_default_resumes(tmp_path: Path) -> None:
+    """``spec.json`` keeps the options switched on; one written at its default (``--amp none``) is none switched on."""
+    from reffakd.compare import check_resumable
+
+    spec = RunSpec.from_dict({"methods": ["ce"]}, "spec")
+    for saved, same in (({"amp": "none"}, True), ({"amp": "bf16"}, False)):
+        out = tmp_path / str(saved["amp"])
+        out.mkdir()
+        (out / "spec.json").write_text(json.dumps({**spec.to_dict(), "speed": saved}))
+        if same:
+            check_resumable(out, spec)
+        else:
+            with pytest.raises(ReffAKDError, match="was started with another 'speed'"):
+                check_resumable(out, spec)

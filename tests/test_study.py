@@ -91,11 +91,13 @@ def test_semi_supervised_methods_get_an_autoencoder_that_saw_the_withheld_images
     # A study leaves the semi-supervised methods out where nothing is unlabelled.
     whole = {**spec.to_dict(), "data": {**asdict(spec.data), "labels_per_class": None}, "budgets": [3, "all"]}
     study = RunSpec.from_dict(whole, "spec")
-    assert budget_spec(study, "all").methods == ["ce", "reffakd"] and "reffakd-semi" in budget_spec(study, 3).methods
+    three, every = study.budgets
+    assert budget_spec(study, every).methods == ["ce", "reffakd"]
+    assert "reffakd-semi" in budget_spec(study, three).methods
 
 
 def test_a_budget_may_bring_its_own_epochs() -> None:
-    from reffakd.study import budget_folder, budget_spec
+    from reffakd.study import budget_spec
 
     spec = RunSpec.from_dict(
         {
@@ -111,7 +113,12 @@ def test_a_budget_may_bring_its_own_epochs() -> None:
     assert ten.student.optim.epochs == 7 and ten.tune.epochs == 2 and ten.data.labels_per_class == 10
     assert ten.seeds == spec.seeds == [0, 1, 2]
     assert ten.teacher.optim.epochs == 9 and ten.teacher.model == spec.teacher.model
-    assert budget_folder(spec.budgets[0]) == "labels-10" and budget_folder(spec.budgets[1]) == "labels-all"
+    assert spec.budgets[0].folder == "labels-10" and spec.budgets[1].folder == "labels-all"
+    assert spec.budgets[1].seeds == [4, 2] and spec.budgets[0].seeds is None  # read once, typed
+    assert spec.to_dict()["budgets"] == [  # spec.json keeps them as given
+        {"labels": 10, "epochs": 7, "tune_epochs": 2, "teacher_epochs": 9},
+        {"labels": "all", "seeds": [4, 2]},
+    ]
     everything = budget_spec(spec, spec.budgets[1])
     assert everything.student == spec.student and everything.data.labels_per_class is None
     assert everything.seeds == [4, 2] and [i.seed for i in everything.run_items() if i.method == "ce"] == [4, 2]

@@ -342,7 +342,7 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     from .reports.sweep_report import write_sweep_report
 
     device = pick_device(cfg.console.device)
-    spec.speed_options().validate(device)  # the device's refusals before any data is loaded
+    spec.speed.validate(device)  # the device's refusals before any data is loaded
 
     out = Path(cfg.output.out)
     check_out_outside_data(out, spec.data)

@@ -16,6 +16,7 @@ import torch
 
 from .data import DataSplits
 from .distillers import baseline_method, cost_reference_method, get_method, method_names, network_sourced_methods
+from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .io import read_json, write_json, write_text_atomic
 from .pipeline import check_cuda_graph, stand_in_inputs, trains_per_image
@@ -24,7 +25,7 @@ from .reports.compare_report import write_compare_report
 from .rundir import LOCK, locked
 from .runner import Comparison, Shared, train_item
 from .shared_inputs import shared_inputs
-from .spec import RunItem, RunSpec, SoftLabelSpec
+from .spec import RunItem, RunSpec, SoftLabelSpec, speed_dict
 from .tuning import choose, item_path, write_tuning_report
 
 SPEC_FILE = "spec.json"
@@ -52,6 +53,8 @@ def check_resumable(out: Path, spec: RunSpec) -> None:
     saved = read_json(saved_path, "comparison spec", "`reffakd compare`")
     if isinstance(saved.get("soft_labels"), dict):  # a folder started when the section's keys had other names
         saved["soft_labels"] = SoftLabelSpec.read(saved["soft_labels"], str(saved_path), note=False).to_dict()
+    if isinstance(saved.get("speed"), dict) and set(saved["speed"]) <= set(SPEED_KEYS):  # an option at its default
+        saved["speed"] = speed_dict(SpeedOptions(**saved["speed"]))  # was written then, and is not now
     now = json.loads(json.dumps(spec.to_dict()))
     for key in now:
         if key not in GROWABLE and _without_unset(saved.get(key)) != _without_unset(now[key]):
@@ -65,7 +68,7 @@ def check_resumable(out: Path, spec: RunSpec) -> None:
 def check_speed(spec: RunSpec, splits: DataSplits, device: torch.device) -> None:
     """The spec's speed options on ``device`` and, with cuda_graph, that every setting of every method records its step,
     refused before the soft labels or the teacher are made (the methods are built around stand-ins for them)."""
-    speed = spec.speed_options()
+    speed = spec.speed
     speed.validate(device)
     if not speed.cuda_graph:
         return

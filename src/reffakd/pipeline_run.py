@@ -43,7 +43,7 @@ def run_pipeline(
     """
     soft, soft_cost = build_soft_labels(
         splits, spec.soft_label_config(), run_dir / "softlabels",
-        TrainOptions(device, spec.speed_options(), progress, log, resume),
+        TrainOptions(device, spec.speed, progress, log, resume),
     )  # fmt: skip
     shared = Shared(soft, None)
     summaries = [

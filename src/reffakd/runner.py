@@ -86,7 +86,7 @@ def run_one(
         splits,
         spec.student_config(item.method, item.seed, point=item.params),
         run_dir,
-        TrainOptions(device, spec.speed_options(), progress, log, **engine),
+        TrainOptions(device, spec.speed, progress, log, **engine),
         soft_labels=shared.soft_for(item.method),
         teacher=teacher,
         summary={"name": name or item.method, **(variant or {})},

@@ -77,7 +77,7 @@ def _soft_labels(cmp: Comparison, semi: bool = False) -> SoftLabels | None:
         cfg = replace(spec.soft_label_config(), budget_unlabelled=True) if semi else spec.soft_label_config()
         resume = interrupted(folder)
         with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            options = TrainOptions(cmp.device, spec.speed_options(), cmp.progress, cmp.log, resume)
+            options = TrainOptions(cmp.device, spec.speed, cmp.progress, cmp.log, resume)
             build_soft_labels(splits, cfg, tmp, options)
     given = spec.soft_labels.path
     soft = SoftLabels.load(Path(given) if given is not None else folder / SOFT_LABELS_FILE)
@@ -96,7 +96,7 @@ def _teacher(cmp: Comparison) -> TeacherNetwork | None:
         cfg = StudentConfig("ce", spec.teacher.model, spec.teacher.optim, seed=spec.teacher.seed)
         resume = interrupted(folder)
         with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            options = TrainOptions(device, spec.speed_options(), cmp.progress, cmp.log, resume)
+            options = TrainOptions(device, spec.speed, cmp.progress, cmp.log, resume)
             train_student(splits, cfg, tmp, options, summary={"name": "teacher"})
     return load_teacher(folder / "best.safetensors", splits, device)
 

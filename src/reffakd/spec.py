@@ -367,9 +367,9 @@ class RunSpec:
     # equal tuning on validation before the final runs (``TuneSpec``, ``tuning.py``); null: parameters as given
     tune: TuneSpec | None = None
     # [100, 500, "all"]: a label-budget study (``study.py``), the comparison once per labels-per-class budget
-    budgets: list[Any] | None = None
-    # ``SpeedOptions``' keys, for every network the spec trains (the autoencoder takes cuda_graph alone); null: all off
-    speed: dict[str, Any] | None = None
+    budgets: list[Budget] | None = None
+    # the speed options of every network the spec trains (the autoencoder takes cuda_graph alone); null: all off
+    speed: SpeedOptions = field(default_factory=SpeedOptions)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> RunSpec:
@@ -379,9 +379,10 @@ class RunSpec:
         if unknown:
             raise ReffAKDError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(cls.__dataclass_fields__)}")
         spec = cls()
+        default = spec.to_dict()
         for key, value in data.items():  # data and student update the default's keys; each section is read by validate
             if key in ("data", "student") and isinstance(value, dict):
-                value = {**spec.to_dict()[key], **value}
+                value = {**default[key], **value}
             setattr(spec, key, value)
         spec.validate(where)
         return spec
@@ -389,8 +390,9 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         tune = self.tune.to_dict() if self.tune is not None else None
         teacher = dict(self.teacher.written) if isinstance(self.teacher, NetworkSpec) else asdict(self.teacher)
-        return {**asdict(self), "student": dict(self.student.written), "teacher": teacher,
-                "soft_labels": self.soft_labels.to_dict(), "tune": tune}  # fmt: skip
+        budgets = None if self.budgets is None else [b.written for b in self.budgets]
+        return {**asdict(self), "student": dict(self.student.written), "teacher": teacher, "budgets": budgets,
+                "soft_labels": self.soft_labels.to_dict(), "tune": tune, "speed": speed_dict(self.speed)}  # fmt: skip
 
     # ------------------------------------------------------------------ checks, before anything is written
     def validate(self, where: str = "spec") -> None:
@@ -424,7 +426,11 @@ class RunSpec:
             self.student = NetworkSpec.read(self.student, where)
         if not isinstance(self.teacher, (NetworkSpec, TeacherCheckpoint)):
             self.teacher = read_teacher(self.teacher, where, used=bool(self.teacher_methods()))
-        check_section("speed", {} if self.speed is None else self.speed, where)
+        if self.budgets is not None and not all(isinstance(b, Budget) for b in self.budgets or [None]):
+            self.budgets = read_budgets(self.budgets, where)
+        if not isinstance(self.speed, SpeedOptions):
+            check_section("speed", {} if self.speed is None else self.speed, where)
+            self.speed = SpeedOptions(**(self.speed or {}))
         for m, params in self.method_params.items():
             if not _is_method(m) or not isinstance(params, dict):
                 raise ReffAKDError(
@@ -435,7 +441,7 @@ class RunSpec:
                 if value is not None and not is_number(value):
                     raise ReffAKDError(f"{where}: method_params {m} {key} {value!r} must be a number{yaml_hint(value)}")
         try:
-            self.speed_options().check()
+            self.speed.check()
         except ReffAKDError as exc:
             raise ReffAKDError(f"{where}: speed {exc}") from None
         self._check_same_runs(where)
@@ -506,17 +512,7 @@ class RunSpec:
     def _check_budgets(self, where: str) -> None:
         if self.budgets is None:
             return
-        b = self.budgets
-        items = [budget_item(v) for v in b] if isinstance(b, list) else []
-        labels = [i["labels"] for i in items if i is not None]
-        ok = bool(items) and None not in items and len(set(map(str, labels))) == len(labels)
-        if not ok:
-            raise ReffAKDError(
-                f"{where}: budgets must be a non-empty list of distinct labels-per-class counts (at least 1) or "
-                f'"all", each alone or as {{labels: N, epochs: E, tune_epochs: e, teacher_epochs: t, '
-                f"seeds: [distinct seeds >= 0]}}, got {b!r}"
-            )
-        if any(i["teacher_epochs"] is not None for i in items) and isinstance(self.teacher, TeacherCheckpoint):
+        if any(b.teacher_epochs is not None for b in self.budgets) and isinstance(self.teacher, TeacherCheckpoint):
             raise ReffAKDError(
                 f"{where}: a budget's teacher_epochs needs a teacher trained by the study (teacher: model...), "
                 "not a teacher checkpoint"
@@ -575,10 +571,6 @@ class RunSpec:
 
         return StudentConfig(method, self.student.model, optim, seed, params)
 
-    def speed_options(self) -> SpeedOptions:
-        """The speed options of every network the spec trains (``speed``; all off when null)."""
-        return SpeedOptions(**(self.speed or {}))
-
     def soft_label_config(self) -> SoftLabelConfig:
         return soft_label_config(self.soft_labels, self.data.dataset)
 
@@ -614,18 +606,55 @@ class RunSpec:
 BUDGET_KEYS = ("labels", "epochs", "tune_epochs", "teacher_epochs", "seeds")
 
 
-def budget_item(value: Any) -> dict[str, Any] | None:
-    """A study's budget as a dict of ``BUDGET_KEYS`` (None: the spec's), or ``None`` if malformed. Its own epochs let a
-    few labels' baseline (and teacher) converge; its own seeds let a costly budget run fewer final runs."""
-    item = dict.fromkeys(BUDGET_KEYS) | (value if isinstance(value, dict) else {"labels": value})
-    count = lambda v: _whole(v) and v >= 1  # noqa: E731
-    ok = (
-        set(item) == set(BUDGET_KEYS)
-        and (item["labels"] == "all" or count(item["labels"]))
-        and all(item[k] is None or count(item[k]) for k in ("epochs", "tune_epochs", "teacher_epochs"))
-        and (item["seeds"] is None or _distinct(item["seeds"], lambda s: _whole(s) and s >= 0))
-    )
-    return item if ok else None
+@dataclass
+class Budget:
+    """One entry of a study's ``budgets`` (``study.py``): its labels per class, a count or "all". Its own epochs let a
+    few labels' baseline (and teacher) converge; its own seeds let a costly budget run fewer final runs (None: the
+    spec's)."""
+
+    labels: int | str
+    epochs: int | None = None
+    tune_epochs: int | None = None
+    teacher_epochs: int | None = None
+    seeds: list[int] | None = None
+    written: Any = field(default=None, repr=False, compare=False)  # as given, for ``spec.json``
+
+    @classmethod
+    def read(cls, value: Any) -> Budget | None:
+        """``100``, ``"all"`` or a mapping of ``BUDGET_KEYS``; None if malformed."""
+        item = dict.fromkeys(BUDGET_KEYS) | (value if isinstance(value, dict) else {"labels": value})
+        count = lambda v: _whole(v) and v >= 1  # noqa: E731
+        ok = (
+            set(item) == set(BUDGET_KEYS)
+            and (item["labels"] == "all" or count(item["labels"]))
+            and all(item[k] is None or count(item[k]) for k in ("epochs", "tune_epochs", "teacher_epochs"))
+            and (item["seeds"] is None or _distinct(item["seeds"], lambda s: _whole(s) and s >= 0))
+        )
+        return cls(**item, written=value) if ok else None
+
+    @property
+    def folder(self) -> str:
+        """Its comparison's folder in the study's: ``labels-100``, ``labels-all``."""
+        return f"labels-{self.labels}"
+
+
+def read_budgets(value: Any, where: str) -> list[Budget]:
+    """A study's ``budgets``: a non-empty list of distinct budgets, each read, or one line saying what they may be."""
+    items = [Budget.read(v) for v in value] if isinstance(value, list) else []
+    labels = [str(b.labels) for b in items if b is not None]
+    if not items or None in items or len(set(labels)) != len(labels):
+        raise ReffAKDError(
+            f"{where}: budgets must be a non-empty list of distinct labels-per-class counts (at least 1) or "
+            f'"all", each alone or as {{labels: N, epochs: E, tune_epochs: e, teacher_epochs: t, '
+            f"seeds: [distinct seeds >= 0]}}, got {value!r}"
+        )
+    return items  # type: ignore[return-value]  # no None among them
+
+
+def speed_dict(speed: SpeedOptions) -> dict[str, Any] | None:
+    """The options switched on, as ``spec.json`` keeps them (null: all off, as before the section existed)."""
+    off = SpeedOptions()
+    return {k: v for k, v in asdict(speed).items() if v != getattr(off, k)} or None
 
 
 def soft_label_config(section: SoftLabelSpec | Mapping[str, Any], dataset: str) -> SoftLabelConfig:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -19,40 +18,27 @@ from .errors import ReffAKDError
 from .io import write_json
 from .reports.study_report import write_study_report
 from .rundir import LOCK, locked
-from .spec import RunSpec, budget_item, with_epochs
+from .spec import Budget, RunSpec, with_epochs
 
 
-def budget_labels(budget: Any) -> Any:
-    """A budget entry's labels per class (a count, or "all")."""
-    item = budget_item(budget)
-    assert item is not None  # the spec was validated
-    return item["labels"]
-
-
-def budget_folder(budget: Any) -> str:
-    return f"labels-{budget_labels(budget)}"
-
-
-def budget_spec(spec: RunSpec, budget: Any) -> RunSpec:
+def budget_spec(spec: RunSpec, budget: Budget) -> RunSpec:
     """The comparison of one budget: the study's spec with that many labels per class ("all": every label, and
     without the semi-supervised methods, which would train exactly as their supervised twins)."""
-    item = budget_item(budget)
-    assert item is not None
-    budget = item["labels"]
     d = spec.to_dict()
     d["budgets"] = None
-    if item["epochs"] is not None:
-        d["student"] = with_epochs(d["student"], item["epochs"])
-    if item["teacher_epochs"] is not None:
-        d["teacher"] = with_epochs(d["teacher"], item["teacher_epochs"])
-    if item["seeds"] is not None:
-        d["seeds"] = item["seeds"]
-    if item["tune_epochs"] is not None and d.get("tune"):
-        d["tune"] = {**d["tune"], "epochs": item["tune_epochs"]}
-    if budget == "all":  # nothing is unlabelled: a semi-supervised method would repeat its supervised twin
+    if budget.epochs is not None:
+        d["student"] = with_epochs(d["student"], budget.epochs)
+    if budget.teacher_epochs is not None:
+        d["teacher"] = with_epochs(d["teacher"], budget.teacher_epochs)
+    if budget.seeds is not None:
+        d["seeds"] = budget.seeds
+    if budget.tune_epochs is not None and d.get("tune"):
+        d["tune"] = {**d["tune"], "epochs": budget.tune_epochs}
+    labels = budget.labels
+    if labels == "all":  # nothing is unlabelled: a semi-supervised method would repeat its supervised twin
         d["methods"] = [m for m in d["methods"] if not get_method(m).source.semi] or d["methods"]
-    d["data"] = {**d["data"], "labels_per_class": None if budget == "all" else budget, "label_fraction": None}
-    return RunSpec.from_dict(d, f"budget {budget}")
+    d["data"] = {**d["data"], "labels_per_class": None if labels == "all" else labels, "label_fraction": None}
+    return RunSpec.from_dict(d, f"budget {labels}")
 
 
 def run_study(
@@ -71,9 +57,9 @@ def run_study(
     check_resumable(out, spec)
     # Before the study folder exists, so that a spec that cannot run is refused before any budget trains and can be
     # corrected; each budget's comparison checks its own split again.
-    spec.speed_options().validate(device)
+    spec.speed.validate(device)
     first = check_budgets_fit(spec)
-    if spec.speed_options().cuda_graph:  # which methods can record their step
+    if spec.speed.cuda_graph:  # which methods can record their step
         check_speed(spec, first, device)
     out.mkdir(parents=True, exist_ok=True)
     with locked(out / LOCK, f"study folder {out}"):
@@ -81,9 +67,9 @@ def run_study(
         write_json(out / SPEC_FILE, spec.to_dict())
         for budget in spec.budgets:
             sub = budget_spec(spec, budget)
-            log(f"study: budget {budget_labels(budget)} labels per class -> {out / budget_folder(budget)}")
+            log(f"study: budget {budget.labels} labels per class -> {out / budget.folder}")
             splits = load_splits(sub.data, log)
-            run_compare(sub, out / budget_folder(budget), splits, device=device, progress=progress, log=log,
+            run_compare(sub, out / budget.folder, splits, device=device, progress=progress, log=log,
                         jobs=jobs, config_yaml=config_yaml)  # fmt: skip
         md = study_report(spec, out)
     log(md)
@@ -103,7 +89,7 @@ def check_budgets_fit(spec: RunSpec) -> DataSplits:
             try:
                 wanted.counts(sizes, whole.class_names)
             except ReffAKDError as exc:
-                raise ReffAKDError(f"budget {budget_labels(budget)}: {exc}") from None
+                raise ReffAKDError(f"budget {budget.labels}: {exc}") from None
     return load_splits(first, lambda line: None) if first.label_budget() is not None else whole
 
 
@@ -111,6 +97,6 @@ def study_report(spec: RunSpec, out: Path, dst: Path | None = None) -> str:
     """``study.md`` and ``study.png`` into ``dst`` (default ``out``) from the budget folders of ``out`` that exist:
     the finished study's report, or one of a study still running."""
     assert spec.budgets is not None
-    folders = [(budget_labels(b), out / budget_folder(b)) for b in spec.budgets]
+    folders = [(b.labels, out / b.folder) for b in spec.budgets]
     existing = [(b, f) for b, f in folders if f.is_dir()]
     return write_study_report(dst or out, existing, method_names(), baseline_method())
