@@ -58,9 +58,8 @@ def student_step_flops(student: torch.nn.Module, shape: tuple[int, int, int], de
     return flops
 
 
-def cost_totals(student_stage: dict[str, Any], soft_targets: dict[str, Any] | None) -> dict[str, Any]:
+def cost_totals(student_stage: dict[str, Any], soft: dict[str, Any]) -> dict[str, Any]:
     """The two totals a comparison needs: what the soft targets cost, what the student cost."""
-    soft = soft_targets or {"flops": 0, "seconds": 0.0, "peak_memory_bytes": None}
     peaks = [p for p in (student_stage.get("peak_memory_bytes"), soft.get("peak_memory_bytes")) if p]
     return {
         "soft_targets": {"flops": int(soft["flops"]), "seconds": float(soft["seconds"])},
@@ -235,23 +234,19 @@ def build_student(
 def student_ledger(built: BuiltStudent, result: FitResult, cost: StageCost) -> dict[str, Any]:
     """The run's cost ledger: the student's own training (less the time a network source spent inside the loop,
     plus earlier sessions'), the soft targets' cost as their source reports it, and the totals."""
-    student_stage = cost.to_dict()
+    stage = cost.to_dict()
     if result.resumed_from is not None:  # earlier sessions' time counts too
-        student_stage["seconds"] += result.prior_seconds
-        student_stage["details"] = {"resumed_from": result.resumed_from, "seconds_before_resume": result.prior_seconds}
+        stage["seconds"] += result.prior_seconds
+        stage["details"] = {"resumed_from": result.resumed_from, "seconds_before_resume": result.prior_seconds}
     source = built.distiller.source
-    if source is not None and source.seconds:
-        # A network source ran inside the training loop: move its time to the soft targets.
-        student_stage["details"] = {
-            **student_stage["details"],
-            "wall_seconds_including_teacher": student_stage["seconds"],
-        }
-        student_stage["seconds"] -= source.seconds
-    if source is not None:
-        soft_targets = source.cost(result.train_images_seen, student_stage["peak_memory_bytes"])
+    if source is not None and source.seconds:  # a network source ran inside the training loop: its time is theirs
+        stage["details"] = {**stage["details"], "wall_seconds_including_teacher": stage["seconds"]}
+        stage["seconds"] -= source.seconds
+    if source is None:
+        soft = combine_stages({}, source="none")
     else:
-        soft_targets = combine_stages({}, source="none")
-    return {"student": student_stage, "soft_targets": soft_targets, "totals": cost_totals(student_stage, soft_targets)}
+        soft = source.cost(result.train_images_seen, stage["peak_memory_bytes"])
+    return {"student": stage, "soft_targets": soft, "totals": cost_totals(stage, soft)}
 
 
 def student_summary(
@@ -275,9 +270,7 @@ def student_summary(
         "labelled": splits.budget,  # the labelled budget's record (None: every training label)
         "seed": cfg.seed,
         "config": {"optim": cfg.optim.to_dict(), **built.distiller.describe()},
-        "soft_labels": soft_labels.metadata.get("config")
-        if soft_labels is not None and method.needs == "soft_labels"
-        else None,
+        "soft_labels": soft_labels.metadata.get("config") if soft_labels and method.needs == "soft_labels" else None,
         "best_epoch": result.best_epoch,
         "best_val_top1": result.best_val_top1,
         "last_val_top1": result.history[-1]["val_top1"],

@@ -7,7 +7,8 @@ in its own folder so it appears whole or not at all, and continued from its resu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -71,17 +72,18 @@ def run_one(
     student, for ``train``, ``run``, ``compare`` and ``sweep`` alike. Its method takes the shared soft labels or
     teacher as its source kind says, with the spec's speed options; ``engine``: resume, logging and torchrun options
     (``pipeline.train_student``)."""
-    method = get_method(item.method)
-    teacher = shared.teacher if method.needs == "teacher" else None
+    teacher = shared.teacher if get_method(item.method).needs == "teacher" else None
     if teacher is not None:
         teacher.seconds = 0.0  # each run counts its own teacher forward passes
     # The report groups runs by variant and selects among a method's variants; a tuned run records its setting.
-    variant = {"variant": item.variant, "grid": item.params} if item.is_grid else None
-    if not item.is_grid and item.point:
-        variant = {"tuned": item.params}
+    summary: dict[str, Any] = {"name": name or item.method}
+    if item.is_grid:
+        summary |= {"variant": item.variant, "grid": item.params}
+    elif item.point:
+        summary["tuned"] = item.params
     if item.stage == "tuning":  # a tuning trial never sees the test split (``tuning.py``)
         splits = replace(splits, test=None)
-        variant = {**(variant or {}), "trial": True}
+        summary["trial"] = True
     return train_student(
         splits,
         spec.student_config(item.method, item.seed, point=item.params),
@@ -89,35 +91,32 @@ def run_one(
         TrainOptions(device, spec.speed, progress, log, **engine),
         soft_labels=shared.soft_for(item.method),
         teacher=teacher,
-        summary={"name": name or item.method, **(variant or {})},
+        summary=summary,
     )
 
 
 def train_item(cmp: Comparison, item: RunItem, shared: Shared) -> None:
-    """Train one run of a comparison into its folder, which appears whole or not at all; a method whose teacher
-    is another run of its seed (tfkd-self) gets that run's student."""
+    """Train one run of a comparison into its folder; a method whose teacher is another run of its seed (tfkd-self)
+    gets that run's student."""
     run = get_method(item.method).source.same_seed_run
     if run is not None:
-        teacher = load_teacher(run_path(cmp.out, run, item.seed) / "best.safetensors", cmp.splits, cmp.device)
-        shared = Shared(shared.soft, teacher, shared.soft_semi)
-    folder = item_path(cmp.out, item)
-    resume = interrupted(folder)
-    with staged_run_dir(folder, redo=True, resume=resume) as tmp:
+        best = item_path(cmp.out, RunItem(run, run, item.seed)) / "best.safetensors"
+        shared = Shared(shared.soft, load_teacher(best, cmp.splits, cmp.device), shared.soft_semi)
+    with staged(cmp, item_path(cmp.out, item)) as (tmp, options):
         run_one(cmp.spec, item, tmp, cmp.splits, shared, device=cmp.device, progress=cmp.progress, log=cmp.log,
-                name=f"{item.variant}-s{item.seed}", resume=resume)  # fmt: skip
+                name=f"{item.variant}-s{item.seed}", resume=options.resume)  # fmt: skip
 
 
-def interrupted(folder: Path) -> bool:
-    """Whether ``folder``'s ``.partial`` is an interrupted run of reffakd's with a resume checkpoint to continue
-    from: running a comparison again continues it (the spec is the same: ``compare.check_resumable``), and the run's
-    own identity check refuses a checkpoint of anything else."""
+@contextmanager
+def staged(cmp: Comparison, folder: Path) -> Iterator[tuple[Path, TrainOptions]]:
+    """A comparison's ``folder`` (a run, its soft labels, its teacher) staged to appear whole or not at all, with the
+    options to train in it: continued from its resume checkpoint when its ``.partial`` is an interrupted run of
+    reffakd's (the spec is the same: ``compare.check_resumable``; the run's own identity check refuses a checkpoint
+    of anything else)."""
     from .engine import RESUME_FILE
     from .rundir import MARKER, partial_path
 
     staging = partial_path(folder)
-    return (staging / MARKER).is_file() and any(staging.rglob(RESUME_FILE))
-
-
-def run_path(out: Path, variant: str, seed: int) -> Path:
-    """``out/runs/<method or variant folder>/seed<k>``: a final run's folder (``tuning.item_path``)."""
-    return item_path(out, RunItem(variant, variant, seed))
+    resume = (staging / MARKER).is_file() and any(staging.rglob(RESUME_FILE))
+    with staged_run_dir(folder, redo=True, resume=resume) as tmp:
+        yield tmp, TrainOptions(cmp.device, cmp.spec.speed, cmp.progress, cmp.log, resume)

@@ -13,17 +13,16 @@ from pathlib import Path
 
 import torch
 
-from .engine import TrainOptions
 from .pipeline import StudentConfig, check_soft_labels_fit, train_student
 from .pool import finish, quiet_worker, spawn_pool, until_stopped, worker_devices, worker_threads
-from .rundir import staged_run_dir
-from .runner import Comparison, Shared, interrupted
+from .runner import Comparison, Shared, staged
 from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
 from .sources import TeacherNetwork, load_teacher
 from .spec import NetworkSpec, RunSpec, TeacherCheckpoint
 
-# Independent of one another: with --jobs they may be made at once.
-PREREQUISITES = ("soft labels", "teacher", "semi-supervised soft labels")
+SOFT, TEACHER, SEMI = "soft labels", "teacher", "semi-supervised soft labels"
+# Each one's folder; they are independent of one another: with --jobs they may be made at once.
+FOLDERS = {SOFT: "softlabels", TEACHER: "teacher", SEMI: "softlabels-semi"}
 
 
 def shared_inputs(cmp: Comparison, jobs: int = 1, pending: Collection[str] | None = None) -> Shared:
@@ -36,10 +35,10 @@ def shared_inputs(cmp: Comparison, jobs: int = 1, pending: Collection[str] | Non
     students: GPU.md), then loaded here."""
     if pending is not None:
         cmp = replace(cmp, spec=replace(cmp.spec, methods=[m for m in cmp.spec.methods if m in pending]))
-    todo = [kind for kind in PREREQUISITES if _to_make(cmp.spec, cmp.out, kind)]
+    todo = [kind for kind in FOLDERS if _to_make(cmp.spec, cmp.out, kind)]
     if jobs > 1 and len(todo) > 1 and _concurrent_prerequisites(cmp.device):
         _make_parallel(cmp, todo, jobs)
-    return Shared(_soft_labels(cmp), _teacher(cmp), _soft_labels(cmp, semi=True))
+    return Shared(_soft_labels(cmp, SOFT), _teacher(cmp), _soft_labels(cmp, SEMI))
 
 
 def _concurrent_prerequisites(device: torch.device) -> bool:
@@ -49,35 +48,25 @@ def _concurrent_prerequisites(device: torch.device) -> bool:
 
 
 def _to_make(spec: RunSpec, out: Path, kind: str) -> bool:
-    """Whether the comparison needs ``kind`` (one of ``PREREQUISITES``) and its folder does not hold it yet."""
-    if kind == "teacher":
-        return bool(spec.teacher_methods()) and isinstance(spec.teacher, NetworkSpec) and not (
-            out / "teacher" / "summary.json"
-        ).is_file()  # fmt: skip
-    semi = kind != "soft labels"
-    return (
-        bool(spec.soft_label_methods(semi=semi))
-        and spec.soft_labels.path is None
-        and not (_soft_labels_folder(out, semi) / SOFT_LABELS_FILE).is_file()
-    )
+    """Whether the comparison needs ``kind`` (one of ``FOLDERS``) made, not given, and its folder does not hold it."""
+    if kind == TEACHER:
+        needed = bool(spec.teacher_methods()) and isinstance(spec.teacher, NetworkSpec)
+    else:
+        needed = bool(spec.soft_label_methods(semi=kind == SEMI)) and spec.soft_labels.path is None
+    made = out / FOLDERS[kind] / ("summary.json" if kind == TEACHER else SOFT_LABELS_FILE)
+    return needed and not made.is_file()
 
 
-def _soft_labels_folder(out: Path, semi: bool) -> Path:
-    return out / ("softlabels-semi" if semi else "softlabels")
-
-
-def _soft_labels(cmp: Comparison, semi: bool = False) -> SoftLabels | None:
-    """The comparison's soft labels, built once into ``softlabels/`` (``semi``: for the semi-supervised methods,
-    into ``softlabels-semi/``, the autoencoder also trained on the images a labelled budget withholds)."""
-    spec, splits = cmp.spec, cmp.splits
+def _soft_labels(cmp: Comparison, kind: str) -> SoftLabels | None:
+    """The comparison's soft labels (``SOFT``), or the semi-supervised methods' (``SEMI``: their autoencoder also
+    trained on the images a labelled budget withholds), each built once into its folder."""
+    spec, splits, semi = cmp.spec, cmp.splits, kind == SEMI
     if not spec.soft_label_methods(semi=semi):
         return None
-    folder = _soft_labels_folder(cmp.out, semi)
-    if _to_make(spec, cmp.out, PREREQUISITES[2] if semi else PREREQUISITES[0]):
+    folder = cmp.out / FOLDERS[kind]
+    if _to_make(spec, cmp.out, kind):
         cfg = replace(spec.soft_label_config(), budget_unlabelled=True) if semi else spec.soft_label_config()
-        resume = interrupted(folder)
-        with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            options = TrainOptions(cmp.device, spec.speed, cmp.progress, cmp.log, resume)
+        with staged(cmp, folder) as (tmp, options):
             build_soft_labels(splits, cfg, tmp, options)
     given = spec.soft_labels.path
     soft = SoftLabels.load(Path(given) if given is not None else folder / SOFT_LABELS_FILE)
@@ -91,12 +80,10 @@ def _teacher(cmp: Comparison) -> TeacherNetwork | None:
         return None
     if isinstance(spec.teacher, TeacherCheckpoint):
         return load_teacher(spec.teacher.checkpoint, splits, device)
-    folder = cmp.out / "teacher"
-    if _to_make(spec, cmp.out, "teacher"):
+    folder = cmp.out / FOLDERS[TEACHER]
+    if _to_make(spec, cmp.out, TEACHER):
         cfg = StudentConfig("ce", spec.teacher.model, spec.teacher.optim, seed=spec.teacher.seed)
-        resume = interrupted(folder)
-        with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-            options = TrainOptions(device, spec.speed, cmp.progress, cmp.log, resume)
+        with staged(cmp, folder) as (tmp, options):
             train_student(splits, cfg, tmp, options, summary={"name": "teacher"})
     return load_teacher(folder / "best.safetensors", splits, device)
 
@@ -120,4 +107,4 @@ def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str) -> None:
     log = lambda line: print(f"[{kind}] {line}", flush=True)  # noqa: E731
     splits = load_splits(spec.data, lambda line: None)
     cmp = Comparison(spec, Path(out), splits, torch.device(device), False, log)
-    until_stopped(lambda: _teacher(cmp) if kind == "teacher" else _soft_labels(cmp, semi=kind != "soft labels"))
+    until_stopped(lambda: _teacher(cmp) if kind == TEACHER else _soft_labels(cmp, kind))
