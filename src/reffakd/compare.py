@@ -7,7 +7,8 @@ a grid method's variant by its mean validation top-1, never by test accuracy. On
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,15 +42,16 @@ def _without_unset(value: Any) -> Any:
     return value
 
 
-def check_resumable(out: Path, spec: RunSpec) -> None:
-    """A folder started with one spec continues only with the same spec (methods and seeds may grow)."""
+def check_resumable(out: Path, spec: RunSpec) -> dict[str, Any]:
+    """A folder started with one spec continues only with the same spec (methods and seeds may grow); returns the
+    saved spec (empty for a new folder)."""
     saved_path = out / SPEC_FILE
     if not saved_path.is_file():
         if out.exists() and any(p.name != LOCK for p in out.iterdir()):
             raise ReffAKDError(
                 f"{out} exists and is not a comparison folder (no {SPEC_FILE}); choose a new out", params=("out",)
             )
-        return
+        return {}
     saved = read_json(saved_path, "comparison spec", "`reffakd compare`")
     if isinstance(saved.get("soft_labels"), dict):  # a folder started when the section's keys had other names
         saved["soft_labels"] = SoftLabelSpec.read(saved["soft_labels"], str(saved_path), note=False).to_dict()
@@ -63,6 +65,7 @@ def check_resumable(out: Path, spec: RunSpec) -> None:
                 "resume with the same settings (only methods and seeds may change) or choose a new out",
                 params=("out",),
             )
+    return saved
 
 
 def check_speed(spec: RunSpec, splits: DataSplits, device: torch.device) -> None:
@@ -104,23 +107,30 @@ def run_compare(
         raise ReffAKDError(f"jobs {jobs} is out of range: it must be at least 1", params=("jobs",))
     out = Path(out)
     check_speed(spec, splits, device)
+    with locked_folder(out, spec, "comparison"):
+        return _run_compare(Comparison(spec, out, splits, device, progress, log), jobs, report, config_yaml)
+
+
+@contextmanager
+def locked_folder(out: Path, spec: RunSpec, what: str) -> Iterator[None]:
+    """A comparison's or a study's folder, made and locked by this process alone (``--jobs`` workers are its
+    children), its ``spec.json`` checked again under the lock and rewritten, with the methods and seeds an earlier
+    invocation ran too, so that the reports cover them."""
     check_resumable(out, spec)
     out.mkdir(parents=True, exist_ok=True)
-    with locked(out / LOCK, f"comparison folder {out}"):  # the parent alone: --jobs workers are its children
-        return _run_compare(Comparison(spec, out, splits, device, progress, log), jobs, report, config_yaml)
+    with locked(out / LOCK, f"{what} folder {out}"):
+        saved = check_resumable(out, spec)
+        merged = spec.to_dict()
+        for key in GROWABLE:
+            merged[key] = list(dict.fromkeys([*saved.get(key, []), *merged[key]]))
+        write_json(out / SPEC_FILE, merged)
+        yield
 
 
 def _run_compare(cmp: Comparison, jobs: int, report: Callable[[Path, bool], str], config_yaml: str | None) -> str:
     spec, out = cmp.spec, cmp.out
-    check_resumable(out, spec)  # again, under the lock
-    saved = read_json(out / SPEC_FILE, "comparison spec", "`reffakd compare`") if (out / SPEC_FILE).is_file() else {}
-    merged = spec.to_dict()
-    for key in GROWABLE:  # keep what an earlier invocation ran, so the table covers it
-        merged[key] = list(dict.fromkeys([*saved.get(key, []), *merged[key]]))
-    write_json(out / SPEC_FILE, merged)
     if config_yaml is not None:
         write_text_atomic(out / CONFIG_FILE, config_yaml)
-
     shared = shared_inputs(cmp, jobs, _pending_methods(out, spec))
     tuned = None
     if spec.tune is not None:  # equal tuning first: each method's trials, then its choice (``tuning.py``)

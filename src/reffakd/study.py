@@ -11,13 +11,11 @@ from pathlib import Path
 
 import torch
 
-from .compare import SPEC_FILE, check_resumable, check_speed, run_compare
+from .compare import check_resumable, check_speed, locked_folder, run_compare
 from .data import DataSplits, load_splits
 from .distillers import baseline_method, get_method, method_names
 from .errors import ReffAKDError
-from .io import write_json
 from .reports.study_report import write_study_report
-from .rundir import LOCK, locked
 from .spec import Budget, RunSpec, with_epochs
 
 
@@ -57,14 +55,8 @@ def run_study(
     check_resumable(out, spec)
     # Before the study folder exists, so that a spec that cannot run is refused before any budget trains and can be
     # corrected; each budget's comparison checks its own split again.
-    spec.speed.validate(device)
-    first = check_budgets_fit(spec)
-    if spec.speed.cuda_graph:  # which methods can record their step
-        check_speed(spec, first, device)
-    out.mkdir(parents=True, exist_ok=True)
-    with locked(out / LOCK, f"study folder {out}"):
-        check_resumable(out, spec)
-        write_json(out / SPEC_FILE, spec.to_dict())
+    check_speed(spec, check_budgets_fit(spec), device)
+    with locked_folder(out, spec, "study"):
         for budget in spec.budgets:
             sub = budget_spec(spec, budget)
             log(f"study: budget {budget.labels} labels per class -> {out / budget.folder}")
