@@ -9,6 +9,7 @@ import shlex
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from .engine.logsinks import require_tensorboard
 from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .io import strict_json, write_json_new
-from .pipeline import check_soft_labels_fit
+from .pipeline import check_cuda_graph, check_soft_labels_fit
 from .pipeline_run import run_pipeline
 from .runconfig import Resolved
 from .rundir import LOCK, check_free, check_new_run_dir, check_partial, check_writable, partial_path, staged_run_dir
@@ -66,27 +67,21 @@ def load_fitting(models: Sequence[str], autoencoder: bool, data: Any, log: Calla
     from .models.timm_models import UnknownModelError
 
     where = f"image_size {data.image_size}" if data.image_size is not None else f"dataset {data.dataset}"
-    params = ("image_size", "dataset")
 
     def check(channels: int, size: tuple[int, int], classes: int) -> None:
+        builds = [(partial(create_model, name, num_classes=classes, in_channels=channels, image_size=size),
+                   "choose a larger image_size or another model") for name in models]  # fmt: skip
+        if autoencoder:
+            advice = "the soft labels need it: choose an image_size that is a multiple of 8"
+            builds.append((partial(ConvAutoencoder, channels, size), advice))
         with torch.device("meta"):
-            for name in models:
+            for build, advice in builds:
                 try:
-                    create_model(name, num_classes=classes, in_channels=channels, image_size=size)
+                    build()
                 except UnknownModelError:
                     raise
                 except ReffAKDError as exc:
-                    raise ReffAKDError(
-                        f"{exc} ({where}); choose a larger image_size or another model", params=params
-                    ) from None
-            if autoencoder:
-                try:
-                    ConvAutoencoder(channels, size)
-                except ReffAKDError as exc:
-                    raise ReffAKDError(
-                        f"{exc} ({where}); the soft labels need it: choose an image_size that is a multiple of 8",
-                        params=params,
-                    ) from None
+                    raise ReffAKDError(f"{exc} ({where}); {advice}", params=("image_size", "dataset")) from None
 
     loader = DATASETS.get(data.dataset)
     default = inspect.signature(loader).parameters.get("image_size") if loader is not None else None
@@ -279,8 +274,6 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
         check_soft_labels_fit(soft, run.splits, method)
     teacher = load_teacher(inputs.teacher, run.splits, run.device) if inputs.teacher else None
     if engine.cuda_graph:
-        from .pipeline import check_cuda_graph
-
         check_cuda_graph(student, run.splits, soft, teacher)
     with run.staged(config_yaml) as run_dir:
         run_one(spec, RunItem(method, method, seed), run_dir, run.splits, Shared(soft, teacher), device=run.device,
@@ -303,32 +296,28 @@ def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
         raise ReffAKDError("class_map applies to folder only: give folder DIR too", params=("class_map",))
     model = open_model(path, pick_device(cfg.console.device))
     model.require_classes()
-    head = {"checkpoint": str(path), "model_file": model.kind}
     if opts.folder is not None:
         files = labelled_folder(opts.folder, model.class_names, opts.class_map)
-        result = score(model, folder_batches(model, files))
-        print(strict_json({**head, "folder": str(opts.folder), "epoch": _epoch(model.meta), **result}))
-        return
-    h, w = model.size
-    data = replace(cfg.data, image_size=h) if h == w else cfg.data
-    splits = load_splits(data, log=lambda line: None)
-    shape = [splits.in_channels, *splits.image_size]
-    fits = {"class_names": model.class_names, "num_classes": len(model.class_names), "in_channels": model.channels,
-            "image_size": list(model.size)}  # fmt: skip
-    check_fits(fits, splits.class_names, shape, model.source, cfg.data.dataset)
-    if split_name == "val":  # the split it was selected on, whose fingerprint is of the images at the network's size
-        meta = model.meta
-        net = meta.get("image_size") or [(meta.get("network_input") or {}).get(k) for k in ("height", "width")]
-        same = list(net) == [h, w] or not (isinstance(net[0], int) and net[0] == net[1])
-        ident = splits if same else load_splits(replace(cfg.data, image_size=int(net[0])), log=lambda line: None)
-        check_split(model.meta, ident.identity, model.source)
-    split = splits.test if split_name == "test" else splits.val
-    result = score(model, tensor_batches(split.images, split.labels))
-    print(strict_json({**head, "split": split_name, "epoch": _epoch(model.meta), **result}))
-
-
-def _epoch(meta: dict[str, Any]) -> Any:
-    return meta.get("epoch", meta.get("checkpoint_epoch"))
+        scored, batches = {"folder": str(opts.folder)}, folder_batches(model, files)
+    else:
+        h, w = model.size
+        data = replace(cfg.data, image_size=h) if h == w else cfg.data
+        splits = load_splits(data, log=lambda line: None)
+        shape = [splits.in_channels, *splits.image_size]
+        fits = {"class_names": model.class_names, "num_classes": len(model.class_names), "in_channels": model.channels,
+                "image_size": list(model.size)}  # fmt: skip
+        check_fits(fits, splits.class_names, shape, model.source, cfg.data.dataset)
+        if split_name == "val":  # the split it was selected on, its fingerprint of the images at the network's size
+            meta = model.meta
+            net = meta.get("image_size") or [(meta.get("network_input") or {}).get(k) for k in ("height", "width")]
+            same = list(net) == [h, w] or not (isinstance(net[0], int) and net[0] == net[1])
+            ident = splits if same else load_splits(replace(cfg.data, image_size=int(net[0])), log=lambda line: None)
+            check_split(model.meta, ident.identity, model.source)
+        split = splits.test if split_name == "test" else splits.val
+        scored, batches = {"split": split_name}, tensor_batches(split.images, split.labels)
+    epoch = model.meta.get("epoch", model.meta.get("checkpoint_epoch"))
+    print(strict_json({"checkpoint": str(path), "model_file": model.kind, **scored, "epoch": epoch,
+                       **score(model, batches)}))  # fmt: skip
 
 
 def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
