@@ -89,6 +89,28 @@ def _distinct(value: Any, fits: Callable[[Any], bool]) -> bool:
     return isinstance(value, list) and bool(value) and all(map(fits, value)) and len(set(value)) == len(value)
 
 
+# How a spec's list of values of a type is checked, item by item, and named in a message.
+_ITEMS = {str: (lambda v: isinstance(v, str), "names"), int: (_whole, "integers"), float: (_finite, "finite numbers")}
+
+
+def _check_values(values: Any, kind: type, what: str) -> None:
+    """A list of distinct names (``str``), integers (``int``) or finite numbers (any other ``kind``), or one line."""
+    fits, name = _ITEMS.get(kind, _ITEMS[float])
+    if not _distinct(values, fits):
+        text = next((v for v in values if isinstance(v, str)), None) if isinstance(values, list) else None
+        raise ReffAKDError(f"{what} must be a non-empty list of distinct {name}, got {values!r}{yaml_hint(text)}")
+
+
+def _check_axes(axes: dict[str, Any], types: Mapping[str, type], what: str) -> None:
+    """A grid's or a tune section's ``params``: each key one that may vary (``types``), with a list of its values."""
+    for key, values in axes.items():
+        if key not in types:
+            close = difflib.get_close_matches(key, list(types), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ReffAKDError(f"{what} key {key!r} cannot vary{hint}; allowed: {', '.join(types)}")
+        _check_values(values, types[key], f"{what} {key}")
+
+
 # Keys of the ``soft_labels`` section written before its keys were its flags' names: still read, with a note.
 OLD_SOFT_LABEL_KEYS = {"diagonal_boost": "boost", "temperature": "soft_temperature",
                        "target_own_probability": "target_own_prob", "equalize_own": "equalize_own_prob"}  # fmt: skip
@@ -168,10 +190,7 @@ class GridSpec:
             raise ReffAKDError(
                 f"{where}: grid must be an object with exactly the keys {', '.join(GRID_KEYS)}, or null; got {got}"
             )
-        if not _distinct(g["methods"], lambda m: isinstance(m, str)):
-            raise ReffAKDError(
-                f"{where}: grid methods must be a non-empty list of distinct method names, got {g['methods']!r}"
-            )
+        _check_values(g["methods"], str, f"{where}: grid methods")
         for m in g["methods"]:
             distillers.get_method(m)
         if not isinstance(g["params"], dict) or not g["params"]:
@@ -179,22 +198,7 @@ class GridSpec:
                 f"{where}: grid params must map keys to lists of values, e.g. "
                 f"{{alpha: [0.1, 0.5], lr: [0.05, 0.1]}}; got {g['params']!r}"
             )
-        types = {**distillers.parameter_types(), **OPTIM_GRID_TYPES}  # every key a grid may vary -> its values' type
-        for key, values in g["params"].items():
-            if key not in types:
-                close = difflib.get_close_matches(key, list(types), n=1)
-                raise ReffAKDError(
-                    f"{where}: grid key {key!r} cannot vary{f' (did you mean {close[0]!r}?)' if close else ''}; "
-                    f"allowed: {', '.join(types)}"
-                )
-            kind = types[key]
-            if not _distinct(values, {str: lambda v: isinstance(v, str), int: _whole}.get(kind, _finite)):
-                kind_text = {str: "names", int: "integers"}.get(kind, "finite numbers")
-                text = next((v for v in values if isinstance(v, str)), None) if isinstance(values, list) else None
-                raise ReffAKDError(
-                    f"{where}: grid {key} must be a non-empty list of distinct {kind_text}, "
-                    f"got {values!r}{yaml_hint(text)}"
-                )
+        _check_axes(g["params"], {**distillers.parameter_types(), **OPTIM_GRID_TYPES}, f"{where}: grid")
         return cls(list(g["methods"]), {k: list(v) for k, v in g["params"].items()})
 
     def points(self) -> list[dict[str, Any]]:
@@ -225,19 +229,14 @@ class TuneSpec:
         for key in ("trials", "epochs"):
             if not _whole(t[key]) or t[key] < 1:
                 raise ReffAKDError(f"{where}: tune {key} {t[key]!r} is out of range: a whole number, at least 1")
-        if not _distinct(t.get("seeds", [0]), _whole):
-            raise ReffAKDError(f"{where}: tune seeds must be a non-empty list of distinct integers, got {t['seeds']!r}")
+        _check_values(t.get("seeds", [0]), int, f"{where}: tune seeds")
         if not isinstance(t.get("seed", 0), int):
             raise ReffAKDError(f"{where}: tune seed {t.get('seed')!r} must be an integer")
         axes = t.get("params", {})
         if not isinstance(axes, dict):
             raise ReffAKDError(f"{where}: tune params must map optimiser keys to lists of values, got {axes!r}")
-        tunable = [k for k, v in OPTIM_GRID_TYPES.items() if k != "epochs" and v is not str]
-        for key, values in axes.items():
-            if key not in tunable:
-                raise ReffAKDError(f"{where}: tune params key {key!r} cannot vary; allowed: {', '.join(tunable)}")
-            if not _distinct(values, _whole if OPTIM_GRID_TYPES[key] is int else _finite):  # batch_size: whole
-                raise ReffAKDError(f"{where}: tune params {key} must be a non-empty list of distinct numbers")
+        tunable = {k: v for k, v in OPTIM_GRID_TYPES.items() if k != "epochs" and v is not str}
+        _check_axes(axes, tunable, f"{where}: tune params")
         return cls(**t)
 
     @property
