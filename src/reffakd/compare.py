@@ -21,7 +21,7 @@ from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .io import read_json, write_json, write_text_atomic
 from .pipeline import check_cuda_graph, stand_in_inputs, trains_per_image
-from .pool import WORKER, finish, quiet_worker, spawn_pool, until_stopped, worker_devices, worker_threads
+from .pool import WORKER, quiet_worker, run_in_workers, until_stopped, worker_devices, worker_threads
 from .reports.compare_report import write_compare_report
 from .rundir import LOCK, locked
 from .runner import Comparison, Shared, train_item
@@ -177,22 +177,18 @@ def _run_parallel(cmp: Comparison, items: list[RunItem], jobs: int, report: Call
     jobs = min(jobs, len(items))
     threads = worker_threads(jobs)
     devices = multiprocessing.get_context("spawn").Queue()
-    for k, name in enumerate(worker_devices(cmp.device, jobs), 1):
+    names = worker_devices(cmp.device, jobs)
+    for k, name in enumerate(names, 1):
         devices.put((k, name))
-    cmp.log(
-        f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, "
-        f"on {', '.join(dict.fromkeys(worker_devices(cmp.device, jobs)))}"
-    )
-    methods = sorted({item.method for item in items})
-    pool, stopping = spawn_pool(jobs, _worker_init, (cmp.spec, str(cmp.out), methods, devices, threads))
+    cmp.log(f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, on {', '.join(dict.fromkeys(names))}")
+    later = {i for i in items if get_method(i.method).source.same_seed_run is not None}
+    phases = [[(_worker_run, (i,)) for i in items if (i in later) == last] for last in (False, True)]
+    initargs = (cmp.spec, str(cmp.out), sorted({item.method for item in items}), devices, threads)
     try:
-        later = {i for i in items if get_method(i.method).source.same_seed_run is not None}
-        for phase in ([i for i in items if i not in later], [i for i in items if i in later]):
-            finish(pool, stopping, [(_worker_run, (item,)) for item in phase], lambda: report(cmp.out, False))
+        run_in_workers(jobs, _worker_init, initargs, phases, lambda: report(cmp.out, False))
     finally:
         devices.close()
         devices.join_thread()
-    pool.shutdown()
 
 
 def _worker_init(

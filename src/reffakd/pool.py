@@ -1,7 +1,7 @@
 """Spawned worker processes that train or make one thing each, and stop cleanly: a comparison's ``--jobs``.
 
 Workers are spawned (fork is unsafe once torch has started threads), each with its share of the CPU threads or
-its own GPU when several are visible. The parent alone stops them (``finish``): on Ctrl-C, SIGTERM or any error
+its own GPU when several are visible. The parent alone stops them (``run_in_workers``): on Ctrl-C, SIGTERM or any error
 their unfinished runs stay ``.partial`` folders with resume checkpoints, which the next invocation continues.
 A parent killed outright cannot stop them: each worker then stops itself (``_end_with_parent``). What a worker
 does is the caller's (``compare``: runs; ``shared_inputs``: the teacher and the soft labels).
@@ -35,37 +35,37 @@ def worker_threads(jobs: int) -> int:
     return max(1, torch.get_num_threads() // jobs)
 
 
-def spawn_pool(jobs: int, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> tuple[Any, Any]:
-    """(pool, the workers' stop event): ``initializer(*initargs, stopping, plots)`` runs once in each worker
-    (``plots``: the parent's ``--no-plots``)."""
+def run_in_workers(
+    jobs: int,
+    initializer: Callable[..., None],
+    initargs: tuple[Any, ...],
+    phases: list[list[tuple[Callable[..., None], tuple[Any, ...]]]],
+    after_each: Callable[[], object],
+) -> None:
+    """Each phase's tasks in ``jobs`` spawned workers, a phase once the one before has ended, calling ``after_each`` as
+    each task ends; ``initializer(*initargs, stopping, plots)`` runs once in each worker (``stopping``: the workers'
+    stop event; ``plots``: the parent's ``--no-plots``). A worker's error is raised here, and any error or signal
+    stops the workers first (``_stop``)."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = multiprocessing.get_context("spawn")
     stopping = ctx.Event()
     pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=initializer,
                                initargs=(*initargs, stopping, plots_enabled()))  # fmt: skip
-    return pool, stopping
-
-
-def finish(
-    pool: Any, stopping: Any, tasks: list[tuple[Callable[..., None], tuple[Any, ...]]], after_each: Callable[[], object]
-) -> None:
-    """Submit ``tasks`` to ``pool`` and wait for them all, calling ``after_each`` as each ends; a worker's error is
-    raised here, and any error or signal stops the workers first (``_stop``; ``stopping``: the workers' event)."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-
     pending: set[Any] = set()
     try:
-        pending = {pool.submit(fn, *args) for fn, args in tasks}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                future.result()  # re-raises a worker's error here
-                after_each()
+        for tasks in phases:
+            pending = {pool.submit(fn, *args) for fn, args in tasks}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # re-raises a worker's error here
+                    after_each()
     except BaseException:
         _stop(pool, stopping, pending)
         raise
+    pool.shutdown()
 
 
 def _stop(pool: Any, stopping: Any, running: set[Any], grace: float = 60.0) -> None:

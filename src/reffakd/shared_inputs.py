@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .pipeline import StudentConfig, check_soft_labels_fit, train_student
-from .pool import finish, quiet_worker, spawn_pool, until_stopped, worker_devices, worker_threads
+from .pool import quiet_worker, run_in_workers, until_stopped, worker_devices, worker_threads
 from .runner import Comparison, Shared, staged
 from .softlabels import SOFT_LABELS_FILE, SoftLabels, build_soft_labels
 from .sources import TeacherNetwork, load_teacher
@@ -95,10 +95,8 @@ def _make_parallel(cmp: Comparison, kinds: list[str], jobs: int) -> None:
     threads = worker_threads(jobs)
     devices = worker_devices(cmp.device, len(kinds))
     cmp.log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
-    pool, stopping = spawn_pool(jobs, quiet_worker, (threads,))
     tasks = [(_make_in_worker, (kind, cmp.spec, str(cmp.out), devices[k])) for k, kind in enumerate(kinds)]
-    finish(pool, stopping, tasks, lambda: None)
-    pool.shutdown()
+    run_in_workers(jobs, quiet_worker, (threads,), [tasks], lambda: None)
 
 
 def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str) -> None:
