@@ -47,34 +47,15 @@ def run_pipeline(
     )  # fmt: skip
     shared = Shared(soft, None)
     summaries = [
-        run_one(
-            spec,
-            item,
-            run_dir / folders[item.method],
-            splits,
-            shared,
-            device=device,
-            progress=progress,
-            log=log,
-            name=folders[item.method],
-            resume=resume,
-            **engine,
-        )  # fmt: skip
+        run_one(spec, item, run_dir / folders[item.method], splits, shared, device=device, progress=progress, log=log,
+                name=folders[item.method], resume=resume, **engine)
         for item in spec.run_items()
-    ]
+    ]  # fmt: skip
     table = summary_table(summaries)
     write_text_atomic(run_dir / "summary.md", table + "\n")
-    write_json(
-        run_dir / "summary.json",
-        {
-            "runs": summaries,
-            "soft_labels_cost": soft_cost,
-            "dataset": splits.dataset,
-            "train_images": len(splits.train),
-            "val_images": len(splits.val),
-            "test_images": len(splits.test),
-        },
-    )
+    sizes = {"train_images": len(splits.train), "val_images": len(splits.val), "test_images": len(splits.test)}
+    write_json(run_dir / "summary.json", {"runs": summaries, "soft_labels_cost": soft_cost, "dataset": splits.dataset,
+                                          **sizes})  # fmt: skip
     plot_training_curves(
         {s["name"]: read_jsonl(run_dir / s["name"] / "metrics.jsonl") for s in summaries}, run_dir / "curves.png"
     )
