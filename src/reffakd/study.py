@@ -55,6 +55,7 @@ def run_study(
     check_resumable(out, spec)
     # Before the study folder exists, so that a spec that cannot run is refused before any budget trains and can be
     # corrected; each budget's comparison checks its own split again.
+    spec.speed.validate(device)  # before any data is loaded
     check_speed(spec, check_budgets_fit(spec), device)
     with locked_folder(out, spec, "study"):
         for budget in spec.budgets:
