@@ -376,7 +376,7 @@ class RunSpec:
             raise ReffAKDError(f"{where}: a comparison spec is a JSON object, got {type(data).__name__}")
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ReffAKDError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(cls.__dataclass_fields__)}")
+            raise unknown_key(where, unknown[0], cls.__dataclass_fields__)
         spec = cls()
         default = spec.to_dict()
         for key, value in data.items():  # data and student update the default's keys; each section is read by validate
