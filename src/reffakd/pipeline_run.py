@@ -1,8 +1,4 @@
-"""``reffakd run``: the whole pipeline in one folder, a one-seed spec whose soft labels are built first.
-
-The soft labels go to ``OUT/softlabels``, then each method's run (``runner.run_one``) to its own folder, and
-``summary.md``/``curves.png`` compare them.
-"""
+"""``reffakd run``: the whole pipeline in one folder, a one-seed spec whose soft labels are built first."""
 
 from __future__ import annotations
 
@@ -33,14 +29,11 @@ def run_pipeline(
     resume: bool = False,
     **engine: Any,
 ) -> list[dict[str, Any]]:
-    """``reffakd run``: a one-seed spec whose soft labels are built into ``run_dir/softlabels``, then each method's
-    run into ``run_dir/<folders[method]>``; ``summary.md`` and ``curves.png`` compare them.
-
-    ``resume``: continue a stopped run in ``run_dir``: the autoencoder and each student from its resume
-    checkpoint (a finished one trains no further; one not started starts), to the results, bit for bit,
-    of a run never stopped. The spec's speed options apply to every student (and cuda_graph to the autoencoder);
-    ``engine``: logging options.
-    """
+    """The soft labels built into ``run_dir/softlabels``, then each method's run (``runner.run_one``) into
+    ``run_dir/<folders[method]>``; ``summary.md`` and ``curves.png`` compare them. ``resume``: continue a stopped run
+    in ``run_dir``: the autoencoder and each student from its resume checkpoint (a finished one trains no further;
+    one not started starts), to the results, bit for bit, of a run never stopped. The spec's speed options apply to
+    every student (and cuda_graph to the autoencoder); ``engine``: logging options."""
     soft, soft_cost = build_soft_labels(
         splits, spec.soft_label_config(), run_dir / "softlabels",
         TrainOptions(device, spec.speed, progress, log, resume),

@@ -68,10 +68,8 @@ def run_one(
     name: str | None = None,
     **engine: Any,
 ) -> dict[str, Any]:
-    """Train one run of a spec into ``run_dir`` (staged by the caller): the one place where a spec's run becomes a
-    student, for ``train``, ``run``, ``compare`` and ``sweep`` alike. Its method takes the shared soft labels or
-    teacher as its source kind says, with the spec's speed options; ``engine``: resume, logging and torchrun options
-    (``pipeline.train_student``)."""
+    """Train one run of a spec into ``run_dir`` (staged by the caller) with the spec's speed options; ``engine``:
+    resume, logging and torchrun options (``pipeline.train_student``)."""
     teacher = shared.teacher if get_method(item.method).needs == "teacher" else None
     if teacher is not None:
         teacher.seconds = 0.0  # each run counts its own teacher forward passes

@@ -26,13 +26,10 @@ FOLDERS = {SOFT: "softlabels", TEACHER: "teacher", SEMI: "softlabels-semi"}
 
 
 def shared_inputs(cmp: Comparison, jobs: int = 1, pending: Collection[str] | None = None) -> Shared:
-    """The soft labels, the teacher and the semi-supervised soft labels of a comparison, each made if missing.
-
-    ``pending``: the methods with a trial or run still to train (``None``: every method); an input none of them
-    needs is neither made nor loaded, so that resuming a finished comparison (or a study's finished budget) does not
-    train its teacher again. With ``jobs > 1`` on an accelerator and more than one of them still to make, they are
-    made at once in worker processes (the autoencoder and the teacher otherwise queue up on the GPU before the
-    students: GPU.md), then loaded here."""
+    """Each input of the comparison, made if missing. ``pending``: the methods with a trial or run still to train
+    (``None``: every method); an input none of them needs is neither made nor loaded, so that resuming a finished
+    comparison (or a study's finished budget) does not train its teacher again. With ``jobs > 1``, made at once
+    (the autoencoder and the teacher otherwise queue up on the GPU before the students: GPU.md)."""
     if pending is not None:
         cmp = replace(cmp, spec=replace(cmp.spec, methods=[m for m in cmp.spec.methods if m in pending]))
     todo = [kind for kind in FOLDERS if _to_make(cmp.spec, cmp.out, kind)]

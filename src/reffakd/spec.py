@@ -406,7 +406,7 @@ class RunSpec:
             raise ReffAKDError(f"{where}: methods must be a non-empty list of names from: {names}")
         for m in self.methods:
             distillers.get_method(m)
-        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+        if not self.seeds or not all(map(_whole, self.seeds)):
             raise ReffAKDError(f"{where}: seeds must be a non-empty list of integers, got {self.seeds!r}")
         for s in self.seeds:
             check_seed(s)
