@@ -183,9 +183,9 @@ class Prepared:
     main: bool
 
     @contextmanager
-    def staged(self, config_yaml: str) -> Iterator[Path]:
+    def staged(self, config_yaml: str, done: str) -> Iterator[Path]:
         """``OUT.partial``, made once every rank has checked its inputs, with the log so far and ``config.yaml``;
-        renamed to ``OUT`` when the block succeeds."""
+        renamed to ``OUT`` when the block succeeds, and then the line ``done`` printed."""
         distributed.barrier()
         out, resume, kind = self.cfg.output.out, self.cfg.engine.resume, self.cfg.command
         with staged_run_dir(out, resume=resume, main=self.main, kind=kind) as run_dir:
@@ -194,6 +194,8 @@ class Prepared:
             distributed.barrier()
             yield run_dir
             distributed.barrier()
+        if self.main:
+            print(done)
 
 
 def prepare_run(cfg: Resolved, models: list[str], soft_cfg: Any, batch_size: int) -> Prepared:
@@ -228,21 +230,18 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     run = prepare_run(cfg, [cfg.student.model], spec.soft_label_config(), cfg.optim.batch_size)
     folders = {"ce": "ce", "reffakd": f"reffakd-{cfg.soft.preset}"}
     engine = {k: v for k, v in cfg.engine.fit_options().items() if k != "resume"}  # the speed options: in the spec
-    with run.staged(config_yaml) as run_dir:
+    with run.staged(config_yaml, f"run folder: {cfg.output.out}") as run_dir:
         run_pipeline(spec, folders, run.splits, run_dir, device=run.device, progress=cfg.console.progress,
                      log=run.log, resume=cfg.engine.resume, **engine)  # fmt: skip
-    print(f"run folder: {cfg.output.out}")
 
 
 def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
     """Train the autoencoder and write the soft labels (under torchrun, each rank its shard; rank 0 writes)."""
     run = prepare_run(cfg, [], soft_cfg, soft_cfg.autoencoder.batch_size)
-    with run.staged(config_yaml) as run_dir:
+    with run.staged(config_yaml, f"soft labels: {Path(cfg.output.out) / SOFT_LABELS_FILE}") as run_dir:
         speed = SpeedOptions(cuda_graph=cfg.engine.cuda_graph)
         options = TrainOptions(run.device, speed, cfg.console.progress, run.log, cfg.engine.resume)
         build_soft_labels(run.splits, soft_cfg, run_dir, options)
-    if run.main:
-        print(f"soft labels: {Path(cfg.output.out) / SOFT_LABELS_FILE}")
 
 
 def refuse_torchrun(command: str, instead: str) -> None:
@@ -275,11 +274,9 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     teacher = load_teacher(inputs.teacher, run.splits, run.device) if inputs.teacher else None
     if engine.cuda_graph:
         check_cuda_graph(student, run.splits, soft, teacher)
-    with run.staged(config_yaml) as run_dir:
+    with run.staged(config_yaml, f"run folder: {cfg.output.out}") as run_dir:
         run_one(spec, RunItem(method, method, seed), run_dir, run.splits, Shared(soft, teacher), device=run.device,
                 progress=cfg.console.progress, log=run.log, **engine.fit_options())  # fmt: skip
-    if run.main:
-        print(f"run folder: {cfg.output.out}")
 
 
 def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
