@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import shlex
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -15,16 +16,22 @@ from typing import Any
 
 import torch
 
-from .data import DataSplits, load_splits
+from .data import DATASETS, DataSplits, load_splits
+from .data.cache import default_cache_dir
+from .data.image_folder import unlabelled_images
 from .distillers import DISTILLERS, get_method, method_names
 from .engine import TrainOptions, distributed
 from .engine.distributed import pick_device
 from .engine.logsinks import require_tensorboard
 from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
-from .io import strict_json, write_json_new
+from .io import strict_json, write_json_new, write_text_atomic
+from .models import ConvAutoencoder, create_model
+from .models.checkpoint import check_fits, check_split
+from .models.timm_models import UnknownModelError
 from .pipeline import check_cuda_graph, check_soft_labels_fit
 from .pipeline_run import run_pipeline
+from .recipes import load_recipe
 from .runconfig import Resolved
 from .rundir import LOCK, check_free, check_new_run_dir, check_partial, check_writable, partial_path, staged_run_dir
 from .runner import Shared, run_one
@@ -51,8 +58,6 @@ class RunLog:
 
     def attach(self, run_dir: Path, config_yaml: str) -> None:
         """Start the folder's log with the lines so far, and save the resolved config as ``config.yaml``."""
-        from .io import write_text_atomic
-
         write_text_atomic(run_dir / "config.yaml", config_yaml)
         self.path = run_dir / "log.txt"
         self.path.write_text("".join(line + "\n" for line in self.lines), encoding="utf-8", errors="surrogateescape")
@@ -62,10 +67,6 @@ def load_fitting(models: Sequence[str], autoencoder: bool, data: Any, log: Calla
     """The data, loaded between two checks on the meta device (no memory, no weights) that the ``models`` and the soft
     labels' ``autoencoder`` take its input: before loading, at ``image_size`` or the loader's default (imagefolder's is
     unknown), so that no folder exists yet; after, at the data's own."""
-    from .data import DATASETS
-    from .models import ConvAutoencoder, create_model
-    from .models.timm_models import UnknownModelError
-
     where = f"image_size {data.image_size}" if data.image_size is not None else f"dataset {data.dataset}"
 
     def check(channels: int, size: tuple[int, int], classes: int) -> None:
@@ -106,8 +107,6 @@ def _data_folders(data: Any) -> list[tuple[str, Any]]:
 def check_out_outside_data(out: str | Path, data: Any) -> None:
     """Refuse an output folder inside the data, test or cache folder (real paths): a run written into an ImageFolder
     would be an extra class of the next run on it."""
-    from .data.cache import default_cache_dir
-
     real = Path(out).resolve()
     for param, folder in [*_data_folders(data), (None, default_cache_dir())]:
         if _within(real, Path(folder).resolve()):
@@ -124,8 +123,6 @@ def check_soft_label_inputs(soft_cfg: Any, splits: Any, data: Any) -> None:
     from the data and test folders (inside or holding either, the autoencoder would see validation or test images)."""
     unlabelled = soft_cfg.unlabelled_dir
     if unlabelled is not None:
-        from .data.image_folder import unlabelled_images
-
         unlabelled_images(unlabelled, 1, (8, 8))  # one line if it is no folder or holds no images (nothing decoded)
         real = Path(unlabelled).resolve()
         for param, folder in _data_folders(data):
@@ -285,7 +282,6 @@ def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     labelled folder's files."""
     from .deploy.model import open_model
     from .deploy.score import folder_batches, labelled_folder, score, tensor_batches
-    from .models.checkpoint import check_fits, check_split
 
     opts = cfg.evaluate
     path, split_name = opts.checkpoint, opts.split
@@ -381,8 +377,6 @@ def cmd_export(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
 
 def cmd_predict(cfg: Resolved, config_yaml: str, checked: Any = None) -> int:
     """Every readable image's top-k; each unreadable one is one error line, and the exit status says so."""
-    import sys
-
     from .deploy import format_prediction, open_model, predict_images, write_csv
 
     opts = cfg.predict
@@ -430,7 +424,6 @@ def cmd_bench(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
 def cmd_cost(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     """Print the cost table of a recipe (``cost.recipe_cost``): FLOP counts x images x epochs, nothing trained."""
     from .cost import cost_json, cost_table, recipe_cost
-    from .recipes import load_recipe
 
     preset = cfg.cost.preset
     where = f"preset {preset}"

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .data import DataSplits
+from .data import DataSplits, load_splits
 from .distillers import baseline_method, cost_reference_method, get_method, method_names, network_sourced_methods
 from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
@@ -195,8 +195,6 @@ def _worker_init(
     spec: RunSpec, out: str, methods: list[str], devices: Any, threads: int, stopping: Any = None, plots: bool = True
 ) -> None:
     """Once per worker: its device and threads, the data, and the shared inputs (made by the parent) of ``methods``."""
-    from .data import load_splits
-
     quiet_worker(threads, stopping, plots)
     k, name = devices.get()
     quiet = lambda line: None  # noqa: E731

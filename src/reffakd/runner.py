@@ -17,9 +17,9 @@ import torch
 
 from .data import DataSplits
 from .distillers import get_method
-from .engine import TrainOptions
+from .engine import RESUME_FILE, TrainOptions
 from .pipeline import train_student
-from .rundir import staged_run_dir
+from .rundir import MARKER, partial_path, staged_run_dir
 from .softlabels import SoftLabels
 from .sources import TeacherNetwork, load_teacher
 from .spec import RunItem, RunSpec
@@ -111,9 +111,6 @@ def staged(cmp: Comparison, folder: Path) -> Iterator[tuple[Path, TrainOptions]]
     options to train in it: continued from its resume checkpoint when its ``.partial`` is an interrupted run of
     reffakd's (the spec is the same: ``compare.check_resumable``; the run's own identity check refuses a checkpoint
     of anything else)."""
-    from .engine import RESUME_FILE
-    from .rundir import MARKER, partial_path
-
     staging = partial_path(folder)
     resume = (staging / MARKER).is_file() and any(staging.rglob(RESUME_FILE))
     with staged_run_dir(folder, redo=True, resume=resume) as tmp:

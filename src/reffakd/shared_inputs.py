@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .data import load_splits
 from .pipeline import StudentConfig, check_soft_labels_fit, train_student
 from .pool import quiet_worker, run_in_workers, until_stopped, worker_devices, worker_threads
 from .runner import Comparison, Shared, staged
@@ -97,8 +98,6 @@ def _make_parallel(cmp: Comparison, kinds: list[str], jobs: int) -> None:
 
 
 def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str) -> None:
-    from .data import load_splits
-
     log = lambda line: print(f"[{kind}] {line}", flush=True)  # noqa: E731
     splits = load_splits(spec.data, lambda line: None)
     cmp = Comparison(spec, Path(out), splits, torch.device(device), False, log)
