@@ -90,6 +90,5 @@ def study_report(spec: RunSpec, out: Path, dst: Path | None = None) -> str:
     """``study.md`` and ``study.png`` into ``dst`` (default ``out``) from the budget folders of ``out`` that exist:
     the finished study's report, or one of a study still running."""
     assert spec.budgets is not None
-    folders = [(b.labels, out / b.folder) for b in spec.budgets]
-    existing = [(b, f) for b, f in folders if f.is_dir()]
+    existing = [(b.labels, out / b.folder) for b in spec.budgets if (out / b.folder).is_dir()]
     return write_study_report(dst or out, existing, method_names(), baseline_method())
