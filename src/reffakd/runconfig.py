@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from .data import DataConfig
 from .deploy.kinds import INPUT_KINDS, OUTPUT_KINDS
@@ -24,7 +24,6 @@ from .spec import RunSpec, SoftLabelSpec, soft_label_config, with_epochs
 if TYPE_CHECKING:
     from .softlabels import SoftLabelConfig
 
-T = TypeVar("T")
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
 
 
@@ -168,6 +167,51 @@ class EvaluateOptions:
     )
 
 
+# --------------------------------------------------------------------------- a trained model leaves the lab
+
+
+@dataclass
+class ExportOptions:
+    checkpoint: str | None = opt(
+        None, "a .safetensors checkpoint: a student or teacher (reffakd train), or the autoencoder "
+        "(softlabels/autoencoder.safetensors: its encoder) (required)", metavar="PATH",
+    )  # fmt: skip
+    input: str = opt("uint8", "pixels the exported model takes: uint8 (0..255) or float ([0, 1])", choices=INPUT_KINDS)
+    output: str = opt("logits", "what it returns (the autoencoder: always its embedding)", choices=OUTPUT_KINDS)
+
+
+@dataclass
+class PredictOptions:
+    checkpoint: str | None = opt(
+        None, "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)",
+        metavar="PATH",
+    )  # fmt: skip
+    images: list[str] = opt(None, "image files or folders (searched at any depth)", factory=list, positional=True,
+                            metavar="IMAGE")  # fmt: skip
+    top_k: int = opt(3, "classes listed per image")
+    csv: str | None = opt(None, "also write the predictions to this new CSV file", metavar="PATH")
+
+
+@dataclass
+class BenchOptions:
+    checkpoint: list[str] | None = opt(
+        None, "a model to measure (repeat for more): a .safetensors checkpoint, a model.onnx or a model.pt2",
+        metavar="PATH", append=True,
+    )  # fmt: skip
+    model: list[str] | None = opt(
+        None, "an architecture to measure at its initial weights (repeat): a registry name or timm/NAME",
+        metavar="NAME", append=True,
+    )  # fmt: skip
+    shape: list[int] | None = opt(None, "input C,H,W of --model (default: the first checkpoint's)")
+    num_classes: int | None = opt(None, "classes of --model (default: the first checkpoint's)")
+    batch_size: int = opt(256, "batch of the throughput measurement")
+    latency_runs: int = opt(100, "timed batch-1 calls (after 10 untimed warm-up calls)")
+    throughput_runs: int = opt(10, "timed large-batch calls (after 2 untimed warm-up calls)")
+    threads: int | None = opt(None, "CPU threads of PyTorch and onnxruntime (default: PyTorch's)")
+    onnx: bool = opt(True, "PyTorch only, not onnxruntime", flag="no-onnx", negate=True)
+    json: str | None = opt(None, "also write the measurements to this new JSON file", metavar="PATH")
+
+
 # --------------------------------------------------------------------------- commands as groups of options
 
 
@@ -180,7 +224,7 @@ class Group:
     cls: type | None
     prefix: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    unset: bool = False  # every default None: the value comes from elsewhere (compare's preset) unless given
+    unset: bool = False  # every default None: the preset's value unless given; built as the mapping of those given
     without: tuple[str, ...] = ()  # fields this command does not take
 
     def options(self) -> list[Option]:
@@ -233,6 +277,7 @@ COMPARISON = [
     ),
     CONSOLE,
 ]
+DEPLOY_CONSOLE = replace(CONSOLE, without=("progress", "plots"))
 # The engine options the autoencoder does not take.
 AE_ENGINE = ("amp", "channels_last", "compile", "compile_mode", "tensorboard", "sync_batchnorm")
 COMMANDS: dict[str, tuple[str, list[Group]]] = {
@@ -262,71 +307,20 @@ COMMANDS: dict[str, tuple[str, list[Group]]] = {
         "top-1/top-5 of a checkpoint or an exported model, on a dataset split or a labelled image folder",
         [Group("evaluate", "checkpoint", EvaluateOptions), DATA, replace(CONSOLE, without=("plots",))],
     ),
+    "export": (
+        "a checkpoint to ONNX and torch.export, normalisation inside, preprocessing in JSON beside it",
+        [Group("output", "output", ExportOutput), Group("export", "export", ExportOptions)],  # device-free
+    ),
+    "predict": (
+        "top-k classes of image files or folders, from a checkpoint or an exported ONNX model",
+        [Group("predict", "predict", PredictOptions), DEPLOY_CONSOLE],
+    ),
+    "bench": (
+        "inference cost: parameters, file size, FLOPs, latency and throughput in PyTorch and onnxruntime",
+        [Group("bench", "bench", BenchOptions), DEPLOY_CONSOLE],
+    ),
 }
 
-
-# --------------------------------------------------------------------------- a trained model leaves the lab
-
-
-@dataclass
-class ExportOptions:
-    checkpoint: str | None = opt(
-        None, "a .safetensors checkpoint: a student or teacher (reffakd train), or the autoencoder "
-        "(softlabels/autoencoder.safetensors: its encoder) (required)", metavar="PATH",
-    )  # fmt: skip
-    input: str = opt("uint8", "pixels the exported model takes: uint8 (0..255) or float ([0, 1])", choices=INPUT_KINDS)
-    output: str = opt("logits", "what it returns (the autoencoder: always its embedding)", choices=OUTPUT_KINDS)
-
-
-@dataclass
-class PredictOptions:
-    checkpoint: str | None = opt(
-        None, "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)",
-        metavar="PATH",
-    )  # fmt: skip
-    images: list[str] = opt(None, "image files or folders (searched at any depth)", factory=list, positional=True,
-                            metavar="IMAGE")  # fmt: skip
-    top_k: int = opt(3, "classes listed per image")
-    csv: str | None = opt(None, "also write the predictions to this new CSV file", metavar="PATH")
-
-
-@dataclass
-class BenchOptions:
-    checkpoint: list[str] | None = opt(
-        None, "a model to measure (repeat for more): a .safetensors checkpoint, a model.onnx or a model.pt2",
-        metavar="PATH", append=True,
-    )  # fmt: skip
-    model: list[str] | None = opt(
-        None, "an architecture to measure at its initial weights (repeat): a registry name or timm/NAME",
-        metavar="NAME", append=True,
-    )  # fmt: skip
-    shape: list[int] | None = opt(None, "input C,H,W of --model (default: the first checkpoint's)")
-    num_classes: int | None = opt(None, "classes of --model (default: the first checkpoint's)")
-    batch_size: int = opt(256, "batch of the throughput measurement")
-    latency_runs: int = opt(100, "timed batch-1 calls (after 10 untimed warm-up calls)")
-    throughput_runs: int = opt(10, "timed large-batch calls (after 2 untimed warm-up calls)")
-    threads: int | None = opt(None, "CPU threads of PyTorch and onnxruntime (default: PyTorch's)")
-    onnx: bool = opt(True, "PyTorch only, not onnxruntime", flag="no-onnx", negate=True)
-    json: str | None = opt(None, "also write the measurements to this new JSON file", metavar="PATH")
-
-
-DEPLOY_CONSOLE = replace(CONSOLE, without=("progress", "plots"))
-COMMANDS.update(
-    {
-        "export": (
-            "a checkpoint to ONNX and torch.export, normalisation inside, preprocessing in JSON beside it",
-            [Group("output", "output", ExportOutput), Group("export", "export", ExportOptions)],  # device-free
-        ),
-        "predict": (
-            "top-k classes of image files or folders, from a checkpoint or an exported ONNX model",
-            [Group("predict", "predict", PredictOptions), DEPLOY_CONSOLE],
-        ),
-        "bench": (
-            "inference cost: parameters, file size, FLOPs, latency and throughput in PyTorch and onnxruntime",
-            [Group("bench", "bench", BenchOptions), DEPLOY_CONSOLE],
-        ),
-    }
-)
 
 CONFIG_COMMANDS = ("run", "softlabels", "train", "compare", "sweep")
 # Options that exclude each other: a fixed soft-label temperature, or one solved for an own-class probability.
@@ -354,44 +348,20 @@ class ConfigSpec:
     after_spec: bool
 
 
-class GroupView(Generic[T]):
-    """One group of a command's options as its typed object (``Resolved.data``: a ``DataConfig``), built when read;
-    a group whose values default to unset (compare's) is the mapping of the keys given."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, cfg: Resolved, owner: type | None = None) -> T:
-        return cfg.group(self.name)
-
-
 @dataclass
 class Resolved:
-    """A command's configuration, typed: one attribute per group, built from the flat key -> value mapping."""
+    """A command's configuration, typed: one attribute per group, built from the flat key -> value mapping when read
+    (``cfg.data``: the group ``data``, a ``DataConfig``; compare's unset groups: the mapping of the keys given)."""
 
     command: str
     values: dict[str, Any]  # every key's final value: what config.yaml records
     argv: list[str] = field(default_factory=list)  # the command line, for the header of config.yaml
     config_spec: ConfigSpec | None = None  # compare, sweep: spec sections given in --config
 
-    # The groups (``Group.name``) of the commands that have them.
-    output = GroupView[Output]()
-    console = GroupView[Console]()
-    data = GroupView[DataConfig]()
-    engine = GroupView[EngineOptions]()
-    soft = GroupView[SoftLabelSpec]()
-    ae_optim = GroupView[OptimConfig]()
-    student = GroupView[Student]()
-    seed = GroupView[Seed]()
-    optim = GroupView[OptimConfig]()
-    method_params = GroupView[dict[str, Any]]()
-    inputs = GroupView[TrainInputs]()
-    compare = GroupView[CompareOptions]()
-    cost = GroupView[CostOptions]()
-    evaluate = GroupView[EvaluateOptions]()
-    export = GroupView[ExportOptions]()
-    predict = GroupView[PredictOptions]()
-    bench = GroupView[BenchOptions]()
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # copy and pickle ask for dunders before the fields exist
+            raise AttributeError(name)
+        return self.group(name)
 
     def group(self, name: str) -> Any:
         """The group ``name`` of this command, built and validated."""
@@ -404,11 +374,11 @@ class Resolved:
         opts = g.options()
         if g.cls is None:
             return {o.key: self.values[o.key] for o in opts if self.values.get(o.key) is not None}
+        if g.unset:  # a value at its default (None, or a flag's False) was not given
+            return {o.field: o.value(self.values[o.key]) for o in opts if self.values[o.key] != o.default}
         kw = {o.field: o.value(self.values[o.key]) for o in opts}
         if kw.get("milestones") is not None:
             kw["milestones"] = tuple(kw["milestones"])
-        if g.unset:
-            return {k: v for k, v in kw.items() if v is not None}
         obj = g.cls(**kw)
         if isinstance(obj, OptimConfig):
             try:
@@ -464,9 +434,8 @@ def prefixed(exc: ReffAKDError, prefix: str) -> ReffAKDError:
 # --------------------------------------------------------------------------- compare and sweep: the spec
 
 # compare/sweep options folded into the spec: the saved config holds the spec's sections instead.
-DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "download")  # ``download``: --no-download
-SPEC_KEYS = ("spec", "methods", "seeds", "epochs", "teacher", "teacher_model", "teacher_epochs", "soft_labels",
-             "ae_epochs", "vary", "no_grid", *DATA_KEYS, "no_download", *SPEED_KEYS)  # fmt: skip
+SPEC_KEYS = {o.key for g in COMPARISON if g.name in ("compare", "data", "engine") for o in g.options()}
+SPEC_KEYS -= {"preset", "jobs"}
 
 
 def _merge_section(key: str, current: Any, value: Any) -> Any:
@@ -542,12 +511,8 @@ def compare_spec(cfg: Resolved) -> RunSpec:
             if key not in spec:
                 raise unknown_key(where, key, spec)
             spec[key] = _merge_section(key, spec[key], value)
-    # Data flags apply when given; otherwise the preset's (or the spec file's) data stays.
-    flags = {k: v[k] for k in DATA_KEYS if v[k] is not None}
-    spec["data"] = {**spec["data"], **flags, **({"download": False} if v["no_download"] else {})}
-    for key in ("methods", "seeds"):
-        if v[key] is not None:
-            spec[key] = v[key]
+    spec["data"] = {**spec["data"], **cfg.data}  # the data flags given; otherwise the preset's (or the spec file's)
+    spec.update({key: v[key] for key in ("methods", "seeds") if v[key] is not None})
     if v["epochs"] is not None:
         spec["student"] = with_epochs(spec["student"], v["epochs"])
     if v["teacher"]:
@@ -557,7 +522,7 @@ def compare_spec(cfg: Resolved) -> RunSpec:
             spec["teacher"] = {**spec["teacher"], "model": v["teacher_model"]}
         if v["teacher_epochs"] is not None:
             spec["teacher"] = with_epochs(spec["teacher"], v["teacher_epochs"])
-    speed = {k: v[k] for k in SPEED_KEYS if v[k] not in (None, False)}  # a flag given (False: not given)
+    speed = cfg.engine
     if speed:
         SpeedOptions(**speed).check()  # the flags' own errors name the flags
         spec["speed"] = {**(spec.get("speed") or {}), **speed}
@@ -569,14 +534,14 @@ def compare_spec(cfg: Resolved) -> RunSpec:
     where = sections.where if sections is not None else f"--spec {v['spec']}" if v["spec"] else f"preset {preset}"
     if v["no_grid"]:
         spec["grid"] = None
+    compare = RunSpec.from_dict(spec, where)  # what came before the axes is blamed on where it came from
     if v["vary"]:
-        spec = RunSpec.from_dict(spec, where).to_dict()  # what came before the axes is blamed on where it came from
+        spec = compare.to_dict()
         spec["grid"] = _vary(spec, v["vary"])
-        where = "vary"  # the rest on the axes typed
-    try:
-        compare = RunSpec.from_dict(spec, where)
-    except ReffAKDError as exc:
-        raise ReffAKDError(f"--{exc}") if where == "vary" else exc from None  # the flag, not each word "vary"
+        try:
+            compare = RunSpec.from_dict(spec, "vary")  # the rest on the axes typed
+        except ReffAKDError as exc:
+            raise ReffAKDError(f"--{exc}") from None  # the flag, not each word "vary"
     _check_comparison(cfg, compare)
     return compare
 
