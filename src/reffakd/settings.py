@@ -86,13 +86,9 @@ def options(cls: type, prefix: str = "", defaults: Mapping[str, Any] | None = No
             continue
         m = f.metadata
         tp, optional = _unwrap(hints[f.name])
-        if typing.get_origin(tp) in (tuple, list):
-            kind, item = list, typing.get_args(tp)[0]
-        else:
-            kind, item = tp, tp
+        kind, item = (list, typing.get_args(tp)[0]) if typing.get_origin(tp) in (tuple, list) else (tp, tp)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        if defaults and f.name in defaults:
-            default = defaults[f.name]
+        default = (defaults or {}).get(f.name, default)
         key = prefix + (m["flag"] or f.name).replace("-", "_")
         shown = (not default) if m["negate"] else default
         out.append(Option(f.name, key, kind, item, optional, shown, **{k: v for k, v in m.items() if k != "flag"}))
@@ -180,19 +176,17 @@ def read_value(o: Option, value: Any, where: str) -> Any:
         if o.optional:
             return None
         raise bad(f"null is not allowed; expected {o.item.__name__}")
-    if o.append:
-        return [_text(o, v, where) for v in (value if isinstance(value, list) else [value])]
-    if o.kind is list:
-        text = ",".join(_text(o, v, where) for v in value) if isinstance(value, list) else _text(o, value, where)
-        try:
-            return _flag_type(o)(text)
-        except argparse.ArgumentTypeError as exc:
-            raise bad(str(exc)) from None
-    text = _text(o, value, where)
+    if o.kind is not list:
+        text = _text(o, value, where)
+    else:  # a list, or one value: its items, each as a flag's text would hold it
+        items = [_text(o, v, where) for v in (value if isinstance(value, list) else [value])]
+        if o.append:
+            return items
+        text = ",".join(items)
     try:
-        converted = o.kind(text)
-    except ValueError:
-        raise bad(f"invalid {o.kind.__name__} value {text!r}") from None
+        converted = _flag_type(o)(text)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise bad(str(exc) if o.kind is list else f"invalid {o.kind.__name__} value {text!r}") from None
     if o.choices is not None and converted not in choices_of(o):
         raise bad(f"invalid choice {converted!r} (choose from {', '.join(map(str, choices_of(o)))})")
     return converted
@@ -213,10 +207,8 @@ def _fits(value: Any, tp: Any) -> bool:
         return any(_fits(value, t) for t in typing.get_args(tp))
     if tp is type(None):
         return value is None
-    if tp is float:
-        return is_number(value)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if tp in (int, float):  # a float takes any number, an int a whole one (never a boolean)
+        return is_number(value) and (tp is float or isinstance(value, int))
     if typing.get_origin(tp) in (tuple, list):
         return isinstance(value, (list, tuple)) and all(_fits(v, typing.get_args(tp)[0]) for v in value)
     return not isinstance(tp, type) or isinstance(value, tp)
@@ -245,21 +237,15 @@ def read_mapping(path: str | Path, where: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise ReffAKDError(f"{where} cannot be read ({reason})") from None
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ReffAKDError(f"{where} is not valid JSON ({exc})") from None
-        kind = "a JSON object"
-    else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ReffAKDError(f"{where} is not valid YAML ({_yaml_problem(exc)})") from None
-        data = {} if data is None else data
-        kind = "a YAML mapping of keys to values"
+    is_json = path.suffix.lower() == ".json"
+    try:
+        data = json.loads(text) if is_json else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ReffAKDError(f"{where} is not valid {'JSON' if is_json else 'YAML'} ({_yaml_problem(exc)})") from None
+    data = {} if data is None and not is_json else data
     if not isinstance(data, dict):
-        raise ReffAKDError(f"{where} must hold {kind}, got {_kind(data)}")
+        raise ReffAKDError(f"{where} must hold {'a JSON object' if is_json else 'a YAML mapping of keys to values'}, "
+                           f"got {_kind(data)}")  # fmt: skip
     values = expanded_size(data)
     if values > MAX_VALUES:
         raise ReffAKDError(
