@@ -67,18 +67,14 @@ def read_config(command: str, path: str, given: dict[str, Any]) -> tuple[dict[st
     where = f"config {path}"
     data = normalise_keys(read_mapping(path, where), where)
     opts = command_options(command)
-    sections: dict[str, Any] = {}
-    if command in ("compare", "sweep"):
-        spec_keys = tuple(RunSpec.__dataclass_fields__)
-        sections = {k: v for k, v in data.items() if k in spec_keys and (k not in opts or isinstance(v, (dict, list)))}
-        data = {k: v for k, v in data.items() if k not in sections}
-        allowed = [*opts, *(k for k in spec_keys if k not in opts)]
-    else:
-        allowed = list(opts)
+    spec_keys = list(RunSpec.__dataclass_fields__) if command in ("compare", "sweep") else []
+    sections = {k: v for k, v in data.items() if k in spec_keys and (k not in opts or isinstance(v, (dict, list)))}
     values = {}
     for key, value in data.items():
+        if key in sections:
+            continue
         if key not in opts:
-            raise unknown_key(where, key, allowed)
+            raise unknown_key(where, key, [*opts, *(k for k in spec_keys if k not in opts)])
         values[key] = read_value(opts[key], value, where)
     for pair in EXCLUSIVE:
         in_file = [k for k in pair if values.get(k) is not None]
@@ -171,7 +167,7 @@ def continue_advice(cfg: Resolved) -> str:
     if cfg.command in ("compare", "sweep"):
         return f"continue with the same command: {again}"
     out = cfg.values.get("out")
-    if cfg.command == "evaluate" or not out or not partial_path(Path(out)).is_dir():
+    if not out or not partial_path(Path(out)).is_dir():  # evaluate has no folder
         return "nothing was kept; run the command again"
     return f"continue with: {again}" + ("" if cfg.values.get("resume") else " --resume")
 
