@@ -21,7 +21,7 @@ from .runconfig import COMMANDS, CONFIG_COMMANDS, EXCLUSIVE, ConfigSpec, Resolve
 from .settings import add_flags, normalise_keys, read_mapping, read_value, to_yaml, unknown_key
 from .version import __version__
 
-# Keys the command line must end up with (from a flag or from --config); argparse's error (exit 2) if absent.
+# Keys the command line must end up with (from a flag or from --config); one error line naming the flags if absent.
 REQUIRED = {"run": ("out",), "softlabels": ("out",), "train": ("out",), "compare": ("out",), "sweep": ("out",),
             "evaluate": ("checkpoint",), "export": ("out", "checkpoint"), "predict": ("checkpoint",)}  # fmt: skip
 
@@ -103,17 +103,17 @@ def parse_command(argv: Sequence[str], require: bool = True) -> Resolved | argpa
     return resolved
 
 
-def config_text(cfg: Resolved, checked: Any = None) -> str:
+def config_text(cfg: Resolved, checked: Any) -> str:
     """The resolved config as YAML (``checked``: what ``check_command`` returned), headed by the command line."""
     from .runconfig import resolved_config
 
-    spec = cfg.command in ("compare", "sweep")
-    again = "the same out: resumes" if spec else "give --out NEW: a run folder is never reused"
+    resumes = cfg.command in ("compare", "sweep")
+    again = "the same out: resumes" if resumes else "give --out NEW: a run folder is never reused"
     header = [
         f"reffakd {__version__}: resolved config of `reffakd {shlex.join(cfg.argv)}`",
         f"run it again with: reffakd {cfg.command} --config THIS_FILE ({again})",
     ]
-    return to_yaml(resolved_config(cfg, checked if spec else None), header)
+    return to_yaml(resolved_config(cfg, checked), header)
 
 
 def run(cfg: Resolved) -> int:

@@ -186,8 +186,7 @@ class PredictOptions:
         None, "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)",
         metavar="PATH",
     )  # fmt: skip
-    images: list[str] = opt(None, "image files or folders (searched at any depth)", factory=list, positional=True,
-                            metavar="IMAGE")  # fmt: skip
+    images: list[str] = opt(None, "image files or folders (searched at any depth)", positional=True, metavar="IMAGE")
     top_k: int = opt(3, "classes listed per image")
     csv: str | None = opt(None, "also write the predictions to this new CSV file", metavar="PATH")
 
@@ -372,10 +371,8 @@ class Resolved:
 
     def _build(self, g: Group) -> Any:
         opts = g.options()
-        if g.cls is None:
-            return {o.key: self.values[o.key] for o in opts if self.values.get(o.key) is not None}
-        if g.unset:  # a value at its default (None, or a flag's False) was not given
-            return {o.field: o.value(self.values[o.key]) for o in opts if self.values[o.key] != o.default}
+        if g.cls is None or g.unset:  # the method parameters and compare's groups: the options given (not default)
+            return {o.field: o.value(v) for o in opts if (v := self.values.get(o.key, o.default)) != o.default}
         kw = {o.field: o.value(self.values[o.key]) for o in opts}
         if kw.get("milestones") is not None:
             kw["milestones"] = tuple(kw["milestones"])
@@ -565,15 +562,11 @@ def _check_comparison(cfg: Resolved, spec: Any) -> None:
             )
 
 
-def resolved_config(cfg: Resolved, spec: Any = None) -> dict[str, Any]:
-    """Every key's final value (compare, sweep: the options not folded into the spec, then the spec's sections)."""
-    from .settings import json_safe
-
-    values = dict(cfg.values)
-    if cfg.command in ("compare", "sweep"):
-        spec = spec if spec is not None else compare_spec(cfg)
-        values = {**{k: v for k, v in values.items() if k not in SPEC_KEYS}, **spec.to_dict()}
-    return json_safe(values)
+def resolved_config(cfg: Resolved, checked: Any) -> dict[str, Any]:
+    """Every key's final value (compare, sweep: the options not folded into ``checked``, their spec, then its keys)."""
+    if cfg.command not in ("compare", "sweep"):
+        return cfg.values
+    return {**{k: v for k, v in cfg.values.items() if k not in SPEC_KEYS}, **checked.to_dict()}
 
 
 def check_command(cfg: Resolved) -> Any:

@@ -29,17 +29,14 @@ def opt(
     choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None,
     negate: bool = False,
     metavar: str | None = None,
-    factory: Callable[[], Any] | None = None,
     append: bool = False,
     positional: bool = False,
 ) -> Any:
     """A typed option; ``flag``: its long name when not the field's; ``negate``: a flag that sets the field to False
     (``--no-download``); ``append``: a list whose flag is repeated (``--vary a=1,2 --vary b=3``); ``positional``: a
-    list of plain arguments (``predict a.png b.png``), required."""
+    list of plain arguments (``predict a.png b.png``), required (its default is never read)."""
     meta = {"help": help, "flag": flag, "short": short, "choices": choices, "negate": negate, "metavar": metavar,
             "append": append, "positional": positional}  # fmt: skip
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -87,8 +84,7 @@ def options(cls: type, prefix: str = "", defaults: Mapping[str, Any] | None = No
         m = f.metadata
         tp, optional = _unwrap(hints[f.name])
         kind, item = (list, typing.get_args(tp)[0]) if typing.get_origin(tp) in (tuple, list) else (tp, tp)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        default = (defaults or {}).get(f.name, default)
+        default = (defaults or {}).get(f.name, f.default)
         key = prefix + (m["flag"] or f.name).replace("-", "_")
         shown = (not default) if m["negate"] else default
         out.append(Option(f.name, key, kind, item, optional, shown, **{k: v for k, v in m.items() if k != "flag"}))
@@ -112,12 +108,9 @@ def _flag_type(o: Option) -> Callable[[str], Any]:
             try:
                 return [o.item(x.strip()) for x in text.split(",") if x.strip()]
             except ValueError:
-                what, example = {int: ("integers", "0,1,2"), float: ("numbers", "0.1,0.5")}.get(
-                    o.item, ("names", "a,b")
-                )
-                raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated {what}, e.g. {example}") from None
+                what = {int: "integers, e.g. 0,1,2", float: "numbers, e.g. 0.1,0.5"}.get(o.item, "names, e.g. a,b")
+                raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated {what}") from None
 
-        parse_list.__name__ = "list"
         return parse_list
     return o.kind
 
