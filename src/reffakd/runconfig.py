@@ -73,12 +73,11 @@ class EngineOptions:
         True, "under torchrun, keep batch-norm statistics per process", flag="no-sync-bn", negate=True
     )
 
-    def speed(self) -> dict[str, Any] | None:
-        """The speed options switched on, as a spec's ``speed`` holds them (None: all off), checked as flags."""
-        off = SpeedOptions()
-        on = {k: getattr(self, k) for k in SPEED_KEYS if getattr(self, k) != getattr(off, k)}
-        SpeedOptions(**on).check()  # its one line names the flags, not the spec's section
-        return on or None
+    def speed(self) -> SpeedOptions:
+        """The speed options, checked here: their one line names the flags, not the spec's section."""
+        speed = SpeedOptions(**{k: getattr(self, k) for k in SPEED_KEYS})
+        speed.check()
+        return speed
 
     def fit_options(self) -> dict[str, Any]:
         """The ``engine.TrainOptions`` fields beside the spec's speed options, as keyword arguments of ``run_one``."""
