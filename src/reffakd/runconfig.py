@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .softlabels import SoftLabelConfig
 
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
+# What evaluate and predict read: a trained checkpoint or an exported model.
+MODEL_FILE = "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)"
 
 
 @dataclass
@@ -152,10 +154,7 @@ class CostOptions:
 
 @dataclass
 class EvaluateOptions:
-    checkpoint: str | None = opt(
-        None, "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)",
-        metavar="PATH",
-    )  # fmt: skip
+    checkpoint: str | None = opt(None, MODEL_FILE, metavar="PATH")
     split: str = opt("test", "the split to evaluate", choices=("test", "val"))
     folder: str | None = opt(
         None, "score a labelled image folder instead (one sub-folder per class, named as the class, with / \\ : * ? "
@@ -181,10 +180,7 @@ class ExportOptions:
 
 @dataclass
 class PredictOptions:
-    checkpoint: str | None = opt(
-        None, "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)",
-        metavar="PATH",
-    )  # fmt: skip
+    checkpoint: str | None = opt(None, MODEL_FILE, metavar="PATH")
     images: list[str] = opt(None, "image files or folders (searched at any depth)", positional=True, metavar="IMAGE")
     top_k: int = opt(3, "classes listed per image")
     csv: str | None = opt(None, "also write the predictions to this new CSV file", metavar="PATH")
