@@ -234,7 +234,7 @@ def read_mapping(path: str | Path, where: str) -> dict[str, Any]:
     try:
         data = json.loads(text) if is_json else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise ReffAKDError(f"{where} is not valid {'JSON' if is_json else 'YAML'} ({_yaml_problem(exc)})") from None
+        raise ReffAKDError(f"{where} is not valid {'JSON' if is_json else 'YAML'} ({_parse_problem(exc)})") from None
     data = {} if data is None and not is_json else data
     if not isinstance(data, dict):
         raise ReffAKDError(f"{where} must hold {'a JSON object' if is_json else 'a YAML mapping of keys to values'}, "
@@ -286,7 +286,8 @@ def short(value: Any) -> str:
     return r.repr(value)
 
 
-def _yaml_problem(exc: Exception) -> str:
+def _parse_problem(exc: Exception) -> str:
+    """A YAML error's problem with its line and column; a JSON error's first line already holds them."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
