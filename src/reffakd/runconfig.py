@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .data import DataConfig
 from .deploy.kinds import INPUT_KINDS, OUTPUT_KINDS
@@ -24,6 +24,7 @@ from .spec import RunSpec, SoftLabelSpec, soft_label_config, with_epochs
 if TYPE_CHECKING:
     from .softlabels import SoftLabelConfig
 
+T = TypeVar("T")
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
 # What evaluate and predict read: a trained checkpoint or an exported model.
 MODEL_FILE = "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)"
@@ -342,6 +343,16 @@ class ConfigSpec:
     after_spec: bool
 
 
+class GroupView(Generic[T]):
+    """One group of a command's options as its typed object (``Resolved.data``: a ``DataConfig``), built when read."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, cfg: Resolved, owner: type | None = None) -> T:
+        return cfg.group(self.name)
+
+
 @dataclass
 class Resolved:
     """A command's configuration, typed: one attribute per group, built from the flat key -> value mapping when read
@@ -352,10 +363,24 @@ class Resolved:
     argv: list[str] = field(default_factory=list)  # the command line, for the header of config.yaml
     config_spec: ConfigSpec | None = None  # compare, sweep: spec sections given in --config
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # copy and pickle ask for dunders before the fields exist
-            raise AttributeError(name)
-        return self.group(name)
+    # The groups (``Group.name``) of the commands that have them, typed: compare's unset groups are mappings.
+    output = GroupView[Output]()
+    console = GroupView[Console]()
+    data = GroupView[DataConfig]()
+    engine = GroupView[EngineOptions]()
+    soft = GroupView[SoftLabelSpec]()
+    ae_optim = GroupView[OptimConfig]()
+    student = GroupView[Student]()
+    seed = GroupView[Seed]()
+    optim = GroupView[OptimConfig]()
+    method_params = GroupView[dict[str, Any]]()
+    inputs = GroupView[TrainInputs]()
+    compare = GroupView[CompareOptions]()
+    cost = GroupView[CostOptions]()
+    evaluate = GroupView[EvaluateOptions]()
+    export = GroupView[ExportOptions]()
+    predict = GroupView[PredictOptions]()
+    bench = GroupView[BenchOptions]()
 
     def group(self, name: str) -> Any:
         """The group ``name`` of this command, built and validated."""
