@@ -536,6 +536,11 @@ def test_evaluate_scores_a_labelled_folder(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sub-folders with no class: ['Socks']" in err
     assert "classes with no sub-folder: ['Bag']" in err
+    # an image outside the class sub-folders has no label: named, not silently left out
+    Image.fromarray(raw[0, 0].numpy()).save(mapped / "loose.png")
+    assert main([*argv, "--class-map", str(tmp_path / "map.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 image file(s) outside any class sub-folder (['loose.png'])" in err
 
 
 @pytest.mark.parametrize(

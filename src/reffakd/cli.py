@@ -21,7 +21,7 @@ from .runconfig import COMMANDS, CONFIG_COMMANDS, EXCLUSIVE, ConfigSpec, Resolve
 from .settings import add_flags, normalise_keys, read_mapping, read_value, to_yaml, unknown_key
 from .version import __version__
 
-# Keys the command line must end up with (from a flag or from --config); argparse's error (exit 2) if absent.
+# Keys the command line must end up with (from a flag or from --config); one error line naming the flags if absent.
 REQUIRED = {"run": ("out",), "softlabels": ("out",), "train": ("out",), "compare": ("out",), "sweep": ("out",),
             "evaluate": ("checkpoint",), "export": ("out", "checkpoint"), "predict": ("checkpoint",)}  # fmt: skip
 
@@ -67,18 +67,14 @@ def read_config(command: str, path: str, given: dict[str, Any]) -> tuple[dict[st
     where = f"config {path}"
     data = normalise_keys(read_mapping(path, where), where)
     opts = command_options(command)
-    sections: dict[str, Any] = {}
-    if command in ("compare", "sweep"):
-        spec_keys = tuple(RunSpec.__dataclass_fields__)
-        sections = {k: v for k, v in data.items() if k in spec_keys and (k not in opts or isinstance(v, (dict, list)))}
-        data = {k: v for k, v in data.items() if k not in sections}
-        allowed = [*opts, *(k for k in spec_keys if k not in opts)]
-    else:
-        allowed = list(opts)
+    spec_keys = list(RunSpec.__dataclass_fields__) if command in ("compare", "sweep") else []
+    sections = {k: v for k, v in data.items() if k in spec_keys and (k not in opts or isinstance(v, (dict, list)))}
     values = {}
     for key, value in data.items():
+        if key in sections:
+            continue
         if key not in opts:
-            raise unknown_key(where, key, allowed)
+            raise unknown_key(where, key, [*opts, *(k for k in spec_keys if k not in opts)])
         values[key] = read_value(opts[key], value, where)
     for pair in EXCLUSIVE:
         in_file = [k for k in pair if values.get(k) is not None]
@@ -107,17 +103,17 @@ def parse_command(argv: Sequence[str], require: bool = True) -> Resolved | argpa
     return resolved
 
 
-def config_text(cfg: Resolved, checked: Any = None) -> str:
+def config_text(cfg: Resolved, checked: Any) -> str:
     """The resolved config as YAML (``checked``: what ``check_command`` returned), headed by the command line."""
     from .runconfig import resolved_config
 
-    spec = cfg.command in ("compare", "sweep")
-    again = "the same out: resumes" if spec else "give --out NEW: a run folder is never reused"
+    resumes = cfg.command in ("compare", "sweep")
+    again = "the same out: resumes" if resumes else "give --out NEW: a run folder is never reused"
     header = [
         f"reffakd {__version__}: resolved config of `reffakd {shlex.join(cfg.argv)}`",
         f"run it again with: reffakd {cfg.command} --config THIS_FILE ({again})",
     ]
-    return to_yaml(resolved_config(cfg, checked if spec else None), header)
+    return to_yaml(resolved_config(cfg, checked), header)
 
 
 def run(cfg: Resolved) -> int:
@@ -171,7 +167,7 @@ def continue_advice(cfg: Resolved) -> str:
     if cfg.command in ("compare", "sweep"):
         return f"continue with the same command: {again}"
     out = cfg.values.get("out")
-    if cfg.command == "evaluate" or not out or not partial_path(Path(out)).is_dir():
+    if not out or not partial_path(Path(out)).is_dir():  # evaluate has no folder
         return "nothing was kept; run the command again"
     return f"continue with: {again}" + ("" if cfg.values.get("resume") else " --resume")
 

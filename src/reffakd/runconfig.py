@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
+# What evaluate and predict read: a trained checkpoint or an exported model.
+MODEL_FILE = "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)"
 
 
 @dataclass
@@ -74,12 +76,11 @@ class EngineOptions:
         True, "under torchrun, keep batch-norm statistics per process", flag="no-sync-bn", negate=True
     )
 
-    def speed(self) -> dict[str, Any] | None:
-        """The speed options switched on, as a spec's ``speed`` holds them (None: all off), checked as flags."""
-        off = SpeedOptions()
-        on = {k: getattr(self, k) for k in SPEED_KEYS if getattr(self, k) != getattr(off, k)}
-        SpeedOptions(**on).check()  # its one line names the flags, not the spec's section
-        return on or None
+    def speed(self) -> SpeedOptions:
+        """The speed options, checked here: their one line names the flags, not the spec's section."""
+        speed = SpeedOptions(**{k: getattr(self, k) for k in SPEED_KEYS})
+        speed.check()
+        return speed
 
     def fit_options(self) -> dict[str, Any]:
         """The ``engine.TrainOptions`` fields beside the spec's speed options, as keyword arguments of ``run_one``."""
@@ -154,10 +155,7 @@ class CostOptions:
 
 @dataclass
 class EvaluateOptions:
-    checkpoint: str | None = opt(
-        None, "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)",
-        metavar="PATH",
-    )  # fmt: skip
+    checkpoint: str | None = opt(None, MODEL_FILE, metavar="PATH")
     split: str = opt("test", "the split to evaluate", choices=("test", "val"))
     folder: str | None = opt(
         None, "score a labelled image folder instead (one sub-folder per class, named as the class, with / \\ : * ? "
@@ -166,6 +164,47 @@ class EvaluateOptions:
     class_map: str | None = opt(
         None, "with --folder: a JSON file mapping each sub-folder's name to its class name", metavar="PATH"
     )
+
+
+# --------------------------------------------------------------------------- a trained model leaves the lab
+
+
+@dataclass
+class ExportOptions:
+    checkpoint: str | None = opt(
+        None, "a .safetensors checkpoint: a student or teacher (reffakd train), or the autoencoder "
+        "(softlabels/autoencoder.safetensors: its encoder) (required)", metavar="PATH",
+    )  # fmt: skip
+    input: str = opt("uint8", "pixels the exported model takes: uint8 (0..255) or float ([0, 1])", choices=INPUT_KINDS)
+    output: str = opt("logits", "what it returns (the autoencoder: always its embedding)", choices=OUTPUT_KINDS)
+
+
+@dataclass
+class PredictOptions:
+    checkpoint: str | None = opt(None, MODEL_FILE, metavar="PATH")
+    images: list[str] = opt(None, "image files or folders (searched at any depth)", positional=True, metavar="IMAGE")
+    top_k: int = opt(3, "classes listed per image")
+    csv: str | None = opt(None, "also write the predictions to this new CSV file", metavar="PATH")
+
+
+@dataclass
+class BenchOptions:
+    checkpoint: list[str] | None = opt(
+        None, "a model to measure (repeat for more): a .safetensors checkpoint, a model.onnx or a model.pt2",
+        metavar="PATH", append=True,
+    )  # fmt: skip
+    model: list[str] | None = opt(
+        None, "an architecture to measure at its initial weights (repeat): a registry name or timm/NAME",
+        metavar="NAME", append=True,
+    )  # fmt: skip
+    shape: list[int] | None = opt(None, "input C,H,W of --model (default: the first checkpoint's)")
+    num_classes: int | None = opt(None, "classes of --model (default: the first checkpoint's)")
+    batch_size: int = opt(256, "batch of the throughput measurement")
+    latency_runs: int = opt(100, "timed batch-1 calls (after 10 untimed warm-up calls)")
+    throughput_runs: int = opt(10, "timed large-batch calls (after 2 untimed warm-up calls)")
+    threads: int | None = opt(None, "CPU threads of PyTorch and onnxruntime (default: PyTorch's)")
+    onnx: bool = opt(True, "PyTorch only, not onnxruntime", flag="no-onnx", negate=True)
+    json: str | None = opt(None, "also write the measurements to this new JSON file", metavar="PATH")
 
 
 # --------------------------------------------------------------------------- commands as groups of options
@@ -180,7 +219,7 @@ class Group:
     cls: type | None
     prefix: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    unset: bool = False  # every default None: the value comes from elsewhere (compare's preset) unless given
+    unset: bool = False  # every default None: the preset's value unless given; built as the mapping of those given
     without: tuple[str, ...] = ()  # fields this command does not take
 
     def options(self) -> list[Option]:
@@ -233,6 +272,7 @@ COMPARISON = [
     ),
     CONSOLE,
 ]
+DEPLOY_CONSOLE = replace(CONSOLE, without=("progress", "plots"))
 # The engine options the autoencoder does not take.
 AE_ENGINE = ("amp", "channels_last", "compile", "compile_mode", "tensorboard", "sync_batchnorm")
 COMMANDS: dict[str, tuple[str, list[Group]]] = {
@@ -262,71 +302,20 @@ COMMANDS: dict[str, tuple[str, list[Group]]] = {
         "top-1/top-5 of a checkpoint or an exported model, on a dataset split or a labelled image folder",
         [Group("evaluate", "checkpoint", EvaluateOptions), DATA, replace(CONSOLE, without=("plots",))],
     ),
+    "export": (
+        "a checkpoint to ONNX and torch.export, normalisation inside, preprocessing in JSON beside it",
+        [Group("output", "output", ExportOutput), Group("export", "export", ExportOptions)],  # device-free
+    ),
+    "predict": (
+        "top-k classes of image files or folders, from a checkpoint or an exported ONNX model",
+        [Group("predict", "predict", PredictOptions), DEPLOY_CONSOLE],
+    ),
+    "bench": (
+        "inference cost: parameters, file size, FLOPs, latency and throughput in PyTorch and onnxruntime",
+        [Group("bench", "bench", BenchOptions), DEPLOY_CONSOLE],
+    ),
 }
 
-
-# --------------------------------------------------------------------------- a trained model leaves the lab
-
-
-@dataclass
-class ExportOptions:
-    checkpoint: str | None = opt(
-        None, "a .safetensors checkpoint: a student or teacher (reffakd train), or the autoencoder "
-        "(softlabels/autoencoder.safetensors: its encoder) (required)", metavar="PATH",
-    )  # fmt: skip
-    input: str = opt("uint8", "pixels the exported model takes: uint8 (0..255) or float ([0, 1])", choices=INPUT_KINDS)
-    output: str = opt("logits", "what it returns (the autoencoder: always its embedding)", choices=OUTPUT_KINDS)
-
-
-@dataclass
-class PredictOptions:
-    checkpoint: str | None = opt(
-        None, "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)",
-        metavar="PATH",
-    )  # fmt: skip
-    images: list[str] = opt(None, "image files or folders (searched at any depth)", factory=list, positional=True,
-                            metavar="IMAGE")  # fmt: skip
-    top_k: int = opt(3, "classes listed per image")
-    csv: str | None = opt(None, "also write the predictions to this new CSV file", metavar="PATH")
-
-
-@dataclass
-class BenchOptions:
-    checkpoint: list[str] | None = opt(
-        None, "a model to measure (repeat for more): a .safetensors checkpoint, a model.onnx or a model.pt2",
-        metavar="PATH", append=True,
-    )  # fmt: skip
-    model: list[str] | None = opt(
-        None, "an architecture to measure at its initial weights (repeat): a registry name or timm/NAME",
-        metavar="NAME", append=True,
-    )  # fmt: skip
-    shape: list[int] | None = opt(None, "input C,H,W of --model (default: the first checkpoint's)")
-    num_classes: int | None = opt(None, "classes of --model (default: the first checkpoint's)")
-    batch_size: int = opt(256, "batch of the throughput measurement")
-    latency_runs: int = opt(100, "timed batch-1 calls (after 10 untimed warm-up calls)")
-    throughput_runs: int = opt(10, "timed large-batch calls (after 2 untimed warm-up calls)")
-    threads: int | None = opt(None, "CPU threads of PyTorch and onnxruntime (default: PyTorch's)")
-    onnx: bool = opt(True, "PyTorch only, not onnxruntime", flag="no-onnx", negate=True)
-    json: str | None = opt(None, "also write the measurements to this new JSON file", metavar="PATH")
-
-
-DEPLOY_CONSOLE = replace(CONSOLE, without=("progress", "plots"))
-COMMANDS.update(
-    {
-        "export": (
-            "a checkpoint to ONNX and torch.export, normalisation inside, preprocessing in JSON beside it",
-            [Group("output", "output", ExportOutput), Group("export", "export", ExportOptions)],  # device-free
-        ),
-        "predict": (
-            "top-k classes of image files or folders, from a checkpoint or an exported ONNX model",
-            [Group("predict", "predict", PredictOptions), DEPLOY_CONSOLE],
-        ),
-        "bench": (
-            "inference cost: parameters, file size, FLOPs, latency and throughput in PyTorch and onnxruntime",
-            [Group("bench", "bench", BenchOptions), DEPLOY_CONSOLE],
-        ),
-    }
-)
 
 CONFIG_COMMANDS = ("run", "softlabels", "train", "compare", "sweep")
 # Options that exclude each other: a fixed soft-label temperature, or one solved for an own-class probability.
@@ -355,8 +344,7 @@ class ConfigSpec:
 
 
 class GroupView(Generic[T]):
-    """One group of a command's options as its typed object (``Resolved.data``: a ``DataConfig``), built when read;
-    a group whose values default to unset (compare's) is the mapping of the keys given."""
+    """One group of a command's options as its typed object (``Resolved.data``: a ``DataConfig``), built when read."""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -367,14 +355,15 @@ class GroupView(Generic[T]):
 
 @dataclass
 class Resolved:
-    """A command's configuration, typed: one attribute per group, built from the flat key -> value mapping."""
+    """A command's configuration, typed: one attribute per group, built from the flat key -> value mapping when read
+    (``cfg.data``: the group ``data``, a ``DataConfig``; compare's unset groups: the mapping of the keys given)."""
 
     command: str
     values: dict[str, Any]  # every key's final value: what config.yaml records
     argv: list[str] = field(default_factory=list)  # the command line, for the header of config.yaml
     config_spec: ConfigSpec | None = None  # compare, sweep: spec sections given in --config
 
-    # The groups (``Group.name``) of the commands that have them.
+    # The groups (``Group.name``) of the commands that have them, typed: compare's unset groups are mappings.
     output = GroupView[Output]()
     console = GroupView[Console]()
     data = GroupView[DataConfig]()
@@ -402,13 +391,11 @@ class Resolved:
 
     def _build(self, g: Group) -> Any:
         opts = g.options()
-        if g.cls is None:
-            return {o.key: self.values[o.key] for o in opts if self.values.get(o.key) is not None}
+        if g.cls is None or g.unset:  # the method parameters and compare's groups: the options given (not default)
+            return {o.field: o.value(v) for o in opts if (v := self.values.get(o.key, o.default)) != o.default}
         kw = {o.field: o.value(self.values[o.key]) for o in opts}
         if kw.get("milestones") is not None:
             kw["milestones"] = tuple(kw["milestones"])
-        if g.unset:
-            return {k: v for k, v in kw.items() if v is not None}
         obj = g.cls(**kw)
         if isinstance(obj, OptimConfig):
             try:
@@ -464,9 +451,8 @@ def prefixed(exc: ReffAKDError, prefix: str) -> ReffAKDError:
 # --------------------------------------------------------------------------- compare and sweep: the spec
 
 # compare/sweep options folded into the spec: the saved config holds the spec's sections instead.
-DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "download")  # ``download``: --no-download
-SPEC_KEYS = ("spec", "methods", "seeds", "epochs", "teacher", "teacher_model", "teacher_epochs", "soft_labels",
-             "ae_epochs", "vary", "no_grid", *DATA_KEYS, "no_download", *SPEED_KEYS)  # fmt: skip
+SPEC_KEYS = {o.key for g in COMPARISON if g.name in ("compare", "data", "engine") for o in g.options()}
+SPEC_KEYS -= {"preset", "jobs"}
 
 
 def _merge_section(key: str, current: Any, value: Any) -> Any:
@@ -542,12 +528,8 @@ def compare_spec(cfg: Resolved) -> RunSpec:
             if key not in spec:
                 raise unknown_key(where, key, spec)
             spec[key] = _merge_section(key, spec[key], value)
-    # Data flags apply when given; otherwise the preset's (or the spec file's) data stays.
-    flags = {k: v[k] for k in DATA_KEYS if v[k] is not None}
-    spec["data"] = {**spec["data"], **flags, **({"download": False} if v["no_download"] else {})}
-    for key in ("methods", "seeds"):
-        if v[key] is not None:
-            spec[key] = v[key]
+    spec["data"] = {**spec["data"], **cfg.data}  # the data flags given; otherwise the preset's (or the spec file's)
+    spec.update({key: v[key] for key in ("methods", "seeds") if v[key] is not None})
     if v["epochs"] is not None:
         spec["student"] = with_epochs(spec["student"], v["epochs"])
     if v["teacher"]:
@@ -557,7 +539,7 @@ def compare_spec(cfg: Resolved) -> RunSpec:
             spec["teacher"] = {**spec["teacher"], "model": v["teacher_model"]}
         if v["teacher_epochs"] is not None:
             spec["teacher"] = with_epochs(spec["teacher"], v["teacher_epochs"])
-    speed = {k: v[k] for k in SPEED_KEYS if v[k] not in (None, False)}  # a flag given (False: not given)
+    speed = cfg.engine
     if speed:
         SpeedOptions(**speed).check()  # the flags' own errors name the flags
         spec["speed"] = {**(spec.get("speed") or {}), **speed}
@@ -569,14 +551,14 @@ def compare_spec(cfg: Resolved) -> RunSpec:
     where = sections.where if sections is not None else f"--spec {v['spec']}" if v["spec"] else f"preset {preset}"
     if v["no_grid"]:
         spec["grid"] = None
+    compare = RunSpec.from_dict(spec, where)  # what came before the axes is blamed on where it came from
     if v["vary"]:
-        spec = RunSpec.from_dict(spec, where).to_dict()  # what came before the axes is blamed on where it came from
+        spec = compare.to_dict()
         spec["grid"] = _vary(spec, v["vary"])
-        where = "vary"  # the rest on the axes typed
-    try:
-        compare = RunSpec.from_dict(spec, where)
-    except ReffAKDError as exc:
-        raise ReffAKDError(f"--{exc}") if where == "vary" else exc from None  # the flag, not each word "vary"
+        try:
+            compare = RunSpec.from_dict(spec, "vary")  # the rest on the axes typed
+        except ReffAKDError as exc:
+            raise ReffAKDError(f"--{exc}") from None  # the flag, not each word "vary"
     _check_comparison(cfg, compare)
     return compare
 
@@ -600,15 +582,11 @@ def _check_comparison(cfg: Resolved, spec: Any) -> None:
             )
 
 
-def resolved_config(cfg: Resolved, spec: Any = None) -> dict[str, Any]:
-    """Every key's final value (compare, sweep: the options not folded into the spec, then the spec's sections)."""
-    from .settings import json_safe
-
-    values = dict(cfg.values)
-    if cfg.command in ("compare", "sweep"):
-        spec = spec if spec is not None else compare_spec(cfg)
-        values = {**{k: v for k, v in values.items() if k not in SPEC_KEYS}, **spec.to_dict()}
-    return json_safe(values)
+def resolved_config(cfg: Resolved, checked: Any) -> dict[str, Any]:
+    """Every key's final value (compare, sweep: the options not folded into ``checked``, their spec, then its keys)."""
+    if cfg.command not in ("compare", "sweep"):
+        return cfg.values
+    return {**{k: v for k, v in cfg.values.items() if k not in SPEC_KEYS}, **checked.to_dict()}
 
 
 def check_command(cfg: Resolved) -> Any:

@@ -29,17 +29,14 @@ def opt(
     choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None,
     negate: bool = False,
     metavar: str | None = None,
-    factory: Callable[[], Any] | None = None,
     append: bool = False,
     positional: bool = False,
 ) -> Any:
     """A typed option; ``flag``: its long name when not the field's; ``negate``: a flag that sets the field to False
     (``--no-download``); ``append``: a list whose flag is repeated (``--vary a=1,2 --vary b=3``); ``positional``: a
-    list of plain arguments (``predict a.png b.png``), required."""
+    list of plain arguments (``predict a.png b.png``), required (its default is never read)."""
     meta = {"help": help, "flag": flag, "short": short, "choices": choices, "negate": negate, "metavar": metavar,
             "append": append, "positional": positional}  # fmt: skip
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -86,13 +83,8 @@ def options(cls: type, prefix: str = "", defaults: Mapping[str, Any] | None = No
             continue
         m = f.metadata
         tp, optional = _unwrap(hints[f.name])
-        if typing.get_origin(tp) in (tuple, list):
-            kind, item = list, typing.get_args(tp)[0]
-        else:
-            kind, item = tp, tp
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        if defaults and f.name in defaults:
-            default = defaults[f.name]
+        kind, item = (list, typing.get_args(tp)[0]) if typing.get_origin(tp) in (tuple, list) else (tp, tp)
+        default = (defaults or {}).get(f.name, f.default)
         key = prefix + (m["flag"] or f.name).replace("-", "_")
         shown = (not default) if m["negate"] else default
         out.append(Option(f.name, key, kind, item, optional, shown, **{k: v for k, v in m.items() if k != "flag"}))
@@ -116,12 +108,9 @@ def _flag_type(o: Option) -> Callable[[str], Any]:
             try:
                 return [o.item(x.strip()) for x in text.split(",") if x.strip()]
             except ValueError:
-                what, example = {int: ("integers", "0,1,2"), float: ("numbers", "0.1,0.5")}.get(
-                    o.item, ("names", "a,b")
-                )
-                raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated {what}, e.g. {example}") from None
+                what = {int: "integers, e.g. 0,1,2", float: "numbers, e.g. 0.1,0.5"}.get(o.item, "names, e.g. a,b")
+                raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated {what}") from None
 
-        parse_list.__name__ = "list"
         return parse_list
     return o.kind
 
@@ -180,19 +169,17 @@ def read_value(o: Option, value: Any, where: str) -> Any:
         if o.optional:
             return None
         raise bad(f"null is not allowed; expected {o.item.__name__}")
-    if o.append:
-        return [_text(o, v, where) for v in (value if isinstance(value, list) else [value])]
-    if o.kind is list:
-        text = ",".join(_text(o, v, where) for v in value) if isinstance(value, list) else _text(o, value, where)
-        try:
-            return _flag_type(o)(text)
-        except argparse.ArgumentTypeError as exc:
-            raise bad(str(exc)) from None
-    text = _text(o, value, where)
+    if o.kind is not list:
+        text = _text(o, value, where)
+    else:  # a list, or one value: its items, each as a flag's text would hold it
+        items = [_text(o, v, where) for v in (value if isinstance(value, list) else [value])]
+        if o.append:
+            return items
+        text = ",".join(items)
     try:
-        converted = o.kind(text)
-    except ValueError:
-        raise bad(f"invalid {o.kind.__name__} value {text!r}") from None
+        converted = _flag_type(o)(text)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise bad(str(exc) if o.kind is list else f"invalid {o.kind.__name__} value {text!r}") from None
     if o.choices is not None and converted not in choices_of(o):
         raise bad(f"invalid choice {converted!r} (choose from {', '.join(map(str, choices_of(o)))})")
     return converted
@@ -213,10 +200,8 @@ def _fits(value: Any, tp: Any) -> bool:
         return any(_fits(value, t) for t in typing.get_args(tp))
     if tp is type(None):
         return value is None
-    if tp is float:
-        return is_number(value)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if tp in (int, float):  # a float takes any number, an int a whole one (never a boolean)
+        return is_number(value) and (tp is float or isinstance(value, int))
     if typing.get_origin(tp) in (tuple, list):
         return isinstance(value, (list, tuple)) and all(_fits(v, typing.get_args(tp)[0]) for v in value)
     return not isinstance(tp, type) or isinstance(value, tp)
@@ -245,21 +230,15 @@ def read_mapping(path: str | Path, where: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise ReffAKDError(f"{where} cannot be read ({reason})") from None
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ReffAKDError(f"{where} is not valid JSON ({exc})") from None
-        kind = "a JSON object"
-    else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ReffAKDError(f"{where} is not valid YAML ({_yaml_problem(exc)})") from None
-        data = {} if data is None else data
-        kind = "a YAML mapping of keys to values"
+    is_json = path.suffix.lower() == ".json"
+    try:
+        data = json.loads(text) if is_json else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ReffAKDError(f"{where} is not valid {'JSON' if is_json else 'YAML'} ({_parse_problem(exc)})") from None
+    data = {} if data is None and not is_json else data
     if not isinstance(data, dict):
-        raise ReffAKDError(f"{where} must hold {kind}, got {_kind(data)}")
+        raise ReffAKDError(f"{where} must hold {'a JSON object' if is_json else 'a YAML mapping of keys to values'}, "
+                           f"got {_kind(data)}")  # fmt: skip
     values = expanded_size(data)
     if values > MAX_VALUES:
         raise ReffAKDError(
@@ -307,7 +286,8 @@ def short(value: Any) -> str:
     return r.repr(value)
 
 
-def _yaml_problem(exc: Exception) -> str:
+def _parse_problem(exc: Exception) -> str:
+    """A YAML error's problem with its line and column; a JSON error's first line already holds them."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem

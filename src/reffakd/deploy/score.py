@@ -63,7 +63,7 @@ def labelled_folder(
 ) -> list[tuple[Path, int]]:
     """Each image file under ``folder``'s class sub-folders (any depth) with its class index. A sub-folder is a class
     by ``folder_name`` of the class, or by ``class_map`` (JSON: sub-folder -> class name); a sub-folder that is no
-    class and a class with no sub-folder are both named in one line."""
+    class, a class with no sub-folder and an image outside the sub-folders are named in one line."""
     from .predict import _folder_images
 
     root = Path(folder)
@@ -90,6 +90,14 @@ def labelled_folder(
                     params=("class_map",),
                 )
             index[name] = i
+    loose = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                   and not p.name.startswith("."))  # fmt: skip
+    if loose:  # an image with no class folder has no label: scoring without it would score another set
+        raise ReffAKDError(
+            f"folder {root} holds {len(loose)} image file(s) outside any class sub-folder ({loose[:3]}); move each "
+            "into its class's sub-folder, or out of the folder",
+            params=("folder",),
+        )
     present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     extra = [name for name in present if name not in index]
     missing = [class_names[i] for name, i in index.items() if name not in present]
