@@ -23,7 +23,7 @@ from .distillers import DISTILLERS, get_method, method_names
 from .engine import TrainOptions, distributed
 from .engine.distributed import pick_device
 from .engine.logsinks import require_tensorboard
-from .engine.speed import SPEED_KEYS, SpeedOptions
+from .engine.speed import SpeedOptions
 from .errors import ReffAKDError
 from .io import strict_json, write_json_new, write_text_atomic
 from .models import ConvAutoencoder, create_model
@@ -207,7 +207,7 @@ def prepare_run(cfg: Resolved, models: list[str], soft_cfg: Any, batch_size: int
     if main:
         start_output(cfg)
     # The speed and logging options this device and installation can honour (the loop checks them again for callers).
-    SpeedOptions(**{k: getattr(cfg.engine, k) for k in SPEED_KEYS}).validate(device)
+    cfg.engine.speed().validate(device)
     if cfg.engine.tensorboard:
         require_tensorboard()
     log: Callable[[str], None] = RunLog() if main else (lambda line: None)
