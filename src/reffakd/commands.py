@@ -9,7 +9,7 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -207,7 +207,7 @@ def prepare_run(cfg: Resolved, models: list[str], soft_cfg: Any, batch_size: int
     if main:
         start_output(cfg)
     # The speed and logging options this device and installation can honour (the loop checks them again for callers).
-    cfg.engine.speed().validate(device)
+    cfg.speed.validate(device)
     if cfg.engine.tensorboard:
         require_tensorboard()
     log: Callable[[str], None] = RunLog() if main else (lambda line: None)
@@ -226,7 +226,7 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     )
     run = prepare_run(cfg, [cfg.student.model], spec.soft_label_config(), cfg.optim.batch_size)
     folders = {"ce": "ce", "reffakd": f"reffakd-{cfg.soft.preset}"}
-    engine = {k: v for k, v in cfg.engine.fit_options().items() if k != "resume"}  # the speed options: in the spec
+    engine = {k: v for k, v in asdict(cfg.engine).items() if k != "resume"}  # the speed options: in the spec
     with run.staged(config_yaml, f"run folder: {cfg.output.out}") as run_dir:
         run_pipeline(spec, folders, run.splits, run_dir, device=run.device, progress=cfg.console.progress,
                      log=run.log, resume=cfg.engine.resume, **engine)  # fmt: skip
@@ -236,7 +236,7 @@ def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
     """Train the autoencoder and write the soft labels (under torchrun, each rank its shard; rank 0 writes)."""
     run = prepare_run(cfg, [], soft_cfg, soft_cfg.autoencoder.batch_size)
     with run.staged(config_yaml, f"soft labels: {Path(cfg.output.out) / SOFT_LABELS_FILE}") as run_dir:
-        speed = SpeedOptions(cuda_graph=cfg.engine.cuda_graph)
+        speed = SpeedOptions(cuda_graph=cfg.speed.cuda_graph)
         options = TrainOptions(run.device, speed, cfg.console.progress, run.log, cfg.engine.resume)
         build_soft_labels(run.splits, soft_cfg, run_dir, options)
 
@@ -269,11 +269,11 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     if soft is not None:
         check_soft_labels_fit(soft, run.splits, method)
     teacher = load_teacher(inputs.teacher, run.splits, run.device) if inputs.teacher else None
-    if engine.cuda_graph:
+    if cfg.speed.cuda_graph:
         check_cuda_graph(student, run.splits, soft, teacher)
     with run.staged(config_yaml, f"run folder: {cfg.output.out}") as run_dir:
         run_one(spec, RunItem(method, method, seed), run_dir, run.splits, Shared(soft, teacher), device=run.device,
-                progress=cfg.console.progress, log=run.log, **engine.fit_options())  # fmt: skip
+                progress=cfg.console.progress, log=run.log, **asdict(engine))  # fmt: skip
 
 
 def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:

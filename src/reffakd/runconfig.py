@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .data import DataConfig
 from .deploy.kinds import INPUT_KINDS, OUTPUT_KINDS
 from .distillers.registry import cli_catalog
 from .engine.optim import STUDENT_SCHEDULE, OptimConfig
-from .engine.speed import AMP_MODES, COMPILE_MODES, SPEED_KEYS, SpeedOptions
+from .engine.speed import SpeedOptions
 from .errors import ReffAKDError
 from .recipes import recipe_names
 from .settings import Option, opt, options
@@ -54,37 +54,16 @@ class Console:
 
 @dataclass
 class EngineOptions:
-    """The training loop's robustness and speed options (docs/RESULTS.md has their measured effect)."""
+    """The training loop's robustness options (its speed options: ``SpeedOptions``)."""
 
     resume: bool = opt(
         False, "continue an interrupted run from the resume checkpoint in OUT.partial (same weights as an "
         "uninterrupted run)",
     )  # fmt: skip
-    amp: str = opt("none", "mixed precision autocast (fp16 on CUDA only)", choices=AMP_MODES)
-    channels_last: bool = opt(False, "channels_last memory format for the student and its inputs")
-    compile: bool = opt(False, "torch.compile the student (the first epoch includes compile time)")
-    compile_mode: str = opt(
-        "default", "torch.compile mode with compile: reduce-overhead replays each step as a CUDA graph (small "
-        "models on a GPU)", choices=COMPILE_MODES,
-    )  # fmt: skip
-    cuda_graph: bool = opt(
-        False, "record the whole training step (and in-memory batches) as CUDA graphs and replay them (small models "
-        "on a GPU; methods whose step is device work alone)",
-    )  # fmt: skip
     tensorboard: bool = opt(False, "also log metrics to OUT/tensorboard (needs the tensorboard package)")
     sync_batchnorm: bool = opt(
         True, "under torchrun, keep batch-norm statistics per process", flag="no-sync-bn", negate=True
     )
-
-    def speed(self) -> SpeedOptions:
-        """The speed options, checked here: their one line names the flags, not the spec's section."""
-        speed = SpeedOptions(**{k: getattr(self, k) for k in SPEED_KEYS})
-        speed.check()
-        return speed
-
-    def fit_options(self) -> dict[str, Any]:
-        """The ``engine.TrainOptions`` fields beside the spec's speed options, as keyword arguments of ``run_one``."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SPEED_KEYS}
 
 
 @dataclass
@@ -243,6 +222,7 @@ DATA = Group("data", "data", DataConfig)
 CONSOLE = Group("console", "console", Console)
 SEED = Group("seed", "seed", Seed)
 ENGINE = Group("engine", "engine", EngineOptions)
+SPEED = Group("speed", "speed (docs/RESULTS.md has their measured effect)", SpeedOptions)
 METHOD = Group("method_params", "method parameters (default: the method's own, docs/METHODS.md)", None)
 
 
@@ -263,30 +243,29 @@ COMPARISON = [
     OUT,
     Group("compare", "comparison", CompareOptions),
     Group("data", "data (default: the preset's)", DataConfig, unset=True),
-    Group(  # a comparison always continues its folder; torchrun runs `reffakd train`
-        "engine",
-        "speed (default: the spec's; every student and the teacher)",
-        EngineOptions,
-        unset=True,
-        without=("resume", "tensorboard", "sync_batchnorm"),
-    ),
+    # no engine options: a comparison always continues its folder; torchrun runs `reffakd train`
+    Group("speed", "speed (default: the spec's; every student and the teacher)", SpeedOptions, unset=True),
     CONSOLE,
 ]
 DEPLOY_CONSOLE = replace(CONSOLE, without=("progress", "plots"))
-# The engine options the autoencoder does not take.
-AE_ENGINE = ("amp", "channels_last", "compile", "compile_mode", "tensorboard", "sync_batchnorm")
+TRAINING = [ENGINE, SPEED, CONSOLE]  # how a student trains: run and train
+# The autoencoder's engine and speed options: resume and cuda_graph.
+AE_ENGINE = [
+    replace(ENGINE, without=("tensorboard", "sync_batchnorm")),
+    replace(SPEED, without=("amp", "channels_last", "compile", "compile_mode")),
+]
 COMMANDS: dict[str, tuple[str, list[Group]]] = {
     "run": (
         "the whole pipeline: soft labels, a CE baseline and a ReffAKD student, one summary",
-        [OUT, DATA, *_soft_groups(RUN_AE_EPOCHS), *_student_groups(RUN_EPOCHS), ENGINE, CONSOLE],
+        [OUT, DATA, *_soft_groups(RUN_AE_EPOCHS), *_student_groups(RUN_EPOCHS), *TRAINING],
     ),
     "softlabels": (
         "train the autoencoder and build soft labels, diagnostics and plots",
-        [OUT, SEED, DATA, *_soft_groups(10), Group("engine", "engine", EngineOptions, without=AE_ENGINE), CONSOLE],
+        [OUT, SEED, DATA, *_soft_groups(10), *AE_ENGINE, CONSOLE],
     ),
     "train": (
         "train one student",
-        [OUT, Group("inputs", "method and its soft targets", TrainInputs), DATA, *_student_groups(30), ENGINE, CONSOLE],
+        [OUT, Group("inputs", "method and its soft targets", TrainInputs), DATA, *_student_groups(30), *TRAINING],
     ),
     "compare": ("methods x seeds side by side: accuracy and cost in one table (resumable)", COMPARISON),
     "sweep": (
@@ -368,6 +347,7 @@ class Resolved:
     console = GroupView[Console]()
     data = GroupView[DataConfig]()
     engine = GroupView[EngineOptions]()
+    speed = GroupView[SpeedOptions]()
     soft = GroupView[SoftLabelSpec]()
     ae_optim = GroupView[OptimConfig]()
     student = GroupView[Student]()
@@ -397,11 +377,13 @@ class Resolved:
         if kw.get("milestones") is not None:
             kw["milestones"] = tuple(kw["milestones"])
         obj = g.cls(**kw)
-        if isinstance(obj, OptimConfig):
-            try:
+        try:
+            if isinstance(obj, OptimConfig):
                 obj.validate()
-            except ReffAKDError as exc:
-                raise prefixed(exc, g.prefix) from None
+            if isinstance(obj, SpeedOptions):  # its one line names the flags, not a spec's section
+                obj.check()
+        except ReffAKDError as exc:
+            raise prefixed(exc, g.prefix) from None
         return obj
 
     def soft_labels(self) -> SoftLabelSpec:
@@ -419,7 +401,7 @@ class Resolved:
         """``train`` and ``run`` as what they are: a spec of one seed, run by the same runner as ``compare``."""
         student = {"model": self.student.model, **asdict(self.optim)}
         spec = RunSpec(methods=methods, seeds=[self.seed.seed], data=self.data, student=student,
-                       method_params=method_params, grid=None, speed=self.engine.speed(), **sections)  # fmt: skip
+                       method_params=method_params, grid=None, speed=self.speed, **sections)  # fmt: skip
         spec.validate("the command line")
         return spec
 
@@ -451,7 +433,7 @@ def prefixed(exc: ReffAKDError, prefix: str) -> ReffAKDError:
 # --------------------------------------------------------------------------- compare and sweep: the spec
 
 # compare/sweep options folded into the spec: the saved config holds the spec's sections instead.
-SPEC_KEYS = {o.key for g in COMPARISON if g.name in ("compare", "data", "engine") for o in g.options()}
+SPEC_KEYS = {o.key for g in COMPARISON if g.name in ("compare", "data", "speed") for o in g.options()}
 SPEC_KEYS -= {"preset", "jobs"}
 
 
@@ -539,7 +521,7 @@ def compare_spec(cfg: Resolved) -> RunSpec:
             spec["teacher"] = {**spec["teacher"], "model": v["teacher_model"]}
         if v["teacher_epochs"] is not None:
             spec["teacher"] = with_epochs(spec["teacher"], v["teacher_epochs"])
-    speed = cfg.engine
+    speed = cfg.speed
     if speed:
         SpeedOptions(**speed).check()  # the flags' own errors name the flags
         spec["speed"] = {**(spec.get("speed") or {}), **speed}

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ReffAKDError
+from ..settings import opt
 
 if TYPE_CHECKING:  # torch is imported where it is used: the command line reads these options without it
     import torch
@@ -31,13 +32,19 @@ class SpeedOptions:
     and batches (faster convolutions on tensor cores and oneDNN); ``compile``: ``torch.compile`` the
     student's forward (the first epoch then includes the compile time), in ``compile_mode``; ``cuda_graph``: record
     the whole training step (and the in-memory loader's batches) as CUDA graphs and replay them
-    (``engine.cudagraph``)."""
+    (``engine.cudagraph``). Each field is also a flag and a config key (``settings.opt``)."""
 
-    amp: str = "none"
-    channels_last: bool = False
-    compile: bool = False
-    compile_mode: str = "default"
-    cuda_graph: bool = False
+    amp: str = opt("none", "mixed precision autocast (fp16 on CUDA only)", choices=AMP_MODES)
+    channels_last: bool = opt(False, "channels_last memory format for the student and its inputs")
+    compile: bool = opt(False, "torch.compile the student (the first epoch includes compile time)")
+    compile_mode: str = opt(
+        "default", "torch.compile mode with compile: reduce-overhead replays each step as a CUDA graph (small "
+        "models on a GPU)", choices=COMPILE_MODES,
+    )  # fmt: skip
+    cuda_graph: bool = opt(
+        False, "record the whole training step (and in-memory batches) as CUDA graphs and replay them (small models "
+        "on a GPU; methods whose step is device work alone)",
+    )  # fmt: skip
 
     def validate(self, device: torch.device) -> None:
         """``check`` and what ``device`` (and this installation) can honour."""
