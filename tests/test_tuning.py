@@ -11,6 +11,7 @@ import torch
 
 from reffakd.compare import run_compare
 from reffakd.data import DataConfig, load_splits
+from reffakd.engine import TrainOptions
 from reffakd.errors import ReffAKDError
 from reffakd.runner import Shared, run_one
 from reffakd.spec import RunSpec
@@ -73,18 +74,17 @@ def test_tuning_trials_never_read_the_test_split(tmp_path: Path, fake_fmnist: Pa
     spec = _spec(fake_fmnist)
     splits = load_splits(spec.data, log=lambda s: None)
     poisoned = replace(splits, test=PoisonSplit())
+    quiet = TrainOptions(torch.device("cpu"), spec.speed, progress=False, log=lambda s: None)
     for item in spec.tuning_items():
         run_dir = item_path(tmp_path, item)
         run_dir.mkdir(parents=True)
-        summary = run_one(spec, item, run_dir, poisoned, Shared(None, None), device=torch.device("cpu"),
-                          progress=False, log=lambda s: None)  # fmt: skip
+        summary = run_one(spec, item, run_dir, poisoned, Shared(None, None), quiet)
         assert summary["test_best"] is None and summary["trial"] is True
     assert set(choose(tmp_path, spec)) == {"ce", "ls"}
     # A final run does read the test split: the poison is live.
     with pytest.raises(AssertionError, match="read the test split"):
         final = spec.run_items()[0]
-        run_one(spec, final, tmp_path / "final", poisoned, Shared(None, None), device=torch.device("cpu"),
-                progress=False, log=lambda s: None)  # fmt: skip
+        run_one(spec, final, tmp_path / "final", poisoned, Shared(None, None), quiet)
 
 
 def test_compare_tunes_then_runs_the_choice_over_the_seeds(tmp_path: Path, fake_fmnist: Path) -> None:

@@ -194,6 +194,10 @@ class Prepared:
         if self.main:
             print(done)
 
+    def options(self, speed: SpeedOptions) -> TrainOptions:
+        """How this command trains, built once: its device, ``speed`` (its spec's), its console and engine options."""
+        return TrainOptions(self.device, speed, self.cfg.console.progress, self.log, **asdict(self.cfg.engine))
+
 
 def prepare_run(cfg: Resolved, models: list[str], soft_cfg: Any, batch_size: int) -> Prepared:
     """What a one-folder command checks and loads before its folder exists: the device (under torchrun, this rank's,
@@ -226,19 +230,15 @@ def cmd_run(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     )
     run = prepare_run(cfg, [cfg.student.model], spec.soft_label_config(), cfg.optim.batch_size)
     folders = {"ce": "ce", "reffakd": f"reffakd-{cfg.soft.preset}"}
-    engine = {k: v for k, v in asdict(cfg.engine).items() if k != "resume"}  # the speed options: in the spec
     with run.staged(config_yaml, f"run folder: {cfg.output.out}") as run_dir:
-        run_pipeline(spec, folders, run.splits, run_dir, device=run.device, progress=cfg.console.progress,
-                     log=run.log, resume=cfg.engine.resume, **engine)  # fmt: skip
+        run_pipeline(spec, folders, run.splits, run_dir, run.options(spec.speed))
 
 
 def cmd_softlabels(cfg: Resolved, config_yaml: str, soft_cfg: Any) -> None:
     """Train the autoencoder and write the soft labels (under torchrun, each rank its shard; rank 0 writes)."""
     run = prepare_run(cfg, [], soft_cfg, soft_cfg.autoencoder.batch_size)
     with run.staged(config_yaml, f"soft labels: {Path(cfg.output.out) / SOFT_LABELS_FILE}") as run_dir:
-        speed = SpeedOptions(cuda_graph=cfg.speed.cuda_graph)
-        options = TrainOptions(run.device, speed, cfg.console.progress, run.log, cfg.engine.resume)
-        build_soft_labels(run.splits, soft_cfg, run_dir, options)
+        build_soft_labels(run.splits, soft_cfg, run_dir, run.options(cfg.speed))  # the autoencoder's: cuda_graph
 
 
 def refuse_torchrun(command: str, instead: str) -> None:
@@ -260,7 +260,7 @@ def method_inputs(method: str, soft_labels: str | None, teacher: str | None) -> 
 
 def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     """A one-method, one-seed spec, its soft labels or teacher as given (under torchrun, each rank its shard)."""
-    inputs, engine = cfg.inputs, cfg.engine
+    inputs = cfg.inputs
     method, seed = inputs.method, cfg.seed.seed
     method_inputs(method, inputs.soft_labels, inputs.teacher)
     student = spec.student_config(method, seed)
@@ -272,8 +272,9 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     if cfg.speed.cuda_graph:
         check_cuda_graph(student, run.splits, soft, teacher)
     with run.staged(config_yaml, f"run folder: {cfg.output.out}") as run_dir:
-        run_one(spec, RunItem(method, method, seed), run_dir, run.splits, Shared(soft, teacher), device=run.device,
-                progress=cfg.console.progress, log=run.log, **asdict(engine))  # fmt: skip
+        run_one(
+            spec, RunItem(method, method, seed), run_dir, run.splits, Shared(soft, teacher), run.options(spec.speed)
+        )
 
 
 def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:

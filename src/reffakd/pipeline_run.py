@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from .data import DataSplits
 from .engine import TrainOptions
@@ -18,32 +16,20 @@ from .spec import RunSpec
 
 
 def run_pipeline(
-    spec: RunSpec,
-    folders: dict[str, str],
-    splits: DataSplits,
-    run_dir: Path,
-    *,
-    device: torch.device,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    resume: bool = False,
-    **engine: Any,
+    spec: RunSpec, folders: dict[str, str], splits: DataSplits, run_dir: Path, options: TrainOptions
 ) -> list[dict[str, Any]]:
     """The soft labels built into ``run_dir/softlabels``, then each method's run (``runner.run_one``) into
-    ``run_dir/<folders[method]>``; ``summary.md`` and ``curves.png`` compare them. ``resume``: continue a stopped run
-    in ``run_dir``: the autoencoder and each student from its resume checkpoint (a finished one trains no further;
-    one not started starts), to the results, bit for bit, of a run never stopped. The spec's speed options apply to
-    every student (and cuda_graph to the autoencoder); ``engine``: logging options."""
-    soft, soft_cost = build_soft_labels(
-        splits, spec.soft_label_config(), run_dir / "softlabels",
-        TrainOptions(device, spec.speed, progress, log, resume),
-    )  # fmt: skip
+    ``run_dir/<folders[method]>``; ``summary.md`` and ``curves.png`` compare them. ``options.resume``: continue a
+    stopped run in ``run_dir``: the autoencoder and each student from its resume checkpoint (a finished one trains no
+    further; one not started starts), to the results, bit for bit, of a run never stopped. ``options.speed`` (the
+    spec's) applies to every student, and its cuda_graph to the autoencoder."""
+    ae_options = replace(options, tensorboard=False)  # as `reffakd softlabels`: the students' metrics alone
+    soft, soft_cost = build_soft_labels(splits, spec.soft_label_config(), run_dir / "softlabels", ae_options)
     shared = Shared(soft, None)
     summaries = [
-        run_one(spec, item, run_dir / folders[item.method], splits, shared, device=device, progress=progress, log=log,
-                name=folders[item.method], resume=resume, **engine)
+        run_one(spec, item, run_dir / folders[item.method], splits, shared, options, name=folders[item.method])
         for item in spec.run_items()
-    ]  # fmt: skip
+    ]
     table = summary_table(summaries)
     write_text_atomic(run_dir / "summary.md", table + "\n")
     sizes = {"train_images": len(splits.train), "val_images": len(splits.val), "test_images": len(splits.test)}
@@ -52,5 +38,5 @@ def run_pipeline(
     plot_training_curves(
         {s["name"]: read_jsonl(run_dir / s["name"] / "metrics.jsonl") for s in summaries}, run_dir / "curves.png"
     )
-    log("\n" + table)
+    options.log("\n" + table)
     return summaries

@@ -61,15 +61,11 @@ def run_one(
     run_dir: Path,
     splits: DataSplits,
     shared: Shared,
-    *,
-    device: torch.device,
-    progress: bool,
-    log: Callable[[str], None],
+    options: TrainOptions,
     name: str | None = None,
-    **engine: Any,
 ) -> dict[str, Any]:
-    """Train one run of a spec into ``run_dir`` (staged by the caller) with the spec's speed options; ``engine``:
-    resume, logging and torchrun options (``pipeline.train_student``)."""
+    """Train one run of a spec into ``run_dir`` (staged by the caller), as ``options`` say (built by the command,
+    with the spec's speed options)."""
     teacher = shared.teacher if get_method(item.method).needs == "teacher" else None
     if teacher is not None:
         teacher.seconds = 0.0  # each run counts its own teacher forward passes
@@ -86,7 +82,7 @@ def run_one(
         splits,
         spec.student_config(item.method, item.seed, point=item.params),
         run_dir,
-        TrainOptions(device, spec.speed, progress, log, **engine),
+        options,
         soft_labels=shared.soft_for(item.method),
         teacher=teacher,
         summary=summary,
@@ -101,8 +97,7 @@ def train_item(cmp: Comparison, item: RunItem, shared: Shared) -> None:
         best = item_path(cmp.out, RunItem(run, run, item.seed)) / "best.safetensors"
         shared = Shared(shared.soft, load_teacher(best, cmp.splits, cmp.device), shared.soft_semi)
     with staged(cmp, item_path(cmp.out, item)) as (tmp, options):
-        run_one(cmp.spec, item, tmp, cmp.splits, shared, device=cmp.device, progress=cmp.progress, log=cmp.log,
-                name=f"{item.variant}-s{item.seed}", resume=options.resume)  # fmt: skip
+        run_one(cmp.spec, item, tmp, cmp.splits, shared, options, name=f"{item.variant}-s{item.seed}")
 
 
 @contextmanager
