@@ -26,7 +26,7 @@ from .reports.compare_report import write_compare_report
 from .rundir import LOCK, locked
 from .runner import Comparison, Shared, train_item
 from .shared_inputs import shared_inputs
-from .spec import RunItem, RunSpec, SoftLabelSpec, speed_dict
+from .spec import RunItem, RunSpec, SoftLabelSpec
 from .tuning import choose, item_path, write_tuning_report
 
 SPEC_FILE = "spec.json"
@@ -56,7 +56,7 @@ def check_resumable(out: Path, spec: RunSpec) -> dict[str, Any]:
     if isinstance(saved.get("soft_labels"), dict):  # a folder started when the section's keys had other names
         saved["soft_labels"] = SoftLabelSpec.read(saved["soft_labels"], str(saved_path), note=False).to_dict()
     if isinstance(saved.get("speed"), dict) and set(saved["speed"]) <= set(SPEED_KEYS):  # an option at its default
-        saved["speed"] = speed_dict(SpeedOptions(**saved["speed"]))  # was written then, and is not now
+        saved["speed"] = SpeedOptions(**saved["speed"]).switched_on() or None  # was written then, and is not now
     now = json.loads(json.dumps(spec.to_dict()))
     for key in now:
         if key not in GROWABLE and _without_unset(saved.get(key)) != _without_unset(now[key]):

@@ -390,8 +390,9 @@ class RunSpec:
         tune = self.tune.to_dict() if self.tune is not None else None
         teacher = dict(self.teacher.written) if isinstance(self.teacher, NetworkSpec) else asdict(self.teacher)
         budgets = None if self.budgets is None else [b.written for b in self.budgets]
+        speed = self.speed.switched_on() or None  # null when all are off, as before the section existed
         return {**asdict(self), "student": dict(self.student.written), "teacher": teacher, "budgets": budgets,
-                "soft_labels": self.soft_labels.to_dict(), "tune": tune, "speed": speed_dict(self.speed)}  # fmt: skip
+                "soft_labels": self.soft_labels.to_dict(), "tune": tune, "speed": speed}  # fmt: skip
 
     # ------------------------------------------------------------------ checks, before anything is written
     def validate(self, where: str = "spec") -> None:
@@ -425,7 +426,7 @@ class RunSpec:
             self.student = NetworkSpec.read(self.student, where)
         if not isinstance(self.teacher, (NetworkSpec, TeacherCheckpoint)):
             self.teacher = read_teacher(self.teacher, where, used=bool(self.teacher_methods()))
-        if self.budgets is not None and not all(isinstance(b, Budget) for b in self.budgets or [None]):
+        if self.budgets is not None:
             self.budgets = read_budgets(self.budgets, where)
         if not isinstance(self.speed, SpeedOptions):
             check_section("speed", {} if self.speed is None else self.speed, where)
@@ -620,7 +621,9 @@ class Budget:
 
     @classmethod
     def read(cls, value: Any) -> Budget | None:
-        """``100``, ``"all"`` or a mapping of ``BUDGET_KEYS``; None if malformed."""
+        """``100``, ``"all"`` or a mapping of ``BUDGET_KEYS`` (a budget already read: itself); None if malformed."""
+        if isinstance(value, Budget):
+            return value
         item = dict.fromkeys(BUDGET_KEYS) | (value if isinstance(value, dict) else {"labels": value})
         count = lambda v: _whole(v) and v >= 1  # noqa: E731
         ok = (
@@ -648,12 +651,6 @@ def read_budgets(value: Any, where: str) -> list[Budget]:
             f"seeds: [distinct seeds >= 0]}}, got {value!r}"
         )
     return items  # type: ignore[return-value]  # no None among them
-
-
-def speed_dict(speed: SpeedOptions) -> dict[str, Any] | None:
-    """The options switched on, as ``spec.json`` keeps them (null: all off, as before the section existed)."""
-    off = SpeedOptions()
-    return {k: v for k, v in asdict(speed).items() if v != getattr(off, k)} or None
 
 
 def soft_label_config(section: SoftLabelSpec | Mapping[str, Any], dataset: str) -> SoftLabelConfig:

@@ -100,6 +100,11 @@ class SpeedOptions:
             del d["cuda_graph"]
         return d
 
+    def switched_on(self) -> dict[str, Any]:
+        """The options not at their default, as a spec's ``speed`` section keeps them (``spec.json``)."""
+        off = SpeedOptions()
+        return {k: v for k, v in asdict(self).items() if v != getattr(off, k)}
+
     def autocast(self, device: torch.device) -> AbstractContextManager[Any]:
         if self.amp == "none":
             return contextlib.nullcontext()
