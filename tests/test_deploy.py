@@ -631,16 +631,16 @@ def test_a_file_created_between_the_check_and_the_write_is_never_replaced(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The check passed, another process then created the file, and the final rename replaced it."""
-    import reffakd.commands as commands
+    import reffakd.deploy.commands as commands
 
     target = tmp_path / "result.out"
-    check = commands._new_file
+    check = commands.new_file
 
     def then_created(path: str | None, what: str) -> None:
         check(path, what)
         target.write_text("another process's file")
 
-    monkeypatch.setattr(commands, "_new_file", then_created)
+    monkeypatch.setattr(commands, "new_file", then_created)
     path = exported["lenet5"][0]
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import inspect
 import json
 import shlex
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,15 @@ import torch
 from .data import DATASETS, DataSplits, load_splits
 from .data.cache import default_cache_dir
 from .data.image_folder import unlabelled_images
+from .deploy import commands as deploy
 from .distillers import DISTILLERS, get_method, method_names
 from .engine import TrainOptions, distributed
 from .engine.distributed import pick_device
 from .engine.logsinks import require_tensorboard
 from .engine.speed import SpeedOptions
 from .errors import ReffAKDError
-from .io import strict_json, write_json_new, write_text_atomic
+from .io import write_text_atomic
 from .models import ConvAutoencoder, create_model
-from .models.checkpoint import check_fits, check_split
 from .models.timm_models import UnknownModelError
 from .pipeline import check_cuda_graph, check_soft_labels_fit
 from .pipeline_run import run_pipeline
@@ -277,43 +276,6 @@ def cmd_train(cfg: Resolved, config_yaml: str, spec: Any) -> None:
         )
 
 
-def cmd_evaluate(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
-    """Any model ``deploy.open_model`` reads, fed uint8 images at its input size: a dataset's split loaded at that
-    size (the exported graph, and the checkpoint behind ``Deployable``, resize inside as the loader did) or a
-    labelled folder's files."""
-    from .deploy.model import open_model
-    from .deploy.score import folder_batches, labelled_folder, score, tensor_batches
-
-    opts = cfg.evaluate
-    path, split_name = opts.checkpoint, opts.split
-    if opts.class_map is not None and opts.folder is None:
-        raise ReffAKDError("class_map applies to folder only: give folder DIR too", params=("class_map",))
-    model = open_model(path, pick_device(cfg.console.device))
-    model.require_classes()
-    if opts.folder is not None:
-        files = labelled_folder(opts.folder, model.class_names, opts.class_map)
-        scored, batches = {"folder": str(opts.folder)}, folder_batches(model, files)
-    else:
-        h, w = model.size
-        data = replace(cfg.data, image_size=h) if h == w else cfg.data
-        splits = load_splits(data, log=lambda line: None)
-        shape = [splits.in_channels, *splits.image_size]
-        fits = {"class_names": model.class_names, "num_classes": len(model.class_names), "in_channels": model.channels,
-                "image_size": list(model.size)}  # fmt: skip
-        check_fits(fits, splits.class_names, shape, model.source, cfg.data.dataset)
-        if split_name == "val":  # the split it was selected on, its fingerprint of the images at the network's size
-            meta = model.meta
-            net = meta.get("image_size") or [(meta.get("network_input") or {}).get(k) for k in ("height", "width")]
-            same = list(net) == [h, w] or not (isinstance(net[0], int) and net[0] == net[1])
-            ident = splits if same else load_splits(replace(cfg.data, image_size=int(net[0])), log=lambda line: None)
-            check_split(model.meta, ident.identity, model.source)
-        split = splits.test if split_name == "test" else splits.val
-        scored, batches = {"split": split_name}, tensor_batches(split.images, split.labels)
-    epoch = model.meta.get("epoch", model.meta.get("checkpoint_epoch"))
-    print(strict_json({"checkpoint": str(path), "model_file": model.kind, **scored, "epoch": epoch,
-                       **score(model, batches)}))  # fmt: skip
-
-
 def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     """compare and sweep: one code path; sweep requires a grid and writes ``sweep.md``/``sweep.csv``."""
     refuse_torchrun(
@@ -353,75 +315,6 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     print(f"{'sweep' if sweep else 'comparison'} folder: {out} ({files})")
 
 
-# --------------------------------------------------------------------------- a trained model leaves the lab
-
-
-def _new_file(path: str | None, what: str) -> None:
-    """A file reffakd writes for the user is new: an existing one is never replaced."""
-    if path is not None and Path(path).exists():
-        raise ReffAKDError(f"{what} {path} already exists; choose a new path (reffakd never overwrites it)",
-                           params=(what,))  # fmt: skip
-
-
-def cmd_export(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
-    from .deploy import export_checkpoint
-
-    opts = cfg.export
-    info = export_checkpoint(opts.checkpoint, cfg.output.out, input_kind=opts.input, output=opts.output)
-    out = Path(cfg.output.out)
-    print(
-        f"exported {info['model']} ({info['input']['dtype']} {info['input']['channels']}x{info['input']['height']}x"
-        f"{info['input']['width']} pixels, dynamic batch -> {info['output']['name']}): {out / 'model.onnx'}, "
-        f"{out / 'model.pt2'}, {out / 'model.json'}"
-    )
-
-
-def cmd_predict(cfg: Resolved, config_yaml: str, checked: Any = None) -> int:
-    """Every readable image's top-k; each unreadable one is one error line, and the exit status says so."""
-    from .deploy import format_prediction, open_model, predict_images, write_csv
-
-    opts = cfg.predict
-    _new_file(opts.csv, "csv")  # early, before any work; the write itself refuses a file created meanwhile
-    model = open_model(opts.checkpoint, pick_device(cfg.console.device))
-    model.require_classes()
-    c, (h, w) = model.channels, model.size
-    print(f"{model.source}: {len(model.class_names)} classes; images read as {'grayscale' if c == 1 else 'RGB'} "
-          f"{h}x{w} (converted and bilinear-resized as at training where they differ)")  # fmt: skip
-    report = lambda message: print(f"reffakd: error: {message}", file=sys.stderr, flush=True)  # noqa: E731
-    results = predict_images(model, opts.images, opts.top_k, on_error=report)
-    for pred in results:
-        if pred.error is None:
-            print(format_prediction(pred))
-    if opts.csv:
-        write_csv(opts.csv, results, opts.top_k)
-        print(f"csv: {opts.csv}")
-    return 1 if any(p.error for p in results) else 0
-
-
-def cmd_bench(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
-    from .deploy import bench_table, measure_subject, subjects
-
-    opts = cfg.bench
-    _new_file(opts.json, "json")
-    for key in ("batch_size", "latency_runs", "throughput_runs", "threads"):
-        value = getattr(opts, key)
-        if value is not None and value < 1:
-            raise ReffAKDError(f"{key} {value} is out of range: it must be at least 1", params=(key,))
-    if opts.threads is not None:
-        torch.set_num_threads(opts.threads)
-    device = pick_device(cfg.console.device)
-    found = subjects(opts.checkpoint or [], opts.model or [], opts.shape, opts.num_classes)
-    records = []
-    for subject in found:
-        records.append(measure_subject(subject, device, latency_runs=opts.latency_runs, batch_size=opts.batch_size,
-                                       throughput_runs=opts.throughput_runs, onnx=opts.onnx))  # fmt: skip
-        print(f"measured {subject.label}", flush=True)
-    print(f"device {device}, {torch.get_num_threads()} threads")
-    print(bench_table(records, opts.batch_size))
-    if opts.json:
-        write_json_new(opts.json, {"device": str(device), "batch_size": opts.batch_size, "models": records}, "json")
-
-
 def cmd_cost(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     """Print the cost table of a recipe (``cost.recipe_cost``): FLOP counts x images x epochs, nothing trained."""
     from .cost import cost_json, cost_table, recipe_cost
@@ -439,9 +332,10 @@ HANDLERS: dict[str, Callable[[Resolved, str, Any], int | None]] = {
     "train": cmd_train,
     "compare": cmd_compare,
     "sweep": cmd_compare,
-    "evaluate": cmd_evaluate,
-    "export": cmd_export,
-    "predict": cmd_predict,
-    "bench": cmd_bench,
+    # a trained model leaves the lab (``deploy/commands.py``)
+    "evaluate": lambda cfg, config_yaml, checked: deploy.evaluate(cfg.evaluate, cfg.data, cfg.console.device),
+    "export": lambda cfg, config_yaml, checked: deploy.export(cfg.export, cfg.output.out),
+    "predict": lambda cfg, config_yaml, checked: deploy.predict(cfg.predict, cfg.console.device),
+    "bench": lambda cfg, config_yaml, checked: deploy.bench(cfg.bench, cfg.console.device),
     "cost": cmd_cost,
 }

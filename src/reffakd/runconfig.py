@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .data import DataConfig
-from .deploy.kinds import INPUT_KINDS, OUTPUT_KINDS
+from .deploy.commands import BenchOptions, EvaluateOptions, ExportOptions, ExportOutput, PredictOptions
 from .distillers.registry import cli_catalog
 from .engine.optim import STUDENT_SCHEDULE, OptimConfig
 from .engine.speed import SpeedOptions
@@ -26,20 +26,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 RUN_AE_EPOCHS, RUN_EPOCHS = 5, 15  # `reffakd run` finishes in about 5 minutes on 2 CPU cores
-# What evaluate and predict read: a trained checkpoint or an exported model.
-MODEL_FILE = "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export) (required)"
 
 
 @dataclass
 class Output:
     out: str | None = opt(None, "new run folder (required: here or as out: in --config)")
-
-
-@dataclass
-class ExportOutput:
-    """``export`` takes no ``--config`` file, so its folder comes from the flag alone."""
-
-    out: str | None = opt(None, "new folder for model.pt2, model.onnx and model.json (required)")
 
 
 @dataclass
@@ -130,60 +121,6 @@ class CostOptions:
         choices=recipe_names,
     )
     json: bool = opt(False, "print JSON instead of the Markdown table")
-
-
-@dataclass
-class EvaluateOptions:
-    checkpoint: str | None = opt(None, MODEL_FILE, metavar="PATH")
-    split: str = opt("test", "the split to evaluate", choices=("test", "val"))
-    folder: str | None = opt(
-        None, "score a labelled image folder instead (one sub-folder per class, named as the class, with / \\ : * ? "
-        '" < > | and control characters as _)', metavar="DIR",
-    )  # fmt: skip
-    class_map: str | None = opt(
-        None, "with --folder: a JSON file mapping each sub-folder's name to its class name", metavar="PATH"
-    )
-
-
-# --------------------------------------------------------------------------- a trained model leaves the lab
-
-
-@dataclass
-class ExportOptions:
-    checkpoint: str | None = opt(
-        None, "a .safetensors checkpoint: a student or teacher (reffakd train), or the autoencoder "
-        "(softlabels/autoencoder.safetensors: its encoder) (required)", metavar="PATH",
-    )  # fmt: skip
-    input: str = opt("uint8", "pixels the exported model takes: uint8 (0..255) or float ([0, 1])", choices=INPUT_KINDS)
-    output: str = opt("logits", "what it returns (the autoencoder: always its embedding)", choices=OUTPUT_KINDS)
-
-
-@dataclass
-class PredictOptions:
-    checkpoint: str | None = opt(None, MODEL_FILE, metavar="PATH")
-    images: list[str] = opt(None, "image files or folders (searched at any depth)", positional=True, metavar="IMAGE")
-    top_k: int = opt(3, "classes listed per image")
-    csv: str | None = opt(None, "also write the predictions to this new CSV file", metavar="PATH")
-
-
-@dataclass
-class BenchOptions:
-    checkpoint: list[str] | None = opt(
-        None, "a model to measure (repeat for more): a .safetensors checkpoint, a model.onnx or a model.pt2",
-        metavar="PATH", append=True,
-    )  # fmt: skip
-    model: list[str] | None = opt(
-        None, "an architecture to measure at its initial weights (repeat): a registry name or timm/NAME",
-        metavar="NAME", append=True,
-    )  # fmt: skip
-    shape: list[int] | None = opt(None, "input C,H,W of --model (default: the first checkpoint's)")
-    num_classes: int | None = opt(None, "classes of --model (default: the first checkpoint's)")
-    batch_size: int = opt(256, "batch of the throughput measurement")
-    latency_runs: int = opt(100, "timed batch-1 calls (after 10 untimed warm-up calls)")
-    throughput_runs: int = opt(10, "timed large-batch calls (after 2 untimed warm-up calls)")
-    threads: int | None = opt(None, "CPU threads of PyTorch and onnxruntime (default: PyTorch's)")
-    onnx: bool = opt(True, "PyTorch only, not onnxruntime", flag="no-onnx", negate=True)
-    json: str | None = opt(None, "also write the measurements to this new JSON file", metavar="PATH")
 
 
 # --------------------------------------------------------------------------- commands as groups of options

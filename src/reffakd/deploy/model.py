@@ -24,9 +24,8 @@ import torch
 
 from ..errors import ReffAKDError, require_extra
 from ..models.checkpoint import MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIDE
+from .kinds import MODEL_FILES
 from .network import import_onnxruntime, load_network
-
-MODEL_FILES = "a .safetensors checkpoint (reffakd train), or a model.onnx or model.pt2 (reffakd export)"
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
