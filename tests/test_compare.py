@@ -14,6 +14,7 @@ import torch
 from conftest import drawing, tree_digest
 from reffakd.cli import main, parse_command
 from reffakd.distillers import default_methods, method_names
+from reffakd.engine import TrainOptions
 from reffakd.engine.speed import SpeedOptions
 from reffakd.errors import ReffAKDError
 from reffakd.recipes import load_recipe, recipe_names
@@ -495,7 +496,7 @@ def test_jobs_make_the_teacher_and_soft_labels_at_once_and_the_same(
     splits = load_splits(spec.data, log=lambda s: None)
     lines: list[str] = []
     cpu = torch.device("cpu")
-    shared = shared_inputs(Comparison(spec, out, splits, cpu, False, lines.append), 2)
+    shared = shared_inputs(Comparison(spec, out, splits, TrainOptions(cpu, progress=False, log=lines.append)), 2)
     assert lines == ["jobs: soft labels, teacher made at once in 2 worker processes, 1 CPU thread(s) each"]
     printed = capfd.readouterr().out
     assert "[soft labels] autoencoder epoch   1/1" in printed and "[teacher] epoch   1/1" in printed
@@ -504,7 +505,9 @@ def test_jobs_make_the_teacher_and_soft_labels_at_once_and_the_same(
         mine, theirs = load_file(out / rel), load_file(finished / rel)
         assert mine.keys() == theirs.keys() and all(mine[k].equal(theirs[k]) for k in mine), rel
     again: list[str] = []
-    shared_inputs(Comparison(spec, out, splits, cpu, False, again.append), 2)  # made: loaded, no workers
+    shared_inputs(
+        Comparison(spec, out, splits, TrainOptions(cpu, progress=False, log=again.append)), 2
+    )  # made: loaded, no workers
     assert not any(line.startswith("jobs:") for line in again)
 
 

@@ -7,10 +7,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from reffakd.cli import main
+from reffakd.engine import TrainOptions
 from reffakd.errors import ReffAKDError
 from reffakd.spec import RunSpec
 
@@ -75,7 +75,7 @@ def test_semi_supervised_methods_get_an_autoencoder_that_saw_the_withheld_images
     )
     splits = load_splits(spec.data, log=lambda s: None)
     out = tmp_path / "cmp"
-    run_compare(spec, out, splits, device=torch.device("cpu"), progress=False, log=lambda s: None)
+    run_compare(spec, out, splits, TrainOptions(progress=False, log=lambda s: None))
     plain = SoftLabels.load(out / "softlabels" / "soft_labels.safetensors")
     semi = SoftLabels.load(out / "softlabels-semi" / "soft_labels.safetensors")
     assert plain.metadata["autoencoder_images"] == 30 and semi.metadata["autoencoder_images"] == 300
@@ -166,7 +166,7 @@ def test_a_study_refuses_speed_options_before_its_folder(tmp_path: Path) -> None
     spec = RunSpec.from_dict({"methods": ["ce"], "budgets": [3], "speed": {"amp": "fp16"}}, "spec")
     out = tmp_path / "study"
     with pytest.raises(ReffAKDError, match="amp fp16 needs a CUDA device"):
-        study.run_study(spec, out, device=torch.device("cpu"), log=lambda line: None)
+        study.run_study(spec, out, TrainOptions(log=lambda line: None))
     assert not out.exists()
 
 
@@ -183,7 +183,7 @@ def test_every_budget_is_checked_before_anything_trains(tmp_path: Path, fake_fmn
 
     out = tmp_path / "study"
     with pytest.raises(ReffAKDError, match=r"budget 1000: labels_per_class 1000 is out of range: class .* has"):
-        study.run_study(spec([3, 1000]), out, device=torch.device("cpu"), progress=False, log=lambda line: None)
+        study.run_study(spec([3, 1000]), out, TrainOptions(progress=False, log=lambda line: None))
     assert not out.exists()
-    study.run_study(spec([3, 20]), out, device=torch.device("cpu"), progress=False, log=lambda line: None)
+    study.run_study(spec([3, 20]), out, TrainOptions(progress=False, log=lambda line: None))
     assert (out / "labels-20" / "runs" / "ce" / "seed0" / "summary.json").is_file()

@@ -91,7 +91,7 @@ def test_compare_tunes_then_runs_the_choice_over_the_seeds(tmp_path: Path, fake_
     spec = _spec(fake_fmnist)
     splits = load_splits(DataConfig(data_dir=str(fake_fmnist), **DATA), log=lambda s: None)
     out = tmp_path / "cmp"
-    md = run_compare(spec, out, splits, device=torch.device("cpu"), progress=False, log=lambda s: None)
+    md = run_compare(spec, out, splits, TrainOptions(progress=False, log=lambda s: None))
     trials = sorted(p.parent.name for p in (out / "tuning").glob("*/seed0/summary.json"))
     assert len(trials) == 4 and (out / "tuning.md").is_file() and (out / "tuning.csv").is_file()
     chosen = choose(out, spec)
@@ -109,5 +109,5 @@ def test_compare_tunes_then_runs_the_choice_over_the_seeds(tmp_path: Path, fake_
     assert "Settings chosen by equal tuning" in md and "Paired difference to ce" in md
     # Resuming trains nothing again.
     logs: list[str] = []
-    run_compare(spec, out, splits, device=torch.device("cpu"), progress=False, log=logs.append)
+    run_compare(spec, out, splits, TrainOptions(progress=False, log=logs.append))
     assert sum(line.startswith("skip ") for line in logs) == 4 + 4

@@ -286,8 +286,8 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     from .compare import check_resumable, compare_report, run_compare
     from .reports.sweep_report import write_sweep_report
 
-    device = pick_device(cfg.console.device)
-    spec.speed.validate(device)  # the device's refusals before any data is loaded
+    options = TrainOptions(pick_device(cfg.console.device), spec.speed, cfg.console.progress)
+    spec.speed.validate(options.device)  # the device's refusals before any data is loaded
 
     out = Path(cfg.output.out)
     check_out_outside_data(out, spec.data)
@@ -298,19 +298,17 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
     if spec.budgets is not None:  # a label-budget study: one comparison per budget (study.py)
         from .study import run_study
 
-        run_study(spec, out, device=device, progress=cfg.console.progress, log=print, jobs=cfg.compare.jobs,
-                  config_yaml=config_yaml)  # fmt: skip
+        run_study(spec, out, options, jobs=cfg.compare.jobs, config_yaml=config_yaml)
         print(f"study folder: {out} (study.md{', study.png' * cfg.console.plots}, labels-<budget>/results.md)")
         return
     models = [spec.student.model]
     if spec.teacher_methods() and isinstance(spec.teacher, NetworkSpec):
         models.append(spec.teacher.model)
     splits = load_fitting(models, bool(spec.soft_label_methods()) and spec.soft_labels.path is None, spec.data, print)
-    check_inputs(spec, splits, device)  # before spec.json is written: a corrected command must not be refused
+    check_inputs(spec, splits, options.device)  # before spec.json is written: a corrected command must not be refused
     sweep = cfg.command == "sweep"
     report = (lambda folder, final: write_sweep_report(folder, method_names())) if sweep else compare_report
-    run_compare(spec, out, splits, device=device, progress=cfg.console.progress, log=print, jobs=cfg.compare.jobs,
-                report=report, config_yaml=config_yaml)  # fmt: skip
+    run_compare(spec, out, splits, options, jobs=cfg.compare.jobs, report=report, config_yaml=config_yaml)
     files = "sweep.md, sweep.csv" if sweep else f"results.md, results.csv{', accuracy_vs_cost.png' * cfg.console.plots}"
     print(f"{'sweep' if sweep else 'comparison'} folder: {out} ({files})")
 

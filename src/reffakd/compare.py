@@ -17,6 +17,7 @@ import torch
 
 from .data import DataSplits, load_splits
 from .distillers import baseline_method, cost_reference_method, get_method, method_names, network_sourced_methods
+from .engine import TrainOptions
 from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .io import read_json, write_json, write_text_atomic
@@ -93,22 +94,21 @@ def run_compare(
     spec: RunSpec,
     out: str | Path,
     splits: DataSplits,
+    options: TrainOptions | None = None,
     *,
-    device: torch.device,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
     jobs: int = 1,
     report: Callable[[Path, bool], str] = compare_report,
     config_yaml: str | None = None,
 ) -> str:
-    """Run what is missing, then (re)write the ``report``; returns its Markdown. ``jobs > 1``: that many runs at once
-    in worker processes, which load the data again; ``config_yaml`` is saved beside ``spec.json``."""
+    """Run what is missing, then (re)write the ``report``; returns its Markdown. ``options``: how the runs train (the
+    device, progress and log; None: the defaults, on the CPU). ``jobs > 1``: that many runs at once in worker
+    processes, which load the data again; ``config_yaml`` is saved beside ``spec.json``."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ReffAKDError(f"jobs {jobs} is out of range: it must be at least 1", params=("jobs",))
-    out = Path(out)
-    check_speed(spec, splits, device)
+    out, options = Path(out), options or TrainOptions()
+    check_speed(spec, splits, options.device)
     with locked_folder(out, spec, "comparison"):
-        return _run_compare(Comparison(spec, out, splits, device, progress, log), jobs, report, config_yaml)
+        return _run_compare(Comparison(spec, out, splits, options), jobs, report, config_yaml)
 
 
 @contextmanager
@@ -137,10 +137,10 @@ def _run_compare(cmp: Comparison, jobs: int, report: Callable[[Path, bool], str]
         progress_report = lambda folder, final: write_tuning_report(folder, spec)  # noqa: E731
         _run_items(cmp, spec.tuning_items(), shared, jobs, progress_report)
         tuned = choose(out, spec)
-        cmp.log(write_tuning_report(out, spec))
+        cmp.options.log(write_tuning_report(out, spec))
     _run_items(cmp, spec.run_items(tuned), shared, jobs, report)
     md = report(out, True)
-    cmp.log(md)
+    cmp.options.log(md)
     return md
 
 
@@ -158,7 +158,7 @@ def _run_items(
     for item in items:
         run_dir = item_path(cmp.out, item)
         if (run_dir / "summary.json").is_file():
-            cmp.log(f"skip {item.variant} seed {item.seed}: finished ({run_dir})")
+            cmp.options.log(f"skip {item.variant} seed {item.seed}: finished ({run_dir})")
         else:
             todo.append(item)
     if jobs == 1 or len(todo) < 2:
@@ -177,10 +177,12 @@ def _run_parallel(cmp: Comparison, items: list[RunItem], jobs: int, report: Call
     jobs = min(jobs, len(items))
     threads = worker_threads(jobs)
     devices = multiprocessing.get_context("spawn").Queue()
-    names = worker_devices(cmp.device, jobs)
+    names = worker_devices(cmp.options.device, jobs)
     for k, name in enumerate(names, 1):
         devices.put((k, name))
-    cmp.log(f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, on {', '.join(dict.fromkeys(names))}")
+    cmp.options.log(
+        f"jobs: {jobs} worker processes, {threads} CPU thread(s) each, on {', '.join(dict.fromkeys(names))}"
+    )
     later = {i for i in items if get_method(i.method).source.same_seed_run is not None}
     phases = [[(_worker_run, (i,)) for i in items if (i in later) == last] for last in (False, True)]
     initargs = (cmp.spec, str(cmp.out), sorted({item.method for item in items}), devices, threads)
@@ -199,10 +201,11 @@ def _worker_init(
     k, name = devices.get()
     quiet = lambda line: None  # noqa: E731
     splits = load_splits(spec.data, quiet)
-    cmp = Comparison(spec, Path(out), splits, torch.device(name), False, quiet)
+    cmp = Comparison(spec, Path(out), splits, TrainOptions(torch.device(name), progress=False, log=quiet))
     WORKER.update(cmp=cmp, shared=shared_inputs(cmp, pending=methods), prefix=f"[job {k}] ")
 
 
 def _worker_run(item: RunItem) -> None:
     log = lambda line: print(WORKER["prefix"] + line, flush=True)  # noqa: E731
-    until_stopped(lambda: train_item(replace(WORKER["cmp"], log=log), item, WORKER["shared"]))
+    cmp = WORKER["cmp"]
+    until_stopped(lambda: train_item(replace(cmp, options=replace(cmp.options, log=log)), item, WORKER["shared"]))

@@ -7,13 +7,11 @@ in its own folder so it appears whole or not at all, and continued from its resu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from .data import DataSplits
 from .distillers import get_method
@@ -45,14 +43,13 @@ class Shared:
 
 @dataclass
 class Comparison:
-    """A comparison being run: its spec, its folder, its data, the device, and how it reports."""
+    """A comparison being run: its spec, its folder, its data, and how its runs train (``options``: the device,
+    progress and log; the spec's speed options replace its own, and each run resumes when it can)."""
 
     spec: RunSpec
     out: Path
     splits: DataSplits
-    device: torch.device
-    progress: bool
-    log: Callable[[str], None]
+    options: TrainOptions
 
 
 def run_one(
@@ -95,7 +92,7 @@ def train_item(cmp: Comparison, item: RunItem, shared: Shared) -> None:
     run = get_method(item.method).source.same_seed_run
     if run is not None:
         best = item_path(cmp.out, RunItem(run, run, item.seed)) / "best.safetensors"
-        shared = Shared(shared.soft, load_teacher(best, cmp.splits, cmp.device), shared.soft_semi)
+        shared = Shared(shared.soft, load_teacher(best, cmp.splits, cmp.options.device), shared.soft_semi)
     with staged(cmp, item_path(cmp.out, item)) as (tmp, options):
         run_one(cmp.spec, item, tmp, cmp.splits, shared, options, name=f"{item.variant}-s{item.seed}")
 
@@ -109,4 +106,4 @@ def staged(cmp: Comparison, folder: Path) -> Iterator[tuple[Path, TrainOptions]]
     staging = partial_path(folder)
     resume = (staging / MARKER).is_file() and any(staging.rglob(RESUME_FILE))
     with staged_run_dir(folder, redo=True, resume=resume) as tmp:
-        yield tmp, TrainOptions(cmp.device, cmp.spec.speed, cmp.progress, cmp.log, resume)
+        yield tmp, replace(cmp.options, speed=cmp.spec.speed, resume=resume)

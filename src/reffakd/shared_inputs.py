@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .data import load_splits
+from .engine import TrainOptions
 from .pipeline import StudentConfig, check_soft_labels_fit, train_student
 from .pool import quiet_worker, run_in_workers, until_stopped, worker_devices, worker_threads
 from .runner import Comparison, Shared, staged
@@ -34,7 +35,7 @@ def shared_inputs(cmp: Comparison, jobs: int = 1, pending: Collection[str] | Non
     if pending is not None:
         cmp = replace(cmp, spec=replace(cmp.spec, methods=[m for m in cmp.spec.methods if m in pending]))
     todo = [kind for kind in FOLDERS if _to_make(cmp.spec, cmp.out, kind)]
-    if jobs > 1 and len(todo) > 1 and _concurrent_prerequisites(cmp.device):
+    if jobs > 1 and len(todo) > 1 and _concurrent_prerequisites(cmp.options.device):
         _make_parallel(cmp, todo, jobs)
     return Shared(_soft_labels(cmp, SOFT), _teacher(cmp), _soft_labels(cmp, SEMI))
 
@@ -73,7 +74,7 @@ def _soft_labels(cmp: Comparison, kind: str) -> SoftLabels | None:
 
 
 def _teacher(cmp: Comparison) -> TeacherNetwork | None:
-    spec, splits, device = cmp.spec, cmp.splits, cmp.device
+    spec, splits, device = cmp.spec, cmp.splits, cmp.options.device
     if not spec.teacher_methods():
         return None
     if isinstance(spec.teacher, TeacherCheckpoint):
@@ -91,8 +92,8 @@ def _make_parallel(cmp: Comparison, kinds: list[str], jobs: int) -> None:
     own GPU when several are visible); an error in one stops the others, whose folders stay ``.partial``."""
     jobs = min(jobs, len(kinds))
     threads = worker_threads(jobs)
-    devices = worker_devices(cmp.device, len(kinds))
-    cmp.log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
+    devices = worker_devices(cmp.options.device, len(kinds))
+    cmp.options.log(f"jobs: {', '.join(kinds)} made at once in {jobs} worker processes, {threads} CPU thread(s) each")
     tasks = [(_make_in_worker, (kind, cmp.spec, str(cmp.out), devices[k])) for k, kind in enumerate(kinds)]
     run_in_workers(jobs, quiet_worker, (threads,), [tasks], lambda: None)
 
@@ -100,5 +101,5 @@ def _make_parallel(cmp: Comparison, kinds: list[str], jobs: int) -> None:
 def _make_in_worker(kind: str, spec: RunSpec, out: str, device: str) -> None:
     log = lambda line: print(f"[{kind}] {line}", flush=True)  # noqa: E731
     splits = load_splits(spec.data, lambda line: None)
-    cmp = Comparison(spec, Path(out), splits, torch.device(device), False, log)
+    cmp = Comparison(spec, Path(out), splits, TrainOptions(torch.device(device), progress=False, log=log))
     until_stopped(lambda: _teacher(cmp) if kind == TEACHER else _soft_labels(cmp, kind))

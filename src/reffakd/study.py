@@ -5,7 +5,6 @@ such case; the validation and test splits are the same at every budget.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 from .compare import check_resumable, check_speed, locked_folder, run_compare
 from .data import DataSplits, load_splits
 from .distillers import baseline_method, get_method, method_names
+from .engine import TrainOptions
 from .errors import ReffAKDError
 from .reports.study_report import write_study_report
 from .spec import Budget, RunSpec, with_epochs
@@ -42,30 +42,28 @@ def budget_spec(spec: RunSpec, budget: Budget) -> RunSpec:
 def run_study(
     spec: RunSpec,
     out: str | Path,
+    options: TrainOptions | None = None,
     *,
-    device: torch.device,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
     jobs: int = 1,
     config_yaml: str | None = None,
 ) -> str:
-    """Each budget's comparison in turn (each resumable on its own), then the study's report; returns it."""
+    """Each budget's comparison in turn (each resumable on its own), then the study's report; returns it. ``options``:
+    how the runs train, as for ``run_compare``."""
     assert spec.budgets is not None
-    out = Path(out)
+    out, options = Path(out), options or TrainOptions()
     check_resumable(out, spec)
     # Before the study folder exists, so that a spec that cannot run is refused before any budget trains and can be
     # corrected; each budget's comparison checks its own split again.
-    spec.speed.validate(device)  # before any data is loaded
-    check_speed(spec, check_budgets_fit(spec), device)
+    spec.speed.validate(options.device)  # before any data is loaded
+    check_speed(spec, check_budgets_fit(spec), options.device)
     with locked_folder(out, spec, "study"):
         for budget in spec.budgets:
             sub = budget_spec(spec, budget)
-            log(f"study: budget {budget.labels} labels per class -> {out / budget.folder}")
-            splits = load_splits(sub.data, log)
-            run_compare(sub, out / budget.folder, splits, device=device, progress=progress, log=log,
-                        jobs=jobs, config_yaml=config_yaml)  # fmt: skip
+            options.log(f"study: budget {budget.labels} labels per class -> {out / budget.folder}")
+            splits = load_splits(sub.data, options.log)
+            run_compare(sub, out / budget.folder, splits, options, jobs=jobs, config_yaml=config_yaml)
         md = study_report(spec, out)
-    log(md)
+    options.log(md)
     return md
 
 
