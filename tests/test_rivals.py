@@ -28,9 +28,10 @@ from reffakd.models import load_model
 from reffakd.pipeline import StudentConfig, train_student
 from reffakd.softlabels import SimilarityAccumulator, SoftLabels, build_soft_labels
 from reffakd.softlabels.instance import instance_similarity, instance_soft_labels
+from reffakd.softlabels.options import soft_label_config
 from reffakd.softlabels.similarity import class_similarity
 from reffakd.sources import ClassTable, OnlineClassTable, PreviousPredictions, instance_soft_label_source
-from reffakd.spec import RunSpec, folder_name, soft_label_config
+from reffakd.spec import RunSpec, folder_name
 from test_datasets import make_fake_folder
 
 ROOT = Path(__file__).resolve().parents[1]

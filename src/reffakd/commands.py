@@ -15,8 +15,7 @@ from typing import Any
 
 import torch
 
-from .data import DATASETS, DataSplits, load_splits
-from .data.cache import default_cache_dir
+from .data import DATASETS, DataConfig, DataSplits, load_splits
 from .data.image_folder import unlabelled_images
 from .deploy import commands as deploy
 from .distillers import DISTILLERS, get_method, method_names
@@ -93,44 +92,33 @@ def load_fitting(models: Sequence[str], autoencoder: bool, data: Any, log: Calla
     return splits
 
 
-def _within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+def check_out_outside_data(out: str | Path, data: DataConfig) -> None:
+    """Refuse an output folder inside the data, test or cache folder (``DataConfig.folder_around``)."""
+    around = data.folder_around(out, cache=True)
+    if around is not None:
+        param, folder = around
+        raise ReffAKDError(
+            f"out {out} is inside {param or 'the cache folder'} {folder}; reffakd never writes into the data: "
+            "choose an out outside it",
+            params=("out", param) if param else ("out",),
+        )
 
 
-def _data_folders(data: Any) -> list[tuple[str, Any]]:
-    """The data's folders given, as (parameter, folder)."""
-    pairs = (("data_dir", data.data_dir), ("test_dir", getattr(data, "test_dir", None)))
-    return [(param, folder) for param, folder in pairs if folder is not None]
-
-
-def check_out_outside_data(out: str | Path, data: Any) -> None:
-    """Refuse an output folder inside the data, test or cache folder (real paths): a run written into an ImageFolder
-    would be an extra class of the next run on it."""
-    real = Path(out).resolve()
-    for param, folder in [*_data_folders(data), (None, default_cache_dir())]:
-        if _within(real, Path(folder).resolve()):
-            raise ReffAKDError(
-                f"out {out} is inside {param or 'the cache folder'} {folder}; reffakd never writes into the data: "
-                "choose an out outside it",
-                params=("out", param) if param else ("out",),
-            )
-
-
-def check_soft_label_inputs(soft_cfg: Any, splits: Any, data: Any) -> None:
+def check_soft_label_inputs(soft_cfg: Any, splits: Any, data: DataConfig) -> None:
     """The soft-label settings against the loaded data before a folder exists (``check_soft_label_data`` decodes each
     unlabelled image and compares it with the labelled ones), and an unlabelled folder that holds images and lies apart
     from the data and test folders (inside or holding either, the autoencoder would see validation or test images)."""
     unlabelled = soft_cfg.unlabelled_dir
     if unlabelled is not None:
         unlabelled_images(unlabelled, 1, (8, 8))  # one line if it is no folder or holds no images (nothing decoded)
-        real = Path(unlabelled).resolve()
-        for param, folder in _data_folders(data):
-            if _within(real, Path(folder).resolve()) or _within(Path(folder).resolve(), real):
-                raise ReffAKDError(
-                    f"unlabelled_dir {unlabelled} overlaps {param} {folder}: the autoencoder would also "
-                    "train on labelled, validation or test images; give a folder of other images",
-                    params=("unlabelled_dir", param),
-                )
+        around = data.folder_around(unlabelled, either_way=True)
+        if around is not None:
+            param, folder = around
+            raise ReffAKDError(
+                f"unlabelled_dir {unlabelled} overlaps {param} {folder}: the autoencoder would also "
+                "train on labelled, validation or test images; give a folder of other images",
+                params=("unlabelled_dir", param),
+            )
     check_soft_label_data(soft_cfg, splits)
 
 
@@ -315,7 +303,8 @@ def cmd_compare(cfg: Resolved, config_yaml: str, spec: Any) -> None:
 
 def cmd_cost(cfg: Resolved, config_yaml: str, checked: Any = None) -> None:
     """Print the cost table of a recipe (``cost.recipe_cost``): FLOP counts x images x epochs, nothing trained."""
-    from .cost import cost_json, cost_table, recipe_cost
+    from .cost import cost_json, recipe_cost
+    from .reports.tables import cost_table
 
     preset = cfg.cost.preset
     where = f"preset {preset}"

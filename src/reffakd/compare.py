@@ -27,7 +27,8 @@ from .reports.compare_report import write_compare_report
 from .rundir import LOCK, locked
 from .runner import Comparison, Shared, train_item
 from .shared_inputs import shared_inputs
-from .spec import RunItem, RunSpec, SoftLabelSpec
+from .softlabels.options import SoftLabelSpec
+from .spec import RunItem, RunSpec
 from .tuning import choose, item_path, write_tuning_report
 
 SPEC_FILE = "spec.json"

@@ -91,38 +91,6 @@ def recipe_cost(spec: RunSpec, where: str) -> dict[str, Any]:
     }
 
 
-def _flops(n: int) -> str:
-    return f"{n:.3e}"
-
-
-def cost_table(preset: str, cost: dict[str, Any]) -> str:
-    """The stages and totals as Markdown, labelled as computed from FLOP counts."""
-    shape = "x".join(map(str, cost["input_shape"]))
-    lines = [
-        f"Preset `{preset}`: {cost['dataset']} ({shape}), {cost['train_images']:,} training and "
-        f"{cost['val_images']:,} validation images. Computed from the models' FLOP counts "
-        "(matmuls and convolutions, 1 MAC = 2 FLOPs) x images x epochs; nothing was trained.",
-        "",
-        "| soft targets / stage | model | parameters | FLOPs per image | images | epochs | FLOPs |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for s in cost["stages"]:
-        params = f"{s.parameters:,}" if s.parameters else "-"
-        lines.append(
-            f"| {s.group}: {s.stage} | {s.model} | {params} | {_flops(s.flops_per_image)} | {s.images:,} | "
-            f"{s.epochs} | {_flops(s.flops)} |"
-        )
-    for group, total in cost["totals"].items():
-        lines.append(f"| **{group}, total** | | | | | | **{_flops(total)}** |")
-    lines += [
-        "",
-        f"The teacher's soft targets cost **{cost['teacher_over_reffakd']:,.1f}x** the FLOPs of ReffAKD's; a whole KD "
-        f"run (teacher + student) costs {cost['kd_over_reffakd_run']:,.2f}x a whole ReffAKD run (soft labels + "
-        "student).",
-    ]
-    return "\n".join(lines)
-
-
 def cost_json(preset: str, cost: dict[str, Any]) -> dict[str, Any]:
     """The same, as JSON-ready data."""
     stages = [{**s.__dict__, "flops": s.flops} for s in cost["stages"]]

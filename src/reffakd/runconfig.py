@@ -19,7 +19,8 @@ from .engine.speed import SpeedOptions
 from .errors import ReffAKDError
 from .recipes import recipe_names
 from .settings import Option, opt, options
-from .spec import RunSpec, SoftLabelSpec, soft_label_config, with_epochs
+from .softlabels.options import SoftLabelSpec, soft_label_config
+from .spec import RunSpec, with_epochs
 
 if TYPE_CHECKING:
     from .softlabels import SoftLabelConfig

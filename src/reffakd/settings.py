@@ -217,6 +217,17 @@ def check_types(cls: type, section: Mapping[str, Any], what: str) -> None:
             raise ReffAKDError(f"{what} {key} {short(value)} has the wrong type: expected {expected}{yaml_hint(value)}")
 
 
+def check_section(name: str, section: Any, where: str, keys: Sequence[str], cls: type | None = None) -> None:
+    """A spec section's ``keys`` and, with its dataclass ``cls``, their types: one line, never a silent default."""
+    if not isinstance(section, dict):
+        raise ReffAKDError(f"{where}: {name} must be an object of keys to values, got {type(section).__name__}")
+    for key in section:
+        if key not in keys:
+            raise unknown_key(f"{where}: {name}", str(key), keys)
+    if cls is not None:
+        check_types(cls, section, f"{where}: {name}")
+
+
 def read_mapping(path: str | Path, where: str) -> dict[str, Any]:
     """A JSON (``.json``) or YAML file holding a mapping; an empty YAML file is an empty mapping."""
     import yaml

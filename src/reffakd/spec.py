@@ -13,7 +13,6 @@ import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import distillers  # its names load on first use: the command line's parser reads this module without torch
@@ -23,9 +22,8 @@ from .engine.optim import STUDENT_SCHEDULE
 from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .seed import check_seed
-from .settings import check_types, deprecated, is_number, opt, unknown_key, yaml_hint
-from .softlabels.calibration import PRESETS as SOFT_LABEL_PRESETS
-from .softlabels.structure import STRUCTURES
+from .settings import check_section, is_number, unknown_key, yaml_hint
+from .softlabels.options import SoftLabelSpec, soft_label_config
 
 if TYPE_CHECKING:
     from .pipeline import StudentConfig
@@ -111,71 +109,6 @@ def _check_axes(axes: dict[str, Any], types: Mapping[str, type], what: str) -> N
         _check_values(values, types[key], f"{what} {key}")
 
 
-# Keys of the ``soft_labels`` section written before its keys were its flags' names: still read, with a note.
-OLD_SOFT_LABEL_KEYS = {"diagonal_boost": "boost", "temperature": "soft_temperature",
-                       "target_own_probability": "target_own_prob", "equalize_own": "equalize_own_prob"}  # fmt: skip
-
-
-@dataclass
-class SoftLabelSpec:
-    """A spec's ``soft_labels`` section; its ``opt`` fields are the flags of ``softlabels`` and ``run`` (``--seed`` and
-    ``--ae-*`` fill the rest). Unset (None): the preset's."""
-
-    preset: str = opt(
-        "paper", "paper: the notebooks' boost and tau = 1 (best on validation, docs/RESULTS.md); "
-        "calibrated: tau solved for a mean own-class probability of 0.3", choices=SOFT_LABEL_PRESETS,
-    )  # fmt: skip
-    boost: float | None = opt(None, "diagonal boost b (default: the notebook value for the dataset)")
-    soft_temperature: float | None = opt(None, "fixed softmax temperature tau of the soft labels")
-    target_own_prob: float | None = opt(None, "solve tau so the mean own-class probability is this")
-    equalize_own_prob: bool | None = opt(
-        None, "give every class exactly the target own-class probability, the rest in the softmax's proportions "
-        "(default: the preset's)",
-    )  # fmt: skip
-    structure: str = opt(
-        "similarity", "placebo controls of the rows' structure: shuffled permutes each row's off-diagonal entries "
-        "(seeded by --structure-seed), uniform spreads them evenly; the own-class mass is kept", choices=STRUCTURES,
-    )  # fmt: skip
-    structure_seed: int = opt(0, "seed of the shuffled structure's permutations")
-    samples_per_class: int | None = opt(
-        None, "similarity from k sampled images per class (notebooks: 40; default: all)"
-    )
-    augment_embeddings: bool = opt(False, "embed augmented images, as the notebooks do")
-    unlabelled_dir: str | None = opt(
-        None, "semi-supervised: a folder of unlabelled images (any depth) the autoencoder also trains on; "
-        "the class similarity uses only the labelled training images (with --samples-per-class, k of them per class)",
-    )  # fmt: skip
-    budget_unlabelled: bool = opt(
-        False, "semi-supervised: the autoencoder also trains on the training images whose labels a labelled budget "
-        "withholds (--labels-per-class); the class similarity uses only the labelled ones",
-    )  # fmt: skip
-    seed: int = 0
-    autoencoder: dict[str, Any] = field(default_factory=dict)  # its optimiser's keys (OptimConfig)
-    path: str | None = None  # a soft_labels.safetensors given instead: the other keys then do nothing
-
-    @classmethod
-    def read(cls, section: Any, where: str, note: bool = True) -> SoftLabelSpec:
-        """A spec's section, its keys and their types checked; an old key is read as its flag's (``note``: say so)."""
-        section = dict(section) if isinstance(section, dict) else section
-        for old, new in OLD_SOFT_LABEL_KEYS.items():
-            if isinstance(section, dict) and old in section:
-                if new in section:
-                    raise ReffAKDError(f"{where}: soft_labels {old!r} is the old name of {new!r}; give {new} alone")
-                if note:
-                    deprecated(f"{where}: soft_labels", old, new)
-                section[new] = section.pop(old)
-        check_section("soft_labels", section, where)
-        check_section("soft_labels.autoencoder", section.get("autoencoder", {}), where)
-        return cls(**section)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The keys set (a given artifact: its path alone); a switch left off is not written (a folder's spec stays)."""
-        if self.path is not None:
-            return {"path": self.path}
-        off = {"augment_embeddings": False, "budget_unlabelled": False, "structure": "similarity", "structure_seed": 0}
-        return {k: v for k, v in asdict(self).items() if v is not None and not (k in off and v == off[k])}
-
-
 @dataclass
 class GridSpec:
     """A spec's ``grid`` section: each listed method runs once per combination of ``params`` values."""
@@ -250,13 +183,11 @@ class TuneSpec:
 
 OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)
 # Each section's keys (any other is a typo that would silently do nothing) and the dataclass whose field types its
-# values have (an optimiser's are checked by ``read_optim``, once ``lr: null`` is resolved), checked when read.
+# values have (an optimiser's are checked by ``OptimConfig.read``, once ``lr: null`` is resolved), checked when read.
 SECTIONS: dict[str, tuple[tuple[str, ...], type | None]] = {
     "data": (tuple(DataConfig.__dataclass_fields__), DataConfig),
     "student": (("model", *OPTIM_KEYS, "lr_rule"), None),
     "teacher": (("checkpoint", "model", "seed", *OPTIM_KEYS, "lr_rule"), None),
-    "soft_labels": (tuple(SoftLabelSpec.__dataclass_fields__), SoftLabelSpec),
-    "soft_labels.autoencoder": (OPTIM_KEYS, None),
     "speed": (SPEED_KEYS, SpeedOptions),
 }
 
@@ -267,35 +198,6 @@ def _is_method(name: Any) -> bool:
     except ReffAKDError:
         return False
     return True
-
-
-def check_section(name: str, section: Any, where: str) -> None:
-    """A section's keys and, where ``SECTIONS`` names its dataclass, their types: one line, never a silent default."""
-    keys, cls = SECTIONS[name]
-    if not isinstance(section, dict):
-        raise ReffAKDError(f"{where}: {name} must be an object of keys to values, got {type(section).__name__}")
-    for key in section:
-        if key not in keys:
-            raise unknown_key(f"{where}: {name}", str(key), keys)
-    if cls is not None:
-        check_types(cls, section, f"{where}: {name}")
-
-
-def read_optim(section: Mapping[str, Any], what: str) -> OptimConfig:
-    """A section's optimiser, checked; ``lr: null`` is its ``lr_rule`` {"default": LR, MODEL: LR} for its ``model``: a
-    preset's per-student rate (kd-cifar100) follows a student swapped in by a spec."""
-    if "lr" in section and section["lr"] is None:
-        rule, model = section.get("lr_rule"), section.get("model")
-        lr = rule.get(model, rule["default"]) if isinstance(rule, dict) and "default" in rule else None
-        if not is_number(lr):
-            rules = f'lr_rule {{"default": LR, MODEL: LR}} gives {lr!r} for model {model!r}'
-            raise ReffAKDError(f"{what} lr is null and its {rules}; set lr or the rule to a number")
-        section = {**section, "lr": float(lr)}
-    check_types(OptimConfig, section, what)
-    cfg = OptimConfig(**{k: v for k, v in section.items() if k in OPTIM_KEYS})
-    cfg.milestones = None if cfg.milestones is None else tuple(cfg.milestones)
-    cfg.validate()
-    return cfg
 
 
 @dataclass
@@ -311,11 +213,11 @@ class NetworkSpec:
     @classmethod
     def read(cls, section: Any, where: str, what: str = "student", check: bool = True) -> NetworkSpec:
         """Its keys and, with ``check`` (not for a teacher that no method distils), its values, each error one line."""
-        check_section(what, section, where)
+        check_section(what, section, where, *SECTIONS[what])
         model, seed = section.get("model", "lenet5" if what == "student" else None), section.get("seed", 0)
         if not check:
             return cls(model, OptimConfig(**{k: v for k, v in section.items() if k in OPTIM_KEYS}), seed, dict(section))
-        net = cls(model, read_optim(section, what), seed, dict(section))
+        net = cls(model, OptimConfig.read(section, what), seed, dict(section))
         check_seed(seed, "seed")
         from .models import available_models, is_model_name
 
@@ -420,7 +322,7 @@ class RunSpec:
         if self.grid is not None and not isinstance(self.grid, GridSpec):
             self.grid = GridSpec.read(self.grid, where)
         if not isinstance(self.data, DataConfig):
-            check_section("data", self.data, where)
+            check_section("data", self.data, where, *SECTIONS["data"])
             self.data = DataConfig(**self.data)
         if not isinstance(self.student, NetworkSpec):
             self.student = NetworkSpec.read(self.student, where)
@@ -429,7 +331,7 @@ class RunSpec:
         if self.budgets is not None:
             self.budgets = read_budgets(self.budgets, where)
         if not isinstance(self.speed, SpeedOptions):
-            check_section("speed", {} if self.speed is None else self.speed, where)
+            check_section("speed", {} if self.speed is None else self.speed, where, *SECTIONS["speed"])
             self.speed = SpeedOptions(**(self.speed or {}))
         for m, params in self.method_params.items():
             if not _is_method(m) or not isinstance(params, dict):
@@ -651,38 +553,3 @@ def read_budgets(value: Any, where: str) -> list[Budget]:
             f"seeds: [distinct seeds >= 0]}}, got {value!r}"
         )
     return items  # type: ignore[return-value]  # no None among them
-
-
-def soft_label_config(section: SoftLabelSpec | Mapping[str, Any], dataset: str) -> SoftLabelConfig:
-    """A ``soft_labels`` section (or a mapping of its keys) as the builder's config (the one conversion);
-    a fixed temperature replaces the preset's target own-class probability and back."""
-    if not isinstance(section, SoftLabelSpec):
-        section = SoftLabelSpec.read(dict(section), "soft_label_config")
-    from .softlabels import Calibration, SoftLabelConfig
-
-    cal = Calibration.preset(section.preset, dataset)
-    if section.boost is not None:
-        cal.diagonal_boost = section.boost
-    if section.soft_temperature is not None:
-        cal.temperature, cal.target_own_probability = section.soft_temperature, None
-    if section.target_own_prob is not None:
-        cal.temperature, cal.target_own_probability = None, section.target_own_prob
-    if section.equalize_own_prob is not None:
-        cal.equalize_own = section.equalize_own_prob
-    check_seed(section.structure_seed, "structure_seed")
-    cal.structure, cal.structure_seed = section.structure, section.structure_seed
-    cal.validate()
-    samples = section.samples_per_class
-    if samples is not None and samples < 2:
-        raise ReffAKDError(
-            f"samples_per_class {samples} is out of range: it must be at least 2", params=("samples_per_class",)
-        )
-    check_seed(section.seed, "seed")
-    autoencoder = read_optim(section.autoencoder, "autoencoder")
-    unlabelled = section.unlabelled_dir
-    if unlabelled is not None and not Path(unlabelled).is_dir():
-        raise ReffAKDError(
-            f"unlabelled image folder {unlabelled} does not exist or is not a folder", params=("unlabelled_dir",)
-        )
-    return SoftLabelConfig(cal, section.preset, autoencoder, samples, section.augment_embeddings, section.seed,
-                           unlabelled, section.budget_unlabelled)  # fmt: skip

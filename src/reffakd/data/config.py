@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..settings import opt
@@ -84,6 +85,20 @@ class DataConfig:
             raise ReffAKDError(
                 f"test_fraction {fraction} is out of range: it must lie in (0, 1)", params=("test_fraction",)
             )
+
+    def folder_around(self, path: str | Path, cache: bool = False, either_way: bool = False) -> tuple[Any, Any] | None:
+        """(parameter, folder): the data or test folder given (``cache``: or the cache folder, parameter None) that
+        holds ``path`` (``either_way``: or lies in it), by real paths. reffakd never writes into the data (a run
+        folder would be an extra class of the next run on it), nor trains an autoencoder on its test images."""
+        from .cache import default_cache_dir
+
+        given = [(p, f) for p, f in (("data_dir", self.data_dir), ("test_dir", self.test_dir)) if f is not None]
+        real = Path(path).resolve()
+        for param, folder in given + ([(None, default_cache_dir())] if cache else []):
+            where = Path(folder).resolve()
+            if real == where or where in real.parents or (either_way and real in where.parents):
+                return param, folder
+        return None
 
     def loader_options(self) -> dict[str, Any]:
         options = {

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ReffAKDError
-from ..settings import opt
+from ..settings import check_types, is_number, opt
 
 if TYPE_CHECKING:
     import torch
@@ -34,6 +34,23 @@ class OptimConfig:
     # None: 30/60/80 % of the epochs, as 60/120/160 of 200
     milestones: tuple[int, ...] | None = opt(None, "LR milestones in epochs (default: 30/60/80%% of the epochs)")
     gamma: float = opt(0.2, "LR factor at each milestone")
+
+    @classmethod
+    def read(cls, section: dict[str, Any], what: str) -> OptimConfig:
+        """A spec section's optimiser (its other keys ignored), checked; ``lr: null`` is its ``lr_rule`` {"default":
+        LR, MODEL: LR} for its ``model``: a preset's per-student rate (kd-cifar100) follows a swapped-in student."""
+        if "lr" in section and section["lr"] is None:
+            rule, model = section.get("lr_rule"), section.get("model")
+            lr = rule.get(model, rule["default"]) if isinstance(rule, dict) and "default" in rule else None
+            if not is_number(lr):
+                rules = f'lr_rule {{"default": LR, MODEL: LR}} gives {lr!r} for model {model!r}'
+                raise ReffAKDError(f"{what} lr is null and its {rules}; set lr or the rule to a number")
+            section = {**section, "lr": float(lr)}
+        check_types(cls, section, what)
+        cfg = cls(**{k: v for k, v in section.items() if k in cls.__dataclass_fields__})
+        cfg.milestones = None if cfg.milestones is None else tuple(cfg.milestones)
+        cfg.validate()
+        return cfg
 
     def validate(self) -> None:
         """Each message names its field as a parameter (``params``): the CLI shows it as the flag that was typed."""

@@ -50,3 +50,32 @@ def summary_table(runs: Sequence[dict[str, Any]]) -> str:
             ]
         )
     return markdown_table(headers, rows)
+
+
+def cost_table(preset: str, cost: dict[str, Any]) -> str:
+    """``reffakd cost``'s table (``cost.recipe_cost``): the stages and totals as Markdown, labelled as computed from
+    FLOP counts."""
+    shape = "x".join(map(str, cost["input_shape"]))
+    lines = [
+        f"Preset `{preset}`: {cost['dataset']} ({shape}), {cost['train_images']:,} training and "
+        f"{cost['val_images']:,} validation images. Computed from the models' FLOP counts "
+        "(matmuls and convolutions, 1 MAC = 2 FLOPs) x images x epochs; nothing was trained.",
+        "",
+        "| soft targets / stage | model | parameters | FLOPs per image | images | epochs | FLOPs |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in cost["stages"]:  # ``cost.Stage``s
+        params = f"{s.parameters:,}" if s.parameters else "-"
+        lines.append(
+            f"| {s.group}: {s.stage} | {s.model} | {params} | {s.flops_per_image:.3e} | {s.images:,} | "
+            f"{s.epochs} | {s.flops:.3e} |"
+        )
+    for group, total in cost["totals"].items():
+        lines.append(f"| **{group}, total** | | | | | | **{total:.3e}** |")
+    lines += [
+        "",
+        f"The teacher's soft targets cost **{cost['teacher_over_reffakd']:,.1f}x** the FLOPs of ReffAKD's; a whole KD "
+        f"run (teacher + student) costs {cost['kd_over_reffakd_run']:,.2f}x a whole ReffAKD run (soft labels + "
+        "student).",
+    ]
+    return "\n".join(lines)
