@@ -13,6 +13,7 @@ import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from . import distillers  # its names load on first use: the command line's parser reads this module without torch
@@ -26,6 +27,7 @@ from .settings import check_section, is_number, unknown_key, yaml_hint
 from .softlabels.options import SoftLabelSpec, soft_label_config
 
 if TYPE_CHECKING:
+    from .distillers import Params
     from .pipeline import StudentConfig
     from .softlabels import SoftLabelConfig
 
@@ -349,8 +351,9 @@ class RunSpec:
         self._check_same_runs(where)
         self._check_grid(where)
         self._check_budgets(where)
-        for item in (i for i in self.run_items() if i.seed == self.seeds[0]):  # the methods' parameters, read
-            self.student_config(item.method, item.seed, point=item.params)
+        grid = self.grid.methods if self.grid else []
+        for m in (m for m in self.method_order() if m not in grid):  # read and checked once; a grid's points: above
+            self.parameters(m)
         self.data.label_budget()
         given = self.soft_labels.path is not None
         if given and self.soft_label_methods(semi=True) and self.soft_label_methods(semi=False):
@@ -374,7 +377,7 @@ class RunSpec:
             method = distillers.get_method(m)
             if method.form is None:  # a method of its own (ce, ls): its name is what runs
                 continue
-            params = asdict(method.parameters(self.method_params.get(m, {})))
+            params = asdict(self.parameters(m))
             key = (method.form, method.target_source, tuple(sorted(params.items())))
             if key in seen:
                 raise ReffAKDError(
@@ -461,12 +464,27 @@ class RunSpec:
         kinds = {m: distillers.get_method(m).source for m in self.methods}
         return {m for m, k in kinds.items() if k.input == "soft_labels" and (semi is None or k.semi == semi)}
 
+    @cached_property
+    def _parameters(self) -> dict[str, Params]:
+        return {}  # each method's, once read (``parameters``); not a field: ``spec.json`` holds ``method_params``
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A ``--jobs`` worker gets the spec without the cache: a combination's ``Params`` class is made at run time."""
+        return {k: v for k, v in self.__dict__.items() if k != "_parameters"}
+
+    def parameters(self, method: str) -> Params:
+        """``method``'s parameters: its defaults with its ``method_params``, checked when first asked, then trusted."""
+        if method not in self._parameters:
+            self._parameters[method] = distillers.get_method(method).parameters(self.method_params.get(method, {}))
+        return self._parameters[method]
+
     def student_config(self, method: str, seed: int, *, point: Mapping[str, Any] | None = None) -> StudentConfig:
         """One run's config; a grid ``point`` overrides ``method_params`` and the student's optimiser (its epochs: the
         default milestones)."""
         point = dict(point or {})
         names = distillers.parameter_types()
-        params = {**self.method_params.get(method, {}), **{k: v for k, v in point.items() if k in names}}
+        varied = {k: v for k, v in point.items() if k in names}
+        params = {**self.method_params.get(method, {}), **varied} if varied else self.parameters(method)
         optim = replace(self.student.optim, **{k: v for k, v in point.items() if k in OPTIM_GRID_TYPES})
         optim.milestones = None if "epochs" in point else optim.milestones
         from .pipeline import StudentConfig
