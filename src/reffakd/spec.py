@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import distillers  # its names load on first use: the command line's parser reads this module without torch
 from .data import DataConfig
 from .engine import OptimConfig
-from .engine.optim import STUDENT_SCHEDULE
+from .engine.optim import OPTIM_KEYS, STUDENT_SCHEDULE
 from .engine.speed import SPEED_KEYS, SpeedOptions
 from .errors import ReffAKDError
 from .seed import check_seed
@@ -183,7 +183,6 @@ class TuneSpec:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)
 # Each section's keys (any other is a typo that would silently do nothing) and the dataclass whose field types its
 # values have (an optimiser's are checked by ``OptimConfig.read``, once ``lr: null`` is resolved), checked when read.
 SECTIONS: dict[str, tuple[tuple[str, ...], type | None]] = {

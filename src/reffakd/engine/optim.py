@@ -86,6 +86,9 @@ class OptimConfig:
         return d
 
 
+OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)  # the keys of a spec's optimiser section
+
+
 def build_optimizer(params: Any, cfg: OptimConfig) -> torch.optim.SGD:
     import torch
 

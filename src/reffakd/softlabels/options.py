@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..engine.optim import OptimConfig
+from ..engine.optim import OPTIM_KEYS, OptimConfig
 from ..errors import ReffAKDError
 from ..seed import check_seed
 from ..settings import check_section, deprecated, opt
@@ -21,7 +21,6 @@ from .structure import STRUCTURES
 if TYPE_CHECKING:
     from .builder import SoftLabelConfig
 
-OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)  # the keys of its ``autoencoder``
 # Keys of the ``soft_labels`` section written before its keys were its flags' names: still read, with a note.
 OLD_SOFT_LABEL_KEYS = {"diagonal_boost": "boost", "temperature": "soft_temperature",
                        "target_own_probability": "target_own_prob", "equalize_own": "equalize_own_prob"}  # fmt: skip
