@@ -490,8 +490,13 @@ class RunSpec:
 
         return StudentConfig(method, self.student.model, optim, seed, params)
 
-    def soft_label_config(self) -> SoftLabelConfig:
+    @cached_property
+    def _soft_label_config(self) -> SoftLabelConfig:
         return soft_label_config(self.soft_labels, self.data.dataset)
+
+    def soft_label_config(self) -> SoftLabelConfig:
+        """The builder's settings for the soft labels the spec makes, read and checked once (when validated)."""
+        return self._soft_label_config
 
     def method_order(self) -> list[str]:
         """The baseline and every run another method distils first (tfkd-self's ce joins when missing), then the rest
