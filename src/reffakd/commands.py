@@ -92,16 +92,19 @@ def load_fitting(models: Sequence[str], autoencoder: bool, data: Any, log: Calla
     return splits
 
 
+def refuse_around(path: str | Path, key: str, data: DataConfig, relation: str, why: str, **around: bool) -> None:
+    """One line when a data folder (``DataConfig.folder_around``) holds ``path``, the value of ``key``."""
+    found = data.folder_around(path, **around)
+    if found is not None:
+        param, folder = found
+        where = f"{param} {folder}" if param else f"the cache folder {folder}"
+        raise ReffAKDError(f"{key} {path} {relation} {where}{why}", params=(key, param) if param else (key,))
+
+
 def check_out_outside_data(out: str | Path, data: DataConfig) -> None:
-    """Refuse an output folder inside the data, test or cache folder (``DataConfig.folder_around``)."""
-    around = data.folder_around(out, cache=True)
-    if around is not None:
-        param, folder = around
-        raise ReffAKDError(
-            f"out {out} is inside {param or 'the cache folder'} {folder}; reffakd never writes into the data: "
-            "choose an out outside it",
-            params=("out", param) if param else ("out",),
-        )
+    """Refuse an output folder inside the data, test or cache folder."""
+    why = "; reffakd never writes into the data: choose an out outside it"
+    refuse_around(out, "out", data, "is inside", why, cache=True)
 
 
 def check_soft_label_inputs(soft_cfg: Any, splits: Any, data: DataConfig) -> None:
@@ -111,14 +114,8 @@ def check_soft_label_inputs(soft_cfg: Any, splits: Any, data: DataConfig) -> Non
     unlabelled = soft_cfg.unlabelled_dir
     if unlabelled is not None:
         unlabelled_images(unlabelled, 1, (8, 8))  # one line if it is no folder or holds no images (nothing decoded)
-        around = data.folder_around(unlabelled, either_way=True)
-        if around is not None:
-            param, folder = around
-            raise ReffAKDError(
-                f"unlabelled_dir {unlabelled} overlaps {param} {folder}: the autoencoder would also "
-                "train on labelled, validation or test images; give a folder of other images",
-                params=("unlabelled_dir", param),
-            )
+        why = ": the autoencoder would also train on labelled, validation or test images; give a folder of other images"
+        refuse_around(unlabelled, "unlabelled_dir", data, "overlaps", why, either_way=True)
     check_soft_label_data(soft_cfg, splits)
 
 
